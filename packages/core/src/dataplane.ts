@@ -1,0 +1,36 @@
+// The contract every dataplane driver keeps (see DESIGN.md, "The contract").
+import type { DataplaneKind, DesiredState } from './desired-state.js';
+import type { LearnedEntry } from './learned.js';
+
+export interface DataplaneStatus {
+  readonly kind: DataplaneKind;
+  /** Kernel objects the driver owns, as human-readable names ("nft table inet dnsplane", ...). */
+  readonly objects: readonly string[];
+  /** Parser and enforcement counters by name. */
+  readonly counters: Readonly<Record<string, number>>;
+  /** Learned (set, address) entries currently in force. */
+  readonly learned: number;
+}
+
+export interface Dataplane {
+  readonly kind: DataplaneKind;
+  /**
+   * Exactly what `install` would program for this state (nft JSON, iptables-restore input,
+   * map contents). Pure: no kernel I/O.
+   */
+  render(state: DesiredState): string;
+  /**
+   * Make the kernel match `state`: all-or-nothing. Learned members of domain sets that still
+   * exist survive; the inline DNS-to-IP-set guarantee holds once this resolves.
+   */
+  install(state: DesiredState): Promise<void>;
+  /** Every learned entry still in force. */
+  exportLearned(): Promise<LearnedEntry[]>;
+  /** Add learned entries (from state on disk or another dataplane); expired ones are ignored. */
+  importLearned(entries: readonly LearnedEntry[]): Promise<void>;
+  status(): Promise<DataplaneStatus>;
+  /** Remove every kernel object this driver created. */
+  remove(): Promise<void>;
+  /** Stop background work (event consumers, timers) without touching enforcement. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole suite: unit tests (no privileges) then kernel tests (root, real kernel).
+# `npm test` runs the bootstrap first (pretest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx vitest run --project unit
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test: kernel project needs root; run npm test as root" >&2
+  exit 1
+fi
+npx vitest run --project kernel
