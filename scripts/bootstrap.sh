@@ -26,6 +26,11 @@ if ((${#missing[@]})); then
   rm -f /usr/sbin/policy-rc.d
 fi
 
+# bpffs: dnsplane pins its programs and maps under /sys/fs/bpf/dnsplane.
+if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
 # node modules: install from the lockfile when they are missing or older than it.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   echo "bootstrap: npm ci"
