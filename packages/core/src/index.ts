@@ -4,3 +4,4 @@ export * from './learned.js';
 export * from './dataplane.js';
 export * from './errors.js';
 export * from './runtime.js';
+export * from './domain-pattern.js';
