@@ -5,3 +5,4 @@ export * from './dataplane.js';
 export * from './errors.js';
 export * from './runtime.js';
 export * from './domain-pattern.js';
+export * from './selector.js';
