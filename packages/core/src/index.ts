@@ -6,3 +6,7 @@ export * from './errors.js';
 export * from './runtime.js';
 export * from './domain-pattern.js';
 export * from './selector.js';
+export * from './net-address.js';
+export * from './domain-set-id.js';
+export * from './learned-store.js';
+export * from './fake-dataplane.js';
