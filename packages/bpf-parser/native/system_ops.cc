@@ -1,0 +1,36 @@
+// Facts about the machine the BPF programs see: possible CPUs, the monotonic clock.
+#include <bpf/libbpf.h>
+#include <time.h>
+
+#include <cerrno>
+
+#include "common.h"
+#include "ops.h"
+
+namespace dnsplane_bpf {
+namespace {
+
+Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int n = libbpf_num_possible_cpus();
+  if (n <= 0) ThrowErrno(env, n < 0 ? -n : EINVAL, "possible cpus");
+  return Napi::Number::New(env, n);
+}
+
+// CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() reads.
+Napi::Value KtimeNs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) ThrowErrno(env, errno, "clock_gettime");
+  const uint64_t ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+  return Napi::BigInt::New(env, ns);
+}
+
+}  // namespace
+
+void RegisterSystemOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
+  exports.Set("ktimeNs", Napi::Function::New<KtimeNs>(env, "ktimeNs"));
+}
+
+}  // namespace dnsplane_bpf

@@ -1,0 +1,831 @@
+// The typed TypeScript API over the libbpf addon (native/): open a BPF object as a spec,
+// adjust globals and pins, load it, then work with its programs and maps, consume ring
+// buffers on the event loop, test-run programs and attach tc classifiers.
+//
+// Every failure of a kernel call surfaces as KernelError (errno, libbpf/verifier log in
+// `detail`); anything that is not there (pin, object file, map or program name, global,
+// interface) as NotFoundError. The addon is loaded on first use, so importing this module
+// never fails on a machine where it is not built yet.
+import { mkdirSync, unlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { KernelError, NotFoundError, NotSupportedError } from '@dnsplane/core';
+
+/** Where dnsplane pins its programs and maps unless configured otherwise. */
+export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/dnsplane';
+
+// ---------------------------------------------------------------------------------------
+// The addon's raw interface.
+
+export interface NativeMapInfo {
+  name: string;
+  fd: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  internal?: boolean;
+  pinPath?: string;
+  pinned?: boolean;
+}
+
+interface NativeProgramInfo {
+  name: string;
+  section: string;
+  type: number;
+  fd: number;
+}
+
+export interface NativeObjectHandle {
+  setGlobal(name: string, value: Uint8Array): void;
+  setPinPath(mapName: string, path: string | null): void;
+  load(): void;
+  programs(): NativeProgramInfo[];
+  maps(): NativeMapInfo[];
+  close(): void;
+}
+
+interface NativeRingBuffer {
+  consume(): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface NativeTestRunResult {
+  retval: number;
+  durationNs: number;
+  data: Buffer;
+  ctx?: Buffer;
+}
+
+interface NativeAddon {
+  ObjectHandle: new (path: string) => NativeObjectHandle;
+  RingBufferHandle: new (mapFd: number, onRecord: (record: Buffer) => void) => NativeRingBuffer;
+  objPin(fd: number, path: string): void;
+  objGet(path: string): number;
+  closeFd(fd: number): void;
+  mapInfo(fd: number): Omit<NativeMapInfo, 'fd'> & { id: number };
+  progInfo(fd: number): { name: string; type: number; id: number };
+  mapLookup(fd: number, key: Uint8Array, valueLength: number): Buffer | undefined;
+  mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags: number): void;
+  mapDelete(fd: number, key: Uint8Array): boolean;
+  mapNextKey(fd: number, key: Uint8Array | null, keySize: number): Buffer | undefined;
+  mapLookupBatch(
+    fd: number,
+    keySize: number,
+    valueLength: number,
+    capacity: number,
+  ): { keys: Buffer; values: Buffer; count: number };
+  mapUpdateBatch(fd: number, keys: Uint8Array, values: Uint8Array, count: number, flags: number): number;
+  mapDeleteBatch(fd: number, keys: Uint8Array, count: number): number;
+  progTestRun(
+    fd: number,
+    data: Uint8Array,
+    repeat: number,
+    ctx: Uint8Array | null,
+    dataOutCapacity: number,
+  ): NativeTestRunResult;
+  tcAttach(
+    ifname: string,
+    direction: TcDirection,
+    progFd: number,
+    priority: number,
+    handle: number,
+    replace: boolean,
+  ): { priority: number; handle: number; progId: number };
+  tcDetach(ifname: string, direction: TcDirection, priority: number, handle: number): void;
+  tcQuery(ifname: string, direction: TcDirection, priority: number, handle: number): number | undefined;
+  possibleCpus(): number;
+  ktimeNs(): bigint;
+}
+
+/** The shape of the errors the addon throws (see native/common.cc). */
+interface NativeError extends Error {
+  errno: number;
+  op: string;
+  log: string;
+  code?: string;
+}
+
+const ENOENT = 2;
+const ENODEV = 19;
+const EINVAL = 22;
+const EOPNOTSUPP = 95;
+/** The kernel-internal ENOTSUPP that BPF map commands return for "no such operation". */
+const ENOTSUPP = 524;
+
+const ADDON_PATH = '../build/Release/dnsplane_bpf.node';
+let addon: NativeAddon | undefined;
+
+function native(): NativeAddon {
+  if (addon === undefined) {
+    const require = createRequire(import.meta.url);
+    try {
+      addon = require(ADDON_PATH) as NativeAddon;
+    } catch (cause) {
+      throw new NotSupportedError(
+        `the libbpf addon is not built (${ADDON_PATH} next to ${dirname(new URL(import.meta.url).pathname)}); ` +
+          `run "npm run build:native -w @dnsplane/bpf-parser": ${String(cause)}`,
+      );
+    }
+  }
+  return addon;
+}
+
+function isNativeError(error: unknown): error is NativeError {
+  return error instanceof Error && typeof (error as Partial<NativeError>).errno === 'number';
+}
+
+/** Runs one addon call and turns its errors into the project's error classes. */
+function kernel<T>(call: (addon: NativeAddon) => T): T {
+  const bound = native();
+  try {
+    return call(bound);
+  } catch (error) {
+    throw translate(error);
+  }
+}
+
+function translate(error: unknown): unknown {
+  if (!isNativeError(error)) return error;
+  if (error.errno === ENOENT || error.errno === ENODEV) {
+    return new NotFoundError(error.log ? `${error.message}\n${error.log}` : error.message);
+  }
+  return new KernelError(error.message, error.log.trimEnd(), error.errno);
+}
+
+function errnoOf(error: unknown): number | undefined {
+  return error instanceof KernelError ? error.errno : undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Kinds.
+
+/** Kernel map type numbers (enum bpf_map_type) dnsplane cares about. */
+export const MapType = {
+  hash: 1,
+  array: 2,
+  progArray: 3,
+  perfEventArray: 4,
+  percpuHash: 5,
+  percpuArray: 6,
+  lruHash: 9,
+  lruPercpuHash: 10,
+  lpmTrie: 11,
+  ringbuf: 27,
+} as const;
+
+/** Kernel program type numbers (enum bpf_prog_type) dnsplane cares about. */
+export const ProgramType = {
+  socketFilter: 1,
+  schedCls: 3,
+  schedAct: 4,
+  xdp: 6,
+} as const;
+
+const PER_CPU_MAP_TYPES: ReadonlySet<number> = new Set([
+  MapType.percpuHash,
+  MapType.percpuArray,
+  MapType.lruPercpuHash,
+  21, // BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
+]);
+
+export type UpdateFlag = 'any' | 'noexist' | 'exist';
+const UPDATE_FLAGS: Readonly<Record<UpdateFlag, number>> = { any: 0, noexist: 1, exist: 2 };
+
+function updateFlags(flag: UpdateFlag | undefined): number {
+  const value = UPDATE_FLAGS[flag ?? 'any'];
+  if (value === undefined) throw new TypeError(`map update flag must be any, noexist or exist, not ${String(flag)}`);
+  return value;
+}
+
+/** Number of possible CPUs: the number of slots in a per-CPU map value. */
+export function possibleCpus(): number {
+  return kernel((a) => a.possibleCpus());
+}
+
+/** CLOCK_MONOTONIC in nanoseconds — the clock `bpf_ktime_get_ns()` reads in BPF programs. */
+export function ktimeNs(): bigint {
+  return kernel((a) => a.ktimeNs());
+}
+
+/** Removes a pin (a file in bpffs). NotFoundError when there is none. */
+export function unpin(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no pin at ${path}`);
+    const errno = (error as NodeJS.ErrnoException).errno;
+    throw new KernelError(`unpin ${path}`, String(error), errno === undefined ? undefined : Math.abs(errno));
+  }
+}
+
+/** @internal Shared liveness of the fds that belong to one loaded object. */
+export class FdOwner {
+  closed = false;
+  constructor(readonly description: string) {}
+  check(what: string): void {
+    if (this.closed) throw new Error(`${what}: ${this.description} is closed`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Object spec and loaded object.
+
+export interface MapSpec {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  /** .rodata/.data/.bss and other sections that libbpf turns into maps. */
+  readonly internal: boolean;
+  /** Where the map is reused from / pinned to on load, if set. */
+  readonly pinPath?: string;
+}
+
+export interface ProgramSpec {
+  readonly name: string;
+  readonly section: string;
+  readonly type: number;
+}
+
+/**
+ * A BPF object file opened but not loaded (like cilium/ebpf's CollectionSpec): set globals,
+ * choose pins, then `load()`. After load (successful or not) the spec is spent.
+ */
+export class BpfObjectSpec {
+  #handle: NativeObjectHandle | undefined;
+  readonly #pinDirs = new Set<string>();
+
+  private constructor(
+    readonly path: string,
+    handle: NativeObjectHandle,
+  ) {
+    this.#handle = handle;
+  }
+
+  /** Opens (parses) an object file: bpf_object__open_file. NotFoundError if absent. */
+  static open(path: string): BpfObjectSpec {
+    const handle = kernel((a) => new a.ObjectHandle(path));
+    return new BpfObjectSpec(path, handle);
+  }
+
+  #live(what: string): NativeObjectHandle {
+    if (this.#handle === undefined) throw new Error(`${what}: the spec of ${this.path} was already loaded or closed`);
+    return this.#handle;
+  }
+
+  get maps(): MapSpec[] {
+    return this.#live('maps')
+      .maps()
+      .map((m) => ({
+        name: m.name,
+        type: m.type,
+        keySize: m.keySize,
+        valueSize: m.valueSize,
+        maxEntries: m.maxEntries,
+        flags: m.flags,
+        internal: m.internal === true,
+        ...(m.pinPath === undefined ? {} : { pinPath: m.pinPath }),
+      }));
+  }
+
+  get programs(): ProgramSpec[] {
+    return this.#live('programs')
+      .programs()
+      .map((p) => ({ name: p.name, section: p.section, type: p.type }));
+  }
+
+  /**
+   * Sets the initial value of a global variable (`const volatile` in .rodata, or .data/.bss),
+   * found by name in the object's BTF. `value` must have exactly the variable's size.
+   */
+  setGlobal(name: string, value: Uint8Array): void {
+    const handle = this.#live('setGlobal');
+    kernel(() => handle.setGlobal(name, value));
+  }
+
+  /**
+   * Every (non-internal) map — or only the named ones — is pinned at `<pinDir>/<map name>`:
+   * an existing pin there is reused on load (libbpf checks it is compatible), otherwise the
+   * new map is pinned there. The folder is created on load.
+   */
+  reuseMaps(pinDir: string = DEFAULT_PIN_ROOT, options: { maps?: readonly string[] } = {}): void {
+    const handle = this.#live('reuseMaps');
+    const known = handle.maps();
+    const wanted = options.maps ?? known.filter((m) => m.internal !== true).map((m) => m.name);
+    for (const name of wanted) {
+      if (!known.some((m) => m.name === name)) throw new NotFoundError(`reuseMaps: ${this.path} has no map named ${name}`);
+      kernel(() => handle.setPinPath(name, join(pinDir, name)));
+    }
+    this.#pinDirs.add(pinDir);
+  }
+
+  /** Pins one map at an explicit path (null: not pinned). */
+  setMapPinPath(mapName: string, path: string | null): void {
+    const handle = this.#live('setMapPinPath');
+    kernel(() => handle.setPinPath(mapName, path));
+    if (path !== null) this.#pinDirs.add(dirname(path));
+  }
+
+  /** Loads maps and programs into the kernel. KernelError with the verifier log on rejection. */
+  load(): BpfObject {
+    const handle = this.#live('load');
+    this.#handle = undefined;
+    try {
+      for (const dir of this.#pinDirs) mkdirSync(dir, { recursive: true });
+      kernel(() => handle.load());
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+    return new BpfObject(this.path, handle);
+  }
+
+  /** Frees the spec without loading it. */
+  close(): void {
+    this.#handle?.close();
+    this.#handle = undefined;
+  }
+}
+
+/** A loaded object: its programs and maps stay valid until `close()`. */
+export class BpfObject {
+  readonly #owner: FdOwner;
+  readonly #handle: NativeObjectHandle;
+  readonly #programs = new Map<string, BpfProgram>();
+  readonly #maps = new Map<string, BpfMap>();
+
+  /** @internal — use BpfObjectSpec.load(). */
+  constructor(
+    readonly path: string,
+    handle: NativeObjectHandle,
+  ) {
+    this.#handle = handle;
+    this.#owner = new FdOwner(`BPF object ${path}`);
+    for (const p of handle.programs()) {
+      this.#programs.set(p.name, new BpfProgram(p.fd, p.name, p.type, this.#owner));
+    }
+    for (const m of handle.maps()) {
+      this.#maps.set(m.name, new BpfMap(m, this.#owner));
+    }
+  }
+
+  program(name: string): BpfProgram {
+    this.#owner.check(`program ${name}`);
+    const found = this.#programs.get(name);
+    if (found === undefined) throw new NotFoundError(`${this.path} has no program named ${name}`);
+    return found;
+  }
+
+  map(name: string): BpfMap {
+    this.#owner.check(`map ${name}`);
+    const found = this.#maps.get(name);
+    if (found === undefined) throw new NotFoundError(`${this.path} has no map named ${name}`);
+    return found;
+  }
+
+  programs(): BpfProgram[] {
+    this.#owner.check('programs');
+    return [...this.#programs.values()];
+  }
+
+  maps(): BpfMap[] {
+    this.#owner.check('maps');
+    return [...this.#maps.values()];
+  }
+
+  /** Closes every fd of the object (pins stay in bpffs, attachments stay in the kernel). */
+  close(): void {
+    if (this.#owner.closed) return;
+    this.#owner.closed = true;
+    this.#handle.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Programs.
+
+export interface TestRunOptions {
+  /** Packet data. Socket filters: must start with a 14-byte Ethernet header (the kernel strips it). */
+  readonly data: Uint8Array;
+  /** Runs the program this many times (≥ 1); `durationNs` is the average per run. */
+  readonly repeat?: number;
+  /** `struct __sk_buff` (or the program type's context) passed in. */
+  readonly ctx?: Uint8Array;
+  /** Room for the output packet; default data length + 512. */
+  readonly dataOutCapacity?: number;
+}
+
+export interface TestRunResult {
+  readonly retval: number;
+  /** Average nanoseconds per run, as measured by the kernel. */
+  readonly durationNs: number;
+  /** The packet after the run (for socket filters including the Ethernet header again). */
+  readonly data: Buffer;
+  readonly ctx?: Buffer;
+}
+
+export class BpfProgram {
+  /** @internal — obtain programs from BpfObject.program() or BpfProgram.fromPinned(). */
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    /** Kernel program type number (see ProgramType). */
+    readonly type: number,
+    readonly owner: FdOwner | undefined,
+  ) {}
+
+  #closed = false;
+
+  #check(what: string): number {
+    if (this.#closed) throw new Error(`${what}: program ${this.name} is closed`);
+    this.owner?.check(`${what} of program ${this.name}`);
+    return this.fd;
+  }
+
+  /** Opens a pinned program; the returned program owns its fd (close it). */
+  static fromPinned(path: string): BpfProgram {
+    return kernel((a) => {
+      const fd = a.objGet(path);
+      try {
+        const info = a.progInfo(fd);
+        return new BpfProgram(fd, info.name, info.type, undefined);
+      } catch (error) {
+        a.closeFd(fd);
+        throw error;
+      }
+    });
+  }
+
+  /** Pins the program at `path` in bpffs (the folder must exist). */
+  pin(path: string): void {
+    const fd = this.#check('pin');
+    kernel((a) => a.objPin(fd, path));
+  }
+
+  /** BPF_PROG_TEST_RUN. */
+  testRun(options: TestRunOptions): TestRunResult {
+    const fd = this.#check('testRun');
+    const repeat = options.repeat ?? 1;
+    if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`testRun: repeat must be an integer ≥ 1, not ${repeat}`);
+    const capacity = options.dataOutCapacity ?? options.data.length + 512;
+    const result = kernel((a) => a.progTestRun(fd, options.data, repeat, options.ctx ?? null, capacity));
+    return {
+      retval: result.retval,
+      durationNs: result.durationNs,
+      data: result.data,
+      ...(result.ctx === undefined ? {} : { ctx: result.ctx }),
+    };
+  }
+
+  /** Closes the fd of a program opened from a pin; a no-op for programs of a BpfObject. */
+  close(): void {
+    if (this.owner !== undefined || this.#closed) return;
+    this.#closed = true;
+    native().closeFd(this.fd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Maps.
+
+export class BpfMap {
+  readonly fd: number;
+  readonly name: string;
+  /** Kernel map type number (see MapType). */
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  /** Per-CPU maps: lookups return one 8-byte-aligned slot of `valueSize` bytes per possible CPU. */
+  readonly perCpu: boolean;
+  /** Bytes of a lookup result / an update value: valueSize, or per CPU round8(valueSize) × possibleCpus(). */
+  readonly valueLength: number;
+  readonly #owner: FdOwner | undefined;
+  #closed = false;
+
+  /** @internal — obtain maps from BpfObject.map() or BpfMap.fromPinned(). */
+  constructor(info: NativeMapInfo, owner: FdOwner | undefined) {
+    this.fd = info.fd;
+    this.name = info.name;
+    this.type = info.type;
+    this.keySize = info.keySize;
+    this.valueSize = info.valueSize;
+    this.maxEntries = info.maxEntries;
+    this.flags = info.flags;
+    this.perCpu = PER_CPU_MAP_TYPES.has(info.type);
+    this.valueLength = this.perCpu ? perCpuSlotSize(info.valueSize) * possibleCpus() : info.valueSize;
+    this.#owner = owner;
+  }
+
+  /** Opens a pinned map; the returned map owns its fd (close it). NotFoundError if no pin. */
+  static fromPinned(path: string): BpfMap {
+    return kernel((a) => {
+      const fd = a.objGet(path);
+      try {
+        const info = a.mapInfo(fd);
+        return new BpfMap({ ...info, fd }, undefined);
+      } catch (error) {
+        a.closeFd(fd);
+        throw error;
+      }
+    });
+  }
+
+  #check(what: string): number {
+    if (this.#closed) throw new Error(`${what}: map ${this.name} is closed`);
+    this.#owner?.check(`${what} on map ${this.name}`);
+    return this.fd;
+  }
+
+  #checkKey(key: Uint8Array, what: string): void {
+    if (key.length !== this.keySize) {
+      throw new RangeError(`${what} on map ${this.name}: key has ${key.length} bytes, the map's keys have ${this.keySize}`);
+    }
+  }
+
+  #checkValue(value: Uint8Array, what: string): void {
+    if (value.length !== this.valueLength) {
+      throw new RangeError(
+        `${what} on map ${this.name}: value has ${value.length} bytes, expected ${this.valueLength}` +
+          (this.perCpu ? ` (${possibleCpus()} CPUs × ${perCpuSlotSize(this.valueSize)})` : ''),
+      );
+    }
+  }
+
+  lookup(key: Uint8Array): Buffer | undefined {
+    const fd = this.#check('lookup');
+    this.#checkKey(key, 'lookup');
+    return kernel((a) => a.mapLookup(fd, key, this.valueLength));
+  }
+
+  /** Per-CPU maps: the value of each possible CPU, each `valueSize` bytes. */
+  lookupPerCpu(key: Uint8Array): Buffer[] | undefined {
+    if (!this.perCpu) throw new TypeError(`lookupPerCpu: map ${this.name} is not a per-CPU map`);
+    const value = this.lookup(key);
+    return value === undefined ? undefined : splitPerCpu(value, this.valueSize);
+  }
+
+  update(key: Uint8Array, value: Uint8Array, flags: UpdateFlag = 'any'): void {
+    const fd = this.#check('update');
+    this.#checkKey(key, 'update');
+    this.#checkValue(value, 'update');
+    const f = updateFlags(flags);
+    kernel((a) => a.mapUpdate(fd, key, value, f));
+  }
+
+  /** True when the key was there. */
+  delete(key: Uint8Array): boolean {
+    const fd = this.#check('delete');
+    this.#checkKey(key, 'delete');
+    return kernel((a) => a.mapDelete(fd, key));
+  }
+
+  /** All keys, by bpf_map_get_next_key (a key deleted meanwhile may restart a hash walk; duplicates are dropped). */
+  keys(): Buffer[] {
+    const fd = this.#check('keys');
+    const seen = new Set<string>();
+    const out: Buffer[] = [];
+    kernel((a) => {
+      let key: Buffer | undefined = a.mapNextKey(fd, null, this.keySize);
+      // A hash walk restarts when its cursor was deleted; bound the walk by a generous budget.
+      let budget = Math.max(this.maxEntries, 1) * 4;
+      while (key !== undefined && budget-- > 0) {
+        const hex = key.toString('hex');
+        if (!seen.has(hex)) {
+          seen.add(hex);
+          out.push(key);
+        }
+        key = a.mapNextKey(fd, key, this.keySize);
+      }
+    });
+    return out;
+  }
+
+  /** All entries: BPF_MAP_LOOKUP_BATCH, or key iteration + lookup where the kernel has no batch op. */
+  entries(): Array<[Buffer, Buffer]> {
+    const fd = this.#check('entries');
+    try {
+      const batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
+      const out: Array<[Buffer, Buffer]> = [];
+      for (let i = 0; i < batch.count; i++) {
+        out.push([
+          Buffer.from(batch.keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(batch.values.subarray(i * this.valueLength, (i + 1) * this.valueLength)),
+        ]);
+      }
+      return out;
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL) throw error;
+    }
+    const out: Array<[Buffer, Buffer]> = [];
+    for (const key of this.keys()) {
+      const value = this.lookup(key);
+      if (value !== undefined) out.push([key, value]);
+    }
+    return out;
+  }
+
+  /** BPF_MAP_UPDATE_BATCH (one syscall), or one update per key where the kernel has no batch op. */
+  updateBatch(keys: readonly Uint8Array[], values: readonly Uint8Array[], flags: UpdateFlag = 'any'): void {
+    const fd = this.#check('updateBatch');
+    if (keys.length !== values.length) {
+      throw new RangeError(`updateBatch on map ${this.name}: ${keys.length} keys but ${values.length} values`);
+    }
+    if (keys.length === 0) return;
+    keys.forEach((k) => this.#checkKey(k, 'updateBatch'));
+    values.forEach((v) => this.#checkValue(v, 'updateBatch'));
+    const f = updateFlags(flags);
+    try {
+      kernel((a) => a.mapUpdateBatch(fd, Buffer.concat(keys), Buffer.concat(values), keys.length, f));
+      return;
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP) throw error;
+    }
+    keys.forEach((key, i) => this.update(key, values[i] as Uint8Array, flags));
+  }
+
+  /** BPF_MAP_DELETE_BATCH, or one delete per key where the kernel has no batch op. Missing keys are an error in batch mode. */
+  deleteBatch(keys: readonly Uint8Array[]): void {
+    const fd = this.#check('deleteBatch');
+    if (keys.length === 0) return;
+    keys.forEach((k) => this.#checkKey(k, 'deleteBatch'));
+    try {
+      kernel((a) => a.mapDeleteBatch(fd, Buffer.concat(keys), keys.length));
+      return;
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP) throw error;
+    }
+    for (const key of keys) this.delete(key);
+  }
+
+  /** Pins the map at `path` in bpffs (the folder must exist). */
+  pin(path: string): void {
+    const fd = this.#check('pin');
+    kernel((a) => a.objPin(fd, path));
+  }
+
+  /** Closes the fd of a map opened from a pin; a no-op for maps of a BpfObject. */
+  close(): void {
+    if (this.#owner !== undefined || this.#closed) return;
+    this.#closed = true;
+    native().closeFd(this.fd);
+  }
+}
+
+/** Size of one CPU's slot in a per-CPU map value: valueSize rounded up to 8 bytes. */
+export function perCpuSlotSize(valueSize: number): number {
+  return Math.ceil(valueSize / 8) * 8;
+}
+
+/** Splits a per-CPU value into one `valueSize`-byte Buffer per CPU. */
+export function splitPerCpu(value: Buffer, valueSize: number): Buffer[] {
+  const slot = perCpuSlotSize(valueSize);
+  const out: Buffer[] = [];
+  for (let offset = 0; offset + slot <= value.length; offset += slot) {
+    out.push(Buffer.from(value.subarray(offset, offset + valueSize)));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Ring buffer.
+
+export interface RingBufferConsumerOptions {
+  /** Called when `onRecord` throws; default: the error becomes an uncaught exception. */
+  readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * Delivers the records of a BPF ring buffer map to `onRecord`, driven by the Node event
+ * loop (libuv polls the ring buffer's epoll fd): no timers, no threads. Each record is a
+ * copy. Keeps the process alive until `close()` (or `unref()`).
+ */
+export class RingBufferConsumer {
+  #handle: NativeRingBuffer | undefined;
+
+  constructor(map: BpfMap, onRecord: (record: Buffer) => void, options: RingBufferConsumerOptions = {}) {
+    if (map.type !== MapType.ringbuf) throw new TypeError(`RingBufferConsumer: map ${map.name} is not a ring buffer`);
+    const onError =
+      options.onError ??
+      ((error: unknown) => {
+        process.nextTick(() => {
+          throw error;
+        });
+      });
+    const deliver = (record: Buffer): void => {
+      try {
+        onRecord(record);
+      } catch (error) {
+        onError(error);
+      }
+    };
+    this.#handle = kernel((a) => new a.RingBufferHandle(map.fd, deliver));
+  }
+
+  /** Delivers the records available now, synchronously; returns how many. */
+  consume(): number {
+    const handle = this.#handle;
+    if (handle === undefined) return 0;
+    return kernel(() => handle.consume());
+  }
+
+  /** Lets the process exit while the consumer is open. */
+  unref(): this {
+    this.#handle?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#handle?.ref();
+    return this;
+  }
+
+  close(): void {
+    this.#handle?.close();
+    this.#handle = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// tc (clsact) attachment.
+
+export type TcDirection = 'ingress' | 'egress';
+
+export interface TcFilterRef {
+  /** Interface name, resolved in the network namespace of this process. */
+  readonly ifname: string;
+  readonly direction: TcDirection;
+  /** tc filter priority; default 1. */
+  readonly priority?: number;
+  /** tc filter handle; default 1. */
+  readonly handle?: number;
+}
+
+export interface TcAttachOptions extends TcFilterRef {
+  readonly program: BpfProgram;
+  /** Replace a filter already at (priority, handle) instead of failing with EEXIST. */
+  readonly replace?: boolean;
+}
+
+export interface TcAttachment {
+  readonly ifname: string;
+  readonly direction: TcDirection;
+  readonly priority: number;
+  readonly handle: number;
+  /** Kernel id of the attached program. */
+  readonly progId: number;
+}
+
+function tcRef(ref: TcFilterRef): { priority: number; handle: number } {
+  if (ref.direction !== 'ingress' && ref.direction !== 'egress') {
+    throw new TypeError(`tc: direction must be ingress or egress, not ${String(ref.direction)}`);
+  }
+  if (ref.ifname.length === 0 || ref.ifname.length > 15) {
+    throw new RangeError(`tc: interface name "${ref.ifname}" must have 1 to 15 characters`);
+  }
+  const priority = ref.priority ?? 1;
+  const handle = ref.handle ?? 1;
+  if (!Number.isInteger(priority) || priority < 1 || priority > 0xffff) {
+    throw new RangeError(`tc: priority must be an integer 1..65535, not ${priority}`);
+  }
+  if (!Number.isInteger(handle) || handle < 1 || handle > 0xffffffff) {
+    throw new RangeError(`tc: handle must be a positive 32-bit integer, not ${handle}`);
+  }
+  return { priority, handle };
+}
+
+/**
+ * Attaches a tc classifier (direct-action) on the interface's clsact hook, creating the
+ * clsact qdisc if missing. The interface is looked up in this process's network namespace.
+ */
+export function attachTc(options: TcAttachOptions): TcAttachment {
+  const { priority, handle } = tcRef(options);
+  const fd = options.program.fd;
+  options.program.owner?.check(`attachTc of program ${options.program.name}`);
+  const result = kernel((a) =>
+    a.tcAttach(options.ifname, options.direction, fd, priority, handle, options.replace === true),
+  );
+  return { ifname: options.ifname, direction: options.direction, ...result };
+}
+
+/** Detaches the filter at (priority, handle); NotFoundError when it is not there. The clsact qdisc stays. */
+export function detachTc(options: TcFilterRef): void {
+  const { priority, handle } = tcRef(options);
+  kernel((a) => a.tcDetach(options.ifname, options.direction, priority, handle));
+}
+
+/** The kernel id of the program attached at (priority, handle), or undefined. */
+export function queryTc(options: TcFilterRef): number | undefined {
+  const { priority, handle } = tcRef(options);
+  return kernel((a) => a.tcQuery(options.ifname, options.direction, priority, handle));
+}
