@@ -1,0 +1,49 @@
+// The two iptables backends and how `auto` picks one: follow what the host already uses.
+import type { IpFamily, ProcessRunner } from '@dnsplane/core';
+import { KernelError } from '@dnsplane/core';
+import { z } from 'zod';
+
+export const IPTABLES_BACKENDS = ['legacy', 'nft'] as const;
+export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
+
+/** `iptables.backend` in the config. */
+export const backendChoiceSchema = z.enum(['auto', 'legacy', 'nft']);
+export type BackendChoice = z.infer<typeof backendChoiceSchema>;
+
+export type IptablesTool = 'restore' | 'save';
+
+/** `iptables-nft-restore`, `ip6tables-legacy-save`, … */
+export function toolName(backend: IptablesBackend, family: IpFamily, tool: IptablesTool): string {
+  return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
+}
+
+/** Rules and user chains in iptables-save output (comments, table headers and COMMIT excluded). */
+export function countSavedObjects(output: string): number {
+  let count = 0;
+  for (const line of output.split('\n')) {
+    if (line.startsWith('-A ')) count += 1;
+    else if (line.startsWith(':') && !/^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) /.test(line)) count += 1;
+  }
+  return count;
+}
+
+/**
+ * `auto`: the backend whose tables (IPv4 and IPv6) hold more rules and user chains; nft when
+ * neither holds any (or on a tie), as current distributions default to it.
+ */
+export async function detectBackend(runner: ProcessRunner): Promise<IptablesBackend> {
+  const counts: Record<IptablesBackend, number> = { legacy: 0, nft: 0 };
+  for (const backend of IPTABLES_BACKENDS) {
+    for (const family of [4, 6] as const) {
+      const command = toolName(backend, family, 'save');
+      const result = await runner.run(command, []);
+      if (result.code !== 0) throw new KernelError(`${command} failed`, result.stderr.trim());
+      counts[backend] += countSavedObjects(result.stdout);
+    }
+  }
+  return counts.legacy > counts.nft ? 'legacy' : 'nft';
+}
+
+export async function resolveBackend(choice: BackendChoice, runner: ProcessRunner): Promise<IptablesBackend> {
+  return choice === 'auto' ? detectBackend(runner) : choice;
+}

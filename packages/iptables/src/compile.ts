@@ -1,0 +1,322 @@
+// DesiredState → one Ruleset per address family (the chain layout is described in README.md).
+//
+// Evaluation (desired-state.ts): established/related first; then, per selected endpoint and
+// direction, its policies in order; in a policy the rules in order — allow/deny end
+// evaluation, log continues, pass leaves the policy; no verdict → default deny.
+//
+// Allow cannot be a plain ACCEPT: a packet between two local workloads is checked by the
+// sender's egress chain and then by the receiver's ingress chain in the same FORWARD
+// traversal, and ACCEPT would skip the second. So allow sets the `allow` mark bit and leaves
+// the policy (`-g DNSPLANE-ALLOW`); the endpoint chain returns as soon as the bit is set; the
+// dispatch chain ACCEPTs at its end when the bit is still set.
+import type { CompiledPeer, CompiledPolicy, CompiledRule, Cidr, DesiredState, Direction, IpFamily, PortRange } from '@dnsplane/core';
+import { NotSupportedError } from '@dnsplane/core';
+import type { DomainMatchProvider } from './domain-match.js';
+import { CHAIN_PREFIX, MAX_MULTIPORT_PORTS } from './model.js';
+import type { BuiltinChain, Chain, Jump, Match, Rule, Ruleset, Target } from './model.js';
+import { logPrefix, objectChainName } from './names.js';
+import type { ChainKind } from './names.js';
+
+/** Two packet-mark bits dnsplane owns (set and cleared only inside its chains). */
+export interface MarkBits {
+  /** "An allow rule matched": set by DNSPLANE-ALLOW, read by endpoint and dispatch chains. */
+  readonly allow: number;
+  /** Scratch bit: "the rule matched" for rules with several notNets (see `NN` chains). */
+  readonly match: number;
+}
+
+export const DEFAULT_MARKS: MarkBits = { allow: 0x0100_0000, match: 0x0200_0000 };
+
+export interface CompileOptions {
+  readonly domainMatches: DomainMatchProvider;
+  readonly marks: MarkBits;
+}
+
+export const DISPATCH_CHAINS: Readonly<Record<BuiltinChain, string>> = {
+  INPUT: `${CHAIN_PREFIX}INPUT`,
+  FORWARD: `${CHAIN_PREFIX}FORWARD`,
+  OUTPUT: `${CHAIN_PREFIX}OUTPUT`,
+};
+export const ALLOW_CHAIN = `${CHAIN_PREFIX}ALLOW`;
+
+/** The jumps from built-in chains: always these three, whatever the state. */
+export const JUMPS: readonly Jump[] = (['INPUT', 'FORWARD', 'OUTPUT'] as const).map((from) => ({
+  from,
+  to: DISPATCH_CHAINS[from],
+}));
+
+const PORT_PROTOCOLS = new Set([6, 17, 33, 132, 136]);
+const ICMP = 1;
+const ICMPV6 = 58;
+
+const established: Rule = {
+  matches: [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }],
+  target: { kind: 'accept' },
+};
+
+export function compileRulesets(state: DesiredState, options: CompileOptions): { v4: Ruleset; v6: Ruleset } {
+  return { v4: compileRuleset(state, 4, options), v6: compileRuleset(state, 6, options) };
+}
+
+export function compileRuleset(state: DesiredState, family: IpFamily, options: CompileOptions): Ruleset {
+  const { marks } = options;
+  const names = new ChainNames();
+  const policies = new Map(state.policies.map((p) => [p.name, p]));
+  const policyChains: Chain[] = [];
+  const subChains: Chain[] = [];
+  const compiledPolicy = new Map<string, string>();
+
+  const policyChain = (policy: CompiledPolicy, direction: Direction): string | undefined => {
+    const rules = direction === 'ingress' ? policy.ingress : policy.egress;
+    if (rules === undefined) return undefined;
+    const key = `${direction}\0${policy.name}`;
+    const known = compiledPolicy.get(key);
+    if (known !== undefined) return known;
+    const name = names.claim(direction === 'ingress' ? 'PI' : 'PE', policy.name);
+    compiledPolicy.set(key, name);
+    const body: Rule[] = [];
+    for (const rule of rules) body.push(...compileRule(policy.name, direction, rule, family, options, names, subChains));
+    policyChains.push({ name, rules: body });
+    return name;
+  };
+
+  const clearAllow: Rule = { matches: [], target: { kind: 'setMark', value: 0, mask: marks.allow } };
+  const endpointChain = (kind: ChainKind, endpoint: string, policyNames: readonly string[], direction: Direction): Chain | undefined => {
+    const chains: string[] = [];
+    for (const policyName of policyNames) {
+      const policy = policies.get(policyName);
+      if (policy === undefined) throw new NotSupportedError(`endpoint ${endpoint}: unknown policy ${policyName}`);
+      const chain = policyChain(policy, direction);
+      if (chain !== undefined) chains.push(chain);
+    }
+    if (chains.length === 0) return undefined;
+    const rules: Rule[] = [established, clearAllow];
+    for (const chain of chains) {
+      rules.push({ matches: [], target: { kind: 'jump', chain } });
+      rules.push({ matches: [{ kind: 'mark', value: marks.allow, mask: marks.allow }], target: { kind: 'return' } });
+    }
+    rules.push({ matches: [], target: { kind: 'drop' } });
+    return { name: names.claim(kind, endpoint), rules };
+  };
+
+  const dispatch: Record<BuiltinChain, Rule[]> = { INPUT: [], FORWARD: [], OUTPUT: [] };
+  const endpointChains: Chain[] = [];
+  const toWorkload: Rule[] = [];
+  for (const endpoint of state.endpoints) {
+    if (endpoint.host) {
+      const input = endpointChain('TH', endpoint.name, endpoint.ingressPolicies, 'ingress');
+      if (input) {
+        endpointChains.push(input);
+        dispatch.INPUT.push({ matches: [{ kind: 'inInterface', name: 'lo', negate: true }], target: { kind: 'jump', chain: input.name } });
+      }
+      const output = endpointChain('FH', endpoint.name, endpoint.egressPolicies, 'egress');
+      if (output) {
+        endpointChains.push(output);
+        dispatch.OUTPUT.push({ matches: [{ kind: 'outInterface', name: 'lo', negate: true }], target: { kind: 'jump', chain: output.name } });
+      }
+      continue;
+    }
+    const iface = endpoint.interface;
+    if (iface === undefined) continue;
+    const fromWorkload = endpointChain('FW', endpoint.name, endpoint.egressPolicies, 'egress');
+    if (fromWorkload) {
+      endpointChains.push(fromWorkload);
+      dispatch.FORWARD.push({ matches: [{ kind: 'inInterface', name: iface }], target: { kind: 'jump', chain: fromWorkload.name } });
+    }
+    const toW = endpointChain('TW', endpoint.name, endpoint.ingressPolicies, 'ingress');
+    if (toW) {
+      endpointChains.push(toW);
+      toWorkload.push({ matches: [{ kind: 'outInterface', name: iface }], target: { kind: 'jump', chain: toW.name } });
+    }
+  }
+  // Traffic to a workload is forwarded, or sent by the host itself (OUTPUT).
+  dispatch.FORWARD.push(...toWorkload);
+  dispatch.OUTPUT.push(...toWorkload);
+
+  const dispatchChains: Chain[] = (['INPUT', 'FORWARD', 'OUTPUT'] as const).map((builtin) => {
+    const body = dispatch[builtin];
+    const rules: Rule[] =
+      body.length === 0
+        ? []
+        : [
+            clearAllow,
+            ...body,
+            { matches: [{ kind: 'mark', value: marks.allow, mask: marks.allow }], target: { kind: 'accept' } },
+          ];
+    return { name: DISPATCH_CHAINS[builtin], rules };
+  });
+  const allowChain: Chain = {
+    name: ALLOW_CHAIN,
+    rules: [{ matches: [], target: { kind: 'setMark', value: marks.allow, mask: marks.allow } }],
+  };
+
+  return {
+    family,
+    tables: [
+      {
+        name: 'filter',
+        chains: [...dispatchChains, allowChain, ...endpointChains, ...policyChains, ...subChains],
+        jumps: JUMPS,
+      },
+    ],
+  };
+}
+
+/** Hands out chain names and refuses two objects that would share one (a hash collision). */
+class ChainNames {
+  private readonly owners = new Map<string, string>();
+  claim(kind: ChainKind, name: string): string {
+    const chain = objectChainName(kind, name);
+    const owner = `${kind}:${name}`;
+    const previous = this.owners.get(chain);
+    if (previous !== undefined && previous !== owner) {
+      throw new NotSupportedError(`chain name ${chain} would serve both ${previous} and ${owner}; rename one`);
+    }
+    this.owners.set(chain, owner);
+    return chain;
+  }
+}
+
+function compileRule(
+  policy: string,
+  direction: Direction,
+  rule: CompiledRule,
+  family: IpFamily,
+  options: CompileOptions,
+  names: ChainNames,
+  subChains: Chain[],
+): Rule[] {
+  const where = `policy ${policy} ${direction}[${rule.index}]`;
+  if (rule.family !== undefined && rule.family !== family) return [];
+  if (rule.protocol === ICMP && family === 6) return [];
+  if (rule.protocol === ICMPV6 && family === 4) return [];
+  const source = peerForFamily(rule.source, family);
+  const destination = peerForFamily(rule.destination, family);
+  // Nets were given, none of this family: the rule cannot match this family.
+  if (source === undefined || destination === undefined) return [];
+
+  const hasPorts = [rule.source, rule.destination].some((p) => p.ports.length > 0 || p.notPorts.length > 0);
+  let protocols: readonly (number | undefined)[] = [rule.protocol];
+  if (hasPorts) {
+    if (rule.protocol === undefined) protocols = [6, 17];
+    else if (!PORT_PROTOCOLS.has(rule.protocol)) {
+      throw new NotSupportedError(`${where}: ports need TCP, UDP, SCTP, DCCP or UDPLite, not protocol ${rule.protocol}`);
+    }
+  }
+
+  const sideMatches = (side: 'source' | 'destination', peer: FamilyPeer): { nets: (Match | undefined)[]; ports: (Match | undefined)[]; fixed: Match[] } => {
+    const nets: (Match | undefined)[] = peer.nets.length === 0 ? [undefined] : peer.nets.map((cidr) => ({ kind: 'address', side, cidr, negate: false }));
+    const ports: (Match | undefined)[] =
+      peer.ports.length === 0 ? [undefined] : chunkPorts(peer.ports).map((ranges) => ({ kind: 'ports', side, ranges, negate: false }));
+    const fixed: Match[] = chunkPorts(peer.notPorts).map((ranges) => ({ kind: 'ports', side, ranges, negate: true }));
+    if (peer.notNets.length === 1 && !needsSubChain(source, destination)) {
+      fixed.unshift({ kind: 'address', side, cidr: peer.notNets[0] as string, negate: true });
+    }
+    return { nets, ports, fixed };
+  };
+  const src = sideMatches('source', source);
+  const dst = sideMatches('destination', destination);
+  const domain: Match[] =
+    rule.destination.domainSetId === undefined
+      ? []
+      : [{ kind: 'bpfPinned', path: options.domainMatches.matchProgramPath(rule.destination.domainSetId) }];
+
+  const ruleName = `${direction === 'ingress' ? 'i' : 'e'}${rule.index}`;
+  const verdict = actionTarget(rule, policy, ruleName);
+  const { marks } = options;
+
+  let target: Target = verdict;
+  const out: Rule[] = [];
+  let after: Rule | undefined;
+  if (needsSubChain(source, destination)) {
+    // Several notNets: the sub-chain RETURNs for each excluded net and otherwise marks the
+    // packet "matched"; the policy chain then applies the verdict to marked packets.
+    const chain = names.claim('NN', `${policy}.${ruleName}`);
+    subChains.push({
+      name: chain,
+      rules: [
+        ...source.notNets.map((cidr): Rule => ({ matches: [{ kind: 'address', side: 'source', cidr, negate: false }], target: { kind: 'return' } })),
+        ...destination.notNets.map((cidr): Rule => ({ matches: [{ kind: 'address', side: 'destination', cidr, negate: false }], target: { kind: 'return' } })),
+        { matches: [], target: { kind: 'setMark', value: marks.match, mask: marks.match } },
+      ],
+    });
+    out.push({ matches: [], target: { kind: 'setMark', value: 0, mask: marks.match } });
+    target = { kind: 'jump', chain };
+    after = { matches: [{ kind: 'mark', value: marks.match, mask: marks.match }], target: verdict };
+  }
+
+  for (const protocol of protocols) {
+    for (const sNet of src.nets) {
+      for (const dNet of dst.nets) {
+        for (const sPorts of src.ports) {
+          for (const dPorts of dst.ports) {
+            const matches: Match[] = [];
+            if (protocol !== undefined) matches.push({ kind: 'protocol', protocol });
+            if (sNet) matches.push(sNet);
+            if (dNet) matches.push(dNet);
+            matches.push(...src.fixed.filter((m) => m.kind === 'address'), ...dst.fixed.filter((m) => m.kind === 'address'));
+            if (sPorts) matches.push(sPorts);
+            matches.push(...src.fixed.filter((m) => m.kind === 'ports'));
+            if (dPorts) matches.push(dPorts);
+            matches.push(...dst.fixed.filter((m) => m.kind === 'ports'));
+            matches.push(...domain);
+            out.push({ matches, target });
+          }
+        }
+      }
+    }
+  }
+  if (after) out.push(after);
+  return out;
+}
+
+function actionTarget(rule: CompiledRule, policy: string, ruleName: string): Target {
+  switch (rule.action) {
+    case 'allow':
+      return { kind: 'goto', chain: ALLOW_CHAIN };
+    case 'deny':
+      return { kind: 'drop' };
+    case 'log':
+      return { kind: 'log', prefix: logPrefix(policy, ruleName) };
+    case 'pass':
+      return { kind: 'return' };
+  }
+}
+
+interface FamilyPeer {
+  readonly nets: readonly string[];
+  readonly notNets: readonly string[];
+  readonly ports: readonly PortRange[];
+  readonly notPorts: readonly PortRange[];
+}
+
+/** The peer restricted to one family; undefined when it lists nets, none of this family. */
+function peerForFamily(peer: CompiledPeer, family: IpFamily): FamilyPeer | undefined {
+  const of = (cidrs: readonly Cidr[]): string[] => cidrs.filter((c) => c.family === family).map((c) => c.text);
+  const nets = of(peer.nets);
+  if (peer.nets.length > 0 && nets.length === 0) return undefined;
+  return { nets, notNets: of(peer.notNets), ports: peer.ports, notPorts: peer.notPorts };
+}
+
+function needsSubChain(source: FamilyPeer, destination: FamilyPeer): boolean {
+  return source.notNets.length > 1 || destination.notNets.length > 1;
+}
+
+/** Splits port ranges into groups that fit one multiport match (a range counts two). */
+export function chunkPorts(ranges: readonly PortRange[]): PortRange[][] {
+  const chunks: PortRange[][] = [];
+  let current: PortRange[] = [];
+  let used = 0;
+  for (const range of ranges) {
+    const cost = range.first === range.last ? 1 : 2;
+    if (used + cost > MAX_MULTIPORT_PORTS) {
+      chunks.push(current);
+      current = [];
+      used = 0;
+    }
+    current.push(range);
+    used += cost;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}

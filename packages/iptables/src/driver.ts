@@ -1,0 +1,160 @@
+// The iptables dataplane: own chains in the filter table of iptables and ip6tables, applied
+// with `<tool>-restore --noflush` (one atomic transaction per table and family), three jumps
+// from the built-in chains kept exactly once each.
+import type { Dataplane, DataplaneStatus, DesiredState, IpFamily, LearnedEntry, ProcessRunner } from '@dnsplane/core';
+import { KernelError, systemProcessRunner } from '@dnsplane/core';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { backendChoiceSchema, resolveBackend, toolName } from './backend.js';
+import type { BackendChoice, IptablesBackend } from './backend.js';
+import { compileRulesets, DEFAULT_MARKS } from './compile.js';
+import type { MarkBits } from './compile.js';
+import { DEFAULT_PIN_ROOT, pinnedDomainMatches } from './domain-match.js';
+import type { DomainMatchProvider } from './domain-match.js';
+import type { Ruleset, TableName } from './model.js';
+import { renderFresh, renderRemoval, renderTable, restoreLabel } from './render.js';
+import { parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
+import type { SavedTable } from './saved-table.js';
+
+export interface IptablesDataplaneOptions {
+  /** `iptables.backend` from the config; `auto` (default) follows what the host already uses. */
+  readonly backend?: BackendChoice;
+  /** Runs iptables tools (tests wrap it with `ip netns exec`). Default: spawn on this host. */
+  readonly runner?: ProcessRunner;
+  /** Where domain-set match programs are pinned; used when `domainMatches` is not given. */
+  readonly pinRoot?: string;
+  /** Pins and names the xt_bpf match program of each domain set (bpf-parser provides one). */
+  readonly domainMatches?: DomainMatchProvider;
+  /** Packet-mark bits dnsplane may use (default 0x01000000 allow, 0x02000000 match). */
+  readonly marks?: MarkBits;
+  readonly logger?: Logger;
+}
+
+const FAMILIES: readonly IpFamily[] = [4, 6];
+const TABLE: TableName = 'filter';
+
+export class IptablesDataplane implements Dataplane {
+  readonly kind = 'iptables' as const;
+  private readonly runner: ProcessRunner;
+  private readonly domainMatches: DomainMatchProvider;
+  private readonly marks: MarkBits;
+  private readonly logger: Logger;
+  private readonly backendChoice: BackendChoice;
+  private backend: IptablesBackend | undefined;
+
+  constructor(options: IptablesDataplaneOptions = {}) {
+    this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
+    this.runner = options.runner ?? systemProcessRunner;
+    this.domainMatches = options.domainMatches ?? pinnedDomainMatches(options.pinRoot ?? DEFAULT_PIN_ROOT);
+    this.marks = options.marks ?? DEFAULT_MARKS;
+    this.logger = options.logger ?? pino({ level: 'silent' });
+  }
+
+  /** The two restore inputs a fresh host would get, each under a comment line naming its tool. */
+  render(state: DesiredState): string {
+    const { v4, v6 } = this.compile(state);
+    return `${restoreLabel(4)}\n${renderFresh(v4)}${restoreLabel(6)}\n${renderFresh(v6)}`;
+  }
+
+  /** The backend in use (resolved once: `auto` inspects the host on first use). */
+  async resolvedBackend(): Promise<IptablesBackend> {
+    this.backend ??= await resolveBackend(this.backendChoice, this.runner);
+    return this.backend;
+  }
+
+  async install(state: DesiredState): Promise<void> {
+    const rulesets = this.compile(state);
+    const used = new Set(state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]).map((r) => r.destination.domainSetId));
+    await this.domainMatches.prepare(state.domainSets.filter((s) => used.has(s.id)));
+    const backend = await this.resolvedBackend();
+
+    const applied: Array<{ family: IpFamily; before: SavedTable }> = [];
+    for (const ruleset of [rulesets.v4, rulesets.v6]) {
+      const before = await this.readTable(ruleset.family);
+      try {
+        await this.applyRuleset(ruleset, before);
+        applied.push({ family: ruleset.family, before });
+      } catch (error) {
+        await this.rollBack(applied);
+        throw error;
+      }
+    }
+    this.logger.info({ event: 'iptables.installed', backend, chains: rulesets.v4.tables[0]?.chains.length ?? 0 }, 'iptables rules installed');
+  }
+
+  async exportLearned(): Promise<LearnedEntry[]> {
+    // Learned members live in the kernel membership maps owned by bpf-parser, which the xt_bpf
+    // match programs consult; this driver keeps no learned state of its own.
+    return [];
+  }
+
+  async importLearned(_entries: readonly LearnedEntry[]): Promise<void> {
+    // Nothing to do here: learned state is imported into the bpf-parser membership maps.
+  }
+
+  async status(): Promise<DataplaneStatus> {
+    const backend = await this.resolvedBackend();
+    const objects: string[] = [];
+    const counters: Record<string, number> = {};
+    for (const family of FAMILIES) {
+      const saved = await this.readTable(family);
+      const tool = family === 4 ? 'iptables' : 'ip6tables';
+      for (const chain of saved.chains) objects.push(`${tool}-${backend} ${TABLE} chain ${chain}`);
+      for (const jump of saved.jumps) objects.push(`${tool}-${backend} ${TABLE} jump ${jump.from} -> ${jump.to}`);
+      counters[`ipv${family}_chains`] = saved.chains.length;
+      counters[`ipv${family}_rules`] = saved.rules.length;
+      counters[`ipv${family}_jumps`] = saved.jumps.length;
+    }
+    return { kind: 'iptables', objects, counters, learned: 0 };
+  }
+
+  async remove(): Promise<void> {
+    for (const family of FAMILIES) {
+      const saved = await this.readTable(family);
+      if (saved.chains.length === 0 && saved.jumps.length === 0) continue;
+      await this.restore(family, renderRemoval(TABLE, saved.jumps.map((j) => j.spec), saved.chains));
+    }
+    this.logger.info({ event: 'iptables.removed' }, 'iptables rules removed');
+  }
+
+  async close(): Promise<void> {}
+
+  private compile(state: DesiredState): { v4: Ruleset; v6: Ruleset } {
+    return compileRulesets(state, { domainMatches: this.domainMatches, marks: this.marks });
+  }
+
+  private async applyRuleset(ruleset: Ruleset, before: SavedTable): Promise<void> {
+    const input = ruleset.tables.map((table) => renderTable(table, tableChanges(table, before))).join('');
+    await this.restore(ruleset.family, input);
+  }
+
+  /** Puts the families already applied back as they were before this install. */
+  private async rollBack(applied: ReadonlyArray<{ family: IpFamily; before: SavedTable }>): Promise<void> {
+    for (const { family, before } of [...applied].reverse()) {
+      try {
+        const now = await this.readTable(family);
+        await this.restore(family, rollbackInput(before, now));
+        this.logger.warn({ event: 'iptables.rolled_back', family }, 'install failed; previous rules restored');
+      } catch (error) {
+        this.logger.error({ event: 'iptables.rollback_failed', family, err: error }, 'rollback failed');
+      }
+    }
+  }
+
+  private async readTable(family: IpFamily): Promise<SavedTable> {
+    const command = toolName(await this.resolvedBackend(), family, 'save');
+    const result = await this.runner.run(command, ['-t', TABLE]);
+    if (result.code !== 0) throw new KernelError(`${command} -t ${TABLE} failed`, result.stderr.trim());
+    return parseSavedTable(result.stdout, TABLE);
+  }
+
+  private async restore(family: IpFamily, input: string): Promise<void> {
+    const command = toolName(await this.resolvedBackend(), family, 'restore');
+    const result = await this.runner.run(command, ['-w', '--noflush'], { input });
+    if (result.code !== 0) throw new KernelError(`${command} --noflush failed (nothing applied)`, result.stderr.trim());
+  }
+}
+
+export function createIptablesDataplane(options: IptablesDataplaneOptions = {}): IptablesDataplane {
+  return new IptablesDataplane(options);
+}
