@@ -1,0 +1,1123 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * dnsplane: the inline DNS parser.
+ *
+ * One parse routine (dnsplane_parse) takes the offset of the IP header and reads the packet
+ * with bpf_skb_load_bytes only, so it serves two entry points:
+ *   dnsplane_parse_socket  socket filter, for xt_bpf (data starts at the IP header);
+ *                          returns skb->len: never zero, so the xt_bpf match always
+ *                          matches and the rule's other matches decide; the packet is
+ *                          neither dropped nor changed.
+ *   dnsplane_parse_tc      tc classifier (data starts at the Ethernet header); returns
+ *                          TC_ACT_UNSPEC so the next filter / the default action applies.
+ *
+ * Both directions: a query to a trusted server is remembered in dnsp_queries; a response
+ * from a trusted server that answers a remembered query is parsed and its A/AAAA answers
+ * are credited to every domain set whose patterns match a name of the CNAME chain. The
+ * semantics are the team brief's "Parser semantics", implemented identically by the
+ * TypeScript reference parser in @dnsplane/core.
+ *
+ * Verifier shapes: data-dependent loops (the labels of a name, the answer records, the
+ * bytes of a glob, the credits) run under bpf_loop, whose callback is verified once
+ * instead of once per iteration; name decoding is a global (non-static, noinline)
+ * subprogram, verified once on its own: inlined into the answers loop it blows the
+ * 1M-instruction budget. All state a callback needs lives in the per-CPU scratch map,
+ * read back as unknown scalars, so no loop-carried constant multiplies verifier states.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "dnsplane_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ---------------------------------------------------------------- maps (pinned by name) */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dnsplane_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct dnsplane_server_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_servers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dnsplane_query_key);
+	__type(value, struct dnsplane_query_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_queries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct dnsplane_domain_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct dnsplane_pattern);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_patterns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct dnsplane_member4_key);
+	__type(value, struct dnsplane_member_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_members4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct dnsplane_member6_key);
+	__type(value, struct dnsplane_member_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_members6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DNSPLANE_C_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_events SEC(".maps");
+
+/* ---------------------------------------------------------------- private scratch state */
+
+/* Reads at a masked offset may run this far past DNSPLANE_MSG_MAX (the widest read is 16). */
+#define MSG_MASK (DNSPLANE_MSG_MAX - 1)
+#define MSG_PAD 64
+
+struct name_out {
+	__u64 hash;          /* hash of the whole name */
+	__u32 label_count;
+	__u32 hops;
+	__u32 text_len;
+	__u32 pad;
+	__u64 label_hash[DNSPLANE_MAX_LABELS];
+	__u64 suffix_hash[DNSPLANE_MAX_LABELS + 1]; /* [k]: the k rightmost labels */
+	__u16 label_off[DNSPLANE_MAX_LABELS];
+	__u8 label_len[DNSPLANE_MAX_LABELS];
+	char text[DNSPLANE_NAME_TEXT];
+};
+
+/* Walk state of decode_name, read and written by its bpf_loop callback. */
+struct name_walk {
+	__u32 pos;
+	__u32 end;
+	__u32 hops;
+	__u32 wire;
+	__u32 n;
+	__u32 text;
+	__u32 msg_len;
+	__u32 jumped;
+	__s32 status;
+	__u32 pad;
+};
+
+struct candidate {
+	__u8 addr[16];
+	__u32 ttl;
+	__u8 family;
+	__u8 pad[3];
+};
+
+#define CACHE_SLOTS 8
+
+struct scratch {
+	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
+	struct name_out name;
+	struct name_walk walk;
+	/* response walk */
+	__u32 msg_len;
+	__u32 pos;
+	__u32 ancount;
+	__s32 status;
+	__u32 chain_len;
+	__u32 set_count;
+	__u32 cand_count;
+	__u32 cache_next;
+	__u64 qname_hash;
+	__u64 now;
+	__u64 chain[DNSPLANE_MAX_CHAIN];
+	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
+	__u32 sets[DNSPLANE_MAX_SETS];
+	struct candidate cand[DNSPLANE_MAX_ANSWERS];
+	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
+	__u64 cache_hash[CACHE_SLOTS];
+	__u32 cache_off[CACHE_SLOTS];
+	__u32 cache_hops[CACHE_SLOTS];
+	/* credits */
+	__u32 credit_limit;
+	__u32 credit_sets;
+	__u64 expiry_extra_ns;
+	__u32 min_ttl;
+	__u32 pad;
+	/* glob matcher */
+	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
+	__s32 g_result;
+	char qname_text[DNSPLANE_NAME_TEXT];
+	__u32 qname_text_len;
+	__u32 pad2;
+};
+
+/* Nesting: a softirq may interrupt a process-context run on the same CPU; each level gets its own scratch. */
+#define SCRATCH_SLOTS 3
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} dnsp_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dnsp_depth SEC(".maps");
+
+/* ---------------------------------------------------------------- small helpers */
+
+enum status {
+	ST_RUNNING = 0,
+	ST_DONE = 1,
+	ST_TRUNCATED = 2,
+	ST_MALFORMED = 3,
+};
+
+#define ERR_TRUNCATED (-2)
+#define ERR_MALFORMED (-3)
+
+#define DNS_TYPE_A 1
+#define DNS_TYPE_CNAME 5
+#define DNS_TYPE_AAAA 28
+#define DNS_CLASS_IN 1
+
+/* Hides a value from clang so the bound check that follows is emitted on the very register
+ * the verifier later sees used as an index (clang drops checks it proves redundant). */
+#define VERIFIER_BOUND(v) asm volatile("" : "+r"(v))
+
+static __always_inline struct scratch *scratch_of(__u32 slot)
+{
+	return bpf_map_lookup_elem(&dnsp_scratch, &slot);
+}
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&dnsp_counters, &idx);
+
+	if (v)
+		*v += n;
+}
+
+static __always_inline __u32 rd8(struct scratch *s, __u32 off)
+{
+	return s->msg[off & MSG_MASK];
+}
+
+static __always_inline __u32 rd16(struct scratch *s, __u32 off)
+{
+	return (rd8(s, off) << 8) | rd8(s, off + 1);
+}
+
+static __always_inline __u32 rd32(struct scratch *s, __u32 off)
+{
+	return (rd16(s, off) << 16) | rd16(s, off + 2);
+}
+
+static __always_inline __u8 lower(__u8 c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static __always_inline __u64 suffix_mix(__u64 suffix, __u64 label)
+{
+	__u64 h = (suffix ^ label) * DNSPLANE_FNV_PRIME;
+
+	return h ^ (h >> 32);
+}
+
+/* ---------------------------------------------------------------- names */
+
+/* One step of a name: a label, a compression pointer, or the terminating zero. */
+static long name_step(__u32 i, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	struct name_walk *w;
+	__u32 pos, b, len, n, t;
+	__u64 h;
+
+	if (!s)
+		return 1;
+	w = &s->walk;
+	pos = w->pos;
+	if (pos >= w->msg_len) {
+		w->status = ST_TRUNCATED;
+		return 1;
+	}
+	b = rd8(s, pos);
+	if ((b & 0xc0) == 0xc0) {
+		__u32 target;
+
+		if (pos + 1 >= w->msg_len) {
+			w->status = ST_TRUNCATED;
+			return 1;
+		}
+		target = ((b & 0x3f) << 8) | rd8(s, pos + 1);
+		/* strictly backwards: ends every loop; the hop limit bounds the work */
+		if (target >= pos || w->hops >= DNSPLANE_MAX_HOPS) {
+			w->status = ST_MALFORMED;
+			return 1;
+		}
+		w->hops++;
+		if (!w->jumped) {
+			w->end = pos + 2;
+			w->jumped = 1;
+		}
+		w->pos = target;
+		return 0;
+	}
+	if (b & 0xc0) { /* 0x40 / 0x80 label types */
+		w->status = ST_MALFORMED;
+		return 1;
+	}
+	if (b == 0) {
+		if (!w->jumped)
+			w->end = pos + 1;
+		w->status = ST_DONE;
+		return 1;
+	}
+	len = b;
+	/* labels plus the terminating zero: at most 255 bytes */
+	if (w->wire + len + 1 > 254) {
+		w->status = ST_MALFORMED;
+		return 1;
+	}
+	if (pos + 1 + len > w->msg_len) {
+		w->status = ST_TRUNCATED;
+		return 1;
+	}
+	n = w->n;
+	if (n >= DNSPLANE_MAX_LABELS) {
+		w->status = ST_MALFORMED;
+		return 1;
+	}
+	t = w->text;
+	h = DNSPLANE_FNV_OFFSET;
+	for (__u32 k = 0; k < 63; k++) {
+		__u8 c;
+
+		if (k >= len)
+			break;
+		c = lower(rd8(s, pos + 1 + k));
+		h ^= c;
+		h *= DNSPLANE_FNV_PRIME;
+		s->name.text[(t + k) & (DNSPLANE_NAME_TEXT - 1)] = c;
+	}
+	s->name.text[(t + len) & (DNSPLANE_NAME_TEXT - 1)] = '.';
+	s->name.label_hash[n & (DNSPLANE_MAX_LABELS - 1)] = h;
+	s->name.label_off[n & (DNSPLANE_MAX_LABELS - 1)] = pos + 1;
+	s->name.label_len[n & (DNSPLANE_MAX_LABELS - 1)] = len;
+	w->text = t + len + 1;
+	w->n = n + 1;
+	w->wire += len + 1;
+	w->pos = pos + 1 + len;
+	return 0;
+}
+
+/*
+ * Decodes the name at `off` into scratch->name (label hashes, suffix hashes, label offsets,
+ * text). Returns the offset just after the name where it is written, or ERR_TRUNCATED
+ * (ran out of message bytes) / ERR_MALFORMED. Global so the verifier checks it once.
+ */
+__attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
+{
+	struct scratch *s = scratch_of(slot);
+	struct name_walk *w;
+	__u32 n;
+	__u64 h;
+
+	if (!s)
+		return ERR_MALFORMED;
+	w = &s->walk;
+	w->pos = off;
+	w->end = 0;
+	w->hops = 0;
+	w->wire = 0;
+	w->n = 0;
+	w->text = 0;
+	w->msg_len = msg_len;
+	w->jumped = 0;
+	w->status = ST_RUNNING;
+	/* at most 127 labels, 16 hops and the terminating zero */
+	bpf_loop(DNSPLANE_MAX_LABELS + DNSPLANE_MAX_HOPS + 2, name_step, &slot, 0);
+	if (w->status == ST_TRUNCATED)
+		return ERR_TRUNCATED;
+	if (w->status != ST_DONE)
+		return ERR_MALFORMED;
+
+	n = w->n;
+	if (n > DNSPLANE_MAX_LABELS - 1)
+		return ERR_MALFORMED;
+	s->name.label_count = n;
+	s->name.hops = w->hops;
+	s->name.text_len = w->text ? w->text - 1 : 0;
+	h = DNSPLANE_FNV_OFFSET;
+	s->name.suffix_hash[0] = h;
+	for (__u32 k = 1; k < DNSPLANE_MAX_LABELS; k++) {
+		if (k > n)
+			break;
+		h = suffix_mix(h, s->name.label_hash[(n - k) & (DNSPLANE_MAX_LABELS - 1)]);
+		s->name.suffix_hash[k] = h;
+	}
+	s->name.hash = h;
+	return w->end;
+}
+
+/* ---------------------------------------------------------------- domain table */
+
+static long glob_step(__u32 i, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_pattern *p;
+	__u32 si, pi, pl, c, pc;
+
+	if (!s)
+		return 1;
+	pi = s->g_pi;
+	si = s->g_si;
+	pl = s->g_pl & (DNSPLANE_PATTERN_LABELS - 1);
+	p = bpf_map_lookup_elem(&dnsp_patterns, &s->g_pid);
+	if (!p) {
+		s->g_result = 0;
+		return 1;
+	}
+	if (si >= s->g_slen) {
+		/* the name label is consumed: what is left of the glob must be stars */
+		if (pi < s->g_plen && p->text[pl][pi & (DNSPLANE_PATTERN_TEXT - 1)] == '*') {
+			s->g_pi = pi + 1;
+			return 0;
+		}
+		s->g_result = pi >= s->g_plen;
+		return 1;
+	}
+	c = lower(rd8(s, s->g_soff + si));
+	pc = pi < s->g_plen ? p->text[pl][pi & (DNSPLANE_PATTERN_TEXT - 1)] : 0x100;
+	if (pc == '*') {
+		s->g_star = pi;
+		s->g_mark = si;
+		s->g_pi = pi + 1;
+		return 0;
+	}
+	if (pc == c) {
+		s->g_pi = pi + 1;
+		s->g_si = si + 1;
+		return 0;
+	}
+	if (s->g_star != 0xffffffff) {
+		s->g_pi = s->g_star + 1;
+		s->g_mark++;
+		s->g_si = s->g_mark;
+		return 0;
+	}
+	s->g_result = 0;
+	return 1;
+}
+
+/* Does name label `label` (offset in the message, length) match glob `pl` of pattern `pid`? */
+__attribute__((noinline)) int glob_match(__u32 slot, __u32 pid, __u32 pl, __u32 soff, __u32 slen)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_pattern *p = bpf_map_lookup_elem(&dnsp_patterns, &pid);
+
+	if (!s || !p || pl >= DNSPLANE_PATTERN_LABELS)
+		return 0;
+	VERIFIER_BOUND(pl);
+	if (pl >= DNSPLANE_PATTERN_LABELS)
+		return 0;
+	s->g_pid = pid;
+	s->g_pl = pl;
+	s->g_plen = p->len[pl];
+	s->g_soff = soff;
+	s->g_slen = slen;
+	s->g_si = 0;
+	s->g_pi = 0;
+	s->g_star = 0xffffffff;
+	s->g_mark = 0;
+	s->g_result = 0;
+	/* each step advances the name or the pattern, or backtracks: 64 * 80 steps suffice */
+	bpf_loop(64 * (DNSPLANE_PATTERN_TEXT + 2), glob_step, &slot, 0);
+	return s->g_result == 1;
+}
+
+/* Does the name label at `soff` (`slen` bytes) equal literal label `pl` of pattern `pid`? */
+__attribute__((noinline)) int literal_match(__u32 slot, __u32 pid, __u32 pl, __u32 soff, __u32 slen)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_pattern *p = bpf_map_lookup_elem(&dnsp_patterns, &pid);
+
+	if (!s || !p || pl >= DNSPLANE_PATTERN_LABELS)
+		return 0;
+	VERIFIER_BOUND(pl);
+	if (pl >= DNSPLANE_PATTERN_LABELS)
+		return 0;
+	if (slen != p->len[pl] || slen > 63)
+		return 0;
+	for (__u32 k = 0; k < 63; k++) {
+		if (k >= slen)
+			break;
+		if (lower(rd8(s, soff + k)) != p->text[pl][k])
+			return 0;
+	}
+	return 1;
+}
+
+/* Does the pattern `pid` match the `prefix` leftmost labels of scratch->name? */
+__attribute__((noinline)) int pattern_match(__u32 slot, __u32 pid, __u32 prefix)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_pattern *p = bpf_map_lookup_elem(&dnsp_patterns, &pid);
+	__u32 m, many;
+
+	if (!s || !p)
+		return 0;
+	m = p->label_count;
+	many = p->many_at;
+	if (m == 0 || m > DNSPLANE_PATTERN_LABELS)
+		return 0;
+	if (many == 0xff ? prefix != m : prefix < m)
+		return 0;
+	for (__u32 j = 0; j < DNSPLANE_PATTERN_LABELS; j++) {
+		__u32 li, kind, len, off;
+
+		if (j >= m)
+			break;
+		if (j == many)
+			continue;
+		li = (many != 0xff && j > many) ? prefix - (m - j) : j;
+		li &= DNSPLANE_MAX_LABELS - 1;
+		kind = p->kind[j];
+		len = s->name.label_len[li];
+		off = s->name.label_off[li];
+		if (kind == DNSPLANE_PL_ANY_ONE)
+			continue;
+		if (kind == DNSPLANE_PL_LITERAL) {
+			if (!literal_match(slot, pid, j, off, len))
+				return 0;
+			continue;
+		}
+		if (kind == DNSPLANE_PL_GLOB) {
+			if (!glob_match(slot, pid, j, off, len))
+				return 0;
+			/* glob_match used the shared scratch: re-read nothing from it here */
+			continue;
+		}
+		return 0;
+	}
+	return 1;
+}
+
+/* Adds a set id to scratch->sets unless present. Global: keeps the callers' loops small. */
+__attribute__((noinline)) int add_set(__u32 slot, __u32 id)
+{
+	struct scratch *s = scratch_of(slot);
+	__u32 n;
+
+	if (!s)
+		return 0;
+	n = s->set_count;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SETS; i++) {
+		if (i >= n)
+			break;
+		if (s->sets[i] == id)
+			return 0;
+	}
+	if (n >= DNSPLANE_MAX_SETS)
+		return 0;
+	s->sets[n] = id;
+	s->set_count = n + 1;
+	return 1;
+}
+
+/*
+ * Entry id number `i` of the domain-table entry found for the k rightmost labels: credit its
+ * set when the name's prefix (n - k labels) fits the id's kind. Global, so the id loop in
+ * match_step stays one call per iteration for the verifier.
+ */
+__attribute__((noinline)) int consider_id(__u32 slot, __u32 k, __u32 i)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_domain_entry *e;
+	struct dnsplane_pattern *p;
+	__u32 prefix, a, b, c, id;
+	__u64 key;
+
+	if (!s || i >= DNSPLANE_DOMAIN_IDS)
+		return 0;
+	key = s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)];
+	e = bpf_map_lookup_elem(&dnsp_domains, &key);
+	if (!e)
+		return 0;
+	prefix = s->name.label_count - k;
+	VERIFIER_BOUND(i);
+	if (i >= DNSPLANE_DOMAIN_IDS)
+		return 0;
+	a = e->exact;
+	b = a + e->any_many;
+	c = b + e->any_one;
+	id = e->ids[i];
+	if (i < a)
+		return prefix == 0 ? add_set(slot, id) : 0;
+	if (i < b)
+		return prefix >= 1 ? add_set(slot, id) : 0;
+	if (i < c)
+		return prefix == 1 ? add_set(slot, id) : 0;
+	if (prefix < 1 || !pattern_match(slot, id, prefix))
+		return 0;
+	p = bpf_map_lookup_elem(&dnsp_patterns, &id);
+	return p ? add_set(slot, p->set_id) : 0;
+}
+
+/* One label boundary of the decoded name: the k rightmost labels form the suffix. */
+static long match_step(__u32 k, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_domain_entry *e;
+	__u32 d;
+	__u64 key;
+
+	if (!s)
+		return 1;
+	if (k > s->name.label_count)
+		return 1;
+	key = s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)];
+	e = bpf_map_lookup_elem(&dnsp_domains, &key);
+	if (!e)
+		return 0;
+	d = (__u32)e->exact + e->any_many + e->any_one + e->complex;
+	for (__u32 i = 0; i < DNSPLANE_DOMAIN_IDS; i++) {
+		if (i >= d)
+			break;
+		consider_id(slot, k, i);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- answers */
+
+static __always_inline void cache_put(struct scratch *s, __u32 off, __u64 hash, __u32 hops)
+{
+	__u32 i = s->cache_next & (CACHE_SLOTS - 1);
+
+	s->cache_off[i] = off;
+	s->cache_hash[i] = hash;
+	s->cache_hops[i] = hops;
+	s->cache_next = i + 1;
+}
+
+static __always_inline int in_chain(struct scratch *s, __u64 hash)
+{
+	__u32 n = s->chain_len;
+
+	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
+		if (i >= n)
+			break;
+		if (s->chain[i] == hash)
+			return 1;
+	}
+	return 0;
+}
+
+static long answer_step(__u32 idx, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	__u32 pos, msg_len, after, type, klass, ttl, rdlen, rdata;
+	__u64 owner = 0;
+	int found = 0, r;
+
+	if (!s)
+		return 1;
+	if (idx >= s->ancount) {
+		s->status = ST_DONE;
+		return 1;
+	}
+	pos = s->pos;
+	msg_len = s->msg_len;
+	/* an owner that is only a pointer to a name decoded before: no need to read it again */
+	if (pos + 1 < msg_len && (rd8(s, pos) & 0xc0) == 0xc0) {
+		__u32 target = ((rd8(s, pos) & 0x3f) << 8) | rd8(s, pos + 1);
+
+		for (__u32 i = 0; i < CACHE_SLOTS; i++) {
+			if (s->cache_off[i] == target && target < pos && s->cache_hash[i] &&
+			    s->cache_hops[i] < DNSPLANE_MAX_HOPS) {
+				owner = s->cache_hash[i];
+				found = 1;
+				break;
+			}
+		}
+	}
+	if (found) {
+		after = pos + 2;
+	} else {
+		r = decode_name(slot, pos, msg_len);
+		if (r < 0) {
+			s->status = r == ERR_TRUNCATED ? ST_TRUNCATED : ST_MALFORMED;
+			return 1;
+		}
+		after = r;
+		owner = s->name.hash;
+		cache_put(s, pos, owner, s->name.hops);
+	}
+	if (after + 10 > msg_len) {
+		s->status = ST_TRUNCATED;
+		return 1;
+	}
+	type = rd16(s, after);
+	klass = rd16(s, after + 2);
+	ttl = rd32(s, after + 4);
+	rdlen = rd16(s, after + 8);
+	rdata = after + 10;
+	if ((type == DNS_TYPE_A && rdlen != 4) || (type == DNS_TYPE_AAAA && rdlen != 16)) {
+		s->status = ST_MALFORMED;
+		return 1;
+	}
+	if (rdata + rdlen > msg_len) {
+		s->status = ST_TRUNCATED;
+		return 1;
+	}
+	if (in_chain(s, owner)) {
+		if (type == DNS_TYPE_CNAME) {
+			__u64 target_hash;
+
+			r = decode_name(slot, rdata, msg_len);
+			if (r < 0 || (__u32)r > rdata + rdlen) {
+				/* the target must lie inside its rdata: running past it is malformed */
+				s->status = ST_MALFORMED;
+				return 1;
+			}
+			target_hash = s->name.hash;
+			cache_put(s, rdata, target_hash, s->name.hops);
+			if (!in_chain(s, target_hash) && s->chain_len < DNSPLANE_MAX_CHAIN) {
+				s->chain[s->chain_len & (DNSPLANE_MAX_CHAIN - 1)] = target_hash;
+				s->chain_off[s->chain_len & (DNSPLANE_MAX_CHAIN - 1)] = rdata;
+				s->chain_len++;
+			}
+		} else if (klass == DNS_CLASS_IN && (type == DNS_TYPE_A || type == DNS_TYPE_AAAA)) {
+			__u32 n = s->cand_count;
+
+			if (n < DNSPLANE_MAX_ANSWERS) {
+				struct candidate *c = &s->cand[n];
+
+				__builtin_memset(c->addr, 0, sizeof(c->addr));
+				if (type == DNS_TYPE_A) {
+					__builtin_memcpy(c->addr, &s->msg[rdata & MSG_MASK], 4);
+					c->family = 4;
+				} else {
+					__builtin_memcpy(c->addr, &s->msg[rdata & MSG_MASK], 16);
+					c->family = 6;
+				}
+				c->ttl = ttl;
+				s->cand_count = n + 1;
+			}
+		}
+	}
+	s->pos = rdata + rdlen;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- credits */
+
+static long credit_step(__u32 idx, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	struct candidate *c;
+	struct dnsplane_event *ev;
+	__u32 ci, si, set_id, ttl;
+	__u64 expiry, *old;
+
+	if (!s || !s->credit_sets)
+		return 1;
+	ci = idx / s->credit_sets;
+	si = idx % s->credit_sets;
+	if (ci >= s->credit_limit)
+		return 1;
+	c = &s->cand[ci & (DNSPLANE_MAX_ANSWERS - 1)];
+	set_id = s->sets[si & (DNSPLANE_MAX_SETS - 1)];
+	ttl = c->ttl > s->min_ttl ? c->ttl : s->min_ttl;
+	expiry = s->now + (__u64)ttl * 1000000000ULL + s->expiry_extra_ns;
+
+	if (c->family == 4) {
+		struct dnsplane_member4_key k4 = { .set_id = set_id };
+		struct dnsplane_member_value v = { .expiry_ns = expiry };
+
+		__builtin_memcpy(k4.addr, c->addr, 4);
+		old = bpf_map_lookup_elem(&dnsp_members4, &k4);
+		if (old && *old > expiry)
+			v.expiry_ns = *old;
+		expiry = v.expiry_ns;
+		if (bpf_map_update_elem(&dnsp_members4, &k4, &v, BPF_ANY))
+			return 0;
+	} else {
+		struct dnsplane_member6_key k6 = { .set_id = set_id };
+		struct dnsplane_member_value v = { .expiry_ns = expiry };
+
+		__builtin_memcpy(k6.addr, c->addr, 16);
+		old = bpf_map_lookup_elem(&dnsp_members6, &k6);
+		if (old && *old > expiry)
+			v.expiry_ns = *old;
+		expiry = v.expiry_ns;
+		if (bpf_map_update_elem(&dnsp_members6, &k6, &v, BPF_ANY))
+			return 0;
+	}
+	count(DNSPLANE_C_LEARNED, 1);
+
+	ev = bpf_ringbuf_reserve(&dnsp_events, sizeof(*ev), 0);
+	if (!ev) {
+		count(DNSPLANE_C_EVENTS_LOST, 1);
+		return 0;
+	}
+	ev->expiry_ns = expiry;
+	ev->name_hash = s->qname_hash;
+	ev->set_id = set_id;
+	ev->family = c->family;
+	ev->name_len = s->qname_text_len > 255 ? 255 : s->qname_text_len;
+	ev->pad[0] = 0;
+	ev->pad[1] = 0;
+	__builtin_memcpy(ev->addr, c->addr, 16);
+	__builtin_memcpy(ev->name, s->qname_text, DNSPLANE_NAME_TEXT);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the parse routine */
+
+struct l4info {
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 family;
+	__u8 proto;
+	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
+	__u32 payload_len;
+};
+
+static __always_inline int trusted(__u8 family, const __u8 *addr, __be16 port, __u32 want)
+{
+	struct dnsplane_server_key k = {};
+	__u32 *kind;
+
+	k.family = family;
+	k.port = port;
+	if (addr)
+		__builtin_memcpy(k.addr, addr, 16);
+	kind = bpf_map_lookup_elem(&dnsp_servers, &k);
+	return kind && *kind == want;
+}
+
+static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4info *li)
+{
+	__u8 ip[40];
+	__u32 l4, end, skb_len = skb->len;
+
+	if (bpf_skb_load_bytes(skb, l3, ip, 20))
+		return -1;
+	if ((ip[0] >> 4) == 4) {
+		__u32 ihl = (ip[0] & 0xf) * 4, tot = (ip[2] << 8) | ip[3];
+
+		if (ihl < 20 || (((ip[6] << 8) | ip[7]) & 0x3fff)) /* fragments are not DNS to us */
+			return -1;
+		li->family = 4;
+		li->proto = ip[9];
+		__builtin_memset(li->src, 0, 32);
+		__builtin_memcpy(li->src, &ip[12], 4);
+		__builtin_memcpy(li->dst, &ip[16], 4);
+		l4 = l3 + ihl;
+		end = l3 + tot;
+	} else if ((ip[0] >> 4) == 6) {
+		if (bpf_skb_load_bytes(skb, l3, ip, 40))
+			return -1;
+		li->family = 6;
+		li->proto = ip[6]; /* no extension headers */
+		__builtin_memcpy(li->src, &ip[8], 16);
+		__builtin_memcpy(li->dst, &ip[24], 16);
+		l4 = l3 + 40;
+		end = l4 + ((ip[4] << 8) | ip[5]);
+	} else {
+		return -1;
+	}
+	if (end > skb_len)
+		end = skb_len;
+	if (li->proto == IPPROTO_UDP) {
+		__u8 udp[8];
+		__u32 ulen;
+
+		if (l4 + 8 > end || bpf_skb_load_bytes(skb, l4, udp, 8))
+			return -1;
+		__builtin_memcpy(&li->sport, &udp[0], 2);
+		__builtin_memcpy(&li->dport, &udp[2], 2);
+		ulen = (udp[4] << 8) | udp[5];
+		if (ulen < 8)
+			return -1;
+		if (l4 + ulen < end)
+			end = l4 + ulen;
+		li->payload_off = l4 + 8;
+	} else if (li->proto == IPPROTO_TCP) {
+		__u8 tcp[20];
+		__u32 doff;
+
+		if (l4 + 20 > end || bpf_skb_load_bytes(skb, l4, tcp, 20))
+			return -1;
+		__builtin_memcpy(&li->sport, &tcp[0], 2);
+		__builtin_memcpy(&li->dport, &tcp[2], 2);
+		doff = (tcp[12] >> 4) * 4;
+		if (doff < 20 || l4 + doff > end)
+			return -1;
+		li->payload_off = l4 + doff;
+	} else {
+		return -1;
+	}
+	li->payload_len = end - li->payload_off;
+	return 0;
+}
+
+/*
+ * The parse routine: `l3` is the offset of the IP header in the packet. Never changes the
+ * packet. Returns 0 (the value is informational only).
+ */
+__attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __u32 slot)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_config *cfg;
+	struct l4info li = {};
+	__u32 zero = 0, msg_off, msg_len, flags, qdcount, qend;
+	int to_server, from_server, r;
+
+	if (!s)
+		return 0;
+	if (parse_l3l4(skb, l3, &li))
+		return 0;
+	to_server = trusted(li.family, li.dst, li.dport, DNSPLANE_SERVER_TRUSTED);
+	from_server = !to_server && trusted(li.family, li.src, li.sport, DNSPLANE_SERVER_TRUSTED);
+	if (!to_server && !from_server) {
+		if (trusted(0, 0, li.sport, DNSPLANE_SERVER_PORT))
+			count(DNSPLANE_C_UNTRUSTED, 1);
+		return 0;
+	}
+
+	msg_off = li.payload_off;
+	msg_len = li.payload_len;
+	if (li.proto == IPPROTO_TCP) {
+		__u8 pfx[2];
+		__u32 declared;
+
+		if (msg_len == 0) /* a bare ACK */
+			return 0;
+		if (msg_len < 2 || bpf_skb_load_bytes(skb, msg_off, pfx, 2)) {
+			count(DNSPLANE_C_TRUNCATED, 1);
+			return 0;
+		}
+		declared = (pfx[0] << 8) | pfx[1];
+		if (declared > msg_len - 2) {
+			count(DNSPLANE_C_TRUNCATED, 1);
+			return 0;
+		}
+		msg_off += 2;
+		msg_len = declared;
+	}
+	if (msg_len < 12) {
+		count(DNSPLANE_C_MALFORMED, 1);
+		return 0;
+	}
+	if (msg_len > DNSPLANE_MSG_MAX)
+		msg_len = DNSPLANE_MSG_MAX;
+	/* one copy of the message; the parse then reads it at masked offsets */
+	{
+		/* msg_len is 12..4096 here; the verifier needs to see the bound on the very
+		 * register passed, so hide it from clang and mask: ((len - 1) & 4095) + 1 */
+		__u64 load_len = msg_len - 1;
+
+		asm volatile("" : "+r"(load_len));
+		load_len = (load_len & MSG_MASK) + 1;
+		if (bpf_skb_load_bytes(skb, msg_off, s->msg, load_len))
+			return 0;
+	}
+	flags = rd16(s, 2);
+	qdcount = rd16(s, 4);
+
+	if (to_server) {
+		struct dnsplane_query_key qk = {};
+		struct dnsplane_query_value qv;
+
+		/* a query: QR=0, opcode 0, one question */
+		if ((flags & 0x8000) || (flags & 0x7800) || qdcount != 1)
+			return 0;
+		r = decode_name(slot, 12, msg_len);
+		if (r < 0 || (__u32)r + 4 > msg_len) {
+			count(DNSPLANE_C_MALFORMED, 1);
+			return 0;
+		}
+		qk.qname_hash = s->name.hash;
+		__builtin_memcpy(qk.addr, li.src, 16);
+		qk.port = li.sport;
+		qk.txid = bpf_htons(rd16(s, 0));
+		qk.family = li.family;
+		qv.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
+		bpf_map_update_elem(&dnsp_queries, &qk, &qv, BPF_ANY);
+		count(DNSPLANE_C_QUERIES, 1);
+		return 0;
+	}
+
+	/* a response from a trusted server */
+	if (!(flags & 0x8000)) {
+		count(DNSPLANE_C_NOT_RESPONSE, 1);
+		return 0;
+	}
+	if (qdcount != 1 || (flags & 0xf) != 0) {
+		count(DNSPLANE_C_REJECTED, 1);
+		return 0;
+	}
+	r = decode_name(slot, 12, msg_len);
+	if (r < 0 || (__u32)r + 4 > msg_len) {
+		count(DNSPLANE_C_MALFORMED, 1);
+		return 0;
+	}
+	qend = r + 4;
+	s->now = bpf_ktime_get_ns();
+	{
+		struct dnsplane_query_key qk = {};
+		struct dnsplane_query_value *qv;
+
+		qk.qname_hash = s->name.hash;
+		__builtin_memcpy(qk.addr, li.dst, 16);
+		qk.port = li.dport;
+		qk.txid = bpf_htons(rd16(s, 0));
+		qk.family = li.family;
+		qv = bpf_map_lookup_elem(&dnsp_queries, &qk);
+		if (!qv || qv->expiry_ns <= s->now) {
+			count(DNSPLANE_C_UNMATCHED_QUERY, 1);
+			return 0;
+		}
+	}
+
+	s->qname_hash = s->name.hash;
+	s->qname_text_len = s->name.text_len;
+	__builtin_memcpy(s->qname_text, s->name.text, DNSPLANE_NAME_TEXT);
+	if (s->qname_text_len < DNSPLANE_NAME_TEXT)
+		s->qname_text[s->qname_text_len & (DNSPLANE_NAME_TEXT - 1)] = 0;
+	s->chain[0] = s->name.hash;
+	s->chain_off[0] = 12;
+	s->chain_len = 1;
+	s->set_count = 0;
+	s->cand_count = 0;
+	s->cache_next = 0;
+	for (__u32 i = 0; i < CACHE_SLOTS; i++)
+		s->cache_hash[i] = 0;
+	cache_put(s, 12, s->name.hash, s->name.hops);
+
+	s->msg_len = msg_len;
+	s->pos = qend;
+	s->ancount = rd16(s, 6);
+	s->status = ST_RUNNING;
+	bpf_loop(DNSPLANE_MAX_ANSWERS, answer_step, &slot, 0);
+	if (s->status == ST_MALFORMED) {
+		count(DNSPLANE_C_MALFORMED, 1);
+		return 0;
+	}
+	if (s->status == ST_TRUNCATED)
+		count(DNSPLANE_C_TRUNCATED, 1);
+	count(DNSPLANE_C_PARSED, 1);
+
+	if (!s->cand_count)
+		return 0;
+	/*
+	 * Match every name of the chain against the domain table, here rather than in the
+	 * answers loop: bpf_loop callbacks, global functions and the glob matcher nest, and
+	 * the verifier allows eight call frames. A name that decoded once decodes again.
+	 */
+	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
+		if (i >= s->chain_len)
+			break;
+		if (decode_name(slot, s->chain_off[i], msg_len) < 0)
+			break;
+		bpf_loop(DNSPLANE_MAX_LABELS, match_step, &slot, 0);
+	}
+	if (!s->set_count)
+		return 0;
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return 0;
+	s->credit_limit = s->cand_count < cfg->max_addresses_per_name ? s->cand_count
+								    : cfg->max_addresses_per_name;
+	if (s->cand_count > s->credit_limit)
+		count(DNSPLANE_C_OVER_LIMIT, s->cand_count - s->credit_limit);
+	s->credit_sets = s->set_count;
+	s->min_ttl = cfg->min_ttl;
+	s->expiry_extra_ns = (__u64)cfg->extra_ttl * 1000000000ULL;
+	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &slot, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+static __always_inline void run(struct __sk_buff *skb, __u32 l3)
+{
+	__u32 zero = 0, slot;
+	__u32 *depth = bpf_map_lookup_elem(&dnsp_depth, &zero);
+
+	if (!depth)
+		return;
+	slot = *depth;
+	if (slot >= SCRATCH_SLOTS)
+		return;
+	*depth = slot + 1;
+	dnsplane_parse(skb, l3, slot);
+	*depth = slot;
+}
+
+SEC("socket")
+int dnsplane_parse_socket(struct __sk_buff *skb)
+{
+	run(skb, 0);
+	return skb->len;
+}
+
+SEC("tc")
+int dnsplane_parse_tc(struct __sk_buff *skb)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6))
+		run(skb, ETH_HLEN);
+	return TC_ACT_UNSPEC;
+}

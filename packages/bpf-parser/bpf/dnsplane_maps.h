@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * dnsplane: the layout of every map the DNS parser shares with userspace, defined once.
+ *
+ * The TypeScript encoders/decoders in src/maps.ts mirror these structs; a test compares
+ * them with the BTF of the compiled object, so the two sides cannot drift. Change a struct
+ * here and that test tells you which TypeScript codec to update.
+ *
+ * Byte order: ports and transaction ids are kept in network byte order exactly as they
+ * appear on the wire (__be16); addresses are raw network bytes, IPv4 in the first four
+ * bytes of a 16-byte field with the rest zero; everything else is host (little-endian).
+ * Times are CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+ */
+#ifndef DNSPLANE_MAPS_H
+#define DNSPLANE_MAPS_H
+
+#include <linux/types.h>
+
+/* Bytes of one DNS message the parser reads (longer messages: the rest counts as cut). */
+#define DNSPLANE_MSG_MAX 4096
+#define DNSPLANE_MAX_LABELS 128
+#define DNSPLANE_MAX_ANSWERS 64
+#define DNSPLANE_MAX_CHAIN 8
+#define DNSPLANE_MAX_HOPS 16
+/* Domain-set ids (and complex-pattern ids) one domain-table entry can hold. */
+#define DNSPLANE_DOMAIN_IDS 62
+/* Distinct domain sets one response can credit. */
+#define DNSPLANE_MAX_SETS 64
+/* Labels of a complex pattern left of its literal suffix. */
+#define DNSPLANE_PATTERN_LABELS 8
+#define DNSPLANE_PATTERN_TEXT 64
+#define DNSPLANE_QUERY_LIFETIME_NS 10000000000ULL
+#define DNSPLANE_NAME_TEXT 256
+
+/* Hash of names (see src/name-hash.ts): FNV-1a 64 per lower-cased label, combined right to left. */
+#define DNSPLANE_FNV_OFFSET 0xcbf29ce484222325ULL
+#define DNSPLANE_FNV_PRIME 0x100000001b3ULL
+
+/* dnsp_counters: per-CPU array, one __u64 per index. */
+enum dnsplane_counter {
+	DNSPLANE_C_PARSED = 0,
+	DNSPLANE_C_LEARNED = 1,
+	DNSPLANE_C_UNTRUSTED = 2,
+	DNSPLANE_C_UNMATCHED_QUERY = 3,
+	DNSPLANE_C_MALFORMED = 4,
+	DNSPLANE_C_TRUNCATED = 5,
+	DNSPLANE_C_OVER_LIMIT = 6,
+	DNSPLANE_C_NOT_RESPONSE = 7,
+	DNSPLANE_C_REJECTED = 8,
+	DNSPLANE_C_QUERIES = 9,
+	/* Ring buffer full: the membership was written, its event was lost. */
+	DNSPLANE_C_EVENTS_LOST = 10,
+	DNSPLANE_C_COUNT = 11,
+};
+
+/* dnsp_config: array of one entry. */
+struct dnsplane_config {
+	__u32 min_ttl;                /* seconds */
+	__u32 extra_ttl;              /* seconds */
+	__u32 max_addresses_per_name; /* candidate addresses credited per response */
+	__u32 reserved;
+};
+
+/* dnsp_servers: hash (struct dnsplane_server_key → __u32 kind). */
+enum dnsplane_server_kind {
+	/* (family, address, port) is a trusted DNS server. */
+	DNSPLANE_SERVER_TRUSTED = 1,
+	/* family 0, address 0: some trusted server uses this port; other sources count `untrusted`. */
+	DNSPLANE_SERVER_PORT = 2,
+};
+
+struct dnsplane_server_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family; /* 4 or 6; 0 for DNSPLANE_SERVER_PORT entries */
+	__u8 pad;
+};
+
+/* dnsp_queries: LRU hash of queries seen on the way to a trusted server. */
+struct dnsplane_query_key {
+	__u64 qname_hash;
+	__u8 addr[16]; /* client address */
+	__be16 port;   /* client port */
+	__be16 txid;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct dnsplane_query_value {
+	__u64 expiry_ns;
+};
+
+/*
+ * dnsp_domains: hash (__u64 suffix hash → entry). The key is the hash of a name made of the
+ * k rightmost labels of a DNS name; one lookup per label boundary finds exact names and
+ * every wildcard anchored at that suffix, whatever the number of domain sets.
+ * ids[] holds, in this order: `exact` set ids (the whole name equals the key's name),
+ * `any_many` set ids (one or more labels left of it), `any_one` set ids (exactly one label
+ * left of it), `complex` pattern ids (indexes into dnsp_patterns: checked label by label).
+ */
+struct dnsplane_domain_entry {
+	__u8 exact;
+	__u8 any_many;
+	__u8 any_one;
+	__u8 complex;
+	__u32 ids[DNSPLANE_DOMAIN_IDS];
+};
+
+enum dnsplane_pattern_label_kind {
+	DNSPLANE_PL_LITERAL = 1, /* text: the label, lower-case */
+	DNSPLANE_PL_GLOB = 2,    /* text: the label with '*' for any run of bytes */
+	DNSPLANE_PL_ANY_ONE = 3, /* exactly one label */
+	DNSPLANE_PL_ANY_MANY = 4, /* one or more labels (at most one per pattern) */
+};
+
+/* dnsp_patterns: array; the labels of a complex pattern left of its literal suffix. */
+struct dnsplane_pattern {
+	__u32 set_id;
+	__u8 label_count;
+	__u8 many_at; /* index of the DNSPLANE_PL_ANY_MANY label, 0xff when none */
+	__u8 kind[DNSPLANE_PATTERN_LABELS];
+	__u8 len[DNSPLANE_PATTERN_LABELS];
+	__u8 pad[2];
+	/* literal: the label, lower-case; glob: the label with '*' for any run of bytes */
+	__u8 text[DNSPLANE_PATTERN_LABELS][DNSPLANE_PATTERN_TEXT];
+};
+
+/* dnsp_members4 / dnsp_members6: hash (set id, address) → expiry. */
+struct dnsplane_member4_key {
+	__u32 set_id;
+	__u8 addr[4];
+};
+
+struct dnsplane_member6_key {
+	__u32 set_id;
+	__u8 addr[16];
+};
+
+struct dnsplane_member_value {
+	__u64 expiry_ns; /* entry is absent when expiry_ns <= now */
+};
+
+/* dnsp_events: ring buffer, one record per (set, address, expiry) written. */
+struct dnsplane_event {
+	__u64 expiry_ns;  /* the expiry now stored (the later of old and new) */
+	__u64 name_hash;  /* hash of the question name */
+	__u32 set_id;
+	__u8 family;      /* 4 or 6 */
+	__u8 name_len;    /* bytes of name used */
+	__u8 pad[2];
+	__u8 addr[16];
+	char name[DNSPLANE_NAME_TEXT]; /* question name, lower-case, dotted, no trailing dot */
+};
+
+#endif
