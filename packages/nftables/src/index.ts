@@ -1,1 +1,16 @@
 export {};
+export * from './nft-model.js';
+export * from './transaction.js';
+export * from './render-json.js';
+export * from './snapshot.js';
+export * from './handle.js';
+export * from './parse-listing.js';
+export * from './executor.js';
+export * from './json-handle.js';
+export * from './fake-handle.js';
+export * from './names.js';
+export * from './render-rules.js';
+export * from './desired-table.js';
+export * from './plan.js';
+export * from './learned-source.js';
+export * from './nftables-dataplane.js';

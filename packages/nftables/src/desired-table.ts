@@ -1,0 +1,168 @@
+// DesiredState → the nft objects of dnsplane's table: base chains at the hooks endpoint
+// traffic passes, one chain per (endpoint, direction) and per (policy, direction), and a pair
+// of timeout sets per domain set. Pure: no kernel I/O.
+import type { CompiledEndpoint, CompiledPolicy, DesiredState, Direction, DomainSet } from '@dnsplane/core';
+import {
+  accept,
+  anonymousSet,
+  ctState,
+  drop,
+  jump,
+  match,
+  meta,
+  payload,
+  type NftBaseChainSpec,
+  type NftChain,
+  type NftHook,
+  type NftRule,
+  type NftSet,
+  type NftStatement,
+  type NftTableRef,
+} from './nft-model.js';
+import {
+  BASE_CHAINS,
+  EGRESS_STAGE_PRIORITY,
+  INGRESS_STAGE_PRIORITY,
+  domainSetName,
+  endpointChainName,
+  policyChainName,
+  shortHash,
+} from './names.js';
+import { renderRule, type RuleContext } from './render-rules.js';
+
+export interface DesiredChain {
+  readonly chain: NftChain;
+  readonly rules: readonly NftRule[];
+}
+
+export interface DesiredTable {
+  readonly table: NftTableRef;
+  readonly sets: readonly NftSet[];
+  /** Regular chains first (jump targets), base chains last. */
+  readonly chains: readonly DesiredChain[];
+}
+
+/** nft keeps at most 128 bytes of rule comment. */
+const MAX_COMMENT = 127;
+
+/**
+ * Every rule carries a comment ending in a hash of its statements: a chain whose comments
+ * read back unchanged from the kernel holds exactly the desired rules and is left alone.
+ */
+export function ruleComment(label: string, expr: readonly NftStatement[]): string {
+  const hash = `#${shortHash(JSON.stringify(expr), 12)}`;
+  const room = MAX_COMMENT - hash.length - 1;
+  return `${label.length > room ? label.slice(0, room) : label} ${hash}`;
+}
+
+class ChainBuilder {
+  readonly #rules: NftRule[] = [];
+  constructor(readonly chain: NftChain) {}
+
+  rule(label: string, expr: readonly NftStatement[]): this {
+    this.#rules.push({ table: this.chain.table, chain: this.chain.name, expr, comment: ruleComment(label, expr) });
+    return this;
+  }
+
+  build(): DesiredChain {
+    return { chain: this.chain, rules: this.#rules };
+  }
+}
+
+const establishedRelated = match('in', ctState, ['established', 'related']);
+const invalid = match('in', ctState, ['invalid']);
+/**
+ * IPv6 neighbour discovery (router solicit/advert, neighbour solicit/advert) is untracked by
+ * conntrack and must pass, or a selected endpoint loses IPv6 altogether.
+ */
+const neighbourDiscovery = match('==', payload('icmpv6', 'type'), anonymousSet([133, 134, 135, 136]));
+
+function baseChain(table: NftTableRef, name: string, hook: NftHook, priority: number): ChainBuilder {
+  const base: NftBaseChainSpec = { type: 'filter', hook, priority, policy: 'accept' };
+  return new ChainBuilder({ table, name, base }).rule('established,related', [establishedRelated, accept]);
+}
+
+function policiesFor(
+  endpoint: CompiledEndpoint,
+  direction: Direction,
+  policies: ReadonlyMap<string, CompiledPolicy>,
+): CompiledPolicy[] {
+  const names = direction === 'ingress' ? endpoint.ingressPolicies : endpoint.egressPolicies;
+  return names
+    .map((name) => policies.get(name))
+    .filter((p): p is CompiledPolicy => p !== undefined && p[direction] !== undefined);
+}
+
+export function desiredTable(state: DesiredState, table: NftTableRef): DesiredTable {
+  const domainSets = new Map<number, DomainSet>(state.domainSets.map((s) => [s.id, s]));
+  const policies = new Map<string, CompiledPolicy>(state.policies.map((p) => [p.name, p]));
+
+  const sets: NftSet[] = [...state.domainSets]
+    .sort((a, b) => a.id - b.id)
+    .flatMap((set) => [
+      { table, name: domainSetName(set, 4), type: 'ipv4_addr' as const, flags: ['timeout' as const] },
+      { table, name: domainSetName(set, 6), type: 'ipv6_addr' as const, flags: ['timeout' as const] },
+    ]);
+
+  const policyChains: DesiredChain[] = [];
+  for (const policy of state.policies) {
+    for (const direction of ['ingress', 'egress'] as const) {
+      const rules = policy[direction];
+      if (rules === undefined) continue;
+      const builder = new ChainBuilder({ table, name: policyChainName(policy.name, direction) });
+      const context: RuleContext = { policy: policy.name, direction, domainSets };
+      for (const rule of rules) {
+        for (const expr of renderRule(rule, context)) {
+          builder.rule(`${policy.name} ${direction} ${rule.index} ${rule.action}`, expr);
+        }
+      }
+      policyChains.push(builder.build());
+    }
+  }
+
+  const forwardEgress = baseChain(table, BASE_CHAINS.forwardEgress, 'forward', EGRESS_STAGE_PRIORITY);
+  const forwardIngress = baseChain(table, BASE_CHAINS.forwardIngress, 'forward', INGRESS_STAGE_PRIORITY);
+  const inputEgress = baseChain(table, BASE_CHAINS.inputEgress, 'input', EGRESS_STAGE_PRIORITY);
+  const inputIngress = baseChain(table, BASE_CHAINS.inputIngress, 'input', INGRESS_STAGE_PRIORITY);
+  const outputEgress = baseChain(table, BASE_CHAINS.outputEgress, 'output', EGRESS_STAGE_PRIORITY);
+  const outputIngress = baseChain(table, BASE_CHAINS.outputIngress, 'output', INGRESS_STAGE_PRIORITY);
+  // The node talking to itself is never policed, whatever a host endpoint's policy says.
+  inputIngress.rule('loopback', [match('==', meta('iifname'), 'lo'), accept]);
+  outputEgress.rule('loopback', [match('==', meta('oifname'), 'lo'), accept]);
+
+  const endpointChains: DesiredChain[] = [];
+  const endpoints = [...state.endpoints].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const endpoint of endpoints) {
+    for (const direction of ['ingress', 'egress'] as const) {
+      const applied = policiesFor(endpoint, direction, policies);
+      if (applied.length === 0) continue; // not selected in this direction: untouched
+      const name = endpointChainName(endpoint.name, direction);
+      const builder = new ChainBuilder({ table, name })
+        .rule('neighbour discovery', [neighbourDiscovery, accept])
+        .rule('invalid', [invalid, drop]);
+      for (const policy of applied) builder.rule(`policy ${policy.name}`, [jump(policyChainName(policy.name, direction))]);
+      builder.rule(`default deny ${endpoint.name} ${direction}`, [drop]);
+      endpointChains.push(builder.build());
+
+      const label = `endpoint ${endpoint.name}`;
+      if (endpoint.host) {
+        (direction === 'ingress' ? inputIngress : outputEgress).rule(label, [jump(name)]);
+      } else if (endpoint.interface !== undefined) {
+        const key = direction === 'egress' ? meta('iifname') : meta('oifname');
+        const dispatch = [match('==', key, endpoint.interface), jump(name)];
+        if (direction === 'egress') {
+          forwardEgress.rule(label, dispatch);
+          inputEgress.rule(label, dispatch);
+        } else {
+          forwardIngress.rule(label, dispatch);
+          outputIngress.rule(label, dispatch);
+        }
+      }
+    }
+  }
+
+  const baseChains = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress].map((b) =>
+    b.build(),
+  );
+  return { table, sets, chains: [...policyChains, ...endpointChains, ...baseChains] };
+}

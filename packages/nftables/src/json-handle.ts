@@ -1,0 +1,38 @@
+// NftHandle over a real nft executor: transactions are rendered to one JSON document and
+// applied in one call; listings are parsed from nft's JSON output.
+import type { NftHandle, NftLogger } from './handle.js';
+import type { NftExecutor } from './executor.js';
+import type { NftTableRef } from './nft-model.js';
+import { parseTableList, parseTableListing } from './parse-listing.js';
+import { renderDocument, serializeDocument } from './render-json.js';
+import type { NftTableSnapshot } from './snapshot.js';
+import type { NftTransaction } from './transaction.js';
+
+export class JsonNftHandle implements NftHandle {
+  constructor(
+    readonly executor: NftExecutor,
+    readonly logger: NftLogger,
+  ) {}
+
+  async apply(transaction: NftTransaction): Promise<void> {
+    if (transaction.size === 0) return;
+    const document = serializeDocument(renderDocument(transaction));
+    this.logger.debug({ executor: this.executor.kind, operations: transaction.size, document }, 'nft: applying document');
+    await this.executor.runDocument(document, { dryRun: false });
+  }
+
+  async check(transaction: NftTransaction): Promise<void> {
+    if (transaction.size === 0) return;
+    await this.executor.runDocument(serializeDocument(renderDocument(transaction)), { dryRun: true });
+  }
+
+  async listTables(): Promise<NftTableRef[]> {
+    return parseTableList(await this.executor.list(['list', 'tables']));
+  }
+
+  async listTable(table: NftTableRef): Promise<NftTableSnapshot | undefined> {
+    const tables = await this.listTables();
+    if (!tables.some((t) => t.family === table.family && t.name === table.name)) return undefined;
+    return parseTableListing(await this.executor.list(['list', 'table', table.family, table.name]), table);
+  }
+}

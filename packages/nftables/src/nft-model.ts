@@ -1,0 +1,132 @@
+// A typed model of the nft objects dnsplane programs — tables, chains, rules, sets and set
+// elements — as plain values. Expressions and statements mirror libnftables-json
+// (`man libnftables-json`) one to one, so rendering is a direct mapping with no guessing.
+
+export type NftFamily = 'inet' | 'ip' | 'ip6';
+
+export interface NftTableRef {
+  readonly family: NftFamily;
+  readonly name: string;
+}
+
+export type NftHook = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+
+/** What makes a chain a base chain: the netfilter hook it is attached to. */
+export interface NftBaseChainSpec {
+  readonly type: 'filter';
+  readonly hook: NftHook;
+  /** Numeric priority; `filter` is 0. */
+  readonly priority: number;
+  readonly policy: 'accept' | 'drop';
+}
+
+export interface NftChain {
+  readonly table: NftTableRef;
+  readonly name: string;
+  /** Absent for regular chains (jump targets). */
+  readonly base?: NftBaseChainSpec;
+}
+
+export type NftSetType = 'ipv4_addr' | 'ipv6_addr' | 'inet_service' | 'ifname';
+export type NftSetFlag = 'timeout' | 'interval' | 'constant';
+
+export interface NftSet {
+  readonly table: NftTableRef;
+  readonly name: string;
+  readonly type: NftSetType;
+  readonly flags: readonly NftSetFlag[];
+  /** Default element timeout, whole seconds. */
+  readonly timeout?: number;
+}
+
+/** One set element; `timeout` is in WHOLE seconds (nft 1.0.6 JSON drops fractions). */
+export interface NftElementValue {
+  readonly value: string;
+  readonly timeout?: number;
+}
+
+/** Elements of one named set (the object of `add/delete element`). */
+export interface NftElements {
+  readonly table: NftTableRef;
+  readonly set: string;
+  readonly elements: readonly NftElementValue[];
+}
+
+// --- expressions (right and left hand sides of matches) -------------------------------
+
+export interface NftPayloadExpr {
+  readonly payload: { readonly protocol: 'ip' | 'ip6' | 'th' | 'tcp' | 'udp' | 'icmpv6'; readonly field: string };
+}
+export interface NftMetaExpr {
+  readonly meta: { readonly key: 'iifname' | 'oifname' | 'l4proto' | 'nfproto' | 'mark' };
+}
+export interface NftCtExpr {
+  readonly ct: { readonly key: 'state' };
+}
+export interface NftPrefixExpr {
+  readonly prefix: { readonly addr: string; readonly len: number };
+}
+export interface NftRangeExpr {
+  readonly range: readonly [NftValue, NftValue];
+}
+/** An anonymous set literal. */
+export interface NftAnonymousSetExpr {
+  readonly set: readonly NftValue[];
+}
+
+/** Values: literals, prefixes, ranges, anonymous sets, named set references (`"@name"`). */
+export type NftValue = string | number | NftPrefixExpr | NftRangeExpr | NftAnonymousSetExpr;
+export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr;
+export type NftMatchOp = '==' | '!=' | 'in';
+
+// --- statements -------------------------------------------------------------------------
+
+export interface NftMatchStatement {
+  readonly match: { readonly op: NftMatchOp; readonly left: NftMatchLeft; readonly right: NftValue | readonly string[] };
+}
+export type NftVerdictStatement =
+  | { readonly accept: null }
+  | { readonly drop: null }
+  | { readonly return: null }
+  | { readonly continue: null }
+  | { readonly jump: { readonly target: string } }
+  | { readonly goto: { readonly target: string } };
+export interface NftLogStatement {
+  readonly log: { readonly prefix: string };
+}
+export interface NftCounterStatement {
+  readonly counter: null;
+}
+export type NftStatement = NftMatchStatement | NftVerdictStatement | NftLogStatement | NftCounterStatement;
+
+export interface NftRule {
+  readonly table: NftTableRef;
+  readonly chain: string;
+  readonly expr: readonly NftStatement[];
+  /** At most 128 bytes; dnsplane uses it to fingerprint rules. */
+  readonly comment?: string;
+}
+
+// --- builders ---------------------------------------------------------------------------
+
+export const payload = (protocol: NftPayloadExpr['payload']['protocol'], field: string): NftPayloadExpr => ({
+  payload: { protocol, field },
+});
+export const meta = (key: NftMetaExpr['meta']['key']): NftMetaExpr => ({ meta: { key } });
+export const ctState: NftCtExpr = { ct: { key: 'state' } };
+export const prefix = (addr: string, len: number): NftPrefixExpr => ({ prefix: { addr, len } });
+export const range = (first: NftValue, last: NftValue): NftRangeExpr => ({ range: [first, last] });
+export const anonymousSet = (values: readonly NftValue[]): NftAnonymousSetExpr => ({ set: values });
+export const setReference = (name: string): string => `@${name}`;
+export const match = (
+  op: NftMatchOp,
+  left: NftMatchLeft,
+  right: NftValue | readonly string[],
+): NftMatchStatement => ({ match: { op, left, right } });
+
+export const accept: NftVerdictStatement = { accept: null };
+export const drop: NftVerdictStatement = { drop: null };
+export const returnVerdict: NftVerdictStatement = { return: null };
+export const jump = (target: string): NftVerdictStatement => ({ jump: { target } });
+export const log = (prefixText: string): NftLogStatement => ({ log: { prefix: prefixText } });
+export const counter: NftCounterStatement = { counter: null };

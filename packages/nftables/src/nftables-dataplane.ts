@@ -1,0 +1,297 @@
+// The nftables dataplane: desired state → one table of its own, applied as ONE atomic
+// libnftables-json transaction per change; learned addresses live in timeout sets.
+import {
+  systemClock,
+  systemProcessRunner,
+  type Clock,
+  type Dataplane,
+  type DataplaneStatus,
+  type DesiredState,
+  type IpFamily,
+  type LearnedEntry,
+  type ProcessRunner,
+} from '@dnsplane/core';
+import { desiredTable } from './desired-table.js';
+import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from './executor.js';
+import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
+import { JsonNftHandle } from './json-handle.js';
+import type { LearnedSource } from './learned-source.js';
+import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
+import type { NftElementValue, NftTableRef } from './nft-model.js';
+import { planInstall } from './plan.js';
+import { renderDocument, serializeDocument } from './render-json.js';
+import type { NftTableSnapshot } from './snapshot.js';
+import { NftTransaction } from './transaction.js';
+
+export interface NftablesDataplaneOptions {
+  /** Name of the inet table dnsplane owns (default "dnsplane"; tests use "dnsplane_t<random>"). */
+  readonly tableName?: string;
+  /** How to reach nft: the libnftables addon, the nft binary, or the addon when built (default). */
+  readonly executor?: 'auto' | 'libnftables' | 'nft-cli';
+  /** Runs `nft` for the nft-cli executor. */
+  readonly processRunner?: ProcessRunner;
+  /** Replaces the executor entirely (unit tests pass a FakeNftHandle). */
+  readonly handle?: NftHandle;
+  readonly clock?: Clock;
+  readonly logger?: NftLogger;
+  /** Batches of learned entries to mirror into the nft sets (the inline-learning seam). */
+  readonly learnedSource?: LearnedSource;
+}
+
+export interface AddLearnedResult {
+  /** Entries written (new, or refreshed to a later expiry). */
+  readonly written: number;
+  /** Entries whose element already expires at or after the requested time. */
+  readonly unchanged: number;
+  /** Entries for unknown domain sets or already expired. */
+  readonly ignored: number;
+}
+
+const SET_NAME = /^(ds_[0-9a-f]+)_v([46])$/;
+
+export class NftablesDataplane implements Dataplane {
+  readonly kind = 'nftables';
+  readonly table: NftTableRef;
+  readonly #handle: NftHandle;
+  readonly #clock: Clock;
+  readonly #logger: NftLogger;
+  readonly #onClose: Array<() => void> = [];
+  /** Domain set id → base set name, from the last installed state. */
+  #setNames = new Map<number, string>();
+  /** nft set name → address → expiry (ms) known to be in the kernel; drives refresh decisions. */
+  #expiries = new Map<string, Map<string, number>>();
+  #serial: Promise<unknown> = Promise.resolve();
+
+  constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
+    this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
+    this.#handle = handle;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    if (options.learnedSource !== undefined) {
+      const unsubscribe = options.learnedSource.subscribe((entries) => {
+        this.addLearned(entries).catch((error: unknown) =>
+          this.#logger.error({ err: error, entries: entries.length }, 'nftables: mirroring learned entries failed'),
+        );
+      });
+      this.#onClose.push(unsubscribe);
+    }
+  }
+
+  /** Called on close (e.g. to release the libnftables context the factory created). */
+  onClose(callback: () => void): void {
+    this.#onClose.push(callback);
+  }
+
+  render(state: DesiredState): string {
+    const plan = planInstall(desiredTable(state, this.table), undefined);
+    return serializeDocument(renderDocument(plan.transaction), true);
+  }
+
+  install(state: DesiredState): Promise<void> {
+    return this.#exclusive(async () => {
+      const desired = desiredTable(state, this.table);
+      const current = await this.#handle.listTable(this.table);
+      const plan = planInstall(desired, current);
+      await this.#handle.apply(plan.transaction);
+      this.#logger.info(
+        {
+          table: this.table.name,
+          created: plan.created,
+          operations: plan.transaction.size,
+          addedSets: plan.addedSets,
+          deletedSets: plan.deletedSets,
+          addedChains: plan.addedChains.length,
+          replacedChains: plan.replacedChains,
+          deletedChains: plan.deletedChains,
+        },
+        'nftables: installed',
+      );
+      this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
+      this.#rememberExpiries(current, new Set(desired.sets.map((s) => s.name)));
+    });
+  }
+
+  /**
+   * Write learned entries as set elements with timeouts in whole seconds, rounded up. An
+   * element that exists is refreshed by delete + add in the same transaction (re-adding with
+   * the same timeout keeps the old expiry), and only when the new expiry is later.
+   */
+  addLearned(entries: readonly LearnedEntry[]): Promise<AddLearnedResult> {
+    return this.#exclusive(() => this.#addLearned(entries));
+  }
+
+  async #addLearned(entries: readonly LearnedEntry[]): Promise<AddLearnedResult> {
+    const now = this.#clock.now();
+    let ignored = 0;
+    let unchanged = 0;
+    // (set, address) → the latest requested expiry, rounded up to whole seconds from now.
+    const wanted = new Map<string, Map<string, number>>();
+    for (const entry of entries) {
+      const base = this.#setNames.get(entry.setId);
+      const seconds = Math.ceil((entry.expiresAt - now) / 1000);
+      if (base === undefined || seconds <= 0) {
+        ignored++;
+        continue;
+      }
+      const set = domainSetName({ name: base }, entry.family);
+      const perSet = wanted.get(set) ?? new Map<string, number>();
+      wanted.set(set, perSet);
+      perSet.set(entry.address, Math.max(perSet.get(entry.address) ?? 0, seconds));
+    }
+    const tx = new NftTransaction();
+    const written: Array<[string, string, number]> = [];
+    for (const [set, addresses] of wanted) {
+      const known = this.#expiries.get(set);
+      const elements: NftElementValue[] = [];
+      for (const [address, seconds] of addresses) {
+        const expiresAt = now + seconds * 1000;
+        const current = known?.get(address);
+        if (current !== undefined && current > now && current >= expiresAt) {
+          unchanged++;
+          continue;
+        }
+        elements.push({ value: address, timeout: seconds });
+        written.push([set, address, expiresAt]);
+      }
+      if (elements.length === 0) continue;
+      const object = (list: readonly NftElementValue[]) =>
+        ({ kind: 'element', element: { table: this.table, set, elements: list } }) as const;
+      // add (so the delete cannot fail), delete (drops the old expiry), add (the new one).
+      tx.add(object(elements));
+      tx.delete(object(elements.map((e) => ({ value: e.value }))));
+      tx.add(object(elements));
+    }
+    if (ignored > 0) this.#logger.debug({ ignored }, 'nftables: learned entries for unknown sets or expired');
+    if (tx.size > 0) {
+      await this.#handle.apply(tx);
+      for (const [set, address, expiresAt] of written) {
+        const perSet = this.#expiries.get(set) ?? new Map<string, number>();
+        this.#expiries.set(set, perSet);
+        perSet.set(address, expiresAt);
+      }
+    }
+    return { written: written.length, unchanged, ignored };
+  }
+
+  exportLearned(): Promise<LearnedEntry[]> {
+    return this.#exclusive(async () => {
+      const snapshot = await this.#handle.listTable(this.table);
+      if (snapshot === undefined) return [];
+      this.#rememberExpiries(snapshot, new Set(snapshot.sets.map((s) => s.name)));
+      const now = this.#clock.now();
+      const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
+      const entries: LearnedEntry[] = [];
+      for (const set of snapshot.sets) {
+        const parsed = SET_NAME.exec(set.name);
+        if (parsed === null) continue;
+        const [, base = '', family] = parsed;
+        const setId = ids.get(base) ?? Number.parseInt(base.slice(3), 16);
+        for (const element of set.elements) {
+          if (element.expires === undefined) continue; // permanent: not learned by dnsplane
+          entries.push({
+            setId,
+            family: (family === '4' ? 4 : 6) as IpFamily,
+            address: element.value,
+            // nft prints whole seconds left, truncated: the true expiry is up to 1 s later.
+            expiresAt: now + element.expires * 1000,
+          });
+        }
+      }
+      return entries;
+    });
+  }
+
+  async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
+    const now = this.#clock.now();
+    await this.addLearned(entries.filter((e) => e.expiresAt > now));
+  }
+
+  status(): Promise<DataplaneStatus> {
+    return this.#exclusive(async () => {
+      const snapshot = await this.#handle.listTable(this.table);
+      if (snapshot === undefined) return { kind: this.kind, objects: [], counters: {}, learned: 0 };
+      const prefix = `${this.table.family} ${this.table.name}`;
+      const counters: Record<string, number> = {};
+      let learned = 0;
+      for (const set of snapshot.sets) {
+        counters[`elements.${set.name}`] = set.elements.length;
+        learned += set.elements.length;
+      }
+      counters['chains'] = snapshot.chains.length;
+      counters['rules'] = snapshot.chains.reduce((n, c) => n + c.rules.length, 0);
+      return {
+        kind: this.kind,
+        objects: [
+          `nft table ${prefix}`,
+          ...snapshot.chains.map((c) => `nft chain ${prefix} ${c.name}`),
+          ...snapshot.sets.map((s) => `nft set ${prefix} ${s.name}`),
+        ],
+        counters,
+        learned,
+      };
+    });
+  }
+
+  remove(): Promise<void> {
+    return this.#exclusive(async () => {
+      const tables = await this.#handle.listTables();
+      if (tables.some((t) => t.family === this.table.family && t.name === this.table.name)) {
+        await this.#handle.apply(new NftTransaction().delete({ kind: 'table', table: this.table }));
+        this.#logger.info({ table: this.table.name }, 'nftables: table removed');
+      }
+      this.#expiries.clear();
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#serial.catch(() => undefined);
+    for (const callback of this.#onClose.splice(0)) callback();
+  }
+
+  #rememberExpiries(snapshot: NftTableSnapshot | undefined, keep: ReadonlySet<string>): void {
+    const now = this.#clock.now();
+    const next = new Map<string, Map<string, number>>();
+    for (const set of snapshot?.sets ?? []) {
+      if (!keep.has(set.name)) continue;
+      next.set(
+        set.name,
+        new Map(
+          set.elements.filter((e) => e.expires !== undefined).map((e) => [e.value, now + (e.expires ?? 0) * 1000]),
+        ),
+      );
+    }
+    this.#expiries = next;
+  }
+
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(work, work);
+    this.#serial = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function createExecutor(options: NftablesDataplaneOptions, logger: NftLogger): NftExecutor {
+  const runner = options.processRunner ?? systemProcessRunner;
+  switch (options.executor ?? 'auto') {
+    case 'libnftables':
+      return LibnftablesExecutor.create();
+    case 'nft-cli':
+      return new NftCliExecutor(runner);
+    case 'auto': {
+      const addon = loadAddon();
+      if (addon !== undefined) return new LibnftablesExecutor(addon);
+      logger.warn({}, 'nftables: libnftables addon not built, falling back to the nft binary');
+      return new NftCliExecutor(runner);
+    }
+  }
+}
+
+export function createNftablesDataplane(options: NftablesDataplaneOptions = {}): NftablesDataplane {
+  const logger = options.logger ?? silentLogger;
+  if (options.handle !== undefined) return new NftablesDataplane(options.handle, options);
+  const executor = createExecutor(options, logger);
+  const dataplane = new NftablesDataplane(new JsonNftHandle(executor, logger), options);
+  dataplane.onClose(() => executor.close());
+  return dataplane;
+}
+

@@ -1,0 +1,133 @@
+// Parses `nft -j list tables` / `nft -j list table` output (external input: validated with
+// zod) into snapshots. Unknown objects and element forms dnsplane never writes are skipped.
+import { KernelError } from '@dnsplane/core';
+import { z } from 'zod';
+import type { NftFamily, NftHook, NftTableRef } from './nft-model.js';
+import type { NftChainSnapshot, NftElementSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+
+const familySchema = z.enum(['inet', 'ip', 'ip6', 'arp', 'bridge', 'netdev']);
+const tableSchema = z.object({ family: familySchema, name: z.string() });
+const chainSchema = z.object({
+  family: familySchema,
+  table: z.string(),
+  name: z.string(),
+  type: z.string().optional(),
+  hook: z.string().optional(),
+  prio: z.number().optional(),
+  policy: z.string().optional(),
+});
+const ruleSchema = z.object({
+  family: familySchema,
+  table: z.string(),
+  chain: z.string(),
+  handle: z.number(),
+  comment: z.string().optional(),
+});
+const elementSchema = z.union([
+  z.string(),
+  z.number(),
+  z.object({
+    elem: z.object({ val: z.unknown(), timeout: z.number().optional(), expires: z.number().optional() }),
+  }),
+  z.unknown(),
+]);
+const setSchema = z.object({
+  family: familySchema,
+  table: z.string(),
+  name: z.string(),
+  type: z.union([z.string(), z.array(z.string())]),
+  flags: z.array(z.string()).optional(),
+  elem: z.array(elementSchema).optional(),
+});
+const documentSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
+
+const HOOKS: readonly NftHook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
+
+function parseDocument(text: string, what: string): Array<Record<string, unknown>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new KernelError(`nft ${what}: output is not JSON`, String(error));
+  }
+  const parsed = documentSchema.safeParse(json);
+  if (!parsed.success) throw new KernelError(`nft ${what}: unexpected output`, parsed.error.message);
+  return parsed.data.nftables;
+}
+
+export function parseTableList(text: string): NftTableRef[] {
+  const tables: NftTableRef[] = [];
+  for (const item of parseDocument(text, 'list tables')) {
+    if (!('table' in item)) continue;
+    const table = tableSchema.safeParse(item.table);
+    if (!table.success) throw new KernelError('nft list tables: malformed table', table.error.message);
+    if (table.data.family === 'inet' || table.data.family === 'ip' || table.data.family === 'ip6') {
+      tables.push({ family: table.data.family, name: table.data.name });
+    }
+  }
+  return tables;
+}
+
+function parseElement(raw: unknown): NftElementSnapshot | undefined {
+  if (typeof raw === 'string') return { value: raw };
+  if (typeof raw === 'number') return { value: String(raw) };
+  if (typeof raw === 'object' && raw !== null && 'elem' in raw) {
+    const parsed = z
+      .object({ elem: z.object({ val: z.union([z.string(), z.number()]), timeout: z.number().optional(), expires: z.number().optional() }) })
+      .safeParse(raw);
+    if (!parsed.success) return undefined;
+    const { val, timeout, expires } = parsed.data.elem;
+    return {
+      value: String(val),
+      ...(timeout !== undefined ? { timeout } : {}),
+      ...(expires !== undefined ? { expires } : {}),
+    };
+  }
+  return undefined; // prefixes, ranges, concatenations: dnsplane never writes those into named sets
+}
+
+export function parseTableListing(text: string, table: NftTableRef): NftTableSnapshot {
+  const chains = new Map<string, { spec: z.infer<typeof chainSchema>; rules: { handle: number; comment?: string }[] }>();
+  const sets: NftSetSnapshot[] = [];
+  const what = `list table ${table.family} ${table.name}`;
+  for (const item of parseDocument(text, what)) {
+    if ('chain' in item) {
+      const chain = chainSchema.safeParse(item.chain);
+      if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);
+      chains.set(chain.data.name, { spec: chain.data, rules: [] });
+    } else if ('rule' in item) {
+      const rule = ruleSchema.safeParse(item.rule);
+      if (!rule.success) throw new KernelError(`nft ${what}: malformed rule`, rule.error.message);
+      const chain = chains.get(rule.data.chain);
+      if (chain === undefined) throw new KernelError(`nft ${what}: rule before its chain ${rule.data.chain}`);
+      chain.rules.push({ handle: rule.data.handle, ...(rule.data.comment !== undefined ? { comment: rule.data.comment } : {}) });
+    } else if ('set' in item) {
+      const set = setSchema.safeParse(item.set);
+      if (!set.success) throw new KernelError(`nft ${what}: malformed set`, set.error.message);
+      const elements: NftElementSnapshot[] = [];
+      for (const raw of set.data.elem ?? []) {
+        const element = parseElement(raw);
+        if (element !== undefined) elements.push(element);
+      }
+      sets.push({
+        name: set.data.name,
+        type: Array.isArray(set.data.type) ? set.data.type.join(' . ') : set.data.type,
+        flags: set.data.flags ?? [],
+        elements,
+      });
+    }
+  }
+  const chainSnapshots: NftChainSnapshot[] = [...chains.values()].map(({ spec, rules }) => {
+    const hook = HOOKS.find((h) => h === spec.hook);
+    const base =
+      hook !== undefined && spec.type === 'filter' && spec.prio !== undefined
+        ? { type: 'filter' as const, hook, priority: spec.prio, policy: spec.policy === 'drop' ? ('drop' as const) : ('accept' as const) }
+        : undefined;
+    return { name: spec.name, ...(base !== undefined ? { base } : {}), rules };
+  });
+  return { table, chains: chainSnapshots, sets };
+}
+
+export function isNftFamily(value: string): value is NftFamily {
+  return value === 'inet' || value === 'ip' || value === 'ip6';
+}

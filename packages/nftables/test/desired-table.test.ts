@@ -1,0 +1,167 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  BASE_CHAINS,
+  desiredTable,
+  planInstall,
+  renderRule,
+  sortedOperationLines,
+  type NftStatement,
+  type NftTableRef,
+} from '@dnsplane/nftables';
+import { anyPeer, baseState, githubSet, rule, webEgress } from './fixtures.js';
+
+const table: NftTableRef = { family: 'inet', name: 'dnsplane_golden' };
+const golden = new URL('./golden/install.txt', import.meta.url);
+
+function chainRules(name: string): ReadonlyArray<readonly NftStatement[]> {
+  const chain = desiredTable(baseState(), table).chains.find((c) => c.chain.name === name);
+  if (chain === undefined) throw new Error(`no chain ${name}`);
+  return chain.rules.map((r) => r.expr);
+}
+
+describe('desiredTable', () => {
+  it('renders the whole first-install transaction as in the golden file (sorted lines)', () => {
+    const lines = sortedOperationLines(planInstall(desiredTable(baseState(), table), undefined).transaction);
+    const text = `${lines.join('\n')}\n`;
+    if (process.env['UPDATE_GOLDEN'] === '1' || !existsSync(golden)) writeFileSync(golden, text);
+    expect(text).toBe(readFileSync(golden, 'utf8'));
+  });
+
+  it('creates a pair of timeout sets per domain set', () => {
+    const sets = desiredTable(baseState(), table).sets;
+    expect(sets.map((s) => [s.name, s.type, s.flags])).toEqual([
+      ['ds_1a2b_v4', 'ipv4_addr', ['timeout']],
+      ['ds_1a2b_v6', 'ipv6_addr', ['timeout']],
+      ['ds_3c4d_v4', 'ipv4_addr', ['timeout']],
+      ['ds_3c4d_v6', 'ipv6_addr', ['timeout']],
+    ]);
+  });
+
+  it('accepts established/related first in every base chain', () => {
+    for (const name of Object.values(BASE_CHAINS)) {
+      expect(chainRules(name)[0]).toEqual([
+        { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } },
+        { accept: null },
+      ]);
+    }
+  });
+
+  it('dispatches workloads on iifname (egress) / oifname (ingress) and host endpoints on input/output', () => {
+    expect(chainRules(BASE_CHAINS.forwardEgress)[1]).toEqual([
+      { match: { op: '==', left: { meta: { key: 'iifname' } }, right: 'veth-web' } },
+      { jump: { target: 'ep_web_egress' } },
+    ]);
+    expect(chainRules(BASE_CHAINS.forwardIngress)[1]).toEqual([
+      { match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'veth-web' } },
+      { jump: { target: 'ep_web_ingress' } },
+    ]);
+    expect(chainRules(BASE_CHAINS.inputIngress).at(-1)).toEqual([{ jump: { target: 'ep_node_ingress' } }]);
+    // the node has no egress policy: nothing dispatched on output
+    expect(chainRules(BASE_CHAINS.outputEgress).flat()).not.toContainEqual({ jump: { target: 'ep_node_egress' } });
+  });
+
+  it('leaves an endpoint that no policy selects untouched', () => {
+    const desired = desiredTable(baseState(), table);
+    expect(desired.chains.map((c) => c.chain.name).filter((n) => n.includes('idle'))).toEqual([]);
+    expect(JSON.stringify(desired.chains)).not.toContain('veth-idle');
+  });
+
+  it('jumps into policy chains in order and ends with the default deny', () => {
+    expect(chainRules('ep_web_egress')).toEqual([
+      [
+        { match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'type' } }, right: { set: [133, 134, 135, 136] } } },
+        { accept: null },
+      ],
+      [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['invalid'] } }, { drop: null }],
+      [{ jump: { target: 'pol_web-egress_egress' } }],
+      [{ drop: null }],
+    ]);
+  });
+
+  it('maps Allow/Deny/Log/Pass to accept/drop/log-and-continue/return', () => {
+    const rules = chainRules('pol_web-egress_egress');
+    expect(rules.at(-2)).toEqual([{ log: { prefix: 'dnsplane web-egress egress 2: ' } }]);
+    expect(rules.at(-1)).toEqual([{ drop: null }]);
+    expect(chainRules('pol_base-ingress_ingress')[2]).toEqual([
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 17 } },
+      { match: { op: '!=', left: { payload: { protocol: 'th', field: 'dport' } }, right: 53 } },
+      { return: null },
+    ]);
+  });
+
+  it('matches a domain set as a pair of rules, ip daddr @<set>_v4 and ip6 daddr @<set>_v6', () => {
+    const rules = renderRule(webEgress.egress![0]!, {
+      policy: 'web-egress',
+      direction: 'egress',
+      domainSets: new Map([[githubSet.id, githubSet]]),
+    });
+    expect(rules).toEqual([
+      [
+        { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv4' } },
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: '@ds_1a2b_v4' } },
+        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 443 } },
+        { accept: null },
+      ],
+      [
+        { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv6' } },
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
+        { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: '@ds_1a2b_v6' } },
+        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 443 } },
+        { accept: null },
+      ],
+    ]);
+  });
+
+  it('splits nets/notNets by family, with port sets and ranges', () => {
+    const rules = chainRules('pol_base-ingress_ingress');
+    expect(rules[0]).toEqual([
+      { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv4' } },
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
+      { match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { prefix: { addr: '198.18.0.0', len: 15 } } } },
+      { match: { op: '!=', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { prefix: { addr: '198.18.5.0', len: 24 } } } },
+      { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { set: [22, { range: [8000, 8080] }] } } },
+      { accept: null },
+    ]);
+    expect(rules[1]).toEqual([
+      { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv6' } },
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
+      { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: { prefix: { addr: 'fd00::', len: 8 } } } },
+      { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { set: [22, { range: [8000, 8080] }] } } },
+      { accept: null },
+    ]);
+  });
+
+  it('restricts a rule to one family when its nets or protocol say so, and drops impossible rules', () => {
+    const context = { policy: 'p', direction: 'egress' as const, domainSets: new Map() };
+    const icmp = renderRule(rule(0, { action: 'allow', protocol: 1 }), context);
+    expect(icmp).toHaveLength(1);
+    expect(icmp[0]?.[0]).toEqual({ match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv4' } });
+    const impossible = renderRule(
+      rule(0, {
+        action: 'allow',
+        source: { ...anyPeer, nets: [{ family: 4, text: '198.18.0.0/15' }] },
+        destination: { ...anyPeer, nets: [{ family: 6, text: 'fd00::/8' }] },
+      }),
+      context,
+    );
+    expect(impossible).toEqual([]);
+    const portsOnly = renderRule(rule(0, { action: 'deny', destination: { ...anyPeer, ports: [{ first: 80, last: 80 }] } }), context);
+    expect(portsOnly).toEqual([
+      [
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: [6, 17, 132, 136, 33] } } },
+        { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 80 } },
+        { drop: null },
+      ],
+    ]);
+  });
+
+  it('gives every rule a comment that fingerprints its statements', () => {
+    const a = desiredTable(baseState(), table);
+    const b = desiredTable(baseState(), table);
+    const comments = (d: typeof a) => d.chains.flatMap((c) => c.rules.map((r) => r.comment));
+    expect(comments(a)).toEqual(comments(b));
+    for (const comment of comments(a)) expect(comment).toMatch(/ #[0-9a-f]{12}$/);
+  });
+});
