@@ -16,3 +16,7 @@ export * from './dns/tcp-stream.js';
 export * from './dns/learn.js';
 export * from './dns/packet-builder.js';
 export * from './dns/reference-parser.js';
+export * from './config.js';
+export * from './resources.js';
+export * from './inputs.js';
+export * from './json-schema.js';

@@ -1,0 +1,132 @@
+// The agent's config file (dnsplane.yaml): its zod schema with defaults, and the parsed type.
+// The JSON Schema in packages/core/schema/config.schema.json is generated from this schema.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { DATAPLANE_KINDS, type DataplaneKind, type TrustedServer } from './desired-state.js';
+import { customIssue, strictObject } from './input-issues.js';
+import { canonicalAddress } from './net-address.js';
+
+export const DEFAULT_DNS_PORT = 53;
+export const DEFAULT_MIN_TTL = 30;
+export const DEFAULT_EXTRA_TTL = 10;
+export const DEFAULT_MAX_ADDRESSES_PER_NAME = 256;
+export const DEFAULT_STATE_PATH = '/var/lib/dnsplane/state.json';
+/** Largest TTL setting in seconds (about 68 years: expiries stay far from overflow in ns). */
+export const MAX_TTL_SETTING = 2_147_483_647;
+export const MAX_ADDRESSES_PER_NAME_LIMIT = 65_535;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const IPTABLES_BACKENDS = ['auto', 'legacy', 'nft'] as const;
+export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
+
+/**
+ * Parses a trusted DNS server: "198.18.0.10:53", "198.18.0.10" (port 53), "[fd00::10]:53",
+ * "[fd00::10]" or a bare "fd00::10" (port 53; an IPv6 address with a port needs the brackets).
+ * Returns the reason text when it is not one.
+ */
+export function parseTrustedServer(text: string): TrustedServer | string {
+  const trimmed = text.trim();
+  let host: string;
+  let portText: string | undefined;
+  if (trimmed.startsWith('[')) {
+    const close = trimmed.indexOf(']');
+    if (close < 0) return 'missing "]" after the IPv6 address';
+    host = trimmed.slice(1, close);
+    const rest = trimmed.slice(close + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return `unexpected ${JSON.stringify(rest)} after "]": expected ":port"`;
+      portText = rest.slice(1);
+    }
+    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  } else if (isIP(trimmed) === 6) {
+    host = trimmed;
+  } else {
+    const colon = trimmed.lastIndexOf(':');
+    host = colon < 0 ? trimmed : trimmed.slice(0, colon);
+    portText = colon < 0 ? undefined : trimmed.slice(colon + 1);
+    if (isIP(host) === 6 || host.includes(':')) return 'write an IPv6 server with a port as "[address]:port"';
+    if (isIP(host) !== 4) return `"${host}" is not an IPv4 or IPv6 address (host names are not allowed)`;
+  }
+  let port = DEFAULT_DNS_PORT;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText)) return `port ${JSON.stringify(portText)} is not a number`;
+    port = Number(portText);
+    if (port < 1 || port > 65535) return `port ${port} is outside 1-65535`;
+  }
+  const address = canonicalAddress(host);
+  if (address === undefined) return `"${host}" is not an IP address`;
+  return { family: isIP(host) === 6 ? 6 : 4, address, port };
+}
+
+/** Canonical text of a trusted server ("198.18.0.10:53", "[fd00::10]:53"). */
+export function formatTrustedServer(server: TrustedServer): string {
+  return server.family === 6 ? `[${server.address}]:${server.port}` : `${server.address}:${server.port}`;
+}
+
+export const TrustedServerSchema = z
+  .string()
+  .meta({ description: 'A trusted DNS server: "ip:port", "[ipv6]:port"; the port defaults to 53.' })
+  .transform((text, ctx): TrustedServer => {
+    const parsed = parseTrustedServer(text);
+    if (typeof parsed === 'string') {
+      ctx.issues.push(customIssue(`invalid trusted server ${JSON.stringify(text)}: ${parsed}`, text));
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const seconds = (what: string, fallback: number) =>
+  z.int().min(0).max(MAX_TTL_SETTING).default(fallback).meta({ description: what });
+
+export const DnsSettingsSchema = strictObject({
+  trustedServers: z
+    .array(TrustedServerSchema)
+    .default([])
+    .meta({ description: 'DNS servers whose answers are learned from; all others teach nothing.' })
+    .transform((servers) => {
+      // The same server written twice (or in two spellings) is kept once.
+      const seen = new Map<string, TrustedServer>();
+      for (const server of servers) seen.set(formatTrustedServer(server), server);
+      return [...seen.values()];
+    }),
+  minTTL: seconds('Shortest lifetime in seconds given to a learned address (before extraTTL).', DEFAULT_MIN_TTL),
+  extraTTL: seconds('Seconds added to every learned address lifetime.', DEFAULT_EXTRA_TTL),
+  maxAddressesPerName: z
+    .int()
+    .min(1)
+    .max(MAX_ADDRESSES_PER_NAME_LIMIT)
+    .default(DEFAULT_MAX_ADDRESSES_PER_NAME)
+    .meta({ description: 'At most this many addresses of one DNS response are learned.' }),
+});
+
+export const DnsplaneConfigSchema = strictObject({
+  dataplane: z
+    .enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]])
+    .default('nftables')
+    .meta({ description: 'Which dataplane enforces the policy.' }),
+  dns: DnsSettingsSchema.prefault({}),
+  resources: z
+    .array(z.string().min(1))
+    .default([])
+    .meta({ description: 'Files or folders of Policy/Endpoint documents, relative to the config file.' }),
+  statePath: z
+    .string()
+    .min(1)
+    .default(DEFAULT_STATE_PATH)
+    .meta({ description: 'Where learned state is saved; relative paths are relative to the config file.' }),
+  log: strictObject({
+    level: z.enum(LOG_LEVELS).default('info'),
+  }).prefault({}),
+  iptables: strictObject({
+    backend: z
+      .enum(IPTABLES_BACKENDS)
+      .default('auto')
+      .meta({ description: 'iptables flavour for the iptables dataplane; auto picks what the system uses.' }),
+  }).prefault({}),
+}).meta({ title: 'dnsplane config', description: 'The dnsplane agent configuration file (dnsplane.yaml).' });
+
+/** The parsed config, defaults filled in, trusted servers parsed. */
+export type DnsplaneConfig = z.infer<typeof DnsplaneConfigSchema>;
+/** The config as written in the file (before defaults). */
+export type DnsplaneConfigInput = z.input<typeof DnsplaneConfigSchema>;

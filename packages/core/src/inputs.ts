@@ -1,0 +1,342 @@
+// Loading and validating everything the user wrote: the config file and the Policy/Endpoint
+// documents it points at. Every problem is collected (file, document index, field path,
+// reason, and the column for selectors) and reported together in one InvalidInputError, so
+// one run shows everything to fix and nothing is half-applied.
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { DnsplaneConfigSchema, type DnsplaneConfig } from './config.js';
+import { InvalidInputError, type InputProblem } from './errors.js';
+import { describeValue, issuesToProblems, suggestField } from './input-issues.js';
+import { EndpointSchema, PolicySchema, RESOURCE_KINDS, type EndpointResource, type PolicyResource } from './resources.js';
+
+/** One parsed YAML/JSON document and where it came from. */
+export interface InputDocument {
+  readonly file: string;
+  /** 0-based position of the document in its file. */
+  readonly document: number;
+  readonly value: unknown;
+}
+
+export interface ValidatedResources {
+  readonly policies: PolicyResource[];
+  readonly endpoints: EndpointResource[];
+}
+
+export interface LoadedInputs {
+  /** Absolute path of the config file. */
+  readonly configFile: string;
+  /** The config, defaults filled in; statePath is absolute (relative paths are taken from the config's folder). */
+  readonly config: DnsplaneConfig;
+  readonly policies: PolicyResource[];
+  readonly endpoints: EndpointResource[];
+  /** Absolute paths of every resource file read, in load order (for watching). */
+  readonly files: string[];
+}
+
+/** File extensions picked up when a resource path is a folder. */
+export const RESOURCE_EXTENSIONS = ['.yaml', '.yml', '.json'] as const;
+
+/** Largest number of YAML aliases expanded in one document (guards against "billion laughs"). */
+const MAX_ALIAS_COUNT = 1000;
+
+const problem = (file: string, document: number | undefined, field: string, reason: string): InputProblem => ({
+  file,
+  ...(document === undefined ? {} : { document }),
+  field,
+  reason,
+});
+
+/**
+ * Splits YAML (or JSON, which is YAML) text into documents. Empty documents (a stray `---`)
+ * are skipped but keep their index; a file with no document at all is a problem. A JSON
+ * file (by name) whose top level is a list holds one document per element.
+ */
+export function parseDocuments(file: string, text: string): { documents: InputDocument[]; problems: InputProblem[] } {
+  const documents: InputDocument[] = [];
+  const problems: InputProblem[] = [];
+  const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true });
+  const list = Array.isArray(parsed) ? parsed : [];
+  list.forEach((doc, index) => {
+    if (doc.errors.length > 0) {
+      for (const error of doc.errors) {
+        const firstLine = (error.message.split('\n')[0] ?? error.message).replace(/:$/, '');
+        problems.push(problem(file, index, '', `YAML syntax error: ${firstLine}`));
+      }
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (error) {
+      problems.push(problem(file, index, '', `YAML error: ${error instanceof Error ? error.message : String(error)}`));
+      return;
+    }
+    if (value === null || value === undefined) return;
+    if (Array.isArray(value) && file.endsWith('.json') && list.length === 1) {
+      value.forEach((element, position) => documents.push({ file, document: position, value: element }));
+      return;
+    }
+    documents.push({ file, document: index, value });
+  });
+  if (documents.length === 0 && problems.length === 0) {
+    problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
+  }
+  return { documents, problems };
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validates the config value (one parsed document) against the schema. */
+export function validateConfig(file: string, value: unknown): { config?: DnsplaneConfig; problems: InputProblem[] } {
+  if (!isMapping(value)) {
+    return { problems: [problem(file, undefined, '', `the config must be a mapping of settings, got ${describeValue(value)}`)] };
+  }
+  const result = DnsplaneConfigSchema.safeParse(value, { reportInput: true });
+  if (result.success) return { config: result.data, problems: [] };
+  return { problems: issuesToProblems(result.error.issues, { file }) };
+}
+
+interface Origin {
+  readonly file: string;
+  readonly document: number;
+}
+
+const where = (origin: Origin): string => `${origin.file}#${origin.document}`;
+
+/** Validates resource documents; returns the resources and every problem found. */
+export function checkDocuments(documents: readonly InputDocument[]): ValidatedResources & { problems: InputProblem[] } {
+  const problems: InputProblem[] = [];
+  const policies: PolicyResource[] = [];
+  const endpoints: EndpointResource[] = [];
+  const names = new Map<string, Origin>();
+  const interfaces = new Map<string, Origin>();
+  let hostEndpoint: Origin | undefined;
+
+  for (const doc of documents) {
+    const at = (field: string, reason: string) => problems.push(problem(doc.file, doc.document, field, reason));
+    const { value } = doc;
+    if (!isMapping(value)) {
+      at('', `a document must be a mapping with kind, metadata and spec, got ${describeValue(value)}`);
+      continue;
+    }
+    const kind = value['kind'];
+    if (kind === undefined) {
+      at('kind', `required field is missing: say which resource this is (${RESOURCE_KINDS.join(' or ')})`);
+      continue;
+    }
+    if (kind !== 'Policy' && kind !== 'Endpoint') {
+      const suggestion = typeof kind === 'string' ? suggestField(kind, RESOURCE_KINDS) : undefined;
+      const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
+      at('kind', `unknown kind ${describeValue(kind).replace(/^the string /, '')}${hint}: expected ${RESOURCE_KINDS.join(' or ')}`);
+      continue;
+    }
+
+    // Duplicates are checked on the raw name so they are reported even when other fields fail.
+    const metadata = value['metadata'];
+    const name = isMapping(metadata) && typeof metadata['name'] === 'string' ? metadata['name'] : undefined;
+    if (name !== undefined) {
+      const key = `${kind}\u0000${name}`;
+      const first = names.get(key);
+      if (first) at('metadata.name', `duplicate ${kind} name "${name}": already defined in ${where(first)}`);
+      else names.set(key, doc);
+    }
+
+    if (kind === 'Policy') {
+      const result = PolicySchema.safeParse(value, { reportInput: true });
+      if (result.success) policies.push(result.data);
+      else problems.push(...issuesToProblems(result.error.issues, doc));
+      continue;
+    }
+    const result = EndpointSchema.safeParse(value, { reportInput: true });
+    if (!result.success) {
+      problems.push(...issuesToProblems(result.error.issues, doc));
+      continue;
+    }
+    const endpoint = result.data;
+    endpoints.push(endpoint);
+    if (endpoint.spec.interface !== undefined) {
+      const first = interfaces.get(endpoint.spec.interface);
+      if (first) at('spec.interface', `interface "${endpoint.spec.interface}" already belongs to the endpoint in ${where(first)}`);
+      else interfaces.set(endpoint.spec.interface, doc);
+    }
+    if (endpoint.spec.host) {
+      if (hostEndpoint) at('spec.host', `only one endpoint can be the host; another one is in ${where(hostEndpoint)}`);
+      else hostEndpoint = doc;
+    }
+  }
+  return { policies, endpoints, problems };
+}
+
+/** Validates resource documents without the file system; throws InvalidInputError listing every problem. */
+export function validateDocuments(documents: readonly InputDocument[]): ValidatedResources {
+  const { policies, endpoints, problems } = checkDocuments(documents);
+  if (problems.length > 0) throw new InvalidInputError(problems);
+  return { policies, endpoints };
+}
+
+/** Problems that need both the config and the resources. */
+export function crossCheck(configFile: string, config: DnsplaneConfig, policies: readonly PolicyResource[]): InputProblem[] {
+  const usesDomains = policies.some((policy) => policy.spec.egress.some((rule) => rule.destination.domains !== undefined));
+  if (usesDomains && config.dns.trustedServers.length === 0) {
+    return [
+      problem(
+        configFile,
+        undefined,
+        'dns.trustedServers',
+        'policies use domains but no trusted DNS server is configured: no address could ever be learned',
+      ),
+    ];
+  }
+  return [];
+}
+
+/** Path as shown in messages: relative to the working folder when inside it. */
+function displayPath(absolute: string): string {
+  const relative = path.relative(process.cwd(), absolute);
+  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : absolute;
+}
+
+function errorCode(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+}
+
+/** Resource files under a folder: *.yaml, *.yml, *.json, recursively, sorted; dot-entries skipped. */
+async function filesUnder(folder: string): Promise<string[]> {
+  const entries = await readdir(folder, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const files: string[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const full = path.join(folder, entry.name);
+    let isFolder = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      const target = await stat(full).catch(() => undefined);
+      isFolder = target?.isDirectory() ?? false;
+      isFile = target?.isFile() ?? false;
+    }
+    if (isFolder) files.push(...(await filesUnder(full)));
+    else if (isFile && RESOURCE_EXTENSIONS.some((ext) => entry.name.toLowerCase().endsWith(ext))) files.push(full);
+  }
+  return files;
+}
+
+/**
+ * Reads the config file and every resource it names, validates all of it and returns the typed
+ * result. Throws InvalidInputError with every problem found (nothing is partially returned).
+ * `resources` entries are files or folders relative to the config file's folder; folders are
+ * read recursively (sorted, *.yaml/*.yml/*.json, names starting with "." skipped); a file named
+ * explicitly is read whatever its extension; a file reached twice is read once.
+ */
+export async function loadInputs(configPath: string): Promise<LoadedInputs> {
+  const configFile = path.resolve(configPath);
+  const shownConfig = displayPath(configFile);
+  const problems: InputProblem[] = [];
+  const fail = (): never => {
+    throw new InvalidInputError(problems);
+  };
+
+  let configText: string;
+  try {
+    configText = await readFile(configFile, 'utf8');
+  } catch (error) {
+    const code = errorCode(error);
+    const reason =
+      code === 'ENOENT'
+        ? `config file not found (looked for ${configFile})`
+        : code === 'EISDIR'
+          ? 'is a folder: expected the config file'
+          : `cannot read the config file: ${error instanceof Error ? error.message : String(error)}`;
+    problems.push(problem(shownConfig, undefined, '', reason));
+    return fail();
+  }
+
+  const parsedConfig = parseDocuments(shownConfig, configText);
+  if (parsedConfig.problems.length > 0) {
+    problems.push(...parsedConfig.problems.map(({ document: _document, ...rest }) => rest));
+    return fail();
+  }
+  if (parsedConfig.documents.length > 1) {
+    problems.push(problem(shownConfig, undefined, '', `the config file must hold one document, found ${parsedConfig.documents.length}`));
+    return fail();
+  }
+  const configValue = parsedConfig.documents[0]?.value;
+  const { config, problems: configProblems } = validateConfig(shownConfig, configValue);
+  problems.push(...configProblems);
+
+  // Resource paths: from the valid config, or best effort from the raw value so that resource
+  // problems are reported in the same run as config problems.
+  let resourcePaths: readonly unknown[] = [];
+  if (config) resourcePaths = config.resources;
+  else if (isMapping(configValue) && Array.isArray(configValue['resources'])) resourcePaths = configValue['resources'];
+
+  const configFolder = path.dirname(configFile);
+  const files: string[] = [];
+  const seen = new Set<string>();
+  for (const [index, entry] of resourcePaths.entries()) {
+    if (typeof entry !== 'string' || entry === '') continue;
+    const target = path.resolve(configFolder, entry);
+    let info;
+    try {
+      info = await stat(target);
+    } catch (error) {
+      const reason =
+        errorCode(error) === 'ENOENT'
+          ? `resource path "${entry}" does not exist (looked for ${target})`
+          : `cannot read resource path "${entry}": ${error instanceof Error ? error.message : String(error)}`;
+      problems.push(problem(shownConfig, undefined, `resources[${index}]`, reason));
+      continue;
+    }
+    let found: string[];
+    if (info.isDirectory()) {
+      try {
+        found = await filesUnder(target);
+      } catch (error) {
+        problems.push(problem(shownConfig, undefined, `resources[${index}]`, `cannot read folder "${entry}": ${String(error)}`));
+        continue;
+      }
+    } else if (info.isFile()) {
+      found = [target];
+    } else {
+      problems.push(problem(shownConfig, undefined, `resources[${index}]`, `"${entry}" is neither a file nor a folder`));
+      continue;
+    }
+    for (const file of found) {
+      const real = await realpath(file).catch(() => file);
+      if (seen.has(real)) continue;
+      seen.add(real);
+      files.push(file);
+    }
+  }
+
+  const documents: InputDocument[] = [];
+  for (const file of files) {
+    const shown = displayPath(file);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      problems.push(problem(shown, undefined, '', `cannot read the file: ${error instanceof Error ? error.message : String(error)}`));
+      continue;
+    }
+    const parsed = parseDocuments(shown, text);
+    problems.push(...parsed.problems);
+    documents.push(...parsed.documents);
+  }
+
+  const checked = checkDocuments(documents);
+  problems.push(...checked.problems);
+  if (config) problems.push(...crossCheck(shownConfig, config, checked.policies));
+  if (problems.length > 0 || !config) return fail();
+
+  return {
+    configFile,
+    config: { ...config, statePath: path.resolve(configFolder, config.statePath) },
+    policies: checked.policies,
+    endpoints: checked.endpoints,
+    files,
+  };
+}
