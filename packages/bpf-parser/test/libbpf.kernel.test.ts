@@ -1,0 +1,501 @@
+// The libbpf loader on the real kernel: load, globals, test runs, maps, pins, ring buffer,
+// verifier errors, fd hygiene. Needs root, bpffs at /sys/fs/bpf and clang.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isKernelError, isNotFound } from '@dnsplane/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BpfMap,
+  BpfObjectSpec,
+  BpfProgram,
+  MapType,
+  ProgramType,
+  RingBufferConsumer,
+  ktimeNs,
+  possibleCpus,
+  unpin,
+  type BpfObject,
+} from '../src/libbpf.js';
+
+const fixtures = fileURLToPath(new URL('./bpf-fixtures/', import.meta.url));
+const testObject = join(fixtures, 'loader_test.o');
+const rejectedObject = join(fixtures, 'verifier_reject.o');
+
+const ETH_HLEN = 14;
+
+/**
+ * An IPv4 frame: Ethernet header (type 0x0800) and `payloadLength` bytes after it. The kernel
+ * refuses (EINVAL) a test run whose IPv4 frame holds less than a 20-byte IP header.
+ */
+function frame(payloadLength: number): Buffer {
+  const data = Buffer.alloc(ETH_HLEN + payloadLength);
+  data.writeUInt16BE(0x0800, 12);
+  return data;
+}
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+};
+const u64 = (n: bigint): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b;
+};
+
+function loadWithMagic(magic: number): BpfObject {
+  const spec = BpfObjectSpec.open(testObject);
+  spec.setGlobal('magic', u32(magic));
+  return spec.load();
+}
+
+function sumPerCpu(map: BpfMap, key: Buffer): number {
+  const slots = map.lookupPerCpu(key) ?? [];
+  return slots.reduce((sum, slot) => sum + slot.readUInt32LE(0), 0);
+}
+
+/** Resolves when `condition()` holds, checked whenever `wake` is called; rejects after the deadline. */
+function waitFor(condition: () => boolean, deadlineMs: number): { promise: Promise<void>; wake: () => void } {
+  let wake = (): void => {};
+  const promise = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`condition not met within ${deadlineMs} ms`)), deadlineMs);
+    wake = () => {
+      if (condition()) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+  });
+  return { promise, wake };
+}
+
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+beforeAll(() => {
+  execFileSync('make', ['-s', '-C', fixtures], { stdio: 'inherit' });
+});
+
+describe('BpfObjectSpec', () => {
+  const objects: BpfObject[] = [];
+  afterEach(() => {
+    for (const o of objects.splice(0)) o.close();
+  });
+
+  it('lists the maps and programs of an object before load', () => {
+    const spec = BpfObjectSpec.open(testObject);
+    try {
+      const maps = Object.fromEntries(spec.maps.map((m) => [m.name, m]));
+      expect(maps['kv']).toMatchObject({ type: MapType.hash, keySize: 4, valueSize: 8, maxEntries: 1024, internal: false });
+      expect(maps['runs']).toMatchObject({ type: MapType.percpuArray, valueSize: 4 });
+      expect(maps['events']).toMatchObject({ type: MapType.ringbuf });
+      expect(spec.maps.some((m) => m.internal && m.name.endsWith('.rodata'))).toBe(true);
+      expect(spec.programs).toEqual(
+        expect.arrayContaining([
+          { name: 'socket_magic', section: 'socket', type: ProgramType.socketFilter },
+          { name: 'tc_magic', section: 'tc', type: ProgramType.schedCls },
+        ]),
+      );
+    } finally {
+      spec.close();
+    }
+  });
+
+  it('sets a .rodata constant per instance, seen by socket-filter and tc test runs', () => {
+    const a = loadWithMagic(0xabcd);
+    const b = loadWithMagic(7);
+    objects.push(a, b);
+    const data = frame(50);
+    expect(a.program('socket_magic').testRun({ data }).retval).toBe(0xabcd);
+    expect(a.program('tc_magic').testRun({ data }).retval).toBe(0xabcd);
+    expect(b.program('socket_magic').testRun({ data }).retval).toBe(7);
+    expect(b.program('tc_magic').testRun({ data }).retval).toBe(7);
+  });
+
+  it('rejects unknown globals, wrong sizes and a second load', () => {
+    const spec = BpfObjectSpec.open(testObject);
+    let caught: unknown;
+    try {
+      spec.setGlobal('no_such_global', u32(1));
+    } catch (error) {
+      caught = error;
+    }
+    expect(isNotFound(caught)).toBe(true);
+    // A map definition is a BTF variable too, but not a global.
+    expect(() => spec.setGlobal('kv', Buffer.alloc(32))).toThrow(/no such global/);
+    expect(() => spec.setGlobal('magic', Buffer.alloc(8))).toThrow(RangeError);
+    objects.push(spec.load());
+    expect(() => spec.load()).toThrow(/already loaded/);
+  });
+
+  it('reports a missing object file as NotFoundError', () => {
+    let caught: unknown;
+    try {
+      BpfObjectSpec.open(join(fixtures, 'does-not-exist.o'));
+    } catch (error) {
+      caught = error;
+    }
+    expect(isNotFound(caught)).toBe(true);
+  });
+
+  it('surfaces a verifier rejection as KernelError with errno and the verifier log', () => {
+    const spec = BpfObjectSpec.open(rejectedObject);
+    let caught: unknown;
+    try {
+      spec.load();
+    } catch (error) {
+      caught = error;
+    }
+    expect(isKernelError(caught)).toBe(true);
+    if (!isKernelError(caught)) return;
+    expect(caught.errno).toBe(13); // EACCES: the verifier said no
+    expect(caught.detail).toContain("invalid mem access 'map_value_or_null'");
+    expect(caught.detail).toContain('missing_null_check');
+  });
+
+  it('frees every fd on close, also after a failed load', () => {
+    const before = openFds();
+    for (let i = 0; i < 3; i++) {
+      const o = loadWithMagic(i);
+      o.program('socket_magic').testRun({ data: frame(20) });
+      const consumer = new RingBufferConsumer(o.map('events'), () => {});
+      consumer.close();
+      o.close();
+      expect(() => BpfObjectSpec.open(rejectedObject).load()).toThrow();
+      const pinnedLess = BpfObjectSpec.open(testObject);
+      pinnedLess.close();
+    }
+    expect(openFds()).toBe(before);
+  });
+
+  it('refuses to use programs and maps of a closed object', () => {
+    const o = loadWithMagic(1);
+    const program = o.program('socket_magic');
+    const map = o.map('kv');
+    o.close();
+    expect(() => program.testRun({ data: frame(20) })).toThrow(/closed/);
+    expect(() => map.lookup(u32(1))).toThrow(/closed/);
+  });
+});
+
+describe('testRun', () => {
+  let object: BpfObject;
+  beforeAll(() => {
+    object = loadWithMagic(42);
+  });
+  afterAll(() => object.close());
+
+  it('runs a socket filter on data whose Ethernet header the kernel strips', async () => {
+    const records: Buffer[] = [];
+    const wait = waitFor(() => records.length >= 1, 5_000);
+    const consumer = new RingBufferConsumer(object.map('events'), (r) => {
+      records.push(r);
+      wait.wake();
+    });
+    try {
+      object.program('socket_magic').testRun({ data: frame(60) });
+      await wait.promise;
+    } finally {
+      consumer.close();
+    }
+    // struct event { u32 magic; u32 len; u64 ktime; }: skb->len excludes the Ethernet header.
+    expect(records[0]?.readUInt32LE(4)).toBe(60);
+  });
+
+  it('repeats a run and reports the average duration', () => {
+    const runs = object.map('runs');
+    const before = sumPerCpu(runs, u32(1));
+    const result = object.program('tc_magic').testRun({ data: frame(40), repeat: 1000 });
+    expect(result.retval).toBe(42);
+    expect(result.durationNs).toBeGreaterThan(0);
+    expect(result.data.length).toBe(ETH_HLEN + 40);
+    expect(sumPerCpu(runs, u32(1)) - before).toBe(1000);
+  });
+
+  it('rejects a bad repeat count before calling the kernel', () => {
+    expect(() => object.program('tc_magic').testRun({ data: frame(20), repeat: 0 })).toThrow(RangeError);
+  });
+
+  it('reports a kernel refusal (no Ethernet header, or a cut IPv4 header) as KernelError', () => {
+    for (const data of [Buffer.alloc(4), frame(19)]) {
+      let caught: unknown;
+      try {
+        object.program('socket_magic').testRun({ data });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isKernelError(caught) && caught.errno === 22).toBe(true); // EINVAL
+    }
+  });
+});
+
+describe('BpfMap', () => {
+  let object: BpfObject;
+  beforeAll(() => {
+    object = loadWithMagic(1);
+  });
+  afterAll(() => object.close());
+
+  it('updates, looks up and deletes, honouring noexist/exist', () => {
+    const kv = object.map('kv');
+    expect(kv.lookup(u32(5))).toBeUndefined();
+    kv.update(u32(5), u64(500n));
+    expect(kv.lookup(u32(5))?.readBigUInt64LE(0)).toBe(500n);
+    let caught: unknown;
+    try {
+      kv.update(u32(5), u64(1n), 'noexist');
+    } catch (error) {
+      caught = error;
+    }
+    expect(isKernelError(caught) && caught.errno === 17).toBe(true); // EEXIST
+    kv.update(u32(5), u64(501n), 'exist');
+    expect(kv.lookup(u32(5))?.readBigUInt64LE(0)).toBe(501n);
+    expect(kv.delete(u32(5))).toBe(true);
+    expect(kv.delete(u32(5))).toBe(false);
+    expect(() => kv.update(u32(6), u64(1n), 'exist')).toThrow();
+    expect(kv.lookup(u32(6))).toBeUndefined();
+  });
+
+  it('checks key and value sizes before calling the kernel', () => {
+    const kv = object.map('kv');
+    expect(() => kv.lookup(Buffer.alloc(8))).toThrow(/key has 8 bytes/);
+    expect(() => kv.update(u32(1), Buffer.alloc(4))).toThrow(/value has 4 bytes/);
+  });
+
+  it('iterates keys and entries, and writes/reads/deletes in batches', () => {
+    const kv = object.map('kv');
+    const keys = Array.from({ length: 600 }, (_, i) => u32(1000 + i));
+    kv.updateBatch(
+      keys,
+      keys.map((k) => u64(BigInt(k.readUInt32LE(0)) * 3n)),
+    );
+    const entries = kv.entries();
+    expect(entries).toHaveLength(600);
+    for (const [key, value] of entries) expect(value.readBigUInt64LE(0)).toBe(BigInt(key.readUInt32LE(0)) * 3n);
+    const iterated = kv.keys().map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
+    expect(iterated).toEqual(keys.map((k) => k.readUInt32LE(0)));
+    kv.deleteBatch(keys.slice(0, 500));
+    expect(kv.keys()).toHaveLength(100);
+    expect(() => kv.updateBatch([u32(1)], [])).toThrow(/1 keys but 0 values/);
+    kv.deleteBatch(keys.slice(500));
+    expect(kv.entries()).toEqual([]);
+  });
+
+  it('handles array maps in batches (every index is present)', () => {
+    const slots = object.map('slots');
+    slots.updateBatch([u32(2), u32(3)], [u64(20n), u64(30n)]);
+    const entries = slots.entries();
+    expect(entries).toHaveLength(8);
+    expect(entries.find(([k]) => k.readUInt32LE(0) === 3)?.[1].readBigUInt64LE(0)).toBe(30n);
+  });
+
+  it('reads and writes per-CPU values with one 8-byte slot per possible CPU', () => {
+    const runs = object.map('runs');
+    const cpus = possibleCpus();
+    expect(cpus).toBeGreaterThanOrEqual(1);
+    expect(runs.perCpu).toBe(true);
+    expect(runs.valueLength).toBe(8 * cpus);
+    const value = Buffer.alloc(runs.valueLength);
+    for (let cpu = 0; cpu < cpus; cpu++) value.writeUInt32LE(cpu + 10, cpu * 8);
+    runs.update(u32(3), value);
+    const slots = runs.lookupPerCpu(u32(3));
+    expect(slots?.map((s) => s.readUInt32LE(0))).toEqual(Array.from({ length: cpus }, (_, cpu) => cpu + 10));
+    runs.updateBatch([u32(2)], [value]);
+    const entries = runs.entries();
+    expect(entries).toHaveLength(4);
+    expect(entries.every(([, v]) => v.length === 8 * cpus)).toBe(true);
+  });
+
+  it('relates bpf_ktime_get_ns to ktimeNs (both CLOCK_MONOTONIC)', async () => {
+    const records: Buffer[] = [];
+    const wait = waitFor(() => records.length >= 1, 5_000);
+    const consumer = new RingBufferConsumer(object.map('events'), (r) => {
+      records.push(r);
+      wait.wake();
+    });
+    const before = ktimeNs();
+    try {
+      object.program('socket_magic').testRun({ data: frame(20) });
+      const after = ktimeNs();
+      await wait.promise;
+      const stamped = records[0]?.readBigUInt64LE(8) ?? 0n;
+      expect(stamped).toBeGreaterThanOrEqual(before);
+      expect(stamped).toBeLessThanOrEqual(after);
+    } finally {
+      consumer.close();
+    }
+    expect(ktimeNs()).toBeLessThanOrEqual(process.hrtime.bigint());
+  });
+});
+
+describe('RingBufferConsumer', () => {
+  let object: BpfObject;
+  beforeAll(() => {
+    object = loadWithMagic(0x5eed);
+  });
+  afterAll(() => object.close());
+
+  it('delivers every record to the callback from the event loop', async () => {
+    const records: Buffer[] = [];
+    const wait = waitFor(() => records.length >= 100, 5_000);
+    const consumer = new RingBufferConsumer(object.map('events'), (r) => {
+      records.push(r);
+      wait.wake();
+    });
+    try {
+      // 100 runs, 100 events (16 bytes + 8 header each: the 4 KiB ring holds them all).
+      object.program('tc_magic').testRun({ data: frame(33), repeat: 100 });
+      expect(records).toHaveLength(0); // nothing is delivered synchronously
+      await wait.promise;
+    } finally {
+      consumer.close();
+    }
+    expect(records).toHaveLength(100);
+    expect(records.every((r) => r.readUInt32LE(0) === 0x5eed && r.readUInt32LE(4) === ETH_HLEN + 33)).toBe(true);
+  });
+
+  it('stops delivering after close, even when closed from inside the callback', async () => {
+    let delivered = 0;
+    const consumer = new RingBufferConsumer(object.map('events'), () => {
+      delivered++;
+      consumer.close();
+    });
+    object.program('tc_magic').testRun({ data: frame(20), repeat: 5 });
+    expect(consumer.consume()).toBeLessThanOrEqual(1);
+    expect(delivered).toBe(1);
+    // The remaining records stay in the ring for the next consumer.
+    const rest: Buffer[] = [];
+    const wait = waitFor(() => rest.length >= 4, 5_000);
+    const next = new RingBufferConsumer(object.map('events'), (r) => {
+      rest.push(r);
+      wait.wake();
+    });
+    try {
+      next.consume();
+      await wait.promise;
+    } finally {
+      next.close();
+    }
+    expect(delivered).toBe(1);
+  });
+
+  it('routes a throwing callback to onError and keeps consuming', async () => {
+    const errors: unknown[] = [];
+    let seen = 0;
+    const wait = waitFor(() => seen >= 3, 5_000);
+    const consumer = new RingBufferConsumer(
+      object.map('events'),
+      () => {
+        seen++;
+        wait.wake();
+        throw new Error('callback failed');
+      },
+      { onError: (e) => errors.push(e) },
+    );
+    try {
+      object.program('tc_magic').testRun({ data: frame(20), repeat: 3 });
+      await wait.promise;
+    } finally {
+      consumer.close();
+    }
+    expect(errors).toHaveLength(3);
+  });
+
+  it('accepts only ring buffer maps', () => {
+    expect(() => new RingBufferConsumer(object.map('kv'), () => {})).toThrow(/not a ring buffer/);
+  });
+});
+
+describe('pins', () => {
+  const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
+  afterAll(() => {
+    rmSync(pinRoot, { recursive: true, force: true });
+  });
+
+  it('pins maps on load, reuses them on the next load, and opens pinned maps and programs', () => {
+    const first = BpfObjectSpec.open(testObject);
+    first.setGlobal('magic', u32(11));
+    first.reuseMaps(pinRoot);
+    const a = first.load();
+    try {
+      for (const name of ['kv', 'slots', 'runs', 'events']) expect(existsSync(join(pinRoot, name))).toBe(true);
+      expect(readdirSync(pinRoot).some((n) => n.includes('rodata'))).toBe(false);
+      a.map('kv').update(u32(77), u64(7700n));
+      a.program('socket_magic').pin(join(pinRoot, 'socket_magic'));
+    } finally {
+      a.close();
+    }
+
+    // A new instance with a different constant shares the pinned maps.
+    const second = BpfObjectSpec.open(testObject);
+    second.setGlobal('magic', u32(22));
+    second.reuseMaps(pinRoot);
+    const b = second.load();
+    try {
+      expect(b.map('kv').lookup(u32(77))?.readBigUInt64LE(0)).toBe(7700n);
+      expect(b.program('socket_magic').testRun({ data: frame(20) }).retval).toBe(22);
+    } finally {
+      b.close();
+    }
+
+    const kv = BpfMap.fromPinned(join(pinRoot, 'kv'));
+    const program = BpfProgram.fromPinned(join(pinRoot, 'socket_magic'));
+    try {
+      expect(kv).toMatchObject({ name: 'kv', type: MapType.hash, keySize: 4, valueSize: 8, maxEntries: 1024 });
+      expect(kv.lookup(u32(77))?.readBigUInt64LE(0)).toBe(7700n);
+      expect(program.type).toBe(ProgramType.socketFilter);
+      expect(program.testRun({ data: frame(20) }).retval).toBe(11);
+      const runs = BpfMap.fromPinned(join(pinRoot, 'runs'));
+      expect(runs.perCpu).toBe(true);
+      runs.close();
+    } finally {
+      kv.close();
+      program.close();
+    }
+  });
+
+  it('reuses only the named maps when asked', () => {
+    const dir = join(pinRoot, 'only');
+    const spec = BpfObjectSpec.open(testObject);
+    spec.reuseMaps(dir, { maps: ['slots'] });
+    spec.load().close();
+    expect(readdirSync(dir)).toEqual(['slots']);
+    expect(() => BpfObjectSpec.open(testObject).reuseMaps(dir, { maps: ['nope'] })).toThrow(/no map named nope/);
+  });
+
+  it('refuses to reuse an incompatible pin', () => {
+    const dir = join(pinRoot, 'clash');
+    const spec = BpfObjectSpec.open(testObject);
+    spec.reuseMaps(dir, { maps: ['slots'] });
+    spec.load().close();
+    // "kv" (a hash map) would be given the pinned array "slots".
+    const clash = BpfObjectSpec.open(testObject);
+    clash.setMapPinPath('kv', join(dir, 'slots'));
+    let caught: unknown;
+    try {
+      clash.load();
+    } catch (error) {
+      caught = error;
+    }
+    expect(isKernelError(caught)).toBe(true);
+  });
+
+  it('reports missing pins as NotFoundError and unpins', () => {
+    const path = join(pinRoot, 'kv');
+    unpin(path);
+    for (const open of [() => BpfMap.fromPinned(path), () => BpfProgram.fromPinned(path), () => unpin(path)]) {
+      let caught: unknown;
+      try {
+        open();
+      } catch (error) {
+        caught = error;
+      }
+      expect(isNotFound(caught)).toBe(true);
+    }
+  });
+});
