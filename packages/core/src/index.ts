@@ -20,3 +20,4 @@ export * from './config.js';
 export * from './resources.js';
 export * from './inputs.js';
 export * from './json-schema.js';
+export * from './compiler.js';
