@@ -250,11 +250,13 @@ function compileRule(
       for (const dNet of dst.nets) {
         for (const sPorts of src.ports) {
           for (const dPorts of dst.ports) {
+            // The order iptables-save prints: addresses, protocol, then the match modules.
             const matches: Match[] = [];
-            if (protocol !== undefined) matches.push({ kind: 'protocol', protocol });
             if (sNet) matches.push(sNet);
+            matches.push(...src.fixed.filter((m) => m.kind === 'address'));
             if (dNet) matches.push(dNet);
-            matches.push(...src.fixed.filter((m) => m.kind === 'address'), ...dst.fixed.filter((m) => m.kind === 'address'));
+            matches.push(...dst.fixed.filter((m) => m.kind === 'address'));
+            if (protocol !== undefined) matches.push({ kind: 'protocol', protocol });
             if (sPorts) matches.push(sPorts);
             matches.push(...src.fixed.filter((m) => m.kind === 'ports'));
             if (dPorts) matches.push(dPorts);
@@ -298,8 +300,13 @@ function peerForFamily(peer: CompiledPeer, family: IpFamily): FamilyPeer | undef
   return { nets, notNets: of(peer.notNets), ports: peer.ports, notPorts: peer.notPorts };
 }
 
+/**
+ * iptables takes one `-s` and one `-d` per rule, so a side can carry its notNet as `! -s/-d`
+ * only when it has exactly one and no nets; otherwise the notNets go to an `NN` sub-chain.
+ */
 function needsSubChain(source: FamilyPeer, destination: FamilyPeer): boolean {
-  return source.notNets.length > 1 || destination.notNets.length > 1;
+  const fits = (p: FamilyPeer): boolean => p.notNets.length === 0 || (p.notNets.length === 1 && p.nets.length === 0);
+  return !fits(source) || !fits(destination);
 }
 
 /** Splits port ranges into groups that fit one multiport match (a range counts two). */

@@ -151,10 +151,23 @@ export class IptablesDataplane implements Dataplane {
   private async restore(family: IpFamily, input: string): Promise<void> {
     const command = toolName(await this.resolvedBackend(), family, 'restore');
     const result = await this.runner.run(command, ['-w', '--noflush'], { input });
-    if (result.code !== 0) throw new KernelError(`${command} --noflush failed (nothing applied)`, result.stderr.trim());
+    if (result.code !== 0) {
+      throw new KernelError(`${command} --noflush failed (nothing applied)`, restoreErrorDetail(result.stderr, input));
+    }
   }
 }
 
 export function createIptablesDataplane(options: IptablesDataplaneOptions = {}): IptablesDataplane {
   return new IptablesDataplane(options);
+}
+
+/** The tool's message, plus the input line it names ("Error occurred at line: N"). */
+export function restoreErrorDetail(stderr: string, input: string): string {
+  const message = stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('Try `'))
+    .join('; ');
+  const lineNumber = /line:? (\d+)/i.exec(stderr)?.[1];
+  const line = lineNumber === undefined ? undefined : input.split('\n')[Number(lineNumber) - 1];
+  return line === undefined ? message : `${message}; input line ${lineNumber}: ${line}`;
 }

@@ -111,8 +111,8 @@ describe('rule semantics', () => {
       }),
     ]);
     expect(policyLines(state, 4)).toEqual([
-      '-p tcp -s 198.18.1.0/24 -d 198.18.9.9/32 -m multiport --sports 1024:65535 -m multiport --dports 443 -m multiport ! --dports 444 -g DNSPLANE-ALLOW',
-      '-p tcp -s 198.18.2.0/24 -d 198.18.9.9/32 -m multiport --sports 1024:65535 -m multiport --dports 443 -m multiport ! --dports 444 -g DNSPLANE-ALLOW',
+      '-s 198.18.1.0/24 -d 198.18.9.9/32 -p tcp -m multiport --sports 1024:65535 -m multiport --dports 443 -m multiport ! --dports 444 -g DNSPLANE-ALLOW',
+      '-s 198.18.2.0/24 -d 198.18.9.9/32 -p tcp -m multiport --sports 1024:65535 -m multiport --dports 443 -m multiport ! --dports 444 -g DNSPLANE-ALLOW',
     ]);
   });
 
@@ -136,6 +136,15 @@ describe('rule semantics', () => {
       '-A DNSPLANE-NN-p.e0 -d 198.18.0.0/24 -j RETURN',
       '-A DNSPLANE-NN-p.e0 -d 198.18.1.0/24 -j RETURN',
       '-A DNSPLANE-NN-p.e0 -j MARK --set-xmark 0x2000000/0x2000000',
+    ]);
+  });
+
+  it('moves a notNet to a sub-chain when its side also has nets (one -d per rule)', () => {
+    const state = withEgress([rule(0, 'allow', { destination: peer({ nets: [v4('198.18.0.0/16')], notNets: [v4('198.18.1.0/24')] }) })]);
+    expect(policyLines(state, 4)).toEqual([
+      '-j MARK --set-xmark 0x0/0x2000000',
+      '-d 198.18.0.0/16 -j DNSPLANE-NN-p.e0',
+      '-m mark --mark 0x2000000/0x2000000 -g DNSPLANE-ALLOW',
     ]);
   });
 

@@ -1,0 +1,58 @@
+// Network namespaces for kernel tests: unique names, a ProcessRunner that runs every command
+// inside one (`ip netns exec`), and removal that also runs when a test fails.
+import { randomBytes } from 'node:crypto';
+import type { ProcessResult, ProcessRunner } from '@dnsplane/core';
+import { spawn } from 'node:child_process';
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function sh(command: string, args: readonly string[], input?: string): Promise<ProcessResult> {
+  const result = await toleratingRunner.run(command, args, input === undefined ? {} : { input });
+  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.code}): ${result.stderr.trim()}`);
+  return result;
+}
+
+export async function createNetns(prefix = 'dnsplane-ipt'): Promise<string> {
+  const name = uniqueName(prefix);
+  await sh('ip', ['netns', 'add', name]);
+  await sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return name;
+}
+
+export async function deleteNetns(name: string): Promise<void> {
+  await toleratingRunner.run('ip', ['netns', 'del', name]);
+}
+
+/** Runs every command inside `netns`. */
+export function netnsRunner(netns: string): ProcessRunner {
+  return {
+    run: (command, args, options) => toleratingRunner.run('ip', ['netns', 'exec', netns, command, ...args], options),
+  };
+}
+
+/** Runs a command inside `netns` and fails the test when it fails. */
+export async function inNetns(netns: string, command: string, args: readonly string[], input?: string): Promise<string> {
+  return (await sh('ip', ['netns', 'exec', netns, command, ...args], input)).stdout;
+}
+
+/**
+ * A ProcessRunner that tolerates a tool exiting before reading its stdin (iptables-save, or a
+ * restore failing early): the write then fails with EPIPE, which is not the tool's result.
+ */
+export const toleratingRunner: ProcessRunner = {
+  run(command, args, options) {
+    return new Promise((resolve, reject) => {
+      const child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.stdin.on('error', () => {});
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin.end(options?.input ?? '');
+    });
+  },
+};
