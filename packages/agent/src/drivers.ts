@@ -1,0 +1,66 @@
+// The dataplane driver registry: which `dataplane:` values this build can enforce with.
+// One line per implemented driver — add yours to DRIVERS. A kind without a line is reported
+// as NotSupportedError ("dataplane X is not implemented yet").
+//
+// A factory must not touch the kernel: `apply --dry-run` builds every registered driver just
+// to call its pure `render()`, without root. Kernel work starts in `install()`.
+import {
+  NotSupportedError,
+  type Clock,
+  type Dataplane,
+  type DataplaneKind,
+  type DnsplaneConfig,
+  type ProcessRunner,
+} from '@dnsplane/core';
+import { createNftablesDataplane } from '@dnsplane/nftables';
+import type { Logger } from 'pino';
+
+/** What a driver factory gets: the loaded config and the injected effects. */
+export interface DriverContext {
+  readonly config: DnsplaneConfig;
+  readonly configFile: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly runner: ProcessRunner;
+}
+
+export type DataplaneFactory = (context: DriverContext) => Dataplane;
+
+export interface DriverRegistration {
+  readonly kind: DataplaneKind;
+  readonly create: DataplaneFactory;
+}
+
+/** The implemented drivers, in the order `apply --dry-run` prints them. */
+export const DRIVERS: readonly DriverRegistration[] = [
+  {
+    kind: 'nftables',
+    create: ({ logger, clock, runner }) => createNftablesDataplane({ logger, clock, processRunner: runner }),
+  },
+  // { kind: 'iptables', create: (context) => createIptablesDataplane(context) },
+  // { kind: 'ebpf', create: (context) => createEbpfDataplane(context) },
+];
+
+export class DriverRegistry {
+  readonly #factories = new Map<DataplaneKind, DataplaneFactory>();
+
+  constructor(registrations: readonly DriverRegistration[]) {
+    for (const registration of registrations) this.#factories.set(registration.kind, registration.create);
+  }
+
+  /** Kinds with a driver, in registration order. */
+  implemented(): DataplaneKind[] {
+    return [...this.#factories.keys()];
+  }
+
+  has(kind: DataplaneKind): boolean {
+    return this.#factories.has(kind);
+  }
+
+  /** Builds the driver for `kind`; NotSupportedError when this build has none. */
+  create(kind: DataplaneKind, context: DriverContext): Dataplane {
+    const factory = this.#factories.get(kind);
+    if (!factory) throw new NotSupportedError(`dataplane ${kind} is not implemented yet`);
+    return factory(context);
+  }
+}

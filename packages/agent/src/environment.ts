@@ -1,0 +1,88 @@
+// Everything the CLI takes from the outside world, in one place, so tests can replace it:
+// output streams, environment variables, signals, the clock, processes, the drivers, the
+// input loader and file watching. `systemEnvironment()` is the real one.
+import { watch as fsWatch } from 'node:fs';
+import pino from 'pino';
+import {
+  loadInputs,
+  systemClock,
+  systemProcessRunner,
+  type Clock,
+  type LoadedInputs,
+  type ProcessRunner,
+} from '@dnsplane/core';
+import { DRIVERS, type DriverRegistration } from './drivers.js';
+
+export interface TextSink {
+  write(text: string): void;
+}
+
+export type StopSignal = 'SIGTERM' | 'SIGINT';
+
+export interface SignalSource {
+  on(signal: StopSignal, handler: () => void): void;
+  off(signal: StopSignal, handler: () => void): void;
+}
+
+/**
+ * Watches paths (files or directories); calls `onChange` with the watched path and, when
+ * known, the name of the entry that changed inside it.
+ */
+export type WatchFactory = (
+  paths: readonly string[],
+  onChange: (path: string, filename: string | undefined) => void,
+) => { close(): void };
+
+export interface AgentEnvironment {
+  readonly stdout: TextSink;
+  readonly stderr: TextSink;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
+  readonly clock: Clock;
+  readonly runner: ProcessRunner;
+  readonly signals: SignalSource;
+  /** Where pino writes (stderr by default, so stdout stays for command output). */
+  readonly logDestination: pino.DestinationStream;
+  readonly drivers: readonly DriverRegistration[];
+  readonly loadInputs: (configPath: string) => Promise<LoadedInputs>;
+  readonly watch: WatchFactory;
+  /** Quiet period after a file change before the daemon re-applies. */
+  readonly debounceMs: number;
+  /** How often the daemon writes learned state to statePath. */
+  readonly persistIntervalMs: number;
+}
+
+/** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */
+export const fsWatchFactory: WatchFactory = (paths, onChange) => {
+  const watchers = paths.flatMap((path) => {
+    try {
+      const watcher = fsWatch(path, { persistent: false }, (_event, filename) => onChange(path, filename ?? undefined));
+      watcher.on('error', () => onChange(path, undefined));
+      return [watcher];
+    } catch {
+      return [];
+    }
+  });
+  return { close: () => watchers.forEach((w) => w.close()) };
+};
+
+export function systemEnvironment(): AgentEnvironment {
+  return {
+    stdout: { write: (text) => void process.stdout.write(text) },
+    stderr: { write: (text) => void process.stderr.write(text) },
+    env: process.env,
+    cwd: process.cwd(),
+    clock: systemClock,
+    runner: systemProcessRunner,
+    signals: {
+      on: (signal, handler) => void process.on(signal, handler),
+      off: (signal, handler) => void process.off(signal, handler),
+    },
+    logDestination: pino.destination({ dest: 2, sync: true }),
+    drivers: DRIVERS,
+    loadInputs,
+    watch: fsWatchFactory,
+    debounceMs: 200,
+    persistIntervalMs: 30_000,
+  };
+}
