@@ -14,3 +14,4 @@ export * from './desired-table.js';
 export * from './plan.js';
 export * from './learned-source.js';
 export * from './nftables-dataplane.js';
+export * from './process-runner.js';

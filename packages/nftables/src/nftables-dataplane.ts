@@ -2,7 +2,6 @@
 // libnftables-json transaction per change; learned addresses live in timeout sets.
 import {
   systemClock,
-  systemProcessRunner,
   type Clock,
   type Dataplane,
   type DataplaneStatus,
@@ -19,6 +18,7 @@ import type { LearnedSource } from './learned-source.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
 import { planInstall } from './plan.js';
+import { nftProcessRunner } from './process-runner.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftTableSnapshot } from './snapshot.js';
 import { NftTransaction } from './transaction.js';
@@ -92,7 +92,7 @@ export class NftablesDataplane implements Dataplane {
       const desired = desiredTable(state, this.table);
       const current = await this.#handle.listTable(this.table);
       const plan = planInstall(desired, current);
-      await this.#handle.apply(plan.transaction);
+      if (plan.transaction.size > 0) await this.#handle.apply(plan.transaction);
       this.#logger.info(
         {
           table: this.table.name,
@@ -271,7 +271,7 @@ export class NftablesDataplane implements Dataplane {
 }
 
 function createExecutor(options: NftablesDataplaneOptions, logger: NftLogger): NftExecutor {
-  const runner = options.processRunner ?? systemProcessRunner;
+  const runner = options.processRunner ?? nftProcessRunner;
   switch (options.executor ?? 'auto') {
     case 'libnftables':
       return LibnftablesExecutor.create();

@@ -1,0 +1,188 @@
+// The driver's planning and learned-entry logic against the in-memory fake handle. The same
+// behaviours run against the real kernel in nftables.kernel.test.ts.
+import type { LearnedEntry } from '@dnsplane/core';
+import { describe, expect, it } from 'vitest';
+import {
+  FakeNftHandle,
+  createNftablesDataplane,
+  sortedOperationLines,
+  type LearnedSource,
+  type NftTableRef,
+} from '@dnsplane/nftables';
+import { ManualClock, baseState, githubSet, s3Set, webEgress } from './fixtures.js';
+
+const tableName = 'dnsplane_unit';
+const table: NftTableRef = { family: 'inet', name: tableName };
+
+function setup() {
+  const clock = new ManualClock();
+  const handle = new FakeNftHandle(clock);
+  const dataplane = createNftablesDataplane({ tableName, handle, clock });
+  return { clock, handle, dataplane };
+}
+
+const learned = (address: string, expiresAt: number, setId = githubSet.id): LearnedEntry => ({
+  setId,
+  family: address.includes(':') ? 6 : 4,
+  address,
+  expiresAt,
+});
+
+async function elements(handle: FakeNftHandle, set: string) {
+  const snapshot = await handle.listTable(table);
+  return snapshot?.sets.find((s) => s.name === set)?.elements ?? [];
+}
+
+describe('NftablesDataplane (fake handle)', () => {
+  it('render() is the first-install document, pretty-printed', () => {
+    const { dataplane } = setup();
+    const text = dataplane.render(baseState());
+    const doc = JSON.parse(text) as { nftables: unknown[] };
+    expect(doc.nftables[0]).toEqual({ metainfo: { json_schema_version: 1 } });
+    expect(doc.nftables[1]).toEqual({ add: { table: { family: 'inet', name: tableName } } });
+    expect(text).toContain('\n  ');
+  });
+
+  it('first install creates the table; the same state again applies nothing', async () => {
+    const { handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    expect(handle.applied).toHaveLength(1);
+    await dataplane.install(baseState());
+    expect(handle.applied).toHaveLength(1);
+  });
+
+  it('a changed policy flushes and refills only its chain and keeps learned members', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 60_000), learned('fd00::1', clock.now() + 60_000)]);
+    const changed = { ...webEgress, egress: webEgress.egress!.slice(0, 2) };
+    await dataplane.install(baseState({ policies: [baseState().policies[0]!, changed] }));
+    const lines = sortedOperationLines(handle.applied.at(-1)!);
+    expect(lines.filter((l) => l.startsWith('{"flush"'))).toEqual([
+      `{"flush":{"chain":{"family":"inet","table":"${tableName}","name":"pol_web-egress_egress"}}}`,
+    ]);
+    expect(lines.some((l) => l.includes('"set"') && !l.includes('"rule"'))).toBe(false);
+    expect((await elements(handle, 'ds_1a2b_v4')).map((e) => e.value)).toEqual(['198.18.1.1']);
+    expect((await elements(handle, 'ds_1a2b_v6')).map((e) => e.value)).toEqual(['fd00::1']);
+  });
+
+  it('adds new domain sets and deletes vanished ones, with the rules that used them', async () => {
+    const { handle, dataplane } = setup();
+    await dataplane.install(baseState({ domainSets: [githubSet] }));
+    await dataplane.install(baseState({ domainSets: [githubSet, s3Set] }));
+    let sets = (await handle.listTable(table))!.sets.map((s) => s.name);
+    expect(sets).toEqual(['ds_1a2b_v4', 'ds_1a2b_v6', 'ds_3c4d_v4', 'ds_3c4d_v6']);
+    const noGithub = { ...webEgress, egress: webEgress.egress!.slice(1) };
+    await dataplane.install(baseState({ domainSets: [s3Set], policies: [baseState().policies[0]!, noGithub] }));
+    sets = (await handle.listTable(table))!.sets.map((s) => s.name);
+    expect(sets).toEqual(['ds_3c4d_v4', 'ds_3c4d_v6']);
+  });
+
+  it('removes chains of endpoints that are no longer selected', async () => {
+    const { handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const [web, node, idle] = baseState().endpoints;
+    await dataplane.install(baseState({ endpoints: [{ ...web!, egressPolicies: [] }, node!, idle!] }));
+    const chains = (await handle.listTable(table))!.chains.map((c) => c.name);
+    expect(chains).not.toContain('ep_web_egress');
+    expect(chains).toContain('ep_web_ingress');
+    expect(handle.rules(table, 'forward_egress').map((r) => r.comment)).toEqual([expect.stringMatching(/^established,related/)]);
+  });
+
+  it('writes timeouts in whole seconds rounded up', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const result = await dataplane.addLearned([learned('198.18.1.1', clock.now() + 1_200), learned('198.18.1.2', clock.now() + 30_001)]);
+    expect(result).toEqual({ written: 2, unchanged: 0, ignored: 0 });
+    const timeouts = Object.fromEntries((await elements(handle, 'ds_1a2b_v4')).map((e) => [e.value, e.timeout]));
+    expect(timeouts).toEqual({ '198.18.1.1': 2, '198.18.1.2': 31 });
+  });
+
+  it('refreshes an existing element only when the new expiry is later (delete + add)', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 10_000)]);
+    clock.advance(5_000);
+    // earlier than what the set holds: nothing written
+    expect(await dataplane.addLearned([learned('198.18.1.1', clock.now() + 2_000)])).toEqual({ written: 0, unchanged: 1, ignored: 0 });
+    // same timeout value as the first write (10 s) but later: must still refresh
+    expect(await dataplane.addLearned([learned('198.18.1.1', clock.now() + 10_000)])).toEqual({ written: 1, unchanged: 0, ignored: 0 });
+    const ops = sortedOperationLines(handle.applied.at(-1)!);
+    expect(ops.filter((l) => l.startsWith('{"delete":{"element"'))).toHaveLength(1);
+    expect((await elements(handle, 'ds_1a2b_v4'))[0]).toMatchObject({ value: '198.18.1.1', expires: 10 });
+    clock.advance(9_000);
+    expect((await elements(handle, 'ds_1a2b_v4')).map((e) => e.value)).toEqual(['198.18.1.1']);
+    clock.advance(1_000);
+    expect(await elements(handle, 'ds_1a2b_v4')).toEqual([]);
+  });
+
+  it('ignores entries of unknown sets and expired entries', async () => {
+    const { clock, dataplane } = setup();
+    await dataplane.install(baseState());
+    const result = await dataplane.addLearned([learned('198.18.1.1', clock.now() - 1), learned('198.18.1.2', clock.now() + 5_000, 999)]);
+    expect(result).toEqual({ written: 0, unchanged: 0, ignored: 2 });
+  });
+
+  it('exports what the sets hold and imports it into another table', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 20_000), learned('fd00::2', clock.now() + 40_000, s3Set.id)]);
+    const exported = await dataplane.exportLearned();
+    expect(exported.sort((a, b) => a.address.localeCompare(b.address))).toEqual([
+      { setId: githubSet.id, family: 4, address: '198.18.1.1', expiresAt: clock.now() + 20_000 },
+      { setId: s3Set.id, family: 6, address: 'fd00::2', expiresAt: clock.now() + 40_000 },
+    ]);
+    const other = createNftablesDataplane({ tableName: 'dnsplane_other', handle, clock });
+    await other.install(baseState());
+    await other.importLearned(exported);
+    expect((await other.exportLearned()).map((e) => e.address).sort()).toEqual(['198.18.1.1', 'fd00::2']);
+  });
+
+  it('reports objects and element counts, and remove() deletes only its own table', async () => {
+    const { clock, handle, dataplane } = setup();
+    const other = createNftablesDataplane({ tableName: 'dnsplane_other', handle, clock });
+    await other.install(baseState());
+    await dataplane.install(baseState());
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 20_000)]);
+    const status = await dataplane.status();
+    expect(status.kind).toBe('nftables');
+    expect(status.learned).toBe(1);
+    expect(status.counters['elements.ds_1a2b_v4']).toBe(1);
+    expect(status.objects).toContain(`nft table inet ${tableName}`);
+    expect(status.objects).toContain(`nft set inet ${tableName} ds_1a2b_v4`);
+    await dataplane.remove();
+    expect((await handle.listTables()).map((t) => t.name)).toEqual(['dnsplane_other']);
+    await dataplane.remove(); // idempotent
+  });
+
+  it('mirrors batches from an injected LearnedSource until closed', async () => {
+    const clock = new ManualClock();
+    const handle = new FakeNftHandle(clock);
+    let emit: ((entries: readonly LearnedEntry[]) => void) | undefined;
+    let unsubscribed = false;
+    const learnedSource: LearnedSource = {
+      subscribe(onLearned) {
+        emit = onLearned;
+        return () => {
+          unsubscribed = true;
+        };
+      },
+    };
+    const dataplane = createNftablesDataplane({ tableName, handle, clock, learnedSource });
+    await dataplane.install(baseState());
+    emit?.([learned('198.18.1.9', clock.now() + 30_000)]);
+    await dataplane.status(); // serialised after the mirrored write
+    expect((await elements(handle, 'ds_1a2b_v4')).map((e) => e.value)).toEqual(['198.18.1.9']);
+    await dataplane.close();
+    expect(unsubscribed).toBe(true);
+  });
+
+  it('a failing transaction changes nothing (fake keeps kernel atomicity)', async () => {
+    const { handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const before = await handle.listTable(table);
+    const broken = { ...webEgress, egress: [{ ...webEgress.egress![0]!, destination: { ...webEgress.egress![0]!.destination, domainSetId: 4242 } }] };
+    await expect(dataplane.install(baseState({ policies: [broken] }))).rejects.toThrow(/unknown domain set/);
+    expect(await handle.listTable(table)).toEqual(before);
+  });
+});
