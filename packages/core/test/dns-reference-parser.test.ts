@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { DnsSettings, DomainSet, IpFamily } from '../src/desired-state.js';
@@ -207,5 +209,36 @@ describe('ReferenceParser', () => {
     const elapsed = performance.now() - start;
     expect(parser.counters.parsed).toBe(5000);
     expect(elapsed).toBeLessThan(5000);
+  });
+});
+
+describe('ReferenceParser on the real-server fixtures', () => {
+  const dir = fileURLToPath(new URL('../../../test/fixtures/dns/', import.meta.url));
+  const manifest = JSON.parse(readFileSync(`${dir}manifest.json`, 'utf8')) as {
+    fixtures: { file: string; source: string; transport: 'udp' | 'tcp' | 'none' }[];
+  };
+  const real = manifest.fixtures.filter((f) => f.source !== 'crafted');
+  const sets: DomainSet[] = [{ id: 42, name: 'ds_42', patterns: [parseDomainPattern('*.fx.test', 'calico')] }];
+  const settings: DnsSettings = { ...dns, maxAddressesPerName: 256 };
+
+  it.each(real.map((f) => [f.file, f] as const))('%s: the query is remembered and the answer learned', (_file, fixture) => {
+    const clock = new TestClock();
+    const parser = new ReferenceParser({ domainSets: sets, dns: settings, clock });
+    const bytes = new Uint8Array(readFileSync(`${dir}${fixture.file}`));
+    const decoded = dnsPacket.decode(Buffer.from(bytes));
+    const transport: 'udp' | 'tcp' = fixture.transport === 'tcp' ? 'tcp' : 'udp';
+    const q = dnsPacket.encode({ type: 'query', id: decoded.id ?? 0, questions: decoded.questions ?? [] });
+    const common = { family: 4 as const, transport, payload: q };
+    expect(parser.observe(buildDnsPacket({ ...common, src: CLIENT4, dst: SERVER4, sport: 41000, dport: 53 })).outcome).toBe('query');
+    const out = parser.observe(buildDnsPacket({ ...common, payload: bytes, src: SERVER4, dst: CLIENT4, sport: 53, dport: 41000 }));
+    if ((decoded as { rcode?: string }).rcode !== 'NOERROR') {
+      expect(out.outcome).toBe('rejected');
+      return;
+    }
+    expect(out.outcome).toBe('parsed');
+    const expected = (decoded.answers ?? []).flatMap((a) => (a.type === 'A' || a.type === 'AAAA' ? [a.data] : []));
+    // Every real fixture's addresses are owned by chain names, so all are learned.
+    expect(out.writes.map((w) => w.address)).toEqual(expected);
+    for (const w of out.writes) expect(w.expiresAt).toBeGreaterThanOrEqual(clock.ms + 40_000);
   });
 });
