@@ -1,0 +1,112 @@
+// Real traffic through the driver's rules: a router namespace runs iptables (both backends)
+// between a client and a server namespace, each behind a veth pair. 198.18.0.0/15 only.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import type { DesiredState } from '@dnsplane/core';
+import { createIptablesDataplane } from '../src/index.js';
+import type { IptablesBackend } from '../src/index.js';
+import { dns, peer, port, rule, v4 } from './fixtures.js';
+import { createNetns, deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
+
+const SERVER = '198.18.2.2';
+
+/** Client egress allows 8080 and 8081 to the server; the server's ingress allows only 8080. */
+const state: DesiredState = {
+  domainSets: [],
+  policies: [
+    {
+      name: 'client-egress',
+      order: 1,
+      egress: [rule(0, 'allow', { protocol: 6, destination: peer({ nets: [v4(`${SERVER}/32`)], ports: [port(8080, 8081)] }), family: 4 })],
+    },
+    {
+      name: 'server-ingress',
+      order: 2,
+      ingress: [rule(0, 'allow', { protocol: 6, source: peer({ nets: [v4('198.18.1.0/24')] }), destination: peer({ ports: [port(8080)] }), family: 4 })],
+    },
+  ],
+  endpoints: [
+    { name: 'client', labels: {}, interface: 'dp-c', host: false, addresses: [v4('198.18.1.2/32')], ingressPolicies: [], egressPolicies: ['client-egress'] },
+    { name: 'server', labels: {}, interface: 'dp-s', host: false, addresses: [v4(`${SERVER}/32`)], ingressPolicies: ['server-ingress'], egressPolicies: [] },
+  ],
+  dns,
+};
+
+interface Lab {
+  readonly router: string;
+  readonly client: string;
+  readonly server: string;
+}
+
+async function link(lab: Lab, peerNs: string, routerIf: string, subnet: 1 | 2): Promise<void> {
+  await sh('ip', ['link', 'add', routerIf, 'netns', lab.router, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peerNs]);
+  await inNetns(lab.router, 'ip', ['addr', 'add', `198.18.${subnet}.1/24`, 'dev', routerIf]);
+  await inNetns(lab.router, 'ip', ['link', 'set', routerIf, 'up']);
+  await inNetns(peerNs, 'ip', ['addr', 'add', `198.18.${subnet}.2/24`, 'dev', 'eth0']);
+  await inNetns(peerNs, 'ip', ['link', 'set', 'eth0', 'up']);
+  await inNetns(peerNs, 'ip', ['route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
+}
+
+/** A TCP server on the given ports in `netns`; resolves once every port listens. */
+function startServer(netns: string, ports: readonly number[]): Promise<ChildProcess> {
+  const script = `const net=require('net');let n=0;for(const p of ${JSON.stringify(ports)}){net.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,'${SERVER}',()=>{if(++n===${ports.length})console.log('listening')})}`;
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    const deadline = setTimeout(() => reject(new Error('server did not listen within 10 s')), 10_000);
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (chunk.includes('listening')) {
+        clearTimeout(deadline);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(deadline);
+      reject(new Error(`server exited (${code})`));
+    });
+  });
+}
+
+type Outcome = 'connected' | 'refused' | 'timeout';
+
+/** One TCP connect from `netns`: connected, refused (RST) or timeout (dropped), within 1.5 s. */
+async function connect(netns: string, target: number): Promise<Outcome> {
+  const script = `const s=require('net').connect(${target},'${SERVER}');const t=setTimeout(()=>{console.log('timeout');process.exit(0)},1500);s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code==='ECONNREFUSED'?'refused':'error:'+e.code);process.exit(0)})`;
+  const out = (await inNetns(netns, process.execPath, ['-e', script])).trim();
+  if (out !== 'connected' && out !== 'refused' && out !== 'timeout') throw new Error(`unexpected connect outcome ${out}`);
+  return out;
+}
+
+describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (backend: IptablesBackend) => {
+  it('allows what both endpoints allow and drops the rest; remove restores plain forwarding', async () => {
+    const names: string[] = [];
+    let server: ChildProcess | undefined;
+    try {
+      const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
+      names.push(lab.router, lab.client, lab.server);
+      await link(lab, lab.client, 'dp-c', 1);
+      await link(lab, lab.server, 'dp-s', 2);
+      await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      server = await startServer(lab.server, [8080, 8081]);
+      // The lab works before any policy: both ports connect, a closed port refuses.
+      expect(await connect(lab.client, 8080)).toBe('connected');
+      expect(await connect(lab.client, 8081)).toBe('connected');
+      expect(await connect(lab.client, 8082)).toBe('refused');
+
+      const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab.router) });
+      await dataplane.install(state);
+      expect(await connect(lab.client, 8080)).toBe('connected');
+      // Allowed by the client's egress, denied by the server's ingress: both are checked.
+      expect(await connect(lab.client, 8081)).toBe('timeout');
+      // Denied by the client's egress (default deny): dropped, not refused by the server.
+      expect(await connect(lab.client, 8082)).toBe('timeout');
+
+      await dataplane.remove();
+      expect(await connect(lab.client, 8081)).toBe('connected');
+      expect(await connect(lab.client, 8082)).toBe('refused');
+    } finally {
+      if (server?.exitCode === null) server.kill();
+      for (const name of names) await deleteNetns(name);
+    }
+  });
+});
