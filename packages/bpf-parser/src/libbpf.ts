@@ -225,7 +225,14 @@ export function unpin(path: string): void {
 /** @internal Shared liveness of the fds that belong to one loaded object. */
 export class FdOwner {
   closed = false;
-  constructor(readonly description: string) {}
+  /**
+   * `resource` is the native object whose fds these are: holding it here keeps a program or
+   * map usable (not garbage-collected with its object) while anyone still references it.
+   */
+  constructor(
+    readonly description: string,
+    readonly resource: object,
+  ) {}
   check(what: string): void {
     if (this.closed) throw new Error(`${what}: ${this.description} is closed`);
   }
@@ -366,7 +373,7 @@ export class BpfObject {
     handle: NativeObjectHandle,
   ) {
     this.#handle = handle;
-    this.#owner = new FdOwner(`BPF object ${path}`);
+    this.#owner = new FdOwner(`BPF object ${path}`, handle);
     for (const p of handle.programs()) {
       this.#programs.set(p.name, new BpfProgram(p.fd, p.name, p.type, this.#owner));
     }
@@ -441,6 +448,11 @@ export class BpfProgram {
   ) {}
 
   #closed = false;
+
+  /** True once the program's fd is closed (its own, or its object's). */
+  get closed(): boolean {
+    return this.#closed || this.owner?.closed === true;
+  }
 
   #check(what: string): number {
     if (this.#closed) throw new Error(`${what}: program ${this.name} is closed`);
@@ -536,6 +548,11 @@ export class BpfMap {
         throw error;
       }
     });
+  }
+
+  /** True once the map's fd is closed (its own, or its object's). */
+  get closed(): boolean {
+    return this.#closed || this.#owner?.closed === true;
   }
 
   #check(what: string): number {
@@ -712,9 +729,13 @@ export interface RingBufferConsumerOptions {
  */
 export class RingBufferConsumer {
   #handle: NativeRingBuffer | undefined;
+  /** The ring buffer's map (and with it its object) stays referenced while consuming. */
+  readonly map: BpfMap;
 
   constructor(map: BpfMap, onRecord: (record: Buffer) => void, options: RingBufferConsumerOptions = {}) {
     if (map.type !== MapType.ringbuf) throw new TypeError(`RingBufferConsumer: map ${map.name} is not a ring buffer`);
+    if (map.closed) throw new Error(`RingBufferConsumer: map ${map.name} is closed`);
+    this.map = map;
     const onError =
       options.onError ??
       ((error: unknown) => {
@@ -811,7 +832,7 @@ function tcRef(ref: TcFilterRef): { priority: number; handle: number } {
 export function attachTc(options: TcAttachOptions): TcAttachment {
   const { priority, handle } = tcRef(options);
   const fd = options.program.fd;
-  options.program.owner?.check(`attachTc of program ${options.program.name}`);
+  if (options.program.closed) throw new Error(`attachTc: program ${options.program.name} is closed`);
   const result = kernel((a) =>
     a.tcAttach(options.ifname, options.direction, fd, priority, handle, options.replace === true),
   );
