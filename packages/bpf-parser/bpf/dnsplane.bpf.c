@@ -179,6 +179,7 @@ struct scratch {
 	__u32 min_ttl;
 	__u32 pad;
 	/* glob matcher */
+	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
 	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
 	__s32 g_result;
 	char qname_text[DNSPLANE_NAME_TEXT];
@@ -501,49 +502,69 @@ __attribute__((noinline)) int literal_match(__u32 slot, __u32 pid, __u32 pl, __u
 	return 1;
 }
 
+/*
+ * One name label (number q, left to right) through the pattern's labels, as a small NFA:
+ * bit p of scratch->nfa says "pattern labels before p matched the name labels so far".
+ * A one-or-more-labels wildcard both stays and moves on; every other kind moves on when its
+ * label matches. Any number of such wildcards, no backtracking.
+ */
+static long nfa_step(__u32 q, void *data)
+{
+	__u32 slot = *(__u32 *)data;
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_pattern *p;
+	__u32 state, next = 0, m, li, off, len, pid;
+
+	if (!s)
+		return 1;
+	if (q >= s->nfa_prefix)
+		return 1;
+	pid = s->nfa_pid;
+	p = bpf_map_lookup_elem(&dnsp_patterns, &pid);
+	if (!p)
+		return 1;
+	state = s->nfa;
+	m = p->label_count;
+	li = q & (DNSPLANE_MAX_LABELS - 1);
+	off = s->name.label_off[li];
+	len = s->name.label_len[li];
+	for (__u32 j = 0; j < DNSPLANE_PATTERN_LABELS; j++) {
+		__u32 kind;
+
+		if (j >= m)
+			break;
+		if (!(state & (1u << j)))
+			continue;
+		kind = p->kind[j];
+		if (kind == DNSPLANE_PL_ANY_MANY)
+			next |= (1u << j) | (1u << (j + 1));
+		else if (kind == DNSPLANE_PL_ANY_ONE)
+			next |= 1u << (j + 1);
+		else if (kind == DNSPLANE_PL_LITERAL ? literal_match(slot, pid, j, off, len)
+						     : kind == DNSPLANE_PL_GLOB && glob_match(slot, pid, j, off, len))
+			next |= 1u << (j + 1);
+	}
+	s->nfa = next;
+	return next == 0;
+}
+
 /* Does the pattern `pid` match the `prefix` leftmost labels of scratch->name? */
 __attribute__((noinline)) int pattern_match(__u32 slot, __u32 pid, __u32 prefix)
 {
 	struct scratch *s = scratch_of(slot);
 	struct dnsplane_pattern *p = bpf_map_lookup_elem(&dnsp_patterns, &pid);
-	__u32 m, many;
+	__u32 m;
 
 	if (!s || !p)
 		return 0;
 	m = p->label_count;
-	many = p->many_at;
-	if (m == 0 || m > DNSPLANE_PATTERN_LABELS)
+	if (m == 0 || m > DNSPLANE_PATTERN_LABELS || prefix < m)
 		return 0;
-	if (many == 0xff ? prefix != m : prefix < m)
-		return 0;
-	for (__u32 j = 0; j < DNSPLANE_PATTERN_LABELS; j++) {
-		__u32 li, kind, len, off;
-
-		if (j >= m)
-			break;
-		if (j == many)
-			continue;
-		li = (many != 0xff && j > many) ? prefix - (m - j) : j;
-		li &= DNSPLANE_MAX_LABELS - 1;
-		kind = p->kind[j];
-		len = s->name.label_len[li];
-		off = s->name.label_off[li];
-		if (kind == DNSPLANE_PL_ANY_ONE)
-			continue;
-		if (kind == DNSPLANE_PL_LITERAL) {
-			if (!literal_match(slot, pid, j, off, len))
-				return 0;
-			continue;
-		}
-		if (kind == DNSPLANE_PL_GLOB) {
-			if (!glob_match(slot, pid, j, off, len))
-				return 0;
-			/* glob_match used the shared scratch: re-read nothing from it here */
-			continue;
-		}
-		return 0;
-	}
-	return 1;
+	s->nfa = 1;
+	s->nfa_pid = pid;
+	s->nfa_prefix = prefix;
+	bpf_loop(DNSPLANE_MAX_LABELS, nfa_step, &slot, 0);
+	return (s->nfa >> m) & 1;
 }
 
 /* Adds a set id to scratch->sets unless present. Global: keeps the callers' loops small. */
@@ -708,7 +729,8 @@ static long answer_step(__u32 idx, void *data)
 	ttl = rd32(s, after + 4);
 	rdlen = rd16(s, after + 8);
 	rdata = after + 10;
-	if ((type == DNS_TYPE_A && rdlen != 4) || (type == DNS_TYPE_AAAA && rdlen != 16)) {
+	if (klass == DNS_CLASS_IN &&
+	    ((type == DNS_TYPE_A && rdlen != 4) || (type == DNS_TYPE_AAAA && rdlen != 16))) {
 		s->status = ST_MALFORMED;
 		return 1;
 	}
@@ -716,13 +738,13 @@ static long answer_step(__u32 idx, void *data)
 		s->status = ST_TRUNCATED;
 		return 1;
 	}
-	if (in_chain(s, owner)) {
+	if (klass == DNS_CLASS_IN && in_chain(s, owner)) {
 		if (type == DNS_TYPE_CNAME) {
 			__u64 target_hash;
 
 			r = decode_name(slot, rdata, msg_len);
-			if (r < 0 || (__u32)r > rdata + rdlen) {
-				/* the target must lie inside its rdata: running past it is malformed */
+			if (r < 0 || (__u32)r != rdata + rdlen) {
+				/* the target must fill its rdata exactly; anything else is malformed */
 				s->status = ST_MALFORMED;
 				return 1;
 			}
@@ -733,7 +755,7 @@ static long answer_step(__u32 idx, void *data)
 				s->chain_off[s->chain_len & (DNSPLANE_MAX_CHAIN - 1)] = rdata;
 				s->chain_len++;
 			}
-		} else if (klass == DNS_CLASS_IN && (type == DNS_TYPE_A || type == DNS_TYPE_AAAA)) {
+		} else if (type == DNS_TYPE_A || type == DNS_TYPE_AAAA) {
 			__u32 n = s->cand_count;
 
 			if (n < DNSPLANE_MAX_ANSWERS) {
@@ -847,6 +869,7 @@ static __always_inline int trusted(__u8 family, const __u8 *addr, __be16 port, _
 	return kind && *kind == want;
 }
 
+/* IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. */
 static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4info *li)
 {
 	__u8 ip[40];
@@ -857,7 +880,9 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 	if ((ip[0] >> 4) == 4) {
 		__u32 ihl = (ip[0] & 0xf) * 4, tot = (ip[2] << 8) | ip[3];
 
-		if (ihl < 20 || (((ip[6] << 8) | ip[7]) & 0x3fff)) /* fragments are not DNS to us */
+		if (ihl < 20 || tot < ihl || l3 + tot > skb_len)
+			return -1;
+		if (((ip[6] << 8) | ip[7]) & 0x3fff) /* fragments are not DNS to us */
 			return -1;
 		li->family = 4;
 		li->proto = ip[9];
@@ -875,11 +900,12 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		__builtin_memcpy(li->dst, &ip[24], 16);
 		l4 = l3 + 40;
 		end = l4 + ((ip[4] << 8) | ip[5]);
+		if (end > skb_len)
+			return -1;
 	} else {
 		return -1;
 	}
-	if (end > skb_len)
-		end = skb_len;
+	/* (tc: bytes past the IP length are link-layer padding) */
 	if (li->proto == IPPROTO_UDP) {
 		__u8 udp[8];
 		__u32 ulen;
@@ -889,10 +915,9 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		__builtin_memcpy(&li->sport, &udp[0], 2);
 		__builtin_memcpy(&li->dport, &udp[2], 2);
 		ulen = (udp[4] << 8) | udp[5];
-		if (ulen < 8)
+		if (ulen < 8 || l4 + ulen > end)
 			return -1;
-		if (l4 + ulen < end)
-			end = l4 + ulen;
+		end = l4 + ulen;
 		li->payload_off = l4 + 8;
 	} else if (li->proto == IPPROTO_TCP) {
 		__u8 tcp[20];
@@ -906,6 +931,8 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		if (doff < 20 || l4 + doff > end)
 			return -1;
 		li->payload_off = l4 + doff;
+		if (end == li->payload_off) /* a bare ACK, SYN or FIN */
+			return -1;
 	} else {
 		return -1;
 	}
@@ -943,8 +970,6 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 		__u8 pfx[2];
 		__u32 declared;
 
-		if (msg_len == 0) /* a bare ACK */
-			return 0;
 		if (msg_len < 2 || bpf_skb_load_bytes(skb, msg_off, pfx, 2)) {
 			count(DNSPLANE_C_TRUNCATED, 1);
 			return 0;
@@ -1056,9 +1081,8 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 		count(DNSPLANE_C_MALFORMED, 1);
 		return 0;
 	}
-	if (s->status == ST_TRUNCATED)
-		count(DNSPLANE_C_TRUNCATED, 1);
-	count(DNSPLANE_C_PARSED, 1);
+	/* each response counts once: parsed, or truncated (its complete records still count) */
+	count(s->status == ST_TRUNCATED ? DNSPLANE_C_TRUNCATED : DNSPLANE_C_PARSED, 1);
 
 	if (!s->cand_count)
 		return 0;

@@ -110,14 +110,14 @@ enum dnsplane_pattern_label_kind {
 	DNSPLANE_PL_LITERAL = 1, /* text: the label, lower-case */
 	DNSPLANE_PL_GLOB = 2,    /* text: the label with '*' for any run of bytes */
 	DNSPLANE_PL_ANY_ONE = 3, /* exactly one label */
-	DNSPLANE_PL_ANY_MANY = 4, /* one or more labels (at most one per pattern) */
+	DNSPLANE_PL_ANY_MANY = 4, /* one or more labels */
 };
 
 /* dnsp_patterns: array; the labels of a complex pattern left of its literal suffix. */
 struct dnsplane_pattern {
 	__u32 set_id;
 	__u8 label_count;
-	__u8 many_at; /* index of the DNSPLANE_PL_ANY_MANY label, 0xff when none */
+	__u8 reserved;
 	__u8 kind[DNSPLANE_PATTERN_LABELS];
 	__u8 len[DNSPLANE_PATTERN_LABELS];
 	__u8 pad[2];

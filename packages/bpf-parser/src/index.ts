@@ -1,2 +1,8 @@
 export {};
 export * from './libbpf.js';
+export * from './name-hash.js';
+export * from './maps.js';
+export * from './domain-table.js';
+export * from './counters.js';
+export * from './events.js';
+export * from './parser-program.js';

@@ -1,0 +1,415 @@
+// The TypeScript side of bpf/dnsplane_maps.h: map names, struct layouts and the encoders and
+// decoders of every key and value the parser shares with userspace. `STRUCT_LAYOUTS` is
+// compared with the compiled object's BTF in test/maps-btf.test.ts, so the two sides cannot
+// drift: change the header and that test names the field to fix here.
+import type { IpFamily } from '@dnsplane/core';
+import { formatAddress, parseAddress } from '@dnsplane/core';
+
+/** Names of the pinned maps (each pinned as <pin root>/<name>). */
+export const MAP_NAMES = {
+  config: 'dnsp_config',
+  servers: 'dnsp_servers',
+  queries: 'dnsp_queries',
+  domains: 'dnsp_domains',
+  patterns: 'dnsp_patterns',
+  members4: 'dnsp_members4',
+  members6: 'dnsp_members6',
+  counters: 'dnsp_counters',
+  events: 'dnsp_events',
+} as const;
+export type ParserMapRole = keyof typeof MAP_NAMES;
+
+/** Entry points of the object (bpf/dnsplane.bpf.c). */
+export const PROGRAM_NAMES = {
+  /** Socket filter for xt_bpf: packet data starts at the IP header; returns skb->len (a match). */
+  socketFilter: 'dnsplane_parse_socket',
+  /** tc classifier: packet data starts at the Ethernet header; returns TC_ACT_UNSPEC. */
+  tcClassifier: 'dnsplane_parse_tc',
+} as const;
+
+// Constants of dnsplane_maps.h.
+export const DOMAIN_IDS = 62;
+export const PATTERN_LABELS = 8;
+export const PATTERN_TEXT = 64;
+export const PATTERN_SLOTS = 4096;
+export const NAME_TEXT = 256;
+export const MSG_MAX = 4096;
+
+/** Values of dnsp_servers (enum dnsplane_server_kind). */
+export const ServerKind = { Trusted: 1, Port: 2 } as const;
+export type ServerKind = (typeof ServerKind)[keyof typeof ServerKind];
+
+/** enum dnsplane_pattern_label_kind. */
+export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
+export type PatternLabelKind = (typeof PatternLabelKind)[keyof typeof PatternLabelKind];
+
+/** Counter names by index (enum dnsplane_counter). */
+export const COUNTER_NAMES = [
+  'parsed',
+  'learned',
+  'untrusted',
+  'unmatched_query',
+  'malformed',
+  'truncated',
+  'over_limit',
+  'not_response',
+  'rejected',
+  'queries',
+  'events_lost',
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+export interface FieldLayout {
+  readonly offset: number;
+  readonly size: number;
+}
+export interface StructLayout {
+  readonly size: number;
+  readonly fields: Readonly<Record<string, FieldLayout>>;
+}
+
+/** Byte layout of every shared struct, as the codecs below use it. */
+export const STRUCT_LAYOUTS = {
+  dnsplane_config: {
+    size: 16,
+    fields: {
+      min_ttl: { offset: 0, size: 4 },
+      extra_ttl: { offset: 4, size: 4 },
+      max_addresses_per_name: { offset: 8, size: 4 },
+      reserved: { offset: 12, size: 4 },
+    },
+  },
+  dnsplane_server_key: {
+    size: 20,
+    fields: {
+      addr: { offset: 0, size: 16 },
+      port: { offset: 16, size: 2 },
+      family: { offset: 18, size: 1 },
+      pad: { offset: 19, size: 1 },
+    },
+  },
+  dnsplane_query_key: {
+    size: 32,
+    fields: {
+      qname_hash: { offset: 0, size: 8 },
+      addr: { offset: 8, size: 16 },
+      port: { offset: 24, size: 2 },
+      txid: { offset: 26, size: 2 },
+      family: { offset: 28, size: 1 },
+      pad: { offset: 29, size: 3 },
+    },
+  },
+  dnsplane_query_value: { size: 8, fields: { expiry_ns: { offset: 0, size: 8 } } },
+  dnsplane_domain_entry: {
+    size: 4 + 4 * DOMAIN_IDS,
+    fields: {
+      exact: { offset: 0, size: 1 },
+      any_many: { offset: 1, size: 1 },
+      any_one: { offset: 2, size: 1 },
+      complex: { offset: 3, size: 1 },
+      ids: { offset: 4, size: 4 * DOMAIN_IDS },
+    },
+  },
+  dnsplane_pattern: {
+    size: 24 + PATTERN_LABELS * PATTERN_TEXT,
+    fields: {
+      set_id: { offset: 0, size: 4 },
+      label_count: { offset: 4, size: 1 },
+      reserved: { offset: 5, size: 1 },
+      kind: { offset: 6, size: PATTERN_LABELS },
+      len: { offset: 14, size: PATTERN_LABELS },
+      pad: { offset: 22, size: 2 },
+      text: { offset: 24, size: PATTERN_LABELS * PATTERN_TEXT },
+    },
+  },
+  dnsplane_member4_key: {
+    size: 8,
+    fields: { set_id: { offset: 0, size: 4 }, addr: { offset: 4, size: 4 } },
+  },
+  dnsplane_member6_key: {
+    size: 20,
+    fields: { set_id: { offset: 0, size: 4 }, addr: { offset: 4, size: 16 } },
+  },
+  dnsplane_member_value: { size: 8, fields: { expiry_ns: { offset: 0, size: 8 } } },
+  dnsplane_event: {
+    size: 40 + NAME_TEXT,
+    fields: {
+      expiry_ns: { offset: 0, size: 8 },
+      name_hash: { offset: 8, size: 8 },
+      set_id: { offset: 16, size: 4 },
+      family: { offset: 20, size: 1 },
+      name_len: { offset: 21, size: 1 },
+      pad: { offset: 22, size: 2 },
+      addr: { offset: 24, size: 16 },
+      name: { offset: 40, size: NAME_TEXT },
+    },
+  },
+} as const satisfies Record<string, StructLayout>;
+
+const L = STRUCT_LAYOUTS;
+
+/** The address bytes of a canonical address text; RangeError when it is not one of `family`. */
+export function addressBytes(address: string, family?: IpFamily): Uint8Array {
+  const parsed = parseAddress(address);
+  if (parsed === undefined || (family !== undefined && parsed.family !== family)) {
+    throw new RangeError(`not an IPv${family ?? '4/6'} address: ${address}`);
+  }
+  return parsed.bytes;
+}
+
+function u32(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new RangeError(`${what} must be a 32-bit unsigned integer, not ${value}`);
+  return value;
+}
+
+// ---------------------------------------------------------------- config
+
+export interface ParserConfig {
+  readonly minTTL: number;
+  readonly extraTTL: number;
+  readonly maxAddressesPerName: number;
+}
+
+export function encodeConfig(config: ParserConfig): Buffer {
+  const b = Buffer.alloc(L.dnsplane_config.size);
+  b.writeUInt32LE(u32(config.minTTL, 'minTTL'), L.dnsplane_config.fields.min_ttl.offset);
+  b.writeUInt32LE(u32(config.extraTTL, 'extraTTL'), L.dnsplane_config.fields.extra_ttl.offset);
+  b.writeUInt32LE(u32(config.maxAddressesPerName, 'maxAddressesPerName'), L.dnsplane_config.fields.max_addresses_per_name.offset);
+  return b;
+}
+
+export function decodeConfig(b: Buffer): ParserConfig {
+  return {
+    minTTL: b.readUInt32LE(L.dnsplane_config.fields.min_ttl.offset),
+    extraTTL: b.readUInt32LE(L.dnsplane_config.fields.extra_ttl.offset),
+    maxAddressesPerName: b.readUInt32LE(L.dnsplane_config.fields.max_addresses_per_name.offset),
+  };
+}
+
+/** Key 0 of an array map. */
+export function arrayIndex(index: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(index);
+  return b;
+}
+
+// ---------------------------------------------------------------- trusted servers
+
+export type ServerKey =
+  | { readonly kind: typeof ServerKind.Trusted; readonly family: IpFamily; readonly address: string; readonly port: number }
+  | { readonly kind: typeof ServerKind.Port; readonly port: number };
+
+export function encodeServerKey(key: ServerKey): Buffer {
+  const f = L.dnsplane_server_key.fields;
+  const b = Buffer.alloc(L.dnsplane_server_key.size);
+  if (!Number.isInteger(key.port) || key.port < 1 || key.port > 0xffff) throw new RangeError(`port must be 1..65535, not ${key.port}`);
+  b.writeUInt16BE(key.port, f.port.offset);
+  if (key.kind === ServerKind.Trusted) {
+    b.set(addressBytes(key.address, key.family), f.addr.offset);
+    b.writeUInt8(key.family, f.family.offset);
+  }
+  return b;
+}
+
+export function encodeServerKind(kind: ServerKind): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(kind);
+  return b;
+}
+
+export function decodeServerKey(key: Buffer, value: Buffer): ServerKey {
+  const f = L.dnsplane_server_key.fields;
+  const port = key.readUInt16BE(f.port.offset);
+  if (value.readUInt32LE(0) === ServerKind.Port) return { kind: ServerKind.Port, port };
+  const family = key.readUInt8(f.family.offset) === 6 ? 6 : 4;
+  const bytes = key.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16));
+  return { kind: ServerKind.Trusted, family, address: formatAddress({ family, bytes }), port };
+}
+
+// ---------------------------------------------------------------- remembered queries
+
+export interface QueryKey {
+  readonly qnameHash: bigint;
+  readonly family: IpFamily;
+  readonly address: string;
+  readonly port: number;
+  readonly txid: number;
+}
+
+export function encodeQueryKey(key: QueryKey): Buffer {
+  const f = L.dnsplane_query_key.fields;
+  const b = Buffer.alloc(L.dnsplane_query_key.size);
+  b.writeBigUInt64LE(key.qnameHash, f.qname_hash.offset);
+  b.set(addressBytes(key.address, key.family), f.addr.offset);
+  b.writeUInt16BE(key.port, f.port.offset);
+  b.writeUInt16BE(key.txid, f.txid.offset);
+  b.writeUInt8(key.family, f.family.offset);
+  return b;
+}
+
+export function decodeQueryKey(b: Buffer): QueryKey {
+  const f = L.dnsplane_query_key.fields;
+  const family = b.readUInt8(f.family.offset) === 6 ? 6 : 4;
+  return {
+    qnameHash: b.readBigUInt64LE(f.qname_hash.offset),
+    family,
+    address: formatAddress({ family, bytes: b.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16)) }),
+    port: b.readUInt16BE(f.port.offset),
+    txid: b.readUInt16BE(f.txid.offset),
+  };
+}
+
+/** A u64 (expiry in ns) value. */
+export function encodeExpiry(expiryNs: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(expiryNs);
+  return b;
+}
+
+export function decodeExpiry(b: Buffer): bigint {
+  return b.readBigUInt64LE(0);
+}
+
+// ---------------------------------------------------------------- domain table
+
+/** The ids one dnsp_domains entry holds, by kind (see struct dnsplane_domain_entry). */
+export interface DomainEntry {
+  readonly exact: readonly number[];
+  readonly anyMany: readonly number[];
+  readonly anyOne: readonly number[];
+  /** Indexes into dnsp_patterns. */
+  readonly complex: readonly number[];
+}
+
+export function domainEntryIdCount(entry: DomainEntry): number {
+  return entry.exact.length + entry.anyMany.length + entry.anyOne.length + entry.complex.length;
+}
+
+export function encodeDomainKey(hash: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(hash);
+  return b;
+}
+
+export function encodeDomainEntry(entry: DomainEntry): Buffer {
+  const f = L.dnsplane_domain_entry.fields;
+  const total = domainEntryIdCount(entry);
+  if (total > DOMAIN_IDS) throw new RangeError(`a domain-table entry holds at most ${DOMAIN_IDS} ids, not ${total}`);
+  const b = Buffer.alloc(L.dnsplane_domain_entry.size);
+  b.writeUInt8(entry.exact.length, f.exact.offset);
+  b.writeUInt8(entry.anyMany.length, f.any_many.offset);
+  b.writeUInt8(entry.anyOne.length, f.any_one.offset);
+  b.writeUInt8(entry.complex.length, f.complex.offset);
+  [...entry.exact, ...entry.anyMany, ...entry.anyOne, ...entry.complex].forEach((id, i) =>
+    b.writeUInt32LE(u32(id, 'domain-table id'), f.ids.offset + 4 * i),
+  );
+  return b;
+}
+
+export function decodeDomainEntry(b: Buffer): DomainEntry {
+  const f = L.dnsplane_domain_entry.fields;
+  const counts = [f.exact, f.any_many, f.any_one, f.complex].map((x) => b.readUInt8(x.offset));
+  const ids: number[] = [];
+  const total = counts.reduce((a, c) => a + c, 0);
+  for (let i = 0; i < Math.min(total, DOMAIN_IDS); i++) ids.push(b.readUInt32LE(f.ids.offset + 4 * i));
+  const [e = 0, m = 0, o = 0] = counts;
+  return { exact: ids.slice(0, e), anyMany: ids.slice(e, e + m), anyOne: ids.slice(e + m, e + m + o), complex: ids.slice(e + m + o) };
+}
+
+export interface PatternRecordLabel {
+  readonly kind: PatternLabelKind;
+  /** Literal text, or the glob with `*` (lower-case ASCII); empty for wildcards. */
+  readonly text: string;
+}
+
+/** A complex pattern's labels left of its literal suffix, with the set it credits. */
+export interface PatternRecord {
+  readonly setId: number;
+  readonly labels: readonly PatternRecordLabel[];
+}
+
+export function encodePattern(record: PatternRecord): Buffer {
+  const f = L.dnsplane_pattern.fields;
+  if (record.labels.length < 1 || record.labels.length > PATTERN_LABELS) {
+    throw new RangeError(`a complex pattern holds 1..${PATTERN_LABELS} labels left of its literal suffix, not ${record.labels.length}`);
+  }
+  const b = Buffer.alloc(L.dnsplane_pattern.size);
+  b.writeUInt32LE(u32(record.setId, 'set id'), f.set_id.offset);
+  b.writeUInt8(record.labels.length, f.label_count.offset);
+  record.labels.forEach((label, i) => {
+    if (label.text.length > PATTERN_TEXT) throw new RangeError(`pattern label "${label.text}" is longer than ${PATTERN_TEXT} bytes`);
+    b.writeUInt8(label.kind, f.kind.offset + i);
+    b.writeUInt8(label.text.length, f.len.offset + i);
+    b.write(label.text, f.text.offset + i * PATTERN_TEXT, 'latin1');
+  });
+  return b;
+}
+
+export function decodePattern(b: Buffer): PatternRecord {
+  const f = L.dnsplane_pattern.fields;
+  const count = b.readUInt8(f.label_count.offset);
+  const labels: PatternRecordLabel[] = [];
+  for (let i = 0; i < Math.min(count, PATTERN_LABELS); i++) {
+    const len = b.readUInt8(f.len.offset + i);
+    const at = f.text.offset + i * PATTERN_TEXT;
+    labels.push({ kind: b.readUInt8(f.kind.offset + i) as PatternLabelKind, text: b.toString('latin1', at, at + len) });
+  }
+  return { setId: b.readUInt32LE(f.set_id.offset), labels };
+}
+
+// ---------------------------------------------------------------- membership
+
+export interface MemberKey {
+  readonly setId: number;
+  readonly family: IpFamily;
+  readonly address: string;
+}
+
+/** Key of dnsp_members4 (family 4) or dnsp_members6 (family 6). */
+export function encodeMemberKey(key: MemberKey): Buffer {
+  const layout = key.family === 4 ? L.dnsplane_member4_key : L.dnsplane_member6_key;
+  const b = Buffer.alloc(layout.size);
+  b.writeUInt32LE(u32(key.setId, 'set id'), layout.fields.set_id.offset);
+  b.set(addressBytes(key.address, key.family), layout.fields.addr.offset);
+  return b;
+}
+
+export function decodeMemberKey(family: IpFamily, b: Buffer): MemberKey {
+  const layout = family === 4 ? L.dnsplane_member4_key : L.dnsplane_member6_key;
+  const at = layout.fields.addr.offset;
+  return {
+    setId: b.readUInt32LE(layout.fields.set_id.offset),
+    family,
+    address: formatAddress({ family, bytes: b.subarray(at, at + layout.fields.addr.size) }),
+  };
+}
+
+// ---------------------------------------------------------------- events
+
+/** One ring-buffer record: a (set, address, expiry) the parser wrote. */
+export interface LearnedEvent {
+  readonly setId: number;
+  readonly family: IpFamily;
+  readonly address: string;
+  /** CLOCK_MONOTONIC ns: the expiry now stored (the later of the old and the new). */
+  readonly expiryNs: bigint;
+  /** Hash of the question name (name-hash.ts). */
+  readonly nameHash: bigint;
+  /** The question name, lower-case, dotted, no trailing dot. */
+  readonly name: string;
+}
+
+export function decodeEvent(b: Buffer): LearnedEvent {
+  const f = L.dnsplane_event.fields;
+  if (b.length < L.dnsplane_event.size) throw new RangeError(`a learned event has ${L.dnsplane_event.size} bytes, not ${b.length}`);
+  const family = b.readUInt8(f.family.offset) === 6 ? 6 : 4;
+  const nameLength = Math.min(b.readUInt8(f.name_len.offset), NAME_TEXT);
+  return {
+    setId: b.readUInt32LE(f.set_id.offset),
+    family,
+    address: formatAddress({ family, bytes: b.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16)) }),
+    expiryNs: b.readBigUInt64LE(f.expiry_ns.offset),
+    nameHash: b.readBigUInt64LE(f.name_hash.offset),
+    name: b.toString('latin1', f.name.offset, f.name.offset + nameLength),
+  };
+}

@@ -1,0 +1,215 @@
+// The loaded DNS parser: its object (bpf/dnsplane.bpf.o) with maps pinned under a pin root,
+// the two entry points, and typed access to its state — DNS settings and trusted servers,
+// the domain table, membership, counters.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
+import { systemClock } from '@dnsplane/core';
+import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
+import { buildDomainTable, encodeDomainTable, type DomainTable } from './domain-table.js';
+import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
+import { BpfObjectSpec, DEFAULT_PIN_ROOT, ktimeNs, possibleCpus, type BpfMap, type BpfObject, type BpfProgram } from './libbpf.js';
+import {
+  MAP_NAMES,
+  PATTERN_SLOTS,
+  PROGRAM_NAMES,
+  ServerKind,
+  arrayIndex,
+  decodeExpiry,
+  decodeMemberKey,
+  encodeConfig,
+  encodeExpiry,
+  encodeMemberKey,
+  encodeServerKey,
+  encodeServerKind,
+  STRUCT_LAYOUTS,
+  type ParserMapRole,
+} from './maps.js';
+
+/** The compiled parser object (built by `make -C bpf`). */
+export const PARSER_OBJECT_PATH = fileURLToPath(new URL('../bpf/dnsplane.bpf.o', import.meta.url));
+
+export interface ParserProgramOptions {
+  /** Folder under bpffs where the maps are pinned (and reused from); default /sys/fs/bpf/dnsplane. */
+  readonly pinRoot?: string;
+  /** Default: PARSER_OBJECT_PATH. */
+  readonly objectPath?: string;
+}
+
+/** A membership entry as the maps hold it. */
+export interface MembershipEntry {
+  readonly setId: number;
+  readonly family: IpFamily;
+  readonly address: string;
+  /** CLOCK_MONOTONIC ns. */
+  readonly expiryNs: bigint;
+}
+
+export class DnsParserProgram {
+  readonly #object: BpfObject;
+
+  private constructor(
+    object: BpfObject,
+    readonly pinRoot: string,
+  ) {
+    this.#object = object;
+  }
+
+  /**
+   * Loads the parser; its maps are pinned at <pinRoot>/<map name>, and maps already pinned
+   * there are reused (learned state and configuration survive a restart and are shared by
+   * every loaded copy). KernelError with the verifier log when the kernel refuses it.
+   */
+  static load(options: ParserProgramOptions = {}): DnsParserProgram {
+    const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
+    const spec = BpfObjectSpec.open(options.objectPath ?? PARSER_OBJECT_PATH);
+    try {
+      spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
+    } catch (error) {
+      spec.close();
+      throw error;
+    }
+    return new DnsParserProgram(spec.load(), pinRoot);
+  }
+
+  /** Removes every pin under `pinRoot` (the folder included). Maps live on while loaded. */
+  static removePins(pinRoot: string): void {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+
+  /** Socket filter for xt_bpf (data starts at the IP header); returns skb->len, i.e. matches. */
+  get socketFilter(): BpfProgram {
+    return this.#object.program(PROGRAM_NAMES.socketFilter);
+  }
+
+  /** tc classifier (data starts at the Ethernet header); returns TC_ACT_UNSPEC. */
+  get tcClassifier(): BpfProgram {
+    return this.#object.program(PROGRAM_NAMES.tcClassifier);
+  }
+
+  map(role: ParserMapRole): BpfMap {
+    return this.#object.map(MAP_NAMES[role]);
+  }
+
+  /** Pins both programs at <dir>/<program name> (default: the pin root); returns the paths. */
+  pinPrograms(dir: string = this.pinRoot): { socketFilter: string; tcClassifier: string } {
+    const socketFilter = join(dir, PROGRAM_NAMES.socketFilter);
+    const tcClassifier = join(dir, PROGRAM_NAMES.tcClassifier);
+    this.socketFilter.pin(socketFilter);
+    this.tcClassifier.pin(tcClassifier);
+    return { socketFilter, tcClassifier };
+  }
+
+  /** Writes the DNS settings and replaces the trusted servers (stale entries removed). */
+  configure(dns: DnsSettings): void {
+    this.map('config').update(arrayIndex(0), encodeConfig(dns));
+    const servers = this.map('servers');
+    const wanted = new Map<string, [Buffer, Buffer]>();
+    for (const server of dns.trustedServers) {
+      const key = encodeServerKey({ kind: ServerKind.Trusted, family: server.family, address: server.address, port: server.port });
+      wanted.set(key.toString('hex'), [key, encodeServerKind(ServerKind.Trusted)]);
+      const portKey = encodeServerKey({ kind: ServerKind.Port, port: server.port });
+      wanted.set(portKey.toString('hex'), [portKey, encodeServerKind(ServerKind.Port)]);
+    }
+    for (const [key, value] of wanted.values()) servers.update(key, value);
+    for (const key of servers.keys()) if (!wanted.has(key.toString('hex'))) servers.delete(key);
+  }
+
+  /**
+   * Replaces the domain table with the one of `sets`. Throws NotSupportedError before
+   * touching the maps when the sets exceed what the kernel table holds.
+   */
+  setDomainSets(sets: readonly DomainSet[]): DomainTable {
+    const table = buildDomainTable(sets);
+    const encoded = encodeDomainTable(table);
+    const patterns = this.map('patterns');
+    encoded.patterns.forEach((value, index) => patterns.update(arrayIndex(index), value));
+    const domains = this.map('domains');
+    const wanted = new Set<string>();
+    for (const [key, value] of encoded.domains) {
+      domains.update(key, value);
+      wanted.add(key.toString('hex'));
+    }
+    for (const key of domains.keys()) if (!wanted.has(key.toString('hex'))) domains.delete(key);
+    // Slots no entry refers to any more: cleared so a dump shows only what is in force.
+    const empty = Buffer.alloc(STRUCT_LAYOUTS.dnsplane_pattern.size);
+    for (let index = encoded.patterns.length; index < PATTERN_SLOTS; index++) {
+      const current = patterns.lookup(arrayIndex(index));
+      if (current === undefined || current.every((byte) => byte === 0)) break;
+      patterns.update(arrayIndex(index), empty);
+    }
+    return table;
+  }
+
+  counters(): ParserCounterValues {
+    return readCounters(this.map('counters'));
+  }
+
+  resetCounters(): void {
+    resetCounters(this.map('counters'), possibleCpus());
+  }
+
+
+  /** Membership entries in force at `nowNs` (default: now), sorted by set, family, address. */
+  membership(nowNs: bigint = ktimeNs()): MembershipEntry[] {
+    const out: MembershipEntry[] = [];
+    for (const family of [4, 6] as const) {
+      for (const [key, value] of this.map(family === 4 ? 'members4' : 'members6').entries()) {
+        const expiryNs = decodeExpiry(value);
+        if (expiryNs > nowNs) out.push({ ...decodeMemberKey(family, key), expiryNs });
+      }
+    }
+    return out.sort(
+      (a, b) => a.setId - b.setId || a.family - b.family || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0),
+    );
+  }
+
+  /** Membership in force, with wall-clock expiries. */
+  exportLearned(clock: Clock = systemClock): LearnedEntry[] {
+    const nowNs = ktimeNs();
+    const nowMs = clock.now();
+    return this.membership(nowNs).map((m) => ({
+      setId: m.setId,
+      family: m.family,
+      address: m.address,
+      expiresAt: Math.round(monotonicToWallMs(m.expiryNs, nowNs, nowMs)),
+    }));
+  }
+
+  /** Writes learned entries (expired ones skipped); an existing entry keeps the later expiry. */
+  importLearned(entries: readonly LearnedEntry[], clock: Clock = systemClock): number {
+    const nowNs = ktimeNs();
+    const nowMs = clock.now();
+    let written = 0;
+    for (const entry of entries) {
+      if (entry.expiresAt <= nowMs) continue;
+      const map = this.map(entry.family === 4 ? 'members4' : 'members6');
+      const key = encodeMemberKey(entry);
+      const expiryNs = wallMsToMonotonic(entry.expiresAt, nowNs, nowMs);
+      const existing = map.lookup(key);
+      if (existing !== undefined && decodeExpiry(existing) >= expiryNs) continue;
+      map.update(key, encodeExpiry(expiryNs));
+      written++;
+    }
+    return written;
+  }
+
+  /** Deletes every membership entry (both families). */
+  clearMembership(): void {
+    for (const role of ['members4', 'members6'] as const) {
+      const map = this.map(role);
+      for (const key of map.keys()) map.delete(key);
+    }
+  }
+
+  /** Deletes every remembered query. */
+  clearQueries(): void {
+    const map = this.map('queries');
+    for (const key of map.keys()) map.delete(key);
+  }
+
+  close(): void {
+    this.#object.close();
+  }
+}

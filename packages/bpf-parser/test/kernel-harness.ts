@@ -1,0 +1,124 @@
+// Test harness: the real parser loaded under a throw-away pin root, packets run through
+// BPF_PROG_TEST_RUN on either entry point, and what each run wrote read back from the ring
+// buffer. Used by the kernel tests and the benchmark.
+import { randomBytes } from 'node:crypto';
+import type { DnsSettings, DomainSet, IpFamily } from '@dnsplane/core';
+import {
+  DnsParserProgram,
+  RingBufferConsumer,
+  decodeEvent,
+  encodeMemberKey,
+  ktimeNs,
+  type LearnedEvent,
+  type ParserCounterValues,
+} from '../src/index.js';
+
+export type EntryPoint = 'socket' | 'tc';
+
+/** One membership write as the kernel reported it. */
+export interface KernelWrite {
+  readonly setId: number;
+  readonly family: IpFamily;
+  readonly address: string;
+  /** Seconds from the start of the run to the expiry (fractional). */
+  readonly secondsLeft: number;
+  readonly name: string;
+}
+
+export interface KernelRun {
+  readonly retval: number;
+  readonly writes: KernelWrite[];
+}
+
+const ETH_SRC = Buffer.from('020000000001', 'hex');
+const ETH_DST = Buffer.from('020000000002', 'hex');
+
+/** An Ethernet frame around an L3 packet (the socket-filter test run strips it again). */
+export function ethernetFrame(l3: Uint8Array): Buffer {
+  const version = (l3[0] ?? 0) >> 4;
+  const type = Buffer.alloc(2);
+  type.writeUInt16BE(version === 6 ? 0x86dd : 0x0800);
+  return Buffer.concat([ETH_DST, ETH_SRC, type, l3]);
+}
+
+export function testPinRoot(): string {
+  return `/sys/fs/bpf/dnsplane-test-${randomBytes(6).toString('hex')}`;
+}
+
+export class KernelParserHarness {
+  readonly program: DnsParserProgram;
+  readonly #events: LearnedEvent[] = [];
+  readonly #consumer: RingBufferConsumer;
+
+  private constructor(
+    program: DnsParserProgram,
+    readonly pinRoot: string,
+  ) {
+    this.program = program;
+    this.#consumer = new RingBufferConsumer(program.map('events'), (record) => this.#events.push(decodeEvent(record)));
+    this.#consumer.unref();
+  }
+
+  static open(dns: DnsSettings, domainSets: readonly DomainSet[]): KernelParserHarness {
+    const pinRoot = testPinRoot();
+    let program: DnsParserProgram | undefined;
+    try {
+      program = DnsParserProgram.load({ pinRoot });
+      program.configure(dns);
+      program.setDomainSets(domainSets);
+      return new KernelParserHarness(program, pinRoot);
+    } catch (error) {
+      program?.close();
+      DnsParserProgram.removePins(pinRoot);
+      throw error;
+    }
+  }
+
+  /** Runs one L3 packet through an entry point; returns what it wrote. */
+  run(entry: EntryPoint, l3Packet: Uint8Array, repeat = 1): KernelRun {
+    this.#consumer.consume();
+    this.#events.length = 0;
+    const program = entry === 'socket' ? this.program.socketFilter : this.program.tcClassifier;
+    const before = ktimeNs();
+    const result = program.testRun({ data: ethernetFrame(l3Packet), repeat });
+    this.#consumer.consume();
+    const writes = this.#events.map((e) => ({
+      setId: e.setId,
+      family: e.family,
+      address: e.address,
+      secondsLeft: Number(e.expiryNs - before) / 1e9,
+      name: e.name,
+    }));
+    this.#events.length = 0;
+    return { retval: result.retval, writes };
+  }
+
+  /** Average ns per run of `repeat` runs. */
+  time(entry: EntryPoint, l3Packet: Uint8Array, repeat: number): number {
+    const program = entry === 'socket' ? this.program.socketFilter : this.program.tcClassifier;
+    const result = program.testRun({ data: ethernetFrame(l3Packet), repeat });
+    this.#consumer.consume();
+    this.#events.length = 0;
+    return result.durationNs;
+  }
+
+  /** Removes the membership entries of these writes (so the next run starts fresh). */
+  forget(writes: readonly KernelWrite[]): void {
+    for (const w of writes) {
+      this.program.map(w.family === 4 ? 'members4' : 'members6').delete(encodeMemberKey(w));
+    }
+  }
+
+  counters(): ParserCounterValues {
+    return this.program.counters();
+  }
+
+  close(): void {
+    try {
+      this.#consumer.close();
+      this.program.close();
+    } finally {
+      DnsParserProgram.removePins(this.pinRoot);
+    }
+  }
+}
