@@ -167,10 +167,25 @@ describe('ReferenceParser', () => {
     clock.ms += 1000;
     parser.observe(query());
     const again = parser.observe(response({}, [{ type: 'A', name: 'www.example.com', ttl: 1, data: '198.18.4.1' }]));
-    expect(again.writes[0]?.expiresAt).toBe(clock.ms + 40_000);
+    // The write reports the expiry the entry holds afterwards (the later one), like the ring event.
+    expect(again.writes[0]?.expiresAt).toBe(first);
     expect(parser.membership.lookup(1, '198.18.4.1')).toBe(first);
     expect(parser.membership.lookup(1, '198.18.4.1', first - 1)).toBe(first);
     expect(parser.membership.lookup(1, '198.18.4.1', first)).toBeUndefined();
+  });
+
+  it('looks at the first 4096 message bytes only, as the kernel copies them', () => {
+    const answers: dnsPacket.Answer[] = [];
+    for (let i = 0; i < 40; i++) answers.push({ type: 'TXT', name: 'filler.example', ttl: 1, data: 'x'.repeat(200) });
+    answers.push({ type: 'A', name: 'www.example.com', ttl: 60, data: '198.18.5.1' });
+    const big = response({ transport: 'tcp' }, answers);
+    parser.observe(query());
+    expect(parser.observe(big).outcome).toBe('truncated');
+    const unbounded = new ReferenceParser({ domainSets, dns, clock, maxMessageBytes: 65535 });
+    unbounded.observe(query());
+    const out = unbounded.observe(big);
+    expect(out.outcome).toBe('parsed');
+    expect(out.writes.map((w) => w.address)).toEqual(['198.18.5.1']);
   });
 
   it('handles TCP framing, IPv6, and UDP query answered over TCP', () => {

@@ -51,7 +51,11 @@ export interface MembershipWrite {
 
 export interface ParseOutcome {
   readonly outcome: ParseOutcomeKind;
-  /** Membership writes, in order: credited addresses in packet order, then set id ascending. */
+  /**
+   * Membership writes, in order: credited addresses in packet order, then set id ascending.
+   * `expiresAt` is the expiry the entry holds after the write (the later of the old and the
+   * new one), as the kernel's ring-buffer event reports it.
+   */
   readonly writes: readonly MembershipWrite[];
   /** Candidate addresses not credited because of maxAddressesPerName. */
   readonly overLimit: number;
@@ -76,11 +80,13 @@ export class ReferenceMembership {
 
   constructor(private readonly clock: Clock) {}
 
-  /** Records a write; an existing entry keeps the later expiry. */
-  write(entry: MembershipWrite): void {
+  /** Records a write; an existing entry keeps the later expiry. Returns the entry as stored. */
+  write(entry: MembershipWrite): MembershipWrite {
     const key = `${entry.setId}|${entry.address}`;
     const existing = this.entries.get(key);
-    if (existing === undefined || existing.expiresAt < entry.expiresAt) this.entries.set(key, entry);
+    if (existing !== undefined && existing.expiresAt >= entry.expiresAt) return existing;
+    this.entries.set(key, entry);
+    return entry;
   }
 
   /** The expiry of (set, address) when it is in force at `nowMs`, else undefined. */
@@ -97,10 +103,15 @@ export class ReferenceMembership {
   }
 }
 
+/** The kernel parser copies at most this many message bytes: beyond them the message is cut. */
+export const MAX_PARSED_MESSAGE_BYTES = 4096;
+
 export interface ReferenceParserOptions {
   readonly domainSets: readonly DomainSet[];
   readonly dns: DnsSettings;
   readonly clock: Clock;
+  /** Message bytes looked at (default MAX_PARSED_MESSAGE_BYTES, the kernel's copy size). */
+  readonly maxMessageBytes?: number;
 }
 
 interface Transport {
@@ -183,11 +194,13 @@ export class ReferenceParser {
   private readonly dns: DnsSettings;
   private readonly clock: Clock;
   private insertsSinceSweep = 0;
+  private readonly maxMessageBytes: number;
 
   constructor(options: ReferenceParserOptions) {
     this.domainSets = options.domainSets;
     this.dns = options.dns;
     this.clock = options.clock;
+    this.maxMessageBytes = options.maxMessageBytes ?? MAX_PARSED_MESSAGE_BYTES;
     this.membership = new ReferenceMembership(options.clock);
     for (const server of options.dns.trustedServers) {
       const parsed = parseAddressBytes(server.address);
@@ -206,12 +219,14 @@ export class ReferenceParser {
 
   /** Feeds one L3 packet (IP header first) through the parser semantics. */
   observe(l3Packet: Uint8Array): ParseOutcome {
-    const result = this.decide(l3Packet);
-    if (result.outcome !== 'ignored') this.counters[OUTCOME_COUNTER[result.outcome]]++;
-    this.counters.learned += result.writes.length;
-    this.counters.over_limit += result.overLimit;
-    for (const write of result.writes) this.membership.write(write);
-    return result;
+    const decided = this.decide(l3Packet);
+    if (decided.outcome !== 'ignored') this.counters[OUTCOME_COUNTER[decided.outcome]]++;
+    this.counters.learned += decided.writes.length;
+    this.counters.over_limit += decided.overLimit;
+    if (decided.writes.length === 0) return decided;
+    // Applied one by one, as the kernel does: a repeated (set, address) sees the earlier write.
+    const writes = decided.writes.map((write) => this.membership.write(write));
+    return { ...decided, writes };
   }
 
   private decide(packet: Uint8Array): ParseOutcome {
@@ -235,6 +250,7 @@ export class ReferenceParser {
     }
     const header = readHeader(message);
     if (header === undefined) return { outcome: 'malformed', writes: NOTHING, overLimit: 0, reason: 'header cut off' };
+    if (message.length > this.maxMessageBytes) message = message.subarray(0, this.maxMessageBytes);
 
     if (path === 'query') {
       if (header.qr || header.opcode !== 0 || header.qdcount !== 1) {
