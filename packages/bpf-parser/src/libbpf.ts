@@ -112,6 +112,7 @@ interface NativeError extends Error {
 const ENOENT = 2;
 const ENODEV = 19;
 const EINVAL = 22;
+const ENOSPC = 28;
 const EOPNOTSUPP = 95;
 /** The kernel-internal ENOTSUPP that BPF map commands return for "no such operation". */
 const ENOTSUPP = 524;
@@ -625,7 +626,10 @@ export class BpfMap {
     return out;
   }
 
-  /** All entries: BPF_MAP_LOOKUP_BATCH, or key iteration + lookup where the kernel has no batch op. */
+  /**
+   * All entries: BPF_MAP_LOOKUP_BATCH, or key iteration + lookup where the kernel has no
+   * batch op for the map (or a hash bucket outgrows a batch chunk: ENOSPC).
+   */
   entries(): Array<[Buffer, Buffer]> {
     const fd = this.#check('entries');
     try {
@@ -640,7 +644,7 @@ export class BpfMap {
       return out;
     } catch (error) {
       const errno = errnoOf(error);
-      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL) throw error;
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
     }
     const out: Array<[Buffer, Buffer]> = [];
     for (const key of this.keys()) {

@@ -1,6 +1,6 @@
 // The libbpf loader on the real kernel: load, globals, test runs, maps, pins, ring buffer,
 // verifier errors, fd hygiene. Needs root, bpffs at /sys/fs/bpf and clang.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import {
 } from '../src/libbpf.js';
 
 const fixtures = fileURLToPath(new URL('./bpf-fixtures/', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const testObject = join(fixtures, 'loader_test.o');
 const rejectedObject = join(fixtures, 'verifier_reject.o');
 
@@ -171,6 +172,16 @@ describe('BpfObjectSpec', () => {
       pinnedLess.close();
     }
     expect(openFds()).toBe(before);
+  });
+
+  it('keeps an object loaded while one of its programs is referenced (garbage collection)', () => {
+    const child = spawnSync(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', join(fixtures, 'gc-child.ts'), testObject],
+      { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim()).toBe(String(0x600d));
   });
 
   it('refuses to use programs and maps of a closed object', () => {
