@@ -1,0 +1,232 @@
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
+import { main } from '../src/cli.js';
+import { createContainer, resolve } from '../src/container.js';
+import { Daemon } from '../src/daemon.js';
+import { fetchStatus } from '../src/status-socket.js';
+import { configTree, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
+
+let tree: ConfigTree | undefined;
+const daemons: Daemon[] = [];
+afterEach(async () => {
+  for (const daemon of daemons.splice(0)) await daemon.stop();
+  await tree?.cleanup();
+  tree = undefined;
+});
+
+function daemonFor(t: TestEnvironment, configPath: string, extra: { socketPath?: string; dataplaneOverride?: DataplaneKind } = {}): Daemon {
+  const container = createContainer(t.environment, { logLevel: 'debug' });
+  const daemon = new Daemon({
+    configPath,
+    environment: t.environment,
+    logger: resolve(container, 'logger') as pino.Logger,
+    dataplaneProvider: resolve(container, 'dataplaneProvider'),
+    ...extra,
+  });
+  daemons.push(daemon);
+  return daemon;
+}
+
+/** For tests that call reconcile() themselves: no file watching, so no concurrent reconcile. */
+const noWatch = { watch: () => ({ close: () => undefined }) };
+
+const policyNames = (t: TestEnvironment): string[] =>
+  t.dataplanes[0]?.installed?.policies.map((p) => p.name) ?? [];
+
+describe('the daemon', () => {
+  it('installs the compiled state into the configured dataplane', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(t.dataplanes).toHaveLength(1);
+    expect(t.dataplanes[0]?.kind).toBe('nftables');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    expect(policyNames(t)).toEqual(['web-egress']);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'applied', dataplane: 'nftables', policies: 1, endpoints: 2, domainSets: 1 }));
+  });
+
+  it('re-applies when a resource file changes', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
+    await waitFor(() => policyNames(t).includes('batch-egress'), 'the install with the new policy');
+    expect(policyNames(t)).toEqual(['batch-egress', 'web-egress']);
+    expect(t.dataplanes[0]?.installed?.endpoints.find((e) => e.name === 'batch')?.egressPolicies).toEqual(['batch-egress']);
+  });
+
+  it('re-applies when the config changes', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const config = await readFile(tree.configPath, 'utf8');
+    await tree.write('dnsplane.yaml', config.replace('"198.18.0.10:53"', '"198.18.0.10:53", "198.18.0.11:5353"'));
+    await waitFor(() => t.dataplanes[0]?.installed?.dns.trustedServers.length === 2, 'the install after the config change');
+    expect(t.dataplanes[0]?.installed?.dns.trustedServers.map((s) => `${s.address}:${s.port}`)).toEqual([
+      '198.18.0.10:53',
+      '198.18.0.11:5353',
+    ]);
+  });
+
+  it('rejects an invalid change, keeps the last good state and logs the problems; a fix applies', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath, { socketPath: tree.socketPath });
+    await daemon.start();
+    const good = t.dataplanes[0]?.installed;
+    await tree.write('policies/web.yaml', WEB_POLICY.replace('protocol: TCP', 'protocol: TCPX'));
+    const isProtocolRejection = (l: Record<string, unknown>): boolean =>
+      l['event'] === 'change_rejected' && JSON.stringify(l['problems']).includes('.protocol');
+    await waitFor(() => t.logs.some(isProtocolRejection), 'the change to be rejected');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    expect(t.dataplanes[0]?.installed).toBe(good);
+    const rejection = t.logs.find(isProtocolRejection);
+    expect(rejection?.['problems']).toEqual([expect.stringMatching(/policies\/web\.yaml#0: spec\.egress\[0\]\.protocol: /)]);
+    const status = await fetchStatus(tree.socketPath);
+    expect(status.rejected).toEqual(rejection?.['problems']);
+    expect(status.lastApply).toMatchObject({ policies: 1, endpoints: 2, domainSets: 1 });
+
+    await tree.write('policies/web.yaml', WEB_POLICY.replace('order: 100', 'order: 7'));
+    await waitFor(() => t.dataplanes[0]?.installed?.policies[0]?.order === 7, 'the fixed change to apply');
+    expect(daemon.outcomes).toContain('applied');
+    expect(t.dataplanes[0]?.installed?.policies[0]?.order).toBe(7);
+    expect((await fetchStatus(tree.socketPath)).rejected).toEqual([]);
+  });
+
+  it('keeps the last good state when the driver fails to install', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const dataplane = t.dataplanes[0];
+    if (!dataplane) throw new Error('no dataplane');
+    dataplane.failNextInstall = new Error('nft: transaction rejected');
+    await tree.write('policies/web.yaml', WEB_POLICY.replace('order: 100', 'order: 8'));
+    expect(await daemon.reconcile()).toBe('failed');
+    expect(dataplane.installed?.policies[0]?.order).toBe(100);
+    expect(daemon.rejected).toEqual(['nft: transaction rejected']);
+    expect(await daemon.reconcile()).toBe('applied');
+    expect(dataplane.installed?.policies[0]?.order).toBe(8);
+  });
+
+  it('does not re-install when the files change but the desired state does not', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    await tree.write('policies/web.yaml', `# a comment\n${WEB_POLICY}`);
+    expect(await daemon.reconcile()).toBe('unchanged');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+  });
+
+  it('refuses to switch dataplanes on a config change (that is a migration)', async () => {
+    tree = await configTree();
+    const t = testEnvironment({ kinds: ['nftables', 'iptables'], ...noWatch });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const config = await readFile(tree.configPath, 'utf8');
+    await tree.write('dnsplane.yaml', config.replace('dataplane: nftables', 'dataplane: iptables'));
+    expect(await daemon.reconcile()).toBe('rejected');
+    expect(daemon.rejected[0]).toMatch(/dataplane: changing the dataplane from nftables to iptables needs `dnsplane migrate`/);
+    expect(t.dataplanes).toHaveLength(1);
+  });
+
+  it('persists learned state atomically and restores it on the next start (expired entries dropped)', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const first = daemonFor(t, tree.configPath);
+    await first.start();
+    const dataplane = t.dataplanes[0];
+    const setId = dataplane?.installed?.domainSets[0]?.id ?? 0;
+    const now = t.clock.now();
+    dataplane?.learn({ setId, family: 4, address: '198.18.20.1', expiresAt: now + 60_000, name: 'api.example.test' });
+    dataplane?.learn({ setId, family: 6, address: 'fd00::20:1', expiresAt: now + 5_000 });
+    dataplane?.learn({ setId, family: 4, address: '198.18.20.2', expiresAt: now + 120_000 });
+    expect(await first.persist()).toBe(3);
+    const saved = JSON.parse(await readFile(tree.statePath, 'utf8')) as { version: number; entries: unknown[] };
+    expect(saved.version).toBe(LEARNED_STATE_VERSION);
+    expect(saved.entries).toHaveLength(3);
+    await first.stop();
+
+    t.clock.advance(10_000); // the fd00::20:1 entry has expired meanwhile
+    const second = daemonFor(t, tree.configPath);
+    await second.start();
+    const restored = t.dataplanes[1];
+    const imports = restored?.events.filter((e) => e.type === 'importLearned') ?? [];
+    expect(imports).toHaveLength(1);
+    expect(restored?.learned.entries()).toEqual([
+      { setId, family: 4, address: '198.18.20.1', expiresAt: now + 60_000, name: 'api.example.test' },
+      { setId, family: 4, address: '198.18.20.2', expiresAt: now + 120_000 },
+    ]);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'learned_restored', entries: 2, skipped: 1 }));
+  });
+
+  it('starts without learned state when the state file is corrupt, and says so', async () => {
+    tree = await configTree();
+    await tree.write('state/state.json', '{"version": 1, "savedAt": 0, "entries": [{"setId": "x"}]}');
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'learned_restore_failed' }));
+  });
+});
+
+describe('dnsplane run / status', () => {
+  it('serves status, and stops cleanly on SIGTERM without removing enforcement', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
+    await waitFor(() => existsSync(tree?.socketPath ?? ''), 'the status socket');
+
+    const status = testEnvironment({ env: { DNSPLANE_SOCKET: tree.socketPath } });
+    expect(await main(['status', '--json'], status.environment)).toBe(0);
+    const report = JSON.parse(status.stdout()) as Record<string, unknown>;
+    expect(report).toMatchObject({ dataplane: 'nftables', configFile: tree.configPath, learned: 0, rejected: [] });
+    expect(report['objects']).toEqual(['fake nftables (1 policies)']);
+
+    const human = testEnvironment();
+    expect(await main(['status', '--socket', tree.socketPath], human.environment)).toBe(0);
+    expect(human.stdout()).toMatch(/^dataplane: {3}nftables\n/);
+    expect(human.stdout()).toContain('last apply:  ');
+
+    t.signals.emit('SIGTERM');
+    expect(await exit).toBe(0);
+    const dataplane = t.dataplanes[0];
+    expect(dataplane?.closed).toBe(true);
+    expect(dataplane?.removed).toBe(false);
+    expect(dataplane?.events.some((e) => e.type === 'remove')).toBe(false);
+    expect(existsSync(tree.socketPath)).toBe(false);
+    expect(existsSync(tree.statePath)).toBe(true);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'stopped' }));
+
+    const after = testEnvironment();
+    expect(await main(['status', '--socket', tree.socketPath], after.environment)).toBe(1);
+    expect(after.stderr()).toMatch(/cannot reach the dnsplane daemon on .*agent\.sock/);
+  });
+
+  it('stops on SIGINT too', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
+    await waitFor(() => (t.dataplanes[0]?.installs.length ?? 0) === 1 && existsSync(tree?.socketPath ?? ''), 'the daemon to start');
+    t.signals.emit('SIGINT');
+    expect(await exit).toBe(0);
+    expect(t.dataplanes[0]?.closed).toBe(true);
+  });
+
+  it('exits 1 with every problem when the initial input is invalid', async () => {
+    tree = await configTree();
+    await tree.write('policies/web.yaml', 'kind: Policy\nmetadata: { name: Bad_Name }\nspec: {}\n');
+    const t = testEnvironment();
+    expect(await main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment)).toBe(1);
+    expect(t.stderr()).toMatch(/policies\/web\.yaml#0: metadata\.name: /);
+    expect(t.dataplanes).toHaveLength(0);
+  });
+});
