@@ -299,3 +299,19 @@ describe('fixtures', () => {
     }
   });
 });
+
+describe('address text', () => {
+  it.each([
+    ['fd00:0:0:0:0:0:0:1', 'fd00::1'],
+    ['FD00::', 'fd00::'],
+    ['::', '::'],
+    ['fd00:0:1:0:0:1:0:0', 'fd00:0:1::1:0:0'],
+    ['fd00:1:0:1:0:1:0:1', 'fd00:1:0:1:0:1:0:1'],
+    ['0:0:1:0:0:0:0:1', '0:0:1::1'],
+    ['::ffff:198.18.0.1', '::ffff:c612:1'],
+    ['198.18.0.1', '198.18.0.1'],
+  ])('%s → %s', async (input, canonical) => {
+    const { canonicalAddress } = await import('../src/dns/ip.js');
+    expect(canonicalAddress(input)).toBe(canonical);
+  });
+});
