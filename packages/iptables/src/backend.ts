@@ -1,19 +1,20 @@
 // The two iptables backends and how `auto` picks one: follow what the host already uses.
-import type { IpFamily, ProcessRunner } from '@dnsplane/core';
-import { KernelError } from '@dnsplane/core';
+import type { IpFamily, IptablesBackend, ProcessRunner } from '@dnsplane/core';
+import { IPTABLES_BACKENDS, KernelError } from '@dnsplane/core';
 import { z } from 'zod';
 
-export const IPTABLES_BACKENDS = ['legacy', 'nft'] as const;
-export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
+/** The two tool sets; `auto` (core's `IptablesBackend`) resolves to one of them. */
+export const RESOLVED_BACKENDS = ['legacy', 'nft'] as const;
+export type ResolvedBackend = (typeof RESOLVED_BACKENDS)[number];
 
-/** `iptables.backend` in the config. */
-export const backendChoiceSchema = z.enum(['auto', 'legacy', 'nft']);
-export type BackendChoice = z.infer<typeof backendChoiceSchema>;
+/** `iptables.backend` in the config (core's config schema uses the same values). */
+export const backendChoiceSchema = z.enum(IPTABLES_BACKENDS);
+export type BackendChoice = IptablesBackend;
 
 export type IptablesTool = 'restore' | 'save';
 
 /** `iptables-nft-restore`, `ip6tables-legacy-save`, … */
-export function toolName(backend: IptablesBackend, family: IpFamily, tool: IptablesTool): string {
+export function toolName(backend: ResolvedBackend, family: IpFamily, tool: IptablesTool): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
 }
 
@@ -31,9 +32,9 @@ export function countSavedObjects(output: string): number {
  * `auto`: the backend whose tables (IPv4 and IPv6) hold more rules and user chains; nft when
  * neither holds any (or on a tie), as current distributions default to it.
  */
-export async function detectBackend(runner: ProcessRunner): Promise<IptablesBackend> {
-  const counts: Record<IptablesBackend, number> = { legacy: 0, nft: 0 };
-  for (const backend of IPTABLES_BACKENDS) {
+export async function detectBackend(runner: ProcessRunner): Promise<ResolvedBackend> {
+  const counts: Record<ResolvedBackend, number> = { legacy: 0, nft: 0 };
+  for (const backend of RESOLVED_BACKENDS) {
     for (const family of [4, 6] as const) {
       const command = toolName(backend, family, 'save');
       const result = await runner.run(command, []);
@@ -44,6 +45,6 @@ export async function detectBackend(runner: ProcessRunner): Promise<IptablesBack
   return counts.legacy > counts.nft ? 'legacy' : 'nft';
 }
 
-export async function resolveBackend(choice: BackendChoice, runner: ProcessRunner): Promise<IptablesBackend> {
+export async function resolveBackend(choice: BackendChoice, runner: ProcessRunner): Promise<ResolvedBackend> {
   return choice === 'auto' ? detectBackend(runner) : choice;
 }

@@ -6,7 +6,7 @@ import { KernelError, systemProcessRunner } from '@dnsplane/core';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { backendChoiceSchema, resolveBackend, toolName } from './backend.js';
-import type { BackendChoice, IptablesBackend } from './backend.js';
+import type { BackendChoice, ResolvedBackend } from './backend.js';
 import { compileRulesets, DEFAULT_MARKS } from './compile.js';
 import type { MarkBits } from './compile.js';
 import { DEFAULT_PIN_ROOT, pinnedDomainMatches } from './domain-match.js';
@@ -40,7 +40,7 @@ export class IptablesDataplane implements Dataplane {
   private readonly marks: MarkBits;
   private readonly logger: Logger;
   private readonly backendChoice: BackendChoice;
-  private backend: IptablesBackend | undefined;
+  private backend: ResolvedBackend | undefined;
 
   constructor(options: IptablesDataplaneOptions = {}) {
     this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
@@ -57,7 +57,7 @@ export class IptablesDataplane implements Dataplane {
   }
 
   /** The backend in use (resolved once: `auto` inspects the host on first use). */
-  async resolvedBackend(): Promise<IptablesBackend> {
+  async resolvedBackend(): Promise<ResolvedBackend> {
     this.backend ??= await resolveBackend(this.backendChoice, this.runner);
     return this.backend;
   }

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredState, IpFamily } from '@dnsplane/core';
 import { isKernelError } from '@dnsplane/core';
 import { createIptablesDataplane, detectBackend, toolName } from '../src/index.js';
-import type { IptablesBackend } from '../src/index.js';
+import type { ResolvedBackend } from '../src/index.js';
 import { fullState, peer, port, rule, v6 } from './fixtures.js';
 import { createNetns, deleteNetns, inNetns, netnsRunner } from './netns.js';
 
@@ -72,7 +72,7 @@ function section(render: string, family: IpFamily): string {
   return (family === 4 ? v4 : v6text) ?? '';
 }
 
-describe.each(['legacy', 'nft'] as const)('iptables driver on the %s backend', (backend: IptablesBackend) => {
+describe.each(['legacy', 'nft'] as const)('iptables driver on the %s backend', (backend: ResolvedBackend) => {
   let netns = '';
   const save = (family: IpFamily): Promise<string> => inNetns(netns, toolName(backend, family, 'save'), ['-t', 'filter']);
   const driver = () => createIptablesDataplane({ backend, runner: netnsRunner(netns), pinRoot: '/sys/fs/bpf/dnsplane-test-none' });

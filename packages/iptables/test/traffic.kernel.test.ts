@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { DesiredState } from '@dnsplane/core';
 import { createIptablesDataplane } from '../src/index.js';
-import type { IptablesBackend } from '../src/index.js';
+import type { ResolvedBackend } from '../src/index.js';
 import { dns, peer, port, rule, v4 } from './fixtures.js';
 import { createNetns, deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
 
@@ -77,7 +77,7 @@ async function connect(netns: string, target: number): Promise<Outcome> {
   return out;
 }
 
-describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (backend: IptablesBackend) => {
+describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (backend: ResolvedBackend) => {
   it('allows what both endpoints allow and drops the rest; remove restores plain forwarding', async () => {
     const names: string[] = [];
     let server: ChildProcess | undefined;
