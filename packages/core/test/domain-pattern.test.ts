@@ -70,6 +70,7 @@ const matchCases: readonly MatchCase[] = [
   ['**.example.com', 'cilium-pattern', 'a.b.example.com', true],
   ['**.example.com', 'cilium-pattern', 'example.com', false],
   ['*', 'cilium-pattern', 'a.b.c', true],
+  ['**', 'cilium-pattern', 'a.b.c', true],
   ['sub*.cilium.io', 'cilium-pattern', 'sub.cilium.io', true],
   ['sub*.cilium.io', 'cilium-pattern', 'subdomain.cilium.io', true],
   ['sub*.cilium.io', 'cilium-pattern', 'a.sub.cilium.io', false],
