@@ -132,6 +132,37 @@ function boundText(issue: { readonly origin: string; readonly inclusive?: boolea
   }
 }
 
+/** Enum values as text; spellings that only differ in case from an earlier one are left out. */
+function valuesText(values: readonly unknown[]): string {
+  const seen = new Set<string>();
+  const shown: string[] = [];
+  for (const value of values) {
+    const key = typeof value === 'string' ? value.toLowerCase() : JSON.stringify(value);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    shown.push(JSON.stringify(value));
+  }
+  return shown.length === 1 ? (shown[0] as string) : `one of ${shown.join(', ')}`;
+}
+
+/**
+ * When a union branch failed only because the value has the wrong type for it, what that
+ * branch expected ("a string"); undefined when the branch got further than the type check.
+ */
+function wrongType(branch: readonly Issue[], input: unknown): string | undefined {
+  const only = branch.length === 1 ? branch[0] : undefined;
+  if (only === undefined || only.path.length !== 0) return undefined;
+  if (only.code === 'invalid_type') {
+    if (only.expected === 'int' && typeof input === 'number') return undefined;
+    return expectedText(only.expected);
+  }
+  if (only.code === 'invalid_value') {
+    const sameType = only.values.some((value) => typeof value === typeof input);
+    return sameType ? undefined : valuesText(only.values);
+  }
+  return undefined;
+}
+
 function locate(issue: Issue, prefix: readonly PropertyKey[]): Located[] {
   const path = [...prefix, ...issue.path];
   const input = (issue as { input?: unknown }).input;
@@ -144,27 +175,23 @@ function locate(issue: Issue, prefix: readonly PropertyKey[]): Located[] {
       return [{ path, reason: `${boundText(issue, issue.minimum, 'min')}, got ${describeValue(input)}` }];
     case 'too_big':
       return [{ path, reason: `${boundText(issue, issue.maximum, 'max')}, got ${describeValue(input)}` }];
-    case 'invalid_value':
-      return [
-        {
-          path,
-          reason: `expected ${issue.values.length === 1 ? '' : 'one of '}${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeValue(input)}`,
-        },
-      ];
+    case 'invalid_value': {
+      const expected = valuesText(issue.values);
+      if (input === undefined) return [{ path, reason: `required field is missing: expected ${expected}` }];
+      return [{ path, reason: `expected ${expected}, got ${describeValue(input)}` }];
+    }
     case 'unrecognized_keys':
       if (issue.keys.length === 1) return [{ path: [...path, issue.keys[0] as string], reason: issue.message }];
       return [{ path, reason: issue.message }];
     case 'invalid_union': {
       // Prefer the branch that got past the type check: its issues are the useful ones.
-      const branches = issue.errors.filter(
-        (branch) => !(branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0),
-      );
+      const branches = issue.errors.filter((branch) => wrongType(branch, input) === undefined);
       if (branches.length > 0) {
         const best = branches.reduce((a, b) => (b.length < a.length ? b : a));
         return best.flatMap((inner) => locate(inner, path));
       }
       const expected = issue.errors
-        .map((branch) => (branch[0]?.code === 'invalid_type' ? expectedText(branch[0].expected) : undefined))
+        .map((branch) => wrongType(branch, input))
         .filter((text): text is string => text !== undefined);
       const unique = [...new Set(expected)];
       return [{ path, reason: `expected ${unique.join(' or ')}, got ${describeValue(input)}` }];

@@ -55,14 +55,18 @@ const problem = (file: string, document: number | undefined, field: string, reas
 export function parseDocuments(file: string, text: string): { documents: InputDocument[]; problems: InputProblem[] } {
   const documents: InputDocument[] = [];
   const problems: InputProblem[] = [];
+  if (file.toLowerCase().endsWith('.json')) {
+    const jsonProblem = jsonSyntaxProblem(text);
+    if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
+  }
   const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true });
   const list = Array.isArray(parsed) ? parsed : [];
   list.forEach((doc, index) => {
-    if (doc.errors.length > 0) {
-      for (const error of doc.errors) {
-        const firstLine = (error.message.split('\n')[0] ?? error.message).replace(/:$/, '');
-        problems.push(problem(file, index, '', `YAML syntax error: ${firstLine}`));
-      }
+    const error = doc.errors[0];
+    if (error !== undefined) {
+      // Later errors in the same document are usually consequences of the first one.
+      const firstLine = (error.message.split('\n')[0] ?? error.message).replace(/:$/, '');
+      problems.push(problem(file, index, '', `YAML syntax error: ${firstLine}`));
       return;
     }
     let value: unknown;
@@ -83,6 +87,22 @@ export function parseDocuments(file: string, text: string): { documents: InputDo
     problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
   }
   return { documents, problems };
+}
+
+/** JSON.parse's complaint with a line and column, or undefined when the text is valid JSON. */
+function jsonSyntaxProblem(text: string): string | undefined {
+  try {
+    JSON.parse(text);
+    return undefined;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const position = /at position (\d+)/.exec(message);
+    if (position === null) return `JSON syntax error: ${message.replace(/, "[\s\S]*$/, '').split('\n')[0] ?? ''}`;
+    const before = text.slice(0, Number(position[1]));
+    const line = before.split('\n').length;
+    const column = before.length - before.lastIndexOf('\n');
+    return `JSON syntax error: ${message.replace(/ in JSON at position \d+.*$/, '')} at line ${line}, column ${column}`;
+  }
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {
@@ -127,10 +147,14 @@ export function checkDocuments(documents: readonly InputDocument[]): ValidatedRe
       at('kind', `required field is missing: say which resource this is (${RESOURCE_KINDS.join(' or ')})`);
       continue;
     }
+    if (typeof kind !== 'string') {
+      at('kind', `kind must be a string naming the resource (${RESOURCE_KINDS.join(' or ')}), got ${describeValue(kind)}`);
+      continue;
+    }
     if (kind !== 'Policy' && kind !== 'Endpoint') {
-      const suggestion = typeof kind === 'string' ? suggestField(kind, RESOURCE_KINDS) : undefined;
+      const suggestion = suggestField(kind, RESOURCE_KINDS);
       const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
-      at('kind', `unknown kind ${describeValue(kind).replace(/^the string /, '')}${hint}: expected ${RESOURCE_KINDS.join(' or ')}`);
+      at('kind', `unknown kind ${JSON.stringify(kind)}${hint}: expected ${RESOURCE_KINDS.join(' or ')}`);
       continue;
     }
 

@@ -1,6 +1,11 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { loadInputs } from '../src/inputs.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseDomainPattern } from '../src/domain-pattern.js';
+import { InvalidInputError, isInvalidInput } from '../src/errors.js';
+import { loadInputs, parseDocuments, validateDocuments } from '../src/inputs.js';
 import { formatSelector, matchesSelector } from '../src/selector.js';
 
 const examples = fileURLToPath(new URL('../../../examples/dnsplane.yaml', import.meta.url));
@@ -33,5 +38,267 @@ describe('examples/ (the embedded default of npm run demo)', () => {
     const web = inputs.policies.find((p) => p.metadata.name === 'web-egress');
     expect(formatSelector(web?.spec.selector ?? { kind: 'all' })).toBe('app == "web"');
     expect(web?.spec.egress[2]?.destination.domains?.map((d) => d.text)).toEqual(['api.example.test', '*.cdn.example.test']);
+  });
+});
+
+const validConfig = fileURLToPath(new URL('./fixtures/inputs/valid/dnsplane.yaml', import.meta.url));
+
+describe('loadInputs on the valid fixture (every feature written out)', () => {
+  it('reads folders recursively and sorted, skips dot-files and other extensions, reads a file once', async () => {
+    const inputs = await loadInputs(validConfig);
+    const shown = inputs.files.map((file) => path.relative(path.dirname(validConfig), file));
+    expect(shown).toEqual(['policies/endpoints.yaml', 'policies/team-b/defaults.yml', 'policies/web.yaml', 'extra.json']);
+    expect(inputs.configFile).toBe(validConfig);
+  });
+
+  it('parses the config with every field', async () => {
+    const { config } = await loadInputs(validConfig);
+    expect(config.dataplane).toBe('iptables');
+    expect(config.dns).toEqual({
+      trustedServers: [
+        { family: 4, address: '198.18.0.10', port: 53 },
+        { family: 4, address: '198.18.0.11', port: 53 },
+        { family: 6, address: 'fd00:0:0:1::10', port: 5353 },
+        { family: 6, address: 'fd00:0:0:1::11', port: 53 },
+        { family: 6, address: 'fd00:0:0:1::12', port: 53 },
+      ],
+      minTTL: 0,
+      extraTTL: 5,
+      maxAddressesPerName: 16,
+    });
+    expect(config.statePath).toBe(path.join(path.dirname(validConfig), 'state/learned.json'));
+    expect(config.log.level).toBe('debug');
+    expect(config.iptables.backend).toBe('legacy');
+  });
+
+  it('parses endpoints: labels, host, interfaces, canonical addresses, names unique per kind', async () => {
+    const { endpoints } = await loadInputs(validConfig);
+    const byName = new Map(endpoints.map((e) => [e.metadata.name, e]));
+    expect([...byName.keys()].sort()).toEqual(['json-a', 'node', 'web', 'web-egress']);
+    const web = byName.get('web');
+    expect(web?.metadata.labels).toEqual({
+      app: 'web',
+      tier: 'frontend',
+      'app.kubernetes.io/name': 'shop',
+      'example.test/owner': 'team-a',
+      empty: '',
+    });
+    expect(web?.spec).toEqual({
+      interface: 'dpweb0',
+      host: false,
+      addresses: [
+        { family: 4, text: '198.18.1.2/32' },
+        { family: 4, text: '198.18.2.0/24' },
+        { family: 6, text: 'fd00:0:0:2::2/128' },
+        { family: 6, text: 'fd00:0:0:3::/64' },
+      ],
+    });
+    expect(byName.get('node')?.spec).toEqual({ host: true, addresses: [] });
+    expect(byName.get('web-egress')?.spec.interface).toBe('veth.web-1_x');
+  });
+
+  it('parses policies: order, selector, types defaults, protocols, ports, nets, domains', async () => {
+    const { policies } = await loadInputs(validConfig);
+    const byName = new Map(policies.map((p) => [p.metadata.name, p]));
+    const web = byName.get('web-egress');
+    expect(web?.spec.order).toBe(10.5);
+    expect(formatSelector(web?.spec.selector ?? { kind: 'all' })).toBe(
+      'app == "web" && tier in {"edge", "frontend"} && !has(legacy) && (env != "dev" || all())',
+    );
+    expect(web?.spec.types).toEqual(['Ingress', 'Egress']);
+    const [first, second, third] = web?.spec.ingress ?? [];
+    expect(first).toEqual({
+      action: 'Allow',
+      protocol: 6,
+      source: {
+        nets: [
+          { family: 4, text: '198.18.0.0/15' },
+          { family: 6, text: 'fd00::/8' },
+        ],
+        notNets: [{ family: 4, text: '198.18.9.9/32' }],
+        ports: [],
+        notPorts: [{ first: 1, last: 1023 }],
+      },
+      destination: {
+        nets: [],
+        notNets: [],
+        ports: [
+          { first: 80, last: 80 },
+          { first: 443, last: 443 },
+          { first: 8000, last: 8080 },
+        ],
+        notPorts: [],
+      },
+    });
+    expect([second?.action, second?.protocol, third?.action, third?.protocol]).toEqual(['Log', 1, 'Pass', 58]);
+    const egress = web?.spec.egress ?? [];
+    expect(egress.map((rule) => [rule.action, rule.protocol])).toEqual([
+      ['Allow', 17],
+      ['Allow', 6],
+      ['Deny', undefined],
+      ['Allow', 17],
+      ['Deny', undefined],
+    ]);
+    expect(egress[1]?.destination.domains?.map((d) => d.text)).toEqual([
+      'api.example.test',
+      '*.cdn.example.test',
+      'api.example.test',
+      'api-*.example.test',
+      'xn--bcher-kva.example.test',
+      'exact.example.test',
+      parseDomainPattern('*.one.example.test', 'cilium-pattern').text,
+    ]);
+    expect(egress[1]?.destination.notNets).toEqual([{ family: 4, text: '198.18.7.0/24' }]);
+    expect(egress[2]?.destination.domains?.map((d) => d.text)).toEqual(['blocked.example.test']);
+    // Host bits are cleared: "198.18.5.77/16" is the network 198.18.0.0/16.
+    expect(egress[3]?.destination.nets).toEqual([{ family: 4, text: '198.18.0.0/16' }]);
+    expect(egress[3]?.source.ports).toEqual([{ first: 5353, last: 5353 }]);
+    expect(egress[3]?.destination.notPorts).toEqual([{ first: 9, last: 9 }]);
+
+    expect(byName.get('default-deny')?.spec.selector).toEqual({ kind: 'all' });
+    expect(byName.get('default-deny')?.spec.types).toEqual(['Ingress']);
+    expect(byName.get('default-deny')?.spec.order).toBeUndefined();
+    expect(byName.get('no-rules')?.spec).toEqual({ selector: { kind: 'all' }, types: ['Ingress'], ingress: [], egress: [] });
+    expect(byName.get('egress-only')?.spec.types).toEqual(['Egress']);
+    expect(byName.get('egress-only')?.spec.egress.map((r) => r.protocol)).toEqual([58, 132, 0]);
+    expect(byName.get('json-policy')?.apiVersion).toBe('dnsplane/v1');
+    expect(byName.get('json-policy')?.spec.egress[0]?.protocol).toBe(132);
+  });
+});
+
+describe('loadInputs file handling', () => {
+  let folder: string;
+  beforeEach(async () => {
+    folder = await mkdtemp(path.join(tmpdir(), 'dnsplane-inputs-'));
+  });
+  afterEach(async () => {
+    await rm(folder, { recursive: true, force: true });
+  });
+
+  const write = async (relative: string, text: string) => {
+    const file = path.join(folder, relative);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, text);
+    return file;
+  };
+
+  it('reports a missing config file', async () => {
+    await expect(loadInputs(path.join(folder, 'nope.yaml'))).rejects.toThrow(/nope\.yaml: \(document\): config file not found/);
+  });
+
+  it('reports a config path that is a folder', async () => {
+    await expect(loadInputs(folder)).rejects.toThrow(/is a folder: expected the config file/);
+  });
+
+  it('fills every default for an empty mapping', async () => {
+    const config = await write('dnsplane.yaml', '{}\n');
+    const inputs = await loadInputs(config);
+    expect(inputs.config).toEqual({
+      dataplane: 'nftables',
+      dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 },
+      resources: [],
+      statePath: '/var/lib/dnsplane/state.json',
+      log: { level: 'info' },
+      iptables: { backend: 'auto' },
+    });
+    expect(inputs.policies).toEqual([]);
+    expect(inputs.files).toEqual([]);
+  });
+
+  it('reads a JSON config and an explicitly named file whatever its extension', async () => {
+    await write('docs/policy.txt', 'kind: Policy\nmetadata: { name: p }\nspec: {}\n');
+    const config = await write('conf.json', JSON.stringify({ resources: ['docs/policy.txt'] }));
+    const inputs = await loadInputs(config);
+    expect(inputs.policies.map((p) => p.metadata.name)).toEqual(['p']);
+  });
+
+  it('accepts an empty resource folder', async () => {
+    await mkdir(path.join(folder, 'empty'));
+    const config = await write('dnsplane.yaml', 'resources: [./empty]\n');
+    expect((await loadInputs(config)).files).toEqual([]);
+  });
+
+  it('collects problems from the config and from several files in one error', async () => {
+    await write('p/a.yaml', 'kind: Policy\nmetadata: { name: a }\nspec: { order: x }\n');
+    await write('p/b.yaml', 'kind: Endpoint\nmetadata: { name: b }\nspec: {}\n---\nkind: Thing\n');
+    const config = await write('dnsplane.yaml', 'dataplane: foo\nresources: [./p]\n');
+    let error: unknown;
+    try {
+      await loadInputs(config);
+    } catch (e) {
+      error = e;
+    }
+    expect(isInvalidInput(error)).toBe(true);
+    const lines = (error as Error).message.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/dnsplane\.yaml: dataplane: expected one of "nftables", "iptables", "ebpf", got the string "foo"$/);
+    expect(lines[1]).toMatch(/p\/a\.yaml#0: spec\.order: expected a number, got the string "x"$/);
+    expect(lines[2]).toMatch(/p\/b\.yaml#0: spec: an endpoint needs either interface/);
+    expect(lines[3]).toMatch(/p\/b\.yaml#1: kind: unknown kind "Thing"/);
+  });
+
+  it('reports duplicates across files with where the first one is', async () => {
+    await write('p/a.yaml', 'kind: Policy\nmetadata: { name: same }\nspec: {}\n');
+    await write('p/b.yaml', 'kind: Policy\nmetadata: { name: same }\nspec: {}\n');
+    const config = await write('dnsplane.yaml', 'resources: [./p]\n');
+    await expect(loadInputs(config)).rejects.toThrow(/p\/b\.yaml#0: metadata\.name: duplicate Policy name "same": already defined in .*p\/a\.yaml#0/);
+  });
+});
+
+describe('validateDocuments (no file system)', () => {
+  it('returns typed resources for valid documents', () => {
+    const { documents, problems } = parseDocuments(
+      'mem.yaml',
+      'kind: Endpoint\nmetadata: { name: e, labels: { app: web } }\nspec: { interface: dp0 }\n---\nkind: Policy\nmetadata: { name: p }\nspec: { selector: app == "web", egress: [{ action: Allow, destination: { domains: ["a.example.test"] } }] }\n',
+    );
+    expect(problems).toEqual([]);
+    const { policies, endpoints } = validateDocuments(documents);
+    expect(endpoints[0]?.spec.interface).toBe('dp0');
+    expect(policies[0]?.spec.egress[0]?.destination.domains?.[0]?.text).toBe('a.example.test');
+  });
+
+  it('throws InvalidInputError listing every problem, one per line', () => {
+    const documents = [
+      { file: 'x.yaml', document: 0, value: { kind: 'Policy', metadata: { name: 'p' }, spec: { selector: 'a ==' } } },
+      { file: 'x.yaml', document: 1, value: { kind: 'Endpoint', metadata: { name: 'e' }, spec: { interface: 'a/b' } } },
+    ];
+    expect(() => validateDocuments(documents)).toThrow(InvalidInputError);
+    try {
+      validateDocuments(documents);
+    } catch (error) {
+      expect((error as InvalidInputError).problems).toEqual([
+        {
+          file: 'x.yaml',
+          document: 0,
+          field: 'spec.selector',
+          reason: 'invalid selector: expected a quoted string after "==", found end of selector',
+          column: 5,
+        },
+        {
+          file: 'x.yaml',
+          document: 1,
+          field: 'spec.interface',
+          reason: 'interface name "a/b" must not contain "/", ":", whitespace or control characters',
+        },
+      ]);
+      expect((error as Error).message).toBe(
+        'x.yaml#0: spec.selector: invalid selector: expected a quoted string after "==", found end of selector (column 5)\n' +
+          'x.yaml#1: spec.interface: interface name "a/b" must not contain "/", ":", whitespace or control characters',
+      );
+    }
+  });
+
+  it('keeps document indexes across empty documents and reads JSON lists as documents', () => {
+    const yamlDocs = parseDocuments('m.yaml', '---\n---\nkind: Policy\nmetadata: { name: p }\nspec: {}\n---\n');
+    expect(yamlDocs.documents.map((d) => d.document)).toEqual([1]);
+    const jsonDocs = parseDocuments('m.json', '[{"kind":"Policy"},{"kind":"Endpoint"}]');
+    expect(jsonDocs.documents.map((d) => d.document)).toEqual([0, 1]);
+  });
+
+  it('refuses a YAML alias bomb instead of expanding it', () => {
+    const lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 8; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(',')}]`);
+    const parsed = parseDocuments('bomb.yaml', `${lines.join('\n')}\n`);
+    expect(parsed.problems[0]?.reason).toMatch(/YAML error/);
   });
 });
