@@ -12,6 +12,7 @@ import {
   type DnsplaneConfig,
   type ProcessRunner,
 } from '@dnsplane/core';
+import { createIptablesDataplane } from '@dnsplane/iptables';
 import { createNftablesDataplane } from '@dnsplane/nftables';
 import type { Logger } from 'pino';
 
@@ -37,7 +38,10 @@ export const DRIVERS: readonly DriverRegistration[] = [
     kind: 'nftables',
     create: ({ logger, clock, runner }) => createNftablesDataplane({ logger, clock, processRunner: runner }),
   },
-  // { kind: 'iptables', create: (context) => createIptablesDataplane(context) },
+  {
+    kind: 'iptables',
+    create: ({ config, logger, runner }) => createIptablesDataplane({ backend: config.iptables.backend, runner, logger }),
+  },
   // { kind: 'ebpf', create: (context) => createEbpfDataplane(context) },
 ];
 
