@@ -1,0 +1,90 @@
+// `dnsplane run` as a real process with the real nftables driver, inside a network namespace
+// created for this test (so the table it programs is isolated and goes away with the netns).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configTree, waitFor, WEB_POLICY, type ConfigTree } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../bin/dnsplane.js', import.meta.url));
+const netns = `dnsplane-agent-${randomBytes(4).toString('hex')}`;
+let tree: ConfigTree | undefined;
+let daemon: ChildProcess | undefined;
+let daemonLog = '';
+let exitCode: number | null | undefined;
+
+function inNetns(command: string, args: readonly string[]): { code: number; stdout: string; stderr: string } {
+  const result = spawnSync('ip', ['netns', 'exec', netns, command, ...args], { encoding: 'utf8' });
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function nftTable(): string | undefined {
+  const result = inNetns('nft', ['list', 'table', 'inet', 'dnsplane']);
+  return result.code === 0 ? result.stdout : undefined;
+}
+
+function status(): Record<string, unknown> {
+  const result = spawnSync(process.execPath, [BIN, 'status', '--json', '--socket', tree?.socketPath ?? ''], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`dnsplane status failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
+  if (added.status !== 0) throw new Error(`ip netns add failed: ${added.stderr}`);
+  tree = await configTree();
+});
+
+afterAll(async () => {
+  try {
+    if (daemon && exitCode === undefined && daemon.pid !== undefined) {
+      daemon.kill('SIGKILL');
+    }
+  } finally {
+    spawnSync('ip', ['netns', 'del', netns]);
+    await tree?.cleanup();
+  }
+});
+
+describe('dnsplane run (real nftables, own netns)', () => {
+  it('installs, re-applies on change, keeps the last good state, stops on SIGTERM leaving enforcement', async () => {
+    if (!tree) throw new Error('no config tree');
+    const socketPath = tree.socketPath;
+    daemon = spawn('ip', ['netns', 'exec', netns, process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    daemon.stdout?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+    daemon.stderr?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+    daemon.on('exit', (code) => (exitCode = code));
+
+    await waitFor(() => existsSync(socketPath) || exitCode !== undefined, 'the status socket', 20_000);
+    expect(exitCode, daemonLog).toBeUndefined();
+    const first = nftTable();
+    expect(first, daemonLog).toBeDefined();
+    expect(first).toContain('web-egress');
+    const report = status();
+    expect(report).toMatchObject({ dataplane: 'nftables', rejected: [] });
+    expect((report['objects'] as string[]).length).toBeGreaterThan(0);
+
+    // A new policy file: re-applied into the kernel.
+    await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
+    await waitFor(() => nftTable()?.includes('batch-egress') === true, 'the new policy in the nft table', 10_000);
+
+    // An invalid change: rejected, the table stays as it was.
+    const before = nftTable();
+    await tree.write('policies/batch.yaml', 'kind: Policy\nmetadata: { name: batch-egress }\nspec: { egress: [{ action: Maybe }] }\n');
+    await waitFor(() => (status()['rejected'] as string[]).length > 0, 'the change to be rejected', 10_000);
+    expect((status()['rejected'] as string[])[0]).toMatch(/batch\.yaml#0: spec\.egress\[0\]\.action: /);
+    expect(nftTable()).toBe(before);
+
+    daemon.kill('SIGTERM');
+    await waitFor(() => exitCode !== undefined, 'the daemon to exit', 10_000);
+    expect(exitCode, daemonLog).toBe(0);
+    expect(daemonLog).toContain('"event":"stopped"');
+    // Stopping never removes enforcement.
+    expect(nftTable()).toBe(before);
+    expect(existsSync(socketPath)).toBe(false);
+    expect(existsSync(tree.statePath)).toBe(true);
+  });
+});
