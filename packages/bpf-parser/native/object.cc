@@ -85,11 +85,14 @@ Napi::Function ObjectHandle::Define(Napi::Env env) {
                      });
 }
 
-// new ObjectHandle(path)
+// new ObjectHandle(path, pinRoot): maps declared with LIBBPF_PIN_BY_NAME get
+// <pinRoot>/<name> as pin path (libbpf's own default would be /sys/fs/bpf).
 ObjectHandle::ObjectHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ObjectHandle>(info) {
   Napi::Env env = info.Env();
   const std::string path = StringArg(info, 0, "path");
+  const std::string pin_root = StringArg(info, 1, "pin root");
   auto opts = ZeroedOpts<bpf_object_open_opts>();
+  opts.pin_root_path = pin_root.c_str();
   LogCapture capture;
   errno = 0;
   obj_ = bpf_object__open_file(path.c_str(), &opts);

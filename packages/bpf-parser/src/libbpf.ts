@@ -61,7 +61,7 @@ interface NativeTestRunResult {
 }
 
 interface NativeAddon {
-  ObjectHandle: new (path: string) => NativeObjectHandle;
+  ObjectHandle: new (path: string, pinRoot: string) => NativeObjectHandle;
   RingBufferHandle: new (mapFd: number, onRecord: (record: Buffer) => void) => NativeRingBuffer;
   objPin(fd: number, path: string): void;
   objGet(path: string): number;
@@ -261,13 +261,21 @@ export interface ProgramSpec {
   readonly type: number;
 }
 
+export interface OpenOptions {
+  /**
+   * Folder for the maps the object declares with `__uint(pinning, LIBBPF_PIN_BY_NAME)`:
+   * each is reused from, or pinned to, `<pinRoot>/<map name>` on load. Default
+   * DEFAULT_PIN_ROOT. `null`: no map is pinned or reused (a private instance, e.g. in tests).
+   */
+  readonly pinRoot?: string | null;
+}
+
 /**
  * A BPF object file opened but not loaded (like cilium/ebpf's CollectionSpec): set globals,
  * choose pins, then `load()`. After load (successful or not) the spec is spent.
  */
 export class BpfObjectSpec {
   #handle: NativeObjectHandle | undefined;
-  readonly #pinDirs = new Set<string>();
 
   private constructor(
     readonly path: string,
@@ -277,8 +285,14 @@ export class BpfObjectSpec {
   }
 
   /** Opens (parses) an object file: bpf_object__open_file. NotFoundError if absent. */
-  static open(path: string): BpfObjectSpec {
-    const handle = kernel((a) => new a.ObjectHandle(path));
+  static open(path: string, options: OpenOptions = {}): BpfObjectSpec {
+    const pinRoot = options.pinRoot === undefined ? DEFAULT_PIN_ROOT : options.pinRoot;
+    const handle = kernel((a) => new a.ObjectHandle(path, pinRoot ?? DEFAULT_PIN_ROOT));
+    if (pinRoot === null) {
+      for (const m of handle.maps()) {
+        if (m.pinPath !== undefined) kernel(() => handle.setPinPath(m.name, null));
+      }
+    }
     return new BpfObjectSpec(path, handle);
   }
 
@@ -318,9 +332,10 @@ export class BpfObjectSpec {
   }
 
   /**
-   * Every (non-internal) map — or only the named ones — is pinned at `<pinDir>/<map name>`:
-   * an existing pin there is reused on load (libbpf checks it is compatible), otherwise the
-   * new map is pinned there. The folder is created on load.
+   * Every (non-internal) map — or only the named ones — is pinned at `<pinDir>/<map name>`,
+   * whether the object declares pinning or not: an existing pin there is reused on load
+   * (libbpf checks it is compatible), otherwise the new map is pinned there. The folder is
+   * created on load.
    */
   reuseMaps(pinDir: string = DEFAULT_PIN_ROOT, options: { maps?: readonly string[] } = {}): void {
     const handle = this.#live('reuseMaps');
@@ -330,14 +345,12 @@ export class BpfObjectSpec {
       if (!known.some((m) => m.name === name)) throw new NotFoundError(`reuseMaps: ${this.path} has no map named ${name}`);
       kernel(() => handle.setPinPath(name, join(pinDir, name)));
     }
-    this.#pinDirs.add(pinDir);
   }
 
   /** Pins one map at an explicit path (null: not pinned). */
   setMapPinPath(mapName: string, path: string | null): void {
     const handle = this.#live('setMapPinPath');
     kernel(() => handle.setPinPath(mapName, path));
-    if (path !== null) this.#pinDirs.add(dirname(path));
   }
 
   /** Loads maps and programs into the kernel. KernelError with the verifier log on rejection. */
@@ -345,7 +358,10 @@ export class BpfObjectSpec {
     const handle = this.#live('load');
     this.#handle = undefined;
     try {
-      for (const dir of this.#pinDirs) mkdirSync(dir, { recursive: true });
+      // Folders of the pins to create (bpffs allows mkdir; libbpf does not create them).
+      for (const m of handle.maps()) {
+        if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
+      }
       kernel(() => handle.load());
     } catch (error) {
       handle.close();

@@ -11,6 +11,7 @@ import {
   BpfMap,
   BpfObjectSpec,
   BpfProgram,
+  DEFAULT_PIN_ROOT,
   MapType,
   ProgramType,
   RingBufferConsumer,
@@ -24,6 +25,7 @@ const fixtures = fileURLToPath(new URL('./bpf-fixtures/', import.meta.url));
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const testObject = join(fixtures, 'loader_test.o');
 const rejectedObject = join(fixtures, 'verifier_reject.o');
+const pinnedByNameObject = join(fixtures, 'pinned_by_name.o');
 
 const ETH_HLEN = 14;
 
@@ -494,6 +496,35 @@ describe('pins', () => {
       caught = error;
     }
     expect(isKernelError(caught)).toBe(true);
+  });
+
+  it('pins maps the object declares LIBBPF_PIN_BY_NAME under the pin root, by default the dnsplane one', () => {
+    const defaults = BpfObjectSpec.open(pinnedByNameObject);
+    try {
+      const declared = defaults.maps.find((m) => m.name === 'shared_state');
+      expect(declared?.pinPath).toBe(join(DEFAULT_PIN_ROOT, 'shared_state'));
+      expect(defaults.maps.find((m) => m.name === 'private_state')?.pinPath).toBeUndefined();
+    } finally {
+      defaults.close();
+    }
+
+    const dir = join(pinRoot, 'declared');
+    const first = BpfObjectSpec.open(pinnedByNameObject, { pinRoot: dir }).load();
+    const second = BpfObjectSpec.open(pinnedByNameObject, { pinRoot: dir }).load();
+    const isolated = BpfObjectSpec.open(pinnedByNameObject, { pinRoot: null }).load();
+    try {
+      expect(readdirSync(dir)).toEqual(['shared_state']);
+      first.map('shared_state').update(u32(0), u64(5n));
+      first.map('private_state').update(u32(0), u64(100n));
+      const run = (o: BpfObject): number => o.program('read_state').testRun({ data: frame(20) }).retval;
+      expect(run(first)).toBe(105);
+      expect(run(second)).toBe(5); // shares the pinned map, not the private one
+      expect(run(isolated)).toBe(0); // pinRoot null: its own fresh maps
+    } finally {
+      first.close();
+      second.close();
+      isolated.close();
+    }
   });
 
   it('reports missing pins as NotFoundError and unpins', () => {
