@@ -97,6 +97,7 @@ export function renderMatch(match: Match): string {
     case 'mark':
       return `-m mark --mark ${hex(match.value)}/${hex(match.mask)}`;
     case 'bpfPinned':
+      if (!/^\/[\w./-]+$/.test(match.path)) throw new Error(`pin path ${JSON.stringify(match.path)} must be absolute, without spaces or quotes`);
       return `-m bpf --object-pinned ${match.path}`;
   }
 }

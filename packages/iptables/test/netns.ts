@@ -25,16 +25,28 @@ export async function deleteNetns(name: string): Promise<void> {
   await toleratingRunner.run('ip', ['netns', 'del', name]);
 }
 
+/**
+ * The command prefix that enters `netns`. Not `ip netns exec`: it remounts /sys in a new mount
+ * namespace, which hides /sys/fs/bpf, so `-m bpf --object-pinned` could not find its pins.
+ * `nsenter --net` switches the network namespace only.
+ */
+export function enterNetns(netns: string): string[] {
+  return ['nsenter', `--net=/run/netns/${netns}`];
+}
+
 /** Runs every command inside `netns`. */
 export function netnsRunner(netns: string): ProcessRunner {
+  const [enter, ...enterArgs] = enterNetns(netns);
   return {
-    run: (command, args, options) => toleratingRunner.run('ip', ['netns', 'exec', netns, command, ...args], options),
+    run: (command, args, options) => toleratingRunner.run(enter as string, [...enterArgs, command, ...args], options),
   };
 }
 
 /** Runs a command inside `netns` and fails the test when it fails. */
 export async function inNetns(netns: string, command: string, args: readonly string[], input?: string): Promise<string> {
-  return (await sh('ip', ['netns', 'exec', netns, command, ...args], input)).stdout;
+  const result = await netnsRunner(netns).run(command, args, input === undefined ? {} : { input });
+  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} in ${netns} failed (${result.code}): ${result.stderr.trim()}`);
+  return result.stdout;
 }
 
 /**

@@ -2,10 +2,15 @@
 // between a client and a server namespace, each behind a veth pair. 198.18.0.0/15 only.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { DesiredState } from '@dnsplane/core';
-import { createIptablesDataplane } from '../src/index.js';
-import type { ResolvedBackend } from '../src/index.js';
+import type { DesiredState, DomainSet } from '@dnsplane/core';
+import { createIptablesDataplane, domainMatchPinPath } from '../src/index.js';
+import type { DomainMatchProvider, ResolvedBackend } from '../src/index.js';
 import { dns, peer, port, rule, v4 } from './fixtures.js';
 import { createNetns, deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
 
@@ -51,7 +56,7 @@ async function link(lab: Lab, peerNs: string, routerIf: string, subnet: 1 | 2): 
 /** A TCP server on the given ports in `netns`; resolves once every port listens. */
 function startServer(netns: string, ports: readonly number[]): Promise<ChildProcess> {
   const script = `const net=require('net');let n=0;for(const p of ${JSON.stringify(ports)}){net.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,'${SERVER}',()=>{if(++n===${ports.length})console.log('listening')})}`;
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(new Error('server did not listen within 10 s')), 10_000);
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -107,6 +112,83 @@ describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (bac
     } finally {
       if (server?.exitCode === null) server.kill();
       for (const name of names) await deleteNetns(name);
+    }
+  });
+});
+
+const MEMBER_SET = 0x00c0ffee;
+const STRANGER_SET = 0x00bad5e7;
+
+/** Client egress: port 8080 to members of one set, 8081 to members of another. */
+const domainState: DesiredState = {
+  domainSets: [
+    { id: MEMBER_SET, name: 'ds_00c0ffee', patterns: [] },
+    { id: STRANGER_SET, name: 'ds_00bad5e7', patterns: [] },
+  ],
+  policies: [
+    {
+      name: 'client-domains',
+      order: 1,
+      egress: [
+        rule(0, 'allow', { protocol: 6, destination: peer({ domainSetId: MEMBER_SET, ports: [port(8080)] }) }),
+        rule(1, 'allow', { protocol: 6, destination: peer({ domainSetId: STRANGER_SET, ports: [port(8081)] }) }),
+      ],
+    },
+  ],
+  endpoints: [{ name: 'client', labels: {}, interface: 'dp-c', host: false, addresses: [], ingressPolicies: [], egressPolicies: ['client-domains'] }],
+  dns,
+};
+
+/**
+ * Pins stand-in match programs in `prepare`, as the bpf-parser provider will pin the real
+ * ones: every address is a member of MEMBER_SET, none of STRANGER_SET.
+ */
+function standInMatches(pinRoot: string, workDir: string): DomainMatchProvider & { prepared: number[] } {
+  const source = fileURLToPath(new URL('./bpf/stand-in-match.c', import.meta.url));
+  const prepared: number[] = [];
+  return {
+    prepared,
+    matchProgramPath: (setId) => domainMatchPinPath(pinRoot, setId),
+    async prepare(sets: readonly DomainSet[]) {
+      await sh('mkdir', ['-p', pinRoot]);
+      for (const set of sets) {
+        const verdict = set.id === MEMBER_SET ? 1 : 0;
+        const object = join(workDir, `match-${verdict}.o`);
+        await sh('clang', ['-O2', '-target', 'bpf', `-DVERDICT=${verdict}`, '-c', source, '-o', object]);
+        await sh('bpftool', ['prog', 'load', object, domainMatchPinPath(pinRoot, set.id), 'type', 'socket']);
+        prepared.push(set.id);
+      }
+    },
+  };
+}
+
+describe.each(['legacy', 'nft'] as const)('domain rules through xt_bpf on the %s backend', (backend: ResolvedBackend) => {
+  it('admits what the pinned match program of the set accepts', async () => {
+    const names: string[] = [];
+    let server: ChildProcess | undefined;
+    const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
+    const workDir = await mkdtemp(join(tmpdir(), 'dnsplane-ipt-'));
+    try {
+      const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
+      names.push(lab.router, lab.client, lab.server);
+      await link(lab, lab.client, 'dp-c', 1);
+      await link(lab, lab.server, 'dp-s', 2);
+      await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      server = await startServer(lab.server, [8080, 8081]);
+      expect(await connect(lab.client, 8081)).toBe('connected');
+
+      const matches = standInMatches(pinRoot, workDir);
+      const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), domainMatches: matches });
+      await dataplane.install(domainState);
+      expect(matches.prepared.sort()).toEqual([STRANGER_SET, MEMBER_SET].sort());
+      expect(await connect(lab.client, 8080)).toBe('connected');
+      expect(await connect(lab.client, 8081)).toBe('timeout');
+      await dataplane.remove();
+    } finally {
+      if (server?.exitCode === null) server.kill();
+      for (const name of names) await deleteNetns(name);
+      await rm(pinRoot, { recursive: true, force: true });
+      await rm(workDir, { recursive: true, force: true });
     }
   });
 });
