@@ -27,6 +27,7 @@ export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
  */
 export function parseTrustedServer(text: string): TrustedServer | string {
   const trimmed = text.trim();
+  if (trimmed.includes('%')) return 'IPv6 zone ids ("%eth0") are not supported';
   let host: string;
   let portText: string | undefined;
   if (trimmed.startsWith('[')) {

@@ -137,12 +137,18 @@ export const PortSchema = z
     return { first, last };
   });
 
+/** parseCidr, refusing IPv6 zone ids (which only make sense for link-local sockets). */
+function parseNet(text: string): Cidr | string {
+  if (text.includes('%')) return 'IPv6 zone ids ("%eth0") are not supported';
+  return parseCidr(text.trim());
+}
+
 /** A network: CIDR or bare address (a host network); host bits are cleared ("10.1.2.3/8" → "10.0.0.0/8"). */
 export const NetSchema = z
   .string()
   .meta({ description: 'An IPv4/IPv6 CIDR or address; host bits are cleared.' })
   .transform((text, ctx): Cidr => {
-    const parsed = parseCidr(text.trim());
+    const parsed = parseNet(text);
     if (typeof parsed === 'string') {
       ctx.issues.push(customIssue(`invalid network ${JSON.stringify(text)}: ${parsed}`, text));
       return z.NEVER;
@@ -342,7 +348,7 @@ export function interfaceNameProblem(name: string): string | undefined {
 
 /** An endpoint address: an address, or a CIDR without host bits. */
 export const EndpointAddressSchema = z.string().transform((text, ctx): Cidr => {
-  const parsed = parseCidr(text.trim());
+  const parsed = parseNet(text);
   if (typeof parsed === 'string') {
     ctx.issues.push(customIssue(`invalid address ${JSON.stringify(text)}: ${parsed}`, text));
     return z.NEVER;
@@ -399,8 +405,10 @@ export const EndpointSchema = strictObject({
 
 export type PolicyResource = z.infer<typeof PolicySchema>;
 export type EndpointResource = z.infer<typeof EndpointSchema>;
-export type PolicyRule = PolicyResource['spec']['ingress'][number];
-export type RulePeer = PolicyRule['source'];
+/** A rule of either direction (an ingress rule is an egress rule without domains). */
+export type PolicyRule = PolicyResource['spec']['egress'][number];
+/** A source or destination (only egress destinations can hold domains). */
+export type RulePeer = PolicyRule['destination'];
 
 export const RESOURCE_KINDS = ['Policy', 'Endpoint'] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
