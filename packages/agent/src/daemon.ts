@@ -94,7 +94,7 @@ export class Daemon {
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
-    this.#persistTimer.unref();
+    // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
     if (this.options.socketPath !== undefined) {
       this.#statusServer = new StatusServer(this.options.socketPath, () => this.status());
       await this.#statusServer.listen();

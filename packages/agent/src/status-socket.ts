@@ -1,6 +1,6 @@
 // The daemon's status API: a unix socket; a client connects and reads one JSON document
 // (the daemon's status), then the daemon closes the connection.
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
@@ -58,6 +58,8 @@ export class StatusServer {
       });
     });
     this.#server = server;
+    // Owner and group only: the status shows the policy layout and learned counts.
+    await chmod(this.socketPath, 0o660);
   }
 
   async close(): Promise<void> {
