@@ -114,7 +114,7 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   opts.elem_flags = Uint32Arg(info, 4, "flags");
   if (count == 0) return Napi::Number::New(env, 0);
   if (bpf_map_update_batch(fd, keys.data, values.data, &count, &opts) != 0) {
-    ThrowErrno(env, errno, "map update batch (" + std::to_string(count) + " written)");
+    ThrowErrno(env, errno, "map update batch");
   }
   return Napi::Number::New(env, count);
 }
@@ -128,7 +128,7 @@ Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
   auto opts = ZeroedOpts<bpf_map_batch_opts>();
   if (count == 0) return Napi::Number::New(env, 0);
   if (bpf_map_delete_batch(fd, keys.data, &count, &opts) != 0) {
-    ThrowErrno(env, errno, "map delete batch (" + std::to_string(count) + " deleted)");
+    ThrowErrno(env, errno, "map delete batch");
   }
   return Napi::Number::New(env, count);
 }

@@ -670,7 +670,11 @@ export class BpfMap {
     return out;
   }
 
-  /** BPF_MAP_UPDATE_BATCH (one syscall), or one update per key where the kernel has no batch op. */
+  /**
+   * BPF_MAP_UPDATE_BATCH (one syscall), or one update per key where the kernel has no batch
+   * op for the map — and for 'noexist'/'exist', which the kernel's batch call does not take.
+   * Not atomic: on failure, the entries before the failing one are written.
+   */
   updateBatch(keys: readonly Uint8Array[], values: readonly Uint8Array[], flags: UpdateFlag = 'any'): void {
     const fd = this.#check('updateBatch');
     if (keys.length !== values.length) {
@@ -680,17 +684,22 @@ export class BpfMap {
     keys.forEach((k) => this.#checkKey(k, 'updateBatch'));
     values.forEach((v) => this.#checkValue(v, 'updateBatch'));
     const f = updateFlags(flags);
-    try {
-      kernel((a) => a.mapUpdateBatch(fd, Buffer.concat(keys), Buffer.concat(values), keys.length, f));
-      return;
-    } catch (error) {
-      const errno = errnoOf(error);
-      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP) throw error;
+    if (flags === 'any') {
+      try {
+        kernel((a) => a.mapUpdateBatch(fd, Buffer.concat(keys), Buffer.concat(values), keys.length, f));
+        return;
+      } catch (error) {
+        const errno = errnoOf(error);
+        if (errno !== ENOTSUPP && errno !== EOPNOTSUPP) throw error;
+      }
     }
     keys.forEach((key, i) => this.update(key, values[i] as Uint8Array, flags));
   }
 
-  /** BPF_MAP_DELETE_BATCH, or one delete per key where the kernel has no batch op. Missing keys are an error in batch mode. */
+  /**
+   * BPF_MAP_DELETE_BATCH, or one delete per key where the kernel has no batch op for the map.
+   * A missing key is a NotFoundError (the keys before it are deleted).
+   */
   deleteBatch(keys: readonly Uint8Array[]): void {
     const fd = this.#check('deleteBatch');
     if (keys.length === 0) return;

@@ -297,6 +297,19 @@ describe('BpfMap', () => {
     expect(() => kv.updateBatch([u32(1)], [])).toThrow(/1 keys but 0 values/);
     kv.deleteBatch(keys.slice(500));
     expect(kv.entries()).toEqual([]);
+    // The kernel's batch update takes no per-element flags: honoured one key at a time.
+    kv.updateBatch([u32(1), u32(2)], [u64(1n), u64(2n)], 'noexist');
+    expect(() => kv.updateBatch([u32(3), u32(2)], [u64(3n), u64(2n)], 'noexist')).toThrow();
+    expect(kv.lookup(u32(3))?.readBigUInt64LE(0)).toBe(3n);
+    let caught: unknown;
+    try {
+      kv.deleteBatch([u32(1), u32(99)]);
+    } catch (error) {
+      caught = error;
+    }
+    expect(isNotFound(caught)).toBe(true);
+    kv.deleteBatch(kv.keys());
+    expect(kv.keys()).toEqual([]);
   });
 
   it('handles array maps in batches (every index is present)', () => {
