@@ -28,7 +28,7 @@ try:
   ip netns exec ${client.namespace} getent ahosts ${NAMES.chain.names[0]}
   ip netns exec ${client.namespace} curl -s http://${NAMES.www.name}/
   ip netns exec ${client.namespace} dig @${lab.dnsServers.unbound.ipv4} ${NAMES.many.name}
-  ip netns exec ${lab.namespaces.node} bash        # the node: where the agent runs
+  nsenter --net=/run/netns/${lab.namespaces.node} bash   # the node, where the agent runs (keeps /sys/fs/bpf)
 logs and configs: ${lab.directory}`);
 }
 

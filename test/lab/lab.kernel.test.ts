@@ -64,6 +64,12 @@ describe('lab', () => {
     expect((await lab().exec('node', ['ip', 'link', 'show', 'dev', client1.hostInterface])).code).toBe(0);
     expect(spawnSync('ip', ['link', 'show', 'dev', client1.hostInterface]).status).not.toBe(0);
     expect((await lab().exec('node', ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim()).toBe('1');
+    // In the node namespace, /sys shows the namespace's interfaces and the machine's bpffs.
+    expect((await lab().exec('node', ['ls', '/sys/class/net'])).stdout.split('\n')).toContain(client1.hostInterface);
+    const bpffs = await lab().exec('node', ['stat', '-f', '-c', '%T', '/sys/fs/bpf']);
+    expect(bpffs.stdout.trim()).toBe('bpf_fs');
+    const rootPins = spawnSync('ls', ['/sys/fs/bpf'], { encoding: 'utf8' }).stdout;
+    expect((await lab().exec('node', ['ls', '/sys/fs/bpf'])).stdout).toBe(rootPins);
     // resolv.conf of a workload names the lab's dnsmasq.
     const resolvConf = await lab().exec('client1', ['cat', '/etc/resolv.conf']);
     expect(resolvConf.stdout).toContain(`nameserver ${lab().dnsServers.dnsmasq.ipv4}`);
@@ -234,8 +240,9 @@ describe('lab teardown', () => {
     };
     await expect(failing()).rejects.toThrow('simulated test failure');
     expect(lab.destroyed).toBe(true);
-    await expectNothingLeft(lab.id, namespaces, pids);
+    // The stray exec was killed; its late exit must not bring the state file back.
     expect((await stray).code).not.toBe(0);
+    await expectNothingLeft(lab.id, namespaces, pids);
     const again = await lab.destroy();
     expect(again.id).toBe(lab.id);
     await expect(lab.exec('client1', ['true'])).rejects.toThrow(/destroyed/);

@@ -13,7 +13,15 @@ import {
   type ConnectTrial,
   type ConnectTrialResult,
 } from './connect.js';
-import { execInNamespace, startInNamespace, type ExecOptions, type ExecResult, type LabProcess } from './process.js';
+import {
+  execInNamespace,
+  ipNetnsExec,
+  startInNamespace,
+  type ExecOptions,
+  type ExecResult,
+  type LabProcess,
+  type NamespaceLauncher,
+} from './process.js';
 import {
   LabRecord,
   labDirectory,
@@ -276,13 +284,36 @@ class LabImpl implements Lab {
     throw new Error(`${ns} is not a namespace of lab ${this.id} (roles: node, dns, web, untrusted, ${Object.keys(this.endpoints).join(', ')})`);
   }
 
+  /**
+   * `ip netns exec` mounts a fresh /sys for the namespace, which hides the machine's bpffs at
+   * /sys/fs/bpf. Commands in the node namespace (the agent, bpftool) need the real pins, so
+   * there the lab enters the network namespace itself, mounts the namespace's sysfs in a
+   * private mount namespace and moves the machine's bpffs back on top of it.
+   */
+  launcher(ns: LabNamespace): NamespaceLauncher {
+    const namespace = this.namespace(ns);
+    if (namespace !== this.namespaces.node) return ipNetnsExec(namespace);
+    const script = [
+      'if mountpoint -q /sys/fs/bpf; then',
+      `  keep=$(mktemp -d ${this.directory}/bpffs.XXXXXX) && mount --bind /sys/fs/bpf "$keep" || exit 125`,
+      'fi',
+      'mount -t sysfs sysfs /sys || exit 125',
+      'if [ -n "${keep:-}" ]; then mount --move "$keep" /sys/fs/bpf && rmdir "$keep" || exit 125; fi',
+      'exec "$@"',
+    ].join('\n');
+    return {
+      namespace,
+      prefix: ['nsenter', `--net=/run/netns/${namespace}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh'],
+    };
+  }
+
   private assertLive(): void {
     if (this.destroying !== undefined) throw new Error(`lab ${this.id} has been destroyed`);
   }
 
   async exec(ns: LabNamespace, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.assertLive();
-    return execInNamespace(this.namespace(ns), argv, { cwd: REPO_ROOT, ...options }, this.record.processGroupListener);
+    return execInNamespace(this.launcher(ns), argv, { cwd: REPO_ROOT, ...options }, this.record.processGroupListener);
   }
 
   private async execChecked(ns: LabNamespace, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -385,7 +416,7 @@ class LabImpl implements Lab {
   }
 
   private startProcess(name: string, namespace: string, argv: readonly string[], env?: Readonly<Record<string, string>>): LabProcess {
-    const handle = startInNamespace(namespace, argv, this.record.processGroupListener, {
+    const handle = startInNamespace(this.launcher(namespace), argv, this.record.processGroupListener, {
       logPrefix: join(this.directory, name),
       cwd: REPO_ROOT,
       ...(env === undefined ? {} : { env }),
@@ -556,7 +587,9 @@ class LabImpl implements Lab {
   /** Synchronous, unconditional teardown (exit and signal paths). */
   teardownNow(): TeardownReport {
     if (this.torndown !== undefined) return this.torndown;
-    this.torndown = teardownSync(this.record.snapshot());
+    const state = this.record.snapshot();
+    this.record.close();
+    this.torndown = teardownSync(state);
     liveLabs.delete(this);
     if (liveLabs.size === 0) uninstallHandlers();
     return this.torndown;

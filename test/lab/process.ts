@@ -77,9 +77,22 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function spawnInNamespace(namespace: string, argv: readonly string[], options: ExecOptions): ChildProcess {
+/**
+ * How to run a command inside a network namespace: the argv prefix (default
+ * `ip netns exec NAMESPACE`, which also bind-mounts /etc/netns/NAMESPACE/* over /etc).
+ */
+export interface NamespaceLauncher {
+  readonly namespace: string;
+  readonly prefix: readonly string[];
+}
+
+export function ipNetnsExec(namespace: string): NamespaceLauncher {
+  return { namespace, prefix: ['ip', 'netns', 'exec', namespace] };
+}
+
+function spawnInNamespace(launcher: NamespaceLauncher, argv: readonly string[], options: ExecOptions): ChildProcess {
   if (argv.length === 0) throw new Error('argv must name a command');
-  return spawn('ip', ['netns', 'exec', namespace, ...argv], {
+  return spawn(launcher.prefix[0]!, [...launcher.prefix.slice(1), ...argv], {
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
@@ -89,7 +102,7 @@ function spawnInNamespace(namespace: string, argv: readonly string[], options: E
 
 /** Runs `argv` inside `namespace` to completion (or until the timeout kills its group). */
 export function execInNamespace(
-  namespace: string,
+  launcher: NamespaceLauncher,
   argv: readonly string[],
   options: ExecOptions,
   listener: ProcessGroupListener,
@@ -97,7 +110,7 @@ export function execInNamespace(
   const started = Date.now();
   const timeoutMs = options.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
-    const child = spawnInNamespace(namespace, argv, options);
+    const child = spawnInNamespace(launcher, argv, options);
     const pid = child.pid;
     if (pid === undefined) {
       child.once('error', reject);
@@ -136,7 +149,7 @@ export function execInNamespace(
  * (`cli.ts up`), and so its log can be read while it runs.
  */
 export function startInNamespace(
-  namespace: string,
+  launcher: NamespaceLauncher,
   argv: readonly string[],
   listener: ProcessGroupListener,
   options: { readonly logPrefix: string; readonly env?: Readonly<Record<string, string>>; readonly cwd?: string },
@@ -148,7 +161,7 @@ export function startInNamespace(
   const stderrFd = openSync(stderrFile, 'w');
   let child: ChildProcess;
   try {
-    child = spawn('ip', ['netns', 'exec', namespace, ...argv], {
+    child = spawn(launcher.prefix[0]!, [...launcher.prefix.slice(1), ...argv], {
       detached: true,
       stdio: ['ignore', stdoutFd, stderrFd],
       env: { ...process.env, ...options.env },
@@ -159,6 +172,7 @@ export function startInNamespace(
     closeSync(stderrFd);
   }
   const pid = child.pid;
+  const namespace = launcher.namespace;
   if (pid === undefined) throw new Error(`could not start ${argv.join(' ')} in ${namespace}`);
   listener.added({ pgid: pid, startTime: processStartTime(pid) ?? '' });
   const read = (file: string): string => {

@@ -35,6 +35,7 @@ export function labDirectory(id: string): string {
 export class LabRecord {
   private readonly state: LabState;
   private readonly groups = new Map<number, ProcessGroupRecord>();
+  private closed = false;
 
   constructor(id: string, namespaces: readonly string[], netnsDirs: readonly string[]) {
     this.state = {
@@ -77,7 +78,13 @@ export class LabRecord {
     return { ...this.state, processGroups: [...this.groups.values()] };
   }
 
+  /** After teardown, late process exits must not write the state file back. */
+  close(): void {
+    this.closed = true;
+  }
+
   private persist(): void {
+    if (this.closed) return;
     const file = stateFile(this.state.id);
     writeFileSync(`${file}.tmp`, JSON.stringify(this.snapshot(), null, 2));
     renameSync(`${file}.tmp`, file);
