@@ -16,7 +16,7 @@ import {
   type LoadedInputs,
 } from '@dnsplane/core';
 import type { DataplaneProvider } from './container.js';
-import { loadAndCompile } from './desired.js';
+import { loadAndCompile, stateCounts } from './desired.js';
 import type { AgentEnvironment } from './environment.js';
 import { readLearnedState, writeFileAtomic } from './state-file.js';
 import { StatusServer, type AgentStatus } from './status-socket.js';
@@ -265,9 +265,7 @@ export class Daemon {
   }
 }
 
-function summary(state: DesiredState): { policies: number; endpoints: number; domainSets: number } {
-  return { policies: state.policies.length, endpoints: state.endpoints.length, domainSets: state.domainSets.length };
-}
+const summary = stateCounts;
 
 function statePathOf(inputs: LoadedInputs): string {
   const path = inputs.config.statePath ?? '/var/lib/dnsplane/state.json';

@@ -20,3 +20,18 @@ export async function loadAndCompile(
 export function configPathFrom(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
   return flag ?? (env['DNSPLANE_CONFIG'] || './dnsplane.yaml');
 }
+
+/** "1 policy, 2 endpoints, 0 domain sets". */
+export function describeCounts(counts: { readonly policies: number; readonly endpoints: number; readonly domainSets: number }): string {
+  const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+  return [
+    plural(counts.policies, 'policy', 'policies'),
+    plural(counts.endpoints, 'endpoint', 'endpoints'),
+    plural(counts.domainSets, 'domain set', 'domain sets'),
+  ].join(', ');
+}
+
+/** The counts of a desired state, for summaries and logs. */
+export function stateCounts(state: DesiredState): { policies: number; endpoints: number; domainSets: number } {
+  return { policies: state.policies.length, endpoints: state.endpoints.length, domainSets: state.domainSets.length };
+}

@@ -49,7 +49,7 @@ describe('dnsplane (command line)', () => {
     const t = testEnvironment();
     expect(await main(['validate', '-c', tree.configPath], t.environment)).toBe(0);
     expect(t.stdout()).toBe(
-      `ok: ${tree.configPath}: 1 policies, 2 endpoints, 1 domain sets, 2 resource files; dataplane nftables\n`,
+      `ok: ${tree.configPath}: 1 policy, 2 endpoints, 1 domain set from 2 resource files; dataplane nftables\n`,
     );
   });
 
@@ -135,7 +135,7 @@ spec:
     expect(dataplane?.installs).toHaveLength(1);
     expect(dataplane?.removed).toBe(false);
     expect(dataplane?.closed).toBe(true);
-    expect(t.stdout()).toBe('applied to nftables: 1 policies, 2 endpoints, 1 domain sets\n');
+    expect(t.stdout()).toBe('applied to nftables: 1 policy, 2 endpoints, 1 domain set\n');
   });
 
   it('run with a dataplane that has no driver fails with NotSupported and installs nothing', async () => {

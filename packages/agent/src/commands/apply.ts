@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Command, CommandContext } from '../command.js';
 import { GLOBAL_HELP, logLevelSchema } from '../command.js';
 import { resolve } from '../container.js';
-import { configPathFrom, loadAndCompile } from '../desired.js';
+import { configPathFrom, describeCounts, loadAndCompile, stateCounts } from '../desired.js';
 import { parseCommandLine } from '../usage.js';
 
 export const dataplaneSchema = z.enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]], {
@@ -78,7 +78,7 @@ export async function dryRun(context: CommandContext, options: ApplyOptions): Pr
   const out: string[] = [];
   out.push(`# dnsplane apply --dry-run: ${inputs.configFile}`);
   out.push(`# dataplane: ${selected}${drivers.has(selected) ? '' : ' (not implemented yet)'}`);
-  out.push(`# ${state.policies.length} policies, ${state.endpoints.length} endpoints, ${state.domainSets.length} domain sets`);
+  out.push(`# ${describeCounts(stateCounts(state))}`);
   out.push('', '## desired state', JSON.stringify(state, null, 2));
   for (const kind of kinds) {
     const dataplane = provider(kind, inputs);
@@ -113,7 +113,7 @@ export async function applyOnce(context: CommandContext, options: ApplyOptions):
   }
   logger.info({ event: 'applied', dataplane: kind }, 'desired state installed');
   context.environment.stdout.write(
-    `applied to ${kind}: ${state.policies.length} policies, ${state.endpoints.length} endpoints, ${state.domainSets.length} domain sets\n`,
+    `applied to ${kind}: ${describeCounts(stateCounts(state))}\n`,
   );
   return 0;
 }

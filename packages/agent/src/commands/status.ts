@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Command } from '../command.js';
 import { GLOBAL_HELP, logLevelSchema } from '../command.js';
 import { DEFAULT_SOCKET_PATH, fetchStatus, type AgentStatus } from '../status-socket.js';
+import { describeCounts } from '../desired.js';
 import { parseCommandLine } from '../usage.js';
 
 const schema = z.object({
@@ -45,7 +46,7 @@ export function formatStatus(status: AgentStatus): string {
     `config:      ${status.configFile}`,
     `pid:         ${status.pid} (since ${status.startedAt})`,
     status.lastApply
-      ? `last apply:  ${status.lastApply.at}: ${status.lastApply.policies} policies, ${status.lastApply.endpoints} endpoints, ${status.lastApply.domainSets} domain sets`
+      ? `last apply:  ${status.lastApply.at}: ${describeCounts(status.lastApply)}`
       : 'last apply:  never',
     `learned:     ${status.learned}`,
     'objects:',

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Command } from '../command.js';
 import { GLOBAL_HELP, logLevelSchema } from '../command.js';
-import { configPathFrom, loadAndCompile } from '../desired.js';
+import { configPathFrom, describeCounts, loadAndCompile, stateCounts } from '../desired.js';
 import { parseCommandLine } from '../usage.js';
 
 const schema = z.object({
@@ -33,8 +33,8 @@ ${GLOBAL_HELP}`,
     context.container(args['log-level'] ?? 'warn');
     const { inputs, state } = await loadAndCompile(environment.loadInputs, configPathFrom(args.config, environment.env));
     environment.stdout.write(
-      `ok: ${inputs.configFile}: ${state.policies.length} policies, ${state.endpoints.length} endpoints, ` +
-        `${state.domainSets.length} domain sets, ${inputs.files.length} resource files; dataplane ${inputs.config.dataplane}\n`,
+      `ok: ${inputs.configFile}: ${describeCounts(stateCounts(state))} from ${inputs.files.length} resource ` +
+        `file${inputs.files.length === 1 ? '' : 's'}; dataplane ${inputs.config.dataplane}\n`,
     );
     return 0;
   },
