@@ -1,1 +1,10 @@
 export {};
+export * from './cli.js';
+export * from './daemon.js';
+export * from './drivers.js';
+export * from './container.js';
+export * from './environment.js';
+export * from './status-socket.js';
+export * from './state-file.js';
+export * from './desired.js';
+export * from './usage.js';
