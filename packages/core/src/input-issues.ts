@@ -170,6 +170,13 @@ function locate(issue: Issue, prefix: readonly PropertyKey[]): Located[] {
     case 'invalid_type':
       if (issue.expected === 'never') return [{ path, reason: issue.message }];
       if (input === undefined) return [{ path, reason: 'required field is missing' }];
+      {
+        // zod reports non-finite numbers (YAML .inf, .nan) with `received` and no usable input.
+        const received = (issue as { received?: unknown }).received;
+        if (received === 'Infinity' || received === 'NaN') {
+          return [{ path, reason: `expected a finite number, got ${received}` }];
+        }
+      }
       return [{ path, reason: `expected ${expectedText(issue.expected)}, got ${describeValue(input)}` }];
     case 'too_small':
       return [{ path, reason: `${boundText(issue, issue.minimum, 'min')}, got ${describeValue(input)}` }];

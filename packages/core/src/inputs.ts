@@ -55,6 +55,7 @@ const problem = (file: string, document: number | undefined, field: string, reas
 export function parseDocuments(file: string, text: string): { documents: InputDocument[]; problems: InputProblem[] } {
   const documents: InputDocument[] = [];
   const problems: InputProblem[] = [];
+  if (text.startsWith('\uFEFF')) text = text.slice(1); // a byte-order mark is not content
   if (file.toLowerCase().endsWith('.json')) {
     const jsonProblem = jsonSyntaxProblem(text);
     if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
@@ -299,7 +300,8 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
 
   const configFolder = path.dirname(configFile);
   const files: string[] = [];
-  const seen = new Set<string>();
+  // The config file itself is never a resource, even in a folder listed in `resources`.
+  const seen = new Set<string>([await realpath(configFile).catch(() => configFile)]);
   for (const [index, entry] of resourcePaths.entries()) {
     if (typeof entry !== 'string' || entry === '') continue;
     const target = path.resolve(configFolder, entry);

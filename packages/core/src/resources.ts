@@ -2,6 +2,7 @@
 // Parsing canonicalises as it validates: selectors become ASTs, domains DomainPatterns,
 // nets canonical CIDRs, ports ranges, protocols IANA numbers. JSON Schemas in
 // packages/core/schema/ are generated from these schemas (their input side).
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { Cidr, PortRange } from './desired-state.js';
 import type { DomainPattern } from './domain-pattern-model.js';
@@ -157,6 +158,10 @@ export const NetSchema = z
   });
 
 function parseDomain(input: string, flavor: DomainPatternFlavor, ctx: z.RefinementCtx): DomainPattern {
+  if (isIP(input.trim().replace(/^\[(.*)\]$/, '$1')) !== 0) {
+    ctx.issues.push(customIssue(`${JSON.stringify(input)} is an IP address, not a domain: put it in nets`, input));
+    return z.NEVER;
+  }
   try {
     return parseDomainPattern(input, flavor);
   } catch (error) {

@@ -212,6 +212,21 @@ describe('loadInputs file handling', () => {
     expect(inputs.policies.map((p) => p.metadata.name)).toEqual(['p']);
   });
 
+  it('never reads the config file as a resource, even when its folder is listed', async () => {
+    await write('web.yaml', 'kind: Policy\nmetadata: { name: web }\nspec: {}\n');
+    const config = await write('dnsplane.yaml', 'resources: ["."]\n');
+    const inputs = await loadInputs(config);
+    expect(inputs.files.map((f) => path.basename(f))).toEqual(['web.yaml']);
+    expect(inputs.policies.map((p) => p.metadata.name)).toEqual(['web']);
+  });
+
+  it('ignores a byte-order mark and CRLF line ends', async () => {
+    await write('p/a.json', '\uFEFF{"kind": "Policy", "metadata": {"name": "a"}, "spec": {}}');
+    await write('p/b.yaml', '\uFEFFkind: Policy\r\nmetadata: { name: b }\r\nspec: {}\r\n');
+    const config = await write('dnsplane.yaml', 'resources: [./p]\r\n');
+    expect((await loadInputs(config)).policies.map((p) => p.metadata.name)).toEqual(['a', 'b']);
+  });
+
   it('accepts an empty resource folder', async () => {
     await mkdir(path.join(folder, 'empty'));
     const config = await write('dnsplane.yaml', 'resources: [./empty]\n');
