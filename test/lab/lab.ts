@@ -131,6 +131,8 @@ export interface Lab {
   /** Workloads by name: client1, client2, … */
   readonly endpoints: Readonly<Record<string, Endpoint>>;
   readonly dnsServers: { readonly dnsmasq: DnsServerAddresses; readonly unbound: DnsServerAddresses };
+  /** Every DNS server address in the config's `dns.trustedServers` form (`198.18.53.2:53`, `[fd00:18:53::2]:53`). */
+  readonly trustedServers: readonly string[];
   readonly web: { readonly namespace: string; readonly ports: readonly number[]; readonly prefixes: TopologyPlan['servicePrefixes'] };
   readonly untrusted: { readonly namespace: string; readonly hostInterface: string; readonly ipv4: string; readonly ipv6: string };
   readonly zone: ZoneContents;
@@ -223,6 +225,7 @@ class LabImpl implements Lab {
   readonly namespaces: Lab['namespaces'];
   readonly endpoints: Record<string, Endpoint>;
   readonly dnsServers: Lab['dnsServers'];
+  readonly trustedServers: readonly string[];
   readonly web: Lab['web'];
   readonly untrusted: Lab['untrusted'];
   readonly zone: ZoneContents;
@@ -256,6 +259,10 @@ class LabImpl implements Lab {
       ]),
     );
     this.dnsServers = plan.dnsServers;
+    this.trustedServers = [plan.dnsServers.dnsmasq, plan.dnsServers.unbound].flatMap((server) => [
+      `${server.ipv4}:${server.port}`,
+      `[${server.ipv6}]:${server.port}`,
+    ]);
     this.web = { namespace: plan.namespaces.web, ports: WEB_PORTS, prefixes: plan.servicePrefixes };
     this.untrusted = {
       namespace: plan.namespaces.untrusted,
