@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import { decodeDnsMessage, type DecodedDnsMessage } from '../src/dns/decoder.js';
+import { isWireProblem, readName, type NameCache } from '../src/dns/wire.js';
 import { learnFromResponse } from '../src/dns/learn.js';
 import type { DnsSettings, DomainSet } from '../src/desired-state.js';
 import { parseDomainPattern } from '../src/domain-pattern.js';
@@ -203,6 +204,41 @@ describe('decodeDnsMessage', () => {
       for (let k = 0; k < 1 + (rand() % 4); k++) bytes[rand() % Math.max(1, bytes.length)] = rand() & 0xff;
       expect(() => decodeDnsMessage(bytes)).not.toThrow();
     }
+  });
+});
+
+describe('readName with a cache', () => {
+  it('gives exactly what reading the bytes again gives, on mutated compressed messages', () => {
+    let seed = 777;
+    const rand = (): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    // Compressed names everywhere: owners pointing at the question and at each other.
+    const base = [0, 1, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0, 3, 0x77, 0x77, 0x77, 7, ...Buffer.from('example'), 3, ...Buffer.from('com'), 0, 0, 1, 0, 1];
+    base.push(0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 1, 0, 6, 3, 0x63, 0x64, 0x6e, 0xc0, 16);
+    base.push(0xc0, 45, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 198, 18, 0, 1);
+    base.push(1, 0x61, 0xc0, 59, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 198, 18, 0, 2);
+    let checked = 0;
+    for (let i = 0; i < 400; i++) {
+      const msg = Uint8Array.from(base);
+      for (let k = 0; k < rand() % 4; k++) {
+        const at = 12 + (rand() % (msg.length - 12));
+        msg[at] = rand() % 3 === 0 ? 0xc0 | (rand() & 1) : rand() & 0xff;
+      }
+      const cache: NameCache = new Map();
+      for (let off = 12; off < msg.length; off++) {
+        const plain = readName(msg, off);
+        const cached = readName(msg, off, cache);
+        if (isWireProblem(plain) || isWireProblem(cached)) {
+          expect(isWireProblem(cached) && cached.kind).toBe(isWireProblem(plain) && plain.kind);
+        } else {
+          expect(cached).toEqual(plain);
+        }
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(10_000);
   });
 });
 

@@ -101,14 +101,10 @@ export function decodeDnsMessage(bytes: Uint8Array): DecodeResult {
   if (header === undefined) {
     return { ok: false, error: 'malformed', reason: `header cut off (${bytes.length} of 12 bytes)`, offset: bytes.length };
   }
-  const base = {
-    ok: true as const,
-    id: header.id,
-    flags: flagsOf(header),
-    counts: { question: header.qdcount, answer: header.ancount, authority: header.nscount, additional: header.arcount },
-  };
+  const flags = flagsOf(header);
+  const counts = { question: header.qdcount, answer: header.ancount, authority: header.nscount, additional: header.arcount };
   if (header.qdcount !== 1) {
-    return { ...base, chain: [], addresses: [], answersWalked: 0, truncated: false };
+    return { ok: true, id: header.id, flags, counts, chain: [], addresses: [], answersWalked: 0, truncated: false };
   }
   const question = readQuestion(bytes);
   if (isWireProblem(question)) {
@@ -118,11 +114,15 @@ export function decodeDnsMessage(bytes: Uint8Array): DecodeResult {
   if (isWireProblem(walk)) {
     return { ok: false, error: 'malformed', reason: walk.reason, offset: walk.offset, id: header.id };
   }
-  const qname = nameText(question.name.labels);
+  const chain: DnsChainName[] = [];
+  for (const name of walk.chain) chain.push({ name: nameText(name.labels), labels: name.labels });
   const result: DecodedDnsMessage = {
-    ...base,
-    question: { name: qname, labels: question.name.labels, type: question.type, class: question.class },
-    chain: walk.chain.map((name) => ({ name: nameText(name.labels), labels: name.labels })),
+    ok: true,
+    id: header.id,
+    flags,
+    counts,
+    question: { name: chain[0]?.name ?? '.', labels: question.name.labels, type: question.type, class: question.class },
+    chain,
     addresses: walk.addresses,
     answersWalked: walk.records,
     truncated: walk.truncated !== undefined,

@@ -42,7 +42,18 @@ export interface WireName {
   readonly key: string;
   /** Offset just after the name's inline part (after the first pointer, or the root byte). */
   readonly end: number;
+  /** Compression pointers followed. */
+  readonly hops: number;
+  /** Wire length: labels, their length bytes and the root byte. */
+  readonly wireLength: number;
 }
+
+/**
+ * Names already read in one message, by the offset they start at. Reading through a pointer to
+ * a cached offset gives exactly what reading the bytes again would (a cached name read to its
+ * end without a problem, so only the hop and length limits can fail, and both are malformed).
+ */
+export type NameCache = Map<number, WireName>;
 
 /** Why a walk stopped: a structural error, or the bytes ran out. */
 export interface WireProblem {
@@ -76,13 +87,16 @@ export function readHeader(msg: Uint8Array): DnsHeader | undefined {
   };
 }
 
+/** Scratch for one label's lower-cased bytes (labels are at most 63 bytes). */
+const labelBytes = new Uint8Array(MAX_WIRE_LABEL_LENGTH);
+
 /**
  * Reads a (possibly compressed) name at `offset`. Rules: label length bytes 0x40–0xBF are bad
  * label types; a pointer (0xC0) must point strictly below its own offset; at most 16 pointers;
  * the wire length (labels + length bytes + root) is at most 255, checked before the label's
  * bytes are looked for; any read past the end of the message is a cut.
  */
-export function readName(msg: Uint8Array, offset: number): WireName | WireProblem {
+export function readName(msg: Uint8Array, offset: number, cache?: NameCache): WireName | WireProblem {
   const labels: string[] = [];
   let key = '';
   let pos = offset;
@@ -100,34 +114,46 @@ export function readName(msg: Uint8Array, offset: number): WireName | WireProble
       hops++;
       if (hops > MAX_POINTER_HOPS) return { kind: 'malformed', reason: `more than ${MAX_POINTER_HOPS} compression pointers`, offset: pos };
       if (end < 0) end = pos + 2;
+      const known = cache?.get(target);
+      if (known !== undefined) {
+        if (hops + known.hops > MAX_POINTER_HOPS) return { kind: 'malformed', reason: `more than ${MAX_POINTER_HOPS} compression pointers`, offset: pos };
+        if (wireLength + known.wireLength - 1 > MAX_WIRE_NAME_LENGTH) return { kind: 'malformed', reason: `name longer than ${MAX_WIRE_NAME_LENGTH} bytes`, offset: pos };
+        const name: WireName = { labels: labels.concat(known.labels), key: key + known.key, end, hops: hops + known.hops, wireLength: wireLength + known.wireLength - 1 };
+        cache?.set(offset, name);
+        return name;
+      }
       pos = target;
       continue;
     }
     if (b > MAX_WIRE_LABEL_LENGTH) return { kind: 'malformed', reason: `bad label type or length 0x${b.toString(16)}`, offset: pos };
     if (b === 0) {
       if (end < 0) end = pos + 1;
-      return { labels, key, end };
+      const name: WireName = { labels, key, end, hops, wireLength };
+      cache?.set(offset, name);
+      return name;
     }
     wireLength += b + 1;
     if (wireLength > MAX_WIRE_NAME_LENGTH) return { kind: 'malformed', reason: `name longer than ${MAX_WIRE_NAME_LENGTH} bytes`, offset: pos };
     if (pos + 1 + b > length) return { kind: 'cut', reason: 'label runs past the end of the message', offset: pos };
-    let label = '';
-    for (let i = pos + 1; i <= pos + b; i++) {
-      let c = msg[i] ?? 0;
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      label += String.fromCharCode(c);
+    for (let i = 0; i < b; i++) {
+      const c = msg[pos + 1 + i] ?? 0;
+      labelBytes[i] = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
     }
+    const label = String.fromCharCode.apply(null, labelBytes.subarray(0, b) as unknown as number[]);
     labels.push(label);
     key += String.fromCharCode(b) + label;
     pos += 1 + b;
   }
 }
 
+const PLAIN_LABEL = /^[\x21-\x2d\x2f-\x5b\x5d-\x7e]*$/;
+
 /** Presentation text of wire labels: dots between labels, `.` `\` and non-printable bytes escaped. */
 export function nameText(labels: readonly string[]): string {
   if (labels.length === 0) return '.';
   return labels
     .map((label) => {
+      if (PLAIN_LABEL.test(label)) return label;
       let out = '';
       for (let i = 0; i < label.length; i++) {
         const c = label.charCodeAt(i);
@@ -183,13 +209,24 @@ export interface AnswerWalk {
  */
 export function walkAnswers(msg: Uint8Array, offset: number, ancount: number, question: WireName): AnswerWalk | WireProblem {
   const chain: WireName[] = [question];
+  const cache: NameCache = new Map([[DNS_HEADER_LENGTH, question]]);
+  /** Presentation text of chain members, computed once each. */
+  const texts = new Map<string, string>();
+  const textOf = (name: WireName): string => {
+    let text = texts.get(name.key);
+    if (text === undefined) {
+      text = nameText(name.labels);
+      texts.set(name.key, text);
+    }
+    return text;
+  };
   const addresses: WireAddress[] = [];
   const length = msg.length;
   const limit = Math.min(ancount, MAX_ANSWERS_WALKED);
   let pos = offset;
   let records = 0;
   for (let i = 0; i < limit; i++) {
-    const owner = readName(msg, pos);
+    const owner = readName(msg, pos, cache);
     if (isWireProblem(owner)) {
       if (owner.kind === 'malformed') return { kind: 'malformed', reason: `answer ${i}: ${owner.reason}`, offset: owner.offset };
       return { chain, addresses, records, truncated: { kind: 'cut', reason: `answer ${i}: ${owner.reason}`, offset: owner.offset } };
@@ -216,16 +253,16 @@ export function walkAnswers(msg: Uint8Array, offset: number, ancount: number, qu
       const member = chain.find((name) => name.key === owner.key);
       if (member !== undefined) {
         if (type === TYPE_CNAME) {
-          const target = readName(msg, rdata);
+          const target = readName(msg, rdata, cache);
           if (isWireProblem(target)) return { kind: 'malformed', reason: `answer ${i}: CNAME target: ${target.reason}`, offset: target.offset };
           if (target.end !== rdata + rdlength) {
             return { kind: 'malformed', reason: `answer ${i}: CNAME target does not fill its rdata`, offset: rdata };
           }
           if (chain.length < MAX_CHAIN_NAMES && !chain.some((name) => name.key === target.key)) chain.push(target);
         } else if (type === TYPE_A) {
-          addresses.push({ family: 4, address: formatIpv4(msg, rdata), ttl, owner: nameText(owner.labels) });
+          addresses.push({ family: 4, address: formatIpv4(msg, rdata), ttl, owner: textOf(member) });
         } else {
-          addresses.push({ family: 6, address: formatIpv6(msg, rdata), ttl, owner: nameText(owner.labels) });
+          addresses.push({ family: 6, address: formatIpv6(msg, rdata), ttl, owner: textOf(member) });
         }
       }
     }
