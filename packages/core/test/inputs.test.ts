@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseDomainPattern } from '../src/domain-pattern.js';
 import { InvalidInputError, isInvalidInput } from '../src/errors.js';
-import { loadInputs, parseDocuments, validateDocuments } from '../src/inputs.js';
+import { loadInputs, parseDocuments, validateConfig, validateDocuments } from '../src/inputs.js';
 import { formatSelector, matchesSelector } from '../src/selector.js';
 
 const examples = fileURLToPath(new URL('../../../examples/dnsplane.yaml', import.meta.url));
@@ -316,4 +317,28 @@ describe('validateDocuments (no file system)', () => {
     const parsed = parseDocuments('bomb.yaml', `${lines.join('\n')}\n`);
     expect(parsed.problems[0]?.reason).toMatch(/YAML error/);
   });
+});
+
+describe('the YAML examples in the docs are valid input', () => {
+  const sources = ['../../../docs/config-and-policy.md', '../../../README.md'];
+  for (const source of sources) {
+    const file = fileURLToPath(new URL(source, import.meta.url));
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] ?? '');
+    blocks.forEach((block, index) => {
+      if (/^kind: /m.test(block)) {
+        it(`${path.basename(file)} resource block ${index}`, () => {
+          const parsed = parseDocuments(`${path.basename(file)}[${index}]`, block);
+          expect(parsed.problems).toEqual([]);
+          expect(() => validateDocuments(parsed.documents)).not.toThrow();
+        });
+      } else if (/^dataplane: /m.test(block)) {
+        it(`${path.basename(file)} config block ${index}`, () => {
+          const parsed = parseDocuments(`${path.basename(file)}[${index}]`, block);
+          expect(parsed.problems).toEqual([]);
+          expect(validateConfig('c', parsed.documents[0]?.value).problems).toEqual([]);
+        });
+      }
+    });
+  }
 });
