@@ -80,6 +80,15 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
     return name;
   };
 
+  // Host endpoints: IPv6 neighbour discovery (router/neighbour solicitation and advertisement)
+  // is always accepted, or a host policy would cut the node off IPv6 altogether.
+  const neighbourDiscovery: Rule[] =
+    family === 6
+      ? [133, 134, 135, 136].map((type) => ({
+          matches: [{ kind: 'protocol', protocol: ICMPV6 }, { kind: 'icmpv6Type', type }],
+          target: { kind: 'accept' },
+        }))
+      : [];
   const clearAllow: Rule = { matches: [], target: { kind: 'setMark', value: 0, mask: marks.allow } };
   const endpointChain = (kind: ChainKind, endpoint: string, policyNames: readonly string[], direction: Direction): Chain | undefined => {
     const chains: string[] = [];
@@ -90,7 +99,8 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
       if (chain !== undefined) chains.push(chain);
     }
     if (chains.length === 0) return undefined;
-    const rules: Rule[] = [established, clearAllow];
+    const host = kind === 'TH' || kind === 'FH';
+    const rules: Rule[] = [established, ...(host ? neighbourDiscovery : []), clearAllow];
     for (const chain of chains) {
       rules.push({ matches: [], target: { kind: 'jump', chain } });
       rules.push({ matches: [{ kind: 'mark', value: marks.allow, mask: marks.allow }], target: { kind: 'return' } });

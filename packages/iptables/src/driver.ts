@@ -41,6 +41,8 @@ export class IptablesDataplane implements Dataplane {
   private readonly logger: Logger;
   private readonly backendChoice: BackendChoice;
   private backend: ResolvedBackend | undefined;
+  /** install/remove run one at a time: each reads the kernel state the previous one left. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: IptablesDataplaneOptions = {}) {
     this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
@@ -62,7 +64,11 @@ export class IptablesDataplane implements Dataplane {
     return this.backend;
   }
 
-  async install(state: DesiredState): Promise<void> {
+  install(state: DesiredState): Promise<void> {
+    return this.serially(() => this.installNow(state));
+  }
+
+  private async installNow(state: DesiredState): Promise<void> {
     const rulesets = this.compile(state);
     const used = new Set(state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]).map((r) => r.destination.domainSetId));
     await this.domainMatches.prepare(state.domainSets.filter((s) => used.has(s.id)));
@@ -108,7 +114,11 @@ export class IptablesDataplane implements Dataplane {
     return { kind: 'iptables', objects, counters, learned: 0 };
   }
 
-  async remove(): Promise<void> {
+  remove(): Promise<void> {
+    return this.serially(() => this.removeNow());
+  }
+
+  private async removeNow(): Promise<void> {
     for (const family of FAMILIES) {
       const saved = await this.readTable(family);
       if (saved.chains.length === 0 && saved.jumps.length === 0) continue;
@@ -118,6 +128,12 @@ export class IptablesDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {}
+
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
 
   private compile(state: DesiredState): { v4: Ruleset; v6: Ruleset } {
     return compileRulesets(state, { domainMatches: this.domainMatches, marks: this.marks });

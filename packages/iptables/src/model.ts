@@ -29,6 +29,8 @@ export type Match =
   /** `-m multiport [!] --sports/--dports`: at most MAX_MULTIPORT_PORTS ports (ranges count two). */
   | { readonly kind: 'ports'; readonly side: PeerSide; readonly ranges: readonly PortRange[]; readonly negate: boolean }
   | { readonly kind: 'conntrack'; readonly states: readonly ConntrackState[] }
+  /** `-m icmp6 --icmpv6-type <n>` (needs `-p ipv6-icmp` before it). */
+  | { readonly kind: 'icmpv6Type'; readonly type: number }
   | { readonly kind: 'mark'; readonly value: number; readonly mask: number }
   /** `-m bpf --object-pinned <path>`: a pinned socket-filter program decides (domain-set membership). */
   | { readonly kind: 'bpfPinned'; readonly path: string };

@@ -94,6 +94,8 @@ export function renderMatch(match: Match): string {
     }
     case 'conntrack':
       return `-m conntrack --ctstate ${match.states.join(',')}`;
+    case 'icmpv6Type':
+      return `-m icmp6 --icmpv6-type ${match.type}`;
     case 'mark':
       return `-m mark --mark ${hex(match.value)}/${hex(match.mask)}`;
     case 'bpfPinned':

@@ -121,6 +121,17 @@ describe.each(['legacy', 'nft'] as const)('iptables driver on the %s backend', (
     }
   });
 
+  it('runs concurrent installs one after the other: the last state wins, one jump each', async () => {
+    const dataplane = driver();
+    await Promise.all([dataplane.install(kernelState), dataplane.install(changedState), dataplane.install(kernelState), dataplane.install(changedState)]);
+    const rendered = dataplane.render(changedState);
+    for (const family of [4, 6] as const) {
+      const saved = await save(family);
+      expect(ownRules(saved)).toEqual(ownRules(section(rendered, family)));
+      expect(saved.split('\n').filter((l) => l === '-A FORWARD -j DNSPLANE-FORWARD')).toHaveLength(1);
+    }
+  });
+
   it('inserts each jump once however often it installs, and repairs a duplicated jump', async () => {
     await driver().install(kernelState);
     await driver().install(kernelState);

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { DesiredState, DomainSet } from '@dnsplane/core';
 import { createIptablesDataplane, domainMatchPinPath } from '../src/index.js';
 import type { DomainMatchProvider, ResolvedBackend } from '../src/index.js';
-import { dns, peer, port, rule, v4 } from './fixtures.js';
+import { dns, peer, port, rule, v4, v6 } from './fixtures.js';
 import { createNetns, deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
 
 const SERVER = '198.18.2.2';
@@ -47,15 +47,28 @@ interface Lab {
 async function link(lab: Lab, peerNs: string, routerIf: string, subnet: 1 | 2): Promise<void> {
   await sh('ip', ['link', 'add', routerIf, 'netns', lab.router, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peerNs]);
   await inNetns(lab.router, 'ip', ['addr', 'add', `198.18.${subnet}.1/24`, 'dev', routerIf]);
+  await inNetns(lab.router, 'ip', ['addr', 'add', `fd00:${subnet}::1/64`, 'dev', routerIf, 'nodad']);
   await inNetns(lab.router, 'ip', ['link', 'set', routerIf, 'up']);
   await inNetns(peerNs, 'ip', ['addr', 'add', `198.18.${subnet}.2/24`, 'dev', 'eth0']);
+  await inNetns(peerNs, 'ip', ['addr', 'add', `fd00:${subnet}::2/64`, 'dev', 'eth0', 'nodad']);
   await inNetns(peerNs, 'ip', ['link', 'set', 'eth0', 'up']);
   await inNetns(peerNs, 'ip', ['route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
+  await inNetns(peerNs, 'ip', ['-6', 'route', 'add', 'default', 'via', `fd00:${subnet}::1`]);
+}
+
+/** Router between a client (198.18.1.2, fd00:1::2) and a server (198.18.2.2, fd00:2::2). */
+async function createLab(names: string[]): Promise<Lab> {
+  const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
+  names.push(lab.router, lab.client, lab.server);
+  await link(lab, lab.client, 'dp-c', 1);
+  await link(lab, lab.server, 'dp-s', 2);
+  await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  return lab;
 }
 
 /** A TCP server on the given ports in `netns`; resolves once every port listens. */
-function startServer(netns: string, ports: readonly number[]): Promise<ChildProcess> {
-  const script = `const net=require('net');let n=0;for(const p of ${JSON.stringify(ports)}){net.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,'${SERVER}',()=>{if(++n===${ports.length})console.log('listening')})}`;
+function startServer(netns: string, ports: readonly number[], hosts: readonly string[] = [SERVER]): Promise<ChildProcess> {
+  const script = `const net=require('net');let n=0;for(const h of ${JSON.stringify(hosts)})for(const p of ${JSON.stringify(ports)}){net.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,h,()=>{if(++n===${ports.length * hosts.length})console.log('listening')})}`;
   const child = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(new Error('server did not listen within 10 s')), 10_000);
@@ -75,8 +88,8 @@ function startServer(netns: string, ports: readonly number[]): Promise<ChildProc
 type Outcome = 'connected' | 'refused' | 'timeout';
 
 /** One TCP connect from `netns`: connected, refused (RST) or timeout (dropped), within 1.5 s. */
-async function connect(netns: string, target: number): Promise<Outcome> {
-  const script = `const s=require('net').connect(${target},'${SERVER}');const t=setTimeout(()=>{console.log('timeout');process.exit(0)},1500);s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code==='ECONNREFUSED'?'refused':'error:'+e.code);process.exit(0)})`;
+async function connect(netns: string, target: number, host: string = SERVER): Promise<Outcome> {
+  const script = `const s=require('net').connect(${target},'${host}');const t=setTimeout(()=>{console.log('timeout');process.exit(0)},1500);s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code==='ECONNREFUSED'?'refused':'error:'+e.code);process.exit(0)})`;
   const out = (await inNetns(netns, process.execPath, ['-e', script])).trim();
   if (out !== 'connected' && out !== 'refused' && out !== 'timeout') throw new Error(`unexpected connect outcome ${out}`);
   return out;
@@ -87,11 +100,7 @@ describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (bac
     const names: string[] = [];
     let server: ChildProcess | undefined;
     try {
-      const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
-      names.push(lab.router, lab.client, lab.server);
-      await link(lab, lab.client, 'dp-c', 1);
-      await link(lab, lab.server, 'dp-s', 2);
-      await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      const lab = await createLab(names);
       server = await startServer(lab.server, [8080, 8081]);
       // The lab works before any policy: both ports connect, a closed port refuses.
       expect(await connect(lab.client, 8080)).toBe('connected');
@@ -169,11 +178,7 @@ describe.each(['legacy', 'nft'] as const)('domain rules through xt_bpf on the %s
     const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
     const workDir = await mkdtemp(join(tmpdir(), 'dnsplane-ipt-'));
     try {
-      const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
-      names.push(lab.router, lab.client, lab.server);
-      await link(lab, lab.client, 'dp-c', 1);
-      await link(lab, lab.server, 'dp-s', 2);
-      await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      const lab = await createLab(names);
       server = await startServer(lab.server, [8080, 8081]);
       expect(await connect(lab.client, 8081)).toBe('connected');
 
@@ -189,6 +194,61 @@ describe.each(['legacy', 'nft'] as const)('domain rules through xt_bpf on the %s
       for (const name of names) await deleteNetns(name);
       await rm(pinRoot, { recursive: true, force: true });
       await rm(workDir, { recursive: true, force: true });
+    }
+  });
+});
+
+const SERVER6 = 'fd00:2::2';
+const ROUTER = '198.18.1.1';
+
+/** IPv6 forwarding policy for the client, and the router itself as a host endpoint. */
+const v6AndHostState: DesiredState = {
+  domainSets: [],
+  policies: [
+    {
+      name: 'client-v6',
+      order: 1,
+      egress: [rule(0, 'allow', { protocol: 6, destination: peer({ nets: [v6(`${SERVER6}/128`)], ports: [port(8080)] }), family: 6 })],
+    },
+    {
+      name: 'node-ingress',
+      order: 2,
+      ingress: [rule(0, 'allow', { protocol: 6, source: peer({ nets: [v4('198.18.1.0/24')] }), destination: peer({ ports: [port(9090)] }), family: 4 })],
+    },
+  ],
+  endpoints: [
+    { name: 'client', labels: {}, interface: 'dp-c', host: false, addresses: [], ingressPolicies: [], egressPolicies: ['client-v6'] },
+    { name: 'node', labels: {}, host: true, addresses: [], ingressPolicies: ['node-ingress'], egressPolicies: [] },
+  ],
+  dns,
+};
+
+describe.each(['legacy', 'nft'] as const)('IPv6 and host endpoints on the %s backend', (backend: ResolvedBackend) => {
+  it('enforces ip6tables rules on forwarded IPv6 and a host endpoint on INPUT', async () => {
+    const names: string[] = [];
+    const servers: ChildProcess[] = [];
+    try {
+      const lab = await createLab(names);
+      servers.push(await startServer(lab.server, [8080, 8081], [SERVER6]));
+      servers.push(await startServer(lab.router, [9090, 9091], [ROUTER]));
+      expect(await connect(lab.client, 8081, SERVER6)).toBe('connected');
+      expect(await connect(lab.client, 9091, ROUTER)).toBe('connected');
+
+      const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab.router) });
+      await dataplane.install(v6AndHostState);
+      // Forget the neighbours: IPv6 neighbour discovery with the router must still work
+      // although the router's host endpoint denies everything else over IPv6.
+      await inNetns(lab.client, 'ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']);
+      await inNetns(lab.router, 'ip', ['-6', 'neigh', 'flush', 'dev', 'dp-c']);
+      expect(await connect(lab.client, 8080, SERVER6)).toBe('connected');
+      expect(await connect(lab.client, 8081, SERVER6)).toBe('timeout');
+      expect(await connect(lab.client, 9090, ROUTER)).toBe('connected');
+      expect(await connect(lab.client, 9091, ROUTER)).toBe('timeout');
+      await dataplane.remove();
+      expect(await connect(lab.client, 9091, ROUTER)).toBe('connected');
+    } finally {
+      for (const server of servers) if (server.exitCode === null) server.kill();
+      for (const name of names) await deleteNetns(name);
     }
   });
 });
