@@ -166,12 +166,13 @@ export function domainPatternText(labels: readonly PatternLabel[]): string {
  */
 export function parseDomainPattern(input: string, flavor: DomainPatternFlavor): DomainPattern {
   if (/\s/.test(input)) throw new InvalidDomainPatternError(input, 'holds white space');
-  if (flavor === 'cilium-pattern' && input === '*') {
+  const raw = splitLabels(input);
+  if (flavor === 'cilium-pattern' && raw.length === 1 && raw[0] === '*') {
     // Cilium documents a bare "*" as "every name".
     const labels: PatternLabel[] = [{ kind: 'anyMany' }];
     return { text: domainPatternText(labels), labels, exact: false };
   }
-  const labels = splitLabels(input).map((label, i) => parseLabel(input, label, flavor, i));
+  const labels = raw.map((label, i) => parseLabel(input, label, flavor, i));
   if (shortestMatch(labels) > MAX_NAME_LENGTH) {
     throw new InvalidDomainPatternError(input, `every matching name would be longer than ${MAX_NAME_LENGTH} characters`);
   }

@@ -98,6 +98,7 @@ const textCases: readonly TextCase[] = [
   ['API-*.example.com', 'cilium-pattern', 'api-*.example.com', false],
   ['api-*.example.com', 'calico', 'api-*.example.com', false],
   ['*', 'cilium-pattern', '*', false],
+  ['*.', 'cilium-pattern', '*', false],
   ['*', 'calico', '*', false],
   ['bücher.example', 'cilium-name', 'xn--bcher-kva.example', true],
 ];
