@@ -13,6 +13,30 @@ import { formatSelector, isSelectorSyntaxError, parseSelector, type Selector } f
 
 export const API_VERSION = 'dnsplane/v1';
 
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const list = (value: unknown): readonly unknown[] => (Array.isArray(value) ? value : []);
+
+/**
+ * Lets an object's cross-field refinement run even when some of its fields failed, so that one
+ * run reports every problem; the refinement must then read its value defensively (a failed
+ * field holds the raw input or an aborted marker). It is skipped when the value is not a
+ * mapping at all, or when one of `fields` (which the check relies on) failed.
+ */
+function evenWhenOthersFailed(...fields: string[]) {
+  return {
+    when: (payload: z.core.ParsePayload): boolean =>
+      isMapping(payload.value) &&
+      !payload.issues.some((issue) =>
+        issue.path === undefined || issue.path.length === 0
+          ? issue.code !== 'unrecognized_keys'
+          : fields.includes(String(issue.path[0])),
+      ),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Names and labels (Kubernetes rules)
 
@@ -212,10 +236,10 @@ function peerSchema(domainsAllowed: boolean) {
       : z.never({ error: DOMAINS_ONLY_ON_EGRESS }).optional(),
   })
     .superRefine((peer, ctx) => {
-      if (peer.domains !== undefined && peer.nets.length > 0) {
+      if (list(peer.domains).length > 0 && list(peer.nets).length > 0) {
         ctx.addIssue(customIssue('domains and nets cannot be combined in one destination: use two rules', peer, { path: ['domains'] }));
       }
-    })
+    }, evenWhenOthersFailed('domains'))
     .prefault({});
 }
 
@@ -228,37 +252,49 @@ function ruleSchema(direction: 'ingress' | 'egress') {
     protocol: ProtocolSchema.optional(),
     source: peerSchema(false),
     destination: peerSchema(direction === 'egress'),
-  }).superRefine((rule, ctx) => {
-    const usesPorts = (side: 'source' | 'destination'): boolean =>
-      rule[side].ports.length > 0 || rule[side].notPorts.length > 0;
-    for (const side of ['source', 'destination'] as const) {
-      if (usesPorts(side) && rule.protocol !== IPPROTO_TCP && rule.protocol !== IPPROTO_UDP) {
-        const field = rule[side].ports.length > 0 ? 'ports' : 'notPorts';
-        ctx.addIssue(customIssue(
-            rule.protocol === undefined
-              ? 'ports need "protocol: TCP" or "protocol: UDP" in the rule'
-              : `ports are only valid with protocol TCP or UDP, not protocol ${rule.protocol}`,
-            rule[side][field], { path: [side, field] }));
-      }
+  }).superRefine((rule, ctx) => checkRule(rule, ctx), evenWhenOthersFailed('protocol'));
+}
+
+/** Checks between the fields of a rule; written for partly invalid rules too (see evenWhenOthersFailed). */
+function checkRule(rule: unknown, ctx: z.RefinementCtx): void {
+  if (!isMapping(rule)) return;
+  const protocol = typeof rule['protocol'] === 'number' ? rule['protocol'] : undefined;
+  const peer = (side: 'source' | 'destination'): Record<string, unknown> => {
+    const value = rule[side];
+    return isMapping(value) ? value : {};
+  };
+  for (const side of ['source', 'destination'] as const) {
+    const field = list(peer(side)['ports']).length > 0 ? 'ports' : list(peer(side)['notPorts']).length > 0 ? 'notPorts' : undefined;
+    if (field !== undefined && protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) {
+      const reason =
+        protocol === undefined
+          ? 'ports need "protocol: TCP" or "protocol: UDP" in the rule'
+          : `ports are only valid with protocol TCP or UDP, not protocol ${protocol}`;
+      ctx.addIssue(customIssue(reason, peer(side)[field], { path: [side, field] }));
     }
-    // A rule that can never match is a mistake: say so rather than compile it.
-    const families = (side: 'source' | 'destination') => new Set(rule[side].nets.map((net) => net.family));
-    const source = families('source');
-    const destination = families('destination');
-    const only = (set: Set<number>, family: number) => set.size === 1 && set.has(family);
-    if ((only(source, 4) && only(destination, 6)) || (only(source, 6) && only(destination, 4))) {
-      ctx.addIssue(customIssue('source and destination nets are of different IP families: the rule can never match', rule, { path: ['destination', 'nets'] }));
+  }
+  // A rule that can never match is a mistake: say so rather than compile it.
+  const families = (side: 'source' | 'destination'): Set<unknown> =>
+    new Set(list(peer(side)['nets']).flatMap((net) => (isMapping(net) && typeof net['family'] === 'number' ? [net['family']] : [])));
+  const source = families('source');
+  const destination = families('destination');
+  const only = (set: Set<unknown>, family: number) => set.size === 1 && set.has(family);
+  if ((only(source, 4) && only(destination, 6)) || (only(source, 6) && only(destination, 4))) {
+    ctx.addIssue(
+      customIssue('source and destination nets are of different IP families: the rule can never match', rule, {
+        path: ['destination', 'nets'],
+      }),
+    );
+  }
+  for (const side of ['source', 'destination'] as const) {
+    const set = side === 'source' ? source : destination;
+    if (protocol === IPPROTO_ICMP && only(set, 6)) {
+      ctx.addIssue(customIssue('protocol ICMP is IPv4 only but these nets are IPv6: use ICMPv6', rule, { path: [side, 'nets'] }));
     }
-    for (const side of ['source', 'destination'] as const) {
-      const set = side === 'source' ? source : destination;
-      if (rule.protocol === IPPROTO_ICMP && only(set, 6)) {
-        ctx.addIssue(customIssue('protocol ICMP is IPv4 only but these nets are IPv6: use ICMPv6', rule, { path: [side, 'nets'] }));
-      }
-      if (rule.protocol === IPPROTO_ICMPV6 && only(set, 4)) {
-        ctx.addIssue(customIssue('protocol ICMPv6 is IPv6 only but these nets are IPv4: use ICMP', rule, { path: [side, 'nets'] }));
-      }
+    if (protocol === IPPROTO_ICMPV6 && only(set, 4)) {
+      ctx.addIssue(customIssue('protocol ICMPv6 is IPv6 only but these nets are IPv4: use ICMP', rule, { path: [side, 'nets'] }));
     }
-  });
+  }
 }
 
 export const IngressRuleSchema = ruleSchema('ingress');
@@ -299,16 +335,17 @@ const PolicySpecSchema = strictObject({
   egress: z.array(EgressRuleSchema).optional(),
 })
   .superRefine((spec, ctx) => {
+    const types = list(spec.types);
     if (spec.types === undefined) return;
     for (const [type, rules, field] of [
       ['Ingress', spec.ingress, 'ingress'],
       ['Egress', spec.egress, 'egress'],
     ] as const) {
-      if (rules !== undefined && rules.length > 0 && !spec.types.includes(type)) {
+      if (list(rules).length > 0 && !types.includes(type)) {
         ctx.addIssue(customIssue(`${field} rules are given but spec.types does not include "${type}": they would be ignored`, rules, { path: [field] }));
       }
     }
-  })
+  }, evenWhenOthersFailed('types'))
   .transform((spec) => {
     const ingress = spec.ingress ?? [];
     const egress = spec.egress ?? [];
@@ -394,7 +431,7 @@ const EndpointSpecSchema = strictObject({
     } else if (!isHost && spec.interface === undefined) {
       ctx.addIssue(customIssue('an endpoint needs either interface (a workload) or host: true (the node itself)', spec));
     }
-  })
+  }, evenWhenOthersFailed('host', 'interface'))
   .transform((spec) => ({
     ...(spec.interface === undefined ? {} : { interface: spec.interface }),
     host: spec.host === true,
