@@ -115,6 +115,18 @@ export function validateConfig(file: string, value: unknown): { config?: Dnsplan
   if (!isMapping(value)) {
     return { problems: [problem(file, undefined, '', `the config must be a mapping of settings, got ${describeValue(value)}`)] };
   }
+  if (typeof value['kind'] === 'string') {
+    return {
+      problems: [
+        problem(
+          file,
+          undefined,
+          'kind',
+          `this is a ${value['kind']} document, not a config file: pass the config file and list resource files under "resources"`,
+        ),
+      ],
+    };
+  }
   const result = DnsplaneConfigSchema.safeParse(value, { reportInput: true });
   if (result.success) return { config: result.data, problems: [] };
   return { problems: issuesToProblems(result.error.issues, { file }) };
@@ -153,7 +165,13 @@ export function checkDocuments(documents: readonly InputDocument[]): ValidatedRe
       continue;
     }
     if (kind !== 'Policy' && kind !== 'Endpoint') {
-      const suggestion = suggestField(kind, RESOURCE_KINDS);
+      // Calico/Kubernetes kinds (GlobalNetworkPolicy, HostEndpoint, …) point at ours.
+      const lower = kind.toLowerCase();
+      const suggestion = lower.endsWith('policy')
+        ? 'Policy'
+        : lower.endsWith('endpoint')
+          ? 'Endpoint'
+          : suggestField(kind, RESOURCE_KINDS);
       const hint = suggestion === undefined ? '' : ` (did you mean "${suggestion}"?)`;
       at('kind', `unknown kind ${JSON.stringify(kind)}${hint}: expected ${RESOURCE_KINDS.join(' or ')}`);
       continue;
@@ -228,8 +246,14 @@ function errorCode(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
 }
 
-/** Resource files under a folder: *.yaml, *.yml, *.json, recursively, sorted; dot-entries skipped. */
-async function filesUnder(folder: string): Promise<string[]> {
+/**
+ * Resource files under a folder: *.yaml, *.yml, *.json, recursively, sorted; dot-entries
+ * skipped; a folder reached again through a symlink (a loop) is not entered twice.
+ */
+async function filesUnder(folder: string, visited = new Set<string>()): Promise<string[]> {
+  const real = await realpath(folder);
+  if (visited.has(real)) return [];
+  visited.add(real);
   const entries = await readdir(folder, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const files: string[] = [];
@@ -243,7 +267,7 @@ async function filesUnder(folder: string): Promise<string[]> {
       isFolder = target?.isDirectory() ?? false;
       isFile = target?.isFile() ?? false;
     }
-    if (isFolder) files.push(...(await filesUnder(full)));
+    if (isFolder) files.push(...(await filesUnder(full, visited)));
     else if (isFile && RESOURCE_EXTENSIONS.some((ext) => entry.name.toLowerCase().endsWith(ext))) files.push(full);
   }
   return files;

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -226,6 +226,14 @@ describe('loadInputs file handling', () => {
     await write('p/b.yaml', '\uFEFFkind: Policy\r\nmetadata: { name: b }\r\nspec: {}\r\n');
     const config = await write('dnsplane.yaml', 'resources: [./p]\r\n');
     expect((await loadInputs(config)).policies.map((p) => p.metadata.name)).toEqual(['a', 'b']);
+  });
+
+  it('does not loop on a symlink to a parent folder', async () => {
+    await write('p/a.yaml', 'kind: Policy\nmetadata: { name: a }\nspec: {}\n');
+    await symlink('..', path.join(folder, 'p', 'up'));
+    const config = await write('dnsplane.yaml', 'resources: [./p]\n');
+    const inputs = await loadInputs(config);
+    expect(inputs.policies.map((p) => p.metadata.name)).toEqual(['a']);
   });
 
   it('accepts an empty resource folder', async () => {
