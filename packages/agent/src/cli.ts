@@ -9,7 +9,7 @@ import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
 import { systemEnvironment, type AgentEnvironment } from './environment.js';
-import { isAgentUnreachable } from './status-socket.js';
+import { isAgentAlreadyRunning, isAgentUnreachable } from './status-socket.js';
 import { isUsageError } from './usage.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -74,7 +74,7 @@ function reportError(error: unknown, environment: AgentEnvironment): number {
     environment.stderr.write(`invalid input (${error.problems.length} problem${error.problems.length === 1 ? '' : 's'}); nothing was applied:\n${error.message}\n`);
     return EXIT_FAILED;
   }
-  if (isNotSupported(error) || isAgentUnreachable(error)) {
+  if (isNotSupported(error) || isAgentUnreachable(error) || isAgentAlreadyRunning(error)) {
     environment.stderr.write(`dnsplane: ${error.message}\n`);
     return EXIT_FAILED;
   }

@@ -81,6 +81,13 @@ export class Daemon {
   async start(): Promise<void> {
     const { environment, logger } = this.options;
     this.#startedAt = environment.clock.now();
+    // The status socket first: it doubles as the "one daemon at a time" guard, before any install.
+    if (this.options.socketPath !== undefined) {
+      const server = new StatusServer(this.options.socketPath, () => this.status());
+      await server.listen();
+      this.#statusServer = server;
+      logger.info({ event: 'status_listening', socket: this.options.socketPath }, 'status API listening');
+    }
     const { inputs, state } = await loadAndCompile(environment.loadInputs, this.options.configPath);
     const kind = this.options.dataplaneOverride ?? inputs.config.dataplane;
     const dataplane = this.options.dataplaneProvider(kind, inputs);
@@ -95,11 +102,6 @@ export class Daemon {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
-    if (this.options.socketPath !== undefined) {
-      this.#statusServer = new StatusServer(this.options.socketPath, () => this.status());
-      await this.#statusServer.listen();
-      logger.info({ event: 'status_listening', socket: this.options.socketPath }, 'status API listening');
-    }
   }
 
   /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */

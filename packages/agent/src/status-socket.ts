@@ -30,6 +30,24 @@ export class AgentUnreachableError extends DnsplaneError {
 }
 export const isAgentUnreachable = (e: unknown): e is AgentUnreachableError => e instanceof AgentUnreachableError;
 
+/** Another daemon already answers on the status socket. */
+export class AgentAlreadyRunningError extends DnsplaneError {
+  override readonly name = 'AgentAlreadyRunningError';
+}
+export const isAgentAlreadyRunning = (e: unknown): e is AgentAlreadyRunningError => e instanceof AgentAlreadyRunningError;
+
+/** True when something accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 export class StatusServer {
   #server: Server | undefined;
 
@@ -40,9 +58,14 @@ export class StatusServer {
 
   async listen(): Promise<void> {
     await mkdir(dirname(this.socketPath), { recursive: true });
-    // A socket left by a crashed daemon: replace it (only if it is a socket).
+    // A live socket means another daemon runs: refuse. A dead one was left by a crash: replace it.
     const existing = await stat(this.socketPath).catch(() => undefined);
-    if (existing?.isSocket()) await rm(this.socketPath, { force: true });
+    if (existing?.isSocket()) {
+      if (await socketAnswers(this.socketPath)) {
+        throw new AgentAlreadyRunningError(`another dnsplane daemon is running (it answers on ${this.socketPath})`);
+      }
+      await rm(this.socketPath, { force: true });
+    }
     const server = createServer((connection) => {
       connection.on('error', () => connection.destroy());
       this.status().then(

@@ -6,7 +6,7 @@ import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
 import { main } from '../src/cli.js';
 import { createContainer, resolve } from '../src/container.js';
 import { Daemon } from '../src/daemon.js';
-import { fetchStatus } from '../src/status-socket.js';
+import { fetchStatus, isAgentAlreadyRunning } from '../src/status-socket.js';
 import { configTree, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
 
 let tree: ConfigTree | undefined;
@@ -167,6 +167,21 @@ describe('the daemon', () => {
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'learned_restored', entries: 2, skipped: 1 }));
   });
 
+  it('refuses to start while another daemon answers on the status socket, before installing anything', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const first = daemonFor(t, tree.configPath, { socketPath: tree.socketPath });
+    await first.start();
+    const second = daemonFor(t, tree.configPath, { socketPath: tree.socketPath });
+    let error: unknown;
+    await second.start().catch((caught: unknown) => (error = caught));
+    expect(isAgentAlreadyRunning(error)).toBe(true);
+    expect((error as Error).message).toBe(`another dnsplane daemon is running (it answers on ${tree.socketPath})`);
+    expect(t.dataplanes).toHaveLength(1);
+    await second.stop();
+    expect((await fetchStatus(tree.socketPath)).dataplane).toBe('nftables');
+  });
+
   it('starts without learned state when the state file is corrupt, and says so', async () => {
     tree = await configTree();
     await tree.write('state/state.json', '{"version": 1, "savedAt": 0, "entries": [{"setId": "x"}]}');
@@ -183,7 +198,7 @@ describe('dnsplane run / status', () => {
     tree = await configTree();
     const t = testEnvironment();
     const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
-    await waitFor(() => existsSync(tree?.socketPath ?? ''), 'the status socket');
+    await waitFor(() => existsSync(tree?.socketPath ?? '') && t.dataplanes[0]?.installed !== undefined, 'the daemon to start');
 
     const status = testEnvironment({ env: { DNSPLANE_SOCKET: tree.socketPath } });
     expect(await main(['status', '--json'], status.environment)).toBe(0);

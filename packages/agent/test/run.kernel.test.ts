@@ -58,8 +58,9 @@ describe('dnsplane run (real nftables, own netns)', () => {
     daemon.stderr?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
     daemon.on('exit', (code) => (exitCode = code));
 
-    await waitFor(() => existsSync(socketPath) || exitCode !== undefined, 'the status socket', 20_000);
+    await waitFor(() => daemonLog.includes('"event":"applied"') || exitCode !== undefined, 'the first install', 20_000);
     expect(exitCode, daemonLog).toBeUndefined();
+    expect(existsSync(socketPath)).toBe(true);
     const first = nftTable();
     expect(first, daemonLog).toBeDefined();
     expect(first).toContain('web-egress');
