@@ -49,6 +49,11 @@ const PORT_PROTOCOLS = new Set([6, 17, 33, 132, 136]);
 const ICMP = 1;
 const ICMPV6 = 58;
 
+const invalid: Rule = {
+  matches: [{ kind: 'conntrack', states: ['INVALID'] }],
+  target: { kind: 'drop' },
+};
+
 const established: Rule = {
   matches: [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }],
   target: { kind: 'accept' },
@@ -80,8 +85,8 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
     return name;
   };
 
-  // Host endpoints: IPv6 neighbour discovery (router/neighbour solicitation and advertisement)
-  // is always accepted, or a host policy would cut the node off IPv6 altogether.
+  // IPv6 neighbour discovery (router/neighbour solicitation and advertisement) is always
+  // accepted, or a selected endpoint (a host, or a workload talking to its host) loses IPv6.
   const neighbourDiscovery: Rule[] =
     family === 6
       ? [133, 134, 135, 136].map((type) => ({
@@ -99,8 +104,7 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
       if (chain !== undefined) chains.push(chain);
     }
     if (chains.length === 0) return undefined;
-    const host = kind === 'TH' || kind === 'FH';
-    const rules: Rule[] = [established, ...(host ? neighbourDiscovery : []), clearAllow];
+    const rules: Rule[] = [established, ...neighbourDiscovery, invalid, clearAllow];
     for (const chain of chains) {
       rules.push({ matches: [], target: { kind: 'jump', chain } });
       rules.push({ matches: [{ kind: 'mark', value: marks.allow, mask: marks.allow }], target: { kind: 'return' } });
@@ -112,6 +116,7 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
   const dispatch: Record<BuiltinChain, Rule[]> = { INPUT: [], FORWARD: [], OUTPUT: [] };
   const endpointChains: Chain[] = [];
   const toWorkload: Rule[] = [];
+  const fromWorkloadToHost: Rule[] = [];
   for (const endpoint of state.endpoints) {
     if (endpoint.host) {
       const input = endpointChain('TH', endpoint.name, endpoint.ingressPolicies, 'ingress');
@@ -131,7 +136,10 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
     const fromWorkload = endpointChain('FW', endpoint.name, endpoint.egressPolicies, 'egress');
     if (fromWorkload) {
       endpointChains.push(fromWorkload);
-      dispatch.FORWARD.push({ matches: [{ kind: 'inInterface', name: iface }], target: { kind: 'jump', chain: fromWorkload.name } });
+      // From the workload to anywhere: forwarded, or to the host itself (INPUT).
+      const fromIface: Rule = { matches: [{ kind: 'inInterface', name: iface }], target: { kind: 'jump', chain: fromWorkload.name } };
+      dispatch.FORWARD.push(fromIface);
+      fromWorkloadToHost.push(fromIface);
     }
     const toW = endpointChain('TW', endpoint.name, endpoint.ingressPolicies, 'ingress');
     if (toW) {
@@ -139,6 +147,8 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
       toWorkload.push({ matches: [{ kind: 'outInterface', name: iface }], target: { kind: 'jump', chain: toW.name } });
     }
   }
+  // A workload's egress comes before the host's ingress on INPUT; both must allow.
+  dispatch.INPUT.unshift(...fromWorkloadToHost);
   // Traffic to a workload is forwarded, or sent by the host itself (OUTPUT).
   dispatch.FORWARD.push(...toWorkload);
   dispatch.OUTPUT.push(...toWorkload);

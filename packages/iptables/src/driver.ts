@@ -2,9 +2,10 @@
 // with `<tool>-restore --noflush` (one atomic transaction per table and family), three jumps
 // from the built-in chains kept exactly once each.
 import type { Dataplane, DataplaneStatus, DesiredState, IpFamily, LearnedEntry, ProcessRunner } from '@dnsplane/core';
-import { KernelError, systemProcessRunner } from '@dnsplane/core';
+import { KernelError } from '@dnsplane/core';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { iptablesProcessRunner } from './process-runner.js';
 import { backendChoiceSchema, resolveBackend, toolName } from './backend.js';
 import type { BackendChoice, ResolvedBackend } from './backend.js';
 import { compileRulesets, DEFAULT_MARKS } from './compile.js';
@@ -19,7 +20,7 @@ import type { SavedTable } from './saved-table.js';
 export interface IptablesDataplaneOptions {
   /** `iptables.backend` from the config; `auto` (default) follows what the host already uses. */
   readonly backend?: BackendChoice;
-  /** Runs iptables tools (tests wrap it with `ip netns exec`). Default: spawn on this host. */
+  /** Runs iptables tools (tests enter a namespace with `nsenter --net`). Default: iptablesProcessRunner. */
   readonly runner?: ProcessRunner;
   /** Where domain-set match programs are pinned; used when `domainMatches` is not given. */
   readonly pinRoot?: string;
@@ -46,7 +47,7 @@ export class IptablesDataplane implements Dataplane {
 
   constructor(options: IptablesDataplaneOptions = {}) {
     this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
-    this.runner = options.runner ?? systemProcessRunner;
+    this.runner = options.runner ?? iptablesProcessRunner;
     this.domainMatches = options.domainMatches ?? pinnedDomainMatches(options.pinRoot ?? DEFAULT_PIN_ROOT);
     this.marks = options.marks ?? DEFAULT_MARKS;
     this.logger = options.logger ?? pino({ level: 'silent' });

@@ -7,3 +7,4 @@ export * from './render.js';
 export * from './saved-table.js';
 export * from './backend.js';
 export * from './driver.js';
+export * from './process-runner.js';

@@ -1,8 +1,11 @@
 // Network namespaces for kernel tests: unique names, a ProcessRunner that runs every command
-// inside one (`ip netns exec`), and removal that also runs when a test fails.
+// inside one (`nsenter --net`), and removal that also runs when a test fails.
 import { randomBytes } from 'node:crypto';
 import type { ProcessResult, ProcessRunner } from '@dnsplane/core';
-import { spawn } from 'node:child_process';
+import { iptablesProcessRunner } from '../src/index.js';
+
+/** Tools that exit without reading stdin must not fail the test with EPIPE. */
+const toleratingRunner: ProcessRunner = iptablesProcessRunner;
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
@@ -49,22 +52,3 @@ export async function inNetns(netns: string, command: string, args: readonly str
   return result.stdout;
 }
 
-/**
- * A ProcessRunner that tolerates a tool exiting before reading its stdin (iptables-save, or a
- * restore failing early): the write then fails with EPIPE, which is not the tool's result.
- */
-export const toleratingRunner: ProcessRunner = {
-  run(command, args, options) {
-    return new Promise((resolve, reject) => {
-      const child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      child.stdin.on('error', () => {});
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-      child.stdin.end(options?.input ?? '');
-    });
-  },
-};

@@ -208,12 +208,17 @@ const v6AndHostState: DesiredState = {
     {
       name: 'client-v6',
       order: 1,
-      egress: [rule(0, 'allow', { protocol: 6, destination: peer({ nets: [v6(`${SERVER6}/128`)], ports: [port(8080)] }), family: 6 })],
+      egress: [
+        rule(0, 'allow', { protocol: 6, destination: peer({ nets: [v6(`${SERVER6}/128`)], ports: [port(8080)] }), family: 6 }),
+        rule(1, 'allow', { protocol: 6, destination: peer({ nets: [v4(`${ROUTER}/32`)], ports: [port(9090, 9091)] }), family: 4 }),
+      ],
     },
     {
       name: 'node-ingress',
       order: 2,
-      ingress: [rule(0, 'allow', { protocol: 6, source: peer({ nets: [v4('198.18.1.0/24')] }), destination: peer({ ports: [port(9090)] }), family: 4 })],
+      ingress: [
+        rule(0, 'allow', { protocol: 6, source: peer({ nets: [v4('198.18.1.0/24')] }), destination: peer({ ports: [port(9090), port(9092)] }), family: 4 }),
+      ],
     },
   ],
   endpoints: [
@@ -224,13 +229,13 @@ const v6AndHostState: DesiredState = {
 };
 
 describe.each(['legacy', 'nft'] as const)('IPv6 and host endpoints on the %s backend', (backend: ResolvedBackend) => {
-  it('enforces ip6tables rules on forwarded IPv6 and a host endpoint on INPUT', async () => {
+  it("enforces ip6tables rules on forwarded IPv6, and a workload's egress and the host's ingress on INPUT", async () => {
     const names: string[] = [];
     const servers: ChildProcess[] = [];
     try {
       const lab = await createLab(names);
       servers.push(await startServer(lab.server, [8080, 8081], [SERVER6]));
-      servers.push(await startServer(lab.router, [9090, 9091], [ROUTER]));
+      servers.push(await startServer(lab.router, [9090, 9091, 9092], [ROUTER]));
       expect(await connect(lab.client, 8081, SERVER6)).toBe('connected');
       expect(await connect(lab.client, 9091, ROUTER)).toBe('connected');
 
@@ -243,7 +248,10 @@ describe.each(['legacy', 'nft'] as const)('IPv6 and host endpoints on the %s bac
       expect(await connect(lab.client, 8080, SERVER6)).toBe('connected');
       expect(await connect(lab.client, 8081, SERVER6)).toBe('timeout');
       expect(await connect(lab.client, 9090, ROUTER)).toBe('connected');
+      // Allowed by the client's egress, denied by the host's ingress.
       expect(await connect(lab.client, 9091, ROUTER)).toBe('timeout');
+      // Allowed by the host's ingress, denied by the client's egress (to the host, on INPUT).
+      expect(await connect(lab.client, 9092, ROUTER)).toBe('timeout');
       await dataplane.remove();
       expect(await connect(lab.client, 9091, ROUTER)).toBe('connected');
     } finally {
