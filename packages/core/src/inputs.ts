@@ -70,11 +70,41 @@ export function parseDocuments(file: string, text: string): { documents: InputDo
       problems.push(problem(file, index, '', `YAML syntax error: ${firstLine}`));
       return;
     }
+    // Warnings are errors here: an unknown tag such as `!has(app)` (an unquoted selector)
+    // would otherwise silently become an empty string, and an empty selector selects everything.
+    const warning = doc.warnings[0];
+    if (warning !== undefined) {
+      const firstLine = (warning.message.split('\n')[0] ?? warning.message).replace(/:$/, '');
+      const tag = /^Unresolved tag: (\S+) (at line \d+, column \d+)/.exec(firstLine);
+      problems.push(
+        problem(
+          file,
+          index,
+          '',
+          tag
+            ? `YAML error: ${tag[1]} ${tag[2]} is read as a YAML tag: quote values that start with "!" ('${tag[1]} …')`
+            : `YAML error: ${firstLine}`,
+        ),
+      );
+      return;
+    }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (error) {
-      problems.push(problem(file, index, '', `YAML error: ${error instanceof Error ? error.message : String(error)}`));
+      const message = error instanceof Error ? error.message : String(error);
+      const alias = /^Unresolved alias.*: (.*)$/.exec(message);
+      if (alias) {
+        const escaped = (alias[1] ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+        const found = new RegExp(`(^|[\\s\\[{,:-])\\*${escaped}`, 'm').exec(text);
+        const offset = found === null ? -1 : found.index + (found[1]?.length ?? 0);
+        const line = offset < 0 ? '' : ` at line ${text.slice(0, offset).split('\n').length}`;
+        problems.push(
+          problem(file, index, '', `YAML error${line}: "*${alias[1]}" is read as an alias: quote values that start with "*" ("*${alias[1]}")`),
+        );
+      } else {
+        problems.push(problem(file, index, '', `YAML error: ${message}`));
+      }
       return;
     }
     if (value === null || value === undefined) return;
