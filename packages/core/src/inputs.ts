@@ -60,7 +60,7 @@ export function parseDocuments(file: string, text: string): { documents: InputDo
     const jsonProblem = jsonSyntaxProblem(text);
     if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
   }
-  const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true });
+  const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true, merge: true });
   const list = Array.isArray(parsed) ? parsed : [];
   list.forEach((doc, index) => {
     const error = doc.errors[0];

@@ -312,6 +312,28 @@ describe('validateDocuments (no file system)', () => {
     }
   });
 
+  it('supports YAML anchors, aliases and merge keys', () => {
+    const { documents, problems } = parseDocuments(
+      'anchors.yaml',
+      [
+        'kind: Policy',
+        'metadata: { name: dns }',
+        'spec:',
+        '  egress:',
+        '    - &dns { action: Allow, protocol: UDP, destination: { nets: ["198.18.0.10"], ports: [53] } }',
+        '    - <<: *dns',
+        '      protocol: TCP',
+        '',
+      ].join('\n'),
+    );
+    expect(problems).toEqual([]);
+    const { policies } = validateDocuments(documents);
+    expect(policies[0]?.spec.egress.map((rule) => [rule.protocol, rule.destination.ports])).toEqual([
+      [17, [{ first: 53, last: 53 }]],
+      [6, [{ first: 53, last: 53 }]],
+    ]);
+  });
+
   it('keeps document indexes across empty documents and reads JSON lists as documents', () => {
     const yamlDocs = parseDocuments('m.yaml', '---\n---\nkind: Policy\nmetadata: { name: p }\nspec: {}\n---\n');
     expect(yamlDocs.documents.map((d) => d.document)).toEqual([1]);
