@@ -235,11 +235,6 @@ function peerSchema(domainsAllowed: boolean) {
       ? z.array(DomainSchema).min(1).optional().meta({ description: 'Learned addresses of these domains.' })
       : z.never({ error: DOMAINS_ONLY_ON_EGRESS }).optional(),
   })
-    .superRefine((peer, ctx) => {
-      if (list(peer.domains).length > 0 && list(peer.nets).length > 0) {
-        ctx.addIssue(customIssue('domains and nets cannot be combined in one destination: use two rules', peer, { path: ['domains'] }));
-      }
-    }, evenWhenOthersFailed('domains'))
     .prefault({});
 }
 

@@ -157,6 +157,14 @@ describe('PolicySchema', () => {
     }
   });
 
+  it('accepts domains together with nets (both must hold)', () => {
+    const parsed = PolicySchema.parse(
+      policy({ egress: [{ action: 'Allow', destination: { domains: ['a.example.test'], nets: ['198.18.0.0/15'] } }] }),
+    );
+    expect(parsed.spec.egress[0]?.destination.nets).toEqual([{ family: 4, text: '198.18.0.0/15' }]);
+    expect(parsed.spec.egress[0]?.destination.domains?.length).toBe(1);
+  });
+
   it('accepts ports with protocol numbers 6 and 17', () => {
     const parsed = PolicySchema.parse(
       policy({ egress: [{ action: 'Allow', protocol: 6, destination: { ports: [1] } }, { action: 'Allow', protocol: 17, source: { notPorts: ['1:2'] } }] }),
