@@ -97,7 +97,11 @@ export const LabelsSchema = z
   .meta({ description: 'Labels: keys "[prefix/]name", string values (quote numbers and booleans).' });
 
 const MetadataSchema = strictObject({
-  name: ResourceNameSchema.meta({ description: 'Unique among resources of the same kind.' }),
+  name: ResourceNameSchema.meta({
+    description: 'Unique among resources of the same kind (a DNS subdomain name).',
+    pattern: DNS_SUBDOMAIN.source,
+    maxLength: 253,
+  }),
   labels: LabelsSchema.optional(),
   annotations: z.record(z.string(), z.string()).optional(),
 });
@@ -136,7 +140,7 @@ const PORT_TEXT = /^\s*(\d{1,5})\s*(?::\s*(\d{1,5})\s*)?$/;
 
 /** A port (1-65535) or an inclusive range "first:last" with first ≤ last. */
 export const PortSchema = z
-  .union([z.int().min(1).max(65535), z.string()])
+  .union([z.int().min(1).max(65535), z.string().meta({ pattern: PORT_TEXT.source })])
   .meta({ description: 'A port 1-65535, or a range "first:last" such as "8000:8080".' })
   .transform((value, ctx): PortRange => {
     if (typeof value === 'number') return { first: value, last: value };
@@ -414,8 +418,9 @@ const EndpointSpecSchema = strictObject({
       const problem = interfaceNameProblem(name);
       if (problem !== undefined) ctx.addIssue(customIssue(problem, name));
     })
+    .meta({ pattern: '^[^\\s/:]{1,15}$' })
     .optional()
-    .meta({ description: 'Host-side interface of the workload (at most 15 characters).' }),
+    .meta({ description: 'Host-side interface of the workload (at most 15 bytes).' }),
   host: z.boolean().optional().meta({ description: 'true: the node itself (instead of interface).' }),
   addresses: z.array(EndpointAddressSchema).default([]).meta({ description: 'The workload addresses (IPs or CIDRs).' }),
 })
