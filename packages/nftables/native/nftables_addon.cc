@@ -42,7 +42,7 @@ class NftContext : public Napi::ObjectWrap<NftContext> {
     }
   }
 
-  // run(command: string, dryRun: boolean) -> { code, output, error }
+  // run(command: string, dryRun?: boolean, terse?: boolean) -> { code, output, error }
   Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (ctx_ == nullptr) {
@@ -50,12 +50,15 @@ class NftContext : public Napi::ObjectWrap<NftContext> {
       return env.Undefined();
     }
     if (info.Length() < 1 || !info[0].IsString()) {
-      Napi::TypeError::New(env, "run(command: string, dryRun?: boolean)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "run(command: string, dryRun?: boolean, terse?: boolean)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     const std::string command = info[0].As<Napi::String>().Utf8Value();
     const bool dry_run = info.Length() > 1 && info[1].ToBoolean().Value();
+    const bool terse = info.Length() > 2 && info[2].ToBoolean().Value();
     nft_ctx_set_dry_run(ctx_, dry_run);
+    // terse: listings leave out set elements (much cheaper for tables with many elements)
+    nft_ctx_output_set_flags(ctx_, NFT_CTX_OUTPUT_JSON | (terse ? NFT_CTX_OUTPUT_TERSE : 0u));
     const int code = nft_run_cmd_from_buffer(ctx_, command.c_str());
     nft_ctx_set_dry_run(ctx_, false);
     const char* output = nft_ctx_get_output_buffer(ctx_);

@@ -12,8 +12,8 @@ export interface NftExecutor {
   readonly kind: NftExecutorKind;
   /** Apply (or with dryRun, only check) a JSON document; throws KernelError with nft's message. */
   runDocument(document: string, options: { readonly dryRun: boolean }): Promise<void>;
-  /** A read command ("list table inet dnsplane"); returns its JSON output. */
-  list(command: readonly string[]): Promise<string>;
+  /** A read command ("list table inet dnsplane"); returns its JSON output. `terse`: without set elements. */
+  list(command: readonly string[], options?: { readonly terse?: boolean }): Promise<string>;
   close(): void;
 }
 
@@ -23,7 +23,7 @@ interface AddonResult {
   readonly error: string;
 }
 interface AddonContext {
-  run(command: string, dryRun: boolean): AddonResult;
+  run(command: string, dryRun: boolean, terse: boolean): AddonResult;
   close(): void;
 }
 interface Addon {
@@ -63,15 +63,15 @@ export class LibnftablesExecutor implements NftExecutor {
   }
 
   runDocument(document: string, options: { readonly dryRun: boolean }): Promise<void> {
-    const result = this.#context.run(document, options.dryRun);
+    const result = this.#context.run(document, options.dryRun, false);
     if (result.code !== 0) {
       return Promise.reject(new KernelError(options.dryRun ? 'nft check failed' : 'nft apply failed', result.error.trim()));
     }
     return Promise.resolve();
   }
 
-  list(command: readonly string[]): Promise<string> {
-    const result = this.#context.run(command.join(' '), false);
+  list(command: readonly string[], options: { readonly terse?: boolean } = {}): Promise<string> {
+    const result = this.#context.run(command.join(' '), false, options.terse ?? false);
     if (result.code !== 0) {
       return Promise.reject(new KernelError(`nft ${command.join(' ')} failed`, result.error.trim()));
     }
@@ -107,8 +107,8 @@ export class NftCliExecutor implements NftExecutor {
     }
   }
 
-  async list(command: readonly string[]): Promise<string> {
-    const result = await this.runner.run(this.nftPath, ['-j', ...command]);
+  async list(command: readonly string[], options: { readonly terse?: boolean } = {}): Promise<string> {
+    const result = await this.runner.run(this.nftPath, ['-j', ...(options.terse === true ? ['-t'] : []), ...command]);
     if (result.code !== 0) throw new KernelError(`nft ${command.join(' ')} failed`, result.stderr.trim());
     return result.stdout;
   }

@@ -6,7 +6,7 @@
 import { KernelError, systemClock, type Clock } from '@dnsplane/core';
 import type { NftHandle } from './handle.js';
 import type { NftBaseChainSpec, NftRule, NftSet, NftStatement, NftTableRef } from './nft-model.js';
-import type { NftTableSnapshot } from './snapshot.js';
+import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftOperation, NftTransaction } from './transaction.js';
 
 interface FakeRule {
@@ -92,10 +92,15 @@ export class FakeNftHandle implements NftHandle {
     return [...this.#state.tables.values()].map((t) => t.ref);
   }
 
-  async listTable(ref: NftTableRef): Promise<NftTableSnapshot | undefined> {
+  async listSet(ref: NftTableRef, set: string): Promise<NftSetSnapshot | undefined> {
+    return (await this.listTable(ref))?.sets.find((s) => s.name === set);
+  }
+
+  async listTable(ref: NftTableRef, options: { readonly elements?: boolean } = {}): Promise<NftTableSnapshot | undefined> {
     const table = this.#state.tables.get(tableKey(ref));
     if (table === undefined) return undefined;
     const now = this.clock.now();
+    const withElements = options.elements !== false;
     return {
       table: ref,
       chains: [...table.chains].map(([name, chain]) => ({
@@ -110,7 +115,7 @@ export class FakeNftHandle implements NftHandle {
         name,
         type: set.set.type,
         flags: [...set.set.flags],
-        elements: [...set.elements]
+        elements: [...(withElements ? set.elements : [])]
           .filter(([, e]) => e.expiresAt === undefined || e.expiresAt > now)
           .map(([value, e]) => ({
             value,

@@ -2,7 +2,7 @@
 // read tables back. Implemented over libnftables/nft JSON (json-handle.ts) and in memory for
 // unit tests (fake-handle.ts).
 import type { NftTableRef } from './nft-model.js';
-import type { NftTableSnapshot } from './snapshot.js';
+import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
 
 export interface NftHandle {
@@ -11,8 +11,13 @@ export interface NftHandle {
   /** Validate against the kernel without committing (nft -c / dry run). */
   check(transaction: NftTransaction): Promise<void>;
   listTables(): Promise<NftTableRef[]>;
-  /** The table's chains, rules and sets with elements; undefined when it does not exist. */
-  listTable(table: NftTableRef): Promise<NftTableSnapshot | undefined>;
+  /**
+   * The table's chains, rules and sets — with their elements unless `elements: false` (cheap:
+   * what a re-install needs); undefined when the table does not exist.
+   */
+  listTable(table: NftTableRef, options?: { readonly elements?: boolean }): Promise<NftTableSnapshot | undefined>;
+  /** One set with its elements; undefined when the table does not exist. */
+  listSet(table: NftTableRef, set: string): Promise<NftSetSnapshot | undefined>;
 }
 
 /** pino-compatible subset: the driver logs through whatever the agent injects. */

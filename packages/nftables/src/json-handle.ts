@@ -5,7 +5,7 @@ import type { NftExecutor } from './executor.js';
 import type { NftTableRef } from './nft-model.js';
 import { parseTableList, parseTableListing } from './parse-listing.js';
 import { renderDocument, serializeDocument } from './render-json.js';
-import type { NftTableSnapshot } from './snapshot.js';
+import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
 
 export class JsonNftHandle implements NftHandle {
@@ -30,9 +30,21 @@ export class JsonNftHandle implements NftHandle {
     return parseTableList(await this.executor.list(['list', 'tables']));
   }
 
-  async listTable(table: NftTableRef): Promise<NftTableSnapshot | undefined> {
+  async listTable(table: NftTableRef, options: { readonly elements?: boolean } = {}): Promise<NftTableSnapshot | undefined> {
+    if (!(await this.#exists(table))) return undefined;
+    const terse = options.elements === false;
+    return parseTableListing(await this.executor.list(['list', 'table', table.family, table.name], { terse }), table);
+  }
+
+  /** Throws KernelError when the set does not exist (callers ask only for sets they installed). */
+  async listSet(table: NftTableRef, set: string): Promise<NftSetSnapshot | undefined> {
+    if (!(await this.#exists(table))) return undefined;
+    const listing = parseTableListing(await this.executor.list(['list', 'set', table.family, table.name, set]), table);
+    return listing.sets.find((s) => s.name === set);
+  }
+
+  async #exists(table: NftTableRef): Promise<boolean> {
     const tables = await this.listTables();
-    if (!tables.some((t) => t.family === table.family && t.name === table.name)) return undefined;
-    return parseTableListing(await this.executor.list(['list', 'table', table.family, table.name]), table);
+    return tables.some((t) => t.family === table.family && t.name === table.name);
   }
 }

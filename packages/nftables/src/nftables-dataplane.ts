@@ -58,7 +58,10 @@ export class NftablesDataplane implements Dataplane {
   readonly #onClose: Array<() => void> = [];
   /** Domain set id → base set name, from the last installed state. */
   #setNames = new Map<number, string>();
-  /** nft set name → address → expiry (ms) known to be in the kernel; drives refresh decisions. */
+  /**
+   * nft set name → address → expiry (ms) known to be in the kernel; drives refresh decisions.
+   * A set is read from the kernel the first time it is written (then kept up to date here).
+   */
   #expiries = new Map<string, Map<string, number>>();
   #serial: Promise<unknown> = Promise.resolve();
 
@@ -90,7 +93,8 @@ export class NftablesDataplane implements Dataplane {
   install(state: DesiredState): Promise<void> {
     return this.#exclusive(async () => {
       const desired = desiredTable(state, this.table);
-      const current = await this.#handle.listTable(this.table);
+      // Without elements: a re-install never needs them, and they can number 100,000s.
+      const current = await this.#handle.listTable(this.table, { elements: false });
       const plan = planInstall(desired, current);
       if (plan.transaction.size > 0) await this.#handle.apply(plan.transaction);
       this.#logger.info(
@@ -107,7 +111,8 @@ export class NftablesDataplane implements Dataplane {
         'nftables: installed',
       );
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
-      this.#rememberExpiries(current, new Set(desired.sets.map((s) => s.name)));
+      for (const name of plan.deletedSets) this.#expiries.delete(name);
+      for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
     });
   }
 
@@ -141,7 +146,7 @@ export class NftablesDataplane implements Dataplane {
     const tx = new NftTransaction();
     const written: Array<[string, string, number]> = [];
     for (const [set, addresses] of wanted) {
-      const known = this.#expiries.get(set);
+      const known = await this.#knownExpiries(set, now);
       const elements: NftElementValue[] = [];
       for (const [address, seconds] of addresses) {
         const expiresAt = now + seconds * 1000;
@@ -246,6 +251,18 @@ export class NftablesDataplane implements Dataplane {
   async close(): Promise<void> {
     await this.#serial.catch(() => undefined);
     for (const callback of this.#onClose.splice(0)) callback();
+  }
+
+  async #knownExpiries(set: string, now: number): Promise<Map<string, number>> {
+    let known = this.#expiries.get(set);
+    if (known === undefined) {
+      const snapshot = await this.#handle.listSet(this.table, set);
+      known = new Map(
+        (snapshot?.elements ?? []).filter((e) => e.expires !== undefined).map((e) => [e.value, now + (e.expires ?? 0) * 1000]),
+      );
+      this.#expiries.set(set, known);
+    }
+    return known;
   }
 
   #rememberExpiries(snapshot: NftTableSnapshot | undefined, keep: ReadonlySet<string>): void {

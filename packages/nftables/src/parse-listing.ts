@@ -23,21 +23,16 @@ const ruleSchema = z.object({
   handle: z.number(),
   comment: z.string().optional(),
 });
-const elementSchema = z.union([
-  z.string(),
-  z.number(),
-  z.object({
-    elem: z.object({ val: z.unknown(), timeout: z.number().optional(), expires: z.number().optional() }),
-  }),
-  z.unknown(),
-]);
+const elemObjectSchema = z.object({
+  elem: z.object({ val: z.union([z.string(), z.number()]), timeout: z.number().optional(), expires: z.number().optional() }),
+});
 const setSchema = z.object({
   family: familySchema,
   table: z.string(),
   name: z.string(),
   type: z.union([z.string(), z.array(z.string())]),
   flags: z.array(z.string()).optional(),
-  elem: z.array(elementSchema).optional(),
+  elem: z.array(z.unknown()).optional(),
 });
 const documentSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
 
@@ -72,9 +67,7 @@ function parseElement(raw: unknown): NftElementSnapshot | undefined {
   if (typeof raw === 'string') return { value: raw };
   if (typeof raw === 'number') return { value: String(raw) };
   if (typeof raw === 'object' && raw !== null && 'elem' in raw) {
-    const parsed = z
-      .object({ elem: z.object({ val: z.union([z.string(), z.number()]), timeout: z.number().optional(), expires: z.number().optional() }) })
-      .safeParse(raw);
+    const parsed = elemObjectSchema.safeParse(raw);
     if (!parsed.success) return undefined;
     const { val, timeout, expires } = parsed.data.elem;
     return {
