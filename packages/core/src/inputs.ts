@@ -60,7 +60,14 @@ export function parseDocuments(file: string, text: string): { documents: InputDo
     const jsonProblem = jsonSyntaxProblem(text);
     if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
   }
-  const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true, merge: true });
+  let parsed: ReturnType<typeof parseAllDocuments>;
+  try {
+    parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true, merge: true });
+  } catch (error) {
+    // e.g. nesting so deep that the parser runs out of stack
+    const message = error instanceof Error ? error.message : String(error);
+    return { documents, problems: [problem(file, undefined, '', `cannot parse the file: ${message}`)] };
+  }
   const list = Array.isArray(parsed) ? parsed : [];
   list.forEach((doc, index) => {
     const error = doc.errors[0];
