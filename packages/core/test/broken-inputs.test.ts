@@ -96,3 +96,65 @@ describe('broken config files (through loadInputs)', () => {
     });
   }
 });
+
+describe('mutated valid documents never crash the validator', () => {
+  // A small deterministic PRNG (mulberry32) so failures reproduce.
+  function prng(seed: number): () => number {
+    let a = seed;
+    return () => {
+      a = (a + 0x6d2b79f5) | 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  const valid = fileURLToPath(new URL('./fixtures/inputs/valid/policies/', import.meta.url));
+  const base = ['web.yaml', 'endpoints.yaml', 'team-b/defaults.yml'].flatMap(
+    (name) => parseDocuments(name, readFileSync(path.join(valid, name), 'utf8')).documents,
+  );
+  const oddValues: unknown[] = [
+    null, 0, -1, 1.5, 65536, 256, '', ' ', 'x', '*', '!', '{', '0:0', '198.18.0.0/99', 'fd00::/8', true, [], {}, [null], { a: 1 },
+    'app ==', "app == 'x", 'a'.repeat(300), 'Allow', 'TCP', 'Ingress', ['Egress', 'Ingress'], Number.NaN, Infinity,
+  ];
+
+  it('reports problems (never throws) for 3000 random mutations', () => {
+    const random = prng(20261125);
+    const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)] as T;
+    let rejected = 0;
+    for (let round = 0; round < 3000; round++) {
+      const document = structuredClone(pick(base));
+      // Walk to a random node and change it.
+      let parent: Record<string, unknown> | unknown[] = document as unknown as Record<string, unknown>;
+      let key: string | number = 'value';
+      const holder: Record<string, unknown> = { value: document.value };
+      parent = holder;
+      for (let depth = 0; depth < 8; depth++) {
+        const current = (parent as Record<string | number, unknown>)[key];
+        if (current === null || typeof current !== 'object' || random() < 0.25) break;
+        const keys = Array.isArray(current) ? current.map((_, i) => i) : Object.keys(current);
+        if (keys.length === 0) break;
+        parent = current as Record<string, unknown>;
+        key = pick(keys);
+      }
+      const roll = random();
+      const target = parent as Record<string | number, unknown>;
+      if (roll < 0.6) target[key] = pick(oddValues);
+      else if (roll < 0.8 && !Array.isArray(parent)) delete target[key];
+      else if (!Array.isArray(parent)) target[`extra${round % 7}`] = pick(oddValues);
+      else target[key] = pick(oddValues);
+      const mutated = { ...document, value: holder['value'] };
+      let problems: InputProblem[] = [];
+      expect(() => {
+        problems = checkDocuments([mutated]).problems;
+      }, `round ${round}: ${JSON.stringify(mutated.value)}`).not.toThrow();
+      if (problems.length > 0) rejected++;
+      for (const p of problems) {
+        expect(typeof p.field).toBe('string');
+        expect(p.reason.length).toBeGreaterThan(0);
+        expect(formatProblem(p)).not.toContain('\n');
+      }
+    }
+    // The mutations really do break documents (most of them).
+    expect(rejected).toBeGreaterThan(1500);
+  });
+});
