@@ -52,7 +52,11 @@ const problem = (file: string, document: number | undefined, field: string, reas
  * are skipped but keep their index; a file with no document at all is a problem. A JSON
  * file (by name) whose top level is a list holds one document per element.
  */
-export function parseDocuments(file: string, text: string): { documents: InputDocument[]; problems: InputProblem[] } {
+export function parseDocuments(
+  file: string,
+  text: string,
+  options: { readonly jsonLists?: boolean } = {},
+): { documents: InputDocument[]; problems: InputProblem[] } {
   const documents: InputDocument[] = [];
   const problems: InputProblem[] = [];
   if (text.startsWith('\uFEFF')) text = text.slice(1); // a byte-order mark is not content
@@ -115,7 +119,7 @@ export function parseDocuments(file: string, text: string): { documents: InputDo
       return;
     }
     if (value === null || value === undefined) return;
-    if (Array.isArray(value) && file.endsWith('.json') && list.length === 1) {
+    if (Array.isArray(value) && options.jsonLists !== false && file.toLowerCase().endsWith('.json') && list.length === 1) {
       value.forEach((element, position) => documents.push({ file, document: position, value: element }));
       return;
     }
@@ -340,7 +344,7 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
     return fail();
   }
 
-  const parsedConfig = parseDocuments(shownConfig, configText);
+  const parsedConfig = parseDocuments(shownConfig, configText, { jsonLists: false });
   if (parsedConfig.problems.length > 0) {
     problems.push(...parsedConfig.problems.map(({ document: _document, ...rest }) => rest));
     return fail();
