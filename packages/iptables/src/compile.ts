@@ -9,7 +9,7 @@
 // traversal, and ACCEPT would skip the second. So allow sets the `allow` mark bit and leaves
 // the policy (`-g DNSPLANE-ALLOW`); the endpoint chain returns as soon as the bit is set; the
 // dispatch chain ACCEPTs at its end when the bit is still set.
-import type { CompiledPeer, CompiledPolicy, CompiledRule, Cidr, DesiredState, Direction, IpFamily, PortRange } from '@dnsplane/core';
+import type { CompiledPeer, CompiledPolicy, CompiledRule, Cidr, DesiredState, Direction, IpFamily, PortRange, TrustedServer } from '@dnsplane/core';
 import { NotSupportedError } from '@dnsplane/core';
 import type { DomainMatchProvider } from './domain-match.js';
 import { CHAIN_PREFIX, MAX_MULTIPORT_PORTS } from './model.js';
@@ -30,6 +30,8 @@ export const DEFAULT_MARKS: MarkBits = { allow: 0x0100_0000, match: 0x0200_0000 
 export interface CompileOptions {
   readonly domainMatches: DomainMatchProvider;
   readonly marks: MarkBits;
+  /** Pinned parser program: when set, DNS traffic of trusted servers runs through it first. */
+  readonly dnsParserPath?: string;
 }
 
 export const DISPATCH_CHAINS: Readonly<Record<BuiltinChain, string>> = {
@@ -153,12 +155,15 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
   dispatch.FORWARD.push(...toWorkload);
   dispatch.OUTPUT.push(...toWorkload);
 
+  const servers = state.dns.trustedServers.filter((server) => server.family === family);
   const dispatchChains: Chain[] = (['INPUT', 'FORWARD', 'OUTPUT'] as const).map((builtin) => {
     const body = dispatch[builtin];
+    const parse = options.dnsParserPath === undefined ? [] : parserRules(servers, builtin, options.dnsParserPath);
     const rules: Rule[] =
       body.length === 0
-        ? []
+        ? parse
         : [
+            ...parse,
             clearAllow,
             ...body,
             { matches: [{ kind: 'mark', value: marks.allow, mask: marks.allow }], target: { kind: 'accept' } },
@@ -346,4 +351,35 @@ export function chunkPorts(ranges: readonly PortRange[]): PortRange[][] {
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
+}
+
+/**
+ * The rules that run the DNS parser on queries to and responses from each trusted server,
+ * first in a dispatch chain (before any established/related accept). Every packet crosses
+ * exactly one of INPUT, FORWARD, OUTPUT once — except loopback traffic, which crosses OUTPUT
+ * and then INPUT, so OUTPUT leaves loopback to INPUT and the parser sees each packet once.
+ */
+function parserRules(servers: readonly TrustedServer[], builtin: BuiltinChain, programPath: string): Rule[] {
+  const rules: Rule[] = [];
+  const notLoopback: Match[] = builtin === 'OUTPUT' ? [{ kind: 'outInterface', name: 'lo', negate: true }] : [];
+  const parser: Match = { kind: 'bpfPinned', path: programPath };
+  for (const server of servers) {
+    const cidr = `${server.address}/${server.family === 4 ? 32 : 128}`;
+    const ports = [{ first: server.port, last: server.port }];
+    for (const protocol of [17, 6]) {
+      for (const [side, portSide] of [['destination', 'destination'], ['source', 'source']] as const) {
+        rules.push({
+          matches: [
+            { kind: 'address', side, cidr, negate: false },
+            ...notLoopback,
+            { kind: 'protocol', protocol },
+            { kind: 'ports', side: portSide, ranges: ports, negate: false },
+            parser,
+          ],
+          target: { kind: 'none' },
+        });
+      }
+    }
+  }
+  return rules;
 }

@@ -12,6 +12,7 @@ import { compileRulesets, DEFAULT_MARKS } from './compile.js';
 import type { MarkBits } from './compile.js';
 import { DEFAULT_PIN_ROOT, pinnedDomainMatches } from './domain-match.js';
 import type { DomainMatchProvider } from './domain-match.js';
+import type { DnsParserHook } from './dns-parser-hook.js';
 import type { Ruleset, TableName } from './model.js';
 import { renderFresh, renderRemoval, renderTable, restoreLabel } from './render.js';
 import { parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
@@ -26,6 +27,11 @@ export interface IptablesDataplaneOptions {
   readonly pinRoot?: string;
   /** Pins and names the xt_bpf match program of each domain set (bpf-parser provides one). */
   readonly domainMatches?: DomainMatchProvider;
+  /**
+   * The inline DNS parser (bpf-parser's socket filter) as an xt_bpf match on DNS traffic of
+   * the trusted servers. Without it no parser rules are rendered (learning happens elsewhere).
+   */
+  readonly dnsParser?: DnsParserHook;
   /** Packet-mark bits dnsplane may use (default 0x01000000 allow, 0x02000000 match). */
   readonly marks?: MarkBits;
   readonly logger?: Logger;
@@ -41,6 +47,7 @@ export class IptablesDataplane implements Dataplane {
   private readonly marks: MarkBits;
   private readonly logger: Logger;
   private readonly backendChoice: BackendChoice;
+  private readonly dnsParser: DnsParserHook | undefined;
   private backend: ResolvedBackend | undefined;
   /** install/remove run one at a time: each reads the kernel state the previous one left. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -51,6 +58,7 @@ export class IptablesDataplane implements Dataplane {
     this.domainMatches = options.domainMatches ?? pinnedDomainMatches(options.pinRoot ?? DEFAULT_PIN_ROOT);
     this.marks = options.marks ?? DEFAULT_MARKS;
     this.logger = options.logger ?? pino({ level: 'silent' });
+    this.dnsParser = options.dnsParser;
   }
 
   /** The two restore inputs a fresh host would get, each under a comment line naming its tool. */
@@ -73,6 +81,7 @@ export class IptablesDataplane implements Dataplane {
     const rulesets = this.compile(state);
     const used = new Set(state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]).map((r) => r.destination.domainSetId));
     await this.domainMatches.prepare(state.domainSets.filter((s) => used.has(s.id)));
+    if (this.dnsParser) await this.dnsParser.prepare(state.dns);
     const backend = await this.resolvedBackend();
 
     const applied: Array<{ family: IpFamily; before: SavedTable }> = [];
@@ -137,7 +146,11 @@ export class IptablesDataplane implements Dataplane {
   }
 
   private compile(state: DesiredState): { v4: Ruleset; v6: Ruleset } {
-    return compileRulesets(state, { domainMatches: this.domainMatches, marks: this.marks });
+    return compileRulesets(state, {
+      domainMatches: this.domainMatches,
+      marks: this.marks,
+      ...(this.dnsParser ? { dnsParserPath: this.dnsParser.programPath } : {}),
+    });
   }
 
   private async applyRuleset(ruleset: Ruleset, before: SavedTable): Promise<void> {

@@ -8,3 +8,4 @@ export * from './saved-table.js';
 export * from './backend.js';
 export * from './driver.js';
 export * from './process-runner.js';
+export * from './dns-parser-hook.js';

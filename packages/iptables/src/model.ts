@@ -36,6 +36,8 @@ export type Match =
   | { readonly kind: 'bpfPinned'; readonly path: string };
 
 export type Target =
+  /** No target: the rule only runs its matches (e.g. the DNS parser) and evaluation goes on. */
+  | { readonly kind: 'none' }
   | { readonly kind: 'accept' }
   | { readonly kind: 'drop' }
   | { readonly kind: 'return' }

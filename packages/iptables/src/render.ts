@@ -51,7 +51,7 @@ export function renderChain(chain: Chain): string[] {
 }
 
 export function renderRule(rule: Rule): string {
-  return [...rule.matches.map(renderMatch), renderTarget(rule.target)].join(' ');
+  return [...rule.matches.map(renderMatch), renderTarget(rule.target)].filter((part) => part !== '').join(' ');
 }
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = {
@@ -106,6 +106,8 @@ export function renderMatch(match: Match): string {
 
 export function renderTarget(target: Target): string {
   switch (target.kind) {
+    case 'none':
+      return '';
     case 'accept':
       return '-j ACCEPT';
     case 'drop':

@@ -176,4 +176,29 @@ describe('rule semantics', () => {
     expect(text).toContain('-j MARK --set-xmark 0x0/0x20');
     expect(text).not.toContain('0x1000000');
   });
+
+  it('runs the DNS parser first in each dispatch chain for the trusted servers of the family', () => {
+    const state: DesiredState = {
+      ...fullState,
+      dns: { ...fullState.dns, trustedServers: [{ family: 4, address: '198.18.0.53', port: 53 }, { family: 6, address: 'fd00::53', port: 5353 }] },
+    };
+    const parsed = (family: 4 | 6, chain: string): string[] =>
+      renderFresh(compileRuleset(state, family, { ...options, dnsParserPath: '/sys/fs/bpf/dnsplane/dnsplane_parse_socket' }))
+        .split('\n')
+        .filter((l) => l.startsWith(`-A ${chain} `))
+        .slice(0, 5);
+    const bpf = '-m bpf --object-pinned /sys/fs/bpf/dnsplane/dnsplane_parse_socket';
+    expect(parsed(4, 'DNSPLANE-FORWARD')).toEqual([
+      `-A DNSPLANE-FORWARD -d 198.18.0.53/32 -p udp -m multiport --dports 53 ${bpf}`,
+      `-A DNSPLANE-FORWARD -s 198.18.0.53/32 -p udp -m multiport --sports 53 ${bpf}`,
+      `-A DNSPLANE-FORWARD -d 198.18.0.53/32 -p tcp -m multiport --dports 53 ${bpf}`,
+      `-A DNSPLANE-FORWARD -s 198.18.0.53/32 -p tcp -m multiport --sports 53 ${bpf}`,
+      '-A DNSPLANE-FORWARD -j MARK --set-xmark 0x0/0x1000000',
+    ]);
+    // Loopback crosses OUTPUT and INPUT: only INPUT parses it.
+    expect(parsed(6, 'DNSPLANE-OUTPUT')[0]).toBe(`-A DNSPLANE-OUTPUT -d fd00::53/128 ! -o lo -p udp -m multiport --dports 5353 ${bpf}`);
+    expect(parsed(6, 'DNSPLANE-INPUT')[1]).toBe(`-A DNSPLANE-INPUT -s fd00::53/128 -p udp -m multiport --sports 5353 ${bpf}`);
+    // Without a parser hook nothing of it is rendered.
+    expect(renderFresh(compileRuleset(state, 4, options))).not.toContain('dnsplane_parse_socket');
+  });
 });

@@ -1,6 +1,5 @@
 // Real traffic through the driver's rules: a router namespace runs iptables (both backends)
 // between a client and a server namespace, each behind a veth pair. 198.18.0.0/15 only.
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,9 +11,9 @@ import type { DesiredState, DomainSet } from '@dnsplane/core';
 import { createIptablesDataplane, domainMatchPinPath } from '../src/index.js';
 import type { DomainMatchProvider, ResolvedBackend } from '../src/index.js';
 import { dns, peer, port, rule, v4, v6 } from './fixtures.js';
-import { createNetns, deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
+import { deleteNetns, inNetns, netnsRunner, sh } from './netns.js';
+import { connect, createLab, SERVER, startServer } from './lab.js';
 
-const SERVER = '198.18.2.2';
 
 /** Client egress allows 8080 and 8081 to the server; the server's ingress allows only 8080. */
 const state: DesiredState = {
@@ -37,63 +36,6 @@ const state: DesiredState = {
   ],
   dns,
 };
-
-interface Lab {
-  readonly router: string;
-  readonly client: string;
-  readonly server: string;
-}
-
-async function link(lab: Lab, peerNs: string, routerIf: string, subnet: 1 | 2): Promise<void> {
-  await sh('ip', ['link', 'add', routerIf, 'netns', lab.router, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peerNs]);
-  await inNetns(lab.router, 'ip', ['addr', 'add', `198.18.${subnet}.1/24`, 'dev', routerIf]);
-  await inNetns(lab.router, 'ip', ['addr', 'add', `fd00:${subnet}::1/64`, 'dev', routerIf, 'nodad']);
-  await inNetns(lab.router, 'ip', ['link', 'set', routerIf, 'up']);
-  await inNetns(peerNs, 'ip', ['addr', 'add', `198.18.${subnet}.2/24`, 'dev', 'eth0']);
-  await inNetns(peerNs, 'ip', ['addr', 'add', `fd00:${subnet}::2/64`, 'dev', 'eth0', 'nodad']);
-  await inNetns(peerNs, 'ip', ['link', 'set', 'eth0', 'up']);
-  await inNetns(peerNs, 'ip', ['route', 'add', 'default', 'via', `198.18.${subnet}.1`]);
-  await inNetns(peerNs, 'ip', ['-6', 'route', 'add', 'default', 'via', `fd00:${subnet}::1`]);
-}
-
-/** Router between a client (198.18.1.2, fd00:1::2) and a server (198.18.2.2, fd00:2::2). */
-async function createLab(names: string[]): Promise<Lab> {
-  const lab: Lab = { router: await createNetns('dnsplane-iptr'), client: await createNetns('dnsplane-iptc'), server: await createNetns('dnsplane-ipts') };
-  names.push(lab.router, lab.client, lab.server);
-  await link(lab, lab.client, 'dp-c', 1);
-  await link(lab, lab.server, 'dp-s', 2);
-  await inNetns(lab.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-  return lab;
-}
-
-/** A TCP server on the given ports in `netns`; resolves once every port listens. */
-function startServer(netns: string, ports: readonly number[], hosts: readonly string[] = [SERVER]): Promise<ChildProcess> {
-  const script = `const net=require('net');let n=0;for(const h of ${JSON.stringify(hosts)})for(const p of ${JSON.stringify(ports)}){net.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,h,()=>{if(++n===${ports.length * hosts.length})console.log('listening')})}`;
-  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    const deadline = setTimeout(() => reject(new Error('server did not listen within 10 s')), 10_000);
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      if (chunk.includes('listening')) {
-        clearTimeout(deadline);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(deadline);
-      reject(new Error(`server exited (${code})`));
-    });
-  });
-}
-
-type Outcome = 'connected' | 'refused' | 'timeout';
-
-/** One TCP connect from `netns`: connected, refused (RST) or timeout (dropped), within 1.5 s. */
-async function connect(netns: string, target: number, host: string = SERVER): Promise<Outcome> {
-  const script = `const s=require('net').connect(${target},'${host}');const t=setTimeout(()=>{console.log('timeout');process.exit(0)},1500);s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code==='ECONNREFUSED'?'refused':'error:'+e.code);process.exit(0)})`;
-  const out = (await inNetns(netns, process.execPath, ['-e', script])).trim();
-  if (out !== 'connected' && out !== 'refused' && out !== 'timeout') throw new Error(`unexpected connect outcome ${out}`);
-  return out;
-}
 
 describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (backend: ResolvedBackend) => {
   it('allows what both endpoints allow and drops the rest; remove restores plain forwarding', async () => {

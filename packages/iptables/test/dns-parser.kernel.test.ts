@@ -1,0 +1,97 @@
+// Inline parsing through xt_bpf with the real parser: a router namespace runs the driver's
+// rules with the bpf-parser's socket filter pinned; a client asks a dnsmasq in the server
+// namespace; the answer's address is in the membership map before the client has it.
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { DesiredState, DomainSet } from '@dnsplane/core';
+import { parseDomainPattern } from '@dnsplane/core';
+import { DnsParserProgram } from '@dnsplane/bpf-parser';
+import { createIptablesDataplane } from '../src/index.js';
+import type { DnsParserHook, ResolvedBackend } from '../src/index.js';
+import { createLab, SERVER } from './lab.js';
+import { deleteNetns, inNetns, netnsRunner } from './netns.js';
+
+const NAME = 'api.dnsplane.test';
+const SET: DomainSet = { id: 0x00d05e75, name: 'ds_00d05e75', patterns: [parseDomainPattern(NAME, 'calico')] };
+
+const state: DesiredState = {
+  domainSets: [SET],
+  policies: [],
+  endpoints: [],
+  dns: { trustedServers: [{ family: 4, address: SERVER, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 },
+};
+
+/** dnsmasq answering NAME with SERVER, in `netns`; resolves once it answers the client. */
+async function startDnsmasq(netns: string, client: string): Promise<ChildProcess> {
+  const child = spawn(
+    'nsenter',
+    [
+      `--net=/run/netns/${netns}`,
+      'dnsmasq',
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      '--no-resolv',
+      '--no-hosts',
+      '--bind-interfaces',
+      `--listen-address=${SERVER}`,
+      `--address=/${NAME}/${SERVER}`,
+      '--local-ttl=60',
+      '--pid-file=',
+      '--user=root',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`dnsmasq exited (${child.exitCode})`);
+    if ((await dig(client)) === SERVER) return child;
+  }
+  child.kill();
+  throw new Error('dnsmasq did not answer within 10 s');
+}
+
+async function dig(client: string): Promise<string> {
+  const result = await netnsRunner(client).run('dig', [`@${SERVER}`, NAME, 'A', '+short', '+time=1', '+tries=1']);
+  return result.stdout.trim();
+}
+
+describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on the %s backend', (backend: ResolvedBackend) => {
+  it('learns the answer of a trusted server that the client asked, in the router', async () => {
+    const names: string[] = [];
+    let dnsmasq: ChildProcess | undefined;
+    const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
+    const parser = DnsParserProgram.load({ pinRoot });
+    try {
+      parser.setDomainSets([SET]);
+      const { socketFilter } = parser.pinPrograms(pinRoot);
+      const lab = await createLab(names);
+      dnsmasq = await startDnsmasq(lab.server, lab.client);
+      // Without the driver's rules the router never runs the parser.
+      expect(parser.membership().filter((m) => m.setId === SET.id)).toEqual([]);
+
+      const hook: DnsParserHook = {
+        programPath: socketFilter,
+        prepare: async (dns) => parser.configure(dns),
+      };
+      const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
+      await dataplane.install(state);
+      const rules = await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter']);
+      expect(rules).toContain(`-A DNSPLANE-FORWARD -s ${SERVER}/32 -p udp -m multiport --sports 53 -m bpf --object-pinned ${socketFilter}`);
+
+      expect(await dig(lab.client)).toBe(SERVER);
+      const learned = parser.membership().filter((m) => m.setId === SET.id);
+      expect(learned.map((m) => m.address)).toEqual([SERVER]);
+      const counters = parser.counters();
+      expect(counters.queries).toBeGreaterThanOrEqual(1);
+      expect(counters.learned).toBeGreaterThanOrEqual(1);
+      await dataplane.remove();
+    } finally {
+      if (dnsmasq?.exitCode === null) dnsmasq.kill();
+      for (const name of names) await deleteNetns(name);
+      parser.close();
+      DnsParserProgram.removePins(pinRoot);
+    }
+  });
+});
