@@ -135,6 +135,9 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
     }
     const iface = endpoint.interface;
     if (iface === undefined) continue;
+    if (!validInterfaceName(iface)) {
+      throw new NotSupportedError(`endpoint ${endpoint.name}: interface ${JSON.stringify(iface)} is not a Linux interface name (1-15 characters, no '/', ':', quotes or spaces)`);
+    }
     const fromWorkload = endpointChain('FW', endpoint.name, endpoint.egressPolicies, 'egress');
     if (fromWorkload) {
       endpointChains.push(fromWorkload);
@@ -382,4 +385,9 @@ function parserRules(servers: readonly TrustedServer[], builtin: BuiltinChain, p
     }
   }
   return rules;
+}
+
+/** What the kernel accepts as an interface name (dev_valid_name), and iptables can quote. */
+export function validInterfaceName(name: string): boolean {
+  return name.length >= 1 && name.length <= 15 && name !== '.' && name !== '..' && !/[/:\s"'\\]/.test(name);
 }

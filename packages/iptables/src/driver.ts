@@ -4,6 +4,7 @@
 import type { Dataplane, DataplaneStatus, DesiredState, IpFamily, LearnedEntry, ProcessRunner } from '@dnsplane/core';
 import { KernelError } from '@dnsplane/core';
 import { pino } from 'pino';
+import { z } from 'zod';
 import type { Logger } from 'pino';
 import { iptablesProcessRunner } from './process-runner.js';
 import { backendChoiceSchema, resolveBackend, toolName } from './backend.js';
@@ -38,6 +39,15 @@ export interface IptablesDataplaneOptions {
 }
 
 const FAMILIES: readonly IpFamily[] = [4, 6];
+
+const singleBit = z
+  .number()
+  .int()
+  .refine((n) => n > 0 && n <= 0x8000_0000 && (n & (n - 1)) === 0, 'must be a single bit of the 32-bit packet mark');
+/** The two mark bits: single, distinct bits. */
+export const markBitsSchema = z
+  .object({ allow: singleBit, match: singleBit })
+  .refine((m) => m.allow !== m.match, 'allow and match must be different bits');
 const TABLE: TableName = 'filter';
 
 export class IptablesDataplane implements Dataplane {
@@ -56,7 +66,7 @@ export class IptablesDataplane implements Dataplane {
     this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
     this.runner = options.runner ?? iptablesProcessRunner;
     this.domainMatches = options.domainMatches ?? pinnedDomainMatches(options.pinRoot ?? DEFAULT_PIN_ROOT);
-    this.marks = options.marks ?? DEFAULT_MARKS;
+    this.marks = markBitsSchema.parse(options.marks ?? DEFAULT_MARKS);
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.dnsParser = options.dnsParser;
   }

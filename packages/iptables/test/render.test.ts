@@ -201,4 +201,15 @@ describe('rule semantics', () => {
     // Without a parser hook nothing of it is rendered.
     expect(renderFresh(compileRuleset(state, 4, options))).not.toContain('dnsplane_parse_socket');
   });
+
+  it('refuses an interface name iptables cannot carry, naming the endpoint', () => {
+    const state: DesiredState = { ...withEgress([rule(0, 'allow')]), endpoints: [{ name: 'w', labels: {}, interface: 'veth with space', host: false, addresses: [], ingressPolicies: [], egressPolicies: ['p'] }] };
+    expect(() => compileRuleset(state, 4, options)).toThrow(/endpoint w: interface "veth with space"/);
+  });
+
+  it('refuses mark bits that are not single distinct bits', () => {
+    expect(() => createIptablesDataplane({ marks: { allow: 3, match: 4 } })).toThrow(/single bit/);
+    expect(() => createIptablesDataplane({ marks: { allow: 4, match: 4 } })).toThrow(/different bits/);
+    expect(() => createIptablesDataplane({ marks: { allow: 0x8000_0000, match: 1 } })).not.toThrow();
+  });
 });
