@@ -5,7 +5,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { CompiledPolicy, DesiredState, ProcessRunner } from '@dnsplane/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createNftablesDataplane, nftProcessRunner, type NftablesDataplane } from '@dnsplane/nftables';
 import { anyPeer, githubSet, rule } from './fixtures.js';
 import { uniqueSuffix, waitFor } from './kernel-helpers.js';
@@ -15,6 +15,8 @@ const suffix = uniqueSuffix();
 const ns = { node: `dpn${suffix}`, workload: `dpw${suffix}`, server: `dps${suffix}` };
 const hostSide = { workload: `dpw${suffix}`, server: `dps${suffix}` }; // interface names in the node namespace
 const serverAddress = '198.18.2.2';
+const serverAddress6 = 'fd00:2::2';
+const nodeAddress = '198.18.1.1';
 
 async function ip(...args: string[]): Promise<void> {
   await exec('ip', args);
@@ -36,20 +38,41 @@ socket.on('connect', () => { console.log('connected'); socket.destroy(); });
 socket.on('timeout', () => { console.log('timeout'); socket.destroy(); });
 socket.on('error', (e) => console.log('error ' + e.code));
 `;
+/** Listens on every address given in argv (host,port pairs) and prints "ready". */
 const SERVER = `
 const net = require('node:net');
+const pairs = process.argv.slice(1);
 let ready = 0;
-for (const port of [8080, 8081]) {
-  net.createServer((s) => { s.on('error', () => {}); s.end('ok'); }).listen(port, '${serverAddress}', () => { if (++ready === 2) console.log('ready'); });
+for (let i = 0; i < pairs.length; i += 2) {
+  net.createServer((s) => { s.on('error', () => {}); s.end('ok'); })
+    .listen(Number(pairs[i + 1]), pairs[i], () => { if (++ready === pairs.length / 2) console.log('ready'); });
 }
 `;
 
-async function connect(port: number): Promise<string> {
-  return (await inNs(ns.workload, 'node', '-e', CLIENT, serverAddress, String(port))).trim();
+async function connect(port: number, host = serverAddress, from = ns.workload): Promise<string> {
+  return (await inNs(from, 'node', '-e', CLIENT, host, String(port))).trim();
 }
 
-let server: ChildProcess | undefined;
-let dataplane: NftablesDataplane | undefined;
+const listeners: ChildProcess[] = [];
+async function listen(namespace: string, pairs: string[]): Promise<void> {
+  const child = spawn('ip', ['netns', 'exec', namespace, 'node', '-e', SERVER, ...pairs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  listeners.push(child);
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  await waitFor(`listeners in ${namespace}`, async () => output.includes('ready'), 10_000);
+}
+
+const dataplanes: NftablesDataplane[] = [];
+function newDataplane(): NftablesDataplane {
+  const dataplane = createNftablesDataplane({
+    tableName: `dnsplane_t${uniqueSuffix()}`,
+    executor: 'nft-cli',
+    processRunner: nodeNamespaceRunner,
+  });
+  dataplanes.push(dataplane);
+  return dataplane;
+}
+
 let up = false;
 
 beforeAll(async () => {
@@ -57,28 +80,43 @@ beforeAll(async () => {
   await ip('link', 'add', hostSide.workload, 'netns', ns.node, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.workload);
   await ip('link', 'add', hostSide.server, 'netns', ns.node, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.server);
   await inNs(ns.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  await inNs(ns.node, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
   for (const [name, dev, address] of [
-    [ns.node, hostSide.workload, '198.18.1.1/24'],
+    [ns.node, hostSide.workload, `${nodeAddress}/24`],
+    [ns.node, hostSide.workload, 'fd00:1::1/64'],
     [ns.node, hostSide.server, '198.18.2.1/24'],
+    [ns.node, hostSide.server, 'fd00:2::1/64'],
     [ns.workload, 'eth0', '198.18.1.2/24'],
+    [ns.workload, 'eth0', 'fd00:1::2/64'],
     [ns.server, 'eth0', `${serverAddress}/24`],
+    [ns.server, 'eth0', `${serverAddress6}/64`],
   ] as const) {
-    await inNs(name, 'ip', 'addr', 'add', address, 'dev', dev);
+    await inNs(name, 'ip', 'addr', 'add', address, 'dev', dev, ...(address.includes(':') ? ['nodad'] : []));
     await inNs(name, 'ip', 'link', 'set', dev, 'up');
     await inNs(name, 'ip', 'link', 'set', 'lo', 'up');
   }
-  await inNs(ns.workload, 'ip', 'route', 'add', 'default', 'via', '198.18.1.1');
+  await inNs(ns.workload, 'ip', 'route', 'add', 'default', 'via', nodeAddress);
+  await inNs(ns.workload, 'ip', '-6', 'route', 'add', 'default', 'via', 'fd00:1::1');
   await inNs(ns.server, 'ip', 'route', 'add', 'default', 'via', '198.18.2.1');
-  server = spawn('ip', ['netns', 'exec', ns.server, 'node', '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let output = '';
-  server.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  await waitFor('the server to listen', async () => output.includes('ready'), 10_000);
+  await inNs(ns.server, 'ip', '-6', 'route', 'add', 'default', 'via', 'fd00:2::1');
+  // link-local addresses go through DAD even when the global ones skip it; ND needs them
+  for (const name of Object.values(ns)) {
+    await waitFor(`IPv6 DAD in ${name}`, async () => (await inNs(name, 'ip', '-6', 'addr', 'show', 'tentative')).trim() === '', 10_000);
+  }
+  await listen(ns.server, [serverAddress, '8080', serverAddress, '8081', serverAddress6, '8080', serverAddress6, '8081']);
+  await listen(ns.node, [nodeAddress, '9090', nodeAddress, '9091']);
   up = true;
 });
 
+afterEach(async () => {
+  for (const dataplane of dataplanes.splice(0)) {
+    await dataplane.remove().catch(() => undefined);
+    await dataplane.close();
+  }
+});
+
 afterAll(async () => {
-  await dataplane?.close();
-  if (server?.pid !== undefined) server.kill();
+  for (const child of listeners) if (child.pid !== undefined && child.exitCode === null) child.kill();
   for (const name of Object.values(ns)) await ip('netns', 'del', name).catch(() => undefined);
 });
 
@@ -107,24 +145,92 @@ const state: DesiredState = {
   dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 },
 };
 
-describe('enforcement in a network namespace', () => {
-  it('denies until the address is learned, then allows only the allowed port', async () => {
-    expect(up).toBe(true);
-    // sanity: without the table, the path is open
-    expect(await connect(8080)).toBe('connected');
+const serverEndpoint = (ingressPolicies: string[]) => ({
+  name: 'srv',
+  labels: {},
+  interface: hostSide.server,
+  host: false,
+  addresses: [],
+  ingressPolicies,
+  egressPolicies: [],
+});
 
-    dataplane = createNftablesDataplane({ tableName: `dnsplane_t${suffix}`, executor: 'nft-cli', processRunner: nodeNamespaceRunner });
+describe('enforcement in network namespaces', () => {
+  it('denies until the address is learned, then allows only the allowed port (IPv4 and IPv6)', async () => {
+    expect(up).toBe(true);
+    // sanity: without the table, the path is open (the first packets also resolve neighbours)
+    await waitFor('the IPv4 path', async () => (await connect(8080)) === 'connected', 10_000);
+    await waitFor('the IPv6 path', async () => (await connect(8080, serverAddress6)) === 'connected', 10_000);
+
+    const dataplane = newDataplane();
     await dataplane.install(state);
     expect(await connect(8080)).toBe('timeout'); // default deny: the SYN is dropped
+    expect(await connect(8080, serverAddress6)).toBe('timeout');
 
-    await dataplane.addLearned([{ setId: githubSet.id, family: 4, address: serverAddress, expiresAt: Date.now() + 60_000 }]);
+    const expiresAt = Date.now() + 60_000;
+    await dataplane.addLearned([
+      { setId: githubSet.id, family: 4, address: serverAddress, expiresAt },
+      { setId: githubSet.id, family: 6, address: serverAddress6, expiresAt },
+    ]);
     expect(await connect(8080)).toBe('connected');
+    // forget the neighbours learned before the table existed: ND must pass the endpoint chains
+    for (const name of [ns.workload, ns.node]) await inNs(name, 'ip', '-6', 'neigh', 'flush', 'all');
+    expect(await connect(8080, serverAddress6)).toBe('connected');
     expect(await connect(8081)).toBe('timeout'); // learned address, port not allowed
 
-    // re-install with the same policy changes nothing: still allowed (learned member kept)
+    // a policy edit keeps the learned member
     await dataplane.install({ ...state, policies: [{ ...egress, egress: [...egress.egress!, rule(1, { action: 'log' })] }] });
     expect(await connect(8080)).toBe('connected');
     await dataplane.remove();
     expect(await connect(8081)).toBe('connected');
+  });
+
+  it("an egress Allow does not skip the receiving endpoint's ingress policy", async () => {
+    expect(up).toBe(true);
+    const allowBoth: CompiledPolicy = {
+      name: 'web-egress',
+      order: 1,
+      egress: [rule(0, { action: 'allow', protocol: 6, destination: { ...anyPeer, ports: [{ first: 8080, last: 8081 }] } })],
+    };
+    const srvIngress: CompiledPolicy = {
+      name: 'srv-ingress',
+      order: 2,
+      ingress: [
+        rule(0, {
+          action: 'allow',
+          protocol: 6,
+          source: { ...anyPeer, nets: [{ family: 4, text: '198.18.1.0/24' }] },
+          destination: { ...anyPeer, ports: [{ first: 8081, last: 8081 }] },
+        }),
+      ],
+    };
+    const dataplane = newDataplane();
+    await dataplane.install({
+      ...state,
+      policies: [allowBoth, srvIngress],
+      endpoints: [...state.endpoints, serverEndpoint(['srv-ingress'])],
+    });
+    expect(await connect(8080)).toBe('timeout'); // allowed out, denied in
+    expect(await connect(8081)).toBe('connected'); // allowed out and in
+  });
+
+  it('enforces a host endpoint on input, never on loopback', async () => {
+    expect(up).toBe(true);
+    const hostIngress: CompiledPolicy = {
+      name: 'node-ingress',
+      order: 1,
+      ingress: [rule(0, { action: 'allow', protocol: 6, destination: { ...anyPeer, ports: [{ first: 9090, last: 9090 }] } })],
+    };
+    const dataplane = newDataplane();
+    await dataplane.install({
+      ...state,
+      domainSets: [],
+      policies: [hostIngress],
+      endpoints: [{ name: 'node', labels: {}, host: true, addresses: [], ingressPolicies: ['node-ingress'], egressPolicies: [] }],
+    });
+    expect(await connect(9090, nodeAddress)).toBe('connected');
+    expect(await connect(9091, nodeAddress)).toBe('timeout');
+    // the node reaching its own address goes over lo: untouched
+    expect(await connect(9091, nodeAddress, ns.node)).toBe('connected');
   });
 });
