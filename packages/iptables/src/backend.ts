@@ -1,6 +1,7 @@
 // The two iptables backends and how `auto` picks one: follow what the host already uses.
 import type { IpFamily, IptablesBackend, ProcessRunner } from '@dnsplane/core';
-import { IPTABLES_BACKENDS, KernelError } from '@dnsplane/core';
+import { IPTABLES_BACKENDS, KernelError, NotSupportedError } from '@dnsplane/core';
+import type { ProcessResult } from '@dnsplane/core';
 import { z } from 'zod';
 
 /** The two tool sets; `auto` (core's `IptablesBackend`) resolves to one of them. */
@@ -16,6 +17,24 @@ export type IptablesTool = 'restore' | 'save';
 /** `iptables-nft-restore`, `ip6tables-legacy-save`, … */
 export function toolName(backend: ResolvedBackend, family: IpFamily, tool: IptablesTool): string {
   return `${family === 4 ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
+}
+
+/**
+ * Runs one iptables tool; a tool that is not installed (spawn ENOENT, or exit code 127 from a
+ * wrapper such as nsenter) is NotSupportedError naming the package to install.
+ */
+export async function runTool(runner: ProcessRunner, command: string, args: readonly string[], input?: string): Promise<ProcessResult> {
+  const missing = (): NotSupportedError =>
+    new NotSupportedError(`${command} is not installed: the iptables dataplane needs the iptables package (legacy and nft tools)`);
+  let result: ProcessResult;
+  try {
+    result = await runner.run(command, args, input === undefined ? {} : { input });
+  } catch (error) {
+    if (error instanceof Error && (error as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
+    throw error;
+  }
+  if (result.code === 127) throw missing();
+  return result;
 }
 
 /** Rules and user chains in iptables-save output (comments, table headers and COMMIT excluded). */
@@ -37,7 +56,7 @@ export async function detectBackend(runner: ProcessRunner): Promise<ResolvedBack
   for (const backend of RESOLVED_BACKENDS) {
     for (const family of [4, 6] as const) {
       const command = toolName(backend, family, 'save');
-      const result = await runner.run(command, []);
+      const result = await runTool(runner, command, []);
       if (result.code !== 0) throw new KernelError(`${command} failed`, result.stderr.trim());
       counts[backend] += countSavedObjects(result.stdout);
     }

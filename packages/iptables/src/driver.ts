@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import { iptablesProcessRunner } from './process-runner.js';
-import { backendChoiceSchema, resolveBackend, toolName } from './backend.js';
+import { backendChoiceSchema, resolveBackend, runTool, toolName } from './backend.js';
 import type { BackendChoice, ResolvedBackend } from './backend.js';
 import { compileRulesets, DEFAULT_MARKS } from './compile.js';
 import type { MarkBits } from './compile.js';
@@ -183,14 +183,14 @@ export class IptablesDataplane implements Dataplane {
 
   private async readTable(family: IpFamily): Promise<SavedTable> {
     const command = toolName(await this.resolvedBackend(), family, 'save');
-    const result = await this.runner.run(command, ['-t', TABLE]);
+    const result = await runTool(this.runner, command, ['-t', TABLE]);
     if (result.code !== 0) throw new KernelError(`${command} -t ${TABLE} failed`, result.stderr.trim());
     return parseSavedTable(result.stdout, TABLE);
   }
 
   private async restore(family: IpFamily, input: string): Promise<void> {
     const command = toolName(await this.resolvedBackend(), family, 'restore');
-    const result = await this.runner.run(command, ['-w', '--noflush'], { input });
+    const result = await runTool(this.runner, command, ['-w', '--noflush'], input);
     if (result.code !== 0) {
       throw new KernelError(`${command} --noflush failed (nothing applied)`, restoreErrorDetail(result.stderr, input));
     }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ProcessRunner } from '@dnsplane/core';
+import { isNotSupported } from '@dnsplane/core';
 import { compileRuleset, countSavedObjects, DEFAULT_MARKS, detectBackend, fitName, logPrefix, objectChainName, parseSavedTable, pinnedDomainMatches, restoreErrorDetail, rollbackInput, tableChanges } from '../src/index.js';
 import type { Table } from '../src/index.js';
 import { emptyState } from './fixtures.js';
@@ -112,5 +113,21 @@ describe('restoreErrorDetail', () => {
     expect(restoreErrorDetail(stderr, '*filter\n-A DNSPLANE-X -m bpf --object-pinned /x -j ACCEPT\nCOMMIT\n')).toBe(
       'iptables-restore v1.8.9 (legacy): bpf: failed to get bpf object; Error occurred at line: 2; input line 2: -A DNSPLANE-X -m bpf --object-pinned /x -j ACCEPT',
     );
+  });
+});
+
+describe('missing tools', () => {
+  it('reports a tool that is not installed as NotSupportedError', async () => {
+    const enoent: ProcessRunner = {
+      run: async () => {
+        throw Object.assign(new Error('spawn iptables-nft-save ENOENT'), { code: 'ENOENT' });
+      },
+    };
+    const viaWrapper: ProcessRunner = { run: async () => ({ code: 127, stdout: '', stderr: 'nsenter: failed to execute' }) };
+    for (const runner of [enoent, viaWrapper]) {
+      const error = await detectBackend(runner).catch((e: unknown) => e);
+      expect(isNotSupported(error)).toBe(true);
+      expect(String(error)).toMatch(/iptables-legacy-save is not installed/);
+    }
   });
 });
