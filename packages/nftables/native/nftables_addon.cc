@@ -1,18 +1,75 @@
 // A thin binding over libnftables: one nft context per NftContext object, output and
-// errors buffered, JSON output on. Commands run synchronously on the calling thread
-// (one libnftables call is ~50 us; the TypeScript side serialises calls).
+// errors buffered, JSON output on. `run` executes on the calling thread (tiny commands);
+// `runAsync` on a libuv worker thread so large documents never block the event loop. A
+// context is not thread-safe: one call at a time (the TypeScript side serialises calls;
+// the addon refuses overlapping ones).
 #include <napi.h>
 #include <nftables/libnftables.h>
 
 #include <string>
+#include <utility>
 
 namespace {
+
+struct RunResult {
+  int code = 0;
+  std::string output;
+  std::string error;
+};
+
+// Runs one command on a context; the caller guarantees exclusive use of the context.
+RunResult RunCommand(struct nft_ctx* ctx, const std::string& command, bool dry_run, bool terse) {
+  nft_ctx_set_dry_run(ctx, dry_run);
+  // terse: listings leave out set elements (much cheaper for tables with many elements)
+  const unsigned int flags = static_cast<unsigned int>(NFT_CTX_OUTPUT_JSON) |
+                            (terse ? static_cast<unsigned int>(NFT_CTX_OUTPUT_TERSE) : 0u);
+  nft_ctx_output_set_flags(ctx, flags);
+  RunResult result;
+  result.code = nft_run_cmd_from_buffer(ctx, command.c_str());
+  nft_ctx_set_dry_run(ctx, false);
+  const char* output = nft_ctx_get_output_buffer(ctx);
+  const char* error = nft_ctx_get_error_buffer(ctx);
+  result.output = output != nullptr ? output : "";
+  result.error = error != nullptr ? error : "";
+  return result;
+}
+
+Napi::Object ResultObject(Napi::Env env, const RunResult& result) {
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("code", Napi::Number::New(env, result.code));
+  object.Set("output", Napi::String::New(env, result.output));
+  object.Set("error", Napi::String::New(env, result.error));
+  return object;
+}
+
+class NftContext;
+
+class RunWorker : public Napi::AsyncWorker {
+ public:
+  RunWorker(Napi::Env env, NftContext* owner, struct nft_ctx* ctx, std::string command, bool dry_run, bool terse)
+      : Napi::AsyncWorker(env), owner_(owner), ctx_(ctx), command_(std::move(command)), dry_run_(dry_run),
+        terse_(terse), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { result_ = RunCommand(ctx_, command_, dry_run_, terse_); }
+  void OnOK() override;
+
+ private:
+  NftContext* owner_;
+  struct nft_ctx* ctx_;
+  std::string command_;
+  bool dry_run_;
+  bool terse_;
+  RunResult result_;
+  Napi::Promise::Deferred deferred_;
+};
 
 class NftContext : public Napi::ObjectWrap<NftContext> {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "NftContext",
                                       {InstanceMethod("run", &NftContext::Run),
+                                       InstanceMethod("runAsync", &NftContext::RunAsync),
                                        InstanceMethod("close", &NftContext::Close)});
     exports.Set("NftContext", ctor);
     return exports;
@@ -34,6 +91,13 @@ class NftContext : public Napi::ObjectWrap<NftContext> {
 
   ~NftContext() override { Free(); }
 
+  // Called on the main thread when a worker finished.
+  void WorkerDone() {
+    busy_ = false;
+    if (close_requested_) Free();
+    Unref();
+  }
+
  private:
   void Free() {
     if (ctx_ != nullptr) {
@@ -42,41 +106,65 @@ class NftContext : public Napi::ObjectWrap<NftContext> {
     }
   }
 
-  // run(command: string, dryRun?: boolean, terse?: boolean) -> { code, output, error }
-  Napi::Value Run(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (ctx_ == nullptr) {
+  bool CheckUsable(Napi::Env env, const Napi::CallbackInfo& info) {
+    if (ctx_ == nullptr || close_requested_) {
       Napi::Error::New(env, "nft context is closed").ThrowAsJavaScriptException();
-      return env.Undefined();
+      return false;
+    }
+    if (busy_) {
+      Napi::Error::New(env, "nft context is busy (one call at a time)").ThrowAsJavaScriptException();
+      return false;
     }
     if (info.Length() < 1 || !info[0].IsString()) {
       Napi::TypeError::New(env, "run(command: string, dryRun?: boolean, terse?: boolean)").ThrowAsJavaScriptException();
-      return env.Undefined();
+      return false;
     }
-    const std::string command = info[0].As<Napi::String>().Utf8Value();
+    return true;
+  }
+
+  // run(command: string, dryRun?: boolean, terse?: boolean) -> { code, output, error }
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckUsable(env, info)) return env.Undefined();
     const bool dry_run = info.Length() > 1 && info[1].ToBoolean().Value();
     const bool terse = info.Length() > 2 && info[2].ToBoolean().Value();
-    nft_ctx_set_dry_run(ctx_, dry_run);
-    // terse: listings leave out set elements (much cheaper for tables with many elements)
-    nft_ctx_output_set_flags(ctx_, NFT_CTX_OUTPUT_JSON | (terse ? NFT_CTX_OUTPUT_TERSE : 0u));
-    const int code = nft_run_cmd_from_buffer(ctx_, command.c_str());
-    nft_ctx_set_dry_run(ctx_, false);
-    const char* output = nft_ctx_get_output_buffer(ctx_);
-    const char* error = nft_ctx_get_error_buffer(ctx_);
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("code", Napi::Number::New(env, code));
-    result.Set("output", Napi::String::New(env, output != nullptr ? output : ""));
-    result.Set("error", Napi::String::New(env, error != nullptr ? error : ""));
-    return result;
+    return ResultObject(env, RunCommand(ctx_, info[0].As<Napi::String>().Utf8Value(), dry_run, terse));
+  }
+
+  // runAsync(command, dryRun?, terse?) -> Promise<{ code, output, error }>, on a worker thread
+  Napi::Value RunAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckUsable(env, info)) return env.Undefined();
+    const bool dry_run = info.Length() > 1 && info[1].ToBoolean().Value();
+    const bool terse = info.Length() > 2 && info[2].ToBoolean().Value();
+    auto* worker = new RunWorker(env, this, ctx_, info[0].As<Napi::String>().Utf8Value(), dry_run, terse);
+    busy_ = true;
+    Ref();  // keep this object alive while the worker uses its context
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    Free();
+    if (busy_) {
+      close_requested_ = true;  // freed when the running worker finishes
+    } else {
+      Free();
+    }
     return info.Env().Undefined();
   }
 
+  bool busy_ = false;
+  bool close_requested_ = false;
   struct nft_ctx* ctx_ = nullptr;
 };
+
+void RunWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  deferred_.Resolve(ResultObject(env, result_));
+  owner_->WorkerDone();
+}
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return NftContext::Init(env, exports); }
 

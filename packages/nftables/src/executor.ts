@@ -24,6 +24,8 @@ interface AddonResult {
 }
 interface AddonContext {
   run(command: string, dryRun: boolean, terse: boolean): AddonResult;
+  /** The same on a libuv worker thread: large documents never block the event loop. */
+  runAsync(command: string, dryRun: boolean, terse: boolean): Promise<AddonResult>;
   close(): void;
 }
 interface Addon {
@@ -49,6 +51,7 @@ export function loadAddon(): Addon | undefined {
 export class LibnftablesExecutor implements NftExecutor {
   readonly kind = 'libnftables';
   readonly #context: AddonContext;
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(addon: Addon) {
     this.#context = new addon.NftContext();
@@ -62,20 +65,24 @@ export class LibnftablesExecutor implements NftExecutor {
     return new LibnftablesExecutor(addon);
   }
 
-  runDocument(document: string, options: { readonly dryRun: boolean }): Promise<void> {
-    const result = this.#context.run(document, options.dryRun, false);
+  async runDocument(document: string, options: { readonly dryRun: boolean }): Promise<void> {
+    const result = await this.#exclusive(() => this.#context.runAsync(document, options.dryRun, false));
     if (result.code !== 0) {
-      return Promise.reject(new KernelError(options.dryRun ? 'nft check failed' : 'nft apply failed', result.error.trim()));
+      throw new KernelError(options.dryRun ? 'nft check failed' : 'nft apply failed', result.error.trim());
     }
-    return Promise.resolve();
   }
 
-  list(command: readonly string[], options: { readonly terse?: boolean } = {}): Promise<string> {
-    const result = this.#context.run(command.join(' '), false, options.terse ?? false);
-    if (result.code !== 0) {
-      return Promise.reject(new KernelError(`nft ${command.join(' ')} failed`, result.error.trim()));
-    }
-    return Promise.resolve(result.output);
+  async list(command: readonly string[], options: { readonly terse?: boolean } = {}): Promise<string> {
+    const result = await this.#exclusive(() => this.#context.runAsync(command.join(' '), false, options.terse ?? false));
+    if (result.code !== 0) throw new KernelError(`nft ${command.join(' ')} failed`, result.error.trim());
+    return result.output;
+  }
+
+  /** The context runs one command at a time. */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
   close(): void {

@@ -1,0 +1,72 @@
+// The libnftables addon itself: JSON in and out, check mode, terse listings, worker-thread
+// execution that leaves the event loop free, and one call at a time per context.
+import { afterEach, describe, expect, it } from 'vitest';
+import { LibnftablesExecutor, loadAddon } from '@dnsplane/nftables';
+import { deleteTableIfPresent, tableExists, uniqueSuffix } from './kernel-helpers.js';
+
+const addon = loadAddon();
+const tables: string[] = [];
+afterEach(async () => {
+  for (const table of tables.splice(0)) await deleteTableIfPresent('inet', table);
+});
+
+function tableWithElements(table: string, count: number): string {
+  const elem = Array.from({ length: count }, (_, i) => ({ elem: { val: `198.18.${(i >> 8) & 255}.${i & 255}`, timeout: 60 } }));
+  return JSON.stringify({
+    nftables: [
+      { add: { table: { family: 'inet', name: table } } },
+      { add: { set: { family: 'inet', table, name: 's', type: 'ipv4_addr', flags: ['timeout'] } } },
+      { add: { element: { family: 'inet', table, name: 's', elem } } },
+    ],
+  });
+}
+
+describe.skipIf(addon === undefined)('libnftables addon', () => {
+  it('applies JSON documents, checks without committing, and lists terse or in full', async () => {
+    const table = `dnsplane_t${uniqueSuffix()}`;
+    tables.push(table);
+    const executor = LibnftablesExecutor.create();
+    try {
+      await executor.runDocument(tableWithElements(table, 3), { dryRun: true });
+      expect(await tableExists('inet', table)).toBe(false);
+      await executor.runDocument(tableWithElements(table, 3), { dryRun: false });
+      expect(await tableExists('inet', table)).toBe(true);
+      const full = await executor.list(['list', 'table', 'inet', table]);
+      const terse = await executor.list(['list', 'table', 'inet', table], { terse: true });
+      expect(full).toContain('198.18.0.2');
+      expect(terse).not.toContain('198.18.0.2');
+      await expect(executor.runDocument('{"nftables":[{"add":{"chain":{"family":"inet","table":"no_such_table_x","name":"c"}}}]}', { dryRun: false })).rejects.toThrow(/nft apply failed/);
+    } finally {
+      executor.close();
+    }
+  });
+
+  it('runs on a worker thread: timers fire while a large document is applied', async () => {
+    const table = `dnsplane_t${uniqueSuffix()}`;
+    tables.push(table);
+    const executor = LibnftablesExecutor.create();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      const started = Date.now();
+      await executor.runDocument(tableWithElements(table, 50_000), { dryRun: false });
+      const elapsed = Date.now() - started;
+      // only meaningful when the apply took long enough for several timer periods
+      if (elapsed >= 20) expect(ticks).toBeGreaterThan(0);
+    } finally {
+      clearInterval(timer);
+      executor.close();
+    }
+  });
+
+  it('refuses overlapping calls on one context', async () => {
+    const context = new addon!.NftContext();
+    try {
+      const first = context.runAsync('list tables', false, false);
+      expect(() => context.runAsync('list tables', false, false)).toThrow(/busy/);
+      expect((await first).code).toBe(0);
+    } finally {
+      context.close();
+    }
+  });
+});
