@@ -16,7 +16,7 @@ import type { DomainMatchProvider } from './domain-match.js';
 import type { DnsParserHook } from './dns-parser-hook.js';
 import type { Ruleset, TableName } from './model.js';
 import { renderFresh, renderRemoval, renderTable, restoreLabel } from './render.js';
-import { parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
+import { droppedPackets, parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
 import type { SavedTable } from './saved-table.js';
 
 export interface IptablesDataplaneOptions {
@@ -130,6 +130,7 @@ export class IptablesDataplane implements Dataplane {
       counters[`ipv${family}_chains`] = saved.chains.length;
       counters[`ipv${family}_rules`] = saved.rules.length;
       counters[`ipv${family}_jumps`] = saved.jumps.length;
+      counters[`ipv${family}_dropped_packets`] = droppedPackets(await this.save(family, ['-c']));
     }
     return { kind: 'iptables', objects, counters, learned: 0 };
   }
@@ -182,10 +183,15 @@ export class IptablesDataplane implements Dataplane {
   }
 
   private async readTable(family: IpFamily): Promise<SavedTable> {
+    return parseSavedTable(await this.save(family), TABLE);
+  }
+
+  /** `<tool>-save -t filter` output. */
+  private async save(family: IpFamily, extra: readonly string[] = []): Promise<string> {
     const command = toolName(await this.resolvedBackend(), family, 'save');
-    const result = await runTool(this.runner, command, ['-t', TABLE]);
+    const result = await runTool(this.runner, command, [...extra, '-t', TABLE]);
     if (result.code !== 0) throw new KernelError(`${command} -t ${TABLE} failed`, result.stderr.trim());
-    return parseSavedTable(result.stdout, TABLE);
+    return result.stdout;
   }
 
   private async restore(family: IpFamily, input: string): Promise<void> {

@@ -105,3 +105,17 @@ export function rollbackInput(before: SavedTable, now: SavedTable): string {
   lines.push('COMMIT');
   return lines.join('\n') + '\n';
 }
+
+/**
+ * Packets our chains dropped, from `iptables-save -c` output (`[packets:bytes] -A …` lines):
+ * the sum over DROP rules of DNSPLANE- chains.
+ */
+export function droppedPackets(countedOutput: string): number {
+  let total = 0;
+  for (const line of countedOutput.split('\n')) {
+    const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line.trim());
+    if (!m || !m[2]?.startsWith(CHAIN_PREFIX) || !/(^| )-j DROP$/.test(m[3] ?? '')) continue;
+    total += Number(m[1]);
+  }
+  return total;
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ProcessRunner } from '@dnsplane/core';
 import { isNotSupported } from '@dnsplane/core';
-import { compileRuleset, countSavedObjects, DEFAULT_MARKS, detectBackend, fitName, logPrefix, objectChainName, parseSavedTable, pinnedDomainMatches, restoreErrorDetail, rollbackInput, tableChanges } from '../src/index.js';
+import { compileRuleset, countSavedObjects, droppedPackets, DEFAULT_MARKS, detectBackend, fitName, logPrefix, objectChainName, parseSavedTable, pinnedDomainMatches, restoreErrorDetail, rollbackInput, tableChanges } from '../src/index.js';
 import type { Table } from '../src/index.js';
 import { emptyState } from './fixtures.js';
 
@@ -129,5 +129,21 @@ describe('missing tools', () => {
       expect(isNotSupported(error)).toBe(true);
       expect(String(error)).toMatch(/iptables-legacy-save is not installed/);
     }
+  });
+});
+
+describe('droppedPackets', () => {
+  it('sums the packet counters of DROP rules in our chains only', () => {
+    const counted = [
+      '*filter',
+      ':DNSPLANE-FW-a - [0:0]',
+      '[7:420] -A FORWARD -j DROP',
+      '[3:180] -A DNSPLANE-FW-a -j DROP',
+      '[2:120] -A DNSPLANE-PE-p -p tcp -m multiport --dports 25 -j DROP',
+      '[9:540] -A DNSPLANE-PE-p -j LOG --log-prefix "dnsplane p e0: "',
+      '[4:240] -A DNSPLANE-FW-a -j DNSPLANE-PE-p',
+      'COMMIT',
+    ].join('\n');
+    expect(droppedPackets(counted)).toBe(5);
   });
 });

@@ -56,6 +56,8 @@ describe.each(['legacy', 'nft'] as const)('traffic through the %s backend', (bac
       expect(await connect(lab.client, 8081)).toBe('timeout');
       // Denied by the client's egress (default deny): dropped, not refused by the server.
       expect(await connect(lab.client, 8082)).toBe('timeout');
+      // The drops show in status (SYN and its retransmissions, for 8081 and 8082).
+      expect((await dataplane.status()).counters['ipv4_dropped_packets']).toBeGreaterThanOrEqual(2);
 
       await dataplane.remove();
       expect(await connect(lab.client, 8081)).toBe('connected');
