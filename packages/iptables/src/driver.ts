@@ -4,9 +4,8 @@
 import type { Dataplane, DataplaneStatus, DesiredState, IpFamily, LearnedEntry, ProcessRunner } from '@dnsplane/core';
 import { KernelError } from '@dnsplane/core';
 import { pino } from 'pino';
-import { z } from 'zod';
 import type { Logger } from 'pino';
-import { iptablesProcessRunner } from './process-runner.js';
+import { z } from 'zod';
 import { backendChoiceSchema, resolveBackend, runTool, toolName } from './backend.js';
 import type { BackendChoice, ResolvedBackend } from './backend.js';
 import { compileRulesets, DEFAULT_MARKS } from './compile.js';
@@ -15,6 +14,7 @@ import { DEFAULT_PIN_ROOT, pinnedDomainMatches } from './domain-match.js';
 import type { DomainMatchProvider } from './domain-match.js';
 import type { DnsParserHook } from './dns-parser-hook.js';
 import type { Ruleset, TableName } from './model.js';
+import { iptablesProcessRunner } from './process-runner.js';
 import { renderFresh, renderRemoval, renderTable, restoreLabel } from './render.js';
 import { droppedPackets, parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
 import type { SavedTable } from './saved-table.js';
@@ -39,6 +39,7 @@ export interface IptablesDataplaneOptions {
 }
 
 const FAMILIES: readonly IpFamily[] = [4, 6];
+const TABLE: TableName = 'filter';
 
 const singleBit = z
   .number()
@@ -48,7 +49,6 @@ const singleBit = z
 export const markBitsSchema = z
   .object({ allow: singleBit, match: singleBit })
   .refine((m) => m.allow !== m.match, 'allow and match must be different bits');
-const TABLE: TableName = 'filter';
 
 export class IptablesDataplane implements Dataplane {
   readonly kind = 'iptables' as const;
@@ -89,7 +89,8 @@ export class IptablesDataplane implements Dataplane {
 
   private async installNow(state: DesiredState): Promise<void> {
     const rulesets = this.compile(state);
-    const used = new Set(state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]).map((r) => r.destination.domainSetId));
+    const rules = state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]);
+    const used = new Set(rules.map((r) => r.destination.domainSetId).filter((id) => id !== undefined));
     await this.domainMatches.prepare(state.domainSets.filter((s) => used.has(s.id)));
     if (this.dnsParser) await this.dnsParser.prepare(state.dns);
     const backend = await this.resolvedBackend();
