@@ -5,6 +5,7 @@ import type { CompiledEndpoint, CompiledPolicy, DesiredState, Direction, DomainS
 import {
   accept,
   anonymousSet,
+  counter,
   ctState,
   drop,
   jump,
@@ -141,7 +142,7 @@ export function desiredTable(state: DesiredState, table: NftTableRef): DesiredTa
         .rule('neighbour discovery', [neighbourDiscovery, accept])
         .rule('invalid', [invalid, drop]);
       for (const policy of applied) builder.rule(`policy ${policy.name}`, [jump(policyChainName(policy.name, direction))]);
-      builder.rule(`default deny ${endpoint.name} ${direction}`, [drop]);
+      builder.rule(`default deny ${endpoint.name} ${direction}`, [counter, drop]); // counted: status()
       endpointChains.push(builder.build());
 
       const label = `endpoint ${endpoint.name}`;

@@ -224,6 +224,15 @@ export class NftablesDataplane implements Dataplane {
       }
       counters['chains'] = snapshot.chains.length;
       counters['rules'] = snapshot.chains.reduce((n, c) => n + c.rules.length, 0);
+      // packets dropped by each endpoint chain's default deny (reset when the chain is refilled)
+      let denied = 0;
+      for (const chain of snapshot.chains) {
+        const packets = chain.rules.at(-1)?.packets;
+        if (!chain.name.startsWith('ep_') || packets === undefined) continue;
+        counters[`default_deny.${chain.name}`] = packets;
+        denied += packets;
+      }
+      counters['default_deny'] = denied;
       return {
         kind: this.kind,
         objects: [

@@ -3,7 +3,7 @@
 import { KernelError } from '@dnsplane/core';
 import { z } from 'zod';
 import type { NftFamily, NftHook, NftTableRef } from './nft-model.js';
-import type { NftChainSnapshot, NftElementSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftChainSnapshot, NftElementSnapshot, NftRuleSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 
 const familySchema = z.enum(['inet', 'ip', 'ip6', 'arp', 'bridge', 'netdev']);
 const tableSchema = z.object({ family: familySchema, name: z.string() });
@@ -22,7 +22,17 @@ const ruleSchema = z.object({
   chain: z.string(),
   handle: z.number(),
   comment: z.string().optional(),
+  expr: z.array(z.unknown()).optional(),
 });
+const counterSchema = z.object({ counter: z.object({ packets: z.number(), bytes: z.number() }) });
+
+function countedPackets(expr: readonly unknown[] | undefined): number | undefined {
+  for (const statement of expr ?? []) {
+    const parsed = counterSchema.safeParse(statement);
+    if (parsed.success) return parsed.data.counter.packets;
+  }
+  return undefined;
+}
 const elemObjectSchema = z.object({
   elem: z.object({ val: z.union([z.string(), z.number()]), timeout: z.number().optional(), expires: z.number().optional() }),
 });
@@ -80,7 +90,7 @@ function parseElement(raw: unknown): NftElementSnapshot | undefined {
 }
 
 export function parseTableListing(text: string, table: NftTableRef): NftTableSnapshot {
-  const chains = new Map<string, { spec: z.infer<typeof chainSchema>; rules: { handle: number; comment?: string }[] }>();
+  const chains = new Map<string, { spec: z.infer<typeof chainSchema>; rules: NftRuleSnapshot[] }>();
   const sets: NftSetSnapshot[] = [];
   const what = `list table ${table.family} ${table.name}`;
   for (const item of parseDocument(text, what)) {
@@ -93,7 +103,12 @@ export function parseTableListing(text: string, table: NftTableRef): NftTableSna
       if (!rule.success) throw new KernelError(`nft ${what}: malformed rule`, rule.error.message);
       const chain = chains.get(rule.data.chain);
       if (chain === undefined) throw new KernelError(`nft ${what}: rule before its chain ${rule.data.chain}`);
-      chain.rules.push({ handle: rule.data.handle, ...(rule.data.comment !== undefined ? { comment: rule.data.comment } : {}) });
+      const packets = countedPackets(rule.data.expr);
+      chain.rules.push({
+        handle: rule.data.handle,
+        ...(rule.data.comment !== undefined ? { comment: rule.data.comment } : {}),
+        ...(packets !== undefined ? { packets } : {}),
+      });
     } else if ('set' in item) {
       const set = setSchema.safeParse(item.set);
       if (!set.success) throw new KernelError(`nft ${what}: malformed set`, set.error.message);

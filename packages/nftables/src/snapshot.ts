@@ -6,6 +6,8 @@ import type { NftBaseChainSpec, NftTableRef } from './nft-model.js';
 export interface NftRuleSnapshot {
   readonly handle: number;
   readonly comment?: string;
+  /** Packets counted by the rule's `counter` statement, when it has one. */
+  readonly packets?: number;
 }
 
 export interface NftChainSnapshot {

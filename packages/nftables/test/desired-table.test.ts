@@ -75,7 +75,7 @@ describe('desiredTable', () => {
       ],
       [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['invalid'] } }, { drop: null }],
       [{ jump: { target: 'pol_web-egress_egress' } }],
-      [{ drop: null }],
+      [{ counter: null }, { drop: null }],
     ]);
   });
 

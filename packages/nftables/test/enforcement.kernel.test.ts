@@ -166,6 +166,9 @@ describe('enforcement in network namespaces', () => {
     await dataplane.install(state);
     expect(await connect(8080)).toBe('timeout'); // default deny: the SYN is dropped
     expect(await connect(8080, serverAddress6)).toBe('timeout');
+    const denied = (await dataplane.status()).counters;
+    expect(denied['default_deny.ep_web_egress']).toBeGreaterThan(0);
+    expect(denied['default_deny']).toBe(denied['default_deny.ep_web_egress']);
 
     const expiresAt = Date.now() + 60_000;
     await dataplane.addLearned([
