@@ -46,12 +46,12 @@ struct {
 } dnsp_config SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct dnsplane_server_key);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dnsplane_table_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dnsp_servers SEC(".maps");
+} dnsp_table SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -123,7 +123,7 @@ struct name_out {
 	__u64 suffix_hash[DNSPLANE_MAX_LABELS + 1]; /* [k]: the k rightmost labels */
 	__u16 label_off[DNSPLANE_MAX_LABELS];
 	__u8 label_len[DNSPLANE_MAX_LABELS];
-	char text[DNSPLANE_NAME_TEXT];
+	char text[DNSPLANE_NAME_TEXT + 64]; /* labels are stored 8 bytes at a time */
 };
 
 /* Walk state of decode_name, read and written by its bpf_loop callback. */
@@ -162,6 +162,12 @@ struct scratch {
 	__u32 set_count;
 	__u32 cand_count;
 	__u32 cache_next;
+	__u32 name_off;  /* where the name now in scratch->name was decoded from */
+	__u32 match_from; /* label-boundary bounds of the domain table */
+	__u32 match_to;
+	__u32 entry_ids; /* ids copied from the domain-table entry being looked at */
+	__u32 entry_a, entry_b, entry_c, entry_k;
+	__u32 ids[DNSPLANE_DOMAIN_IDS];
 	__u64 qname_hash;
 	__u64 now;
 	__u64 chain[DNSPLANE_MAX_CHAIN];
@@ -175,6 +181,8 @@ struct scratch {
 	/* credits */
 	__u32 credit_limit;
 	__u32 credit_sets;
+	__u32 credit_ci;
+	__u32 credit_si;
 	__u64 expiry_extra_ns;
 	__u32 min_ttl;
 	__u32 pad;
@@ -182,9 +190,10 @@ struct scratch {
 	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
 	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
 	__s32 g_result;
-	char qname_text[DNSPLANE_NAME_TEXT];
-	__u32 qname_text_len;
-	__u32 pad2;
+	__u32 rec_count;
+	__u32 pad3;
+	/* the ring-buffer record being filled (one ringbuf operation per response) */
+	struct dnsplane_event rec;
 };
 
 /* Nesting: a softirq may interrupt a process-context run on the same CPU; each level gets its own scratch. */
@@ -256,6 +265,17 @@ static __always_inline __u32 rd32(struct scratch *s, __u32 off)
 static __always_inline __u8 lower(__u8 c)
 {
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* ASCII upper-case letters of 8 bytes to lower case (other bytes unchanged). */
+static __always_inline __u64 lower8(__u64 x)
+{
+	__u64 low = x & 0x7f7f7f7f7f7f7f7fULL;
+	__u64 ge_a = low + 0x3f3f3f3f3f3f3f3fULL; /* bit 7 set where byte >= 'A' */
+	__u64 gt_z = low + 0x2525252525252525ULL; /* bit 7 set where byte > 'Z' */
+	__u64 upper = ge_a & ~gt_z & ~x & 0x8080808080808080ULL;
+
+	return x | (upper >> 2);
 }
 
 static __always_inline __u64 suffix_mix(__u64 suffix, __u64 label)
@@ -332,16 +352,21 @@ static long name_step(__u32 i, void *data)
 		return 1;
 	}
 	t = w->text;
-	h = DNSPLANE_FNV_OFFSET;
-	for (__u32 k = 0; k < 63; k++) {
-		__u8 c;
+	/* 8 bytes at a time: a label costs one or two rounds, not one per byte */
+	h = DNSPLANE_FNV_OFFSET ^ len;
+	for (__u32 k = 0; k < 8; k++) {
+		__u32 at = k * 8;
+		__u64 x;
 
-		if (k >= len)
+		if (at >= len)
 			break;
-		c = lower(rd8(s, pos + 1 + k));
-		h ^= c;
-		h *= DNSPLANE_FNV_PRIME;
-		s->name.text[(t + k) & (DNSPLANE_NAME_TEXT - 1)] = c;
+		x = *(__u64 *)&s->msg[(pos + 1 + at) & MSG_MASK];
+		if (len - at < 8)
+			x &= (1ULL << ((len - at) * 8)) - 1;
+		x = lower8(x);
+		h = (h ^ x) * DNSPLANE_HASH_MUL;
+		h ^= h >> 32;
+		*(__u64 *)&s->name.text[(t + at) & (DNSPLANE_NAME_TEXT - 1)] = x;
 	}
 	s->name.text[(t + len) & (DNSPLANE_NAME_TEXT - 1)] = '.';
 	s->name.label_hash[n & (DNSPLANE_MAX_LABELS - 1)] = h;
@@ -368,6 +393,7 @@ __attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
 
 	if (!s)
 		return ERR_MALFORMED;
+	s->name_off = 0xffffffff;
 	w = &s->walk;
 	w->pos = off;
 	w->end = 0;
@@ -390,6 +416,7 @@ __attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
 		return ERR_MALFORMED;
 	s->name.label_count = n;
 	s->name.hops = w->hops;
+	s->name_off = off;
 	s->name.text_len = w->text ? w->text - 1 : 0;
 	h = DNSPLANE_FNV_OFFSET;
 	s->name.suffix_hash[0] = h;
@@ -590,37 +617,28 @@ __attribute__((noinline)) int add_set(__u32 slot, __u32 id)
 }
 
 /*
- * Entry id number `i` of the domain-table entry found for the k rightmost labels: credit its
- * set when the name's prefix (n - k labels) fits the id's kind. Global, so the id loop in
- * match_step stays one call per iteration for the verifier.
+ * Id number `i` of the domain-table entry match_step copied into scratch: credit its set
+ * when the name's prefix (labels left of the suffix) fits the id's kind. Global, so the id
+ * loop in match_step stays one call per iteration for the verifier.
  */
-__attribute__((noinline)) int consider_id(__u32 slot, __u32 k, __u32 i)
+__attribute__((noinline)) int consider_id(__u32 slot, __u32 i)
 {
 	struct scratch *s = scratch_of(slot);
-	struct dnsplane_domain_entry *e;
 	struct dnsplane_pattern *p;
-	__u32 prefix, a, b, c, id;
-	__u64 key;
+	__u32 prefix, id;
 
-	if (!s || i >= DNSPLANE_DOMAIN_IDS)
+	if (!s)
 		return 0;
-	key = s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)];
-	e = bpf_map_lookup_elem(&dnsp_domains, &key);
-	if (!e)
-		return 0;
-	prefix = s->name.label_count - k;
 	VERIFIER_BOUND(i);
 	if (i >= DNSPLANE_DOMAIN_IDS)
 		return 0;
-	a = e->exact;
-	b = a + e->any_many;
-	c = b + e->any_one;
-	id = e->ids[i];
-	if (i < a)
+	id = s->ids[i];
+	prefix = s->name.label_count - s->entry_k;
+	if (i < s->entry_a)
 		return prefix == 0 ? add_set(slot, id) : 0;
-	if (i < b)
+	if (i < s->entry_b)
 		return prefix >= 1 ? add_set(slot, id) : 0;
-	if (i < c)
+	if (i < s->entry_c)
 		return prefix == 1 ? add_set(slot, id) : 0;
 	if (prefix < 1 || !pattern_match(slot, id, prefix))
 		return 0;
@@ -629,27 +647,34 @@ __attribute__((noinline)) int consider_id(__u32 slot, __u32 k, __u32 i)
 }
 
 /* One label boundary of the decoded name: the k rightmost labels form the suffix. */
-static long match_step(__u32 k, void *data)
+static long match_step(__u32 idx, void *data)
 {
 	__u32 slot = *(__u32 *)data;
 	struct scratch *s = scratch_of(slot);
 	struct dnsplane_domain_entry *e;
-	__u32 d;
+	__u32 d, k;
 	__u64 key;
 
 	if (!s)
 		return 1;
-	if (k > s->name.label_count)
+	k = s->match_from + idx;
+	if (k > s->match_to || k > s->name.label_count)
 		return 1;
 	key = s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)];
 	e = bpf_map_lookup_elem(&dnsp_domains, &key);
 	if (!e)
 		return 0;
-	d = (__u32)e->exact + e->any_many + e->any_one + e->complex;
+	/* a copy: the entry may change under us, and consider_id needs no second lookup */
+	__builtin_memcpy(s->ids, e->ids, sizeof(s->ids));
+	s->entry_a = e->exact;
+	s->entry_b = s->entry_a + e->any_many;
+	s->entry_c = s->entry_b + e->any_one;
+	d = s->entry_c + e->complex;
+	s->entry_k = k;
 	for (__u32 i = 0; i < DNSPLANE_DOMAIN_IDS; i++) {
 		if (i >= d)
 			break;
-		consider_id(slot, k, i);
+		consider_id(slot, i);
 	}
 	return 0;
 }
@@ -780,21 +805,43 @@ static long answer_step(__u32 idx, void *data)
 
 /* ---------------------------------------------------------------- credits */
 
+/* Sends the record being filled to the ring buffer (nothing when it holds no entry). */
+static __always_inline void flush_events(struct scratch *s)
+{
+	__u64 n = s->rec_count;
+
+	VERIFIER_BOUND(n);
+	if (n == 0 || n > DNSPLANE_EVENT_ENTRIES)
+		return;
+	s->rec.header.count = n;
+	if (bpf_ringbuf_output(&dnsp_events, &s->rec,
+			       sizeof(struct dnsplane_event_header) + n * sizeof(struct dnsplane_event_entry), 0))
+		count(DNSPLANE_C_EVENTS_LOST, n);
+	s->rec_count = 0;
+}
+
 static long credit_step(__u32 idx, void *data)
 {
 	__u32 slot = *(__u32 *)data;
 	struct scratch *s = scratch_of(slot);
 	struct candidate *c;
-	struct dnsplane_event *ev;
-	__u32 ci, si, set_id, ttl;
+	struct dnsplane_event_entry *ev;
+	__u32 ci, si, set_id, ttl, n;
 	__u64 expiry, *old;
 
 	if (!s || !s->credit_sets)
 		return 1;
-	ci = idx / s->credit_sets;
-	si = idx % s->credit_sets;
+	/* (candidate, set) pairs in order, counted here rather than divided out of idx */
+	ci = s->credit_ci;
+	si = s->credit_si;
 	if (ci >= s->credit_limit)
 		return 1;
+	if (si + 1 >= s->credit_sets) {
+		s->credit_si = 0;
+		s->credit_ci = ci + 1;
+	} else {
+		s->credit_si = si + 1;
+	}
 	c = &s->cand[ci & (DNSPLANE_MAX_ANSWERS - 1)];
 	set_id = s->sets[si & (DNSPLANE_MAX_SETS - 1)];
 	ttl = c->ttl > s->min_ttl ? c->ttl : s->min_ttl;
@@ -806,40 +853,44 @@ static long credit_step(__u32 idx, void *data)
 
 		__builtin_memcpy(k4.addr, c->addr, 4);
 		old = bpf_map_lookup_elem(&dnsp_members4, &k4);
-		if (old && *old > expiry)
-			v.expiry_ns = *old;
-		expiry = v.expiry_ns;
-		if (bpf_map_update_elem(&dnsp_members4, &k4, &v, BPF_ANY))
+		if (old) {
+			/* a refresh: in place, keeping the later expiry (an aligned 8-byte store) */
+			if (*old > expiry)
+				expiry = *old;
+			else
+				*old = expiry;
+		} else if (bpf_map_update_elem(&dnsp_members4, &k4, &v, BPF_ANY)) {
 			return 0;
+		}
 	} else {
 		struct dnsplane_member6_key k6 = { .set_id = set_id };
 		struct dnsplane_member_value v = { .expiry_ns = expiry };
 
 		__builtin_memcpy(k6.addr, c->addr, 16);
 		old = bpf_map_lookup_elem(&dnsp_members6, &k6);
-		if (old && *old > expiry)
-			v.expiry_ns = *old;
-		expiry = v.expiry_ns;
-		if (bpf_map_update_elem(&dnsp_members6, &k6, &v, BPF_ANY))
+		if (old) {
+			/* a refresh: in place, keeping the later expiry (an aligned 8-byte store) */
+			if (*old > expiry)
+				expiry = *old;
+			else
+				*old = expiry;
+		} else if (bpf_map_update_elem(&dnsp_members6, &k6, &v, BPF_ANY)) {
 			return 0;
+		}
 	}
 	count(DNSPLANE_C_LEARNED, 1);
 
-	ev = bpf_ringbuf_reserve(&dnsp_events, sizeof(*ev), 0);
-	if (!ev) {
-		count(DNSPLANE_C_EVENTS_LOST, 1);
-		return 0;
+	n = s->rec_count;
+	if (n >= DNSPLANE_EVENT_ENTRIES) {
+		flush_events(s);
+		n = 0;
 	}
+	ev = &s->rec.entries[n & (DNSPLANE_EVENT_ENTRIES - 1)];
 	ev->expiry_ns = expiry;
-	ev->name_hash = s->qname_hash;
 	ev->set_id = set_id;
 	ev->family = c->family;
-	ev->name_len = s->qname_text_len > 255 ? 255 : s->qname_text_len;
-	ev->pad[0] = 0;
-	ev->pad[1] = 0;
 	__builtin_memcpy(ev->addr, c->addr, 16);
-	__builtin_memcpy(ev->name, s->qname_text, DNSPLANE_NAME_TEXT);
-	bpf_ringbuf_submit(ev, 0);
+	s->rec_count = n + 1;
 	return 0;
 }
 
@@ -856,17 +907,27 @@ struct l4info {
 	__u32 payload_len;
 };
 
-static __always_inline int trusted(__u8 family, const __u8 *addr, __be16 port, __u32 want)
+/* Is (family, addr, port) one of the trusted servers? port_only: does any use this port? */
+static __always_inline int trusted(struct dnsplane_config *cfg, __u8 family, const __u8 *addr, __be16 port,
+				   int port_only)
 {
-	struct dnsplane_server_key k = {};
-	__u32 *kind;
+	__u32 n = cfg->server_count;
 
-	k.family = family;
-	k.port = port;
-	if (addr)
-		__builtin_memcpy(k.addr, addr, 16);
-	kind = bpf_map_lookup_elem(&dnsp_servers, &k);
-	return kind && *kind == want;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
+		struct dnsplane_server *sv = &cfg->servers[i];
+
+		if (i >= n)
+			break;
+		if (sv->port != port)
+			continue;
+		if (port_only)
+			return 1;
+		if (sv->family == family && *(__u32 *)&sv->addr[0] == *(__u32 *)&addr[0] &&
+		    *(__u32 *)&sv->addr[4] == *(__u32 *)&addr[4] && *(__u32 *)&sv->addr[8] == *(__u32 *)&addr[8] &&
+		    *(__u32 *)&sv->addr[12] == *(__u32 *)&addr[12])
+			return 1;
+	}
+	return 0;
 }
 
 /* IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. */
@@ -948,21 +1009,25 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 {
 	struct scratch *s = scratch_of(slot);
 	struct dnsplane_config *cfg;
+	struct dnsplane_table_info *table;
 	struct l4info li = {};
 	__u32 zero = 0, msg_off, msg_len, flags, qdcount, qend;
 	int to_server, from_server, r;
 
-	if (!s)
-		return 0;
 	if (parse_l3l4(skb, l3, &li))
 		return 0;
-	to_server = trusted(li.family, li.dst, li.dport, DNSPLANE_SERVER_TRUSTED);
-	from_server = !to_server && trusted(li.family, li.src, li.sport, DNSPLANE_SERVER_TRUSTED);
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return 0;
+	to_server = trusted(cfg, li.family, li.dst, li.dport, 0);
+	from_server = !to_server && trusted(cfg, li.family, li.src, li.sport, 0);
 	if (!to_server && !from_server) {
-		if (trusted(0, 0, li.sport, DNSPLANE_SERVER_PORT))
+		if (trusted(cfg, 0, 0, li.sport, 1))
 			count(DNSPLANE_C_UNTRUSTED, 1);
 		return 0;
 	}
+	if (!s)
+		return 0;
 
 	msg_off = li.payload_off;
 	msg_len = li.payload_len;
@@ -1058,10 +1123,11 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	}
 
 	s->qname_hash = s->name.hash;
-	s->qname_text_len = s->name.text_len;
-	__builtin_memcpy(s->qname_text, s->name.text, DNSPLANE_NAME_TEXT);
-	if (s->qname_text_len < DNSPLANE_NAME_TEXT)
-		s->qname_text[s->qname_text_len & (DNSPLANE_NAME_TEXT - 1)] = 0;
+	/* the question name goes straight into the header of the event record */
+	s->rec.header.name_hash = s->name.hash;
+	s->rec.header.name_len = s->name.text_len > 255 ? 255 : s->name.text_len;
+	__builtin_memcpy(s->rec.header.name, s->name.text, DNSPLANE_NAME_TEXT);
+	s->rec.header.name[s->name.text_len & (DNSPLANE_NAME_TEXT - 1)] = 0;
 	s->chain[0] = s->name.hash;
 	s->chain_off[0] = 12;
 	s->chain_len = 1;
@@ -1091,17 +1157,19 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	 * answers loop: bpf_loop callbacks, global functions and the glob matcher nest, and
 	 * the verifier allows eight call frames. A name that decoded once decodes again.
 	 */
+	table = bpf_map_lookup_elem(&dnsp_table, &zero);
+	if (!table || !table->entries)
+		return 0;
+	s->match_from = table->min_suffix_labels;
+	s->match_to = table->max_suffix_labels;
 	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
 		if (i >= s->chain_len)
 			break;
-		if (decode_name(slot, s->chain_off[i], msg_len) < 0)
+		if (s->name_off != s->chain_off[i] && decode_name(slot, s->chain_off[i], msg_len) < 0)
 			break;
-		bpf_loop(DNSPLANE_MAX_LABELS, match_step, &slot, 0);
+		bpf_loop(DNSPLANE_MAX_LABELS + 1, match_step, &slot, 0);
 	}
 	if (!s->set_count)
-		return 0;
-	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
-	if (!cfg)
 		return 0;
 	s->credit_limit = s->cand_count < cfg->max_addresses_per_name ? s->cand_count
 								    : cfg->max_addresses_per_name;
@@ -1110,7 +1178,11 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->credit_sets = s->set_count;
 	s->min_ttl = cfg->min_ttl;
 	s->expiry_extra_ns = (__u64)cfg->extra_ttl * 1000000000ULL;
+	s->rec_count = 0;
+	s->credit_ci = 0;
+	s->credit_si = 0;
 	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &slot, 0);
+	flush_events(s);
 	return 0;
 }
 

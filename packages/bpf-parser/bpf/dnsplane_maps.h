@@ -32,9 +32,15 @@
 #define DNSPLANE_QUERY_LIFETIME_NS 10000000000ULL
 #define DNSPLANE_NAME_TEXT 256
 
-/* Hash of names (see src/name-hash.ts): FNV-1a 64 per lower-cased label, combined right to left. */
+/*
+ * Hash of names (see src/name-hash.ts). A label: h = OFFSET ^ length, then per 8-byte chunk
+ * of the lower-cased label (little-endian, zero-padded) h = (h ^ chunk) * MUL, h ^= h >> 32.
+ * A name: s = OFFSET, then for each label from the right s = (s ^ label) * PRIME,
+ * s ^= s >> 32, so the hash of every label-boundary suffix falls out of one pass.
+ */
 #define DNSPLANE_FNV_OFFSET 0xcbf29ce484222325ULL
 #define DNSPLANE_FNV_PRIME 0x100000001b3ULL
+#define DNSPLANE_HASH_MUL 0x9e3779b97f4a7c15ULL
 
 /* dnsp_counters: per-CPU array, one __u64 per index. */
 enum dnsplane_counter {
@@ -53,27 +59,36 @@ enum dnsplane_counter {
 	DNSPLANE_C_COUNT = 11,
 };
 
-/* dnsp_config: array of one entry. */
+#define DNSPLANE_MAX_SERVERS 16
+
+/* A trusted DNS server: (family, address, port). */
+struct dnsplane_server {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+};
+
+/*
+ * dnsp_config: array of one entry, written in one update (settings and servers change
+ * together). The trusted servers live here rather than in a hash map: a scan of a few
+ * entries in an array value costs a few ns, a hash lookup ~40 ns, and every packet on the
+ * hook (not only DNS) pays the trust check.
+ */
 struct dnsplane_config {
 	__u32 min_ttl;                /* seconds */
 	__u32 extra_ttl;              /* seconds */
 	__u32 max_addresses_per_name; /* candidate addresses credited per response */
-	__u32 reserved;
+	__u32 server_count;           /* used entries of servers[] */
+	struct dnsplane_server servers[DNSPLANE_MAX_SERVERS];
 };
 
-/* dnsp_servers: hash (struct dnsplane_server_key → __u32 kind). */
-enum dnsplane_server_kind {
-	/* (family, address, port) is a trusted DNS server. */
-	DNSPLANE_SERVER_TRUSTED = 1,
-	/* family 0, address 0: some trusted server uses this port; other sources count `untrusted`. */
-	DNSPLANE_SERVER_PORT = 2,
-};
-
-struct dnsplane_server_key {
-	__u8 addr[16];
-	__be16 port;
-	__u8 family; /* 4 or 6; 0 for DNSPLANE_SERVER_PORT entries */
-	__u8 pad;
+/* dnsp_table: array of one entry, the bounds of the domain table's keys. */
+struct dnsplane_table_info {
+	__u8 min_suffix_labels; /* fewest labels of any dnsp_domains key (0: the root) */
+	__u8 max_suffix_labels; /* most labels of any dnsp_domains key */
+	__u8 pad[2];
+	__u32 entries;          /* keys in dnsp_domains (0: nothing can match) */
 };
 
 /* dnsp_queries: LRU hash of queries seen on the way to a trusted server. */
@@ -140,16 +155,33 @@ struct dnsplane_member_value {
 	__u64 expiry_ns; /* entry is absent when expiry_ns <= now */
 };
 
-/* dnsp_events: ring buffer, one record per (set, address, expiry) written. */
-struct dnsplane_event {
-	__u64 expiry_ns;  /* the expiry now stored (the later of old and new) */
+/*
+ * dnsp_events: ring buffer. One record per response that wrote membership (more when it
+ * wrote more than DNSPLANE_EVENT_ENTRIES): a header with the question name, then one entry
+ * per (set, address, expiry) written — one learned event each. One ring-buffer operation per
+ * response instead of one per write.
+ */
+#define DNSPLANE_EVENT_ENTRIES 32
+
+struct dnsplane_event_header {
 	__u64 name_hash;  /* hash of the question name */
+	__u16 count;      /* entries that follow */
+	__u8 name_len;    /* bytes of name used */
+	__u8 pad[5];
+	char name[DNSPLANE_NAME_TEXT]; /* question name, lower-case, dotted, no trailing dot */
+};
+
+struct dnsplane_event_entry {
+	__u64 expiry_ns;  /* the expiry now stored (the later of old and new) */
 	__u32 set_id;
 	__u8 family;      /* 4 or 6 */
-	__u8 name_len;    /* bytes of name used */
-	__u8 pad[2];
+	__u8 pad[3];
 	__u8 addr[16];
-	char name[DNSPLANE_NAME_TEXT]; /* question name, lower-case, dotted, no trailing dot */
+};
+
+struct dnsplane_event {
+	struct dnsplane_event_header header;
+	struct dnsplane_event_entry entries[DNSPLANE_EVENT_ENTRIES];
 };
 
 #endif

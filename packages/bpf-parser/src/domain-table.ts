@@ -34,6 +34,9 @@ export interface DomainTable {
   readonly patterns: readonly PatternRecord[];
   /** Suffix hash → the suffix as text ("" for the root), for logs and errors. */
   readonly suffixes: ReadonlyMap<bigint, string>;
+  /** Fewest and most labels of any key: the kernel looks only at these label boundaries. */
+  readonly minSuffixLabels: number;
+  readonly maxSuffixLabels: number;
 }
 
 interface MutableEntry {
@@ -149,7 +152,17 @@ export function buildDomainTable(sets: readonly DomainSet[]): DomainTable {
     }
     frozen.set(hash, out);
   }
-  return { entries: frozen, patterns, suffixes };
+  const labelCounts = [...frozen.keys()].map((hash) => {
+    const text = suffixes.get(hash) ?? '';
+    return text === '' ? 0 : text.split('.').length;
+  });
+  return {
+    entries: frozen,
+    patterns,
+    suffixes,
+    minSuffixLabels: labelCounts.length ? Math.min(...labelCounts) : 0,
+    maxSuffixLabels: labelCounts.length ? Math.max(...labelCounts) : 0,
+  };
 }
 
 /** The table as map contents: dnsp_domains keys/values and dnsp_patterns values (index = key). */

@@ -3,7 +3,7 @@
 import type { Clock, LearnedEntry } from '@dnsplane/core';
 import { systemClock } from '@dnsplane/core';
 import { RingBufferConsumer, ktimeNs, type BpfMap } from './libbpf.js';
-import { decodeEvent, type LearnedEvent } from './maps.js';
+import { decodeEvents, type LearnedEvent } from './maps.js';
 
 /** Converts CLOCK_MONOTONIC ns (bpf_ktime_get_ns) to wall-clock ms, given one reading of each clock. */
 export function monotonicToWallMs(monotonicNs: bigint, nowMonotonicNs: bigint, nowWallMs: number): number {
@@ -40,14 +40,15 @@ export class LearnedEventConsumer {
     this.#consumer = new RingBufferConsumer(
       map,
       (record) => {
-        const event = decodeEvent(record);
-        onLearned(eventToLearnedEntry(event, ktimeNs(), clock.now()), event);
+        const nowNs = ktimeNs();
+        const nowMs = clock.now();
+        for (const event of decodeEvents(record)) onLearned(eventToLearnedEntry(event, nowNs, nowMs), event);
       },
       options.onError === undefined ? {} : { onError: options.onError },
     );
   }
 
-  /** Drains what is in the ring buffer now (synchronously); returns the number of records. */
+  /** Drains what is in the ring buffer now (synchronously); returns the number of ring-buffer records. */
   drain(): number {
     return this.#consumer.consume();
   }

@@ -8,7 +8,7 @@ import { formatAddress, parseAddress } from '@dnsplane/core';
 /** Names of the pinned maps (each pinned as <pin root>/<name>). */
 export const MAP_NAMES = {
   config: 'dnsp_config',
-  servers: 'dnsp_servers',
+  table: 'dnsp_table',
   queries: 'dnsp_queries',
   domains: 'dnsp_domains',
   patterns: 'dnsp_patterns',
@@ -34,10 +34,8 @@ export const PATTERN_TEXT = 64;
 export const PATTERN_SLOTS = 4096;
 export const NAME_TEXT = 256;
 export const MSG_MAX = 4096;
-
-/** Values of dnsp_servers (enum dnsplane_server_kind). */
-export const ServerKind = { Trusted: 1, Port: 2 } as const;
-export type ServerKind = (typeof ServerKind)[keyof typeof ServerKind];
+export const MAX_SERVERS = 16;
+export const EVENT_ENTRIES = 32;
 
 /** enum dnsplane_pattern_label_kind. */
 export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
@@ -70,22 +68,32 @@ export interface StructLayout {
 
 /** Byte layout of every shared struct, as the codecs below use it. */
 export const STRUCT_LAYOUTS = {
-  dnsplane_config: {
-    size: 16,
-    fields: {
-      min_ttl: { offset: 0, size: 4 },
-      extra_ttl: { offset: 4, size: 4 },
-      max_addresses_per_name: { offset: 8, size: 4 },
-      reserved: { offset: 12, size: 4 },
-    },
-  },
-  dnsplane_server_key: {
+  dnsplane_server: {
     size: 20,
     fields: {
       addr: { offset: 0, size: 16 },
       port: { offset: 16, size: 2 },
       family: { offset: 18, size: 1 },
       pad: { offset: 19, size: 1 },
+    },
+  },
+  dnsplane_config: {
+    size: 16 + 20 * MAX_SERVERS,
+    fields: {
+      min_ttl: { offset: 0, size: 4 },
+      extra_ttl: { offset: 4, size: 4 },
+      max_addresses_per_name: { offset: 8, size: 4 },
+      server_count: { offset: 12, size: 4 },
+      servers: { offset: 16, size: 20 * MAX_SERVERS },
+    },
+  },
+  dnsplane_table_info: {
+    size: 8,
+    fields: {
+      min_suffix_labels: { offset: 0, size: 1 },
+      max_suffix_labels: { offset: 1, size: 1 },
+      pad: { offset: 2, size: 2 },
+      entries: { offset: 4, size: 4 },
     },
   },
   dnsplane_query_key: {
@@ -131,17 +139,31 @@ export const STRUCT_LAYOUTS = {
     fields: { set_id: { offset: 0, size: 4 }, addr: { offset: 4, size: 16 } },
   },
   dnsplane_member_value: { size: 8, fields: { expiry_ns: { offset: 0, size: 8 } } },
-  dnsplane_event: {
-    size: 40 + NAME_TEXT,
+  dnsplane_event_header: {
+    size: 16 + NAME_TEXT,
+    fields: {
+      name_hash: { offset: 0, size: 8 },
+      count: { offset: 8, size: 2 },
+      name_len: { offset: 10, size: 1 },
+      pad: { offset: 11, size: 5 },
+      name: { offset: 16, size: NAME_TEXT },
+    },
+  },
+  dnsplane_event_entry: {
+    size: 32,
     fields: {
       expiry_ns: { offset: 0, size: 8 },
-      name_hash: { offset: 8, size: 8 },
-      set_id: { offset: 16, size: 4 },
-      family: { offset: 20, size: 1 },
-      name_len: { offset: 21, size: 1 },
-      pad: { offset: 22, size: 2 },
-      addr: { offset: 24, size: 16 },
-      name: { offset: 40, size: NAME_TEXT },
+      set_id: { offset: 8, size: 4 },
+      family: { offset: 12, size: 1 },
+      pad: { offset: 13, size: 3 },
+      addr: { offset: 16, size: 16 },
+    },
+  },
+  dnsplane_event: {
+    size: 16 + NAME_TEXT + 32 * EVENT_ENTRIES,
+    fields: {
+      header: { offset: 0, size: 16 + NAME_TEXT },
+      entries: { offset: 16 + NAME_TEXT, size: 32 * EVENT_ENTRIES },
     },
   },
 } as const satisfies Record<string, StructLayout>;
@@ -164,66 +186,92 @@ function u32(value: number, what: string): number {
 
 // ---------------------------------------------------------------- config
 
+/** A trusted DNS server. */
+export interface ServerAddress {
+  readonly family: IpFamily;
+  readonly address: string;
+  readonly port: number;
+}
+
 export interface ParserConfig {
   readonly minTTL: number;
   readonly extraTTL: number;
   readonly maxAddressesPerName: number;
+  readonly trustedServers: readonly ServerAddress[];
 }
 
 export function encodeConfig(config: ParserConfig): Buffer {
+  const f = L.dnsplane_config.fields;
+  const sf = L.dnsplane_server.fields;
+  if (config.trustedServers.length > MAX_SERVERS) {
+    throw new RangeError(`the parser holds at most ${MAX_SERVERS} trusted servers, not ${config.trustedServers.length}`);
+  }
   const b = Buffer.alloc(L.dnsplane_config.size);
-  b.writeUInt32LE(u32(config.minTTL, 'minTTL'), L.dnsplane_config.fields.min_ttl.offset);
-  b.writeUInt32LE(u32(config.extraTTL, 'extraTTL'), L.dnsplane_config.fields.extra_ttl.offset);
-  b.writeUInt32LE(u32(config.maxAddressesPerName, 'maxAddressesPerName'), L.dnsplane_config.fields.max_addresses_per_name.offset);
+  b.writeUInt32LE(u32(config.minTTL, 'minTTL'), f.min_ttl.offset);
+  b.writeUInt32LE(u32(config.extraTTL, 'extraTTL'), f.extra_ttl.offset);
+  b.writeUInt32LE(u32(config.maxAddressesPerName, 'maxAddressesPerName'), f.max_addresses_per_name.offset);
+  b.writeUInt32LE(config.trustedServers.length, f.server_count.offset);
+  config.trustedServers.forEach((server, i) => {
+    const at = f.servers.offset + i * L.dnsplane_server.size;
+    if (!Number.isInteger(server.port) || server.port < 1 || server.port > 0xffff) {
+      throw new RangeError(`trusted server port must be 1..65535, not ${server.port}`);
+    }
+    b.set(addressBytes(server.address, server.family), at + sf.addr.offset);
+    b.writeUInt16BE(server.port, at + sf.port.offset);
+    b.writeUInt8(server.family, at + sf.family.offset);
+  });
   return b;
 }
 
 export function decodeConfig(b: Buffer): ParserConfig {
+  const f = L.dnsplane_config.fields;
+  const sf = L.dnsplane_server.fields;
+  const count = Math.min(b.readUInt32LE(f.server_count.offset), MAX_SERVERS);
+  const trustedServers: ServerAddress[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = f.servers.offset + i * L.dnsplane_server.size;
+    const family = b.readUInt8(at + sf.family.offset) === 6 ? 6 : 4;
+    const bytes = b.subarray(at + sf.addr.offset, at + sf.addr.offset + (family === 4 ? 4 : 16));
+    trustedServers.push({ family, address: formatAddress({ family, bytes }), port: b.readUInt16BE(at + sf.port.offset) });
+  }
   return {
-    minTTL: b.readUInt32LE(L.dnsplane_config.fields.min_ttl.offset),
-    extraTTL: b.readUInt32LE(L.dnsplane_config.fields.extra_ttl.offset),
-    maxAddressesPerName: b.readUInt32LE(L.dnsplane_config.fields.max_addresses_per_name.offset),
+    minTTL: b.readUInt32LE(f.min_ttl.offset),
+    extraTTL: b.readUInt32LE(f.extra_ttl.offset),
+    maxAddressesPerName: b.readUInt32LE(f.max_addresses_per_name.offset),
+    trustedServers,
   };
 }
 
-/** Key 0 of an array map. */
+/** Bounds of the domain table's keys (dnsp_table). */
+export interface TableInfo {
+  readonly minSuffixLabels: number;
+  readonly maxSuffixLabels: number;
+  readonly entries: number;
+}
+
+export function encodeTableInfo(info: TableInfo): Buffer {
+  const f = L.dnsplane_table_info.fields;
+  const b = Buffer.alloc(L.dnsplane_table_info.size);
+  b.writeUInt8(info.minSuffixLabels, f.min_suffix_labels.offset);
+  b.writeUInt8(info.maxSuffixLabels, f.max_suffix_labels.offset);
+  b.writeUInt32LE(info.entries, f.entries.offset);
+  return b;
+}
+
+export function decodeTableInfo(b: Buffer): TableInfo {
+  const f = L.dnsplane_table_info.fields;
+  return {
+    minSuffixLabels: b.readUInt8(f.min_suffix_labels.offset),
+    maxSuffixLabels: b.readUInt8(f.max_suffix_labels.offset),
+    entries: b.readUInt32LE(f.entries.offset),
+  };
+}
+
+/** Key of an array map. */
 export function arrayIndex(index: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(index);
   return b;
-}
-
-// ---------------------------------------------------------------- trusted servers
-
-export type ServerKey =
-  | { readonly kind: typeof ServerKind.Trusted; readonly family: IpFamily; readonly address: string; readonly port: number }
-  | { readonly kind: typeof ServerKind.Port; readonly port: number };
-
-export function encodeServerKey(key: ServerKey): Buffer {
-  const f = L.dnsplane_server_key.fields;
-  const b = Buffer.alloc(L.dnsplane_server_key.size);
-  if (!Number.isInteger(key.port) || key.port < 1 || key.port > 0xffff) throw new RangeError(`port must be 1..65535, not ${key.port}`);
-  b.writeUInt16BE(key.port, f.port.offset);
-  if (key.kind === ServerKind.Trusted) {
-    b.set(addressBytes(key.address, key.family), f.addr.offset);
-    b.writeUInt8(key.family, f.family.offset);
-  }
-  return b;
-}
-
-export function encodeServerKind(kind: ServerKind): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(kind);
-  return b;
-}
-
-export function decodeServerKey(key: Buffer, value: Buffer): ServerKey {
-  const f = L.dnsplane_server_key.fields;
-  const port = key.readUInt16BE(f.port.offset);
-  if (value.readUInt32LE(0) === ServerKind.Port) return { kind: ServerKind.Port, port };
-  const family = key.readUInt8(f.family.offset) === 6 ? 6 : 4;
-  const bytes = key.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16));
-  return { kind: ServerKind.Trusted, family, address: formatAddress({ family, bytes }), port };
 }
 
 // ---------------------------------------------------------------- remembered queries
@@ -399,17 +447,34 @@ export interface LearnedEvent {
   readonly name: string;
 }
 
-export function decodeEvent(b: Buffer): LearnedEvent {
-  const f = L.dnsplane_event.fields;
-  if (b.length < L.dnsplane_event.size) throw new RangeError(`a learned event has ${L.dnsplane_event.size} bytes, not ${b.length}`);
-  const family = b.readUInt8(f.family.offset) === 6 ? 6 : 4;
-  const nameLength = Math.min(b.readUInt8(f.name_len.offset), NAME_TEXT);
-  return {
-    setId: b.readUInt32LE(f.set_id.offset),
-    family,
-    address: formatAddress({ family, bytes: b.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16)) }),
-    expiryNs: b.readBigUInt64LE(f.expiry_ns.offset),
-    nameHash: b.readBigUInt64LE(f.name_hash.offset),
-    name: b.toString('latin1', f.name.offset, f.name.offset + nameLength),
-  };
+/**
+ * Decodes one ring-buffer record: a header (the question name) and one entry per
+ * (set, address, expiry) written — one LearnedEvent each.
+ */
+export function decodeEvents(b: Buffer): LearnedEvent[] {
+  const h = L.dnsplane_event_header;
+  const e = L.dnsplane_event_entry;
+  if (b.length < h.size) throw new RangeError(`a learned-events record has at least ${h.size} bytes, not ${b.length}`);
+  const count = b.readUInt16LE(h.fields.count.offset);
+  if (b.length < h.size + count * e.size) {
+    throw new RangeError(`a learned-events record of ${count} entries has ${h.size + count * e.size} bytes, not ${b.length}`);
+  }
+  const nameHash = b.readBigUInt64LE(h.fields.name_hash.offset);
+  const nameLength = Math.min(b.readUInt8(h.fields.name_len.offset), NAME_TEXT);
+  const name = b.toString('latin1', h.fields.name.offset, h.fields.name.offset + nameLength);
+  const out: LearnedEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = h.size + i * e.size;
+    const family = b.readUInt8(at + e.fields.family.offset) === 6 ? 6 : 4;
+    const addr = at + e.fields.addr.offset;
+    out.push({
+      setId: b.readUInt32LE(at + e.fields.set_id.offset),
+      family,
+      address: formatAddress({ family, bytes: b.subarray(addr, addr + (family === 4 ? 4 : 16)) }),
+      expiryNs: b.readBigUInt64LE(at + e.fields.expiry_ns.offset),
+      nameHash,
+      name,
+    });
+  }
+  return out;
 }

@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
-import { systemClock } from '@dnsplane/core';
+import { NotSupportedError, systemClock } from '@dnsplane/core';
 import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
 import { buildDomainTable, encodeDomainTable, type DomainTable } from './domain-table.js';
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
@@ -14,15 +14,15 @@ import {
   MAP_NAMES,
   PATTERN_SLOTS,
   PROGRAM_NAMES,
-  ServerKind,
+  MAX_SERVERS,
   arrayIndex,
   decodeExpiry,
+  decodeTableInfo,
   decodeMemberKey,
   encodeConfig,
   encodeExpiry,
   encodeMemberKey,
-  encodeServerKey,
-  encodeServerKind,
+  encodeTableInfo,
   STRUCT_LAYOUTS,
   type ParserMapRole,
 } from './maps.js';
@@ -101,19 +101,15 @@ export class DnsParserProgram {
     return { socketFilter, tcClassifier };
   }
 
-  /** Writes the DNS settings and replaces the trusted servers (stale entries removed). */
+  /**
+   * Writes the DNS settings and the trusted servers, in one map update. NotSupportedError
+   * with more than MAX_SERVERS trusted servers.
+   */
   configure(dns: DnsSettings): void {
-    this.map('config').update(arrayIndex(0), encodeConfig(dns));
-    const servers = this.map('servers');
-    const wanted = new Map<string, [Buffer, Buffer]>();
-    for (const server of dns.trustedServers) {
-      const key = encodeServerKey({ kind: ServerKind.Trusted, family: server.family, address: server.address, port: server.port });
-      wanted.set(key.toString('hex'), [key, encodeServerKind(ServerKind.Trusted)]);
-      const portKey = encodeServerKey({ kind: ServerKind.Port, port: server.port });
-      wanted.set(portKey.toString('hex'), [portKey, encodeServerKind(ServerKind.Port)]);
+    if (dns.trustedServers.length > MAX_SERVERS) {
+      throw new NotSupportedError(`the kernel parser holds at most ${MAX_SERVERS} trusted DNS servers, the config lists ${dns.trustedServers.length}`);
     }
-    for (const [key, value] of wanted.values()) servers.update(key, value);
-    for (const key of servers.keys()) if (!wanted.has(key.toString('hex'))) servers.delete(key);
+    this.map('config').update(arrayIndex(0), encodeConfig(dns));
   }
 
   /**
@@ -123,6 +119,18 @@ export class DnsParserProgram {
   setDomainSets(sets: readonly DomainSet[]): DomainTable {
     const table = buildDomainTable(sets);
     const encoded = encodeDomainTable(table);
+    const info = this.map('table');
+    const current = info.lookup(arrayIndex(0));
+    const before = current === undefined ? undefined : decodeTableInfo(current);
+    // While entries change, the kernel looks at the label boundaries of the old and new tables.
+    info.update(
+      arrayIndex(0),
+      encodeTableInfo({
+        minSuffixLabels: Math.min(table.minSuffixLabels, before?.entries ? before.minSuffixLabels : 255),
+        maxSuffixLabels: Math.max(table.maxSuffixLabels, before?.entries ? before.maxSuffixLabels : 0),
+        entries: Math.max(table.entries.size, before?.entries ?? 0),
+      }),
+    );
     const patterns = this.map('patterns');
     encoded.patterns.forEach((value, index) => patterns.update(arrayIndex(index), value));
     const domains = this.map('domains');
@@ -139,6 +147,10 @@ export class DnsParserProgram {
       if (current === undefined || current.every((byte) => byte === 0)) break;
       patterns.update(arrayIndex(index), empty);
     }
+    info.update(
+      arrayIndex(0),
+      encodeTableInfo({ minSuffixLabels: table.minSuffixLabels, maxSuffixLabels: table.maxSuffixLabels, entries: table.entries.size }),
+    );
     return table;
   }
 

@@ -6,7 +6,7 @@ import type { DnsSettings, DomainSet, IpFamily } from '@dnsplane/core';
 import {
   DnsParserProgram,
   RingBufferConsumer,
-  decodeEvent,
+  decodeEvents,
   encodeMemberKey,
   ktimeNs,
   type LearnedEvent,
@@ -55,15 +55,15 @@ export class KernelParserHarness {
     readonly pinRoot: string,
   ) {
     this.program = program;
-    this.#consumer = new RingBufferConsumer(program.map('events'), (record) => this.#events.push(decodeEvent(record)));
+    this.#consumer = new RingBufferConsumer(program.map('events'), (record) => this.#events.push(...decodeEvents(record)));
     this.#consumer.unref();
   }
 
-  static open(dns: DnsSettings, domainSets: readonly DomainSet[]): KernelParserHarness {
+  static open(dns: DnsSettings, domainSets: readonly DomainSet[], options: { objectPath?: string } = {}): KernelParserHarness {
     const pinRoot = testPinRoot();
     let program: DnsParserProgram | undefined;
     try {
-      program = DnsParserProgram.load({ pinRoot });
+      program = DnsParserProgram.load({ pinRoot, ...(options.objectPath === undefined ? {} : { objectPath: options.objectPath }) });
       program.configure(dns);
       program.setDomainSets(domainSets);
       return new KernelParserHarness(program, pinRoot);

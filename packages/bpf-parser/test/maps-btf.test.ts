@@ -28,7 +28,7 @@ describe('map layouts: src/maps.ts matches the BTF of bpf/dnsplane.bpf.o', () =>
   it('maps have the key and value types the codecs encode', () => {
     const expected: Record<string, { key?: string; value?: string; maxEntries?: number }> = {
       [MAP_NAMES.config]: { key: '__u32', value: 'dnsplane_config', maxEntries: 1 },
-      [MAP_NAMES.servers]: { key: 'dnsplane_server_key', value: '__u32' },
+      [MAP_NAMES.table]: { key: '__u32', value: 'dnsplane_table_info', maxEntries: 1 },
       [MAP_NAMES.queries]: { key: 'dnsplane_query_key', value: 'dnsplane_query_value' },
       [MAP_NAMES.domains]: { key: '__u64', value: 'dnsplane_domain_entry' },
       [MAP_NAMES.patterns]: { key: '__u32', value: 'dnsplane_pattern', maxEntries: PATTERN_SLOTS },
