@@ -27,6 +27,9 @@ export const systemProcessRunner: ProcessRunner = {
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
       child.on('error', reject);
+      // A tool that exits without reading its input (every *-save) must not turn the pending
+      // write into an uncaught EPIPE.
+      child.stdin.on('error', () => {});
       child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
       child.stdin.end(options?.input ?? '');
     });
