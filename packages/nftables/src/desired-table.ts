@@ -28,6 +28,7 @@ import {
   endpointChainName,
   policyChainName,
   shortHash,
+  truncateUtf8,
 } from './names.js';
 import { renderRule, type RuleContext } from './render-rules.js';
 
@@ -43,7 +44,7 @@ export interface DesiredTable {
   readonly chains: readonly DesiredChain[];
 }
 
-/** nft keeps at most 128 bytes of rule comment. */
+/** nft keeps at most 128 bytes of rule comment (with its NUL). */
 const MAX_COMMENT = 127;
 
 /**
@@ -52,8 +53,7 @@ const MAX_COMMENT = 127;
  */
 export function ruleComment(label: string, expr: readonly NftStatement[]): string {
   const hash = `#${shortHash(JSON.stringify(expr), 12)}`;
-  const room = MAX_COMMENT - hash.length - 1;
-  return `${label.length > room ? label.slice(0, room) : label} ${hash}`;
+  return `${truncateUtf8(label, MAX_COMMENT - hash.length - 1)} ${hash}`;
 }
 
 class ChainBuilder {

@@ -51,3 +51,14 @@ export function assertTableName(name: string): string {
   }
   return name;
 }
+
+/** `text` cut to at most `maxBytes` UTF-8 bytes, never inside a character. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = '';
+  for (const char of text) {
+    if (Buffer.byteLength(out + char) > maxBytes) break;
+    out += char;
+  }
+  return out;
+}

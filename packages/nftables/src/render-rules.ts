@@ -17,13 +17,13 @@ import {
   type NftStatement,
   type NftValue,
 } from './nft-model.js';
-import { domainSetName } from './names.js';
+import { domainSetName, truncateUtf8 } from './names.js';
 
 /** Protocols with ports at the usual transport-header offset (TCP, UDP, SCTP, UDPLite, DCCP). */
 const PORT_PROTOCOLS = [6, 17, 132, 136, 33];
 const ICMP = 1;
 const ICMPV6 = 58;
-/** nft's log prefix limit (NF_LOG_PREFIXLEN - 1). */
+/** nft's log prefix limit in bytes (NF_LOG_PREFIXLEN - 1). */
 const MAX_LOG_PREFIX = 127;
 
 export interface RuleContext {
@@ -85,8 +85,7 @@ function portStatements(peer: CompiledPeer, field: 'sport' | 'dport'): NftStatem
 export function logPrefix(policy: string, direction: Direction, index: number): string {
   const tail = ` ${direction} ${index}: `;
   const head = 'dnsplane ';
-  const room = MAX_LOG_PREFIX - head.length - tail.length;
-  return `${head}${policy.length > room ? policy.slice(0, room) : policy}${tail}`;
+  return `${head}${truncateUtf8(policy, MAX_LOG_PREFIX - head.length - tail.length)}${tail}`;
 }
 
 function actionStatement(rule: CompiledRule, context: RuleContext): NftStatement {
