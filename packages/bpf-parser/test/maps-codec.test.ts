@@ -1,0 +1,70 @@
+// Round trips of the map codecs in src/maps.ts (their byte layout is checked against the
+// object's BTF in maps-btf.test.ts).
+import { describe, expect, it } from 'vitest';
+import {
+  STRUCT_LAYOUTS,
+  decodeConfig,
+  decodeEvents,
+  decodeMemberKey,
+  decodeQueryKey,
+  decodeTableInfo,
+  encodeConfig,
+  encodeMemberKey,
+  encodeQueryKey,
+  encodeTableInfo,
+} from '../src/maps.js';
+
+describe('map codecs', () => {
+  it('config with trusted servers', () => {
+    const config = {
+      minTTL: 30,
+      extraTTL: 10,
+      maxAddressesPerName: 256,
+      trustedServers: [
+        { family: 4 as const, address: '198.18.0.53', port: 53 },
+        { family: 6 as const, address: 'fd00::53', port: 5353 },
+      ],
+    };
+    const b = encodeConfig(config);
+    expect(b.length).toBe(STRUCT_LAYOUTS.dnsplane_config.size);
+    expect(decodeConfig(b)).toEqual(config);
+    expect(() => encodeConfig({ ...config, trustedServers: Array(17).fill(config.trustedServers[0]) })).toThrow(/at most 16/);
+    expect(() => encodeConfig({ ...config, minTTL: -1 })).toThrow(/minTTL/);
+  });
+
+  it('table info, query keys, member keys', () => {
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 });
+    const q = { qnameHash: 0x1234_5678_9abc_def0n, family: 6 as const, address: 'fd00::1:10', port: 40000, txid: 0xbeef };
+    expect(decodeQueryKey(encodeQueryKey(q))).toEqual(q);
+    const m4 = { setId: 7, family: 4 as const, address: '198.18.5.5' };
+    const m6 = { setId: 0xfffffff0, family: 6 as const, address: 'fd00::5' };
+    expect(encodeMemberKey(m4).length).toBe(STRUCT_LAYOUTS.dnsplane_member4_key.size);
+    expect(decodeMemberKey(4, encodeMemberKey(m4))).toEqual(m4);
+    expect(decodeMemberKey(6, encodeMemberKey(m6))).toEqual(m6);
+    expect(() => encodeMemberKey({ setId: 1, family: 4, address: 'fd00::1' })).toThrow(/not an IPv4 address/);
+  });
+
+  it('a ring-buffer record decodes to one event per entry', () => {
+    const h = STRUCT_LAYOUTS.dnsplane_event_header;
+    const e = STRUCT_LAYOUTS.dnsplane_event_entry;
+    const b = Buffer.alloc(h.size + 2 * e.size);
+    b.writeBigUInt64LE(42n, h.fields.name_hash.offset);
+    b.writeUInt16LE(2, h.fields.count.offset);
+    b.writeUInt8(11, h.fields.name_len.offset);
+    b.write('example.com', h.fields.name.offset, 'latin1');
+    b.writeBigUInt64LE(5_000_000_000n, h.size + e.fields.expiry_ns.offset);
+    b.writeUInt32LE(3, h.size + e.fields.set_id.offset);
+    b.writeUInt8(4, h.size + e.fields.family.offset);
+    Buffer.from([198, 18, 0, 1]).copy(b, h.size + e.fields.addr.offset);
+    const second = h.size + e.size;
+    b.writeBigUInt64LE(6_000_000_000n, second + e.fields.expiry_ns.offset);
+    b.writeUInt32LE(4, second + e.fields.set_id.offset);
+    b.writeUInt8(6, second + e.fields.family.offset);
+    Buffer.from('fd000000000000000000000000000001', 'hex').copy(b, second + e.fields.addr.offset);
+    expect(decodeEvents(b)).toEqual([
+      { setId: 3, family: 4, address: '198.18.0.1', expiryNs: 5_000_000_000n, nameHash: 42n, name: 'example.com' },
+      { setId: 4, family: 6, address: 'fd00::1', expiryNs: 6_000_000_000n, nameHash: 42n, name: 'example.com' },
+    ]);
+    expect(() => decodeEvents(b.subarray(0, h.size + e.size))).toThrow(/2 entries/);
+  });
+});

@@ -1,0 +1,170 @@
+// The loaded parser on the real kernel: pins under a throw-away pin root and their reuse,
+// verdicts (never drop, never change the packet), configuration and domain-table
+// replacement, membership export/import, expiry, counters, and learned events delivered on
+// the Node event loop.
+import { existsSync } from 'node:fs';
+import { buildDnsPacket, parseDomainPattern, type DnsSettings, type DomainSet, type LearnedEntry } from '@dnsplane/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DnsParserProgram, LearnedEventConsumer, MAP_NAMES, ktimeNs } from '../src/index.js';
+import { CLIENT4, SERVER4 } from './dns-generator.js';
+import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+
+const dns: DnsSettings = { trustedServers: [{ family: 4, address: SERVER4, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 16 };
+const sets: DomainSet[] = [{ id: 5, name: 'ds_5', patterns: [parseDomainPattern('*.example.com', 'calico')] }];
+
+function exchange(id: number, name: string, answers: { address: string; ttl: number }[]): { query: Uint8Array; response: Uint8Array } {
+  const labels = name.split('.');
+  const q = Buffer.alloc(12);
+  q.writeUInt16BE(id, 0);
+  q.writeUInt16BE(0x0100, 2);
+  q.writeUInt16BE(1, 4);
+  const qname = Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
+  const r = Buffer.from(q);
+  r.writeUInt16BE(0x8180, 2);
+  r.writeUInt16BE(answers.length, 6);
+  const records = answers.map((a) => {
+    const rec = Buffer.alloc(16);
+    rec.writeUInt16BE(0xc00c, 0);
+    rec.writeUInt16BE(1, 2);
+    rec.writeUInt16BE(1, 4);
+    rec.writeUInt32BE(a.ttl, 6);
+    rec.writeUInt16BE(4, 10);
+    Buffer.from(a.address.split('.').map(Number)).copy(rec, 12);
+    return rec;
+  });
+  const packet = (fromServer: boolean, payload: Uint8Array): Uint8Array =>
+    buildDnsPacket({ family: 4, src: fromServer ? SERVER4 : CLIENT4, dst: fromServer ? CLIENT4 : SERVER4, sport: fromServer ? 53 : 40000, dport: fromServer ? 40000 : 53, transport: 'udp', payload });
+  return { query: packet(false, Buffer.concat([q, qname])), response: packet(true, Buffer.concat([r, qname, ...records])) };
+}
+
+const opened: { program: DnsParserProgram; pinRoot: string }[] = [];
+function open(pinRoot = testPinRoot()): DnsParserProgram {
+  const program = DnsParserProgram.load({ pinRoot });
+  opened.push({ program, pinRoot });
+  return program;
+}
+
+afterEach(() => {
+  for (const { program, pinRoot } of opened.splice(0)) {
+    program.close();
+    DnsParserProgram.removePins(pinRoot);
+  }
+});
+
+describe('DnsParserProgram', () => {
+  it('pins its maps under the pin root and a second load reuses them', () => {
+    const pinRoot = testPinRoot();
+    const first = open(pinRoot);
+    for (const name of Object.values(MAP_NAMES)) expect(existsSync(`${pinRoot}/${name}`), name).toBe(true);
+    first.configure(dns);
+    first.setDomainSets(sets);
+    const second = open(pinRoot);
+    const x = exchange(1, 'www.example.com', [{ address: '198.18.9.1', ttl: 100 }]);
+    first.socketFilter.testRun({ data: ethernetFrame(x.query) });
+    second.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+    expect(first.membership().map((m) => `${m.setId} ${m.address}`)).toEqual(['5 198.18.9.1']);
+    const paths = first.pinPrograms(pinRoot);
+    expect(existsSync(paths.socketFilter) && existsSync(paths.tcClassifier)).toBe(true);
+  });
+
+  it('never drops or changes a packet: the socket filter returns its length, tc TC_ACT_UNSPEC', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(2, 'a.example.com', [{ address: '198.18.9.2', ttl: 5 }]);
+    for (const packet of [x.query, x.response]) {
+      const frame = ethernetFrame(packet);
+      const sock = program.socketFilter.testRun({ data: frame });
+      expect(sock.retval).toBe(packet.length);
+      // (the socket-filter test run gives the Ethernet header back zeroed; the packet is from byte 14)
+      expect(sock.data.subarray(14).toString('hex')).toBe(frame.subarray(14).toString('hex'));
+      const tc = program.tcClassifier.testRun({ data: frame });
+      expect(tc.retval | 0).toBe(-1);
+      expect(tc.data.toString('hex')).toBe(frame.toString('hex'));
+    }
+  });
+
+  it('learns with expiry max(ttl, minTTL) + extraTTL, refreshes to the later expiry, and counts', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const long = exchange(3, 'b.example.com', [{ address: '198.18.9.3', ttl: 300 }]);
+    const short = exchange(4, 'b.example.com', [{ address: '198.18.9.3', ttl: 1 }]);
+    const before = ktimeNs();
+    for (const x of [long, short]) {
+      program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+      program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+    }
+    const [entry] = program.membership();
+    const left = Number((entry?.expiryNs ?? 0n) - before) / 1e9;
+    expect(left).toBeGreaterThanOrEqual(310);
+    expect(left).toBeLessThan(311);
+    const counters = program.counters();
+    expect(counters).toMatchObject({ queries: 2, parsed: 2, learned: 2 });
+  });
+
+  it('replaces the domain table: a set removed from the config teaches nothing any more', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    program.setDomainSets([{ id: 6, name: 'ds_6', patterns: [parseDomainPattern('other.test', 'calico')] }]);
+    expect(program.map('domains').keys()).toHaveLength(1);
+    const x = exchange(5, 'c.example.com', [{ address: '198.18.9.4', ttl: 100 }]);
+    program.socketFilter.testRun({ data: ethernetFrame(x.query) });
+    program.socketFilter.testRun({ data: ethernetFrame(x.response) });
+    expect(program.membership()).toEqual([]);
+    expect(program.counters().parsed).toBe(1);
+  });
+
+  it('exports and imports learned entries in wall-clock time; expired entries are absent', () => {
+    const program = open();
+    const now = Date.now();
+    const entries: LearnedEntry[] = [
+      { setId: 5, family: 4, address: '198.18.9.5', expiresAt: now + 60_000 },
+      { setId: 5, family: 6, address: 'fd00::9:5', expiresAt: now + 120_000 },
+      { setId: 5, family: 4, address: '198.18.9.6', expiresAt: now - 1 },
+    ];
+    expect(program.importLearned(entries)).toBe(2);
+    const exported = program.exportLearned();
+    expect(exported.map((e) => e.address)).toEqual(['198.18.9.5', 'fd00::9:5']);
+    for (const e of exported) {
+      const original = entries.find((x) => x.address === e.address);
+      expect(Math.abs(e.expiresAt - (original?.expiresAt ?? 0))).toBeLessThan(50);
+    }
+    // an entry whose expiry has passed is not in force
+    program.map('members4').update(
+      Buffer.from([5, 0, 0, 0, 198, 18, 9, 7]),
+      (() => {
+        const b = Buffer.alloc(8);
+        b.writeBigUInt64LE(ktimeNs() - 1n);
+        return b;
+      })(),
+    );
+    expect(program.membership().map((m) => m.address)).not.toContain('198.18.9.7');
+  });
+
+  it('delivers learned events on the event loop', async () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const learned: LearnedEntry[] = [];
+    const consumer = new LearnedEventConsumer(program.map('events'), (entry) => learned.push(entry));
+    try {
+      const x = exchange(6, 'WWW.Example.COM', [
+        { address: '198.18.9.8', ttl: 100 },
+        { address: '198.18.9.9', ttl: 100 },
+      ]);
+      program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+      program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+      const deadline = Date.now() + 5_000;
+      while (learned.length < 2 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      expect(learned.map((e) => [e.setId, e.address, e.name])).toEqual([
+        [5, '198.18.9.8', 'www.example.com'],
+        [5, '198.18.9.9', 'www.example.com'],
+      ]);
+      expect(Math.abs((learned[0]?.expiresAt ?? 0) - (Date.now() + 110_000))).toBeLessThan(1_000);
+    } finally {
+      consumer.close();
+    }
+  });
+});
