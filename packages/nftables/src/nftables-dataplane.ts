@@ -129,11 +129,13 @@ export class NftablesDataplane implements Dataplane {
     const now = this.#clock.now();
     let ignored = 0;
     let unchanged = 0;
+    const unknownSets = new Set<number>();
     // (set, address) → the latest requested expiry, rounded up to whole seconds from now.
     const wanted = new Map<string, Map<string, number>>();
     for (const entry of entries) {
       const base = this.#setNames.get(entry.setId);
       const seconds = Math.ceil((entry.expiresAt - now) / 1000);
+      if (base === undefined) unknownSets.add(entry.setId);
       if (base === undefined || seconds <= 0) {
         ignored++;
         continue;
@@ -166,7 +168,10 @@ export class NftablesDataplane implements Dataplane {
       tx.delete(object(elements.map((e) => ({ value: e.value }))));
       tx.add(object(elements));
     }
-    if (ignored > 0) this.#logger.debug({ ignored }, 'nftables: learned entries for unknown sets or expired');
+    if (unknownSets.size > 0) {
+      this.#logger.warn({ setIds: [...unknownSets] }, 'nftables: learned entries for domain sets that are not installed were ignored');
+    }
+    if (ignored > unknownSets.size) this.#logger.debug({ ignored }, 'nftables: expired learned entries ignored');
     if (tx.size > 0) {
       await this.#handle.apply(tx);
       for (const [set, address, expiresAt] of written) {
