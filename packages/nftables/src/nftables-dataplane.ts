@@ -130,12 +130,14 @@ export class NftablesDataplane implements Dataplane {
     let ignored = 0;
     let unchanged = 0;
     const unknownSets = new Set<number>();
+    let expired = 0;
     // (set, address) → the latest requested expiry, rounded up to whole seconds from now.
     const wanted = new Map<string, Map<string, number>>();
     for (const entry of entries) {
       const base = this.#setNames.get(entry.setId);
       const seconds = Math.ceil((entry.expiresAt - now) / 1000);
       if (base === undefined) unknownSets.add(entry.setId);
+      else if (seconds <= 0) expired++;
       if (base === undefined || seconds <= 0) {
         ignored++;
         continue;
@@ -171,7 +173,7 @@ export class NftablesDataplane implements Dataplane {
     if (unknownSets.size > 0) {
       this.#logger.warn({ setIds: [...unknownSets] }, 'nftables: learned entries for domain sets that are not installed were ignored');
     }
-    if (ignored > unknownSets.size) this.#logger.debug({ ignored }, 'nftables: expired learned entries ignored');
+    if (expired > 0) this.#logger.debug({ expired }, 'nftables: expired learned entries ignored');
     if (tx.size > 0) {
       await this.#handle.apply(tx);
       for (const [set, address, expiresAt] of written) {
