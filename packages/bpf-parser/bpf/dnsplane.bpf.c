@@ -252,14 +252,15 @@ static __always_inline __u32 rd8(struct scratch *s, __u32 off)
 	return s->msg[off & MSG_MASK];
 }
 
+/* Big-endian reads: one (unaligned) load and a byte swap; the buffer is padded past the mask. */
 static __always_inline __u32 rd16(struct scratch *s, __u32 off)
 {
-	return (rd8(s, off) << 8) | rd8(s, off + 1);
+	return bpf_ntohs(*(__u16 *)&s->msg[off & MSG_MASK]);
 }
 
 static __always_inline __u32 rd32(struct scratch *s, __u32 off)
 {
-	return (rd16(s, off) << 16) | rd16(s, off + 2);
+	return bpf_ntohl(*(__u32 *)&s->msg[off & MSG_MASK]);
 }
 
 static __always_inline __u8 lower(__u8 c)
@@ -931,71 +932,87 @@ static __always_inline int trusted(struct dnsplane_config *cfg, __u8 family, con
 }
 
 /* IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. */
+/*
+ * IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. One
+ * 48-byte load covers IPv4 (no options) + UDP or TCP and IPv6 + UDP; other shapes load more.
+ */
 static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4info *li)
 {
-	__u8 ip[40];
-	__u32 l4, end, skb_len = skb->len;
+	__u8 hdr[48];
+	__u8 l4h[20];
+	__u32 l4, end, skb_len = skb->len, have, need;
+	__u8 *l4p;
 
-	if (bpf_skb_load_bytes(skb, l3, ip, 20))
-		return -1;
-	if ((ip[0] >> 4) == 4) {
-		__u32 ihl = (ip[0] & 0xf) * 4, tot = (ip[2] << 8) | ip[3];
+	if (skb_len >= l3 + 48) {
+		if (bpf_skb_load_bytes(skb, l3, hdr, 48))
+			return -1;
+		have = 48;
+	} else {
+		if (bpf_skb_load_bytes(skb, l3, hdr, 20))
+			return -1;
+		have = 20;
+	}
+	if ((hdr[0] >> 4) == 4) {
+		__u32 ihl = (hdr[0] & 0xf) * 4, tot = (hdr[2] << 8) | hdr[3];
 
 		if (ihl < 20 || tot < ihl || l3 + tot > skb_len)
 			return -1;
-		if (((ip[6] << 8) | ip[7]) & 0x3fff) /* fragments are not DNS to us */
+		if (((hdr[6] << 8) | hdr[7]) & 0x3fff) /* fragments are not DNS to us */
 			return -1;
 		li->family = 4;
-		li->proto = ip[9];
+		li->proto = hdr[9];
 		__builtin_memset(li->src, 0, 32);
-		__builtin_memcpy(li->src, &ip[12], 4);
-		__builtin_memcpy(li->dst, &ip[16], 4);
+		__builtin_memcpy(li->src, &hdr[12], 4);
+		__builtin_memcpy(li->dst, &hdr[16], 4);
 		l4 = l3 + ihl;
 		end = l3 + tot;
-	} else if ((ip[0] >> 4) == 6) {
-		if (bpf_skb_load_bytes(skb, l3, ip, 40))
-			return -1;
+		/* the L4 header is in hdr when there are no IP options */
+		l4p = ihl == 20 ? &hdr[20] : 0;
+	} else if ((hdr[0] >> 4) == 6) {
+		if (have < 48) {
+			if (skb_len < l3 + 40 || bpf_skb_load_bytes(skb, l3, hdr, 40))
+				return -1;
+		}
 		li->family = 6;
-		li->proto = ip[6]; /* no extension headers */
-		__builtin_memcpy(li->src, &ip[8], 16);
-		__builtin_memcpy(li->dst, &ip[24], 16);
+		li->proto = hdr[6]; /* no extension headers */
+		__builtin_memcpy(li->src, &hdr[8], 16);
+		__builtin_memcpy(li->dst, &hdr[24], 16);
 		l4 = l3 + 40;
-		end = l4 + ((ip[4] << 8) | ip[5]);
+		end = l4 + ((hdr[4] << 8) | hdr[5]);
 		if (end > skb_len)
 			return -1;
+		l4p = &hdr[40]; /* 8 bytes: a UDP header */
 	} else {
 		return -1;
 	}
 	/* (tc: bytes past the IP length are link-layer padding) */
-	if (li->proto == IPPROTO_UDP) {
-		__u8 udp[8];
-		__u32 ulen;
-
-		if (l4 + 8 > end || bpf_skb_load_bytes(skb, l4, udp, 8))
+	need = li->proto == IPPROTO_UDP ? 8 : 20;
+	if (li->proto != IPPROTO_UDP && li->proto != IPPROTO_TCP)
+		return -1;
+	if (l4 + need > end)
+		return -1;
+	if (!l4p || l4 - l3 + need > have) {
+		if (bpf_skb_load_bytes(skb, l4, l4h, 20 > end - l4 ? 8 : 20))
 			return -1;
-		__builtin_memcpy(&li->sport, &udp[0], 2);
-		__builtin_memcpy(&li->dport, &udp[2], 2);
-		ulen = (udp[4] << 8) | udp[5];
+		l4p = l4h;
+	}
+	__builtin_memcpy(&li->sport, &l4p[0], 2);
+	__builtin_memcpy(&li->dport, &l4p[2], 2);
+	if (li->proto == IPPROTO_UDP) {
+		__u32 ulen = (l4p[4] << 8) | l4p[5];
+
 		if (ulen < 8 || l4 + ulen > end)
 			return -1;
 		end = l4 + ulen;
 		li->payload_off = l4 + 8;
-	} else if (li->proto == IPPROTO_TCP) {
-		__u8 tcp[20];
-		__u32 doff;
+	} else {
+		__u32 doff = (l4p[12] >> 4) * 4;
 
-		if (l4 + 20 > end || bpf_skb_load_bytes(skb, l4, tcp, 20))
-			return -1;
-		__builtin_memcpy(&li->sport, &tcp[0], 2);
-		__builtin_memcpy(&li->dport, &tcp[2], 2);
-		doff = (tcp[12] >> 4) * 4;
 		if (doff < 20 || l4 + doff > end)
 			return -1;
 		li->payload_off = l4 + doff;
 		if (end == li->payload_off) /* a bare ACK, SYN or FIN */
 			return -1;
-	} else {
-		return -1;
 	}
 	li->payload_len = end - li->payload_off;
 	return 0;

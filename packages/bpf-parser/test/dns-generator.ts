@@ -322,13 +322,28 @@ export type Mutation =
   | 'more-answers-claimed'
   | 'tcp-short-prefix'
   | 'tcp-long-prefix'
-  | 'label-type';
+  | 'label-type'
+  | 'ip-options';
 
 const MUTATIONS: readonly Mutation[] = [
   'none', 'none', 'none', 'none', 'truncate', 'truncate', 'flip', 'flip', 'pointer', 'pointer', 'qr-clear', 'untrusted',
   'no-query', 'other-id', 'other-name', 'rcode', 'two-questions', 'more-answers-claimed', 'tcp-short-prefix',
-  'tcp-long-prefix', 'label-type',
+  'tcp-long-prefix', 'label-type', 'ip-options',
 ];
+
+/** The same IPv4 packet with 4 bytes of IP options (NOPs): IHL 6 (the parser reads the IHL). */
+function withIpOptions(packet: Uint8Array): Uint8Array {
+  if (((packet[0] ?? 0) >> 4) !== 4) return packet;
+  const out = new Uint8Array(packet.length + 4);
+  out.set(packet.subarray(0, 20), 0);
+  out.set([1, 1, 1, 1], 20);
+  out.set(packet.subarray(20), 24);
+  out[0] = 0x46;
+  const total = packet.length + 4;
+  out[2] = total >> 8;
+  out[3] = total & 0xff;
+  return out;
+}
 
 /** One random exchange, a pure function of `seed`. */
 export function generateExchange(seed: number, forced?: { mutation?: Mutation; cutAt?: number; baseSeed?: number }): Exchange {
@@ -422,13 +437,15 @@ export function generateExchange(seed: number, forced?: { mutation?: Mutation; c
       what = `${mutation} (declared ${declared} of ${framed.length - 2})`;
       break;
     }
+    case 'ip-options':
     case 'none':
       break;
   }
+  const response = packet(e, true, msg, { rogue, framing });
   return {
     description: `${e.family === 4 ? 'IPv4' : 'IPv6'} ${e.transport} ${built.qname.join('.')} ${what}`,
-    queries,
-    response: packet(e, true, msg, { rogue, framing }),
+    queries: mutation === 'ip-options' ? queries.map(withIpOptions) : queries,
+    response: mutation === 'ip-options' ? withIpOptions(response) : response,
   };
 }
 
