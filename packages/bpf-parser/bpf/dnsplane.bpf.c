@@ -665,12 +665,17 @@ static long match_step(__u32 idx, void *data)
 	e = bpf_map_lookup_elem(&dnsp_domains, &key);
 	if (!e)
 		return 0;
-	/* a copy: the entry may change under us, and consider_id needs no second lookup */
-	__builtin_memcpy(s->ids, e->ids, sizeof(s->ids));
 	s->entry_a = e->exact;
 	s->entry_b = s->entry_a + e->any_many;
 	s->entry_c = s->entry_b + e->any_one;
 	d = s->entry_c + e->complex;
+	/* a copy of the ids in use: the entry may change under us, and consider_id needs no
+	 * second lookup */
+	for (__u32 i = 0; i < DNSPLANE_DOMAIN_IDS; i++) {
+		if (i >= d)
+			break;
+		s->ids[i] = e->ids[i];
+	}
 	s->entry_k = k;
 	for (__u32 i = 0; i < DNSPLANE_DOMAIN_IDS; i++) {
 		if (i >= d)

@@ -1,7 +1,7 @@
 // The loaded DNS parser: its object (bpf/dnsplane.bpf.o) with maps pinned under a pin root,
 // the two entry points, and typed access to its state — DNS settings and trusted servers,
 // the domain table, membership, counters.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
@@ -63,6 +63,7 @@ export class DnsParserProgram {
    */
   static load(options: ParserProgramOptions = {}): DnsParserProgram {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
+    const existed = existsSync(pinRoot);
     const spec = BpfObjectSpec.open(options.objectPath ?? PARSER_OBJECT_PATH);
     try {
       spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
@@ -70,7 +71,13 @@ export class DnsParserProgram {
       spec.close();
       throw error;
     }
-    return new DnsParserProgram(spec.load(), pinRoot);
+    try {
+      return new DnsParserProgram(spec.load(), pinRoot);
+    } catch (error) {
+      // Nothing half-made: a pin folder this failed load created goes again.
+      if (!existed) rmSync(pinRoot, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   /** Removes every pin under `pinRoot` (the folder included). Maps live on while loaded. */

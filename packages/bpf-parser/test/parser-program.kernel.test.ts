@@ -168,3 +168,11 @@ describe('DnsParserProgram', () => {
     }
   });
 });
+
+describe('DnsParserProgram.load failures', () => {
+  it('a missing object surfaces as a typed error and leaves no pin folder behind', () => {
+    const pinRoot = testPinRoot();
+    expect(() => DnsParserProgram.load({ pinRoot, objectPath: '/nonexistent/dnsplane.bpf.o' })).toThrow(/nonexistent/);
+    expect(existsSync(pinRoot)).toBe(false);
+  });
+});
