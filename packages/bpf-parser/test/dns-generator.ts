@@ -65,7 +65,9 @@ function randomLabel(r: Rand): string {
 
 /** A name as labels; mostly names the test domain sets care about. */
 function randomName(r: Rand): string[] {
-  const shape = r.int(10);
+  const shape = r.int(12);
+  if (shape === 6) return [randomLabel(r), randomLabel(r), 'a', 'a'];
+  if (shape === 7) return ['bar', randomLabel(r), r.pick(['zz', 'zaz', 'z1z', 'zoo', 'z'])];
   if (shape === 0) return ['www', 'example', 'com'];
   if (shape === 1) return [randomLabel(r), 'example', 'com'];
   if (shape === 2) return [...Array.from({ length: r.range(1, 3) }, () => randomLabel(r)), 's3', 'amazonaws', 'com'];

@@ -206,6 +206,7 @@ describe('kernel parser vs reference parser (BPF_PROG_TEST_RUN, both entry point
     const randomCases = only === undefined ? 7000 : 0;
     const failures: string[] = [];
     const outcomes = new Map<string, number>();
+    const bySet = new Map<number, number>();
     let withWrites = 0;
     let cases = 0;
     const check = (label: string, x: Exchange): void => {
@@ -213,6 +214,7 @@ describe('kernel parser vs reference parser (BPF_PROG_TEST_RUN, both entry point
       cases++;
       outcomes.set(outcome.outcome, (outcomes.get(outcome.outcome) ?? 0) + 1);
       if (outcome.writes.length) withWrites++;
+      for (const w of outcome.writes) bySet.set(w.setId, (bySet.get(w.setId) ?? 0) + 1);
       if (outcome.outcome === 'malformed') expect(outcome.writes).toEqual([]);
       if (failures.length < 20) for (const m of mismatches) failures.push(describeFailure(label, x, m));
     };
@@ -236,7 +238,8 @@ describe('kernel parser vs reference parser (BPF_PROG_TEST_RUN, both entry point
       }
     }
     const summary = [...outcomes].map(([k, v]) => `${k}=${v}`).join(' ');
-    console.log(`differential: ${cases} exchanges, run seed ${runSeed}, ${withWrites} with writes; outcomes ${summary}`);
+    const sets = [...bySet].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}:${v}`).join(' ');
+    console.log(`differential: ${cases} exchanges, run seed ${runSeed}, ${withWrites} with writes; outcomes ${summary}; writes by set ${sets}`);
     expect(failures, failures.join('\n')).toEqual([]);
     if (only === undefined) {
       expect(cases).toBeGreaterThanOrEqual(10_000);
@@ -244,6 +247,10 @@ describe('kernel parser vs reference parser (BPF_PROG_TEST_RUN, both entry point
       expect(withWrites).toBeGreaterThan(500);
       for (const kind of ['parsed', 'malformed', 'truncated', 'untrusted', 'unmatched_query', 'not_response', 'rejected']) {
         expect(outcomes.get(kind) ?? 0, kind).toBeGreaterThan(20);
+      }
+      // ... and every kind of pattern the generated names can reach learns something.
+      for (const id of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15, 0xfffffff0]) {
+        expect(bySet.get(id) ?? 0, `writes to domain set ${id}`).toBeGreaterThan(0);
       }
     }
   });
