@@ -11,6 +11,8 @@ export const DEFAULT_MIN_TTL = 30;
 export const DEFAULT_EXTRA_TTL = 10;
 export const DEFAULT_MAX_ADDRESSES_PER_NAME = 256;
 export const DEFAULT_STATE_PATH = '/var/lib/dnsplane/state.json';
+export const DEFAULT_BPF_PIN_ROOT = '/sys/fs/bpf/dnsplane';
+export const DEFAULT_NFT_MARK_MASK = '0x00ff0000';
 /** Largest TTL setting in seconds (about 68 years: expiries stay far from overflow in ns). */
 export const MAX_TTL_SETTING = 2_147_483_647;
 export const MAX_ADDRESSES_PER_NAME_LIMIT = 65_535;
@@ -99,6 +101,13 @@ export const DnsSettingsSchema = strictObject({
     .max(MAX_ADDRESSES_PER_NAME_LIMIT)
     .default(DEFAULT_MAX_ADDRESSES_PER_NAME)
     .meta({ description: 'At most this many addresses of one DNS response are learned.' }),
+  interfaces: z
+    .array(z.string().regex(/^[A-Za-z0-9_.:@-]{1,15}$/, 'not a Linux interface name'))
+    .default([])
+    .meta({
+      description:
+        'Interfaces whose DNS traffic the parser watches (tc dataplanes); empty = every interface except lo.',
+    }),
 });
 
 export const DnsplaneConfigSchema = strictObject({
@@ -124,6 +133,29 @@ export const DnsplaneConfigSchema = strictObject({
       .enum(IPTABLES_BACKENDS)
       .default('auto')
       .meta({ description: 'iptables flavour for the iptables dataplane; auto picks what the system uses.' }),
+  }).prefault({}),
+  bpf: strictObject({
+    pinRoot: z
+      .string()
+      .regex(/^\/sys\/fs\/bpf\/[A-Za-z0-9_.-]+$/, 'must be one folder directly under /sys/fs/bpf')
+      .default(DEFAULT_BPF_PIN_ROOT)
+      .meta({ description: 'The one bpffs folder where dnsplane pins its programs and maps.' }),
+  }).prefault({}),
+  nftables: strictObject({
+    table: z
+      .string()
+      .regex(/^dnsplane[A-Za-z0-9_]*$/, 'must start with "dnsplane" and hold only letters, digits and _')
+      .default('dnsplane')
+      .meta({ description: 'Name of the one inet table the nftables dataplane owns.' }),
+    markMask: z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{1,8}$/, 'must be a hexadecimal 32-bit mask such as "0x00ff0000"')
+      .refine((text) => Number.parseInt(text, 16) !== 0, 'must have at least one bit set')
+      .default(DEFAULT_NFT_MARK_MASK)
+      .meta({
+        description:
+          'Packet-mark bits the nftables dataplane may use to carry kernel domain-set membership to its rules.',
+      }),
   }).prefault({}),
 }).meta({ title: 'dnsplane config', description: 'The dnsplane agent configuration file (dnsplane.yaml).' });
 

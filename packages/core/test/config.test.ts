@@ -56,11 +56,13 @@ describe('DnsplaneConfigSchema', () => {
   it('fills the documented defaults', () => {
     expect(DnsplaneConfigSchema.parse({})).toEqual({
       dataplane: 'nftables',
-      dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 },
+      dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256, interfaces: [] },
       resources: [],
       statePath: '/var/lib/dnsplane/state.json',
       log: { level: 'info' },
       iptables: { backend: 'auto' },
+      bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
+      nftables: { table: 'dnsplane', markMask: '0x00ff0000' },
     });
   });
 
@@ -71,6 +73,7 @@ describe('DnsplaneConfigSchema', () => {
       minTTL: 30,
       extraTTL: 10,
       maxAddressesPerName: 256,
+      interfaces: [],
     });
     expect(config.log.level).toBe('info');
   });
@@ -120,11 +123,11 @@ describe('DnsplaneConfigSchema', () => {
       'dataplane: expected one of "nftables", "iptables", "ebpf", got the string "nft"',
       'dns.trustedServers[0]: invalid trusted server "x": "x" is not an IPv4 or IPv6 address (host names are not allowed)',
       'dns.minTTL: expected a number, got the string "30"',
-      'dns.typo: unknown field; allowed fields: trustedServers, minTTL, extraTTL, maxAddressesPerName',
+      'dns.typo: unknown field; allowed fields: trustedServers, minTTL, extraTTL, maxAddressesPerName, interfaces',
       'resources: expected a list, got the string "policies"',
       'log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent", got the string "loud"',
       'iptables.backend: expected one of "auto", "legacy", "nft", got the string "nf"',
-      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, log, iptables',
+      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, log, iptables, bpf, nftables',
     ]);
   });
 

@@ -66,10 +66,13 @@ describe('loadInputs on the valid fixture (every feature written out)', () => {
       minTTL: 0,
       extraTTL: 5,
       maxAddressesPerName: 16,
+      interfaces: ['eth0', 'dpweb0'],
     });
     expect(config.statePath).toBe(path.join(path.dirname(validConfig), 'state/learned.json'));
     expect(config.log.level).toBe('debug');
     expect(config.iptables.backend).toBe('legacy');
+    expect(config.bpf.pinRoot).toBe('/sys/fs/bpf/dnsplane-valid');
+    expect(config.nftables).toEqual({ table: 'dnsplane_valid', markMask: '0x0000f000' });
   });
 
   it('parses endpoints: labels, host, interfaces, canonical addresses, names unique per kind', async () => {
@@ -196,11 +199,13 @@ describe('loadInputs file handling', () => {
     const inputs = await loadInputs(config);
     expect(inputs.config).toEqual({
       dataplane: 'nftables',
-      dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 },
+      dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256, interfaces: [] },
       resources: [],
       statePath: '/var/lib/dnsplane/state.json',
       log: { level: 'info' },
       iptables: { backend: 'auto' },
+      bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
+      nftables: { table: 'dnsplane', markMask: '0x00ff0000' },
     });
     expect(inputs.policies).toEqual([]);
     expect(inputs.files).toEqual([]);
