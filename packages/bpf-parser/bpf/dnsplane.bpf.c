@@ -32,6 +32,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "dnsplane_maps.h"
+#include "dnsplane_membership.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -77,21 +78,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_patterns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
-	__type(key, struct dnsplane_member4_key);
-	__type(value, struct dnsplane_member_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dnsp_members4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
-	__type(key, struct dnsplane_member6_key);
-	__type(value, struct dnsplane_member_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dnsp_members6 SEC(".maps");
+/* dnsp_members4 / dnsp_members6: dnsplane_membership.h (shared with the enforcement programs) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
