@@ -2,15 +2,26 @@
 // pinned, runs as a match in a rule every DNS packet to or from a trusted server traverses,
 // before any verdict: queries are remembered, responses teach the membership maps before
 // they reach the client. The program always matches and the rules have no target, so the
-// packet goes on unchanged.
-import type { DnsSettings } from '@dnsplane/core';
+// packet goes on unchanged: the parser never decides a verdict.
+import type { DnsSettings, DomainSet, LearnedEntry } from '@dnsplane/core';
 
 export interface DnsParserHook {
   /** Path of the pinned parser socket filter. Pure. */
   readonly programPath: string;
   /**
    * Make sure the parser is loaded, pinned at `programPath` and configured with these DNS
-   * settings (trusted servers, TTLs) before rules that use it are applied.
+   * settings (trusted servers, TTLs) and domain sets (the domain table it matches names
+   * against) before rules that use it are applied.
    */
-  prepare(dns: DnsSettings): Promise<void>;
+  prepare(dns: DnsSettings, domainSets: readonly DomainSet[]): Promise<void>;
+  /** Learned (set, address) entries in force, from the kernel membership maps. */
+  exportLearned?(): Promise<LearnedEntry[]>;
+  /** Writes learned entries into the kernel membership maps (a later expiry wins). */
+  importLearned?(entries: readonly LearnedEntry[]): Promise<void>;
+  /** Parser counters (summed over CPUs) and the number of learned entries in force. */
+  statistics?(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }>;
+  /** Unpins the parser and its maps. Called by `remove()` after no rule references them. */
+  unpin?(): Promise<void>;
+  /** Releases file descriptors; pins (and so enforcement and learning) stay. */
+  close?(): Promise<void>;
 }

@@ -13,6 +13,15 @@ export interface DomainMatchProvider {
    * Called by `install` before anything is written.
    */
   prepare(sets: readonly DomainSet[]): Promise<void>;
+  /**
+   * Unpins the match programs of sets not in `keep`. Called by `install` after a successful
+   * apply, when no rule references them any more.
+   */
+  prune?(keep: readonly number[]): Promise<void>;
+  /** Unpins every match program. Called by `remove()` after our rules are gone. */
+  unpinAll?(): Promise<void>;
+  /** Releases file descriptors; pins stay. */
+  close?(): Promise<void>;
 }
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/dnsplane';
@@ -23,9 +32,9 @@ export function domainMatchPinPath(pinRoot: string, setId: number): string {
 }
 
 /**
- * Paths under `pinRoot`, pinning nothing: until the bpf-parser package provides the
- * programs, a rule for a set whose program is not pinned makes iptables-restore fail
- * (and, being atomic, apply nothing).
+ * Paths under `pinRoot`, pinning nothing: a rule for a set whose program is not pinned
+ * makes iptables-restore fail (and, being atomic, apply nothing). For tests and for
+ * rendering; the agent uses `membershipDomainMatches` (bpf-membership.ts).
  */
 export function pinnedDomainMatches(pinRoot: string = DEFAULT_PIN_ROOT): DomainMatchProvider {
   return {

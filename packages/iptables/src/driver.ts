@@ -92,7 +92,7 @@ export class IptablesDataplane implements Dataplane {
     const rules = state.policies.flatMap((p) => [...(p.ingress ?? []), ...(p.egress ?? [])]);
     const used = new Set(rules.map((r) => r.destination.domainSetId).filter((id) => id !== undefined));
     await this.domainMatches.prepare(state.domainSets.filter((s) => used.has(s.id)));
-    if (this.dnsParser) await this.dnsParser.prepare(state.dns);
+    if (this.dnsParser) await this.dnsParser.prepare(state.dns, state.domainSets);
     const backend = await this.resolvedBackend();
 
     const applied: Array<{ family: IpFamily; before: SavedTable }> = [];
@@ -107,16 +107,26 @@ export class IptablesDataplane implements Dataplane {
       }
     }
     this.logger.info({ event: 'iptables.installed', backend, chains: rulesets.v4.tables[0]?.chains.length ?? 0 }, 'iptables rules installed');
+    // Only now does no rule reference the match programs of sets this state no longer uses.
+    if (this.domainMatches.prune) {
+      try {
+        await this.domainMatches.prune([...used]);
+      } catch (error) {
+        this.logger.warn({ event: 'iptables.prune_failed', err: error }, 'could not unpin unused domain-set match programs');
+      }
+    }
   }
 
+  /**
+   * Learned members live in the kernel membership maps of bpf-parser, which the parser writes
+   * and the xt_member match programs read; without a parser hook this driver has none.
+   */
   async exportLearned(): Promise<LearnedEntry[]> {
-    // Learned members live in the kernel membership maps owned by bpf-parser, which the xt_bpf
-    // match programs consult; this driver keeps no learned state of its own.
-    return [];
+    return (await this.dnsParser?.exportLearned?.()) ?? [];
   }
 
-  async importLearned(_entries: readonly LearnedEntry[]): Promise<void> {
-    // Nothing to do here: learned state is imported into the bpf-parser membership maps.
+  async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
+    await this.dnsParser?.importLearned?.(entries);
   }
 
   async status(): Promise<DataplaneStatus> {
@@ -133,7 +143,9 @@ export class IptablesDataplane implements Dataplane {
       counters[`ipv${family}_jumps`] = saved.jumps.length;
       counters[`ipv${family}_dropped_packets`] = droppedPackets(await this.save(family, ['-c']));
     }
-    return { kind: 'iptables', objects, counters, learned: 0 };
+    const parser = await this.dnsParser?.statistics?.();
+    if (parser) Object.assign(counters, parser.counters);
+    return { kind: 'iptables', objects, counters, learned: parser?.learned ?? 0 };
   }
 
   remove(): Promise<void> {
@@ -146,10 +158,17 @@ export class IptablesDataplane implements Dataplane {
       if (saved.chains.length === 0 && saved.jumps.length === 0) continue;
       await this.restore(family, renderRemoval(TABLE, saved.jumps.map((j) => j.spec), saved.chains));
     }
-    this.logger.info({ event: 'iptables.removed' }, 'iptables rules removed');
+    // The rules that referenced the pinned programs are gone: now the pins can go.
+    await this.domainMatches.unpinAll?.();
+    await this.dnsParser?.unpin?.();
+    this.logger.info({ event: 'iptables.removed' }, 'iptables rules and pins removed');
   }
 
-  async close(): Promise<void> {}
+  /** Releases file descriptors; rules, pinned programs and maps stay in force. */
+  async close(): Promise<void> {
+    await this.domainMatches.close?.();
+    await this.dnsParser?.close?.();
+  }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {
     const result = this.queue.then(work, work);

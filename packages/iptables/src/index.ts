@@ -9,3 +9,4 @@ export * from './backend.js';
 export * from './driver.js';
 export * from './process-runner.js';
 export * from './dns-parser-hook.js';
+export * from './bpf-parser-hook.js';

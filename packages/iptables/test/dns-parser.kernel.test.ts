@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { DesiredState, DomainSet } from '@dnsplane/core';
 import { parseDomainPattern } from '@dnsplane/core';
-import { DnsParserProgram } from '@dnsplane/bpf-parser';
-import { createIptablesDataplane } from '../src/index.js';
-import type { DnsParserHook, ResolvedBackend } from '../src/index.js';
+import { existsSync, rmSync } from 'node:fs';
+import { BpfDnsParserHook, createIptablesDataplane } from '../src/index.js';
+import type { ResolvedBackend } from '../src/index.js';
 import { createLab, SERVER } from './lab.js';
 import { deleteNetns, inNetns, netnsRunner } from './netns.js';
 
@@ -62,36 +62,35 @@ describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on 
     const names: string[] = [];
     let dnsmasq: ChildProcess | undefined;
     const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
-    const parser = DnsParserProgram.load({ pinRoot });
+    const hook = new BpfDnsParserHook({ pinRoot });
     try {
-      parser.setDomainSets([SET]);
-      const { socketFilter } = parser.pinPrograms(pinRoot);
       const lab = await createLab(names);
+      const router = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
       dnsmasq = await startDnsmasq(lab.server, lab.client);
-      // Without the driver's rules the router never runs the parser.
-      expect(parser.membership().filter((m) => m.setId === SET.id)).toEqual([]);
-
-      const hook: DnsParserHook = {
-        programPath: socketFilter,
-        prepare: async (dns) => parser.configure(dns),
-      };
-      const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
-      await dataplane.install(state);
+      await router.install(state);
       const rules = await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter']);
-      expect(rules).toContain(`-A DNSPLANE-FORWARD -s ${SERVER}/32 -p udp -m multiport --sports 53 -m bpf --object-pinned ${socketFilter}`);
+      expect(rules).toContain(`-A DNSPLANE-FORWARD -s ${SERVER}/32 -p udp -m multiport --sports 53 -m bpf --object-pinned ${hook.programPath}`);
+      // The DNS exchange that readiness needed happened before the rules: nothing learned.
+      expect((await router.exportLearned()).filter((m) => m.setId === SET.id)).toEqual([]);
 
       expect(await dig(lab.client)).toBe(SERVER);
-      const learned = parser.membership().filter((m) => m.setId === SET.id);
+      const learned = (await router.exportLearned()).filter((m) => m.setId === SET.id);
       expect(learned.map((m) => m.address)).toEqual([SERVER]);
-      const counters = parser.counters();
-      expect(counters.queries).toBeGreaterThanOrEqual(1);
-      expect(counters.learned).toBeGreaterThanOrEqual(1);
-      await dataplane.remove();
+      const status = await router.status();
+      expect(status.learned).toBeGreaterThanOrEqual(1);
+      expect(status.counters['parser_queries']).toBeGreaterThanOrEqual(1);
+      expect(status.counters['parser_learned']).toBeGreaterThanOrEqual(1);
+      // A second install (as after an agent restart) re-pins the program at the same path.
+      await router.install(state);
+      expect(existsSync(hook.programPath)).toBe(true);
+      await router.remove();
+      expect(existsSync(pinRoot)).toBe(false);
+      expect(await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
     } finally {
       if (dnsmasq?.exitCode === null) dnsmasq.kill();
       for (const name of names) await deleteNetns(name);
-      parser.close();
-      DnsParserProgram.removePins(pinRoot);
+      await hook.close();
+      rmSync(pinRoot, { recursive: true, force: true });
     }
   });
 });
