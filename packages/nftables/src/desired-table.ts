@@ -30,6 +30,7 @@ import {
   shortHash,
   truncateUtf8,
 } from './names.js';
+import { assignMarkBits, type MarkAssignment } from './mark-bits.js';
 import { renderRule, type RuleContext } from './render-rules.js';
 
 export interface DesiredChain {
@@ -42,6 +43,13 @@ export interface DesiredTable {
   readonly sets: readonly NftSet[];
   /** Regular chains first (jump targets), base chains last. */
   readonly chains: readonly DesiredChain[];
+  /** The packet-mark bits of the domain sets (what the tc membership marker is programmed with). */
+  readonly marks: MarkAssignment;
+}
+
+export interface DesiredTableOptions {
+  /** Packet-mark bits for kernel membership (default DEFAULT_MARK_MASK). */
+  readonly markMask?: number;
 }
 
 /** nft keeps at most 128 bytes of rule comment (with its NUL). */
@@ -94,8 +102,9 @@ function policiesFor(
     .filter((p): p is CompiledPolicy => p !== undefined && p[direction] !== undefined);
 }
 
-export function desiredTable(state: DesiredState, table: NftTableRef): DesiredTable {
+export function desiredTable(state: DesiredState, table: NftTableRef, options: DesiredTableOptions = {}): DesiredTable {
   const domainSets = new Map<number, DomainSet>(state.domainSets.map((s) => [s.id, s]));
+  const marks = assignMarkBits(state, options.markMask);
   const policies = new Map<string, CompiledPolicy>(state.policies.map((p) => [p.name, p]));
 
   const sets: NftSet[] = [...state.domainSets]
@@ -111,7 +120,7 @@ export function desiredTable(state: DesiredState, table: NftTableRef): DesiredTa
       const rules = policy[direction];
       if (rules === undefined) continue;
       const builder = new ChainBuilder({ table, name: policyChainName(policy.name, direction) });
-      const context: RuleContext = { policy: policy.name, direction, domainSets };
+      const context: RuleContext = { policy: policy.name, direction, domainSets, markBits: marks.bits };
       for (const rule of rules) {
         for (const expr of renderRule(rule, context)) {
           builder.rule(`${policy.name} ${direction} ${rule.index} ${rule.action}`, expr);
@@ -165,5 +174,5 @@ export function desiredTable(state: DesiredState, table: NftTableRef): DesiredTa
   const baseChains = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress].map((b) =>
     b.build(),
   );
-  return { table, sets, chains: [...policyChains, ...endpointChains, ...baseChains] };
+  return { table, sets, chains: [...policyChains, ...endpointChains, ...baseChains], marks };
 }

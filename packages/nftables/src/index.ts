@@ -15,3 +15,4 @@ export * from './plan.js';
 export * from './learned-source.js';
 export * from './nftables-dataplane.js';
 export * from './process-runner.js';
+export * from './mark-bits.js';

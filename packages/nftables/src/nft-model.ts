@@ -76,7 +76,11 @@ export interface NftAnonymousSetExpr {
 
 /** Values: literals, prefixes, ranges, anonymous sets, named set references (`"@name"`). */
 export type NftValue = string | number | NftPrefixExpr | NftRangeExpr | NftAnonymousSetExpr;
-export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr;
+/** A bitwise AND of an expression and a constant (`meta mark & 0x00010000`). */
+export interface NftAndExpr {
+  readonly '&': readonly [NftMetaExpr, number];
+}
+export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr | NftAndExpr;
 export type NftMatchOp = '==' | '!=' | 'in';
 
 // --- statements -------------------------------------------------------------------------
@@ -113,6 +117,7 @@ export const payload = (protocol: NftPayloadExpr['payload']['protocol'], field: 
   payload: { protocol, field },
 });
 export const meta = (key: NftMetaExpr['meta']['key']): NftMetaExpr => ({ meta: { key } });
+export const bitAnd = (left: NftMetaExpr, mask: number): NftAndExpr => ({ '&': [left, mask] });
 export const ctState: NftCtExpr = { ct: { key: 'state' } };
 export const prefix = (addr: string, len: number): NftPrefixExpr => ({ prefix: { addr, len } });
 export const range = (first: NftValue, last: NftValue): NftRangeExpr => ({ range: [first, last] });

@@ -15,6 +15,7 @@ import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from
 import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
 import { JsonNftHandle } from './json-handle.js';
 import type { LearnedSource } from './learned-source.js';
+import { DEFAULT_MARK_MASK, markAssignmentJson, parseMarkMask } from './mark-bits.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
 import { planInstall } from './plan.js';
@@ -36,6 +37,10 @@ export interface NftablesDataplaneOptions {
   readonly logger?: NftLogger;
   /** Batches of learned entries to mirror into the nft sets (the inline-learning seam). */
   readonly learnedSource?: LearnedSource;
+  /** Packet-mark bits for kernel membership (number or "0x00ff0000"; default 0x00ff0000). */
+  readonly markMask?: number | string;
+  /** Interfaces the DNS parser watches (empty or absent: every interface but lo). */
+  readonly interfaces?: readonly string[];
 }
 
 export interface AddLearnedResult {
@@ -64,12 +69,16 @@ export class NftablesDataplane implements Dataplane {
    */
   #expiries = new Map<string, Map<string, number>>();
   #serial: Promise<unknown> = Promise.resolve();
+  readonly #markMask: number;
+  readonly #interfaces: readonly string[];
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
     this.#handle = handle;
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
+    this.#markMask = parseMarkMask(options.markMask ?? DEFAULT_MARK_MASK);
+    this.#interfaces = options.interfaces ?? [];
     if (options.learnedSource !== undefined) {
       const unsubscribe = options.learnedSource.subscribe((entries) => {
         this.addLearned(entries).catch((error: unknown) =>
@@ -85,14 +94,28 @@ export class NftablesDataplane implements Dataplane {
     this.#onClose.push(callback);
   }
 
+  /**
+   * The nft document of a first install, then (after a blank line) the tc part as JSON:
+   * the membership marker's endpoint → (set, bit) entries and where the parser is attached.
+   */
   render(state: DesiredState): string {
-    const plan = planInstall(desiredTable(state, this.table), undefined);
-    return serializeDocument(renderDocument(plan.transaction), true);
+    const desired = desiredTable(state, this.table, { markMask: this.#markMask });
+    const plan = planInstall(desired, undefined);
+    const tc = {
+      'dnsplane-tc': {
+        parser: {
+          ingress: this.#interfaces.length > 0 ? [...this.#interfaces] : 'every interface but lo',
+          egress: 'every watched interface that is not a workload endpoint',
+        },
+        membershipMarks: markAssignmentJson(desired.marks),
+      },
+    };
+    return `${serializeDocument(renderDocument(plan.transaction), true)}\n\n${JSON.stringify(tc, null, 2)}\n`;
   }
 
   install(state: DesiredState): Promise<void> {
     return this.#exclusive(async () => {
-      const desired = desiredTable(state, this.table);
+      const desired = desiredTable(state, this.table, { markMask: this.#markMask });
       // Without elements: a re-install never needs them, and they can number 100,000s.
       const current = await this.#handle.listTable(this.table, { elements: false });
       const plan = planInstall(desired, current);

@@ -5,6 +5,7 @@ import type { Cidr, CompiledPeer, CompiledRule, Direction, DomainSet, IpFamily, 
 import {
   accept,
   anonymousSet,
+  bitAnd,
   drop,
   log,
   match,
@@ -30,6 +31,11 @@ export interface RuleContext {
   readonly policy: string;
   readonly direction: Direction;
   readonly domainSets: ReadonlyMap<number, DomainSet>;
+  /**
+   * Domain set id → the packet-mark bit the tc membership marker sets for it (egress only).
+   * A rule on such a set renders twice: on the mark, and on the nft set the mirror fills.
+   */
+  readonly markBits?: ReadonlyMap<number, number>;
 }
 
 function cidrValue(cidr: Cidr): NftValue {
@@ -58,6 +64,7 @@ function peerStatements(
   side: 'saddr' | 'daddr',
   family: IpFamily,
   context: RuleContext,
+  viaMark = false,
 ): NftStatement[] {
   const statements: NftStatement[] = [];
   const proto = family === 4 ? 'ip' : 'ip6';
@@ -68,7 +75,12 @@ function peerStatements(
   if (peer.domainSetId !== undefined) {
     const set = context.domainSets.get(peer.domainSetId);
     if (set === undefined) throw new RangeError(`rule refers to unknown domain set id ${peer.domainSetId}`);
-    statements.push(match('==', payload(proto, side), setReference(domainSetName(set, family))));
+    const bit = viaMark ? context.markBits?.get(peer.domainSetId) : undefined;
+    statements.push(
+      bit === undefined
+        ? match('==', payload(proto, side), setReference(domainSetName(set, family)))
+        : match('==', bitAnd(meta('mark'), bit), bit),
+    );
   }
   return statements;
 }
@@ -135,12 +147,18 @@ export function renderRule(rule: CompiledRule, context: RuleContext): NftStateme
   }
   const ports = [...portStatements(rule.source, 'sport'), ...portStatements(rule.destination, 'dport')];
 
-  return perFamily.map((family) => [
+  const body = (family: IpFamily | undefined, viaMark: boolean): NftStatement[] => [
     ...(family !== undefined ? [match('==', meta('nfproto'), family === 4 ? 'ipv4' : 'ipv6')] : []),
     ...protocolStatements,
     ...(family !== undefined ? peerStatements(rule.source, 'saddr', family, context) : []),
-    ...(family !== undefined ? peerStatements(rule.destination, 'daddr', family, context) : []),
+    ...(family !== undefined ? peerStatements(rule.destination, 'daddr', family, context, viaMark) : []),
     ...ports,
     actionStatement(rule, context),
-  ]);
+  ];
+  // The mark rule first: the packet-path lookup (the tc marker) never waits for the mirror.
+  const marked =
+    context.direction === 'egress' &&
+    rule.destination.domainSetId !== undefined &&
+    context.markBits?.has(rule.destination.domainSetId) === true;
+  return perFamily.flatMap((family) => (marked ? [body(family, true), body(family, false)] : [body(family, false)]));
 }

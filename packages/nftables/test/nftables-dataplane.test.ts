@@ -34,13 +34,22 @@ async function elements(handle: FakeNftHandle, set: string) {
 }
 
 describe('NftablesDataplane (fake handle)', () => {
-  it('render() is the first-install document, pretty-printed', () => {
+  it('render() is the first-install document, pretty-printed, then the tc part it programs', () => {
     const { dataplane } = setup();
     const text = dataplane.render(baseState());
-    const doc = JSON.parse(text) as { nftables: unknown[] };
+    const [nft = '', tc = ''] = text.split('\n\n');
+    const doc = JSON.parse(nft) as { nftables: unknown[] };
     expect(doc.nftables[0]).toEqual({ metainfo: { json_schema_version: 1 } });
     expect(doc.nftables[1]).toEqual({ add: { table: { family: 'inet', name: tableName } } });
     expect(text).toContain('\n  ');
+    const marks = (JSON.parse(tc) as { 'dnsplane-tc': { membershipMarks: unknown } })['dnsplane-tc'].membershipMarks;
+    expect(marks).toEqual({
+      markMask: '0x00ff0000',
+      bits: { [String(0x1a2b)]: '0x00010000' },
+      overflow: [],
+      endpoints: [{ endpoint: 'web', interface: 'veth-web', entries: [{ setId: 0x1a2b, bit: '0x00010000' }] }],
+      mirrorOnlyEndpoints: [],
+    });
   });
 
   it('first install creates the table; the same state again applies nothing', async () => {

@@ -62,7 +62,7 @@ describe('render() on the real nft (check mode)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'dnsplane-render-'));
     try {
       const file = join(dir, 'doc.json');
-      await writeFile(file, dataplane.render(baseState()));
+      await writeFile(file, dataplane.render(baseState()).split('\n\n')[0] ?? '');
       await nft('-j', '-c', '-f', file);
     } finally {
       await rm(dir, { recursive: true, force: true });

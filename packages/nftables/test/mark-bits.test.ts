@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import type { CompiledEndpoint, CompiledPolicy, DesiredState, DomainSet } from '@dnsplane/core';
+import { assignMarkBits, maskBits, markAssignmentJson, parseMarkMask } from '../src/mark-bits.js';
+import { renderRule } from '../src/render-rules.js';
+import { anyPeer, baseState, githubSet, rule } from './fixtures.js';
+
+const set = (id: number): DomainSet => ({ id, name: `ds_${id.toString(16)}`, patterns: [] });
+const policy = (name: string, setIds: number[]): CompiledPolicy => ({
+  name,
+  order: 1,
+  egress: setIds.map((id, index) => rule(index, { action: 'allow', destination: { ...anyPeer, domainSetId: id } })),
+});
+const workload = (name: string, egressPolicies: string[], host = false): CompiledEndpoint => ({
+  name,
+  labels: {},
+  ...(host ? {} : { interface: `veth-${name}` }),
+  host,
+  addresses: [],
+  ingressPolicies: [],
+  egressPolicies,
+});
+function state(policies: CompiledPolicy[], endpoints: CompiledEndpoint[]): DesiredState {
+  const ids = [...new Set(policies.flatMap((p) => (p.egress ?? []).flatMap((r) => r.destination.domainSetId ?? [])))];
+  return { ...baseState(), domainSets: ids.map(set), policies, endpoints };
+}
+
+describe('mark masks', () => {
+  it('parses config text and numbers, and refuses empty or oversized masks', () => {
+    expect(parseMarkMask('0x00ff0000')).toBe(0x00ff0000);
+    expect(parseMarkMask(0x80000000)).toBe(0x80000000);
+    expect(() => parseMarkMask('0x0')).toThrow(/markMask/);
+    expect(() => parseMarkMask('ff')).toThrow(/markMask/);
+    expect(() => parseMarkMask(2 ** 32)).toThrow(/markMask/);
+    expect(maskBits(0x00030000)).toEqual([0x10000, 0x20000]);
+    expect(maskBits(0x80000001)).toEqual([1, 0x80000000]);
+  });
+});
+
+describe('assignMarkBits (greedy colouring)', () => {
+  it('gives sets of one endpoint distinct bits and a set the same bit everywhere', () => {
+    const s = state(
+      [policy('a', [1, 2]), policy('b', [2, 3]), policy('c', [4])],
+      [workload('w1', ['a']), workload('w2', ['b']), workload('w3', ['c', 'a'])],
+    );
+    const marks = assignMarkBits(s, 0x00ff0000);
+    for (const endpoint of marks.endpoints) {
+      const bits = endpoint.entries.map((e) => e.bit);
+      expect(new Set(bits).size).toBe(bits.length);
+      for (const entry of endpoint.entries) expect(marks.bits.get(entry.setId)).toBe(entry.bit);
+    }
+    // sets 1 and 3 never share an endpoint: the greedy colouring reuses a bit for them
+    expect(marks.bits.get(1)).toBe(marks.bits.get(3));
+    expect(marks.overflow).toEqual([]);
+    expect(marks.endpoints.map((e) => [e.endpoint, e.entries.map((x) => x.setId)])).toEqual([
+      ['w1', [1, 2]],
+      ['w2', [2, 3]],
+      ['w3', [1, 2, 4]],
+    ]);
+  });
+
+  it('is deterministic whatever the order of endpoints and policies', () => {
+    const policies = [policy('a', [5, 6, 7]), policy('b', [7, 8])];
+    const endpoints = [workload('x', ['a']), workload('y', ['b'])];
+    const one = markAssignmentJson(assignMarkBits(state(policies, endpoints)));
+    const two = markAssignmentJson(assignMarkBits(state([...policies].reverse(), [...endpoints].reverse())));
+    expect(two).toEqual(one);
+  });
+
+  it('leaves the sets beyond the bit budget without a bit (mirror only)', () => {
+    const s = state([policy('a', [1, 2, 3])], [workload('w', ['a'])]);
+    const marks = assignMarkBits(s, 0x00030000);
+    expect([...marks.bits.values()].sort((a, b) => a - b)).toEqual([0x10000, 0x20000]);
+    expect(marks.overflow).toHaveLength(1);
+    expect(marks.endpoints[0]?.entries).toHaveLength(2);
+  });
+
+  it('lists host endpoints as mirror-only and gives them no marker entries', () => {
+    const s = state([policy('a', [1])], [workload('node', ['a'], true)]);
+    const marks = assignMarkBits(s);
+    expect(marks.mirrorOnlyEndpoints).toEqual(['node']);
+    expect(marks.endpoints).toEqual([]);
+    expect(marks.bits.size).toBe(0);
+  });
+});
+
+describe('domain rules with a mark bit', () => {
+  it('render as a mark rule and a set rule per family, with identical other matches and verdict', () => {
+    const r = rule(0, { action: 'allow', protocol: 6, destination: { ...anyPeer, ports: [{ first: 443, last: 443 }], domainSetId: githubSet.id } });
+    const bodies = renderRule(r, {
+      policy: 'p',
+      direction: 'egress',
+      domainSets: new Map([[githubSet.id, githubSet]]),
+      markBits: new Map([[githubSet.id, 0x20000]]),
+    });
+    expect(bodies).toHaveLength(4);
+    const markMatch = { match: { op: '==', left: { '&': [{ meta: { key: 'mark' } }, 0x20000] }, right: 0x20000 } };
+    const setMatch = (f: 4 | 6) => ({
+      match: { op: '==', left: { payload: { protocol: f === 4 ? 'ip' : 'ip6', field: 'daddr' } }, right: `@ds_1a2b_v${f}` },
+    });
+    expect(bodies[0]).toContainEqual(markMatch);
+    expect(bodies[1]).toContainEqual(setMatch(4));
+    expect(bodies[2]).toContainEqual(markMatch);
+    expect(bodies[3]).toContainEqual(setMatch(6));
+    expect(bodies[0]?.filter((x) => x !== bodies[0]?.[2])).toEqual(bodies[1]?.filter((x) => x !== bodies[1]?.[2]));
+  });
+
+  it('render only on the set without a bit', () => {
+    const r = rule(0, { action: 'deny', destination: { ...anyPeer, domainSetId: githubSet.id } });
+    const bodies = renderRule(r, { policy: 'p', direction: 'egress', domainSets: new Map([[githubSet.id, githubSet]]), markBits: new Map() });
+    expect(bodies).toHaveLength(2);
+    expect(JSON.stringify(bodies)).not.toContain('mark');
+  });
+});
