@@ -6,3 +6,4 @@ export * from './domain-table.js';
 export * from './counters.js';
 export * from './events.js';
 export * from './parser-program.js';
+export * from './membership-match.js';
