@@ -4,9 +4,11 @@ import { isInvalidInput, isNotSupported, isKernelError } from '@dnsplane/core';
 import { commandContext, GLOBAL_HELP, type Command } from './command.js';
 import { applyCommand } from './commands/apply.js';
 import { demoCommand } from './commands/demo.js';
+import { migrateCommand } from './commands/migrate.js';
 import { runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
+import { uninstallCommand } from './commands/uninstall.js';
 import { validateCommand } from './commands/validate.js';
 import { systemEnvironment, type AgentEnvironment } from './environment.js';
 import { isAgentAlreadyRunning, isAgentUnreachable } from './status-socket.js';
@@ -17,6 +19,8 @@ export const COMMANDS: readonly Command[] = [
   applyCommand,
   runCommand,
   statusCommand,
+  migrateCommand,
+  uninstallCommand,
   schemaCommand,
   demoCommand,
 ];

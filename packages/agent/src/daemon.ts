@@ -4,6 +4,10 @@
 //   last good state stays in force.
 // - Learned state is persisted to statePath periodically and on stop (atomic write).
 // - stop() ends background work but never removes enforcement: rules, programs and maps stay.
+// - Start reconciles with the kernel: the desired state is installed first (install keeps learned
+//   members), then the union of what the kernel holds, what the state file holds and — when the
+//   recorded dataplane differs — what the previous dataplane holds is imported. Only then is the
+//   previous dataplane removed (make before break). `migrate()` does the same on a running daemon.
 import { statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { Logger } from 'pino';
@@ -13,13 +17,21 @@ import {
   type Dataplane,
   type DataplaneKind,
   type DesiredState,
+  type LearnedEntry,
   type LoadedInputs,
 } from '@dnsplane/core';
 import type { DataplaneProvider } from './container.js';
 import { loadAndCompile, stateCounts } from './desired.js';
 import type { AgentEnvironment } from './environment.js';
-import { readLearnedState, writeFileAtomic } from './state-file.js';
-import { StatusServer, type AgentStatus } from './status-socket.js';
+import {
+  DEFAULT_STATE_MAX_ENTRIES,
+  readDataplaneMarker,
+  readStateFile,
+  serializeLearned,
+  writeDataplaneMarker,
+  writeFileAtomic,
+} from './state-file.js';
+import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -30,6 +42,18 @@ export interface DaemonOptions {
   readonly environment: AgentEnvironment;
   readonly logger: Logger;
   readonly dataplaneProvider: DataplaneProvider;
+  /** Cap on entries written to statePath (default DEFAULT_STATE_MAX_ENTRIES). */
+  readonly stateMaxEntries?: number;
+}
+
+/** A dataplane switch, as reported in status and logs. */
+export interface MigrationReport {
+  readonly from: DataplaneKind;
+  readonly to: DataplaneKind;
+  readonly at: string;
+  readonly imported: number;
+  /** Set when the old dataplane could not be removed completely (`dnsplane uninstall` cleans up). */
+  readonly removeFailed?: string;
 }
 
 export type ReconcileOutcome = 'applied' | 'unchanged' | 'rejected' | 'failed';
@@ -53,10 +77,29 @@ export class Daemon {
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
   #stopped = false;
+  /** The dataplane asked for over the config's `dataplane:` (--dataplane, or the last migrate). */
+  #override: DataplaneKind | undefined;
+  /** Every learned entry seen (state file, exports), names kept: what persist() writes. */
+  #known: LearnedStore;
+  #stateFile: StateFileReport | undefined;
+  #migrations: MigrationReport[] = [];
   /** Outcomes of every reconcile, in order (for status and tests). */
   readonly outcomes: ReconcileOutcome[] = [];
 
-  constructor(private readonly options: DaemonOptions) {}
+  constructor(private readonly options: DaemonOptions) {
+    this.#override = options.dataplaneOverride;
+    this.#known = new LearnedStore(options.environment.clock);
+  }
+
+  /** The kind of the dataplane in force. */
+  get kind(): DataplaneKind | undefined {
+    return this.#kind;
+  }
+
+  /** Dataplane switches done by this daemon, in order. */
+  get migrations(): readonly MigrationReport[] {
+    return this.#migrations;
+  }
 
   get dataplane(): Dataplane | undefined {
     return this.#dataplane;
@@ -83,25 +126,195 @@ export class Daemon {
     this.#startedAt = environment.clock.now();
     // The status socket first: it doubles as the "one daemon at a time" guard, before any install.
     if (this.options.socketPath !== undefined) {
-      const server = new StatusServer(this.options.socketPath, () => this.status());
+      const server = new StatusServer(this.options.socketPath, (request) => this.#answer(request));
       await server.listen();
       this.#statusServer = server;
       logger.info({ event: 'status_listening', socket: this.options.socketPath }, 'status API listening');
     }
     const { inputs, state } = await loadAndCompile(environment.loadInputs, this.options.configPath);
-    const kind = this.options.dataplaneOverride ?? inputs.config.dataplane;
+    const kind = this.#override ?? inputs.config.dataplane;
+    const statePath = statePathOf(inputs);
+    const previous = await this.#previousDataplane(statePath);
+    const saved = await this.#readSavedLearned(statePath);
     const dataplane = this.options.dataplaneProvider(kind, inputs);
     this.#dataplane = dataplane;
     this.#kind = kind;
+    // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
+    //    already learned is denied at any point.
     await dataplane.install(state);
     this.#remember(inputs, state);
     logger.info({ event: 'applied', dataplane: kind, ...summary(state) }, 'desired state installed');
-    await this.#restoreLearned(inputs, state);
+    // 2. The previous dataplane, when the recorded one differs: still in force until step 4.
+    let old: Dataplane | undefined;
+    if (previous !== undefined && previous !== kind) {
+      try {
+        old = this.options.dataplaneProvider(previous, inputs);
+      } catch (error) {
+        logger.warn({ event: 'migration_source_unavailable', from: previous, err: error }, `cannot build the previous dataplane ${previous}; its objects stay until \`dnsplane uninstall\``);
+      }
+    }
+    // 3. Import the union of the state file, the kernel (new dataplane) and the old dataplane.
+    const imported = await this.#importUnion(dataplane, state, [
+      { source: 'state_file', entries: saved },
+      { source: kind, entries: await this.#exportFrom(dataplane, kind) },
+      ...(old && previous ? [{ source: previous, entries: await this.#exportFrom(old, previous) }] : []),
+    ]);
+    // 4. Break: remove the previous dataplane, then record the new one.
+    if (old && previous) {
+      const report = await this.#removeOld(old, previous, kind, imported);
+      logger.info({ event: 'migrated', ...report }, `migrated from ${previous} to ${kind}`);
+    }
+    await this.#recordDataplane(statePath, kind);
     this.#watch(inputs);
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
+  }
+
+  /**
+   * Switches the running daemon to `to`, make before break: the new dataplane gets the desired
+   * state, the learned entries (old dataplane's export ∪ everything known) and its parser before
+   * the old one is removed. Serialised with reconciles. Resolves to the migration report
+   * (undefined when `to` is already in force).
+   */
+  migrate(to: DataplaneKind): Promise<MigrationReport | undefined> {
+    const next = this.#queue.then(() => this.#migrateNow(to));
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #migrateNow(to: DataplaneKind): Promise<MigrationReport | undefined> {
+    const { logger } = this.options;
+    const old = this.#dataplane;
+    const from = this.#kind;
+    const applied = this.#applied;
+    if (!old || !from || !applied || this.#stopped) throw new Error('the daemon is not running a dataplane');
+    if (to === from) return undefined;
+    const next = this.options.dataplaneProvider(to, applied.inputs);
+    logger.info({ event: 'migration_started', from, to }, `migrating from ${from} to ${to}`);
+    try {
+      await next.install(applied.state);
+    } catch (error) {
+      logger.error({ event: 'migration_failed', from, to, err: error }, `could not install ${to}; ${from} stays in force`);
+      await next.remove().catch(() => undefined);
+      await next.close().catch(() => undefined);
+      throw error;
+    }
+    const imported = await this.#importUnion(next, applied.state, [
+      { source: from, entries: await this.#exportFrom(old, from) },
+      { source: to, entries: await this.#exportFrom(next, to) },
+    ]);
+    this.#dataplane = next;
+    this.#kind = to;
+    this.#override = to;
+    const report = await this.#removeOld(old, from, to, imported);
+    await this.#recordDataplane(statePathOf(applied.inputs), to);
+    logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
+    await this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
+    return report;
+  }
+
+  async #removeOld(old: Dataplane, from: DataplaneKind, to: DataplaneKind, imported: number): Promise<MigrationReport> {
+    let removeFailed: string | undefined;
+    try {
+      await old.remove();
+    } catch (error) {
+      removeFailed = error instanceof Error ? error.message : String(error);
+      this.options.logger.error({ event: 'migration_remove_failed', from, to, err: error }, `could not remove every object of ${from}; \`dnsplane uninstall\` cleans up`);
+    }
+    await old.close().catch(() => undefined);
+    const report: MigrationReport = {
+      from,
+      to,
+      at: new Date(this.options.environment.clock.now()).toISOString(),
+      imported,
+      ...(removeFailed === undefined ? {} : { removeFailed }),
+    };
+    this.#migrations.push(report);
+    return report;
+  }
+
+  async #recordDataplane(statePath: string, kind: DataplaneKind): Promise<void> {
+    try {
+      await writeDataplaneMarker(statePath, kind, this.options.environment.clock);
+    } catch (error) {
+      this.options.logger.error({ event: 'marker_write_failed', path: statePath, err: error }, 'could not record the active dataplane');
+    }
+  }
+
+  /** The dataplane recorded by the last run (undefined: none recorded, or the marker was bad). */
+  async #previousDataplane(statePath: string): Promise<DataplaneKind | undefined> {
+    const read = await readDataplaneMarker(statePath, this.options.environment.clock);
+    if (read.kind === 'ok') return read.marker.dataplane;
+    if (read.kind === 'corrupt') {
+      this.options.logger.warn({ event: 'state_file_corrupt', problem: read.problem, setAside: read.setAside }, 'the dataplane marker is not readable; set aside');
+    }
+    return undefined;
+  }
+
+  async #readSavedLearned(path: string): Promise<LearnedEntry[]> {
+    const { logger, environment } = this.options;
+    const read = await readStateFile(path, environment.clock);
+    switch (read.kind) {
+      case 'missing':
+        this.#stateFile = { path };
+        return [];
+      case 'ok':
+        this.#stateFile = { path, loaded: read.entries.length };
+        return read.entries;
+      case 'corrupt':
+        this.#stateFile = { path, problem: read.problem, ...(read.setAside === undefined ? {} : { setAside: read.setAside }) };
+        logger.warn(
+          { event: 'state_file_corrupt', path, problem: read.problem, setAside: read.setAside },
+          'the learned-state file is not readable as dnsplane state; set aside, starting without it',
+        );
+        return [];
+    }
+  }
+
+  async #exportFrom(dataplane: Dataplane, kind: DataplaneKind): Promise<LearnedEntry[]> {
+    try {
+      return await dataplane.exportLearned();
+    } catch (error) {
+      this.options.logger.warn({ event: 'export_failed', dataplane: kind, err: error }, `could not export learned entries from ${kind}`);
+      return [];
+    }
+  }
+
+  /** Imports the live union of `sources` (sets that exist in `state` only); returns how many. */
+  async #importUnion(
+    dataplane: Dataplane,
+    state: DesiredState,
+    sources: ReadonlyArray<{ source: string; entries: readonly LearnedEntry[] }>,
+  ): Promise<number> {
+    const { logger } = this.options;
+    const union = new LearnedStore(this.options.environment.clock);
+    let offered = 0;
+    for (const { entries } of sources) {
+      offered += entries.length;
+      union.recordAll(entries);
+      this.#known.recordAll(entries);
+    }
+    union.retainSets(new Set(state.domainSets.map((s) => s.id)));
+    const entries = union.entries().map((e) => this.#withName(e));
+    await dataplane.importLearned(entries);
+    logger.info(
+      {
+        event: 'learned_restored',
+        entries: entries.length,
+        skipped: offered - entries.length,
+        sources: Object.fromEntries(sources.map((s) => [s.source, s.entries.length])),
+      },
+      'learned state restored',
+    );
+    return entries.length;
+  }
+
+  #withName(entry: LearnedEntry): LearnedEntry {
+    if (entry.name !== undefined) return entry;
+    const name = this.#known.get(entry.setId, entry.address)?.name;
+    return name === undefined ? entry : { ...entry, name };
   }
 
   /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */
@@ -134,10 +347,10 @@ export class Daemon {
       return 'rejected';
     }
     const { inputs, state } = compiled;
-    const wanted = this.options.dataplaneOverride ?? inputs.config.dataplane;
+    const wanted = this.#override ?? inputs.config.dataplane;
     if (wanted !== this.#kind) {
       this.#rejected = [
-        `${inputs.configFile}: dataplane: changing the dataplane from ${this.#kind} to ${wanted} needs \`dnsplane migrate\` (or a restart); keeping ${this.#kind}`,
+        `${inputs.configFile}: dataplane: changing the dataplane from ${this.#kind} to ${wanted} needs \`dnsplane migrate --to ${wanted}\` (or a restart); keeping ${this.#kind}`,
       ];
       logger.warn({ event: 'change_rejected', problems: this.#rejected }, 'dataplane change rejected');
       return 'rejected';
@@ -163,33 +376,75 @@ export class Daemon {
     return 'applied';
   }
 
-  /** Writes the dataplane's learned entries to statePath; returns how many. */
+  /**
+   * Writes learned entries to statePath: what the dataplane exports (the kernel) joined with
+   * every entry known and still live (so a driver whose export misses entries loses none), in
+   * the versioned format, bounded to stateMaxEntries. Returns how many were written.
+   */
   async persist(): Promise<number> {
     const dataplane = this.#dataplane;
     const applied = this.#applied;
     if (!dataplane || !applied) return 0;
-    const entries = await dataplane.exportLearned();
-    const store = new LearnedStore(this.options.environment.clock);
-    store.recordAll(entries);
+    const exported = await dataplane.exportLearned();
+    this.#known.recordAll(exported.map((e) => this.#withName(e)));
+    this.#known.prune();
+    this.#known.retainSets(new Set(applied.state.domainSets.map((s) => s.id)));
     const path = statePathOf(applied.inputs);
-    await writeFileAtomic(path, store.serialize());
-    this.options.logger.debug({ event: 'persisted', path, entries: store.size }, 'learned state saved');
-    return store.size;
+    const max = this.options.stateMaxEntries ?? DEFAULT_STATE_MAX_ENTRIES;
+    const { text, count, dropped } = serializeLearned(this.#known.entries(), this.options.environment.clock, max);
+    await writeFileAtomic(path, text);
+    this.#stateFile = { ...(this.#stateFile ?? { path }), path, saved: count, savedAt: new Date(this.options.environment.clock.now()).toISOString() };
+    if (dropped > 0) this.options.logger.warn({ event: 'state_capped', path, dropped, max }, 'learned state over the cap: the soonest-expiring entries were not saved');
+    this.options.logger.debug({ event: 'persisted', path, entries: count }, 'learned state saved');
+    return count;
   }
 
-  async status(): Promise<AgentStatus> {
+  /** Live learned entries of the dataplane in force (names filled from what is known). */
+  async learnedEntries(): Promise<LearnedEntryReport[]> {
+    const dataplane = this.#dataplane;
+    if (!dataplane) return [];
+    const exported = await dataplane.exportLearned();
+    return exported
+      .map((e) => this.#withName(e))
+      .sort((a, b) => a.setId - b.setId || a.family - b.family || (a.address < b.address ? -1 : 1))
+      .map((e) => ({
+        setId: e.setId,
+        family: e.family,
+        address: e.address,
+        expiresAt: new Date(e.expiresAt).toISOString(),
+        ...(e.name === undefined ? {} : { name: e.name }),
+      }));
+  }
+
+  async #answer(request: AgentRequest): Promise<unknown> {
+    switch (request.request) {
+      case 'status':
+        return this.status({ learned: request.learned === true });
+      case 'migrate': {
+        const report = await this.migrate(request.to);
+        return { migrated: report ?? null, status: await this.status({ learned: false }) };
+      }
+    }
+  }
+
+  async status(options: { learned?: boolean } = {}): Promise<AgentStatus> {
     const dataplane = this.#dataplane;
     const dataplaneStatus = dataplane ? await dataplane.status() : undefined;
     const applied = this.#applied;
+    const configured = applied?.inputs.config.dataplane;
     return {
       pid: process.pid,
       startedAt: new Date(this.#startedAt).toISOString(),
       configFile: applied?.inputs.configFile ?? this.options.configPath,
       dataplane: this.#kind ?? 'none',
+      ...(configured !== undefined && configured !== this.#kind ? { configuredDataplane: configured } : {}),
       objects: [...(dataplaneStatus?.objects ?? [])],
       counters: { ...(dataplaneStatus?.counters ?? {}) },
       learned: dataplaneStatus?.learned ?? 0,
+      ...(options.learned ? { learnedEntries: await this.learnedEntries() } : {}),
       ...(applied ? { lastApply: { at: new Date(applied.at).toISOString(), ...summary(applied.state) } } : {}),
+      ...(this.#stateFile ? { stateFile: this.#stateFile } : {}),
+      migrations: this.#migrations.map((m) => ({ ...m })),
       rejected: [...this.#rejected],
     };
   }
@@ -216,22 +471,6 @@ export class Daemon {
 
   #remember(inputs: LoadedInputs, state: DesiredState): void {
     this.#applied = { inputs, state, text: JSON.stringify(state), at: this.options.environment.clock.now() };
-  }
-
-  async #restoreLearned(inputs: LoadedInputs, state: DesiredState): Promise<void> {
-    const { logger } = this.options;
-    const path = statePathOf(inputs);
-    try {
-      const saved = await readLearnedState(path);
-      if (!saved) return;
-      const sets = new Set(state.domainSets.map((s) => s.id));
-      const now = this.options.environment.clock.now();
-      const entries = saved.filter((e) => sets.has(e.setId) && e.expiresAt > now);
-      await this.#dataplane?.importLearned(entries);
-      logger.info({ event: 'learned_restored', path, entries: entries.length, skipped: saved.length - entries.length }, 'learned state restored');
-    } catch (error) {
-      logger.warn({ event: 'learned_restore_failed', path, err: error }, 'could not restore learned state; starting without it');
-    }
   }
 
   #watch(inputs: LoadedInputs): void {

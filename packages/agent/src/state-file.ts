@@ -1,9 +1,29 @@
 // Learned state on disk: written atomically (temporary file in the same directory, fsync,
 // rename over the old file, fsync the directory), so a crash leaves either the old or the new
-// file, never a torn one. The format is core's LearnedStore serialisation.
+// file, never a torn one. The format is core's versioned LearnedStore serialisation, bounded
+// to `maxEntries` (the soonest-expiring entries are dropped beyond the cap).
+//
+// Next to it, `<statePath>.dataplane` records which dataplane is in force, so a restart with a
+// different `dataplane:` knows what to migrate from. It is written (atomically) only once a
+// dataplane is completely installed.
+//
+// A file that cannot be read as ours (bad JSON, foreign format, wrong version) is never fatal:
+// it is renamed to `<path>.corrupt-<timestamp>` and reported.
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { parseLearnedState, type LearnedEntry } from '@dnsplane/core';
+import { z } from 'zod';
+import {
+  DATAPLANE_KINDS,
+  isInvalidInput,
+  LearnedStore,
+  parseLearnedState,
+  type Clock,
+  type DataplaneKind,
+  type LearnedEntry,
+} from '@dnsplane/core';
+
+/** Default cap on persisted learned entries (≈ 10 MB of JSON). */
+export const DEFAULT_STATE_MAX_ENTRIES = 100_000;
 
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   const directory = dirname(path);
@@ -30,6 +50,69 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   }
 }
 
+/**
+ * At most `maxEntries` entries: when over the cap, the entries that expire soonest are dropped
+ * (they are the least useful: they would vanish first anyway). Order of the rest is kept.
+ */
+export function boundEntries(entries: readonly LearnedEntry[], maxEntries: number): LearnedEntry[] {
+  if (entries.length <= maxEntries) return [...entries];
+  const keep = new Set([...entries].sort((a, b) => b.expiresAt - a.expiresAt).slice(0, Math.max(0, maxEntries)));
+  return entries.filter((e) => keep.has(e));
+}
+
+/** Serialised learned state: live entries only, deduplicated (later expiry wins), bounded. */
+export function serializeLearned(entries: Iterable<LearnedEntry>, clock: Clock, maxEntries: number): { text: string; count: number; dropped: number } {
+  const all = new LearnedStore(clock);
+  all.recordAll(entries);
+  const live = all.entries();
+  const bounded = boundEntries(live, maxEntries);
+  const store = new LearnedStore(clock);
+  store.recordAll(bounded);
+  return { text: store.serialize(), count: bounded.length, dropped: live.length - bounded.length };
+}
+
+export type StateFileRead =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'ok'; readonly entries: LearnedEntry[] }
+  /** The file was not ours or not readable as such; it was moved to `setAside`. */
+  | { readonly kind: 'corrupt'; readonly problem: string; readonly setAside: string | undefined };
+
+/** `<path>.corrupt-<UTC timestamp>`: where a bad file is moved. */
+export function corruptPathFor(path: string, at: number): string {
+  return `${path}.corrupt-${new Date(at).toISOString().replace(/[:.]/g, '-')}`;
+}
+
+async function setAside(path: string, at: number): Promise<string | undefined> {
+  const target = corruptPathFor(path, at);
+  try {
+    await rename(path, target);
+    return target;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads learned state. A missing file is `missing`; a file that does not parse as our format
+ * is renamed to `<path>.corrupt-<timestamp>` and reported as `corrupt`. Never throws for the
+ * content; I/O errors other than ENOENT (permissions) are reported as `corrupt` without moving.
+ */
+export async function readStateFile(path: string, clock: Clock): Promise<StateFileRead> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'corrupt', problem: `cannot read ${path}: ${(error as Error).message}`, setAside: undefined };
+  }
+  try {
+    return { kind: 'ok', entries: parseLearnedState(text, path) };
+  } catch (error) {
+    if (!isInvalidInput(error)) throw error;
+    return { kind: 'corrupt', problem: error.message, setAside: await setAside(path, clock.now()) };
+  }
+}
+
 /** Reads learned state; undefined when the file does not exist. Throws InvalidInputError when bad. */
 export async function readLearnedState(path: string): Promise<LearnedEntry[] | undefined> {
   let text: string;
@@ -40,4 +123,58 @@ export async function readLearnedState(path: string): Promise<LearnedEntry[] | u
     throw error;
   }
   return parseLearnedState(text, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The active-dataplane marker.
+
+export const DATAPLANE_MARKER_VERSION = 1;
+
+const markerSchema = z.object({
+  version: z.literal(DATAPLANE_MARKER_VERSION),
+  dataplane: z.enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]]),
+  since: z.number().int().nonnegative(),
+});
+export type DataplaneMarker = z.infer<typeof markerSchema>;
+
+export const markerPathFor = (statePath: string): string => `${statePath}.dataplane`;
+
+export type MarkerRead =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'ok'; readonly marker: DataplaneMarker }
+  | { readonly kind: 'corrupt'; readonly problem: string; readonly setAside: string | undefined };
+
+export async function readDataplaneMarker(statePath: string, clock: Clock): Promise<MarkerRead> {
+  const path = markerPathFor(statePath);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'corrupt', problem: `cannot read ${path}: ${(error as Error).message}`, setAside: undefined };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { kind: 'corrupt', problem: `${path}: not valid JSON (${(error as Error).message})`, setAside: await setAside(path, clock.now()) };
+  }
+  const parsed = markerSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const problem = `${path}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'not a dnsplane dataplane marker'}`;
+    return { kind: 'corrupt', problem, setAside: await setAside(path, clock.now()) };
+  }
+  return { kind: 'ok', marker: parsed.data };
+}
+
+export async function writeDataplaneMarker(statePath: string, dataplane: DataplaneKind, clock: Clock): Promise<void> {
+  const marker: DataplaneMarker = { version: DATAPLANE_MARKER_VERSION, dataplane, since: clock.now() };
+  await writeFileAtomic(markerPathFor(statePath), `${JSON.stringify(marker)}\n`);
+}
+
+/** Removes the state file and the marker (uninstall). */
+export async function removeStateFiles(statePath: string): Promise<void> {
+  await rm(statePath, { force: true });
+  await rm(markerPathFor(statePath), { force: true });
 }

@@ -1,12 +1,52 @@
-// The daemon's status API: a unix socket; a client connects and reads one JSON document
-// (the daemon's status), then the daemon closes the connection.
+// The daemon's status API: a unix socket. A client connects, writes one JSON request line
+// (`{"request":"status"}`, `{"request":"status","learned":true}` or
+// `{"request":"migrate","to":"nftables"}`), reads one JSON document, and the daemon closes the
+// connection. Errors come back as `{"error": "..."}`.
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { DnsplaneError } from '@dnsplane/core';
+import { DATAPLANE_KINDS, DnsplaneError, type DataplaneKind } from '@dnsplane/core';
 
 export const DEFAULT_SOCKET_PATH = '/run/dnsplane/agent.sock';
+
+const kindSchema = z.enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]]);
+
+export const learnedEntryReportSchema = z.object({
+  setId: z.number(),
+  family: z.union([z.literal(4), z.literal(6)]),
+  address: z.string(),
+  expiresAt: z.string(),
+  name: z.string().optional(),
+});
+export type LearnedEntryReport = z.infer<typeof learnedEntryReportSchema>;
+
+export const stateFileReportSchema = z.object({
+  path: z.string(),
+  /** Entries read at start. */
+  loaded: z.number().optional(),
+  /** Entries written by the last save, and when. */
+  saved: z.number().optional(),
+  savedAt: z.string().optional(),
+  /** Why the file found at start was not used; it was renamed to setAside. */
+  problem: z.string().optional(),
+  setAside: z.string().optional(),
+});
+export type StateFileReport = z.infer<typeof stateFileReportSchema>;
+
+export const migrationReportSchema = z.object({
+  from: z.string(),
+  to: z.string(),
+  at: z.string(),
+  imported: z.number(),
+  removeFailed: z.string().optional(),
+});
+
+export const agentRequestSchema = z.discriminatedUnion('request', [
+  z.object({ request: z.literal('status'), learned: z.boolean().optional() }),
+  z.object({ request: z.literal('migrate'), to: kindSchema }),
+]);
+export type AgentRequest = z.infer<typeof agentRequestSchema>;
 
 export const agentStatusSchema = z.object({
   pid: z.number(),
@@ -15,7 +55,13 @@ export const agentStatusSchema = z.object({
   dataplane: z.string(),
   objects: z.array(z.string()),
   counters: z.record(z.string(), z.number()),
+  /** The config's `dataplane:` when it differs from the one in force (after `migrate --to`). */
+  configuredDataplane: z.string().optional(),
   learned: z.number(),
+  /** With `status --learned`: every learned entry in force, expiry as ISO time. */
+  learnedEntries: z.array(learnedEntryReportSchema).optional(),
+  stateFile: stateFileReportSchema.optional(),
+  migrations: z.array(migrationReportSchema).default([]),
   lastApply: z
     .object({ at: z.string(), policies: z.number(), endpoints: z.number(), domainSets: z.number() })
     .optional(),
@@ -53,7 +99,7 @@ export class StatusServer {
 
   constructor(
     private readonly socketPath: string,
-    private readonly status: () => Promise<AgentStatus>,
+    private readonly handle: (request: AgentRequest) => Promise<unknown>,
   ) {}
 
   async listen(): Promise<void> {
@@ -68,10 +114,34 @@ export class StatusServer {
     }
     const server = createServer((connection) => {
       connection.on('error', () => connection.destroy());
-      this.status().then(
-        (status) => connection.end(`${JSON.stringify(status)}\n`),
-        (error: unknown) => connection.end(`${JSON.stringify({ error: String(error) })}\n`),
-      );
+      connection.setEncoding('utf8');
+      let buffered = '';
+      const onData = (chunk: string): void => {
+        buffered += chunk;
+        const newline = buffered.indexOf('\n');
+        if (newline < 0) {
+          if (buffered.length > 4096) connection.end(`${JSON.stringify({ error: 'request too long' })}\n`);
+          return;
+        }
+        connection.off('data', onData);
+        let json: unknown;
+        try {
+          json = JSON.parse(buffered.slice(0, newline));
+        } catch {
+          connection.end(`${JSON.stringify({ error: 'the request is not JSON' })}\n`);
+          return;
+        }
+        const request = agentRequestSchema.safeParse(json);
+        if (!request.success) {
+          connection.end(`${JSON.stringify({ error: `bad request: ${request.error.issues[0]?.message ?? 'invalid'}` })}\n`);
+          return;
+        }
+        this.handle(request.data).then(
+          (answer) => connection.end(`${JSON.stringify(answer)}\n`),
+          (error: unknown) => connection.end(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`),
+        );
+      };
+      connection.on('data', onData);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -94,8 +164,8 @@ export class StatusServer {
   }
 }
 
-/** Asks the daemon at `socketPath` for its status. */
-export async function fetchStatus(socketPath: string, timeoutMs = 5_000): Promise<AgentStatus> {
+/** Sends one request to the daemon at `socketPath`; resolves to its JSON answer. */
+export async function requestAgent(socketPath: string, request: AgentRequest, timeoutMs = 5_000): Promise<unknown> {
   const text = await new Promise<string>((resolve, reject) => {
     const socket = createConnection(socketPath);
     let data = '';
@@ -104,6 +174,7 @@ export async function fetchStatus(socketPath: string, timeoutMs = 5_000): Promis
       reject(new AgentUnreachableError(`no answer from the dnsplane daemon on ${socketPath} within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
+    socket.once('connect', () => socket.write(`${JSON.stringify(request)}\n`));
     socket.on('data', (chunk: string) => (data += chunk));
     socket.on('end', () => {
       clearTimeout(timer);
@@ -118,13 +189,46 @@ export async function fetchStatus(socketPath: string, timeoutMs = 5_000): Promis
       );
     });
   });
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch {
-    throw new AgentUnreachableError(`${socketPath} did not answer with a dnsplane status`);
+    throw new AgentUnreachableError(`${socketPath} did not answer with a dnsplane document`);
   }
-  const parsed = agentStatusSchema.safeParse(json);
+}
+
+/** The daemon answered a request with an error (e.g. a migration that failed). */
+export class AgentRequestError extends DnsplaneError {
+  override readonly name = 'AgentRequestError';
+}
+export const isAgentRequestError = (e: unknown): e is AgentRequestError => e instanceof AgentRequestError;
+
+const errorAnswerSchema = z.object({ error: z.string() });
+
+function throwIfError(answer: unknown): void {
+  const error = errorAnswerSchema.safeParse(answer);
+  if (error.success) throw new AgentRequestError(`the daemon answered: ${error.data.error}`);
+}
+
+/** Asks the daemon at `socketPath` for its status (with every learned entry when `learned`). */
+export async function fetchStatus(socketPath: string, timeoutMs = 5_000, options: { learned?: boolean } = {}): Promise<AgentStatus> {
+  const answer = await requestAgent(socketPath, { request: 'status', ...(options.learned ? { learned: true } : {}) }, timeoutMs);
+  throwIfError(answer);
+  const parsed = agentStatusSchema.safeParse(answer);
   if (!parsed.success) throw new AgentUnreachableError(`${socketPath} did not answer with a dnsplane status`);
+  return parsed.data;
+}
+
+export const migrateAnswerSchema = z.object({
+  migrated: migrationReportSchema.nullable(),
+  status: agentStatusSchema,
+});
+export type MigrateAnswer = z.infer<typeof migrateAnswerSchema>;
+
+/** Asks the running daemon to migrate to `to` (make before break); resolves once done. */
+export async function requestMigration(socketPath: string, to: DataplaneKind, timeoutMs = 120_000): Promise<MigrateAnswer> {
+  const answer = await requestAgent(socketPath, { request: 'migrate', to }, timeoutMs);
+  throwIfError(answer);
+  const parsed = migrateAnswerSchema.safeParse(answer);
+  if (!parsed.success) throw new AgentUnreachableError(`${socketPath} did not answer the migration with a dnsplane document`);
   return parsed.data;
 }

@@ -133,7 +133,7 @@ describe('the daemon', () => {
     const config = await readFile(tree.configPath, 'utf8');
     await tree.write('dnsplane.yaml', config.replace('dataplane: nftables', 'dataplane: iptables'));
     expect(await daemon.reconcile()).toBe('rejected');
-    expect(daemon.rejected[0]).toMatch(/dataplane: changing the dataplane from nftables to iptables needs `dnsplane migrate`/);
+    expect(daemon.rejected[0]).toMatch(/dataplane: changing the dataplane from nftables to iptables needs `dnsplane migrate --to iptables`/);
     expect(t.dataplanes).toHaveLength(1);
   });
 
@@ -189,7 +189,7 @@ describe('the daemon', () => {
     const daemon = daemonFor(t, tree.configPath);
     await daemon.start();
     expect(t.dataplanes[0]?.installs).toHaveLength(1);
-    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'learned_restore_failed' }));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'state_file_corrupt' }));
   });
 });
 

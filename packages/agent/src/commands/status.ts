@@ -9,6 +9,7 @@ import { parseCommandLine } from '../usage.js';
 const schema = z.object({
   socket: z.string().min(1, 'needs a path').optional(),
   json: z.boolean().optional(),
+  learned: z.boolean().optional(),
   help: z.boolean().optional(),
   'log-level': logLevelSchema.optional(),
 });
@@ -16,25 +17,29 @@ const schema = z.object({
 export const statusCommand: Command = {
   name: 'status',
   summary: 'show the running daemon: dataplane, objects, counters, learned entries',
-  help: `Usage: dnsplane status [--socket PATH] [--json]
+  help: `Usage: dnsplane status [--socket PATH] [--json] [--learned]
 
 Asks the running daemon (\`dnsplane run\`) for its status: the active dataplane, the kernel
-objects it owns, parser and enforcement counters, and how many learned entries are in force.
+objects it owns, parser and enforcement counters, how many learned entries are in force, the
+state file (and whether one was set aside as corrupt) and the migrations done since start.
 Exits 1 when no daemon answers.
 
 Options:
   --socket PATH   status socket (default: $DNSPLANE_SOCKET, else ${DEFAULT_SOCKET_PATH})
   --json          print the status as JSON
+  --learned       also list every learned entry in force (set, address, expiry, name)
 ${GLOBAL_HELP}`,
   async run(argv, context) {
-    const args = parseCommandLine('status', argv, { socket: { type: 'string' }, json: { type: 'boolean' } }, schema);
+    const args = parseCommandLine('status', argv, { socket: { type: 'string' }, json: { type: 'boolean' }, learned: { type: 'boolean' } }, schema);
     if (args.help) {
       context.environment.stdout.write(`${this.help}\n`);
       return 0;
     }
     const { environment } = context;
     context.container(args['log-level'] ?? 'warn');
-    const status = await fetchStatus(args.socket ?? (environment.env['DNSPLANE_SOCKET'] || DEFAULT_SOCKET_PATH));
+    const status = await fetchStatus(args.socket ?? (environment.env['DNSPLANE_SOCKET'] || DEFAULT_SOCKET_PATH), 30_000, {
+      learned: args.learned === true,
+    });
     environment.stdout.write(args.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
     return 0;
   },
@@ -42,13 +47,15 @@ ${GLOBAL_HELP}`,
 
 export function formatStatus(status: AgentStatus): string {
   const lines = [
-    `dataplane:   ${status.dataplane}`,
+    `dataplane:   ${status.dataplane}${status.configuredDataplane === undefined ? '' : ` (the config says ${status.configuredDataplane}: a restart migrates back)`}`,
     `config:      ${status.configFile}`,
     `pid:         ${status.pid} (since ${status.startedAt})`,
     status.lastApply
       ? `last apply:  ${status.lastApply.at}: ${describeCounts(status.lastApply)}`
       : 'last apply:  never',
     `learned:     ${status.learned}`,
+    ...(status.stateFile === undefined ? [] : [`state file:  ${describeStateFile(status.stateFile)}`]),
+    ...status.migrations.map((m) => `migrated:    ${m.from} -> ${m.to} at ${m.at} (${m.imported} learned carried over)${m.removeFailed === undefined ? '' : `; ${m.from} not fully removed: ${m.removeFailed}`}`),
     'objects:',
     ...(status.objects.length === 0 ? ['  (none)'] : status.objects.map((o) => `  ${o}`)),
     'counters:',
@@ -58,6 +65,21 @@ export function formatStatus(status: AgentStatus): string {
           .sort(([a], [b]) => (a < b ? -1 : 1))
           .map(([name, value]) => `  ${name}: ${value}`)),
   ];
+  if (status.learnedEntries !== undefined) {
+    lines.push('learned entries:');
+    if (status.learnedEntries.length === 0) lines.push('  (none)');
+    for (const e of status.learnedEntries) {
+      lines.push(`  set ${e.setId} ${e.address} until ${e.expiresAt}${e.name === undefined ? '' : ` (${e.name})`}`);
+    }
+  }
   if (status.rejected.length > 0) lines.push('last change rejected:', ...status.rejected.map((p) => `  ${p}`));
   return `${lines.join('\n')}\n`;
+}
+
+function describeStateFile(report: NonNullable<AgentStatus['stateFile']>): string {
+  const parts = [report.path];
+  if (report.loaded !== undefined) parts.push(`${report.loaded} loaded at start`);
+  if (report.saved !== undefined) parts.push(`${report.saved} saved at ${report.savedAt ?? '?'}`);
+  if (report.problem !== undefined) parts.push(`CORRUPT at start, set aside as ${report.setAside ?? '(could not move)'}: ${report.problem.split('\n')[0] ?? ''}`);
+  return parts.join('; ');
 }
