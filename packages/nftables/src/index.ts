@@ -16,3 +16,5 @@ export * from './learned-source.js';
 export * from './nftables-dataplane.js';
 export * from './process-runner.js';
 export * from './mark-bits.js';
+export * from './tc-membership.js';
+export * from './bpf-kernel.js';

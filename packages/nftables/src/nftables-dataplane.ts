@@ -16,6 +16,8 @@ import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
 import { JsonNftHandle } from './json-handle.js';
 import type { LearnedSource } from './learned-source.js';
 import { DEFAULT_MARK_MASK, markAssignmentJson, parseMarkMask } from './mark-bits.js';
+import { bpfTcMembershipKernel } from './bpf-kernel.js';
+import { TcMembership, type TcMembershipKernel } from './tc-membership.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
 import { planInstall } from './plan.js';
@@ -41,6 +43,14 @@ export interface NftablesDataplaneOptions {
   readonly markMask?: number | string;
   /** Interfaces the DNS parser watches (empty or absent: every interface but lo). */
   readonly interfaces?: readonly string[];
+  /**
+   * bpffs folder of the parser's and marker's pins. When set, install() loads (or reuses)
+   * them, attaches them with tc, and mirrors the parser's learned events into the nft sets
+   * (the inline guarantee); when absent, the driver programs nft only.
+   */
+  readonly pinRoot?: string;
+  /** Replaces the bpf-parser kernel side (tests). Used only with pinRoot. */
+  readonly tcKernel?: TcMembershipKernel;
 }
 
 export interface AddLearnedResult {
@@ -71,6 +81,8 @@ export class NftablesDataplane implements Dataplane {
   #serial: Promise<unknown> = Promise.resolve();
   readonly #markMask: number;
   readonly #interfaces: readonly string[];
+  readonly #membership: TcMembership | undefined;
+  readonly #pinRoot: string | undefined;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -79,8 +91,21 @@ export class NftablesDataplane implements Dataplane {
     this.#logger = options.logger ?? silentLogger;
     this.#markMask = parseMarkMask(options.markMask ?? DEFAULT_MARK_MASK);
     this.#interfaces = options.interfaces ?? [];
-    if (options.learnedSource !== undefined) {
-      const unsubscribe = options.learnedSource.subscribe((entries) => {
+    this.#pinRoot = options.pinRoot;
+    if (options.pinRoot !== undefined) {
+      if (options.tcKernel === undefined) throw new TypeError('nftables: pinRoot needs a tcKernel (createNftablesDataplane provides one)');
+      this.#membership = new TcMembership({
+        pinRoot: options.pinRoot,
+        markMask: this.#markMask,
+        interfaces: this.#interfaces,
+        kernel: options.tcKernel,
+        clock: this.#clock,
+        logger: this.#logger,
+      });
+    }
+    for (const source of [options.learnedSource, this.#membership]) {
+      if (source === undefined) continue;
+      const unsubscribe = source.subscribe((entries) => {
         this.addLearned(entries).catch((error: unknown) =>
           this.#logger.error({ err: error, entries: entries.length }, 'nftables: mirroring learned entries failed'),
         );
@@ -136,6 +161,13 @@ export class NftablesDataplane implements Dataplane {
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
       for (const name of plan.deletedSets) this.#expiries.delete(name);
       for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
+      if (this.#membership !== undefined) {
+        // The nft rules exist first, so a packet the marker marks always finds its rule.
+        const inKernel = this.#membership.install(state, desired.marks);
+        // Learned while no agent mirrored (or before this install): catch the nft sets up.
+        const synced = await this.#addLearned(inKernel);
+        this.#logger.info({ ...synced, membership: inKernel.length }, 'nftables: nft sets synced from the kernel membership maps');
+      }
     });
   }
 
@@ -263,6 +295,7 @@ export class NftablesDataplane implements Dataplane {
         denied += packets;
       }
       counters['default_deny'] = denied;
+      Object.assign(counters, this.#membership?.counters() ?? {});
       return {
         kind: this.kind,
         objects: [
@@ -284,12 +317,18 @@ export class NftablesDataplane implements Dataplane {
         this.#logger.info({ table: this.table.name }, 'nftables: table removed');
       }
       this.#expiries.clear();
+      if (this.#membership !== undefined) {
+        this.#membership.remove();
+        this.#logger.info({ pinRoot: this.#pinRoot }, 'nftables: tc programs detached, pins removed');
+      }
     });
   }
 
+  /** Stops consuming learned events; tc programs, pins and the table stay in force. */
   async close(): Promise<void> {
     await this.#serial.catch(() => undefined);
     for (const callback of this.#onClose.splice(0)) callback();
+    this.#membership?.close();
   }
 
   async #knownExpiries(set: string, now: number): Promise<Map<string, number>> {
@@ -344,9 +383,13 @@ function createExecutor(options: NftablesDataplaneOptions, logger: NftLogger): N
 
 export function createNftablesDataplane(options: NftablesDataplaneOptions = {}): NftablesDataplane {
   const logger = options.logger ?? silentLogger;
-  if (options.handle !== undefined) return new NftablesDataplane(options.handle, options);
+  const withKernel: NftablesDataplaneOptions =
+    options.pinRoot !== undefined && options.tcKernel === undefined
+      ? { ...options, tcKernel: bpfTcMembershipKernel(options.clock ?? systemClock) }
+      : options;
+  if (options.handle !== undefined) return new NftablesDataplane(options.handle, withKernel);
   const executor = createExecutor(options, logger);
-  const dataplane = new NftablesDataplane(new JsonNftHandle(executor, logger), options);
+  const dataplane = new NftablesDataplane(new JsonNftHandle(executor, logger), withKernel);
   dataplane.onClose(() => executor.close());
   return dataplane;
 }

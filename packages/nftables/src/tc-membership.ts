@@ -1,0 +1,235 @@
+// The kernel half of the nftables dataplane's inline guarantee (team decision 1): the DNS
+// parser on tc hooks writes the membership maps; the tc membership marker, on tc ingress of
+// every workload's host-side interface (its egress path, which runs before netfilter), sets
+// one packet-mark bit per domain set holding the destination; the nft rules match that bit.
+// Learning and enforcement therefore never wait for userspace. The mirror (ring buffer → nft
+// set elements) keeps `nft list set` the visible truth and serves what has no bit.
+// Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
+import type { NftLogger } from './handle.js';
+import type { LearnedSource } from './learned-source.js';
+import type { MarkAssignment, MarkedSet } from './mark-bits.js';
+
+export type TcDirection = 'ingress' | 'egress';
+
+/** The loaded parser, as this package uses it (bpf-parser's DnsParserProgram). */
+export interface ParserHandle {
+  configure(dns: DesiredState['dns']): void;
+  setDomainSets(sets: DesiredState['domainSets']): unknown;
+  exportLearned(clock: Clock): LearnedEntry[];
+  counters(): Readonly<Record<string, number>>;
+  /** Attaches the tc classifier at its fixed priority/handle (replacing what is there). */
+  attach(ifname: string, direction: TcDirection): void;
+  /** Starts consuming learned events; returns a function that stops. */
+  consume(onLearned: (entry: LearnedEntry) => void, onError: (error: unknown) => void): () => void;
+  close(): void;
+}
+
+/** The loaded membership marker, as this package uses it (bpf-parser's MembershipMarker). */
+export interface MarkerHandle {
+  setEndpointSets(ifindex: number, markMask: number, entries: readonly MarkedSet[]): void;
+  /** Attaches the marker on the interface's tc ingress at its fixed priority/handle. */
+  attach(ifname: string): void;
+  close(): void;
+}
+
+export type TcProgramKind = 'parser' | 'marker';
+
+export interface NetInterface {
+  readonly name: string;
+  readonly ifindex: number;
+}
+
+export interface TcMembershipKernel {
+  loadParser(pinRoot: string): ParserHandle;
+  loadMarker(pinRoot: string): MarkerHandle;
+  /** Detaches our program of that kind (fixed priority/handle) from the hook; false when absent. */
+  detach(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean;
+  /** Interfaces of this process's network namespace. */
+  interfaces(): NetInterface[];
+  removePins(pinRoot: string): void;
+}
+
+export interface TcMembershipOptions {
+  readonly pinRoot: string;
+  readonly markMask: number;
+  /** Watched interfaces (empty: every interface but lo). */
+  readonly interfaces: readonly string[];
+  readonly kernel: TcMembershipKernel;
+  readonly clock?: Clock;
+  readonly logger: NftLogger;
+}
+
+/** Interfaces under /sys/class/net (the node namespace's, in the agent's own sysfs mount). */
+export function sysfsInterfaces(root = '/sys/class/net'): NetInterface[] {
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .flatMap((name) => {
+      try {
+        return [{ name, ifindex: Number.parseInt(readFileSync(join(root, name, 'ifindex'), 'utf8'), 10) }];
+      } catch {
+        return []; // gone while listing
+      }
+    })
+    .filter((i) => Number.isInteger(i.ifindex))
+    .sort((a, b) => a.ifindex - b.ifindex);
+}
+
+export class TcMembership implements LearnedSource {
+  readonly #options: TcMembershipOptions;
+  readonly #clock: Clock;
+  readonly #subscribers = new Set<(entries: readonly LearnedEntry[]) => void>();
+  #parser: ParserHandle | undefined;
+  #marker: MarkerHandle | undefined;
+  #stopConsuming: (() => void) | undefined;
+  #pending: LearnedEntry[] = [];
+  #flushScheduled = false;
+  /** What this process attached: "parser ingress eth0", "marker ingress veth1". */
+  readonly #attached = new Set<string>();
+  /** ifindex → interface name programmed in the marker's map. */
+  #programmed = new Map<number, string>();
+  #mirrorOnly = { sets: 0, endpoints: 0 };
+
+  constructor(options: TcMembershipOptions) {
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  subscribe(onLearned: (entries: readonly LearnedEntry[]) => void): () => void {
+    this.#subscribers.add(onLearned);
+    return () => this.#subscribers.delete(onLearned);
+  }
+
+  /**
+   * Loads (or reuses, under the pin root) the parser and the marker, programs them for
+   * `state`, attaches them, and starts consuming learned events. Returns the membership in
+   * force in the kernel (learned while no agent ran) for the mirror to catch up with.
+   */
+  install(state: DesiredState, marks: MarkAssignment): LearnedEntry[] {
+    const { kernel, pinRoot, logger } = this.#options;
+    this.#parser ??= kernel.loadParser(pinRoot);
+    const parser = this.#parser;
+    parser.configure(state.dns);
+    parser.setDomainSets(state.domainSets);
+
+    const all = kernel.interfaces();
+    const byName = new Map(all.map((i) => [i.name, i]));
+    const watched =
+      this.#options.interfaces.length > 0 ? this.#options.interfaces.filter((n) => byName.has(n)) : all.map((i) => i.name).filter((n) => n !== 'lo');
+    const missing = this.#options.interfaces.filter((n) => !byName.has(n));
+    if (missing.length > 0) logger.warn({ interfaces: missing }, 'nftables: watched interfaces not present, parser not attached there');
+    const endpointInterfaces = new Set(
+      state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])),
+    );
+    const wantedParser = new Set<string>();
+    for (const name of watched) {
+      wantedParser.add(`ingress ${name}`);
+      if (!endpointInterfaces.has(name)) wantedParser.add(`egress ${name}`);
+    }
+    for (const key of wantedParser) {
+      const [direction, name] = key.split(' ') as [TcDirection, string];
+      parser.attach(name, direction);
+      this.#attached.add(`parser ${key}`);
+    }
+    for (const key of [...this.#attached]) {
+      if (!key.startsWith('parser ') || wantedParser.has(key.slice(7))) continue;
+      const [, direction, name] = key.split(' ') as [string, TcDirection, string];
+      if (byName.has(name)) kernel.detach('parser', name, direction);
+      this.#attached.delete(key);
+    }
+
+    this.#marker ??= kernel.loadMarker(pinRoot);
+    const marker = this.#marker;
+    const programmed = new Map<number, string>();
+    const absent: string[] = [];
+    for (const endpoint of marks.endpoints) {
+      const netif = byName.get(endpoint.interface);
+      if (netif === undefined) {
+        absent.push(endpoint.interface);
+        continue;
+      }
+      marker.setEndpointSets(netif.ifindex, marks.markMask, endpoint.entries);
+      marker.attach(netif.name);
+      this.#attached.add(`marker ingress ${netif.name}`);
+      programmed.set(netif.ifindex, netif.name);
+    }
+    for (const [ifindex, name] of this.#programmed) {
+      if (programmed.has(ifindex)) continue;
+      marker.setEndpointSets(ifindex, marks.markMask, []);
+      if (byName.has(name)) kernel.detach('marker', name, 'ingress');
+      this.#attached.delete(`marker ingress ${name}`);
+    }
+    this.#programmed = programmed;
+    if (absent.length > 0) logger.warn({ interfaces: absent }, 'nftables: endpoint interfaces not present, no membership mark there yet');
+    this.#mirrorOnly = { sets: marks.overflow.length, endpoints: marks.mirrorOnlyEndpoints.length };
+    if (marks.overflow.length > 0 || marks.mirrorOnlyEndpoints.length > 0) {
+      logger.warn(
+        { sets: marks.overflow, endpoints: marks.mirrorOnlyEndpoints, markMask: `0x${marks.markMask.toString(16)}` },
+        'nftables: these domain sets (beyond the mark-bit budget) and host endpoints rely on the userspace mirror alone',
+      );
+    }
+
+    this.#stopConsuming ??= parser.consume(
+      (entry) => this.#enqueue(entry),
+      (error) => logger.error({ err: error }, 'nftables: reading learned events failed'),
+    );
+    return parser.exportLearned(this.#clock);
+  }
+
+  counters(): Record<string, number> {
+    const counters: Record<string, number> = {
+      mirror_only_sets: this.#mirrorOnly.sets,
+      mirror_only_endpoints: this.#mirrorOnly.endpoints,
+      marked_interfaces: this.#programmed.size,
+    };
+    for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
+    return counters;
+  }
+
+  /** Membership in force in the kernel maps (when loaded). */
+  exportLearned(): LearnedEntry[] | undefined {
+    return this.#parser?.exportLearned(this.#clock);
+  }
+
+  /** One batch per event-loop turn: every entry that arrived during this turn. */
+  #enqueue(entry: LearnedEntry): void {
+    this.#pending.push(entry);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      const batch = this.#pending;
+      this.#pending = [];
+      for (const subscriber of this.#subscribers) subscriber(batch);
+    });
+  }
+
+  /** Stops consuming; attachments, pins and maps stay in force. */
+  close(): void {
+    this.#stopConsuming?.();
+    this.#stopConsuming = undefined;
+    this.#marker?.close();
+    this.#marker = undefined;
+    this.#parser?.close();
+    this.#parser = undefined;
+  }
+
+  /**
+   * Detaches every tc program of ours (the parser's and the marker's fixed priority/handle on
+   * every interface, also those a previous process attached) and removes the pin root.
+   */
+  remove(): void {
+    const { kernel, pinRoot } = this.#options;
+    for (const { name } of kernel.interfaces()) {
+      kernel.detach('parser', name, 'ingress');
+      kernel.detach('parser', name, 'egress');
+      kernel.detach('marker', name, 'ingress');
+    }
+    this.#attached.clear();
+    this.#programmed.clear();
+    this.close();
+    kernel.removePins(pinRoot);
+  }
+}

@@ -1,0 +1,129 @@
+// TcMembership with an injected kernel: where the parser and the marker are attached, what
+// the marker is programmed with, how learned events are batched, what remove/close touch.
+// (The real kernel is in inline.kernel.test.ts.)
+import { describe, expect, it } from 'vitest';
+import type { LearnedEntry } from '@dnsplane/core';
+import { FakeNftHandle } from '../src/fake-handle.js';
+import type { MarkedSet } from '../src/mark-bits.js';
+import { createNftablesDataplane } from '../src/nftables-dataplane.js';
+import type { TcMembershipKernel } from '../src/tc-membership.js';
+import { ManualClock, baseState, githubSet } from './fixtures.js';
+
+function fakeKernel(membership: LearnedEntry[] = []) {
+  const log: string[] = [];
+  const programmed = new Map<number, readonly MarkedSet[]>();
+  let emit: ((entry: LearnedEntry) => void) | undefined;
+  const kernel: TcMembershipKernel = {
+    loadParser: (pinRoot) => {
+      log.push(`load parser ${pinRoot}`);
+      return {
+        configure: () => log.push('configure'),
+        setDomainSets: (sets) => log.push(`domain sets ${sets.length}`),
+        exportLearned: () => membership,
+        counters: () => ({ parsed: 3 }),
+        attach: (ifname, direction) => log.push(`parser ${direction} ${ifname}`),
+        consume: (onLearned) => {
+          emit = onLearned;
+          return () => {
+            emit = undefined;
+            log.push('stop consuming');
+          };
+        },
+        close: () => log.push('close parser'),
+      };
+    },
+    loadMarker: () => ({
+      setEndpointSets: (ifindex, _mask, entries) => programmed.set(ifindex, entries),
+      attach: (ifname) => log.push(`marker ingress ${ifname}`),
+      close: () => log.push('close marker'),
+    }),
+    detach: (kind, ifname, direction) => (log.push(`detach ${kind} ${direction} ${ifname}`), true),
+    interfaces: () => [
+      { name: 'lo', ifindex: 1 },
+      { name: 'eth0', ifindex: 2 },
+      { name: 'veth-web', ifindex: 7 },
+    ],
+    removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
+  };
+  return { kernel, log, programmed, emit: (e: LearnedEntry) => emit?.(e) };
+}
+
+function setup(membership: LearnedEntry[] = []) {
+  const clock = new ManualClock();
+  const handle = new FakeNftHandle(clock);
+  const fake = fakeKernel(membership);
+  const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/dnsplane-unit', tcKernel: fake.kernel });
+  return { clock, handle, dataplane, ...fake };
+}
+
+const entry = (clock: ManualClock, address: string, inMs = 30_500): LearnedEntry => ({
+  setId: githubSet.id,
+  family: 4,
+  address,
+  expiresAt: clock.now() + inMs,
+});
+
+describe('nftables inline membership (injected kernel)', () => {
+  it('attaches the parser on tc ingress of every interface but lo and on egress of non-endpoint ones; marks the workload', async () => {
+    const { dataplane, log, programmed } = setup();
+    await dataplane.install(baseState());
+    expect(log.filter((l) => l.startsWith('parser ')).sort()).toEqual([
+      'parser egress eth0',
+      'parser ingress eth0',
+      'parser ingress veth-web',
+    ]);
+    expect(log).toContain('marker ingress veth-web');
+    expect(programmed.get(7)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
+    expect((await dataplane.status()).counters['parser.parsed']).toBe(3);
+  });
+
+  it('watches only dns.interfaces when given', async () => {
+    const clock = new ManualClock();
+    const fake = fakeKernel();
+    const dataplane = createNftablesDataplane({
+      tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel, interfaces: ['eth0'],
+    });
+    await dataplane.install(baseState());
+    expect(fake.log.filter((l) => l.startsWith('parser ')).sort()).toEqual(['parser egress eth0', 'parser ingress eth0']);
+  });
+
+  it('syncs the nft sets from the kernel membership on install (learned while no agent ran)', async () => {
+    const clock = new ManualClock();
+    const { dataplane, handle } = setup([entry(clock, '198.19.9.9')]);
+    await dataplane.install(baseState());
+    const set = (await handle.listTable({ family: 'inet', name: 'dnsplane_tc' }))?.sets.find((s) => s.name === 'ds_1a2b_v4');
+    expect(set?.elements.map((e) => e.value)).toEqual(['198.19.9.9']);
+  });
+
+  it('mirrors the events of one event-loop turn as one batch, timeouts rounded up to whole seconds', async () => {
+    const { dataplane, handle, clock, emit } = setup();
+    await dataplane.install(baseState());
+    const before = handle.applied.length;
+    emit(entry(clock, '198.19.0.1'));
+    emit(entry(clock, '198.19.0.2'));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await dataplane.status(); // serialised after the mirror's write
+    expect(handle.applied.length).toBe(before + 1);
+    const elements = (await handle.listSet({ family: 'inet', name: 'dnsplane_tc' }, 'ds_1a2b_v4'))?.elements ?? [];
+    expect(elements.map((e) => [e.value, e.expires])).toEqual([
+      ['198.19.0.1', 31],
+      ['198.19.0.2', 31],
+    ]);
+  });
+
+  it('close() stops consuming and leaves tc and pins; remove() detaches everything of ours and removes the pins', async () => {
+    const { dataplane, log } = setup();
+    await dataplane.install(baseState());
+    await dataplane.remove();
+    expect(log.filter((l) => l.startsWith('detach')).sort()).toEqual(
+      ['eth0', 'lo', 'veth-web'].flatMap((i) => [`detach marker ingress ${i}`, `detach parser egress ${i}`, `detach parser ingress ${i}`]).sort(),
+    );
+    expect(log.at(-1)).toBe('remove pins /sys/fs/bpf/dnsplane-unit');
+
+    const other = setup();
+    await other.dataplane.install(baseState());
+    await other.dataplane.close();
+    expect(other.log).toContain('stop consuming');
+    expect(other.log.some((l) => l.startsWith('detach') || l.startsWith('remove pins'))).toBe(false);
+  });
+});
