@@ -10,3 +10,5 @@ export * from './driver.js';
 export * from './process-runner.js';
 export * from './dns-parser-hook.js';
 export * from './bpf-parser-hook.js';
+export * from './bpf-membership.js';
+export * from './inline.js';

@@ -1,0 +1,3 @@
+import { inlineAgentSuite } from './inline-agent.js';
+
+inlineAgentSuite('legacy');
