@@ -12,7 +12,7 @@ import {
   type DnsplaneConfig,
   type ProcessRunner,
 } from '@dnsplane/core';
-import { createIptablesDataplane } from '@dnsplane/iptables';
+import { createIptablesDataplane, inlineParsing } from '@dnsplane/iptables';
 import { createNftablesDataplane } from '@dnsplane/nftables';
 import type { Logger } from 'pino';
 
@@ -40,7 +40,8 @@ export const DRIVERS: readonly DriverRegistration[] = [
   },
   {
     kind: 'iptables',
-    create: ({ config, logger, runner }) => createIptablesDataplane({ backend: config.iptables.backend, runner, logger }),
+    create: ({ config, logger, clock, runner }) =>
+      createIptablesDataplane({ backend: config.iptables.backend, runner, logger, ...inlineParsing({ pinRoot: config.bpf.pinRoot, clock }) }),
   },
   // { kind: 'ebpf', create: (context) => createEbpfDataplane(context) },
 ];
