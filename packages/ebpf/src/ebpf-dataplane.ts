@@ -1,0 +1,328 @@
+// The full-eBPF dataplane: tc programs on the endpoints' interfaces enforce the policy from
+// maps; the DNS parser runs on the same hooks and writes the membership maps the policy reads.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  systemClock,
+  type Clock,
+  type Dataplane,
+  type DataplaneStatus,
+  type DesiredState,
+  type LearnedEntry,
+} from '@dnsplane/core';
+import {
+  BpfObjectSpec,
+  DEFAULT_PIN_ROOT,
+  DnsParserProgram,
+  RingBufferConsumer,
+  attachTc,
+  detachTc,
+  queryTc,
+  splitPerCpu,
+  unpin,
+  type BpfMap,
+  type BpfObject,
+  type BpfProgram,
+} from '@dnsplane/bpf-parser';
+import {
+  POLICY_COUNTER_NAMES,
+  POLICY_MAP_NAMES,
+  POLICY_PROGRAM_NAMES,
+  RULES_PER_GENERATION,
+  decodeActive,
+  decodeLogEvent,
+  encodeActive,
+  encodeHook,
+  encodeHookKey,
+  encodeIndex,
+  encodeNetLists,
+  encodeRule,
+  hookKeyGeneration,
+  listIdGeneration,
+  netKeyList,
+  type PolicyMapRole,
+} from './encode.js';
+import { writeGeneration } from './generation.js';
+import { listInterfaces, type InterfaceIndex } from './interfaces.js';
+import { renderPolicyTables } from './render.js';
+import { HOST_INTERFACES, compilePolicyTables, type HookTable, type PolicyTables, type TcDirection } from './tables.js';
+
+/** The compiled policy object (built by `make -C bpf`). */
+export const POLICY_OBJECT_PATH = fileURLToPath(new URL('../bpf/policy.bpf.o', import.meta.url));
+
+/** tc filter slots (fixed, so a re-attach replaces): the parser first, then the policy. */
+export const PARSER_TC_FILTER = { priority: 1, handle: 0xd5 } as const;
+export const POLICY_TC_FILTER = { priority: 2, handle: 0xd5 } as const;
+
+export interface EbpfLogger {
+  debug(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+const silentLogger: EbpfLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+export interface EbpfDataplaneOptions {
+  /** bpffs folder of every pin (parser maps, policy maps, programs); default /sys/fs/bpf/dnsplane. */
+  readonly pinRoot?: string;
+  /** Interfaces whose DNS traffic the parser watches; empty/absent = every interface except lo. */
+  readonly dnsInterfaces?: readonly string[];
+  readonly logger?: EbpfLogger;
+  readonly clock?: Clock;
+  readonly objectPath?: string;
+  /** The namespace's interfaces; default: read /sys/class/net. */
+  readonly interfaces?: () => InterfaceIndex;
+}
+
+interface Loaded {
+  readonly parser: DnsParserProgram;
+  readonly policy: BpfObject;
+}
+
+/** One tc attachment this driver wants. */
+interface Attachment {
+  readonly ifname: string;
+  readonly direction: TcDirection;
+  readonly program: 'parser' | 'policy';
+}
+
+export class EbpfDataplane implements Dataplane {
+  readonly kind = 'ebpf' as const;
+  readonly pinRoot: string;
+  readonly #options: EbpfDataplaneOptions;
+  readonly #logger: EbpfLogger;
+  readonly #clock: Clock;
+  #loaded: Loaded | undefined;
+  #logConsumer: RingBufferConsumer | undefined;
+  #installed: { state: DesiredState; tables: PolicyTables } | undefined;
+
+  constructor(options: EbpfDataplaneOptions = {}) {
+    this.#options = options;
+    this.pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  render(state: DesiredState): string {
+    return renderPolicyTables(state, compilePolicyTables(state));
+  }
+
+  async install(state: DesiredState): Promise<void> {
+    const tables = compilePolicyTables(state); // NotSupportedError before any kernel write
+    const interfaces = (this.#options.interfaces ?? listInterfaces)();
+    const hooks = this.#resolveHooks(tables, interfaces);
+    const loaded = this.#load();
+    loaded.parser.configure(state.dns);
+    loaded.parser.setDomainSets(state.domainSets);
+    writeGeneration(loaded.policy, tables, hooks);
+    this.#pinPrograms(loaded);
+    this.#attach(loaded, this.#wantedAttachments(tables, hooks, interfaces), interfaces);
+    this.#installed = { state, tables };
+    this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
+    this.#logger.info(
+      { hooks: hooks.length, rules: tables.rules.length, netLists: tables.netLists.length, domainSets: state.domainSets.length, pinRoot: this.pinRoot },
+      'ebpf dataplane installed',
+    );
+  }
+
+  async exportLearned(): Promise<LearnedEntry[]> {
+    return this.#load().parser.exportLearned(this.#clock);
+  }
+
+  async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
+    this.#load().parser.importLearned(entries, this.#clock);
+  }
+
+  async status(): Promise<DataplaneStatus> {
+    const loaded = this.#load();
+    const counters: Record<string, number> = {};
+    for (const [name, value] of Object.entries(loaded.parser.counters())) counters[name] = Number(value);
+    const policyCounters = this.#policyCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
+    for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
+    const interfaces = (this.#options.interfaces ?? listInterfaces)();
+    const objects = [`bpf pins ${this.pinRoot}`];
+    for (const [ifname] of interfaces) {
+      for (const direction of ['ingress', 'egress'] as const) {
+        if (safeQuery(ifname, direction, POLICY_TC_FILTER) !== undefined) objects.push(`tc ${direction} ${ifname} ${POLICY_PROGRAM_NAMES[direction]}`);
+        if (safeQuery(ifname, direction, PARSER_TC_FILTER) !== undefined) objects.push(`tc ${direction} ${ifname} dnsplane_parse_tc`);
+      }
+    }
+    return { kind: 'ebpf', objects, counters, learned: loaded.parser.membership().length };
+  }
+
+  async remove(): Promise<void> {
+    this.#stopLogConsumer();
+    const interfaces = (this.#options.interfaces ?? listInterfaces)();
+    for (const [ifname] of interfaces) {
+      for (const direction of ['ingress', 'egress'] as const) {
+        for (const filter of [POLICY_TC_FILTER, PARSER_TC_FILTER]) {
+          if (safeQuery(ifname, direction, filter) !== undefined) detachTc({ ifname, direction, ...filter });
+        }
+      }
+    }
+    this.#loaded?.policy.close();
+    this.#loaded?.parser.close();
+    this.#loaded = undefined;
+    this.#installed = undefined;
+    DnsParserProgram.removePins(this.pinRoot);
+    this.#logger.info({ pinRoot: this.pinRoot }, 'ebpf dataplane removed');
+  }
+
+  async close(): Promise<void> {
+    this.#stopLogConsumer();
+    this.#loaded?.policy.close();
+    this.#loaded?.parser.close();
+    this.#loaded = undefined;
+  }
+
+  /** The loaded objects, loading (and pinning / reusing pins) on first use. */
+  #load(): Loaded {
+    if (this.#loaded) return this.#loaded;
+    const parser = DnsParserProgram.load({ pinRoot: this.pinRoot });
+    try {
+      const spec = BpfObjectSpec.open(this.#options.objectPath ?? POLICY_OBJECT_PATH);
+      try {
+        spec.reuseMaps(this.pinRoot);
+      } catch (error) {
+        spec.close();
+        throw error;
+      }
+      const policy = spec.load();
+      this.#loaded = { parser, policy };
+      return this.#loaded;
+    } catch (error) {
+      parser.close();
+      throw error;
+    }
+  }
+
+  #resolveHooks(tables: PolicyTables, interfaces: InterfaceIndex): Array<{ hook: HookTable; ifname: string; ifindex: number }> {
+    const workload = new Set(tables.workloadInterfaces);
+    const out: Array<{ hook: HookTable; ifname: string; ifindex: number }> = [];
+    for (const hook of tables.hooks) {
+      if (hook.interface === HOST_INTERFACES) {
+        for (const [ifname, ifindex] of interfaces) {
+          if (ifname !== 'lo' && !workload.has(ifname)) out.push({ hook, ifname, ifindex });
+        }
+        continue;
+      }
+      const ifindex = interfaces.get(hook.interface);
+      if (ifindex === undefined) {
+        this.#logger.warn({ endpoint: hook.endpoint, interface: hook.interface }, 'endpoint interface does not exist: not enforced until the next install after it appears');
+        continue;
+      }
+      out.push({ hook, ifname: hook.interface, ifindex });
+    }
+    return out;
+  }
+
+  #pinPrograms(loaded: Loaded): void {
+    mkdirSync(this.pinRoot, { recursive: true });
+    const pins: Array<[BpfProgram, string]> = [
+      [loaded.policy.program(POLICY_PROGRAM_NAMES.ingress), join(this.pinRoot, POLICY_PROGRAM_NAMES.ingress)],
+      [loaded.policy.program(POLICY_PROGRAM_NAMES.egress), join(this.pinRoot, POLICY_PROGRAM_NAMES.egress)],
+      [loaded.parser.tcClassifier, join(this.pinRoot, loaded.parser.tcClassifier.name)],
+    ];
+    for (const [program, path] of pins) {
+      if (existsSync(path)) unpin(path);
+      program.pin(path);
+    }
+  }
+
+  #wantedAttachments(tables: PolicyTables, hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>, interfaces: InterfaceIndex): Attachment[] {
+    const wanted = new Map<string, Attachment>();
+    const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
+    for (const { hook, ifname } of hooks) add({ ifname, direction: hook.tcDirection, program: 'policy' });
+    // A workload hook pair: both directions carry the program (one may be track-only).
+    const workload = new Set(tables.workloadInterfaces);
+    const watched = this.#options.dnsInterfaces && this.#options.dnsInterfaces.length > 0 ? this.#options.dnsInterfaces : [...interfaces.keys()].filter((n) => n !== 'lo');
+    for (const ifname of watched) {
+      if (!interfaces.has(ifname)) continue;
+      add({ ifname, direction: 'ingress', program: 'parser' });
+      // Host-originated queries and responses leave through non-endpoint interfaces.
+      if (!workload.has(ifname)) add({ ifname, direction: 'egress', program: 'parser' });
+    }
+    return [...wanted.values()];
+  }
+
+  #attach(loaded: Loaded, wanted: readonly Attachment[], interfaces: InterfaceIndex): void {
+    const programs = {
+      parser: loaded.parser.tcClassifier,
+      ingress: loaded.policy.program(POLICY_PROGRAM_NAMES.ingress),
+      egress: loaded.policy.program(POLICY_PROGRAM_NAMES.egress),
+    };
+    const keep = new Set<string>();
+    for (const a of wanted) {
+      const filter = a.program === 'parser' ? PARSER_TC_FILTER : POLICY_TC_FILTER;
+      const program = a.program === 'parser' ? programs.parser : programs[a.direction];
+      attachTc({ ifname: a.ifname, direction: a.direction, program, ...filter, replace: true });
+      keep.add(`${a.program}/${a.direction}/${a.ifname}`);
+    }
+    // Filters of ours that the new state no longer wants.
+    for (const [ifname] of interfaces) {
+      for (const direction of ['ingress', 'egress'] as const) {
+        for (const [program, filter] of [['policy', POLICY_TC_FILTER], ['parser', PARSER_TC_FILTER]] as const) {
+          if (keep.has(`${program}/${direction}/${ifname}`)) continue;
+          if (safeQuery(ifname, direction, filter) !== undefined) detachTc({ ifname, direction, ...filter });
+        }
+      }
+    }
+  }
+
+  #policyCounters(map: BpfMap): Record<string, number> {
+    const out: Record<string, number> = {};
+    POLICY_COUNTER_NAMES.forEach((name, index) => {
+      const value = map.lookup(encodeIndex(index));
+      out[name] = value === undefined ? 0 : splitPerCpu(value, 8).reduce((sum, slot) => sum + Number(slot.readBigUInt64LE(0)), 0);
+    });
+    return out;
+  }
+
+  #startLogConsumer(map: BpfMap): void {
+    if (this.#logConsumer) return;
+    this.#logConsumer = new RingBufferConsumer(
+      map,
+      (record) => {
+        const event = decodeLogEvent(record);
+        const installed = this.#installed;
+        this.#logger.info(
+          {
+            event: 'policy_log',
+            policy: installed?.state.policies[event.policyIndex]?.name ?? event.policyIndex,
+            endpoint: installed?.state.endpoints[event.endpointIndex]?.name ?? event.endpointIndex,
+            direction: event.direction,
+            rule: event.rule,
+            family: event.family,
+            protocol: event.protocol,
+            source: event.source,
+            sourcePort: event.sourcePort,
+            destination: event.destination,
+            destinationPort: event.destinationPort,
+          },
+          'policy log',
+        );
+      },
+      { onError: (error) => this.#logger.error({ err: error }, 'policy log event') },
+    );
+    this.#logConsumer.unref();
+  }
+
+  #stopLogConsumer(): void {
+    this.#logConsumer?.close();
+    this.#logConsumer = undefined;
+  }
+}
+
+function safeQuery(ifname: string, direction: TcDirection, filter: { priority: number; handle: number }): number | undefined {
+  try {
+    return queryTc({ ifname, direction, ...filter });
+  } catch {
+    return undefined; // no clsact qdisc, or the interface went away
+  }
+}
+
+export function createEbpfDataplane(options: EbpfDataplaneOptions = {}): EbpfDataplane {
+  return new EbpfDataplane(options);
+}
