@@ -1,0 +1,4 @@
+// The conformance suite on the iptables-legacy dataplane (scenarios.ts); one lab, one agent, ~2-3 minutes.
+import { defineConformanceSuite } from './scenarios.js';
+
+defineConformanceSuite(['iptables-legacy']);

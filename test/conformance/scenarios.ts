@@ -1,0 +1,353 @@
+// The conformance scenarios (issue 4, "Conformance suite"), written once and run for every
+// dataplane: `defineConformanceSuite(['nftables', …])` registers one `describe` per dataplane
+// (describe.each), each with ONE lab and ONE agent shared by its scenarios, in order.
+//
+// Workloads and their policies (the agent's resources):
+//   client1 (app=c1)   c1-egress: DNS to the lab servers; TCP 80 to www, cname-target, v6only,
+//                      ttl2, many and `*.fresh.lab.test` (Calico: one or more labels); TCP 443
+//                      to `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium
+//                      matchPattern `*.wild.lab.test` (exactly one label); TCP 80 to Cilium
+//                      matchName v4only (edited to api in scenario 13). Everything else denied.
+//   client2 (app=c2)   c2-egress: DNS; Deny TCP to `blocked.lab.test`, then the broader Allow TCP
+//                      80 to 198.19.1.3/32 (blocked's address) and 198.19.1.4/32 (other's);
+//                      Allow TCP 80 to many.lab.test. Everything else denied.
+//   client3 (app=free) selected by no policy.
+// Domain sets are global (learning is by name, whoever asked), so every scenario checks the
+// "before" state it relies on and uses names no earlier scenario taught to the sets involved.
+import { beforeAll, afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { DRIVERS } from '../../packages/agent/src/drivers.js';
+import type { Lab } from '../lab/lab.js';
+import { waitFor } from '../lab/wait.js';
+import { ConformanceHarness, dnsResponse, SUITE_DNS, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
+
+const WEB = {
+  www: { v4: '198.19.1.1', v6: 'fd00:19::1:1' },
+  api: { v4: '198.19.1.2' },
+  blocked: { v4: '198.19.1.3' },
+  other: { v4: '198.19.1.4' },
+  v4only: { v4: '198.19.1.5' },
+  v6only: { v6: 'fd00:19::1:6' },
+  cnameTarget: { v4: '198.19.2.1', v6: 'fd00:19::2:1' },
+  wild: { v4: '198.19.3.1' },
+  ttl2: { v4: '198.19.4.2' },
+} as const;
+const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
+const FRESH_TRIALS = 200;
+
+function dnsRules(lab: Lab): PolicyDocument[] {
+  const nets = [lab.dnsServers.dnsmasq, lab.dnsServers.unbound].flatMap((s) => [`${s.ipv4}/32`, `${s.ipv6}/128`]);
+  return ['UDP', 'TCP'].map((protocol) => ({ action: 'Allow', protocol, destination: { nets, ports: [53] } }));
+}
+
+function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
+  return {
+    kind: 'Policy',
+    metadata: { name: 'c1-egress' },
+    spec: {
+      order: 100,
+      selector: 'app == "c1"',
+      types: ['Egress'],
+      egress: [
+        ...dnsRules(lab),
+        {
+          action: 'Allow',
+          protocol: 'TCP',
+          destination: {
+            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'many.lab.test', '*.fresh.lab.test'],
+            ports: [80],
+          },
+        },
+        { action: 'Allow', protocol: 'TCP', destination: { domains: ['*.wild.lab.test'], ports: [443] } },
+        { action: 'Allow', protocol: 'TCP', destination: { domains: [{ matchPattern: '*.wild.lab.test' }], ports: [8080] } },
+        {
+          action: 'Allow',
+          protocol: 'TCP',
+          destination: { domains: [{ matchName: edited ? 'api.lab.test' : 'v4only.lab.test' }], ports: [80] },
+        },
+      ],
+    },
+  };
+}
+
+function client2Policy(lab: Lab): PolicyDocument {
+  return {
+    kind: 'Policy',
+    metadata: { name: 'c2-egress' },
+    spec: {
+      order: 100,
+      selector: 'app == "c2"',
+      types: ['Egress'],
+      egress: [
+        ...dnsRules(lab),
+        { action: 'Deny', protocol: 'TCP', destination: { domains: ['blocked.lab.test'] } },
+        { action: 'Allow', protocol: 'TCP', destination: { nets: [`${WEB.blocked.v4}/32`, `${WEB.other.v4}/32`], ports: [80] } },
+        { action: 'Allow', protocol: 'TCP', destination: { domains: ['many.lab.test'], ports: [80] } },
+      ],
+    },
+  };
+}
+
+function endpoints(lab: Lab): Record<string, unknown>[] {
+  const app: Record<string, string> = { client1: 'c1', client2: 'c2', client3: 'free' };
+  return Object.values(lab.endpoints).map((endpoint) => ({
+    kind: 'Endpoint',
+    metadata: { name: endpoint.name, labels: { app: app[endpoint.name] ?? 'free' } },
+    spec: { interface: endpoint.hostInterface, addresses: [endpoint.ipv4, endpoint.ipv6] },
+  }));
+}
+
+const registeredKinds = (): string[] => DRIVERS.map((driver) => driver.kind);
+
+/** Registers the suite for the given dataplane variants (keys of VARIANTS). */
+export function defineConformanceSuite(variantNames: readonly string[]): void {
+  const variants = variantNames.map((name) => {
+    const variant = VARIANTS[name];
+    if (variant === undefined) throw new Error(`unknown dataplane variant ${name} (known: ${Object.keys(VARIANTS).join(', ')})`);
+    return variant;
+  });
+
+  describe.each(variants)('conformance on $name', (variant) => {
+    const h = new ConformanceHarness(variant);
+
+    beforeAll(async () => {
+      await h.start({
+        clients: 3,
+        freshNames: FRESH_TRIALS + 50,
+        endpoints,
+        policies: (lab) => ({ 'c1-egress.yaml': client1Policy(lab, false), 'c2-egress.yaml': client2Policy(lab) }),
+        registered: registeredKinds(),
+      });
+    }, 150_000);
+
+    afterAll(async () => {
+      const problems = await h.stop();
+      if (problems.length > 0) throw new Error(`cleanup problems: ${problems.join('; ')}`);
+    }, 60_000);
+
+    /** Skips (with the reason) when this dataplane cannot run here; returns the lab otherwise. */
+    const ready = (ctx: TestContext): Lab => {
+      if (h.unsupported !== undefined) ctx.skip(`${variant.name}: ${h.unsupported}`);
+      return h.live;
+    };
+    const expectDenied = async (ns: string, targets: readonly TcpTarget[]): Promise<void> => {
+      const results = await h.probeTcp(ns, targets);
+      expect(results.filter((r) => r.connected).map((r) => `${r.address}:${r.port}`), `${ns} must not connect`).toEqual([]);
+    };
+    const expectAllowed = async (ns: string, targets: readonly TcpTarget[]): Promise<void> => {
+      const results = await h.probeTcp(ns, targets, 2000);
+      expect(results.filter((r) => !r.connected).map((r) => `${r.address}:${r.port} (${r.error})`), `${ns} must connect`).toEqual([]);
+    };
+
+    it('1. an exact allowed name connects, and 200 resolve-then-connect trials to fresh addresses lose no SYN', async (ctx) => {
+      const lab = ready(ctx);
+      await expectDenied('client1', [{ address: WEB.www.v4, port: 80 }]);
+      const curl = await lab.curl('client1', 'http://www.lab.test/');
+      expect(curl.httpStatus, curl.stderr).toBe(200);
+      expect(curl.body).toContain('lab-web');
+
+      const fresh = lab.allocateFresh(FRESH_TRIALS);
+      const batch = await lab.connectAfterResolveBatch(
+        'client1',
+        fresh.map((name) => ({ name: name.name, port: 80 })),
+      );
+      const failed = batch.trials.filter((t) => !t.connected || t.synRetransmitted);
+      expect(
+        failed.slice(0, 5).map((t) => `${t.name} → ${t.address}: connected=${t.connected} ${t.connectMs} ms ${t.error ?? ''}`),
+        'trials that failed or lost their first SYN',
+      ).toEqual([]);
+      expect(batch.cleanConnects).toBe(FRESH_TRIALS);
+      expect(batch.counters.synRetransmits).toBe(0);
+      // Every trial went to an address no earlier trial used.
+      expect(new Set(batch.trials.map((t) => t.address)).size).toBe(FRESH_TRIALS);
+    });
+
+    it('2. a name not in the policy is denied (its resolution works)', async (ctx) => {
+      const lab = ready(ctx);
+      const resolved = await lab.resolve('client1', 'api.lab.test');
+      expect(resolved.ipv4).toContain(WEB.api.v4);
+      const curl = await lab.curl('client1', 'http://api.lab.test/', { timeoutMs: 1500 });
+      expect(curl.httpStatus).toBeNull();
+      await expectDenied('client1', [{ address: WEB.api.v4, port: 80 }]);
+    });
+
+    it('3. `*.` wildcards: Calico (one or more labels) and Cilium matchPattern (exactly one label)', async (ctx) => {
+      const lab = ready(ctx);
+      const calico = { address: WEB.wild.v4, port: 443 };
+      const cilium = { address: WEB.wild.v4, port: 8080 };
+      await expectDenied('client1', [calico, cilium]);
+      // The apex matches neither form.
+      expect((await lab.resolve('client1', 'wild.lab.test')).ipv4).toContain(WEB.wild.v4);
+      await expectDenied('client1', [calico, cilium]);
+      // Two labels: Calico's `*` matches, Cilium's does not.
+      expect((await lab.resolve('client1', 'a.b.wild.lab.test')).ipv4).toContain(WEB.wild.v4);
+      await expectAllowed('client1', [calico]);
+      await expectDenied('client1', [cilium]);
+      // One label: both match.
+      const trial = await lab.connectAfterResolve('client1', 'x.wild.lab.test', 8080);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      expect(trial.synRetransmitted).toBe(false);
+    });
+
+    it('4. a CNAME chain to an allowed name learns the target', async (ctx) => {
+      const lab = ready(ctx);
+      await expectDenied('client1', [{ address: WEB.cnameTarget.v4, port: 80 }]);
+      const curl = await lab.curl('client1', 'http://chain3.lab.test/');
+      expect(curl.httpStatus, curl.stderr).toBe(200);
+      expect(curl.remoteIp).toBe(WEB.cnameTarget.v4);
+    });
+
+    it('5. IPv6: AAAA answers teach IPv6 addresses', async (ctx) => {
+      const lab = ready(ctx);
+      await expectDenied('client1', [{ address: WEB.v6only.v6, port: 80 }]);
+      const curl = await lab.curl('client1', 'http://v6only.lab.test/', { args: ['-6'] });
+      expect(curl.httpStatus, curl.stderr).toBe(200);
+      expect(curl.remoteIp).toBe(WEB.v6only.v6);
+      const [fresh] = lab.allocateFresh(1);
+      await expectDenied('client1', [{ address: fresh!.ipv6, port: 80 }]);
+      const trial = await lab.connectAfterResolve('client1', fresh!.name, 80, { type: 'AAAA' });
+      expect(trial.address).toBe(fresh!.ipv6);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      expect(trial.synRetransmitted).toBe(false);
+    });
+
+    it('6. an answer that needs TCP (40 A; unbound answers UDP truncated and empty) is learned', async (ctx) => {
+      const lab = ready(ctx);
+      const sample = [MANY[0]!, MANY[20]!, MANY[39]!].map((address) => ({ address, port: 80 }));
+      await expectDenied('client2', sample);
+      const dnsTcpBefore = (await lab.netCounters('dns'))['Tcp.PassiveOpens'] ?? 0;
+      const resolved = await lab.resolve('client2', 'many.lab.test', { server: lab.dnsServers.unbound.ipv4 });
+      expect(resolved.ipv4).toHaveLength(40);
+      expect((await lab.netCounters('dns'))['Tcp.PassiveOpens'] ?? 0).toBeGreaterThan(dnsTcpBefore);
+      await expectAllowed('client2', MANY.map((address) => ({ address, port: 80 })));
+    });
+
+    it('7. expiry: after max(TTL, minTTL) + extraTTL the address is denied; re-resolving restores it', async (ctx) => {
+      const lab = ready(ctx);
+      const target = { address: WEB.ttl2.v4, port: 80 };
+      await expectDenied('client1', [target]);
+      const lifetimeMs = (Math.max(2, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000;
+      const learnedAt = Date.now();
+      const trial = await lab.connectAfterResolve('client1', 'ttl2.lab.test', 80);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      // Poll with short connects until denied; it must not happen before the lifetime (1 s
+      // slack for whole-second timeouts) and must happen within it plus 2.5 s.
+      const deniedAt = await waitFor(
+        'ttl2.lab.test to expire',
+        async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : Date.now()),
+        { timeoutMs: lifetimeMs + 2500 },
+      );
+      expect(deniedAt - learnedAt).toBeGreaterThanOrEqual(lifetimeMs - 1000);
+      const again = await lab.connectAfterResolve('client1', 'ttl2.lab.test', 80);
+      expect(again.connected, again.error ?? '').toBe(true);
+      expect(again.synRetransmitted).toBe(false);
+    });
+
+    it('8. a forged response from an untrusted source, and one answering no query, teach nothing', async (ctx) => {
+      const lab = ready(ctx);
+      const client = lab.endpoints.client1!;
+      const [fresh] = lab.allocateFresh(1);
+      const forgedV4 = '198.19.200.7';
+      const forgedV6 = 'fd00:19::200:7';
+      const targets = [{ address: forgedV4, port: 80 }, { address: forgedV6, port: 80 }];
+      await expectDenied('client1', targets);
+      const dnsmasq = lab.dnsServers.dnsmasq;
+      const forged = [
+        // From the untrusted namespace's own address: not a trusted server.
+        { to: { address: client.ipv4, port: 40_001 }, fromAddress: lab.untrusted.ipv4, payload: dnsResponse({ id: 0x1234, name: fresh!.name, type: 'A', address: forgedV4, ttl: 300 }) },
+        { to: { address: client.ipv6, port: 40_001 }, fromAddress: lab.untrusted.ipv6, payload: dnsResponse({ id: 0x1235, name: fresh!.name, type: 'AAAA', address: forgedV6, ttl: 300 }) },
+        // With a trusted server's source, but answering no query.
+        { to: { address: client.ipv4, port: 40_002 }, fromAddress: dnsmasq.ipv4, payload: dnsResponse({ id: 0x2234, name: fresh!.name, type: 'A', address: forgedV4, ttl: 300 }) },
+        { to: { address: client.ipv6, port: 40_002 }, fromAddress: dnsmasq.ipv6, payload: dnsResponse({ id: 0x2235, name: fresh!.name, type: 'AAAA', address: forgedV6, ttl: 300 }) },
+      ];
+      for (const request of forged) await lab.forgeResponse(request);
+      await expectDenied('client1', targets);
+      // The real answer for the same name still teaches (the name is allowed): the forged
+      // ones were refused for what they are, not because learning is broken.
+      const trial = await lab.connectAfterResolve('client1', fresh!.name, 80);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      await expectDenied('client1', targets);
+    });
+
+    it('9. many answers: all 40 A records are allowed', async (ctx) => {
+      const lab = ready(ctx);
+      const resolved = await lab.resolve('client1', 'many.lab.test');
+      expect(resolved.ipv4).toHaveLength(40);
+      await expectAllowed('client1', MANY.map((address) => ({ address, port: 80 })));
+    });
+
+    it('10. upper- and mixed-case queries are learned', async (ctx) => {
+      const lab = ready(ctx);
+      const [viaGlibc, viaNode] = lab.allocateFresh(2);
+      await expectDenied('client1', [{ address: viaGlibc!.ipv4, port: 80 }, { address: viaNode!.ipv4, port: 80 }]);
+      const mixed = viaGlibc!.name.split('.').map((label, i) => (i % 2 === 0 ? label.toUpperCase() : label)).join('.');
+      expect((await lab.resolve('client1', mixed)).ipv4).toContain(viaGlibc!.ipv4);
+      await expectAllowed('client1', [{ address: viaGlibc!.ipv4, port: 80 }]);
+      const trial = await lab.connectAfterResolve('client1', viaNode!.name.toUpperCase(), 80);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      expect(trial.synRetransmitted).toBe(false);
+    });
+
+    it('11. the allowed name on a port the policy does not allow is denied', async (ctx) => {
+      const lab = ready(ctx);
+      expect((await lab.curl('client1', 'http://www.lab.test/')).httpStatus).toBe(200);
+      const curl = await lab.curl('client1', 'http://www.lab.test:8080/', { timeoutMs: 1500 });
+      expect(curl.httpStatus).toBeNull();
+      await expectDenied('client1', [{ address: WEB.www.v4, port: 8080 }, { address: WEB.www.v4, port: 443 }]);
+    });
+
+    it('12. Deny on a domain before a broader Allow wins once the name is learned', async (ctx) => {
+      const lab = ready(ctx);
+      const blocked = { address: WEB.blocked.v4, port: 80 };
+      const other = { address: WEB.other.v4, port: 80 };
+      // Before anyone resolved blocked.lab.test, the broader net Allow admits its address.
+      await expectAllowed('client2', [blocked, other]);
+      expect((await lab.resolve('client2', 'blocked.lab.test')).ipv4).toContain(WEB.blocked.v4);
+      await expectDenied('client2', [blocked]);
+      await expectAllowed('client2', [other]);
+    });
+
+    it('13. a policy edited while running: the new domain works, the removed one stops, other sets keep their members', async (ctx) => {
+      const lab = ready(ctx);
+      const v4only = { address: WEB.v4only.v4, port: 80 };
+      const api = { address: WEB.api.v4, port: 80 };
+      expect((await lab.curl('client1', 'http://v4only.lab.test/')).httpStatus).toBe(200);
+      expect((await lab.curl('client1', 'http://www.lab.test/')).httpStatus).toBe(200);
+      await expectDenied('client1', [api]);
+
+      await h.editPolicy('c1-egress.yaml', client1Policy(lab, true));
+      await waitFor(
+        'api.lab.test to be allowed after the edit',
+        async () => ((await lab.connectAfterResolve('client1', 'api.lab.test', 80, { connectTimeoutMs: 800 })).connected ? true : undefined),
+        { timeoutMs: 15_000 },
+      );
+      await expectDenied('client1', [v4only]);
+      // Learned earlier, not re-resolved: members of untouched sets survived the re-apply.
+      await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }, { address: WEB.cnameTarget.v4, port: 80 }, { address: WEB.wild.v4, port: 443 }]);
+    });
+
+    it('14. two endpoints with different policies: learning for one does not open the other', async (ctx) => {
+      const lab = ready(ctx);
+      const [fresh] = lab.allocateFresh(1);
+      const trial = await lab.connectAfterResolve('client1', fresh!.name, 80);
+      expect(trial.connected, trial.error ?? '').toBe(true);
+      await expectDenied('client2', [
+        { address: fresh!.ipv4, port: 80 },
+        { address: WEB.www.v4, port: 80 },
+        { address: WEB.cnameTarget.v4, port: 80 },
+      ]);
+      // And client2's learning (blocked, many) opens nothing for client1 beyond its own policy.
+      await expectDenied('client1', [{ address: WEB.other.v4, port: 80 }]);
+    });
+
+    it('15. a workload selected by no policy is untouched', async (ctx) => {
+      const lab = ready(ctx);
+      expect((await lab.curl('client3', 'http://api.lab.test:8080/')).httpStatus).toBe(200);
+      expect((await lab.curl('client3', 'http://blocked.lab.test/')).httpStatus).toBe(200);
+      await expectAllowed('client3', [
+        { address: WEB.www.v4, port: 443 },
+        { address: WEB.other.v4, port: 8080 },
+        { address: 'fd00:19::1:2', port: 80 },
+      ]);
+    });
+  });
+}
