@@ -36,7 +36,16 @@ export interface DriverRegistration {
 export const DRIVERS: readonly DriverRegistration[] = [
   {
     kind: 'nftables',
-    create: ({ logger, clock, runner }) => createNftablesDataplane({ logger, clock, processRunner: runner }),
+    create: ({ config, logger, clock, runner }) =>
+      createNftablesDataplane({
+        logger,
+        clock,
+        processRunner: runner,
+        tableName: config.nftables.table,
+        markMask: config.nftables.markMask,
+        pinRoot: config.bpf.pinRoot,
+        interfaces: config.dns.interfaces,
+      }),
   },
   {
     kind: 'iptables',
