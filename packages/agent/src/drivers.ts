@@ -12,6 +12,7 @@ import {
   type DnsplaneConfig,
   type ProcessRunner,
 } from '@dnsplane/core';
+import { createEbpfDataplane } from '@dnsplane/ebpf';
 import { createIptablesDataplane, inlineParsing } from '@dnsplane/iptables';
 import { createNftablesDataplane } from '@dnsplane/nftables';
 import type { Logger } from 'pino';
@@ -52,7 +53,11 @@ export const DRIVERS: readonly DriverRegistration[] = [
     create: ({ config, logger, clock, runner }) =>
       createIptablesDataplane({ backend: config.iptables.backend, runner, logger, ...inlineParsing({ pinRoot: config.bpf.pinRoot, clock }) }),
   },
-  // { kind: 'ebpf', create: (context) => createEbpfDataplane(context) },
+  {
+    kind: 'ebpf',
+    create: ({ config, logger, clock }) =>
+      createEbpfDataplane({ logger, clock, pinRoot: config.bpf.pinRoot, dnsInterfaces: config.dns.interfaces }),
+  },
 ];
 
 export class DriverRegistry {
