@@ -7,7 +7,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
+import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
 import type { MarkAssignment, MarkedSet } from './mark-bits.js';
@@ -140,12 +140,20 @@ export class TcMembership implements LearnedSource {
       this.#attached.delete(key);
     }
 
-    this.#marker ??= kernel.loadMarker(pinRoot);
+    if (this.#marker === undefined) {
+      try {
+        this.#marker = kernel.loadMarker(pinRoot);
+      } catch (error) {
+        if (!isNotSupported(error)) throw error;
+        logger.warn({ err: error }, 'nftables: no tc membership marker in this build, every domain set relies on the mirror');
+      }
+    }
     const marker = this.#marker;
     const programmed = new Map<number, string>();
     const absent: string[] = [];
     for (const endpoint of marks.endpoints) {
       const netif = byName.get(endpoint.interface);
+      if (marker === undefined) break;
       if (netif === undefined) {
         absent.push(endpoint.interface);
         continue;
@@ -156,7 +164,7 @@ export class TcMembership implements LearnedSource {
       programmed.set(netif.ifindex, netif.name);
     }
     for (const [ifindex, name] of this.#programmed) {
-      if (programmed.has(ifindex)) continue;
+      if (programmed.has(ifindex) || marker === undefined) continue;
       marker.setEndpointSets(ifindex, marks.markMask, []);
       if (byName.has(name)) kernel.detach('marker', name, 'ingress');
       this.#attached.delete(`marker ingress ${name}`);
