@@ -184,4 +184,23 @@ struct dnsplane_event {
 	struct dnsplane_event_entry entries[DNSPLANE_EVENT_ENTRIES];
 };
 
+/*
+ * dnsp_endpoint_sets: hash (ifindex of a workload's host-side interface, __u32 → the domain
+ * sets its egress policies reference). The tc membership mark (membership_mark.bpf.c) on
+ * that interface's ingress sets, for every entry whose set has the packet's destination as a
+ * live member, the entry's mark bit: skb->mark = (skb->mark & ~mark_mask) | bits.
+ */
+#define DNSPLANE_ENDPOINT_SETS 32
+
+struct dnsplane_endpoint_set {
+	__u32 set_id;
+	__u32 bit;       /* the mark value to OR in: one bit, inside mark_mask */
+};
+
+struct dnsplane_endpoint_sets {
+	__u32 count;     /* used entries */
+	__u32 mark_mask; /* mark bits this program owns (cleared, then set per matching set) */
+	struct dnsplane_endpoint_set entries[DNSPLANE_ENDPOINT_SETS];
+};
+
 #endif

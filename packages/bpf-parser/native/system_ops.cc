@@ -1,5 +1,6 @@
 // Facts about the machine the BPF programs see: possible CPUs, the monotonic clock.
 #include <bpf/libbpf.h>
+#include <net/if.h>
 #include <time.h>
 
 #include <cerrno>
@@ -26,11 +27,21 @@ Napi::Value KtimeNs(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, ns);
 }
 
+// if_nametoindex in the calling process's network namespace: interfaceIndex(name) -> number.
+Napi::Value InterfaceIndex(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = StringArg(info, 0, "ifname");
+  const unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) ThrowErrno(env, errno == 0 ? ENODEV : errno, "interface " + name);
+  return Napi::Number::New(env, index);
+}
+
 }  // namespace
 
 void RegisterSystemOps(Napi::Env env, Napi::Object exports) {
   exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
   exports.Set("ktimeNs", Napi::Function::New<KtimeNs>(env, "ktimeNs"));
+  exports.Set("interfaceIndex", Napi::Function::New<InterfaceIndex>(env, "interfaceIndex"));
 }
 
 }  // namespace dnsplane_bpf

@@ -7,3 +7,6 @@ export * from './counters.js';
 export * from './events.js';
 export * from './parser-program.js';
 export * from './membership-match.js';
+export * from './endpoint-sets.js';
+export * from './tc-attachment.js';
+export * from './membership-marker.js';

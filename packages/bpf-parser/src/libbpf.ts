@@ -99,6 +99,7 @@ interface NativeAddon {
   tcQuery(ifname: string, direction: TcDirection, priority: number, handle: number): number | undefined;
   possibleCpus(): number;
   ktimeNs(): bigint;
+  interfaceIndex(ifname: string): number;
 }
 
 /** The shape of the errors the addon throws (see native/common.cc). */
@@ -210,6 +211,17 @@ export function possibleCpus(): number {
 /** CLOCK_MONOTONIC in nanoseconds — the clock `bpf_ktime_get_ns()` reads in BPF programs. */
 export function ktimeNs(): bigint {
   return kernel((a) => a.ktimeNs());
+}
+
+/**
+ * The index of a network interface in this process's network namespace (if_nametoindex:
+ * unlike /sys/class/net, right also under `nsenter --net`). NotFoundError when absent.
+ */
+export function interfaceIndex(ifname: string): number {
+  if (ifname.length === 0 || ifname.length > 15) {
+    throw new RangeError(`interface name "${ifname}" must have 1 to 15 characters`);
+  }
+  return kernel((a) => a.interfaceIndex(ifname));
 }
 
 /** Removes a pin (a file in bpffs). NotFoundError when there is none. */

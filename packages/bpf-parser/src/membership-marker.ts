@@ -1,0 +1,117 @@
+// The tc membership mark (bpf/membership_mark.bpf.o): loaded with the membership maps and
+// dnsp_endpoint_sets pinned by name under the pin root, programmed per interface (ifindex →
+// the domain sets and mark bits), attached on tc ingress of workload interfaces.
+import { existsSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, type BpfMap, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
+import {
+  ENDPOINT_SETS_MAP,
+  decodeEndpointKey,
+  decodeEndpointSets,
+  encodeEndpointKey,
+  encodeEndpointSets,
+  type EndpointSetEntry,
+  type EndpointSets,
+} from './endpoint-sets.js';
+import { MAP_NAMES } from './maps.js';
+import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attachment.js';
+
+/** The compiled tc membership mark (built by `make -C bpf`). */
+export const MEMBERSHIP_MARK_OBJECT_PATH = fileURLToPath(new URL('../bpf/membership_mark.bpf.o', import.meta.url));
+export const MEMBERSHIP_MARK_PROGRAM = 'dnsplane_membership_mark';
+
+export interface MembershipMarkerOptions {
+  /** The parser's pin root; default /sys/fs/bpf/dnsplane. */
+  readonly pinRoot?: string;
+  /** Default: MEMBERSHIP_MARK_OBJECT_PATH. */
+  readonly objectPath?: string;
+}
+
+export class MembershipMarker {
+  readonly #object: BpfObject;
+
+  private constructor(
+    object: BpfObject,
+    readonly pinRoot: string,
+  ) {
+    this.#object = object;
+  }
+
+  /**
+   * Loads the program; dnsp_members4/6 and dnsp_endpoint_sets are reused from (or pinned
+   * at) <pinRoot>/<name>, so interface programming survives restarts and is shared.
+   */
+  static load(options: MembershipMarkerOptions = {}): MembershipMarker {
+    const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
+    const existed = existsSync(pinRoot);
+    const spec = BpfObjectSpec.open(options.objectPath ?? MEMBERSHIP_MARK_OBJECT_PATH);
+    try {
+      spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP] });
+    } catch (error) {
+      spec.close();
+      throw error;
+    }
+    try {
+      return new MembershipMarker(spec.load(), pinRoot);
+    } catch (error) {
+      if (!existed) rmSync(pinRoot, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The tc classifier (data starts at the Ethernet header; returns TC_ACT_UNSPEC). */
+  get program(): BpfProgram {
+    return this.#object.program(MEMBERSHIP_MARK_PROGRAM);
+  }
+
+  /** dnsp_endpoint_sets. */
+  get endpointSetsMap(): BpfMap {
+    return this.#object.map(ENDPOINT_SETS_MAP);
+  }
+
+  /**
+   * Sets the domain sets (and their mark bits) checked for packets arriving on interface
+   * `ifindex`, replacing what it had, in one map update. RangeError (nothing written) for
+   * more than 32 entries, a bit that is not one bit inside markMask, a set or bit twice.
+   */
+  setEndpointSets(ifindex: number, markMask: number, entries: readonly EndpointSetEntry[]): void {
+    this.endpointSetsMap.update(encodeEndpointKey(ifindex), encodeEndpointSets({ markMask, entries }));
+  }
+
+  /** Forgets an interface (its packets are no longer marked); false when it had no entry. */
+  removeEndpoint(ifindex: number): boolean {
+    return this.endpointSetsMap.delete(encodeEndpointKey(ifindex));
+  }
+
+  /** What every interface has now, by ifindex. */
+  endpoints(): Map<number, EndpointSets> {
+    const out = new Map<number, EndpointSets>();
+    for (const [key, value] of this.endpointSetsMap.entries()) out.set(decodeEndpointKey(key), decodeEndpointSets(value));
+    return out;
+  }
+
+  /** Attaches on tc ingress of `ifname` (this process's network namespace), replacing ours. */
+  attach(ifname: string): TcAttachment {
+    return attachDnsplaneTc('membershipMark', ifname, 'ingress', this.program);
+  }
+
+  /** Detaches from tc ingress of `ifname`; false when it was not attached. */
+  detach(ifname: string): boolean {
+    return detachDnsplaneTc('membershipMark', ifname, 'ingress');
+  }
+
+  /** Kernel id of the program attached on `ifname` ingress (ours or an earlier load's), or undefined. */
+  attached(ifname: string): number | undefined {
+    return queryDnsplaneTc('membershipMark', ifname, 'ingress');
+  }
+
+  /** Closes the fds; pins and tc attachments stay in the kernel (marking goes on). */
+  close(): void {
+    this.#object.close();
+  }
+
+  /** The ifindex of `ifname` in this process's network namespace (NotFoundError if absent). */
+  static interfaceIndex(ifname: string): number {
+    return interfaceIndex(ifname);
+  }
+}

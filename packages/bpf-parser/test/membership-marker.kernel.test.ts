@@ -1,0 +1,124 @@
+// The tc membership mark on the real kernel through BPF_PROG_TEST_RUN: the bits of the sets
+// whose live members the destination is, for the interface in the context's ifindex;
+// foreign mark bits kept; expired, other-set and unknown-interface packets unmarked; IPv6.
+import { afterEach, describe, expect, it } from 'vitest';
+import { DnsParserProgram, MembershipMarker, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
+import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+import { MembershipWriter, packetTo } from './membership-fixtures.js';
+
+const SKB_SIZE = 192; // sizeof(struct __sk_buff)
+const SKB_MARK = 8;
+const SKB_IFINDEX = 40;
+const TC_ACT_UNSPEC = 0xffffffff; // -1 as the u32 the test run reports
+const MASK = 0x00ff0000;
+
+const cleanup: Array<() => void> = [];
+afterEach(() => {
+  for (const undo of cleanup.splice(0).reverse()) {
+    try {
+      undo();
+    } catch {
+      // keep cleaning
+    }
+  }
+});
+
+function setup(): { pinRoot: string; marker: MembershipMarker; writer: MembershipWriter } {
+  const pinRoot = testPinRoot();
+  cleanup.push(() => DnsParserProgram.removePins(pinRoot));
+  const marker = MembershipMarker.load({ pinRoot });
+  cleanup.push(() => marker.close());
+  const writer = new MembershipWriter(pinRoot);
+  cleanup.push(() => writer.close());
+  return { pinRoot, marker, writer };
+}
+
+/** Runs a packet "arriving on" loopback (test runs use ifindex 1) with a starting mark; returns the mark after. */
+function markOf(marker: MembershipMarker, packet: Uint8Array, mark = 0): number {
+  const ctx = Buffer.alloc(SKB_SIZE);
+  ctx.writeUInt32LE(mark >>> 0, SKB_MARK);
+  ctx.writeUInt32LE(1, SKB_IFINDEX);
+  const result = marker.program.testRun({ data: ethernetFrame(packet), ctx });
+  expect(result.retval).toBe(TC_ACT_UNSPEC);
+  expect(result.ctx).toBeDefined();
+  return (result.ctx as Buffer).readUInt32LE(SKB_MARK);
+}
+
+describe('MembershipMarker (membership_mark)', () => {
+  it('sets the bit of every set the destination is a live member of, keeps foreign bits', () => {
+    const { marker, writer } = setup();
+    const lo = interfaceIndex('lo');
+    expect(lo).toBe(1);
+    marker.setEndpointSets(lo, MASK, [
+      { setId: 11, bit: 0x00010000 },
+      { setId: 22, bit: 0x00020000 },
+      { setId: 33, bit: 0x00400000 },
+    ]);
+    writer.write(11, '198.18.6.1', 60);
+    writer.write(22, '198.18.6.1', 60);
+    writer.write(33, '198.18.6.2', 60);
+    writer.write(33, '198.18.6.1', -1); // expired
+    writer.write(44, '198.18.6.3', 60); // a set this interface does not list
+    writer.write(22, 'fd00::6:1', 60);
+    writer.write(33, 'fd00::6:1', 60);
+
+    expect(markOf(marker, packetTo('198.18.6.1'))).toBe(0x00030000);
+    expect(markOf(marker, packetTo('198.18.6.2'))).toBe(0x00400000);
+    expect(markOf(marker, packetTo('198.18.6.3'))).toBe(0);
+    expect(markOf(marker, packetTo('198.18.6.9'))).toBe(0);
+    expect(markOf(marker, packetTo('fd00::6:1'))).toBe(0x00420000);
+    expect(markOf(marker, packetTo('fd00::6:9'))).toBe(0);
+    // bits outside the mask are someone else's: kept; stale bits inside the mask: cleared
+    expect(markOf(marker, packetTo('198.18.6.1'), 0xff000001)).toBe((0xff000001 | 0x00030000) >>> 0);
+    expect(markOf(marker, packetTo('198.18.6.9'), 0x12ff0034)).toBe(0x12000034);
+    expect(markOf(marker, packetTo('198.18.6.2'), 0x00010000)).toBe(0x00400000);
+  });
+
+  it('leaves packets of interfaces without an entry (and non-IP frames) alone', () => {
+    const { marker, writer } = setup();
+    writer.write(11, '198.18.6.1', 60);
+    expect(markOf(marker, packetTo('198.18.6.1'), 0x00ff00ff)).toBe(0x00ff00ff);
+    marker.setEndpointSets(1, MASK, [{ setId: 11, bit: 0x00010000 }]);
+    expect(markOf(marker, packetTo('198.18.6.1'), 0x00ff00ff)).toBe(0x000100ff);
+    expect(marker.endpoints()).toEqual(new Map([[1, { markMask: MASK, entries: [{ setId: 11, bit: 0x00010000 }] }]]));
+    // an ARP frame: not IP, untouched
+    const arp = Buffer.alloc(14 + 28);
+    arp.writeUInt16BE(0x0806, 12);
+    const ctx = Buffer.alloc(SKB_SIZE);
+    ctx.writeUInt32LE(0x00ff0000, SKB_MARK);
+    ctx.writeUInt32LE(1, SKB_IFINDEX);
+    const run = marker.program.testRun({ data: arp, ctx });
+    expect(run.retval).toBe(TC_ACT_UNSPEC);
+    expect(run.ctx?.readUInt32LE(SKB_MARK)).toBe(0x00ff0000);
+    expect(marker.removeEndpoint(1)).toBe(true);
+    expect(marker.removeEndpoint(1)).toBe(false);
+    expect(markOf(marker, packetTo('198.18.6.1'), 0x00ff00ff)).toBe(0x00ff00ff);
+  });
+
+  it('membership that expires stops marking without a delete; 32 sets per interface', () => {
+    const { marker, writer } = setup();
+    const entries = Array.from({ length: 32 }, (_, i) => ({ setId: 100 + i, bit: (1 << i) >>> 0 }));
+    marker.setEndpointSets(1, 0xffffffff, entries);
+    writer.write(100, '198.18.6.7', 60);
+    writer.write(131, '198.18.6.7', 60);
+    writer.write(115, '198.18.6.7', 0.3);
+    expect(markOf(marker, packetTo('198.18.6.7'))).toBe((0x80000001 | 0x8000) >>> 0);
+    const deadline = Date.now() + 5_000;
+    let mark = 0;
+    while (Date.now() < deadline && (mark = markOf(marker, packetTo('198.18.6.7'))) !== 0x80000001);
+    expect(mark).toBe(0x80000001);
+  });
+
+  it('a second load under the same pin root shares the endpoint programming; bad input writes nothing', () => {
+    const { pinRoot, marker } = setup();
+    marker.setEndpointSets(7, MASK, [{ setId: 1, bit: 0x00800000 }]);
+    const again = MembershipMarker.load({ pinRoot });
+    cleanup.push(() => again.close());
+    expect(again.endpoints().get(7)).toEqual({ markMask: MASK, entries: [{ setId: 1, bit: 0x00800000 }] });
+    expect(again.endpointSetsMap.name).toBe(ENDPOINT_SETS_MAP);
+    expect(() => again.setEndpointSets(7, MASK, [{ setId: 1, bit: 0x00000001 }])).toThrow(/outside markMask/);
+    expect(() => again.setEndpointSets(7, MASK, [{ setId: 1, bit: 0x00030000 }])).toThrow(/exactly one bit/);
+    expect(() => again.setEndpointSets(0, MASK, [])).toThrow(/ifindex/);
+    expect(marker.endpoints().get(7)).toEqual({ markMask: MASK, entries: [{ setId: 1, bit: 0x00800000 }] });
+  });
+});
