@@ -3,7 +3,7 @@
 // and connects to fresh names at once. Shared by one test file per backend (each < 90 s).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,6 +135,13 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       expect(batch.counters.synRetransmits).toBe(0);
       const learned = new Set(members(pinRoot));
       for (const trial of batch.trials) expect(learned.has(trial.address ?? '')).toBe(true);
+      const median = (values: number[]): number => values.sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
+      console.info(
+        `iptables-${backend} inline: ${batch.cleanConnects}/200 clean connects, SYN retransmits ${batch.counters.synRetransmits}, ` +
+          `median dns ${median(batch.trials.map((t) => t.dnsMs ?? NaN)).toFixed(2)} ms, ` +
+          `median answer->SYN ${median(batch.trials.map((t) => t.answerToSynUs ?? NaN)).toFixed(0)} us, ` +
+          `median connect ${median(batch.trials.map((t) => t.connectMs ?? NaN)).toFixed(2)} ms`,
+      );
     });
 
     it('a name not allowed resolves but its connect is dropped', async () => {
@@ -170,6 +177,9 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
 
     it('learning and enforcement go on with the agent stopped; remove() takes rules and pins away', async () => {
       await agent!.stop(5000);
+      // The agent saved what the kernel learned (exportLearned) on its way out.
+      const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { entries: Array<{ address: string }> };
+      expect(saved.entries.length).toBeGreaterThanOrEqual(200);
       const trials = lab().allocateFresh(30).map((f) => ({ name: f.name, port: PORT, type: 'A' as const }));
       const batch = await lab().connectAfterResolveBatch('client1', trials, { connectTimeoutMs: 2500 });
       expect(batch.cleanConnects).toBe(30);
