@@ -3,7 +3,7 @@
 import { isInvalidInput, isNotSupported, isKernelError } from '@dnsplane/core';
 import { commandContext, GLOBAL_HELP, type Command } from './command.js';
 import { applyCommand } from './commands/apply.js';
-import { demoCommand } from './commands/demo.js';
+import { liveDemoCommand as demoCommand } from './demo.js';
 import { migrateCommand } from './commands/migrate.js';
 import { runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';

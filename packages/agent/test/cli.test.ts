@@ -158,9 +158,9 @@ spec:
     expect(bad.stderr()).toMatch(/--name: must be one of config\.schema\.json/);
   });
 
-  it('demo is the dry run of examples/dnsplane.yaml', async () => {
+  it('demo --dry-run is the dry run of examples/dnsplane.yaml', async () => {
     const t = testEnvironment();
-    expect(await main(['demo'], t.environment)).toBe(0);
+    expect(await main(['demo', '--dry-run'], t.environment)).toBe(0);
     expect(t.stdout()).toMatch(/^# dnsplane apply --dry-run: .*examples\/dnsplane\.yaml\n/);
     expect(t.stdout()).toContain('## desired state');
   });
