@@ -19,31 +19,17 @@ import {
   attachTc,
   detachTc,
   queryTc,
-  splitPerCpu,
   unpin,
   type BpfMap,
   type BpfObject,
   type BpfProgram,
 } from '@dnsplane/bpf-parser';
 import {
-  POLICY_COUNTER_NAMES,
   POLICY_MAP_NAMES,
   POLICY_PROGRAM_NAMES,
-  RULES_PER_GENERATION,
-  decodeActive,
   decodeLogEvent,
-  encodeActive,
-  encodeHook,
-  encodeHookKey,
-  encodeIndex,
-  encodeNetLists,
-  encodeRule,
-  hookKeyGeneration,
-  listIdGeneration,
-  netKeyList,
-  type PolicyMapRole,
 } from './encode.js';
-import { writeGeneration } from './generation.js';
+import { splitCounters, writeGeneration } from './generation.js';
 import { listInterfaces, type InterfaceIndex } from './interfaces.js';
 import { renderPolicyTables } from './render.js';
 import { HOST_INTERFACES, compilePolicyTables, type HookTable, type PolicyTables, type TcDirection } from './tables.js';
@@ -139,7 +125,7 @@ export class EbpfDataplane implements Dataplane {
     const loaded = this.#load();
     const counters: Record<string, number> = {};
     for (const [name, value] of Object.entries(loaded.parser.counters())) counters[name] = Number(value);
-    const policyCounters = this.#policyCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
+    const policyCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
     for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
     const interfaces = (this.#options.interfaces ?? listInterfaces)();
     const objects = [`bpf pins ${this.pinRoot}`];
@@ -269,15 +255,6 @@ export class EbpfDataplane implements Dataplane {
         }
       }
     }
-  }
-
-  #policyCounters(map: BpfMap): Record<string, number> {
-    const out: Record<string, number> = {};
-    POLICY_COUNTER_NAMES.forEach((name, index) => {
-      const value = map.lookup(encodeIndex(index));
-      out[name] = value === undefined ? 0 : splitPerCpu(value, 8).reduce((sum, slot) => sum + Number(slot.readBigUInt64LE(0)), 0);
-    });
-    return out;
   }
 
   #startLogConsumer(map: BpfMap): void {

@@ -1,6 +1,7 @@
 // One policy generation: written next to the one in force, then made current by one flip.
-import type { BpfMap, BpfObject } from '@dnsplane/bpf-parser';
+import { splitPerCpu, type BpfMap, type BpfObject } from '@dnsplane/bpf-parser';
 import {
+  POLICY_COUNTER_NAMES,
   POLICY_MAP_NAMES,
   RULES_PER_GENERATION,
   decodeActive,
@@ -45,4 +46,14 @@ export function writeGeneration(policy: BpfObject, tables: PolicyTables, hooks: 
   for (const { hook, ifindex } of hooks) hookMap.update(encodeHookKey(ifindex, hook.tcDirection, next), encodeHook(hook, next));
   map('active').update(encodeIndex(0), encodeActive(next));
   return next;
+}
+
+/** The policy counters (dnsp_pol_counters), summed over CPUs, by name. */
+export function splitCounters(map: BpfMap): Record<string, number> {
+  const out: Record<string, number> = {};
+  POLICY_COUNTER_NAMES.forEach((name, index) => {
+    const value = map.lookup(encodeIndex(index));
+    out[name] = value === undefined ? 0 : splitPerCpu(value, 8).reduce((sum, slot) => sum + Number(slot.readBigUInt64LE(0)), 0);
+  });
+  return out;
 }
