@@ -10,3 +10,4 @@ export * from './membership-match.js';
 export * from './endpoint-sets.js';
 export * from './tc-attachment.js';
 export * from './membership-marker.js';
+export * from './uninstall.js';

@@ -1,7 +1,7 @@
 // The loaded DNS parser: its object (bpf/dnsplane.bpf.o) with maps pinned under a pin root,
 // the two entry points, and typed access to its state — DNS settings and trusted servers,
 // the domain table, membership, counters.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
@@ -9,7 +9,18 @@ import { NotSupportedError, systemClock } from '@dnsplane/core';
 import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
 import { buildDomainTable, encodeDomainTable, type DomainTable } from './domain-table.js';
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
-import { BpfObjectSpec, DEFAULT_PIN_ROOT, ktimeNs, possibleCpus, type BpfMap, type BpfObject, type BpfProgram } from './libbpf.js';
+import {
+  BpfObjectSpec,
+  DEFAULT_PIN_ROOT,
+  ktimeNs,
+  possibleCpus,
+  type BpfMap,
+  type BpfObject,
+  type BpfProgram,
+  type TcAttachment,
+  type TcDirection,
+} from './libbpf.js';
+import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attachment.js';
 import {
   MAP_NAMES,
   PATTERN_SLOTS,
@@ -36,6 +47,9 @@ export interface ParserProgramOptions {
   /** Default: PARSER_OBJECT_PATH. */
   readonly objectPath?: string;
 }
+
+/** Where the socket-filter entry point is pinned for xt_bpf: <pinRoot>/prog_parse_socket. */
+export const PARSER_SOCKET_PIN = 'prog_parse_socket';
 
 /** A membership entry as the maps hold it. */
 export interface MembershipEntry {
@@ -106,6 +120,41 @@ export class DnsParserProgram {
     this.socketFilter.pin(socketFilter);
     this.tcClassifier.pin(tcClassifier);
     return { socketFilter, tcClassifier };
+  }
+
+  /**
+   * Pins the socket-filter entry point at <pinRoot>/prog_parse_socket for
+   * `iptables -m bpf --object-pinned`, replacing an earlier load's pin there (rules already
+   * inserted keep the program they were given; both share the maps). Returns the path.
+   */
+  pinSocketFilter(): string {
+    const path = join(this.pinRoot, PARSER_SOCKET_PIN);
+    try {
+      unlinkSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    this.socketFilter.pin(path);
+    return path;
+  }
+
+  /**
+   * Attaches the tc entry point on `ifname` (this process's network namespace) at the
+   * parser's fixed tc slot (DNSPLANE_TC_FILTERS.parser), replacing what is there — a
+   * re-attach after a restart swaps the program in place.
+   */
+  attachTc(ifname: string, direction: TcDirection): TcAttachment {
+    return attachDnsplaneTc('parser', ifname, direction, this.tcClassifier);
+  }
+
+  /** Detaches the parser from `ifname`; false when it was not attached. */
+  detachTc(ifname: string, direction: TcDirection): boolean {
+    return detachDnsplaneTc('parser', ifname, direction);
+  }
+
+  /** Kernel id of the program at the parser's tc slot on `ifname`, or undefined. */
+  attachedTc(ifname: string, direction: TcDirection): number | undefined {
+    return queryDnsplaneTc('parser', ifname, direction);
   }
 
   /**
