@@ -1,0 +1,155 @@
+// The nftables dataplane's inline guarantee end to end in a lab: the driver runs in the lab's
+// node namespace (test/scripts/run-driver.ts, as the agent would), the parser learns from
+// dnsmasq's answers on tc, the membership marker marks the workload's first SYN, and the
+// mirror fills the nft sets. Real resolver, real TCP, real kernel.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LabProcess } from '../../../test/lab/lab.js';
+import { useLab } from '../../../test/lab/vitest-lab.js';
+
+const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
+const suffix = randomBytes(4).toString('hex');
+const TABLE = `dnsplane_t${suffix}`;
+const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${suffix}`;
+
+/** Waits for `check` to give a value, polling with a deadline (a condition, not a sleep). */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('nftables inline membership in the lab', () => {
+  const lab = useLab({ clients: 2, freshNames: 400 });
+  let dir = '';
+  let config = '';
+  let driver: LabProcess | undefined;
+
+  const startDriver = async (): Promise<LabProcess> => {
+    const process = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-driver-${Date.now()}` });
+    await process.waitForOutput(/"event":"installed"/, 60_000);
+    return process;
+  };
+  const nft = async (...args: string[]): Promise<string> => {
+    const result = await lab().exec('node', ['nft', ...args]);
+    if (result.code !== 0) throw new Error(`nft ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  };
+  /** The learned IPv4 set of the fresh names' domain set: its name and listing. */
+  const freshSet = async (): Promise<string> => {
+    const table = await nft('list', 'table', 'inet', TABLE);
+    const names = [...table.matchAll(/set (ds_[0-9a-f]+_v4) /g)].map((m) => m[1] ?? '');
+    const listings = await Promise.all(names.map((n) => nft('list', 'set', 'inet', TABLE, n)));
+    return listings.find((l) => l.includes('198.19.64.')) ?? listings.join('\n');
+  };
+
+  beforeAll(async () => {
+    const l = lab();
+    dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-inline-'));
+    config = join(dir, 'dnsplane.yaml');
+    const dnsmasq = l.dnsServers.dnsmasq;
+    await writeFile(
+      config,
+      [
+        'dataplane: nftables',
+        `dns: { trustedServers: ${JSON.stringify(l.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
+        'resources: ["./policy.yaml"]',
+        `statePath: ${join(dir, 'state.json')}`,
+        `bpf: { pinRoot: ${PIN_ROOT} }`,
+        `nftables: { table: ${TABLE}, markMask: "0x00ff0000" }`,
+      ].join('\n'),
+    );
+    await writeFile(
+      join(dir, 'policy.yaml'),
+      [
+        'kind: Policy',
+        'metadata: { name: client1-egress }',
+        'spec:',
+        '  selector: app == "c1"',
+        '  types: [Egress]',
+        '  egress:',
+        '    - action: Allow',
+        '      protocol: UDP',
+        `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
+        '    - action: Allow',
+        '      protocol: TCP',
+        '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
+        '    - action: Deny',
+        '---',
+        'kind: Endpoint',
+        'metadata: { name: client1, labels: { app: c1 } }',
+        `spec: { interface: ${l.endpoints.client1.hostInterface} }`,
+      ].join('\n'),
+    );
+    driver = await startDriver();
+  }, 90_000);
+
+  afterAll(async () => {
+    try {
+      await driver?.stop();
+      const removal = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'remove', config], { name: 'nft-driver-remove' });
+      await removal.waitForOutput(/"event":"removed"/, 30_000).finally(() => removal.stop());
+    } finally {
+      // Whatever happened above: no table, no pins left behind.
+      await lab().exec('node', ['nft', 'delete', 'table', 'inet', TABLE]).catch(() => undefined);
+      await rm(PIN_ROOT, { recursive: true, force: true });
+      if (dir !== '') await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('200 fresh allowed names: every first SYN passes (zero SYN retransmits)', async () => {
+    const trials = lab().allocateFresh(200).map((f) => ({ name: f.name, port: 80 }));
+    const batch = await lab().connectAfterResolveBatch('client1', trials);
+    const failed = batch.trials.filter((t) => !t.connected || t.synRetransmitted);
+    expect(failed.slice(0, 5)).toEqual([]);
+    expect(batch.counters.synRetransmits).toBe(0);
+    expect(batch.cleanConnects).toBe(200);
+  }, 60_000);
+
+  it('a name the policy does not allow is denied', async () => {
+    const result = await lab().connectAfterResolve('client1', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 });
+    expect(result.addresses.length).toBeGreaterThan(0);
+    expect(result.connected).toBe(false);
+  }, 20_000);
+
+  it('nft list set shows the learned addresses with expiries (the mirror)', async () => {
+    const [fresh] = lab().allocateFresh(1);
+    if (fresh === undefined) throw new Error('no fresh name');
+    const trial = await lab().connectAfterResolve('client1', fresh.name, 80);
+    expect(trial.connected).toBe(true);
+    const listing = await waitFor('the mirror to write the address', async () => {
+      const text = await freshSet();
+      // e.g. "198.19.64.1 timeout 1m10s expires 1m9s412ms" (TTL 60 + extraTTL 10)
+      return new RegExp(`${fresh.ipv4.replaceAll('.', '\\.')} timeout [0-9hms]+ expires [0-9hms]+`).test(text) ? text : undefined;
+    }, 5_000).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}\n${await freshSet()}\n${driver?.stdout().slice(-3000) ?? ''}`);
+    });
+    expect(listing).toMatch(/flags timeout/);
+  }, 20_000);
+
+  it('with the driver stopped, learning and enforcement go on; a restart syncs the nft set from the kernel maps', async () => {
+    await driver?.stop();
+    expect(existsSync(PIN_ROOT)).toBe(true);
+    const [fresh] = lab().allocateFresh(1);
+    if (fresh === undefined) throw new Error('no fresh name');
+    const trial = await lab().connectAfterResolve('client1', fresh.name, 80);
+    expect(trial.connected).toBe(true);
+    expect(trial.synRetransmitted).toBe(false);
+    // Nobody mirrored it: the first SYN passed on the membership mark alone.
+    expect(await freshSet()).not.toContain(`${fresh.ipv4} `);
+    expect((await lab().connectAfterResolve('client1', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 })).connected).toBe(false);
+
+    driver = await startDriver();
+    await waitFor('the restarted driver to sync the address', async () =>
+      (await freshSet()).includes(`${fresh.ipv4} `) ? true : undefined, 5_000);
+  }, 90_000);
+});
