@@ -88,6 +88,10 @@ describe('tc attachment in a network namespace (parser, membership mark, uninsta
     expect(r.socketPin).toBe(`${pinRoot}/prog_parse_socket`);
     expect(r.socketPinAgain).toBe(r.socketPin);
 
+    // real xt_bpf rules: the set's match saw the 2 SYNs to the member only; the parser's filter matches all 4
+    expect(r.connectXt).toEqual([7, 7, 7, 7]);
+    expect(r.xtCounts).toEqual({ member: 2, parse: 4 });
+
     expect(r.uninstall.detached).toEqual([
       { ifname: vethA, direction: 'ingress', priority: 0xd1, handle: 0xd15 },
       { ifname: vethA, direction: 'ingress', priority: 0xd2, handle: 0xd15 },
@@ -98,7 +102,7 @@ describe('tc attachment in a network namespace (parser, membership mark, uninsta
     expect(r.queriesAfter).toEqual({ parserIngress: null, parserEgress: null, mark: null });
     expect(r.filtersAfterUninstall).not.toMatch(/dnsplane/);
     expect(r.connectAfterUninstall).toEqual([7, 7]);
-    expect(r.afterUninstall).toEqual({ marked: 4, toMember: 6 });
+    expect(r.afterUninstall).toEqual({ marked: 6, toMember: 8 });
     expect(r.detachAgain).toBe(false);
   });
 });

@@ -10,6 +10,7 @@ import {
   DNSPLANE_TC_FILTERS,
   DnsParserProgram,
   MembershipMarker,
+  MembershipMatchPrograms,
   interfaceIndex,
   uninstallBpf,
 } from '../../src/index.js';
@@ -94,6 +95,23 @@ try {
   report['afterReattach'] = { marked: counted('marked'), toMember: counted('to-member') };
   report['socketPin'] = parser.pinSocketFilter();
   report['socketPinAgain'] = parser.pinSocketFilter();
+
+  // xt_bpf: the per-set match and the parser's socket filter in real iptables rules (this
+  // namespace's INPUT chain, counting only): SYNs to the member match the set, to the other
+  // address not; the parser's filter always matches.
+  const matches = new MembershipMatchPrograms({ pinRoot: args.pinRoot });
+  const xtPath = matches.ensure([args.setId]).get(args.setId) ?? '';
+  const iptables = (...a: string[]): string => execFileSync('iptables', ['-w', ...a], { encoding: 'utf8' });
+  iptables('-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-m', 'bpf', '--object-pinned', xtPath, '-m', 'comment', '--comment', 'dnsplane-xt-member');
+  iptables('-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-m', 'bpf', '--object-pinned', String(report['socketPin']), '-m', 'comment', '--comment', 'dnsplane-parse');
+  report['connectXt'] = [...connectTwice(args.member), ...connectTwice(args.other)];
+  const iptablesCount = (comment: string): number => {
+    const line = iptables('-L', 'INPUT', '-v', '-x', '-n').split('\n').find((l) => l.includes(comment));
+    return Number(line?.trim().split(/\s+/)[0] ?? -1);
+  };
+  report['xtCounts'] = { member: iptablesCount('dnsplane-xt-member'), parse: iptablesCount('dnsplane-parse') };
+  iptables('-F', 'INPUT');
+  matches.close();
 
   report['uninstall'] = uninstallBpf({ pinRoot: args.pinRoot, interfaces: [args.ifname, 'dpnone0'] });
   report['pinRootAfter'] = existsSync(args.pinRoot);
