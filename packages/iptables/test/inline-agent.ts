@@ -21,6 +21,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const AGENT_BIN = join(REPO_ROOT, 'packages/agent/bin/dnsplane.js');
 const ALLOWED = '*.fresh.lab.test';
 const PORT = 80;
+/** 40 A records: over UDP the answer is truncated (TC), glibc asks again over TCP. */
+const MANY = 'many.lab.test';
 
 /** Addresses in the kernel membership maps under `pinRoot` (any set, unexpired or not). */
 function members(pinRoot: string): string[] {
@@ -94,7 +96,7 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
           egress: [
             { action: 'Allow', protocol: 'UDP', destination: { nets: dnsNets, ports: [53] } },
             { action: 'Allow', protocol: 'TCP', destination: { nets: dnsNets, ports: [53] } },
-            { action: 'Allow', protocol: 'TCP', destination: { domains: [ALLOWED], ports: [PORT] } },
+            { action: 'Allow', protocol: 'TCP', destination: { domains: [ALLOWED, MANY], ports: [PORT] } },
             { action: 'Deny' },
           ],
         },
@@ -144,15 +146,44 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       );
     });
 
+    it('IPv6 addresses, answers over TCP and the host\'s own queries are learned inline too', async () => {
+      const trials = lab().allocateFresh(40).map((f) => ({ name: f.name, port: PORT, type: 'AAAA' as const }));
+      const batch = await lab().connectAfterResolveBatch('client1', trials, { connectTimeoutMs: 2500 });
+      expect(batch.trials.filter((t) => !t.connected || t.synRetransmitted).slice(0, 5)).toEqual([]);
+      expect(batch.counters.synRetransmits).toBe(0);
+
+      const dnsTcpBefore = (await lab().netCounters('dns'))['Tcp.PassiveOpens'] ?? 0;
+      const many = await lab().resolve('client1', MANY);
+      expect(many.ipv4.length).toBe(40);
+      expect((await lab().netCounters('dns'))['Tcp.PassiveOpens']).toBeGreaterThan(dnsTcpBefore);
+      const learned = new Set(members(pinRoot));
+      // The truncated UDP answer holds 30 of them: all 40 means the TCP answer taught the rest.
+      expect(many.ipv4.filter((a) => !learned.has(a))).toEqual([]);
+
+      // The node's own query: OUTPUT on the way out, INPUT on the way back.
+      const [own] = lab().allocateFresh(1);
+      const dig = await lab().exec('node', ['dig', `@${lab().dnsServers.dnsmasq.ipv4}`, own!.name, 'A', '+short', '+time=2', '+tries=1']);
+      expect(dig.stdout.trim()).toBe(own!.ipv4);
+      expect(members(pinRoot)).toContain(own!.ipv4);
+    });
+
     it('a name not allowed resolves but its connect is dropped', async () => {
-      const trial = await lab().connectAfterResolve('client1', lab().names.blocked.name, PORT, { type: 'A', connectTimeoutMs: 1200 });
-      expect(trial.addresses.length).toBeGreaterThan(0);
-      expect(trial.connected).toBe(false);
-      // An allowed name on a port the rule does not allow: dropped too.
+      // One client process for both: the blocked name, and an allowed name on a port the rule
+      // does not allow.
       const [fresh] = lab().allocateFresh(1);
-      const other = await lab().connectAfterResolve('client1', fresh!.name, 8080, { type: 'A', connectTimeoutMs: 1200 });
-      expect(other.addresses).toEqual([fresh!.ipv4]);
-      expect(other.connected).toBe(false);
+      const batch = await lab().connectAfterResolveBatch(
+        'client1',
+        [
+          { name: lab().names.blocked.name, port: PORT, type: 'A' },
+          { name: fresh!.name, port: 8080, type: 'A' },
+        ],
+        { connectTimeoutMs: 1200, concurrency: 2 },
+      );
+      const [blocked, otherPort] = batch.trials;
+      expect(blocked!.addresses).toEqual([lab().names.blocked.ipv4]);
+      expect(blocked!.connected).toBe(false);
+      expect(otherPort!.addresses).toEqual([fresh!.ipv4]);
+      expect(otherPort!.connected).toBe(false);
     });
 
     it('a forged response from the untrusted namespace teaches nothing', async () => {
@@ -181,11 +212,11 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { entries: Array<{ address: string }> };
       expect(saved.entries.length).toBeGreaterThanOrEqual(200);
       const trials = lab().allocateFresh(30).map((f) => ({ name: f.name, port: PORT, type: 'A' as const }));
-      const batch = await lab().connectAfterResolveBatch('client1', trials, { connectTimeoutMs: 2500 });
-      expect(batch.cleanConnects).toBe(30);
-      expect(batch.counters.synRetransmits).toBe(0);
-      const blocked = await lab().connectAfterResolve('client1', 'blocked.lab.test', PORT, { type: 'A', connectTimeoutMs: 1200 });
-      expect(blocked.connected).toBe(false);
+      const batch = await lab().connectAfterResolveBatch('client1', [...trials, { name: lab().names.blocked.name, port: PORT, type: 'A' }], {
+        connectTimeoutMs: 1200,
+      });
+      expect(batch.trials.slice(0, 30).filter((t) => !t.connected || t.synRetransmitted)).toEqual([]);
+      expect(batch.trials[30]!.connected).toBe(false);
 
       const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab().namespaces.node), ...inlineParsing({ pinRoot }) });
       expect((await dataplane.exportLearned()).length).toBeGreaterThanOrEqual(230);
