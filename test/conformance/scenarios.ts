@@ -190,10 +190,15 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
 
     it('4. a CNAME chain to an allowed name learns the target', async (ctx) => {
       const lab = ready(ctx);
-      await expectDenied('client1', [{ address: WEB.cnameTarget.v4, port: 80 }]);
+      const targets = [{ address: WEB.cnameTarget.v4, port: 80 }, { address: WEB.cnameTarget.v6, port: 80 }];
+      await expectDenied('client1', targets);
       const curl = await lab.curl('client1', 'http://chain3.lab.test/');
       expect(curl.httpStatus, curl.stderr).toBe(200);
-      expect(curl.remoteIp).toBe(WEB.cnameTarget.v4);
+      expect([WEB.cnameTarget.v4, WEB.cnameTarget.v6]).toContain(curl.remoteIp);
+      // glibc asked for A and AAAA: both families of the target were learned.
+      const resolved = await lab.resolve('client1', 'CHAIN3.lab.test');
+      expect(resolved.addresses).toEqual(expect.arrayContaining([WEB.cnameTarget.v4, WEB.cnameTarget.v6]));
+      await expectAllowed('client1', targets);
     });
 
     it('5. IPv6: AAAA answers teach IPv6 addresses', async (ctx) => {
