@@ -5,8 +5,10 @@
 // Steps, in order:
 //   1. each registered driver's remove() (iptables: once per backend, legacy and nft);
 //   2. a sweep of tc: on every interface, bpf filters (ingress and egress) whose program is
-//      pinned under the pin root or is named dnsp…/dnsplane…, and then the clsact qdisc where
-//      the sweep deleted a filter and none is left;
+//      pinned under the pin root or is named dnsp…/dnsplane…; then every clsact qdisc left
+//      with no filter at all (the drivers create clsact when they attach and cannot tell later
+//      whether they created it; an empty clsact does nothing, so removing it changes no
+//      packet's fate — a clsact with anyone's filter stays);
 //   3. ipsets named dnsplane… (none are created today; older builds or hand-made ones);
 //   4. the pin folder `bpf.pinRoot` (every pinned program and map);
 //   5. the state file and the dataplane marker (unless keepState).
@@ -164,12 +166,17 @@ async function sweepTc(runner: ProcessRunner, pinRoot: string): Promise<string> 
         }
       }
     }
-    if (touched && left === 0) {
+    if (left === 0 && (touched || (await hasClsact(runner, ifname)))) {
       const remaining = await remainingFilters(runner, ifname);
       if (remaining === 0 && (await runner.run('tc', ['qdisc', 'del', 'dev', ifname, 'clsact'])).code === 0) qdiscsRemoved.push(ifname);
     }
   }
   return `${deleted} filters deleted${qdiscsRemoved.length > 0 ? `, clsact removed on ${qdiscsRemoved.join(', ')}` : ''}`;
+}
+
+async function hasClsact(runner: ProcessRunner, ifname: string): Promise<boolean> {
+  const result = await runner.run('tc', ['qdisc', 'show', 'dev', ifname]);
+  return result.code === 0 && /\bqdisc clsact\b/.test(result.stdout);
 }
 
 async function remainingFilters(runner: ProcessRunner, ifname: string): Promise<number> {
