@@ -30,6 +30,8 @@ export interface ParserHandle {
 /** The loaded membership marker, as this package uses it (bpf-parser's MembershipMarker). */
 export interface MarkerHandle {
   setEndpointSets(ifindex: number, markMask: number, entries: readonly MarkedSet[]): void;
+  /** Forgets an interface (its packets are no longer marked). */
+  removeEndpoint(ifindex: number): boolean;
   /** Attaches the marker on the interface's tc ingress at its fixed priority/handle. */
   attach(ifname: string): void;
   close(): void;
@@ -165,7 +167,7 @@ export class TcMembership implements LearnedSource {
     }
     for (const [ifindex, name] of this.#programmed) {
       if (programmed.has(ifindex) || marker === undefined) continue;
-      marker.setEndpointSets(ifindex, marks.markMask, []);
+      marker.removeEndpoint(ifindex);
       if (byName.has(name)) kernel.detach('marker', name, 'ingress');
       this.#attached.delete(`marker ingress ${name}`);
     }

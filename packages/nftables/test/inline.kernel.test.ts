@@ -96,8 +96,6 @@ describe('nftables inline membership in the lab', () => {
   afterAll(async () => {
     try {
       await driver?.stop();
-      const removal = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'remove', config], { name: 'nft-driver-remove' });
-      await removal.waitForOutput(/"event":"removed"/, 30_000).finally(() => removal.stop());
     } finally {
       // Whatever happened above: no table, no pins left behind.
       await lab().exec('node', ['nft', 'delete', 'table', 'inet', TABLE]).catch(() => undefined);
@@ -152,4 +150,23 @@ describe('nftables inline membership in the lab', () => {
     await waitFor('the restarted driver to sync the address', async () =>
       (await freshSet()).includes(`${fresh.ipv4} `) ? true : undefined, 5_000);
   }, 90_000);
+
+  it('remove() detaches every tc program it attached, deletes the table and the pin root', async () => {
+    const hostInterface = lab().endpoints.client1.hostInterface;
+    const filters = async (ifname: string, direction: string): Promise<string> =>
+      (await lab().exec('node', ['tc', 'filter', 'show', 'dev', ifname, direction])).stdout;
+    expect(await filters(hostInterface, 'ingress')).toMatch(/dnsplane_member/);
+    expect(await filters(hostInterface, 'ingress')).toMatch(/dnsplane_parse/);
+    await driver?.stop();
+    driver = undefined;
+    const removal = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'remove', config], { name: 'nft-driver-remove' });
+    await removal.waitForOutput(/"event":"removed"/, 30_000).finally(() => removal.stop());
+    const interfaces = (await lab().exec('node', ['ls', '/sys/class/net'])).stdout.split(/\s+/).filter((n) => n !== '');
+    expect(interfaces).toContain(hostInterface);
+    for (const ifname of interfaces) {
+      for (const direction of ['ingress', 'egress']) expect(await filters(ifname, direction)).not.toMatch(/dnsplane_/);
+    }
+    expect(existsSync(PIN_ROOT)).toBe(false);
+    expect((await lab().exec('node', ['nft', 'list', 'table', 'inet', TABLE])).code).not.toBe(0);
+  }, 60_000);
 });

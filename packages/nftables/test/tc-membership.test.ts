@@ -34,6 +34,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     },
     loadMarker: () => ({
       setEndpointSets: (ifindex, _mask, entries) => programmed.set(ifindex, entries),
+      removeEndpoint: (ifindex) => programmed.delete(ifindex),
       attach: (ifname) => log.push(`marker ingress ${ifname}`),
       close: () => log.push('close marker'),
     }),
