@@ -1,0 +1,166 @@
+// The ebpf dataplane end to end: the real agent (`dnsplane run`, dataplane: ebpf) in the lab's
+// node namespace, the parser on tc learning from dnsmasq, the policy program enforcing on the
+// workload's host-side interface. Real resolver traffic, real TCP, real kernel.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfMap } from '@dnsplane/bpf-parser';
+import { POLICY_MAP_NAMES, encodeIndex } from '@dnsplane/ebpf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LabProcess } from '../../../test/lab/lab.js';
+import { useLab } from '../../../test/lab/vitest-lab.js';
+
+const AGENT = fileURLToPath(new URL('../../agent/bin/dnsplane.js', import.meta.url));
+const HELD = fileURLToPath(new URL('./scripts/held-connection.mjs', import.meta.url));
+const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${randomBytes(4).toString('hex')}`;
+const HELD_PORT = 9000;
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPort: boolean): string {
+  const dnsmasq = lab.dnsServers.dnsmasq;
+  return [
+    'kind: Policy',
+    'metadata: { name: client1-egress }',
+    'spec:',
+    '  order: 10',
+    '  selector: app == "c1"',
+    '  types: [Egress]',
+    '  egress:',
+    '    - action: Allow',
+    '      protocol: UDP',
+    `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
+    '    - action: Allow',
+    '      protocol: TCP',
+    '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
+    ...(withHeldPort ? ['    - action: Allow', '      protocol: TCP', `      destination: { nets: ["198.19.1.1/32"], ports: [${HELD_PORT}] }`] : []),
+    '    - action: Deny',
+    '---',
+    // Ingress applies and allows nothing: replies get in only through the connection table.
+    'kind: Policy',
+    'metadata: { name: client1-ingress }',
+    'spec:',
+    '  order: 20',
+    '  selector: app == "c1"',
+    '  types: [Ingress]',
+    '  ingress: []',
+    '---',
+    'kind: Endpoint',
+    'metadata: { name: client1, labels: { app: c1 } }',
+    `spec: { interface: ${lab.endpoints['client1']?.hostInterface ?? ''} }`,
+  ].join('\n');
+}
+
+describe('ebpf dataplane in the lab (real agent)', () => {
+  const lab = useLab({ clients: 2, freshNames: 400 });
+  let dir = '';
+  let config = '';
+  let agent: LabProcess | undefined;
+  // The generation in force (pino's output may reach the log file late; the kernel map does not).
+  const generation = (): number | undefined => {
+    const map = BpfMap.fromPinned(join(PIN_ROOT, POLICY_MAP_NAMES.active));
+    try {
+      return map.lookup(encodeIndex(0))?.readUInt32LE(0);
+    } finally {
+      map.close();
+    }
+  };
+
+  beforeAll(async () => {
+    const l = lab();
+    dir = await mkdtemp(join(tmpdir(), 'dnsplane-ebpf-lab-'));
+    config = join(dir, 'dnsplane.yaml');
+    await writeFile(
+      config,
+      [
+        'dataplane: ebpf',
+        `dns: { trustedServers: ${JSON.stringify(l.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
+        'resources: ["./policy.yaml"]',
+        `statePath: ${join(dir, 'state.json')}`,
+        `bpf: { pinRoot: ${PIN_ROOT} }`,
+      ].join('\n'),
+    );
+    await writeFile(join(dir, 'policy.yaml'), policyDocuments(l, true));
+    agent = l.startAgentProcess(['node', AGENT, 'run', '-c', config, '--socket', join(dir, 'agent.sock')], { name: 'ebpf-agent' });
+    await agent.waitForOutput(/"event":"applied"/, 60_000);
+  }, 90_000);
+
+  afterAll(async () => {
+    try {
+      await agent?.stop();
+      const removal = lab().startAgentProcess(['node', AGENT, 'uninstall', '-c', config, '--socket', join(dir, 'agent.sock')], { name: 'ebpf-uninstall' });
+      await removal.wait();
+      expect(existsSync(PIN_ROOT)).toBe(false);
+    } finally {
+      await rm(PIN_ROOT, { recursive: true, force: true });
+      if (dir !== '') await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('attaches the parser and the policy programs on tc of the workload interface', async () => {
+    const shown = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', 'ingress']);
+    // tc prints program names cut to 15 characters.
+    expect(shown.stdout).toMatch(/pref 1 bpf chain 0 handle 0xd5 dnsplane_parse_/);
+    expect(shown.stdout).toMatch(/pref 2 bpf chain 0 handle 0xd5 dnsplane_policy/);
+    const egress = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', 'egress']);
+    expect(egress.stdout).toMatch(/pref 2 bpf chain 0 handle 0xd5 dnsplane_policy/);
+  });
+
+  it('200 fresh allowed names: every first SYN passes (zero SYN retransmits), replies through the connection table', async () => {
+    const trials = lab().allocateFresh(200).map((f) => ({ name: f.name, port: 80 }));
+    const batch = await lab().connectAfterResolveBatch('client1', trials);
+    const failed = batch.trials.filter((t) => !t.connected || t.synRetransmitted);
+    expect(failed.slice(0, 5)).toEqual([]);
+    expect(batch.counters.synRetransmits).toBe(0);
+    expect(batch.cleanConnects).toBe(200);
+  }, 60_000);
+
+  it('denies a name the policy does not allow, and an unsolicited connection to the workload', async () => {
+    const denied = await lab().connectAfterResolve('client1', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 });
+    expect(denied.addresses.length).toBeGreaterThan(0);
+    expect(denied.connected).toBe(false);
+    const allowed = await lab().curl('client1', 'http://www.lab.test/', { timeoutMs: 5000 });
+    expect(allowed.httpStatus).toBe(200);
+    // client2 is not an endpoint: it reaches the web server, but not client1 (ingress: nothing allowed).
+    const inbound = await lab().exec('client2', ['curl', '-s', '-m', '1.5', `http://${lab().endpoints['client1']?.ipv4 ?? ''}:80/`]);
+    expect(inbound.code).not.toBe(0);
+  }, 30_000);
+
+  it('an established flow survives a policy change that removes its allow; a new one is denied', async () => {
+    const l = lab();
+    const flags = await mkdtemp(join(tmpdir(), 'dnsplane-ebpf-held-'));
+    try {
+      const server = l.exec('web', ['node', HELD, 'server', String(HELD_PORT), flags], { timeoutMs: 60_000 });
+      await waitFor('the echo server', () => (existsSync(join(flags, 'listening')) ? true : undefined), 15_000);
+      const client = l.exec('client1', ['node', HELD, 'client', '198.19.1.1', String(HELD_PORT), flags], { timeoutMs: 60_000 });
+      await waitFor('the held connection', () => (existsSync(join(flags, 'connected')) ? true : undefined), 15_000);
+      const before = generation();
+      await writeFile(join(dir, 'policy.yaml'), policyDocuments(l, false));
+      await waitFor('the agent to apply the change', () => (generation() !== before ? true : undefined), 30_000).catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${agent?.stdout().slice(-3000) ?? ''}\n${agent?.stderr().slice(-2000) ?? ''}`);
+      });
+      await writeFile(join(flags, 'changed'), '');
+      const held = await client;
+      expect(held.stdout).toContain('first ok one');
+      expect(held.stdout).toContain('second ok two');
+      const fresh = await l.exec('client1', ['node', '-e', `const s=require('net').connect(${HELD_PORT},'198.19.1.1');s.on('connect',()=>{console.log('connected');process.exit(0)});setTimeout(()=>{console.log('timeout');process.exit(1)},1500)`]);
+      expect(fresh.stdout).toContain('timeout');
+      await writeFile(join(flags, 'done'), '');
+      await server;
+    } finally {
+      await writeFile(join(flags, 'done'), '').catch(() => undefined);
+      await rm(flags, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
