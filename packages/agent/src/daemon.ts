@@ -31,6 +31,7 @@ import {
   writeDataplaneMarker,
   writeFileAtomic,
 } from './state-file.js';
+import { noSharedPins, type PinSnapshot } from './shared-pins.js';
 import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
 export interface DaemonOptions {
@@ -139,6 +140,8 @@ export class Daemon {
     const dataplane = this.options.dataplaneProvider(kind, inputs);
     this.#dataplane = dataplane;
     this.#kind = kind;
+    const migrating = previous !== undefined && previous !== kind;
+    const pinsBefore = migrating ? this.#pins.snapshot(inputs.config.bpf.pinRoot) : undefined;
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
     await dataplane.install(state);
@@ -146,7 +149,7 @@ export class Daemon {
     logger.info({ event: 'applied', dataplane: kind, ...summary(state) }, 'desired state installed');
     // 2. The previous dataplane, when the recorded one differs: still in force until step 4.
     let old: Dataplane | undefined;
-    if (previous !== undefined && previous !== kind) {
+    if (migrating) {
       try {
         old = this.options.dataplaneProvider(previous, inputs);
       } catch (error) {
@@ -161,7 +164,7 @@ export class Daemon {
     ]);
     // 4. Break: remove the previous dataplane, then record the new one.
     if (old && previous) {
-      const report = await this.#removeOld(old, previous, kind, imported);
+      const report = await this.#removeOld(old, previous, kind, imported, inputs.config.bpf.pinRoot, pinsBefore);
       logger.info({ event: 'migrated', ...report }, `migrated from ${previous} to ${kind}`);
     }
     await this.#recordDataplane(statePath, kind);
@@ -193,6 +196,8 @@ export class Daemon {
     if (to === from) return undefined;
     const next = this.options.dataplaneProvider(to, applied.inputs);
     logger.info({ event: 'migration_started', from, to }, `migrating from ${from} to ${to}`);
+    const pinRoot = applied.inputs.config.bpf.pinRoot;
+    const pinsBefore = this.#pins.snapshot(pinRoot);
     try {
       await next.install(applied.state);
     } catch (error) {
@@ -208,20 +213,44 @@ export class Daemon {
     this.#dataplane = next;
     this.#kind = to;
     this.#override = to;
-    const report = await this.#removeOld(old, from, to, imported);
+    const report = await this.#removeOld(old, from, to, imported, pinRoot, pinsBefore);
     await this.#recordDataplane(statePathOf(applied.inputs), to);
     logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
     await this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     return report;
   }
 
-  async #removeOld(old: Dataplane, from: DataplaneKind, to: DataplaneKind, imported: number): Promise<MigrationReport> {
+  get #pins(): NonNullable<AgentEnvironment['sharedPins']> {
+    return this.options.environment.sharedPins ?? noSharedPins;
+  }
+
+  async #removeOld(
+    old: Dataplane,
+    from: DataplaneKind,
+    to: DataplaneKind,
+    imported: number,
+    pinRoot: string,
+    pinsBefore: PinSnapshot | undefined,
+  ): Promise<MigrationReport> {
     let removeFailed: string | undefined;
+    // The old dataplane's remove() deletes the shared pin folder: hold what the new one uses.
+    let held: { restore(): string[] } | undefined;
+    try {
+      held = this.#pins.hold(pinRoot, pinsBefore ?? { paths: new Set() });
+    } catch (error) {
+      this.options.logger.warn({ event: 'pins_hold_failed', pinRoot, err: error }, 'could not hold the shared pins');
+    }
     try {
       await old.remove();
     } catch (error) {
       removeFailed = error instanceof Error ? error.message : String(error);
       this.options.logger.error({ event: 'migration_remove_failed', from, to, err: error }, `could not remove every object of ${from}; \`dnsplane uninstall\` cleans up`);
+    }
+    try {
+      const repinned = held?.restore() ?? [];
+      if (repinned.length > 0) this.options.logger.info({ event: 'pins_kept', pinRoot, repinned }, 'shared pins kept across the old dataplane\'s removal');
+    } catch (error) {
+      this.options.logger.error({ event: 'pins_restore_failed', pinRoot, err: error }, 'could not re-pin the shared maps');
     }
     await old.close().catch(() => undefined);
     const report: MigrationReport = {

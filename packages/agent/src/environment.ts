@@ -12,6 +12,7 @@ import {
   type ProcessRunner,
 } from '@dnsplane/core';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
+import { bpffsSharedPins, type SharedPins } from './shared-pins.js';
 
 export interface TextSink {
   write(text: string): void;
@@ -50,6 +51,8 @@ export interface AgentEnvironment {
   readonly debounceMs: number;
   /** How often the daemon writes learned state to statePath. */
   readonly persistIntervalMs: number;
+  /** Keeps the shared bpffs pins across the old dataplane's remove() in a migration (absent: nothing kept). */
+  readonly sharedPins?: SharedPins;
 }
 
 /** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */
@@ -84,5 +87,6 @@ export function systemEnvironment(): AgentEnvironment {
     watch: fsWatchFactory,
     debounceMs: 200,
     persistIntervalMs: 30_000,
+    sharedPins: bpffsSharedPins,
   };
 }
