@@ -7,6 +7,7 @@ import {
   LearnedEventConsumer,
   MembershipMarker,
   detachDnsplaneTc,
+  ktimeNs,
 } from '@dnsplane/bpf-parser';
 import { isNotFound } from '@dnsplane/core';
 import type { MarkerHandle, ParserHandle, TcDirection, TcMembershipKernel, TcProgramKind } from './tc-membership.js';
@@ -30,7 +31,10 @@ export function bpfTcMembershipKernel(clock: Clock): TcMembershipKernel {
           parser.attachTc(ifname, direction);
         },
         consume: (onLearned, onError) => {
-          const consumer = new LearnedEventConsumer(parser.map('events'), (entry) => onLearned(entry), { clock, onError });
+          const consumer = new LearnedEventConsumer(parser.map('events'), (entry, event) => onLearned(entry, event.expiryNs), {
+            clock,
+            onError,
+          });
           return () => consumer.close();
         },
         close: () => parser.close(),
@@ -57,5 +61,6 @@ export function bpfTcMembershipKernel(clock: Clock): TcMembershipKernel {
     },
     interfaces: () => sysfsInterfaces(),
     removePins: (pinRoot) => DnsParserProgram.removePins(pinRoot),
+    nowNs: () => ktimeNs(),
   };
 }

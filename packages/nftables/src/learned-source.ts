@@ -6,5 +6,5 @@ import type { LearnedEntry } from '@dnsplane/core';
 
 export interface LearnedSource {
   /** Calls `onLearned` for every batch the parser taught; returns a function that unsubscribes. */
-  subscribe(onLearned: (entries: readonly LearnedEntry[]) => void): () => void;
+  subscribe(onLearned: (entries: readonly LearnedEntry[]) => unknown): () => void;
 }

@@ -17,7 +17,7 @@ import { JsonNftHandle } from './json-handle.js';
 import type { LearnedSource } from './learned-source.js';
 import { DEFAULT_MARK_MASK, markAssignmentJson, parseMarkMask } from './mark-bits.js';
 import { bpfTcMembershipKernel } from './bpf-kernel.js';
-import { TcMembership, type TcMembershipKernel } from './tc-membership.js';
+import { TcMembership, type MirrorProbe, type TcMembershipKernel } from './tc-membership.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
 import { planInstall } from './plan.js';
@@ -51,6 +51,8 @@ export interface NftablesDataplaneOptions {
   readonly pinRoot?: string;
   /** Replaces the bpf-parser kernel side (tests). Used only with pinRoot. */
   readonly tcKernel?: TcMembershipKernel;
+  /** Called after each mirrored batch with its timing (measurements). Used only with pinRoot. */
+  readonly mirrorProbe?: MirrorProbe;
 }
 
 export interface AddLearnedResult {
@@ -101,15 +103,16 @@ export class NftablesDataplane implements Dataplane {
         kernel: options.tcKernel,
         clock: this.#clock,
         logger: this.#logger,
+        ...(options.mirrorProbe === undefined ? {} : { probe: options.mirrorProbe }),
       });
     }
     for (const source of [options.learnedSource, this.#membership]) {
       if (source === undefined) continue;
-      const unsubscribe = source.subscribe((entries) => {
+      const unsubscribe = source.subscribe((entries) =>
         this.addLearned(entries).catch((error: unknown) =>
           this.#logger.error({ err: error, entries: entries.length }, 'nftables: mirroring learned entries failed'),
-        );
-      });
+        ),
+      );
       this.#onClose.push(unsubscribe);
     }
   }

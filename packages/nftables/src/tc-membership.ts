@@ -23,7 +23,8 @@ export interface ParserHandle {
   /** Attaches the tc classifier at its fixed priority/handle (replacing what is there). */
   attach(ifname: string, direction: TcDirection): void;
   /** Starts consuming learned events; returns a function that stops. */
-  consume(onLearned: (entry: LearnedEntry) => void, onError: (error: unknown) => void): () => void;
+  /** `expiryNs`: the entry's expiry as the kernel wrote it (CLOCK_MONOTONIC ns). */
+  consume(onLearned: (entry: LearnedEntry, expiryNs: bigint) => void, onError: (error: unknown) => void): () => void;
   close(): void;
 }
 
@@ -52,7 +53,20 @@ export interface TcMembershipKernel {
   /** Interfaces of this process's network namespace. */
   interfaces(): NetInterface[];
   removePins(pinRoot: string): void;
+  /** CLOCK_MONOTONIC ns, the clock of the kernel's expiries (bpf_ktime_get_ns). */
+  nowNs(): bigint;
 }
+
+/**
+ * Timing of one mirrored batch, for measurements: the kernel expiries of its entries (their
+ * learn time is expiry − lifetime), when the batch reached the mirror and when it was written.
+ */
+export interface MirrorProbeBatch {
+  readonly expiryNs: readonly bigint[];
+  readonly deliveredAtNs: bigint;
+  readonly writtenAtNs: bigint;
+}
+export type MirrorProbe = (batch: MirrorProbeBatch) => void;
 
 export interface TcMembershipOptions {
   readonly pinRoot: string;
@@ -61,6 +75,7 @@ export interface TcMembershipOptions {
   readonly interfaces: readonly string[];
   readonly kernel: TcMembershipKernel;
   readonly clock?: Clock;
+  readonly probe?: MirrorProbe;
   readonly logger: NftLogger;
 }
 
@@ -82,11 +97,12 @@ export function sysfsInterfaces(root = '/sys/class/net'): NetInterface[] {
 export class TcMembership implements LearnedSource {
   readonly #options: TcMembershipOptions;
   readonly #clock: Clock;
-  readonly #subscribers = new Set<(entries: readonly LearnedEntry[]) => void>();
+  readonly #subscribers = new Set<(entries: readonly LearnedEntry[]) => unknown>();
   #parser: ParserHandle | undefined;
   #marker: MarkerHandle | undefined;
   #stopConsuming: (() => void) | undefined;
   #pending: LearnedEntry[] = [];
+  #pendingExpiryNs: bigint[] = [];
   #flushScheduled = false;
   /** What this process attached: "parser ingress eth0", "marker ingress veth1". */
   readonly #attached = new Set<string>();
@@ -99,7 +115,8 @@ export class TcMembership implements LearnedSource {
     this.#clock = options.clock ?? systemClock;
   }
 
-  subscribe(onLearned: (entries: readonly LearnedEntry[]) => void): () => void {
+  /** A subscriber may return a promise (the mirror's write): the probe times its end. */
+  subscribe(onLearned: (entries: readonly LearnedEntry[]) => unknown): () => void {
     this.#subscribers.add(onLearned);
     return () => this.#subscribers.delete(onLearned);
   }
@@ -182,7 +199,7 @@ export class TcMembership implements LearnedSource {
     }
 
     this.#stopConsuming ??= parser.consume(
-      (entry) => this.#enqueue(entry),
+      (entry, expiryNs) => this.#enqueue(entry, expiryNs),
       (error) => logger.error({ err: error }, 'nftables: reading learned events failed'),
     );
     return parser.exportLearned(this.#clock);
@@ -204,15 +221,25 @@ export class TcMembership implements LearnedSource {
   }
 
   /** One batch per event-loop turn: every entry that arrived during this turn. */
-  #enqueue(entry: LearnedEntry): void {
+  #enqueue(entry: LearnedEntry, expiryNs: bigint): void {
     this.#pending.push(entry);
+    this.#pendingExpiryNs.push(expiryNs);
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
       const batch = this.#pending;
+      const expiryNs = this.#pendingExpiryNs;
       this.#pending = [];
-      for (const subscriber of this.#subscribers) subscriber(batch);
+      this.#pendingExpiryNs = [];
+      const probe = this.#options.probe;
+      const deliveredAtNs = probe === undefined ? 0n : this.#options.kernel.nowNs();
+      const writes = [...this.#subscribers].map((subscriber) => subscriber(batch));
+      if (probe !== undefined) {
+        void Promise.allSettled(writes).then(() =>
+          probe({ expiryNs, deliveredAtNs, writtenAtNs: this.#options.kernel.nowNs() }),
+        );
+      }
     });
   }
 

@@ -4,13 +4,14 @@
 // mirror fills the nft sets. Real resolver, real TCP, real kernel.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
+import { writeLabConfig } from './scripts/lab-config.js';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
 const suffix = randomBytes(4).toString('hex');
@@ -55,41 +56,7 @@ describe('nftables inline membership in the lab', () => {
   beforeAll(async () => {
     const l = lab();
     dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-inline-'));
-    config = join(dir, 'dnsplane.yaml');
-    const dnsmasq = l.dnsServers.dnsmasq;
-    await writeFile(
-      config,
-      [
-        'dataplane: nftables',
-        `dns: { trustedServers: ${JSON.stringify(l.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
-        'resources: ["./policy.yaml"]',
-        `statePath: ${join(dir, 'state.json')}`,
-        `bpf: { pinRoot: ${PIN_ROOT} }`,
-        `nftables: { table: ${TABLE}, markMask: "0x00ff0000" }`,
-      ].join('\n'),
-    );
-    await writeFile(
-      join(dir, 'policy.yaml'),
-      [
-        'kind: Policy',
-        'metadata: { name: client1-egress }',
-        'spec:',
-        '  selector: app == "c1"',
-        '  types: [Egress]',
-        '  egress:',
-        '    - action: Allow',
-        '      protocol: UDP',
-        `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
-        '    - action: Allow',
-        '      protocol: TCP',
-        '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
-        '    - action: Deny',
-        '---',
-        'kind: Endpoint',
-        'metadata: { name: client1, labels: { app: c1 } }',
-        `spec: { interface: ${l.endpoints.client1.hostInterface} }`,
-      ].join('\n'),
-    );
+    config = await writeLabConfig(l, dir, { table: TABLE, pinRoot: PIN_ROOT });
     driver = await startDriver();
   }, 90_000);
 

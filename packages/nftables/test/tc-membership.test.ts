@@ -12,7 +12,7 @@ import { ManualClock, baseState, githubSet } from './fixtures.js';
 function fakeKernel(membership: LearnedEntry[] = []) {
   const log: string[] = [];
   const programmed = new Map<number, readonly MarkedSet[]>();
-  let emit: ((entry: LearnedEntry) => void) | undefined;
+  let emit: ((entry: LearnedEntry, expiryNs: bigint) => void) | undefined;
   const kernel: TcMembershipKernel = {
     loadParser: (pinRoot) => {
       log.push(`load parser ${pinRoot}`);
@@ -45,8 +45,9 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       { name: 'veth-web', ifindex: 7 },
     ],
     removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
+    nowNs: () => 0n,
   };
-  return { kernel, log, programmed, emit: (e: LearnedEntry) => emit?.(e) };
+  return { kernel, log, programmed, emit: (e: LearnedEntry) => emit?.(e, 0n) };
 }
 
 function setup(membership: LearnedEntry[] = []) {

@@ -4,7 +4,7 @@
 // when it closes (enforcement stays); `tsx run-driver.ts remove CONFIG` removes everything.
 // Progress goes to stdout as JSON lines ({"event":"installed"} …).
 import { compile, loadInputs } from '@dnsplane/core';
-import { createNftablesDataplane } from '../../src/index.js';
+import { createNftablesDataplane, type MirrorProbeBatch } from '../../src/index.js';
 
 const [mode, configPath] = process.argv.slice(2);
 if ((mode !== 'install' && mode !== 'remove') || configPath === undefined) {
@@ -21,6 +21,23 @@ const logger = {
   error: (obj: object, msg: string) => say('log', { level: 'error', msg, ...obj, err: String((obj as { err?: unknown }).err) }),
 };
 
+// DNSPLANE_MIRROR_PROBE=<lifetime s>: time every mirrored entry from the moment the kernel
+// learned it (its expiry minus the lifetime, max(TTL, minTTL) + extraTTL, the same for every
+// name the caller resolves) to the ring-buffer delivery and to the end of the nft write.
+const probeLifetime = process.env['DNSPLANE_MIRROR_PROBE'];
+const deliveredUs: number[] = [];
+const writtenUs: number[] = [];
+const batchSizes: number[] = [];
+const mirrorProbe = (batch: MirrorProbeBatch): void => {
+  const lifetimeNs = BigInt(Number(probeLifetime)) * 1_000_000_000n;
+  batchSizes.push(batch.expiryNs.length);
+  for (const expiry of batch.expiryNs) {
+    const learnedAt = expiry - lifetimeNs;
+    deliveredUs.push(Number(batch.deliveredAtNs - learnedAt) / 1000);
+    writtenUs.push(Number(batch.writtenAtNs - learnedAt) / 1000);
+  }
+};
+
 const inputs = await loadInputs(configPath);
 const { config } = inputs;
 const dataplane = createNftablesDataplane({
@@ -29,6 +46,7 @@ const dataplane = createNftablesDataplane({
   pinRoot: config.bpf.pinRoot,
   interfaces: config.dns.interfaces,
   logger,
+  ...(probeLifetime === undefined ? {} : { mirrorProbe }),
 });
 if (mode === 'remove') {
   await dataplane.remove();
@@ -40,6 +58,7 @@ if (mode === 'remove') {
   say('installed', { counters: (await dataplane.status()).counters });
   const stop = (): void => {
     void dataplane.close().then(() => {
+      if (probeLifetime !== undefined) say('probe', { deliveredUs, writtenUs, batchSizes });
       say('closed');
       process.exit(0);
     });
