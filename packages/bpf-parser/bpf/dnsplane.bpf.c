@@ -72,7 +72,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, DNSPLANE_PATTERN_SLOTS);
 	__type(key, __u32);
 	__type(value, struct dnsplane_pattern);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -157,6 +157,7 @@ struct scratch {
 	__u32 ids[DNSPLANE_DOMAIN_IDS];
 	__u64 qname_hash;
 	__u64 now;
+	__u64 key_generation; /* DNSPLANE_KEY_GENERATION_BIT when generation 1 is live, else 0 */
 	__u64 chain[DNSPLANE_MAX_CHAIN];
 	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
 	__u32 sets[DNSPLANE_MAX_SETS];
@@ -648,7 +649,7 @@ static long match_step(__u32 idx, void *data)
 	k = s->match_from + idx;
 	if (k > s->match_to || k > s->name.label_count)
 		return 1;
-	key = s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)];
+	key = (s->name.suffix_hash[k & (DNSPLANE_MAX_LABELS - 1)] & ~DNSPLANE_KEY_GENERATION_BIT) | s->key_generation;
 	e = bpf_map_lookup_elem(&dnsp_domains, &key);
 	if (!e)
 		return 0;
@@ -1167,10 +1168,19 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	 * the verifier allows eight call frames. A name that decoded once decodes again.
 	 */
 	table = bpf_map_lookup_elem(&dnsp_table, &zero);
-	if (!table || !table->entries)
+	if (!table)
 		return 0;
-	s->match_from = table->min_suffix_labels;
-	s->match_to = table->max_suffix_labels;
+	{
+		/* one 8-byte load: generation and bounds of one and the same table (little-endian:
+		 * min, max, generation, pad, entries) */
+		__u64 info = *(volatile __u64 *)table;
+
+		if (!(info >> 32))
+			return 0;
+		s->match_from = info & 0xff;
+		s->match_to = (info >> 8) & 0xff;
+		s->key_generation = ((info >> 16) & 1) ? DNSPLANE_KEY_GENERATION_BIT : 0;
+	}
 	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
 		if (i >= s->chain_len)
 			break;

@@ -83,13 +83,28 @@ struct dnsplane_config {
 	struct dnsplane_server servers[DNSPLANE_MAX_SERVERS];
 };
 
-/* dnsp_table: array of one entry, the bounds of the domain table's keys. */
+/*
+ * dnsp_table: array of one entry, the live generation of the domain table and the bounds of
+ * its keys, written in one 8-byte update and read by the parser in one 8-byte load.
+ *
+ * The table has two generations, so a replacement is never seen half-written: userspace
+ * writes the new table into the generation that is not live (dnsp_domains keys carrying that
+ * generation in DNSPLANE_KEY_GENERATION_BIT, patterns in that generation's half of
+ * dnsp_patterns), then switches `generation` here; the other generation's keys are removed
+ * at the next replacement (a lookup started before a switch never finds its table gone).
+ */
 struct dnsplane_table_info {
-	__u8 min_suffix_labels; /* fewest labels of any dnsp_domains key (0: the root) */
-	__u8 max_suffix_labels; /* most labels of any dnsp_domains key */
-	__u8 pad[2];
-	__u32 entries;          /* keys in dnsp_domains (0: nothing can match) */
+	__u8 min_suffix_labels; /* fewest labels of any live key (0: the root) */
+	__u8 max_suffix_labels; /* most labels of any live key */
+	__u8 generation;        /* 0 or 1: the live generation */
+	__u8 pad;
+	__u32 entries;          /* keys of the live generation (0: nothing can match) */
 };
+
+/* dnsp_domains key = (suffix hash & ~BIT) | (generation ? BIT : 0) */
+#define DNSPLANE_KEY_GENERATION_BIT (1ULL << 63)
+/* dnsp_patterns slots; generation g uses [g * half, (g + 1) * half) */
+#define DNSPLANE_PATTERN_SLOTS 4096
 
 /* dnsp_queries: LRU hash of queries seen on the way to a trusted server. */
 struct dnsplane_query_key {

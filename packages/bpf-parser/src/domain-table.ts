@@ -8,22 +8,25 @@
 //     record holding the labels left of its longest literal suffix, checked label by label
 //     by a small NFA in the kernel; its index is a `complex` id at hash(literal suffix).
 // The kernel bounds: at most DOMAIN_IDS ids per suffix, PATTERN_LABELS labels left of the
-// literal suffix, PATTERN_TEXT bytes per glob label, PATTERN_SLOTS complex patterns.
+// literal suffix, PATTERN_TEXT bytes per glob label, PATTERN_SLOTS_PER_GENERATION complex
+// patterns (the table has two generations, see setDomainSets).
 import type { DomainPattern, DomainSet, PatternLabel } from '@dnsplane/core';
 import { NotSupportedError } from '@dnsplane/core';
 import {
   DOMAIN_IDS,
   PATTERN_LABELS,
-  PATTERN_SLOTS,
+  PATTERN_SLOTS_PER_GENERATION,
   PATTERN_TEXT,
   PatternLabelKind,
   domainEntryIdCount,
+  domainKeyOf,
   encodeDomainEntry,
   encodeDomainKey,
   encodePattern,
   type DomainEntry,
   type PatternRecord,
   type PatternRecordLabel,
+  type TableGeneration,
 } from './maps.js';
 import { nameHash } from './name-hash.js';
 
@@ -129,8 +132,8 @@ export function buildDomainTable(sets: readonly DomainSet[]): DomainTable {
     const record: PatternRecord = { setId: set.id, labels: prefix.map((label) => recordLabel(label, where)) };
     const key = `${set.id}|${pattern.text}`;
     if (complexSeen.has(key)) return;
-    if (patterns.length >= PATTERN_SLOTS) {
-      throw new NotSupportedError(`${where}: the kernel domain table holds at most ${PATTERN_SLOTS} patterns with a middle or in-label wildcard`);
+    if (patterns.length >= PATTERN_SLOTS_PER_GENERATION) {
+      throw new NotSupportedError(`${where}: the kernel domain table holds at most ${PATTERN_SLOTS_PER_GENERATION} patterns with a middle or in-label wildcard`);
     }
     complexSeen.set(key, patterns.length);
     entryAt(suffix).complex.push(patterns.length);
@@ -165,13 +168,37 @@ export function buildDomainTable(sets: readonly DomainSet[]): DomainTable {
   };
 }
 
-/** The table as map contents: dnsp_domains keys/values and dnsp_patterns values (index = key). */
-export function encodeDomainTable(table: DomainTable): {
+/**
+ * The table as map contents of one generation: dnsp_domains keys (bit 63 = the generation)
+ * and values, and dnsp_patterns slots (generation g uses slots from g × 2,048; the complex
+ * ids in the entries are those slot numbers). NotSupportedError when two keys are equal
+ * without their bit 63 (a 2⁻⁶³ chance).
+ */
+export function encodeDomainTable(
+  table: DomainTable,
+  generation: TableGeneration = 0,
+): {
   readonly domains: ReadonlyArray<readonly [Buffer, Buffer]>;
-  readonly patterns: readonly Buffer[];
+  /** [slot, value] */
+  readonly patterns: ReadonlyArray<readonly [number, Buffer]>;
 } {
+  const base = generation * PATTERN_SLOTS_PER_GENERATION;
+  const seen = new Map<bigint, bigint>();
+  for (const hash of table.entries.keys()) {
+    const key = domainKeyOf(hash, generation);
+    const other = seen.get(key);
+    if (other !== undefined) {
+      throw new NotSupportedError(
+        `the names "${table.suffixes.get(other) ?? ''}" and "${table.suffixes.get(hash) ?? ''}" have the same 63-bit hash; rename one`,
+      );
+    }
+    seen.set(key, hash);
+  }
   return {
-    domains: [...table.entries].map(([hash, entry]) => [encodeDomainKey(hash), encodeDomainEntry(entry)] as const),
-    patterns: table.patterns.map(encodePattern),
+    domains: [...table.entries].map(
+      ([hash, entry]) =>
+        [encodeDomainKey(hash, generation), encodeDomainEntry({ ...entry, complex: entry.complex.map((id) => id + base) })] as const,
+    ),
+    patterns: table.patterns.map((record, index) => [base + index, encodePattern(record)] as const),
   };
 }

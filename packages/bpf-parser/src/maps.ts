@@ -32,6 +32,11 @@ export const DOMAIN_IDS = 62;
 export const PATTERN_LABELS = 8;
 export const PATTERN_TEXT = 64;
 export const PATTERN_SLOTS = 4096;
+/** The domain table has two generations (see dnsplane_table_info); each has half the pattern slots. */
+export type TableGeneration = 0 | 1;
+export const PATTERN_SLOTS_PER_GENERATION = PATTERN_SLOTS / 2;
+/** Bit 63 of a dnsp_domains key says which generation it belongs to. */
+export const KEY_GENERATION_BIT = 1n << 63n;
 export const NAME_TEXT = 256;
 export const MSG_MAX = 4096;
 export const MAX_SERVERS = 16;
@@ -92,7 +97,8 @@ export const STRUCT_LAYOUTS = {
     fields: {
       min_suffix_labels: { offset: 0, size: 1 },
       max_suffix_labels: { offset: 1, size: 1 },
-      pad: { offset: 2, size: 2 },
+      generation: { offset: 2, size: 1 },
+      pad: { offset: 3, size: 1 },
       entries: { offset: 4, size: 4 },
     },
   },
@@ -247,6 +253,8 @@ export interface TableInfo {
   readonly minSuffixLabels: number;
   readonly maxSuffixLabels: number;
   readonly entries: number;
+  /** The live generation (default 0). */
+  readonly generation?: TableGeneration;
 }
 
 export function encodeTableInfo(info: TableInfo): Buffer {
@@ -254,6 +262,7 @@ export function encodeTableInfo(info: TableInfo): Buffer {
   const b = Buffer.alloc(L.dnsplane_table_info.size);
   b.writeUInt8(info.minSuffixLabels, f.min_suffix_labels.offset);
   b.writeUInt8(info.maxSuffixLabels, f.max_suffix_labels.offset);
+  b.writeUInt8(info.generation ?? 0, f.generation.offset);
   b.writeUInt32LE(info.entries, f.entries.offset);
   return b;
 }
@@ -264,6 +273,7 @@ export function decodeTableInfo(b: Buffer): TableInfo {
     minSuffixLabels: b.readUInt8(f.min_suffix_labels.offset),
     maxSuffixLabels: b.readUInt8(f.max_suffix_labels.offset),
     entries: b.readUInt32LE(f.entries.offset),
+    generation: (b.readUInt8(f.generation.offset) & 1) as TableGeneration,
   };
 }
 
@@ -333,10 +343,20 @@ export function domainEntryIdCount(entry: DomainEntry): number {
   return entry.exact.length + entry.anyMany.length + entry.anyOne.length + entry.complex.length;
 }
 
-export function encodeDomainKey(hash: bigint): Buffer {
+/** The dnsp_domains key of a suffix hash in a generation: bit 63 is the generation. */
+export function domainKeyOf(hash: bigint, generation: TableGeneration = 0): bigint {
+  return (hash & ~KEY_GENERATION_BIT) | (generation === 1 ? KEY_GENERATION_BIT : 0n);
+}
+
+export function encodeDomainKey(hash: bigint, generation: TableGeneration = 0): Buffer {
   const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(hash);
+  b.writeBigUInt64LE(domainKeyOf(hash, generation));
   return b;
+}
+
+/** The generation a dnsp_domains key belongs to. */
+export function domainKeyGeneration(key: Buffer): TableGeneration {
+  return (key.readBigUInt64LE(0) & KEY_GENERATION_BIT) === 0n ? 0 : 1;
 }
 
 export function encodeDomainEntry(entry: DomainEntry): Buffer {

@@ -23,19 +23,21 @@ import {
 import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attachment.js';
 import {
   MAP_NAMES,
-  PATTERN_SLOTS,
+  PATTERN_SLOTS_PER_GENERATION,
   PROGRAM_NAMES,
   MAX_SERVERS,
   arrayIndex,
   decodeExpiry,
   decodeTableInfo,
   decodeMemberKey,
+  domainKeyGeneration,
   encodeConfig,
   encodeExpiry,
   encodeMemberKey,
   encodeTableInfo,
   STRUCT_LAYOUTS,
   type ParserMapRole,
+  type TableGeneration,
 } from './maps.js';
 
 /** The compiled parser object (built by `make -C bpf`). */
@@ -169,45 +171,58 @@ export class DnsParserProgram {
   }
 
   /**
-   * Replaces the domain table with the one of `sets`. Throws NotSupportedError before
-   * touching the maps when the sets exceed what the kernel table holds.
+   * Replaces the domain table with the one of `sets`, atomically for the kernel: the new
+   * table is written into the generation that is not live (its own dnsp_domains keys and
+   * half of dnsp_patterns), then one 8-byte update of dnsp_table switches to it — a lookup
+   * sees the old table or the new one, never a mix. What is left of the generation before
+   * the live one is removed first (no lookup has used it since the previous switch).
+   * Throws NotSupportedError before touching the maps when the sets exceed what the kernel
+   * table holds. `beforeSwitch` (tests) runs after the writes, before the switch.
    */
-  setDomainSets(sets: readonly DomainSet[]): DomainTable {
+  setDomainSets(sets: readonly DomainSet[], options: { beforeSwitch?: () => void } = {}): DomainTable {
     const table = buildDomainTable(sets);
-    const encoded = encodeDomainTable(table);
     const info = this.map('table');
     const current = info.lookup(arrayIndex(0));
-    const before = current === undefined ? undefined : decodeTableInfo(current);
-    // While entries change, the kernel looks at the label boundaries of the old and new tables.
+    const live: TableGeneration = current === undefined ? 0 : (decodeTableInfo(current).generation ?? 0);
+    const next: TableGeneration = live === 0 ? 1 : 0;
+    const encoded = encodeDomainTable(table, next);
+
+    const domains = this.map('domains');
+    const wanted = new Set(encoded.domains.map(([key]) => key.toString('hex')));
+    for (const key of domains.keys()) {
+      if (domainKeyGeneration(key) === next && !wanted.has(key.toString('hex'))) domains.delete(key);
+    }
+    const patterns = this.map('patterns');
+    for (const [slot, value] of encoded.patterns) patterns.update(arrayIndex(slot), value);
+    // the generation's slots past the new patterns: cleared (a dump shows only what is in use)
+    const empty = Buffer.alloc(STRUCT_LAYOUTS.dnsplane_pattern.size);
+    const end = (next + 1) * PATTERN_SLOTS_PER_GENERATION;
+    for (let slot = next * PATTERN_SLOTS_PER_GENERATION + encoded.patterns.length; slot < end; slot++) {
+      const value = patterns.lookup(arrayIndex(slot));
+      if (value === undefined || value.every((byte) => byte === 0)) break;
+      patterns.update(arrayIndex(slot), empty);
+    }
+    for (const [key, value] of encoded.domains) domains.update(key, value);
+    options.beforeSwitch?.();
     info.update(
       arrayIndex(0),
       encodeTableInfo({
-        minSuffixLabels: Math.min(table.minSuffixLabels, before?.entries ? before.minSuffixLabels : 255),
-        maxSuffixLabels: Math.max(table.maxSuffixLabels, before?.entries ? before.maxSuffixLabels : 0),
-        entries: Math.max(table.entries.size, before?.entries ?? 0),
+        minSuffixLabels: table.minSuffixLabels,
+        maxSuffixLabels: table.maxSuffixLabels,
+        entries: table.entries.size,
+        generation: next,
       }),
     );
-    const patterns = this.map('patterns');
-    encoded.patterns.forEach((value, index) => patterns.update(arrayIndex(index), value));
-    const domains = this.map('domains');
-    const wanted = new Set<string>();
-    for (const [key, value] of encoded.domains) {
-      domains.update(key, value);
-      wanted.add(key.toString('hex'));
-    }
-    for (const key of domains.keys()) if (!wanted.has(key.toString('hex'))) domains.delete(key);
-    // Slots no entry refers to any more: cleared so a dump shows only what is in force.
-    const empty = Buffer.alloc(STRUCT_LAYOUTS.dnsplane_pattern.size);
-    for (let index = encoded.patterns.length; index < PATTERN_SLOTS; index++) {
-      const current = patterns.lookup(arrayIndex(index));
-      if (current === undefined || current.every((byte) => byte === 0)) break;
-      patterns.update(arrayIndex(index), empty);
-    }
-    info.update(
-      arrayIndex(0),
-      encodeTableInfo({ minSuffixLabels: table.minSuffixLabels, maxSuffixLabels: table.maxSuffixLabels, entries: table.entries.size }),
-    );
     return table;
+  }
+
+  /** The live generation's dnsp_domains keys (the other generation's wait for the next replacement). */
+  liveDomainKeys(): Buffer[] {
+    const current = this.map('table').lookup(arrayIndex(0));
+    const live = current === undefined ? 0 : (decodeTableInfo(current).generation ?? 0);
+    return this.map('domains')
+      .keys()
+      .filter((key) => domainKeyGeneration(key) === live);
   }
 
   counters(): ParserCounterValues {

@@ -3,7 +3,18 @@
 // same table is exercised by parser-differential.kernel.test.ts.
 import { isNotSupported, parseDomainPattern, type DomainSet } from '@dnsplane/core';
 import { describe, expect, it } from 'vitest';
-import { DOMAIN_IDS, PatternLabelKind, buildDomainTable, decodeDomainEntry, decodePattern, encodeDomainTable, nameHash } from '../src/index.js';
+import {
+  DOMAIN_IDS,
+  KEY_GENERATION_BIT,
+  PATTERN_SLOTS_PER_GENERATION,
+  PatternLabelKind,
+  buildDomainTable,
+  decodeDomainEntry,
+  decodePattern,
+  domainKeyOf,
+  encodeDomainTable,
+  nameHash,
+} from '../src/index.js';
 
 const set = (id: number, flavor: 'calico' | 'cilium-pattern' | 'cilium-name', ...patterns: string[]): DomainSet => ({
   id,
@@ -69,12 +80,22 @@ describe('buildDomainTable', () => {
     expect(() => buildDomainTable([set(5, 'cilium-pattern', long)])).toThrow(/domain set ds_5 \(id 5\), pattern "cilium:\*(\.\*){8}\.example": .* at most 8 labels/);
   });
 
-  it('encodes entries and patterns that decode back to the same table', () => {
+  it('encodes entries and patterns that decode back to the same table, in either generation', () => {
     const table = buildDomainTable([set(1, 'calico', '*.example.com', 'x*1.*'), set(2, 'calico', 'www.example.com')]);
-    const encoded = encodeDomainTable(table);
-    for (const [key, value] of encoded.domains) {
-      expect(decodeDomainEntry(value)).toEqual(table.entries.get(key.readBigUInt64LE(0)));
+    for (const generation of [0, 1] as const) {
+      const encoded = encodeDomainTable(table, generation);
+      const base = generation * PATTERN_SLOTS_PER_GENERATION;
+      const byKey = new Map(encoded.domains.map(([key, value]) => [key.readBigUInt64LE(0), value]));
+      expect(byKey.size).toBe(table.entries.size);
+      for (const [hash, entry] of table.entries) {
+        const key = domainKeyOf(hash, generation);
+        expect(key & KEY_GENERATION_BIT).toBe(generation === 1 ? KEY_GENERATION_BIT : 0n);
+        const value = byKey.get(key);
+        expect(value, `key of ${table.suffixes.get(hash)}`).toBeDefined();
+        expect(decodeDomainEntry(value as Buffer)).toEqual({ ...entry, complex: entry.complex.map((id) => id + base) });
+      }
+      expect(encoded.patterns.map(([slot]) => slot)).toEqual(table.patterns.map((_, i) => base + i));
+      expect(encoded.patterns.map(([, value]) => decodePattern(value))).toEqual(table.patterns);
     }
-    expect(encoded.patterns.map(decodePattern)).toEqual(table.patterns);
   });
 });

@@ -33,7 +33,9 @@ describe('map codecs', () => {
   });
 
   it('table info, query keys, member keys', () => {
-    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 0 });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 });
+    expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }).toString('hex')).toBe('0104010009000000');
     const q = { qnameHash: 0x1234_5678_9abc_def0n, family: 6 as const, address: 'fd00::1:10', port: 40000, txid: 0xbeef };
     expect(decodeQueryKey(encodeQueryKey(q))).toEqual(q);
     const m4 = { setId: 7, family: 4 as const, address: '198.18.5.5' };

@@ -108,7 +108,7 @@ describe('DnsParserProgram', () => {
     program.configure(dns);
     program.setDomainSets(sets);
     program.setDomainSets([{ id: 6, name: 'ds_6', patterns: [parseDomainPattern('other.test', 'calico')] }]);
-    expect(program.map('domains').keys()).toHaveLength(1);
+    expect(program.liveDomainKeys()).toHaveLength(1);
     const x = exchange(5, 'c.example.com', [{ address: '198.18.9.4', ttl: 100 }]);
     program.socketFilter.testRun({ data: ethernetFrame(x.query) });
     program.socketFilter.testRun({ data: ethernetFrame(x.response) });
