@@ -3,11 +3,23 @@
 // name. Learned state, counters and unpinning go through the same object.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Clock, DnsSettings, DomainSet, LearnedEntry } from '@dnsplane/core';
+import type { Clock, DnsSettings, DomainSet, LearnedEntry, ProcessRunner } from '@dnsplane/core';
 import { systemClock } from '@dnsplane/core';
-import { DnsParserProgram, PROGRAM_NAMES } from '@dnsplane/bpf-parser';
+import {
+  BpfMap,
+  decodeExpiry,
+  decodeMemberKey,
+  DnsParserProgram,
+  ktimeNs,
+  MAP_NAMES,
+  monotonicToWallMs,
+  PROGRAM_NAMES,
+  readCounters,
+} from '@dnsplane/bpf-parser';
+import { z } from 'zod';
 import { DEFAULT_PIN_ROOT } from './domain-match.js';
 import type { DnsParserHook } from './dns-parser-hook.js';
+import { iptablesProcessRunner } from './process-runner.js';
 
 export interface BpfDnsParserHookOptions {
   /** bpffs folder of the parser's maps and the pinned socket filter (config `bpf.pinRoot`). */
@@ -15,7 +27,12 @@ export interface BpfDnsParserHookOptions {
   readonly clock?: Clock;
   /** Default: the bpf-parser's compiled object. */
   readonly objectPath?: string;
+  /** Runs bpftool (BPF objects are global: any network namespace will do). */
+  readonly runner?: ProcessRunner;
 }
+
+const mapInfoSchema = z.object({ id: z.number().int() });
+const programListSchema = z.array(z.object({ id: z.number().int(), type: z.string(), map_ids: z.array(z.number().int()).optional() }));
 
 /** `<pinRoot>/dnsplane_parse_socket`: the pinned socket filter the parser rules name. */
 export function parserProgramPinPath(pinRoot: string): string {
@@ -27,6 +44,7 @@ export class BpfDnsParserHook implements DnsParserHook {
   readonly programPath: string;
   private readonly clock: Clock;
   private readonly objectPath: string | undefined;
+  private readonly runner: ProcessRunner;
   private parser: DnsParserProgram | undefined;
   private pinned = false;
 
@@ -35,6 +53,7 @@ export class BpfDnsParserHook implements DnsParserHook {
     this.programPath = parserProgramPinPath(this.pinRoot);
     this.clock = options.clock ?? systemClock;
     this.objectPath = options.objectPath;
+    this.runner = options.runner ?? iptablesProcessRunner;
   }
 
   /** Loads the parser once per hook (maps already pinned under the pin root are reused). */
@@ -60,8 +79,17 @@ export class BpfDnsParserHook implements DnsParserHook {
   }
 
   async exportLearned(): Promise<LearnedEntry[]> {
-    if (!this.parser && !existsSync(this.pinRoot)) return [];
-    return this.program().exportLearned(this.clock);
+    if (this.parser) return this.parser.exportLearned(this.clock);
+    // Not loaded by this process (status, export or remove after a restart): read the pinned
+    // maps directly rather than load (and verify) the whole parser just to read them.
+    const nowNs = ktimeNs();
+    const nowMs = this.clock.now();
+    return this.pinnedMembers(nowNs).map((m) => ({
+      setId: m.setId,
+      family: m.family,
+      address: m.address,
+      expiresAt: Math.round(monotonicToWallMs(m.expiryNs, nowNs, nowMs)),
+    }));
   }
 
   async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
@@ -69,17 +97,65 @@ export class BpfDnsParserHook implements DnsParserHook {
   }
 
   async statistics(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }> {
-    if (!this.parser && !existsSync(this.pinRoot)) return { counters: {}, learned: 0 };
-    const parser = this.program();
-    const counters = Object.fromEntries(Object.entries(parser.counters()).map(([name, value]) => [`parser_${name}`, value]));
-    return { counters, learned: parser.membership().length };
+    const values = this.parser ? this.parser.counters() : this.withPinnedMap('counters', readCounters);
+    const counters = Object.fromEntries(Object.entries(values ?? {}).map(([name, value]) => [`parser_${name}`, value]));
+    const learned = this.parser ? this.parser.membership().length : this.pinnedMembers(ktimeNs()).length;
+    return { counters, learned };
   }
 
-  async unpin(): Promise<void> {
+  /** Membership entries in force, from the pinned maps; none when they are not pinned. */
+  private pinnedMembers(nowNs: bigint): Array<{ setId: number; family: 4 | 6; address: string; expiryNs: bigint }> {
+    const out: Array<{ setId: number; family: 4 | 6; address: string; expiryNs: bigint }> = [];
+    for (const family of [4, 6] as const) {
+      const entries = this.withPinnedMap(family === 4 ? 'members4' : 'members6', (map) => map.entries()) ?? [];
+      for (const [key, value] of entries) {
+        const expiryNs = decodeExpiry(value);
+        if (expiryNs > nowNs) out.push({ ...decodeMemberKey(family, key), family, expiryNs });
+      }
+    }
+    return out;
+  }
+
+  private withPinnedMap<T>(role: keyof typeof MAP_NAMES, read: (map: BpfMap) => T): T | undefined {
+    const path = join(this.pinRoot, MAP_NAMES[role]);
+    if (!existsSync(path)) return undefined;
+    const map = BpfMap.fromPinned(path);
+    try {
+      return read(map);
+    } finally {
+      map.close();
+    }
+  }
+
+  /**
+   * Unpins the parser's socket filter and, unless another dataplane still uses them, the whole
+   * pin root with the shared maps. The nftables and ebpf dataplanes share the parser's maps
+   * under the same pin root, and a migration installs the new dataplane before it removes
+   * the old one: if a program other than a socket filter (ours are socket filters; theirs are
+   * tc programs) uses the membership map, the maps stay pinned for it. Returns whether the
+   * pin root went.
+   */
+  async unpin(): Promise<boolean> {
     this.parser?.close();
     this.parser = undefined;
     this.pinned = false;
+    rmSync(this.programPath, { force: true });
+    if (await this.mapsUsedByOthers()) return false;
     DnsParserProgram.removePins(this.pinRoot);
+    return true;
+  }
+
+  /** Does a loaded program that is not a socket filter use the pinned membership map? */
+  private async mapsUsedByOthers(): Promise<boolean> {
+    const mapPath = join(this.pinRoot, MAP_NAMES.members4);
+    if (!existsSync(mapPath)) return false;
+    const map = await this.runner.run('bpftool', ['-j', 'map', 'show', 'pinned', mapPath]);
+    if (map.code !== 0) return false;
+    const { id } = mapInfoSchema.parse(JSON.parse(map.stdout));
+    const programs = await this.runner.run('bpftool', ['-j', 'prog', 'show']);
+    // Unknown means "keep": leaving shared maps pinned is harmless, removing them is not.
+    if (programs.code !== 0) return true;
+    return programListSchema.parse(JSON.parse(programs.stdout)).some((p) => p.type !== 'socket_filter' && (p.map_ids ?? []).includes(id));
   }
 
   async close(): Promise<void> {

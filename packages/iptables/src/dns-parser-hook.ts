@@ -20,8 +20,11 @@ export interface DnsParserHook {
   importLearned?(entries: readonly LearnedEntry[]): Promise<void>;
   /** Parser counters (summed over CPUs) and the number of learned entries in force. */
   statistics?(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }>;
-  /** Unpins the parser and its maps. Called by `remove()` after no rule references them. */
-  unpin?(): Promise<void>;
+  /**
+   * Unpins the parser, and its maps unless another dataplane still uses them (resolves
+   * false then). Called by `remove()` after no rule references them.
+   */
+  unpin?(): Promise<boolean>;
   /** Releases file descriptors; pins (and so enforcement and learning) stay. */
   close?(): Promise<void>;
 }

@@ -160,7 +160,10 @@ export class IptablesDataplane implements Dataplane {
     }
     // The rules that referenced the pinned programs are gone: now the pins can go.
     await this.domainMatches.unpinAll?.();
-    await this.dnsParser?.unpin?.();
+    const mapsRemoved = await this.dnsParser?.unpin?.();
+    if (mapsRemoved === false) {
+      this.logger.info({ event: 'iptables.maps_kept' }, 'the parser maps stay pinned: another dataplane uses them');
+    }
     this.logger.info({ event: 'iptables.removed' }, 'iptables rules and pins removed');
   }
 

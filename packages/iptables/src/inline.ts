@@ -1,6 +1,6 @@
 // The agent's iptables dataplane: inline DNS parsing through the pinned parser socket filter
 // and domain rules through per-set xt_member programs, all under one bpffs pin root.
-import type { Clock } from '@dnsplane/core';
+import type { Clock, ProcessRunner } from '@dnsplane/core';
 import { MembershipMatchPrograms } from '@dnsplane/bpf-parser';
 import { BpfDnsParserHook } from './bpf-parser-hook.js';
 import { MembershipDomainMatches } from './bpf-membership.js';
@@ -11,6 +11,8 @@ export interface InlineOptions {
   /** Config `bpf.pinRoot`: parser maps and program, xt_member programs. */
   readonly pinRoot?: string;
   readonly clock?: Clock;
+  /** Runs bpftool when remove() checks whether another dataplane still uses the parser maps. */
+  readonly runner?: ProcessRunner;
 }
 
 /**
@@ -22,6 +24,10 @@ export function inlineParsing(options: InlineOptions = {}): Pick<IptablesDatapla
   return {
     pinRoot,
     domainMatches: new MembershipDomainMatches(pinRoot, (root) => new MembershipMatchPrograms({ pinRoot: root })),
-    dnsParser: new BpfDnsParserHook({ pinRoot, ...(options.clock === undefined ? {} : { clock: options.clock }) }),
+    dnsParser: new BpfDnsParserHook({
+      pinRoot,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.runner === undefined ? {} : { runner: options.runner }),
+    }),
   };
 }

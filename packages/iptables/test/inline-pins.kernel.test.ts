@@ -6,7 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DesiredState, LearnedEntry } from '@dnsplane/core';
-import { createIptablesDataplane, domainMatchPinPath, inlineParsing, parserProgramPinPath } from '../src/index.js';
+import { DnsParserProgram, MAP_NAMES } from '@dnsplane/bpf-parser';
+import { join } from 'node:path';
+import { waitFor } from '../../../test/lab/wait.js';
+import { createIptablesDataplane, domainMatchPinPath, inlineParsing, iptablesProcessRunner, parserProgramPinPath } from '../src/index.js';
 import type { ResolvedBackend } from '../src/index.js';
 import { dns, peer, port, rule } from './fixtures.js';
 import { createNetns, deleteNetns, inNetns, netnsRunner } from './netns.js';
@@ -84,5 +87,45 @@ describe.each(['legacy', 'nft'] as const)('inline pins and learned state on the 
     await restarted.close();
     expect(existsSync(pinRoot)).toBe(false);
     expect(await inNetns(netns, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
+  });
+});
+
+describe('remove() during a migration', () => {
+  it('keeps the shared parser maps pinned while another dataplane\'s tc program uses them', async () => {
+    const netns = await createNetns();
+    const pinRoot = `/sys/fs/bpf/dnsplane-t${randomBytes(4).toString('hex')}`;
+    let other: DnsParserProgram | undefined;
+    try {
+      const dataplane = createIptablesDataplane({ backend: 'legacy', runner: netnsRunner(netns), ...inlineParsing({ pinRoot }) });
+      await dataplane.install(stateUsing([SET_A]));
+      // What the nftables/ebpf dataplane leaves after its install: a tc program on the same maps.
+      other = DnsParserProgram.load({ pinRoot });
+      const otherPin = join(pinRoot, 'other_tc');
+      other.tcClassifier.pin(otherPin);
+      await dataplane.remove();
+      await dataplane.close();
+      expect(await inNetns(netns, 'iptables-legacy-save', ['-t', 'filter'])).not.toContain('DNSPLANE');
+      expect(existsSync(parserProgramPinPath(pinRoot))).toBe(false);
+      expect(existsSync(domainMatchPinPath(pinRoot, SET_A))).toBe(false);
+      expect(existsSync(join(pinRoot, MAP_NAMES.members4))).toBe(true);
+
+      // Once nothing else uses them, remove() takes the pin root too.
+      rmSync(otherPin);
+      other.close();
+      other = undefined;
+      const mapId = JSON.parse((await iptablesProcessRunner.run('bpftool', ['-j', 'map', 'show', 'pinned', join(pinRoot, MAP_NAMES.members4)])).stdout).id as number;
+      // bpffs drops an unlinked pin's reference after an RCU grace period.
+      await waitFor('the tc program to be freed', async () => {
+        const progs = JSON.parse((await iptablesProcessRunner.run('bpftool', ['-j', 'prog', 'show'])).stdout) as Array<{ type: string; map_ids?: number[] }>;
+        return progs.some((p) => p.type !== 'socket_filter' && (p.map_ids ?? []).includes(mapId)) ? undefined : true;
+      }, { timeoutMs: 5000 });
+      const again = createIptablesDataplane({ backend: 'legacy', runner: netnsRunner(netns), ...inlineParsing({ pinRoot }) });
+      await again.remove();
+      expect(existsSync(pinRoot)).toBe(false);
+    } finally {
+      other?.close();
+      await deleteNetns(netns);
+      rmSync(pinRoot, { recursive: true, force: true });
+    }
   });
 });
