@@ -4,13 +4,13 @@
 //     write into the nft set, p50/p99 over N fresh names resolved then connected by client1;
 //     plus the clients' first SYNs (none may be retransmitted: the mark path does not wait);
 //  2. the cost per packet of the tc membership mark (BPF_PROG_TEST_RUN, 200,000 repeats).
-// Usage: npx tsx packages/nftables/bench/inline-latency.ts [--trials N] [--json FILE]
+// Usage: npx tsx packages/nftables/bench/inline-latency.ts [--trials N] [--no-mark] [--json FILE]
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DnsParserProgram, MembershipMarker } from '@dnsplane/bpf-parser';
+import { DNSPLANE_TC_FILTERS, DnsParserProgram, MembershipMarker } from '@dnsplane/bpf-parser';
 import { createLab } from '../../../test/lab/lab.js';
 import { writeLabConfig } from '../test/scripts/lab-config.js';
 
@@ -21,6 +21,8 @@ const option = (name: string): string | undefined => {
 };
 const TRIALS = Number(option('--trials') ?? 1000);
 const JSON_FILE = option('--json');
+/** --no-mark: detach the membership marker after install, leaving the mirror alone (the comparison). */
+const NO_MARK = args.includes('--no-mark');
 const SCRIPT = fileURLToPath(new URL('../test/scripts/run-driver.ts', import.meta.url));
 /** max(TTL 60, minTTL 30) + extraTTL 10 for the lab's fresh names. */
 const LIFETIME_S = 70;
@@ -46,6 +48,11 @@ async function mirrorLatency() {
     const config = await writeLabConfig(lab, dir, { table, pinRoot });
     const driver = lab.startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { env: { DNSPLANE_MIRROR_PROBE: String(LIFETIME_S) } });
     await driver.waitForOutput(/"event":"installed"/, 60_000);
+    if (NO_MARK) {
+      const slot = DNSPLANE_TC_FILTERS.membershipMark;
+      const del = await lab.exec('node', ['tc', 'filter', 'del', 'dev', lab.endpoints.client1.hostInterface, 'ingress', 'pref', String(slot.priority), 'handle', `0x${slot.handle.toString(16)}`, 'bpf']);
+      if (del.code !== 0) throw new Error(`tc filter del: ${del.stderr}`);
+    }
     const trials = lab.allocateFresh(TRIALS).map((f) => ({ name: f.name, port: 80 }));
     const batch = await lab.connectAfterResolveBatch('client1', trials);
     // Every address is in the nft set once the driver has written it: wait for the last one.
@@ -65,6 +72,7 @@ async function mirrorLatency() {
     await removal.waitForOutput(/"event":"removed"/, 30_000).finally(() => removal.stop());
     const answerToSyn = batch.trials.flatMap((t) => (t.answerToSynUs === null ? [] : [t.answerToSynUs]));
     return {
+      membershipMark: !NO_MARK,
       trials: TRIALS,
       connected: batch.trials.filter((t) => t.connected).length,
       synRetransmits: batch.counters.synRetransmits,
@@ -132,7 +140,7 @@ function markCost() {
   }
 }
 
-const marks = markCost();
+const marks = NO_MARK ? {} : markCost();
 const mirror = await mirrorLatency();
 const report = { mirror, markNsPerPacket: marks };
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
