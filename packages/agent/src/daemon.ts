@@ -26,6 +26,7 @@ import type { AgentEnvironment } from './environment.js';
 import {
   DEFAULT_STATE_MAX_ENTRIES,
   readDataplaneMarker,
+  type DataplaneMarker,
   readStateFile,
   serializeLearned,
   writeDataplaneMarker,
@@ -135,12 +136,23 @@ export class Daemon {
     const { inputs, state } = await loadAndCompile(environment.loadInputs, this.options.configPath);
     const kind = this.#override ?? inputs.config.dataplane;
     const statePath = statePathOf(inputs);
-    const previous = await this.#previousDataplane(statePath);
+    const recorded = await this.#previousDataplane(statePath);
+    const previous = recorded?.dataplane;
     const saved = await this.#readSavedLearned(statePath);
     const dataplane = this.options.dataplaneProvider(kind, inputs);
     this.#dataplane = dataplane;
     this.#kind = kind;
-    const migrating = previous !== undefined && previous !== kind;
+    // Another kind, or iptables with another explicit backend (legacy ↔ nft: other tools,
+    // other rules). `auto` is not compared: it may resolve to either.
+    const backend = inputs.config.iptables.backend;
+    const otherBackend =
+      previous === 'iptables' &&
+      kind === 'iptables' &&
+      recorded?.iptablesBackend !== undefined &&
+      recorded.iptablesBackend !== 'auto' &&
+      backend !== 'auto' &&
+      recorded.iptablesBackend !== backend;
+    const migrating = previous !== undefined && (previous !== kind || otherBackend);
     const pinsBefore = migrating ? this.#pins.snapshot(inputs.config.bpf.pinRoot) : undefined;
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
@@ -151,7 +163,11 @@ export class Daemon {
     let old: Dataplane | undefined;
     if (migrating) {
       try {
-        old = this.options.dataplaneProvider(previous, inputs);
+        const oldInputs =
+          previous === 'iptables' && recorded?.iptablesBackend !== undefined
+            ? { ...inputs, config: { ...inputs.config, iptables: { ...inputs.config.iptables, backend: recorded.iptablesBackend } } }
+            : inputs;
+        old = this.options.dataplaneProvider(previous, oldInputs);
       } catch (error) {
         logger.warn({ event: 'migration_source_unavailable', from: previous, err: error }, `cannot build the previous dataplane ${previous}; its objects stay until \`dnsplane uninstall\``);
       }
@@ -167,7 +183,7 @@ export class Daemon {
       const report = await this.#removeOld(old, previous, kind, imported, inputs.config.bpf.pinRoot, pinsBefore);
       logger.info({ event: 'migrated', ...report }, `migrated from ${previous} to ${kind}`);
     }
-    await this.#recordDataplane(statePath, kind);
+    await this.#recordDataplane(statePath, kind, inputs);
     this.#watch(inputs);
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
@@ -214,7 +230,7 @@ export class Daemon {
     this.#kind = to;
     this.#override = to;
     const report = await this.#removeOld(old, from, to, imported, pinRoot, pinsBefore);
-    await this.#recordDataplane(statePathOf(applied.inputs), to);
+    await this.#recordDataplane(statePathOf(applied.inputs), to, applied.inputs);
     logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
     await this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     return report;
@@ -264,18 +280,18 @@ export class Daemon {
     return report;
   }
 
-  async #recordDataplane(statePath: string, kind: DataplaneKind): Promise<void> {
+  async #recordDataplane(statePath: string, kind: DataplaneKind, inputs: LoadedInputs): Promise<void> {
     try {
-      await writeDataplaneMarker(statePath, kind, this.options.environment.clock);
+      await writeDataplaneMarker(statePath, kind, this.options.environment.clock, inputs.config.iptables.backend);
     } catch (error) {
       this.options.logger.error({ event: 'marker_write_failed', path: statePath, err: error }, 'could not record the active dataplane');
     }
   }
 
   /** The dataplane recorded by the last run (undefined: none recorded, or the marker was bad). */
-  async #previousDataplane(statePath: string): Promise<DataplaneKind | undefined> {
+  async #previousDataplane(statePath: string): Promise<DataplaneMarker | undefined> {
     const read = await readDataplaneMarker(statePath, this.options.environment.clock);
-    if (read.kind === 'ok') return read.marker.dataplane;
+    if (read.kind === 'ok') return read.marker;
     if (read.kind === 'corrupt') {
       this.options.logger.warn({ event: 'state_file_corrupt', problem: read.problem, setAside: read.setAside }, 'the dataplane marker is not readable; set aside');
     }

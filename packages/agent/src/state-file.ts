@@ -14,7 +14,9 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import {
   DATAPLANE_KINDS,
+  IPTABLES_BACKENDS,
   isInvalidInput,
+  type IptablesBackend,
   LearnedStore,
   parseLearnedState,
   type Clock,
@@ -133,6 +135,8 @@ export const DATAPLANE_MARKER_VERSION = 1;
 const markerSchema = z.object({
   version: z.literal(DATAPLANE_MARKER_VERSION),
   dataplane: z.enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]]),
+  /** For iptables: the configured backend (auto, legacy, nft). */
+  iptablesBackend: z.enum(IPTABLES_BACKENDS).optional(),
   since: z.number().int().nonnegative(),
 });
 export type DataplaneMarker = z.infer<typeof markerSchema>;
@@ -168,8 +172,18 @@ export async function readDataplaneMarker(statePath: string, clock: Clock): Prom
   return { kind: 'ok', marker: parsed.data };
 }
 
-export async function writeDataplaneMarker(statePath: string, dataplane: DataplaneKind, clock: Clock): Promise<void> {
-  const marker: DataplaneMarker = { version: DATAPLANE_MARKER_VERSION, dataplane, since: clock.now() };
+export async function writeDataplaneMarker(
+  statePath: string,
+  dataplane: DataplaneKind,
+  clock: Clock,
+  iptablesBackend?: IptablesBackend,
+): Promise<void> {
+  const marker: DataplaneMarker = {
+    version: DATAPLANE_MARKER_VERSION,
+    dataplane,
+    ...(dataplane === 'iptables' && iptablesBackend !== undefined ? { iptablesBackend } : {}),
+    since: clock.now(),
+  };
   await writeFileAtomic(markerPathFor(statePath), `${JSON.stringify(marker)}\n`);
 }
 

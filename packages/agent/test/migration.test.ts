@@ -21,7 +21,7 @@ import {
 import { main } from '../src/cli.js';
 import { createContainer, resolve } from '../src/container.js';
 import { Daemon } from '../src/daemon.js';
-import type { DriverRegistration } from '../src/drivers.js';
+import type { DriverContext, DriverRegistration } from '../src/drivers.js';
 import { boundEntries, markerPathFor } from '../src/state-file.js';
 import { fetchStatus } from '../src/status-socket.js';
 import { configTree, testEnvironment, waitFor, type ConfigTree, type TestEnvironment } from './helpers.js';
@@ -78,7 +78,14 @@ function kernels(clock: Clock, kinds: readonly DataplaneKind[] = ['nftables', 'i
   const log: string[] = [];
   const drivers = kinds.map((kind) => ({
     kind,
-    create: () => new KernelFake(kind, byKind.get(kind) as FakeKernel, log),
+    create: (context: DriverContext) => {
+      // iptables: one "kernel" per explicit backend (legacy and nft are different rule sets).
+      const backend = context.config.iptables.backend;
+      if (kind !== 'iptables' || backend === 'auto') return new KernelFake(kind, byKind.get(kind) as FakeKernel, log);
+      const key = `iptables-${backend}` as DataplaneKind;
+      if (!byKind.has(key)) byKind.set(key, { installed: undefined, learned: new LearnedStore(clock) });
+      return new KernelFake(key, byKind.get(key) as FakeKernel, log);
+    },
   }));
   return { byKind, log, drivers };
 }
@@ -214,6 +221,32 @@ describe('migration (make before break)', () => {
     const marker = JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8')) as { dataplane: string };
     expect(marker.dataplane).toBe('ebpf');
   });
+
+  it('a restart with another explicit iptables backend migrates legacy → nft the same way', async () => {
+    tree = await configTree({ dataplane: 'iptables' });
+    await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}iptables: { backend: legacy }\n`);
+    const { t, k } = setup();
+    const first = daemonFor(t, tree.configPath);
+    await first.start();
+    const legacy = k.byKind.get('iptables-legacy' as DataplaneKind) as FakeKernel;
+    const setId = legacy.installed?.domainSets[0]?.id ?? 0;
+    legacy.learned.record({ setId, family: 4, address: '198.18.20.9', expiresAt: t.clock.now() + 60_000 });
+    await first.stop();
+    await tree.write('dnsplane.yaml', (await readFile(tree.configPath, 'utf8')).replace('backend: legacy', 'backend: nft'));
+    k.log.splice(0);
+    const second = daemonFor(t, tree.configPath);
+    await second.start();
+    expect(k.log).toEqual([
+      'iptables-nft.install',
+      'iptables-nft.exportLearned',
+      'iptables-legacy.exportLearned',
+      'iptables-nft.importLearned(1)',
+      'iptables-legacy.remove',
+      'iptables-legacy.close',
+    ]);
+    const marker = JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8')) as { dataplane: string; iptablesBackend: string };
+    expect(marker).toMatchObject({ dataplane: 'iptables', iptablesBackend: 'nft' });
+  });
 });
 
 describe('state across restarts', () => {
@@ -344,7 +377,7 @@ describe('the CLI: status --learned, migrate, uninstall', () => {
     const u = testEnvironment({ drivers: k.drivers, clock: t.clock, runner, ...noWatch });
     k.log.splice(0);
     expect(await main(['uninstall', '-c', tree.configPath, '--socket', tree.socketPath], u.environment), u.stdout() + u.stderr()).toBe(0);
-    expect(k.log.filter((l) => l.endsWith('.remove'))).toEqual(['nftables.remove', 'iptables.remove', 'iptables.remove', 'ebpf.remove']);
+    expect(k.log.filter((l) => l.endsWith('.remove'))).toEqual(['nftables.remove', 'iptables-legacy.remove', 'iptables-nft.remove', 'ebpf.remove']);
     expect(u.stdout()).toContain('ok     remove iptables (legacy)');
     expect(u.stdout()).toContain('ok     remove iptables (nft)');
     expect(calls).toContain('tc filter del dev veth0 ingress pref 49 handle 0x1 bpf');
