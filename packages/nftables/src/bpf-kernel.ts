@@ -26,6 +26,7 @@ export function bpfTcMembershipKernel(clock: Clock): TcMembershipKernel {
         configure: (dns) => parser.configure(dns),
         setDomainSets: (sets) => parser.setDomainSets(sets),
         exportLearned: (c) => parser.exportLearned(c),
+        importLearned: (entries, c) => parser.importLearned(entries, c),
         counters: () => ({ ...parser.counters() }),
         attach: (ifname: string, direction: TcDirection) => {
           parser.attachTc(ifname, direction);

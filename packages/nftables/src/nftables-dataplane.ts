@@ -243,7 +243,22 @@ export class NftablesDataplane implements Dataplane {
     return { written: written.length, unchanged, ignored };
   }
 
-  exportLearned(): Promise<LearnedEntry[]> {
+  /** The nft sets' elements, merged with the kernel membership maps when loaded (later expiry wins). */
+  async exportLearned(): Promise<LearnedEntry[]> {
+    const fromNft = await this.#exportNft();
+    const fromKernel = this.#membership?.exportLearned();
+    if (fromKernel === undefined) return fromNft;
+    const merged = new Map<string, LearnedEntry>();
+    for (const entry of [...fromNft, ...fromKernel]) {
+      if (!this.#setNames.has(entry.setId)) continue;
+      const key = `${entry.setId} ${entry.family} ${entry.address}`;
+      const known = merged.get(key);
+      if (known === undefined || known.expiresAt < entry.expiresAt) merged.set(key, entry);
+    }
+    return [...merged.values()];
+  }
+
+  #exportNft(): Promise<LearnedEntry[]> {
     return this.#exclusive(async () => {
       const snapshot = await this.#handle.listTable(this.table);
       if (snapshot === undefined) return [];
@@ -271,8 +286,14 @@ export class NftablesDataplane implements Dataplane {
     });
   }
 
+  /**
+   * Restored or migrated entries go into the nft sets and, once install() loaded the parser,
+   * into the kernel membership maps as well, so the mark path honours them too.
+   */
   async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
     const now = this.#clock.now();
+    const live = entries.filter((e) => e.expiresAt > now && this.#setNames.has(e.setId));
+    this.#membership?.importLearned(live);
     await this.addLearned(entries.filter((e) => e.expiresAt > now));
   }
 

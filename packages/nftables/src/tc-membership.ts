@@ -19,6 +19,8 @@ export interface ParserHandle {
   configure(dns: DesiredState['dns']): void;
   setDomainSets(sets: DesiredState['domainSets']): unknown;
   exportLearned(clock: Clock): LearnedEntry[];
+  /** Writes entries into the membership maps (a later expiry wins); returns how many were written. */
+  importLearned(entries: readonly LearnedEntry[], clock: Clock): number;
   counters(): Readonly<Record<string, number>>;
   /** Attaches the tc classifier at its fixed priority/handle (replacing what is there). */
   attach(ifname: string, direction: TcDirection): void;
@@ -213,6 +215,11 @@ export class TcMembership implements LearnedSource {
     };
     for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
     return counters;
+  }
+
+  /** Writes entries into the kernel membership maps (when loaded), so the mark path has them too. */
+  importLearned(entries: readonly LearnedEntry[]): number | undefined {
+    return this.#parser?.importLearned(entries, this.#clock);
   }
 
   /** Membership in force in the kernel maps (when loaded). */

@@ -20,6 +20,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
         configure: () => log.push('configure'),
         setDomainSets: (sets) => log.push(`domain sets ${sets.length}`),
         exportLearned: () => membership,
+        importLearned: (entries) => (membership.push(...entries), entries.length),
         counters: () => ({ parsed: 3 }),
         attach: (ifname, direction) => log.push(`parser ${direction} ${ifname}`),
         consume: (onLearned) => {
@@ -111,6 +112,20 @@ describe('nftables inline membership (injected kernel)', () => {
       ['198.19.0.1', 31],
       ['198.19.0.2', 31],
     ]);
+  });
+
+  it('importLearned() writes the kernel membership maps too; exportLearned() merges them with the nft sets', async () => {
+    const clock = new ManualClock();
+    const membership: LearnedEntry[] = [];
+    const fake = fakeKernel(membership);
+    const dataplane = createNftablesDataplane({
+      tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel,
+    });
+    await dataplane.install(baseState());
+    await dataplane.importLearned([entry(clock, '198.19.7.7'), { ...entry(clock, '198.19.7.8'), setId: 0x999 }]);
+    expect(membership.map((m) => m.address)).toEqual(['198.19.7.7']); // unknown set not imported
+    membership.push(entry(clock, '198.19.7.9', 50_000)); // learned by the kernel, not mirrored yet
+    expect((await dataplane.exportLearned()).map((e) => e.address).sort()).toEqual(['198.19.7.7', '198.19.7.9']);
   });
 
   it('close() stops consuming and leaves tc and pins; remove() detaches everything of ours and removes the pins', async () => {
