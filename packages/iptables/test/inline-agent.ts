@@ -206,7 +206,7 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       expect(curl.httpStatus).toBeNull();
     });
 
-    it('learning and enforcement go on with the agent stopped; remove() takes rules and pins away', async () => {
+    it('learning and enforcement go on with the agent stopped', async () => {
       await agent!.stop(5000);
       // The agent saved what the kernel learned (exportLearned) on its way out.
       const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { entries: Array<{ address: string }> };
@@ -217,9 +217,25 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       });
       expect(batch.trials.slice(0, 30).filter((t) => !t.connected || t.synRetransmitted)).toEqual([]);
       expect(batch.trials[30]!.connected).toBe(false);
+    });
 
+    it('a restarted agent takes over: what was learned still connects, new names too', async () => {
+      const [earlier] = lab().allocateFresh(1);
+      const first = await lab().connectAfterResolve('client1', earlier!.name, PORT, { type: 'A' });
+      expect(first.connected).toBe(true);
+      agent = await startAgent();
+      const trials = lab().allocateFresh(20).map((f) => ({ name: f.name, port: PORT, type: 'A' as const }));
+      const batch = await lab().connectAfterResolveBatch('client1', trials, { connectTimeoutMs: 2500 });
+      expect(batch.trials.filter((t) => !t.connected || t.synRetransmitted)).toEqual([]);
+      // Learned before the restart, reached by address alone (no DNS now).
+      const curl = await lab().curl('client1', `http://${earlier!.ipv4}:${PORT}/`, { args: ['--connect-timeout', '2'], timeoutMs: 5000 });
+      expect(curl.httpStatus).toBe(200);
+      await agent.stop(5000);
+    });
+
+    it('remove() takes rules and pins away', async () => {
       const dataplane = createIptablesDataplane({ backend, runner: netnsRunner(lab().namespaces.node), ...inlineParsing({ pinRoot }) });
-      expect((await dataplane.exportLearned()).length).toBeGreaterThanOrEqual(230);
+      expect((await dataplane.exportLearned()).length).toBeGreaterThanOrEqual(250);
       await dataplane.remove();
       await dataplane.close();
       expect(existsSync(pinRoot)).toBe(false);
