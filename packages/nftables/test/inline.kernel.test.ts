@@ -80,6 +80,14 @@ describe('nftables inline membership in the lab', () => {
     expect(batch.cleanConnects).toBe(200);
   }, 60_000);
 
+  it('IPv6 too: 20 fresh names by AAAA connect at once', async () => {
+    const trials = lab().allocateFresh(20).map((f) => ({ name: f.name, port: 80, type: 'AAAA' as const }));
+    const batch = await lab().connectAfterResolveBatch('client1', trials);
+    expect(batch.trials.every((t) => t.address?.startsWith('fd00:19:') === true)).toBe(true);
+    expect(batch.trials.filter((t) => !t.connected || t.synRetransmitted)).toEqual([]);
+    expect(batch.counters.synRetransmits).toBe(0);
+  }, 30_000);
+
   it('a name the policy does not allow is denied', async () => {
     const result = await lab().connectAfterResolve('client1', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 });
     expect(result.addresses.length).toBeGreaterThan(0);
