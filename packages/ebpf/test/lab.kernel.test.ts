@@ -3,7 +3,7 @@
 // workload's host-side interface. Real resolver traffic, real TCP, real kernel.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ const AGENT = fileURLToPath(new URL('../../agent/bin/dnsplane.js', import.meta.u
 const HELD = fileURLToPath(new URL('./scripts/held-connection.mjs', import.meta.url));
 const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${randomBytes(4).toString('hex')}`;
 const HELD_PORT = 9000;
+const HOST_ALLOWED = 8081;
+const HOST_DENIED = 8082;
 
 async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -55,6 +57,22 @@ function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPor
     '  selector: app == "c1"',
     '  types: [Ingress]',
     '  ingress: []',
+    '---',
+    // The node itself: host ingress allows TCP 8081 only. Forwarded traffic is not host traffic.
+    'kind: Policy',
+    'metadata: { name: node-ingress }',
+    'spec:',
+    '  order: 30',
+    '  selector: role == "node"',
+    '  types: [Ingress]',
+    '  ingress:',
+    '    - action: Allow',
+    '      protocol: TCP',
+    `      destination: { ports: [${HOST_ALLOWED}] }`,
+    '---',
+    'kind: Endpoint',
+    'metadata: { name: node, labels: { role: node } }',
+    'spec: { host: true }',
     '---',
     'kind: Endpoint',
     'metadata: { name: client1, labels: { app: c1 } }',
@@ -136,6 +154,28 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     const inbound = await lab().exec('client2', ['curl', '-s', '-m', '1.5', `http://${lab().endpoints['client1']?.ipv4 ?? ''}:80/`]);
     expect(inbound.code).not.toBe(0);
   }, 30_000);
+
+  it('a host endpoint: the node accepts only what its ingress allows, forwarded traffic is untouched', async () => {
+    const l = lab();
+    const flags = await mkdtemp(join(tmpdir(), 'dnsplane-ebpf-host-'));
+    const gateway = l.endpoints['client2']?.gateway.ipv4 ?? '';
+    const connect = (port: number) =>
+      l.exec('client2', ['node', '-e', `const s=require('net').connect(${port},'${gateway}');s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',(e)=>{console.log(e.code);process.exit(1)});setTimeout(()=>{console.log('timeout');process.exit(1)},1500)`]);
+    try {
+      for (const port of [HOST_ALLOWED, HOST_DENIED]) await mkdir(join(flags, String(port)));
+      const servers = [HOST_ALLOWED, HOST_DENIED].map((port) => l.exec('node', ['node', HELD, 'server', String(port), join(flags, String(port))], { timeoutMs: 60_000 }));
+      await waitFor('the node listeners', () => ([HOST_ALLOWED, HOST_DENIED].every((p) => existsSync(join(flags, String(p), 'listening'))) ? true : undefined), 15_000);
+      expect((await connect(HOST_ALLOWED)).stdout).toContain('connected');
+      expect((await connect(HOST_DENIED)).stdout).toContain('timeout'); // dropped, not refused
+      // client2 → web is forwarded through the node: not the host's ingress.
+      expect((await l.curl('client2', 'http://www.lab.test/', { timeoutMs: 5000 })).httpStatus).toBe(200);
+      for (const port of [HOST_ALLOWED, HOST_DENIED]) await writeFile(join(flags, String(port), 'done'), '');
+      await Promise.all(servers);
+    } finally {
+      for (const port of [HOST_ALLOWED, HOST_DENIED]) await writeFile(join(flags, String(port), 'done'), '').catch(() => undefined);
+      await rm(flags, { recursive: true, force: true });
+    }
+  }, 40_000);
 
   it('an established flow survives a policy change that removes its allow; a new one is denied', async () => {
     const l = lab();
