@@ -106,6 +106,8 @@ export class TcMembership implements LearnedSource {
   #pending: LearnedEntry[] = [];
   #pendingExpiryNs: bigint[] = [];
   #flushScheduled = false;
+  /** A batch is being written by the subscribers (the mirror). */
+  #writing = false;
   /** What this process attached: "parser ingress eth0", "marker ingress veth1". */
   readonly #attached = new Set<string>();
   /** ifindex → interface name programmed in the marker's map. */
@@ -227,26 +229,34 @@ export class TcMembership implements LearnedSource {
     return this.#parser?.exportLearned(this.#clock);
   }
 
-  /** One batch per event-loop turn: every entry that arrived during this turn. */
+  /**
+   * One batch per event-loop turn: every entry that arrived during this turn — and, while the
+   * previous batch is still being written, everything that arrives until it is done (one
+   * transaction instead of a queue of small ones when answers come in bursts).
+   */
   #enqueue(entry: LearnedEntry, expiryNs: bigint): void {
     this.#pending.push(entry);
     this.#pendingExpiryNs.push(expiryNs);
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#writing) return;
     this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      const batch = this.#pending;
-      const expiryNs = this.#pendingExpiryNs;
-      this.#pending = [];
-      this.#pendingExpiryNs = [];
-      const probe = this.#options.probe;
-      const deliveredAtNs = probe === undefined ? 0n : this.#options.kernel.nowNs();
-      const writes = [...this.#subscribers].map((subscriber) => subscriber(batch));
-      if (probe !== undefined) {
-        void Promise.allSettled(writes).then(() =>
-          probe({ expiryNs, deliveredAtNs, writtenAtNs: this.#options.kernel.nowNs() }),
-        );
-      }
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    const expiryNs = this.#pendingExpiryNs;
+    this.#pending = [];
+    this.#pendingExpiryNs = [];
+    const probe = this.#options.probe;
+    const deliveredAtNs = probe === undefined ? 0n : this.#options.kernel.nowNs();
+    this.#writing = true;
+    const writes = [...this.#subscribers].map((subscriber) => subscriber(batch));
+    void Promise.allSettled(writes).then(() => {
+      this.#writing = false;
+      probe?.({ expiryNs, deliveredAtNs, writtenAtNs: this.#options.kernel.nowNs() });
+      if (this.#pending.length > 0 && !this.#flushScheduled) this.#flush();
     });
   }
 
