@@ -114,6 +114,39 @@ describe('nftables inline membership (injected kernel)', () => {
     ]);
   });
 
+  it('entries that arrive while a batch is being written go out together in the next one', async () => {
+    const clock = new ManualClock();
+    let release: () => void = () => undefined;
+    let writes = 0;
+    class GatedHandle extends FakeNftHandle {
+      override async apply(transaction: Parameters<FakeNftHandle['apply']>[0]): Promise<void> {
+        if (transaction.operations.some((op) => op.object.kind === 'element')) {
+          writes++;
+          if (writes === 1) await new Promise<void>((resolve) => (release = resolve));
+        }
+        return super.apply(transaction);
+      }
+    }
+    const handle = new GatedHandle(clock);
+    const fake = fakeKernel();
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    await dataplane.install(baseState());
+    fake.emit(entry(clock, '198.19.0.1'));
+    await new Promise<void>((resolve) => setImmediate(resolve)); // first batch: its write is held
+    fake.emit(entry(clock, '198.19.0.2'));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    fake.emit(entry(clock, '198.19.0.3'));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(writes).toBe(1);
+    release();
+    const deadline = Date.now() + 2000;
+    while (writes < 2 && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
+    await dataplane.status();
+    expect(writes).toBe(2);
+    const elements = (await handle.listSet({ family: 'inet', name: 'dnsplane_tc' }, 'ds_1a2b_v4'))?.elements ?? [];
+    expect(elements.map((e) => e.value)).toEqual(['198.19.0.1', '198.19.0.2', '198.19.0.3']);
+  });
+
   it('importLearned() writes the kernel membership maps too; exportLearned() merges them with the nft sets', async () => {
     const clock = new ManualClock();
     const membership: LearnedEntry[] = [];
