@@ -1,7 +1,8 @@
-// The seam for inline learning: whatever observes the eBPF parser's "learned" events (the
-// ring-buffer consumer in packages/bpf-parser, wired by the agent) hands batches of entries
-// to the driver, which mirrors them into its nft sets. Closing the window between "parser
-// learned" and "nft set holds it" is built on top of this seam later.
+// The seam for inline learning: whatever observes the eBPF parser's "learned" events hands
+// batches of entries to the driver, which mirrors them into its nft sets. With `pinRoot` the
+// driver's own TcMembership (ring-buffer consumer of the tc parser) is such a source; the
+// window between "parser learned" and "nft set holds it" is closed by the tc membership mark
+// (see tc-membership.ts), not by this seam.
 import type { LearnedEntry } from '@dnsplane/core';
 
 export interface LearnedSource {
