@@ -230,6 +230,9 @@ export function startInNamespace(
     wait: () => exited,
     async stop(graceMs = 3000) {
       if (exit !== undefined) return exit;
+      // Whoever stops a process waits for it: the unref'd child must keep the loop alive now,
+      // or a caller with nothing else pending exits before the child's exit event arrives.
+      child.ref();
       signalGroup(pid, 'SIGTERM');
       const timer = setTimeout(() => signalGroup(pid, 'SIGKILL'), graceMs);
       const result = await exited;
