@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DNSPLANE_TC_FILTERS, DnsParserProgram, MembershipMarker } from '@dnsplane/bpf-parser';
 import { createLab } from '../../../test/lab/lab.js';
-import { writeLabConfig } from '../test/scripts/lab-config.js';
+import { clientInterface, writeLabConfig } from '../test/scripts/lab-config.js';
 
 const args = process.argv.slice(2);
 const option = (name: string): string | undefined => {
@@ -50,7 +50,7 @@ async function mirrorLatency() {
     await driver.waitForOutput(/"event":"installed"/, 60_000);
     if (NO_MARK) {
       const slot = DNSPLANE_TC_FILTERS.membershipMark;
-      const del = await lab.exec('node', ['tc', 'filter', 'del', 'dev', lab.endpoints.client1.hostInterface, 'ingress', 'pref', String(slot.priority), 'handle', `0x${slot.handle.toString(16)}`, 'bpf']);
+      const del = await lab.exec('node', ['tc', 'filter', 'del', 'dev', clientInterface(lab), 'ingress', 'pref', String(slot.priority), 'handle', `0x${slot.handle.toString(16)}`, 'bpf']);
       if (del.code !== 0) throw new Error(`tc filter del: ${del.stderr}`);
     }
     const trials = lab.allocateFresh(TRIALS).map((f) => ({ name: f.name, port: 80 }));

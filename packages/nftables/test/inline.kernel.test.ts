@@ -127,7 +127,7 @@ describe('nftables inline membership in the lab', () => {
   }, 90_000);
 
   it('remove() detaches every tc program it attached, deletes the table and the pin root', async () => {
-    const hostInterface = lab().endpoints.client1.hostInterface;
+    const hostInterface = lab().endpoints['client1']?.hostInterface ?? 'missing-client1';
     const filters = async (ifname: string, direction: string): Promise<string> =>
       (await lab().exec('node', ['tc', 'filter', 'show', 'dev', ifname, direction])).stdout;
     expect(await filters(hostInterface, 'ingress')).toMatch(/dnsplane_member/);

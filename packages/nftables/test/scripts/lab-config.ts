@@ -4,6 +4,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Lab } from '../../../../test/lab/lab.js';
 
+/** client1's host-side interface (where the marker goes). */
+export function clientInterface(lab: Lab): string {
+  const endpoint = lab.endpoints['client1'];
+  if (endpoint === undefined) throw new Error(`lab ${lab.id} has no client1`);
+  return endpoint.hostInterface;
+}
+
 export async function writeLabConfig(lab: Lab, dir: string, names: { table: string; pinRoot: string }): Promise<string> {
   const config = join(dir, 'dnsplane.yaml');
   const dnsmasq = lab.dnsServers.dnsmasq;
@@ -37,7 +44,7 @@ export async function writeLabConfig(lab: Lab, dir: string, names: { table: stri
       '---',
       'kind: Endpoint',
       'metadata: { name: client1, labels: { app: c1 } }',
-      `spec: { interface: ${lab.endpoints.client1.hostInterface} }`,
+      `spec: { interface: ${clientInterface(lab)} }`,
     ].join('\n'),
   );
   return config;
