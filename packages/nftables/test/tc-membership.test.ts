@@ -80,6 +80,17 @@ describe('nftables inline membership (injected kernel)', () => {
     expect((await dataplane.status()).counters['parser.parsed']).toBe(3);
   });
 
+  it('an endpoint no longer selected loses its marker entry and attachment on the next install', async () => {
+    const { dataplane, log, programmed } = setup();
+    await dataplane.install(baseState());
+    expect(programmed.has(7)).toBe(true);
+    const state = baseState();
+    await dataplane.install({ ...state, endpoints: state.endpoints.map((e) => (e.name === 'web' ? { ...e, egressPolicies: [] } : e)) });
+    expect(programmed.has(7)).toBe(false);
+    expect(log).toContain('detach marker ingress veth-web');
+    expect(log.some((l) => l.startsWith('detach parser'))).toBe(false); // the parser still watches every interface
+  });
+
   it('watches only dns.interfaces when given', async () => {
     const clock = new ManualClock();
     const fake = fakeKernel();
