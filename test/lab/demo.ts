@@ -13,6 +13,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BpfMap, decodeExpiry, decodeMemberKey, ktimeNs } from '@dnsplane/bpf-parser';
 import { parse as parseYaml } from 'yaml';
 import { createLab, type Lab, type LabProcess } from './lab.js';
 import { waitFor } from './wait.js';
@@ -114,16 +115,30 @@ async function showLearned(lab: Lab, dataplane: string, pinRoot: string): Promis
   }
   if (dataplane === 'iptables') {
     const rules = await lab.exec('node', ['iptables-save']);
-    say(rules.stdout.split('\n').filter((line) => line.includes('DNSPLANE') && line.includes('bpf')).slice(0, 12).map((l) => `  ${l}`).join('\n') || '  (no xt_bpf rules)');
+    // The domain rules match through per-set xt_bpf member programs reading the kernel maps.
+    say(rules.stdout.split('\n').filter((line) => line.includes('DNSPLANE') && line.includes('xt_member')).slice(0, 8).map((l) => `  ${l}`).join('\n') || '  (no xt_bpf member rules)');
   }
-  for (const map of ['dnsp_members4', 'dnsp_members6']) {
-    const dump = await lab.exec('node', ['bpftool', '-j', 'map', 'dump', 'pinned', join(pinRoot, map)]);
-    if (dump.code !== 0) {
-      say(`  ${map}: not pinned (${dump.stderr.trim().split('\n')[0] ?? ''})`);
+  // The kernel's membership maps (what the inline path reads), decoded with bpf-parser's codecs.
+  for (const [map, family] of [['dnsp_members4', 4], ['dnsp_members6', 6]] as const) {
+    const path = join(pinRoot, map);
+    let pinned: BpfMap;
+    try {
+      pinned = BpfMap.fromPinned(path);
+    } catch (error) {
+      say(`  ${map}: not pinned (${error instanceof Error ? error.message : String(error)})`);
       continue;
     }
-    const entries = JSON.parse(dump.stdout || '[]') as unknown[];
-    say(`  kernel membership map ${map}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (bpftool map dump pinned ${join(pinRoot, map)})`);
+    try {
+      const now = ktimeNs();
+      const entries = pinned.entries().map(([key, value]) => ({ ...decodeMemberKey(family, key), expiry: decodeExpiry(value) }));
+      say(`  kernel map ${path}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}`);
+      for (const entry of entries.slice(0, 12)) {
+        const left = Number(entry.expiry - now) / 1e9;
+        say(`    domain set ${entry.setId.toString(16).padStart(8, '0')}  ${entry.address.padEnd(16)} ${left > 0 ? `expires in ${left.toFixed(0)} s` : 'expired'}`);
+      }
+    } finally {
+      pinned.close();
+    }
   }
 }
 
@@ -188,7 +203,7 @@ async function main(): Promise<number> {
       say(`  node ${DNSPLANE} status --socket ${socket}`);
       say(`  edit ${join(directory, 'policies')}/*.yaml — the agent re-applies on save`);
       say('  tear down:');
-      say(`    npx tsx test/lab/cli.ts down ${lab.id} && rm -rf ${pinRoot} ${directory}`);
+      say(`    cd ${REPO_ROOT} && npx tsx test/lab/cli.ts down ${lab.id} && rm -rf ${pinRoot} ${directory}`);
     }
   } catch (error) {
     ok = false;
