@@ -47,6 +47,9 @@ function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPor
     '      protocol: TCP',
     '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
     ...(withHeldPort ? ['    - action: Allow', '      protocol: TCP', `      destination: { nets: ["198.19.1.1/32"], ports: [${HELD_PORT}] }`] : []),
+    '    - action: Log',
+    '      protocol: TCP',
+    '      destination: { ports: [8080] }',
     '    - action: Deny',
     '---',
     // Ingress applies and allows nothing: replies get in only through the connection table.
@@ -153,6 +156,13 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     // client2 is not an endpoint: it reaches the web server, but not client1 (ingress: nothing allowed).
     const inbound = await lab().exec('client2', ['curl', '-s', '-m', '1.5', `http://${lab().endpoints['client1']?.ipv4 ?? ''}:80/`]);
     expect(inbound.code).not.toBe(0);
+  }, 30_000);
+
+  it('a Log rule reaches the agent\'s structured log through the ring buffer (and evaluation goes on to the Deny)', async () => {
+    const result = await lab().connectAfterResolve('client1', 'www.lab.test', 8080, { connectTimeoutMs: 1500 });
+    expect(result.connected).toBe(false);
+    const line = await agent?.waitForOutput(/"event":"policy_log".*"destinationPort":8080/, 15_000);
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ policy: 'client1-egress', endpoint: 'client1', direction: 'egress', rule: 3, protocol: 6, destination: '198.19.1.1' });
   }, 30_000);
 
   it('a host endpoint: the node accepts only what its ingress allows, forwarded traffic is untouched', async () => {
