@@ -4,10 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import type { LearnedEntry } from '@dnsplane/core';
 import { FakeNftHandle } from '../src/fake-handle.js';
+import { sortedOperationLines } from '../src/render-json.js';
 import type { MarkedSet } from '../src/mark-bits.js';
 import { createNftablesDataplane } from '../src/nftables-dataplane.js';
 import type { TcMembershipKernel } from '../src/tc-membership.js';
-import { ManualClock, baseState, githubSet } from './fixtures.js';
+import { ManualClock, anyPeer, baseState, githubSet, rule, s3Set } from './fixtures.js';
 
 function fakeKernel(membership: LearnedEntry[] = []) {
   const log: string[] = [];
@@ -89,6 +90,27 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(programmed.has(7)).toBe(false);
     expect(log).toContain('detach marker ingress veth-web');
     expect(log.some((l) => l.startsWith('detach parser'))).toBe(false); // the parser still watches every interface
+  });
+
+  it('sets beyond the bit budget are mirror-only: warned at install, counted in status, no mark rule', async () => {
+    const clock = new ManualClock();
+    const fake = fakeKernel();
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (_: object, msg: string) => warnings.push(msg) };
+    const handle = new FakeNftHandle(clock);
+    const dataplane = createNftablesDataplane({
+      tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel, markMask: '0x00000100', logger,
+    });
+    const state = baseState();
+    const twoSets = state.policies.map((p) =>
+      p.name === 'web-egress' ? { ...p, egress: [...(p.egress ?? []), rule(9, { action: 'allow', destination: { ...anyPeer, domainSetId: s3Set.id } })] } : p,
+    );
+    await dataplane.install({ ...state, policies: twoSets });
+    expect(warnings.some((w) => w.includes('mirror alone'))).toBe(true);
+    expect((await dataplane.status()).counters['mirror_only_sets']).toBe(1);
+    expect(fake.programmed.get(7)).toHaveLength(1);
+    const marks = sortedOperationLines(handle.applied[0]!).filter((line) => line.includes('"mark"')).length;
+    expect(marks).toBe(2); // one set, two families
   });
 
   it('watches only dns.interfaces when given', async () => {
