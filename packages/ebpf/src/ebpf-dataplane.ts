@@ -37,9 +37,15 @@ import { HOST_INTERFACES, compilePolicyTables, type HookTable, type PolicyTables
 /** The compiled policy object (built by `make -C bpf`). */
 export const POLICY_OBJECT_PATH = fileURLToPath(new URL('../bpf/policy.bpf.o', import.meta.url));
 
-/** tc filter slots (fixed, so a re-attach replaces): the parser first, then the policy. */
-export const PARSER_TC_FILTER = { priority: 1, handle: 0xd5 } as const;
-export const POLICY_TC_FILTER = { priority: 2, handle: 0xd5 } as const;
+/**
+ * tc filter slots (fixed, so a re-attach replaces): this dataplane's parser, then its policy,
+ * after bpf-parser's shared slots (DNSPLANE_TC_FILTERS: parser 0xd1, membership mark 0xd2).
+ * The parser gets a slot of its own rather than the shared 0xd1: during a migration the old
+ * dataplane's remove() detaches its filters after the new one is installed, and must not take
+ * the new dataplane's parser with it. Both parsers run for that moment (same maps, same writes).
+ */
+export const PARSER_TC_FILTER = { priority: 0xd4, handle: 0xd15 } as const;
+export const POLICY_TC_FILTER = { priority: 0xd5, handle: 0xd15 } as const;
 
 export interface EbpfLogger {
   debug(object: object, message?: string): void;

@@ -123,6 +123,10 @@ describe('ebpf dataplane in the lab (real agent)', () => {
       const removal = lab().startAgentProcess(['node', AGENT, 'uninstall', '-c', config, '--socket', join(dir, 'agent.sock')], { name: 'ebpf-uninstall' });
       await removal.wait();
       expect(existsSync(PIN_ROOT)).toBe(false);
+      for (const direction of ['ingress', 'egress']) {
+        const shown = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', direction]);
+        expect(shown.stdout).not.toMatch(/dnsplane/);
+      }
     } finally {
       await rm(PIN_ROOT, { recursive: true, force: true });
       if (dir !== '') await rm(dir, { recursive: true, force: true });
@@ -132,10 +136,10 @@ describe('ebpf dataplane in the lab (real agent)', () => {
   it('attaches the parser and the policy programs on tc of the workload interface', async () => {
     const shown = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', 'ingress']);
     // tc prints program names cut to 15 characters.
-    expect(shown.stdout).toMatch(/pref 1 bpf chain 0 handle 0xd5 dnsplane_parse_/);
-    expect(shown.stdout).toMatch(/pref 2 bpf chain 0 handle 0xd5 dnsplane_policy/);
+    expect(shown.stdout).toMatch(/pref 212 bpf chain 0 handle 0xd15 dnsplane_parse_/);
+    expect(shown.stdout).toMatch(/pref 213 bpf chain 0 handle 0xd15 dnsplane_policy/);
     const egress = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', 'egress']);
-    expect(egress.stdout).toMatch(/pref 2 bpf chain 0 handle 0xd5 dnsplane_policy/);
+    expect(egress.stdout).toMatch(/pref 213 bpf chain 0 handle 0xd15 dnsplane_policy/);
   });
 
   it('200 fresh allowed names: every first SYN passes (zero SYN retransmits), replies through the connection table', async () => {
