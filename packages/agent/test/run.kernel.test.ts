@@ -1,14 +1,25 @@
 // `dnsplane run` as a real process with the real nftables driver, inside a network namespace
-// created for this test (so the table it programs is isolated and goes away with the netns).
+// created for this test (so the table it programs is isolated and goes away with the netns),
+// with a unique bpf.pinRoot. The daemon is started like the lab starts its agent: nsenter into
+// the netns, then a private mount namespace with a fresh sysfs (so /sys/class/net shows the
+// netns' interfaces) and the host's bpffs moved back on /sys/fs/bpf (`ip netns exec` would hide it).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configTree, waitFor, WEB_POLICY, type ConfigTree } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/dnsplane.js', import.meta.url));
 const netns = `dnsplane-agent-${randomBytes(4).toString('hex')}`;
+const pinRoot = `/sys/fs/bpf/dnsplane-t${randomBytes(4).toString('hex')}`;
+const LAUNCH = [
+  'keep=$(mktemp -d /tmp/dnsplane-bpffs.XXXXXX) && mount --bind /sys/fs/bpf "$keep" || exit 125',
+  'mount -t sysfs sysfs /sys || exit 125',
+  'mount --move "$keep" /sys/fs/bpf && rmdir "$keep" || exit 125',
+  'exec "$@"',
+].join('\n');
 let tree: ConfigTree | undefined;
 let daemon: ChildProcess | undefined;
 let daemonLog = '';
@@ -34,6 +45,7 @@ beforeAll(async () => {
   const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
   if (added.status !== 0) throw new Error(`ip netns add failed: ${added.stderr}`);
   tree = await configTree();
+  await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\n`);
 });
 
 afterAll(async () => {
@@ -43,6 +55,7 @@ afterAll(async () => {
     }
   } finally {
     spawnSync('ip', ['netns', 'del', netns]);
+    rmSync(pinRoot, { recursive: true, force: true });
     await tree?.cleanup();
   }
 });
@@ -51,7 +64,7 @@ describe('dnsplane run (real nftables, own netns)', () => {
   it('installs, re-applies on change, keeps the last good state, stops on SIGTERM leaving enforcement', async () => {
     if (!tree) throw new Error('no config tree');
     const socketPath = tree.socketPath;
-    daemon = spawn('ip', ['netns', 'exec', netns, process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
+    daemon = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', LAUNCH, 'sh', process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     daemon.stdout?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
