@@ -147,6 +147,13 @@ export class NftablesDataplane implements Dataplane {
       // Without elements: a re-install never needs them, and they can number 100,000s.
       const current = await this.#handle.listTable(this.table, { elements: false });
       const plan = planInstall(desired, current);
+      // A table that does not exist yet (first install, or a migration onto nftables) gets the
+      // kernel side first: when its domain rules appear, the marker already marks packets to
+      // every member the kernel maps hold, so no allowed, already-learned address is denied
+      // while the parser loads. A re-install keeps rules first (below), so a packet the marker
+      // marks always finds its rule.
+      let inKernel: LearnedEntry[] | undefined;
+      if (this.#membership !== undefined && plan.created) inKernel = this.#membership.install(state, desired.marks);
       if (plan.transaction.size > 0) await this.#handle.apply(plan.transaction);
       this.#logger.info(
         {
@@ -165,8 +172,7 @@ export class NftablesDataplane implements Dataplane {
       for (const name of plan.deletedSets) this.#expiries.delete(name);
       for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
       if (this.#membership !== undefined) {
-        // The nft rules exist first, so a packet the marker marks always finds its rule.
-        const inKernel = this.#membership.install(state, desired.marks);
+        inKernel ??= this.#membership.install(state, desired.marks);
         // Learned while no agent mirrored (or before this install): catch the nft sets up.
         const synced = await this.#addLearned(inKernel);
         this.#logger.info({ ...synced, membership: inKernel.length }, 'nftables: nft sets synced from the kernel membership maps');
