@@ -162,6 +162,22 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     expect(inbound.code).not.toBe(0);
   }, 30_000);
 
+  it('dnsplane status shows the tc filters, policy counters and learned entries of the ebpf dataplane', async () => {
+    const result = await lab().exec('node', ['node', AGENT, 'status', '--socket', join(dir, 'agent.sock'), '--json']);
+    expect(result.code).toBe(0);
+    const text = result.stdout;
+    const hostInterface = lab().endpoints['client1']?.hostInterface ?? '';
+    expect(text).toContain(`tc ingress ${hostInterface} dnsplane_policy_ingress`);
+    expect(text).toContain(`tc egress ${hostInterface} dnsplane_policy_egress`);
+    expect(text).toContain(`tc ingress ${hostInterface} dnsplane_parse_tc`);
+    const counters = [...text.matchAll(/"policy\.(\w+)":\s*(\d+)/g)].map((m) => [m[1], Number(m[2])] as const);
+    const byName = Object.fromEntries(counters);
+    expect(byName['established']).toBeGreaterThan(0);
+    expect(byName['allowed']).toBeGreaterThanOrEqual(200);
+    expect(byName['default_deny']).toBeGreaterThan(0);
+    expect(Number(/"learned":\s*(\d+)/.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(200);
+  }, 20_000);
+
   it('a Log rule reaches the agent\'s structured log through the ring buffer (and evaluation goes on to the Deny)', async () => {
     const result = await lab().connectAfterResolve('client1', 'www.lab.test', 8080, { connectTimeoutMs: 1500 });
     expect(result.connected).toBe(false);
