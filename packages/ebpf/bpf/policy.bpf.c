@@ -257,6 +257,7 @@ static __always_inline int in_ranges(const struct dnsplane_policy_port_range *ra
  */
 __noinline int rule_matches(const struct dnsplane_policy_rule *rule, const struct packet *pkt, __u64 now_ns)
 {
+	/* A global function is verified without its callers' context: pointer arguments may be NULL. */
 	if (!rule || !pkt)
 		return 0;
 	if (rule->family && rule->family != pkt->family)
@@ -329,6 +330,7 @@ static long evaluate_rule(__u64 index, void *context)
 	if (index < ev->skip_until)
 		return 0;
 	slot = ev->hook->first + (__u32)index;
+	/* A lookup rather than pointer arithmetic: the array map bounds-checks the slot for us. */
 	rule = bpf_map_lookup_elem(&dnsp_pol_rules, &slot);
 	if (!rule)
 		return 1; /* out of the array: stop, default deny */
@@ -433,6 +435,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 tc_dir)
 		.tc_dir = tc_dir,
 	};
 	__u32 n = hook->count;
+	/* The count comes from a map: clamp it so a corrupt entry cannot make the loop long. */
 	if (n > DNSPLANE_POLICY_HOOK_RULES)
 		n = DNSPLANE_POLICY_HOOK_RULES;
 	/* bpf_loop: one verified callback body whatever the number of rules. */
