@@ -222,7 +222,7 @@ interface ProgramCost {
  * can take. Hooks are written for the test run's device (lo, ifindex 1).
  */
 function programCosts(): ProgramCost[] {
-  const pinRoot = `/sys/fs/bpf/dnsplane-b${randomBytes(4).toString('hex')}`;
+  const pinRoot = `/sys/fs/bpf/dnsplane-dpb${randomBytes(4).toString('hex')}`;
   const parser = DnsParserProgram.load({ pinRoot });
   try {
     const spec = BpfObjectSpec.open(POLICY_OBJECT_PATH);
@@ -298,7 +298,7 @@ async function main(): Promise<void> {
     results.push(...(await measure(lab, 'no policy', baseTarget.ipv4, args.seconds)));
 
     for (const kind of kinds) {
-      const pinRoot = `/sys/fs/bpf/dnsplane-b${randomBytes(4).toString('hex')}`;
+      const pinRoot = `/sys/fs/bpf/dnsplane-dpb${randomBytes(4).toString('hex')}`;
       const config = join(dir, `${kind}.yaml`);
       await writeFile(
         config,
