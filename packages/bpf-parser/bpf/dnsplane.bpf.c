@@ -136,6 +136,14 @@ struct candidate {
 
 #define CACHE_SLOTS 8
 
+struct chain_name {
+	__u32 label_count;
+	__u32 pad;
+	__u64 suffix_hash[DNSPLANE_MAX_LABELS + 1];
+	__u16 label_off[DNSPLANE_MAX_LABELS];
+	__u8 label_len[DNSPLANE_MAX_LABELS];
+};
+
 struct scratch {
 	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
 	struct name_out name;
@@ -161,6 +169,10 @@ struct scratch {
 	__u64 chain[DNSPLANE_MAX_CHAIN];
 	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
 	__u32 sets[DNSPLANE_MAX_SETS];
+	/* what matching needs of each chain name, saved when it is decoded (no second decode) */
+	struct chain_name chain_names[DNSPLANE_MAX_CHAIN];
+	__u32 chain_saved; /* bit i: chain_names[i] holds chain name i */
+	__u32 pad4;
 	struct candidate cand[DNSPLANE_MAX_ANSWERS];
 	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
 	__u64 cache_hash[CACHE_SLOTS];
@@ -417,6 +429,54 @@ __attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
 	}
 	s->name.hash = h;
 	return w->end;
+}
+
+/*
+ * Saves what matching needs of the name now in scratch->name (label count, suffix hashes,
+ * label offsets and lengths) as chain name `idx`; chain_load puts it back. Copies n + 1
+ * entries where a second decode would walk the name again. Global: verified once.
+ */
+__attribute__((noinline)) int chain_save(__u32 slot, __u32 idx)
+{
+	struct scratch *s = scratch_of(slot);
+	struct chain_name *c;
+	__u32 n;
+
+	if (!s)
+		return 0;
+	c = &s->chain_names[idx & (DNSPLANE_MAX_CHAIN - 1)];
+	n = s->name.label_count;
+	c->label_count = n;
+	for (__u32 k = 0; k < DNSPLANE_MAX_LABELS; k++) {
+		if (k > n)
+			break;
+		c->suffix_hash[k] = s->name.suffix_hash[k];
+		c->label_off[k] = s->name.label_off[k];
+		c->label_len[k] = s->name.label_len[k];
+	}
+	return 0;
+}
+
+__attribute__((noinline)) int chain_load(__u32 slot, __u32 idx)
+{
+	struct scratch *s = scratch_of(slot);
+	struct chain_name *c;
+	__u32 n;
+
+	if (!s)
+		return 0;
+	c = &s->chain_names[idx & (DNSPLANE_MAX_CHAIN - 1)];
+	n = c->label_count;
+	s->name.label_count = n;
+	for (__u32 k = 0; k < DNSPLANE_MAX_LABELS; k++) {
+		if (k > n)
+			break;
+		s->name.suffix_hash[k] = c->suffix_hash[k];
+		s->name.label_off[k] = c->label_off[k];
+		s->name.label_len[k] = c->label_len[k];
+	}
+	s->name_off = s->chain_off[idx & (DNSPLANE_MAX_CHAIN - 1)];
+	return 0;
 }
 
 /* ---------------------------------------------------------------- domain table */
@@ -761,6 +821,12 @@ static long answer_step(__u32 idx, void *data)
 		if (type == DNS_TYPE_CNAME) {
 			__u64 target_hash;
 
+			/* the question name, while it is still decoded: saved before the target
+			 * replaces it (only responses with a CNAME pay for this) */
+			if (!(s->chain_saved & 1) && s->name_off == 12) {
+				chain_save(slot, 0);
+				s->chain_saved |= 1;
+			}
 			r = decode_name(slot, rdata, msg_len);
 			if (r < 0 || (__u32)r != rdata + rdlen) {
 				/* the target must fill its rdata exactly; anything else is malformed */
@@ -772,6 +838,8 @@ static long answer_step(__u32 idx, void *data)
 			if (!in_chain(s, target_hash) && s->chain_len < DNSPLANE_MAX_CHAIN) {
 				s->chain[s->chain_len & (DNSPLANE_MAX_CHAIN - 1)] = target_hash;
 				s->chain_off[s->chain_len & (DNSPLANE_MAX_CHAIN - 1)] = rdata;
+				chain_save(slot, s->chain_len);
+				s->chain_saved |= 1u << (s->chain_len & (DNSPLANE_MAX_CHAIN - 1));
 				s->chain_len++;
 			}
 		} else if (type == DNS_TYPE_A || type == DNS_TYPE_AAAA) {
@@ -1141,6 +1209,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->chain[0] = s->name.hash;
 	s->chain_off[0] = 12;
 	s->chain_len = 1;
+	s->chain_saved = 0;
 	s->set_count = 0;
 	s->cand_count = 0;
 	s->cache_next = 0;
@@ -1165,7 +1234,10 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	/*
 	 * Match every name of the chain against the domain table, here rather than in the
 	 * answers loop: bpf_loop callbacks, global functions and the glob matcher nest, and
-	 * the verifier allows eight call frames. A name that decoded once decodes again.
+	 * the verifier allows eight call frames. Each CNAME target (and the question name, when a
+	 * CNAME comes while it is still decoded) was saved when it was decoded (chain_save), so it
+	 * is put back rather than decoded again; the name still in scratch->name is used as it
+	 * is; only a question name overwritten before the first CNAME is decoded again.
 	 */
 	table = bpf_map_lookup_elem(&dnsp_table, &zero);
 	if (!table)
@@ -1184,7 +1256,11 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
 		if (i >= s->chain_len)
 			break;
-		if (s->name_off != s->chain_off[i] && decode_name(slot, s->chain_off[i], msg_len) < 0)
+		if (s->name_off == s->chain_off[i])
+			; /* still decoded */
+		else if (s->chain_saved & (1u << i))
+			chain_load(slot, i);
+		else if (decode_name(slot, s->chain_off[i], msg_len) < 0)
 			break;
 		bpf_loop(DNSPLANE_MAX_LABELS + 1, match_step, &slot, 0);
 	}

@@ -153,7 +153,9 @@ function envSeed(name: string): number | undefined {
 
 describe('kernel parser vs reference parser (BPF_PROG_TEST_RUN, both entry points)', () => {
   beforeAll(() => {
-    harness = KernelParserHarness.open(dns, domainSets);
+    // DNSPLANE_PARSER_OBJECT=<path.o> checks another build of the parser (e.g. a variant being tried)
+    const objectPath = process.env['DNSPLANE_PARSER_OBJECT'];
+    harness = KernelParserHarness.open(dns, domainSets, objectPath ? { objectPath } : {});
   });
   afterAll(() => {
     harness?.close();
