@@ -248,11 +248,14 @@ export class ConformanceHarness {
     await attempt('stop agent', async () => this.agent?.stop(5000));
     if (this.lab !== undefined && !this.lab.destroyed) {
       const lab = this.lab;
-      // The removal path of the CLI when it has one (exit 2 = no such command yet): it runs in
-      // the node namespace so it sees the same tables, chains and tc filters.
-      await attempt('dnsplane uninstall', async () =>
-        lab.exec('node', ['node', DNSPLANE_BIN, 'uninstall', '-c', this.configPath], { timeoutMs: 30_000 }),
-      );
+      // The CLI's removal path, in the node namespace so it sees the same tables, chains and
+      // tc filters; it names this run's socket so another daemon on the machine is no obstacle.
+      await attempt('dnsplane uninstall', async () => {
+        const result = await lab.exec('node', ['node', DNSPLANE_BIN, 'uninstall', '-c', this.configPath, '--socket', this.socketPath], {
+          timeoutMs: 30_000,
+        });
+        if (result.code !== 0) throw new Error(`exit ${result.code}: ${lastLines(`${result.stdout}\n${result.stderr}`, 6)}`);
+      });
     }
     // Pins are global (bpffs): removing the folder unpins every program and map of this run.
     await attempt('remove pin root', async () => rmSync(this.pinRoot, { recursive: true, force: true }));
