@@ -154,11 +154,16 @@ async function main(): Promise<number> {
   let agent: LabProcess | undefined;
   let kept = false;
   let ok = true;
+  let configPath: string | undefined;
+  let socketPath: string | undefined;
   try {
     heading('building the lab (network namespaces, dnsmasq + unbound, web server)');
     lab = await createLab({ clients: 2, log: (message) => say(`  ${message}`) });
-    const { configPath, dataplane } = writeConfig(lab, directory, options.dataplane, pinRoot);
+    const written = writeConfig(lab, directory, options.dataplane, pinRoot);
+    configPath = written.configPath;
+    const dataplane = written.dataplane;
     const socket = join(directory, 'agent.sock');
+    socketPath = socket;
     say(`  lab ${lab.id}: client1 = endpoint "web" (${lab.endpoints.client1!.hostInterface}), client2 = endpoint "batch" (${lab.endpoints.client2!.hostInterface})`);
     say(`  config: ${configPath} (examples/dnsplane.yaml + examples/policies, adapted to the lab)`);
 
@@ -211,7 +216,12 @@ async function main(): Promise<number> {
   } finally {
     if (!kept) {
       heading('tearing down');
-      await agent?.stop(5000);
+      await agent?.stop(15_000);
+      if (lab !== undefined && !lab.destroyed && configPath !== undefined) {
+        // dnsplane's own removal path (nft table / iptables chains / tc filters / pins / state).
+        const removal = await lab.exec('node', ['node', DNSPLANE, 'uninstall', '-c', configPath, '--socket', socketPath ?? '']);
+        say(removal.code === 0 ? '  dnsplane uninstall: done' : `  dnsplane uninstall failed (exit ${removal.code}): ${removal.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      }
       rmSync(pinRoot, { recursive: true, force: true });
       const report = await lab?.destroy();
       rmSync(directory, { recursive: true, force: true });
