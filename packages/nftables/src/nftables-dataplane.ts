@@ -85,6 +85,8 @@ export class NftablesDataplane implements Dataplane {
   readonly #interfaces: readonly string[];
   readonly #membership: TcMembership | undefined;
   readonly #pinRoot: string | undefined;
+  /** The nft sets were caught up with the kernel membership maps once (later installs skip it). */
+  #caughtUp = false;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -153,7 +155,10 @@ export class NftablesDataplane implements Dataplane {
       // while the parser loads. A re-install keeps rules first (below), so a packet the marker
       // marks always finds its rule.
       let inKernel: LearnedEntry[] | undefined;
-      if (this.#membership !== undefined && plan.created) inKernel = this.#membership.install(state, desired.marks);
+      // The kernel membership is read (to catch the nft sets up) on the first install of this
+      // process only: from then on the mirror consumes every learned event as it comes.
+      const exportMembership = !this.#caughtUp;
+      if (this.#membership !== undefined && plan.created) inKernel = this.#membership.install(state, desired.marks, { exportMembership });
       if (plan.transaction.size > 0) await this.#handle.apply(plan.transaction);
       this.#logger.info(
         {
@@ -172,10 +177,13 @@ export class NftablesDataplane implements Dataplane {
       for (const name of plan.deletedSets) this.#expiries.delete(name);
       for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
       if (this.#membership !== undefined) {
-        inKernel ??= this.#membership.install(state, desired.marks);
-        // Learned while no agent mirrored (or before this install): catch the nft sets up.
-        const synced = await this.#addLearned(inKernel);
-        this.#logger.info({ ...synced, membership: inKernel.length }, 'nftables: nft sets synced from the kernel membership maps');
+        inKernel ??= this.#membership.install(state, desired.marks, { exportMembership });
+        if (exportMembership) {
+          // Learned while no agent mirrored (or before this install): catch the nft sets up.
+          const synced = await this.#addLearned(inKernel);
+          this.#caughtUp = true;
+          this.#logger.info({ ...synced, membership: inKernel.length }, 'nftables: nft sets synced from the kernel membership maps');
+        }
       }
     });
   }
@@ -215,7 +223,8 @@ export class NftablesDataplane implements Dataplane {
     const written: Array<[string, string, number]> = [];
     for (const [set, addresses] of wanted) {
       const known = await this.#knownExpiries(set, now);
-      const elements: NftElementValue[] = [];
+      const fresh: NftElementValue[] = [];
+      const refreshed: NftElementValue[] = [];
       for (const [address, seconds] of addresses) {
         const expiresAt = now + seconds * 1000;
         const current = known?.get(address);
@@ -223,16 +232,19 @@ export class NftablesDataplane implements Dataplane {
           unchanged++;
           continue;
         }
-        elements.push({ value: address, timeout: seconds });
+        // `known` holds every element this agent wrote or listed: an address it lacks is not in
+        // the set, and a plain add suffices (a third of the work when 100,000s are restored).
+        (current === undefined ? fresh : refreshed).push({ value: address, timeout: seconds });
         written.push([set, address, expiresAt]);
       }
-      if (elements.length === 0) continue;
       const object = (list: readonly NftElementValue[]) =>
         ({ kind: 'element', element: { table: this.table, set, elements: list } }) as const;
+      if (fresh.length > 0) tx.add(object(fresh));
+      if (refreshed.length === 0) continue;
       // add (so the delete cannot fail), delete (drops the old expiry), add (the new one).
-      tx.add(object(elements));
-      tx.delete(object(elements.map((e) => ({ value: e.value }))));
-      tx.add(object(elements));
+      tx.add(object(refreshed));
+      tx.delete(object(refreshed.map((e) => ({ value: e.value }))));
+      tx.add(object(refreshed));
     }
     if (unknownSets.size > 0) {
       this.#logger.warn({ setIds: [...unknownSets] }, 'nftables: learned entries for domain sets that are not installed were ignored');
@@ -347,6 +359,7 @@ export class NftablesDataplane implements Dataplane {
         this.#logger.info({ table: this.table.name }, 'nftables: table removed');
       }
       this.#expiries.clear();
+      this.#caughtUp = false;
       if (this.#membership !== undefined) {
         this.#membership.remove();
         this.#logger.info({ pinRoot: this.#pinRoot }, 'nftables: tc programs detached, pins removed');

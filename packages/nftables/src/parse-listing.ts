@@ -33,16 +33,14 @@ function countedPackets(expr: readonly unknown[] | undefined): number | undefine
   }
   return undefined;
 }
-const elemObjectSchema = z.object({
-  elem: z.object({ val: z.union([z.string(), z.number()]), timeout: z.number().optional(), expires: z.number().optional() }),
-});
 const setSchema = z.object({
   family: familySchema,
   table: z.string(),
   name: z.string(),
   type: z.union([z.string(), z.array(z.string())]),
   flags: z.array(z.string()).optional(),
-  elem: z.array(z.unknown()).optional(),
+  // checked below with Array.isArray: z.array would walk 100,000s of elements once more
+  elem: z.unknown().optional(),
 });
 const documentSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
 
@@ -73,13 +71,20 @@ export function parseTableList(text: string): NftTableRef[] {
   return tables;
 }
 
+const optionalNumber = (value: unknown): value is number | undefined => value === undefined || typeof value === 'number';
+
+/**
+ * One set element. Checked by hand rather than with a zod schema: a listing can hold 100,000s
+ * of elements, and a schema parse per element dominated status() and exportLearned().
+ */
 function parseElement(raw: unknown): NftElementSnapshot | undefined {
   if (typeof raw === 'string') return { value: raw };
   if (typeof raw === 'number') return { value: String(raw) };
   if (typeof raw === 'object' && raw !== null && 'elem' in raw) {
-    const parsed = elemObjectSchema.safeParse(raw);
-    if (!parsed.success) return undefined;
-    const { val, timeout, expires } = parsed.data.elem;
+    const elem = (raw as { readonly elem: unknown }).elem;
+    if (typeof elem !== 'object' || elem === null) return undefined;
+    const { val, timeout, expires } = elem as { readonly val?: unknown; readonly timeout?: unknown; readonly expires?: unknown };
+    if ((typeof val !== 'string' && typeof val !== 'number') || !optionalNumber(timeout) || !optionalNumber(expires)) return undefined;
     return {
       value: String(val),
       ...(timeout !== undefined ? { timeout } : {}),
@@ -113,7 +118,9 @@ export function parseTableListing(text: string, table: NftTableRef): NftTableSna
       const set = setSchema.safeParse(item.set);
       if (!set.success) throw new KernelError(`nft ${what}: malformed set`, set.error.message);
       const elements: NftElementSnapshot[] = [];
-      for (const raw of set.data.elem ?? []) {
+      const rawElements = set.data.elem ?? [];
+      if (!Array.isArray(rawElements)) throw new KernelError(`nft ${what}: malformed set`, `${set.data.name}: elem is not a list`);
+      for (const raw of rawElements as readonly unknown[]) {
         const element = parseElement(raw);
         if (element !== undefined) elements.push(element);
       }

@@ -130,7 +130,7 @@ export class TcMembership implements LearnedSource {
    * `state`, attaches them, and starts consuming learned events. Returns the membership in
    * force in the kernel (learned while no agent ran) for the mirror to catch up with.
    */
-  install(state: DesiredState, marks: MarkAssignment): LearnedEntry[] {
+  install(state: DesiredState, marks: MarkAssignment, options: { readonly exportMembership?: boolean } = {}): LearnedEntry[] {
     const { kernel, pinRoot, logger } = this.#options;
     this.#parser ??= kernel.loadParser(pinRoot);
     const parser = this.#parser;
@@ -206,7 +206,9 @@ export class TcMembership implements LearnedSource {
       (entry, expiryNs) => this.#enqueue(entry, expiryNs),
       (error) => logger.error({ err: error }, 'nftables: reading learned events failed'),
     );
-    return parser.exportLearned(this.#clock);
+    // Reading every map entry costs ~2 s at 100,000 members: callers that already consume the
+    // events (a re-install in the same process) skip it.
+    return options.exportMembership === false ? [] : parser.exportLearned(this.#clock);
   }
 
   counters(): Record<string, number> {
