@@ -138,7 +138,6 @@ export class Daemon {
     const statePath = statePathOf(inputs);
     const recorded = await this.#previousDataplane(statePath);
     const previous = recorded?.dataplane;
-    const saved = await this.#readSavedLearned(statePath);
     const dataplane = this.options.dataplaneProvider(kind, inputs);
     this.#dataplane = dataplane;
     this.#kind = kind;
@@ -159,6 +158,8 @@ export class Daemon {
     await dataplane.install(state);
     this.#remember(inputs, state);
     logger.info({ event: 'applied', dataplane: kind, ...summary(state) }, 'desired state installed');
+    // Read after the install: parsing 100,000 saved entries (~1 s) need not delay enforcement.
+    const saved = await this.#readSavedLearned(statePath);
     // 2. The previous dataplane, when the recorded one differs: still in force until step 4.
     let old: Dataplane | undefined;
     if (migrating) {
