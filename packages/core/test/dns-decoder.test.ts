@@ -347,7 +347,7 @@ describe('address text', () => {
     ['::ffff:198.18.0.1', '::ffff:c612:1'],
     ['198.18.0.1', '198.18.0.1'],
   ])('%s → %s', async (input, canonical) => {
-    const { canonicalAddress } = await import('../src/dns/ip.js');
+    const { canonicalAddress } = await import('../src/net-address.js');
     expect(canonicalAddress(input)).toBe(canonical);
   });
 });
