@@ -3,7 +3,7 @@
 // compared with the compiled object's BTF in test/maps-btf.test.ts, so the two sides cannot
 // drift: change the header and that test names the field to fix here.
 import type { IpFamily } from '@dnsplane/core';
-import { formatAddress, parseAddress } from '@dnsplane/core';
+import { PARSER_COUNTERS, formatAddress, parseAddress } from '@dnsplane/core';
 
 /** Names of the pinned maps (each pinned as <pin root>/<name>). */
 export const MAP_NAMES = {
@@ -46,20 +46,11 @@ export const EVENT_ENTRIES = 32;
 export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
 export type PatternLabelKind = (typeof PatternLabelKind)[keyof typeof PatternLabelKind];
 
-/** Counter names by index (enum dnsplane_counter). */
-export const COUNTER_NAMES = [
-  'parsed',
-  'learned',
-  'untrusted',
-  'unmatched_query',
-  'malformed',
-  'truncated',
-  'over_limit',
-  'not_response',
-  'rejected',
-  'queries',
-  'events_lost',
-] as const;
+/**
+ * Counter names by index (enum dnsplane_counter): the reference parser's outcomes, in the same
+ * order, plus the kernel-only count of ring-buffer records that found no room.
+ */
+export const COUNTER_NAMES = [...PARSER_COUNTERS, 'events_lost'] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
 export interface FieldLayout {
