@@ -18,20 +18,27 @@ export interface ProcessRunner {
   run(command: string, args: readonly string[], options?: { readonly input?: string }): Promise<ProcessResult>;
 }
 
+/**
+ * Runs a tool and collects its output. stdin is only piped when there is input, and a write
+ * error on it is ignored: a tool that exits without reading it (every `*-save`, `nft`, a
+ * `*-restore` that fails early) would otherwise raise an unhandled EPIPE. The exit code and
+ * stderr are what report the tool's result.
+ */
 export const systemProcessRunner: ProcessRunner = {
   run(command, args, options) {
     return new Promise((resolve, reject) => {
-      const child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const input = options?.input;
+      const child = spawn(command, [...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
       child.on('error', reject);
-      // A tool that exits without reading its input (every *-save) must not turn the pending
-      // write into an uncaught EPIPE.
-      child.stdin.on('error', () => {});
       child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-      child.stdin.end(options?.input ?? '');
+      if (child.stdin !== null) {
+        child.stdin.on('error', () => undefined);
+        child.stdin.end(input);
+      }
     });
   },
 };
