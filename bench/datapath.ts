@@ -30,6 +30,7 @@ import { POLICY_OBJECT_PATH, POLICY_PROGRAM_NAMES, compilePolicyTables, writeGen
 import { DRIVERS } from '../packages/agent/src/drivers.js';
 import { frame } from '../packages/ebpf/test/packets.js';
 import { createLab, type Lab } from '../test/lab/lab.js';
+import { waitFor } from '../test/lab/wait.js';
 
 const AGENT = fileURLToPath(new URL('../packages/agent/bin/dnsplane.js', import.meta.url));
 const PORT = 9000;
@@ -128,15 +129,6 @@ const median = (values: readonly number[]): number => {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 };
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function policyYaml(lab: Lab): string {
   const dnsmasq = lab.dnsServers.dnsmasq;
@@ -291,7 +283,7 @@ async function main(): Promise<void> {
     await rm(flags, { recursive: true, force: true });
     await import('node:fs/promises').then((fs) => fs.mkdir(flags));
     const server = lab.exec('web', ['node', '-e', SERVER_JS, String(PORT), flags], { timeoutMs: 20 * 60 * 1000 });
-    await waitFor('the echo server', () => (existsSync(join(flags, 'listening')) ? true : undefined), 20_000);
+    await waitFor('the echo server', () => (existsSync(join(flags, 'listening')) ? true : undefined), { timeoutMs: 20_000 });
 
     const [baseTarget] = lab.allocateFresh(1);
     if (!baseTarget) throw new Error('no fresh name');

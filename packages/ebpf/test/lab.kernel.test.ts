@@ -12,6 +12,7 @@ import { POLICY_MAP_NAMES, encodeIndex } from '@dnsplane/ebpf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
+import { waitFor } from '../../../test/lab/wait.js';
 
 const AGENT = fileURLToPath(new URL('../../agent/bin/dnsplane.js', import.meta.url));
 const HELD = fileURLToPath(new URL('./scripts/held-connection.mjs', import.meta.url));
@@ -20,15 +21,6 @@ const HELD_PORT = 9000;
 const HOST_ALLOWED = 8081;
 const HOST_DENIED = 8082;
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPort: boolean): string {
   const dnsmasq = lab.dnsServers.dnsmasq;
@@ -194,7 +186,7 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     try {
       for (const port of [HOST_ALLOWED, HOST_DENIED]) await mkdir(join(flags, String(port)));
       const servers = [HOST_ALLOWED, HOST_DENIED].map((port) => l.exec('node', ['node', HELD, 'server', String(port), join(flags, String(port))], { timeoutMs: 60_000 }));
-      await waitFor('the node listeners', () => ([HOST_ALLOWED, HOST_DENIED].every((p) => existsSync(join(flags, String(p), 'listening'))) ? true : undefined), 15_000);
+      await waitFor('the node listeners', () => ([HOST_ALLOWED, HOST_DENIED].every((p) => existsSync(join(flags, String(p), 'listening'))) ? true : undefined), { timeoutMs: 15_000 });
       expect((await connect(HOST_ALLOWED)).stdout).toContain('connected');
       expect((await connect(HOST_DENIED)).stdout).toContain('timeout'); // dropped, not refused
       // client2 → web is forwarded through the node: not the host's ingress.
@@ -212,12 +204,12 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     const flags = await mkdtemp(join(tmpdir(), 'dnsplane-ebpf-held-'));
     try {
       const server = l.exec('web', ['node', HELD, 'server', String(HELD_PORT), flags], { timeoutMs: 60_000 });
-      await waitFor('the echo server', () => (existsSync(join(flags, 'listening')) ? true : undefined), 15_000);
+      await waitFor('the echo server', () => (existsSync(join(flags, 'listening')) ? true : undefined), { timeoutMs: 15_000 });
       const client = l.exec('client1', ['node', HELD, 'client', '198.19.1.1', String(HELD_PORT), flags], { timeoutMs: 60_000 });
-      await waitFor('the held connection', () => (existsSync(join(flags, 'connected')) ? true : undefined), 15_000);
+      await waitFor('the held connection', () => (existsSync(join(flags, 'connected')) ? true : undefined), { timeoutMs: 15_000 });
       const before = generation();
       await writeFile(join(dir, 'policy.yaml'), policyDocuments(l, false));
-      await waitFor('the agent to apply the change', () => (generation() !== before ? true : undefined), 30_000).catch((error: unknown) => {
+      await waitFor('the agent to apply the change', () => (generation() !== before ? true : undefined), { timeoutMs: 30_000 }).catch((error: unknown) => {
         throw new Error(`${String(error)}\n${agent?.stdout().slice(-3000) ?? ''}\n${agent?.stderr().slice(-2000) ?? ''}`);
       });
       await writeFile(join(flags, 'changed'), '');

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
+import { waitFor } from '../../../test/lab/wait.js';
 import { writeLabConfig } from './scripts/lab-config.js';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
@@ -18,16 +19,6 @@ const suffix = randomBytes(4).toString('hex');
 const TABLE = `dnsplane_t${suffix}`;
 const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${suffix}`;
 
-/** Waits for `check` to give a value, polling with a deadline (a condition, not a sleep). */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('nftables inline membership in the lab', () => {
   const lab = useLab({ clients: 2, freshNames: 400 });
@@ -103,7 +94,7 @@ describe('nftables inline membership in the lab', () => {
       const text = await freshSet();
       // e.g. "198.19.64.1 timeout 1m10s expires 1m9s412ms" (TTL 60 + extraTTL 10)
       return new RegExp(`${fresh.ipv4.replaceAll('.', '\\.')} timeout [0-9hms]+ expires [0-9hms]+`).test(text) ? text : undefined;
-    }, 5_000).catch(async (error: unknown) => {
+    }, { timeoutMs: 5_000 }).catch(async (error: unknown) => {
       throw new Error(`${String(error)}\n${await freshSet()}\n${driver?.stdout().slice(-3000) ?? ''}`);
     });
     expect(listing).toMatch(/flags timeout/);
@@ -123,7 +114,7 @@ describe('nftables inline membership in the lab', () => {
 
     driver = await startDriver();
     await waitFor('the restarted driver to sync the address', async () =>
-      (await freshSet()).includes(`${fresh.ipv4} `) ? true : undefined, 5_000);
+      (await freshSet()).includes(`${fresh.ipv4} `) ? true : undefined, { timeoutMs: 5_000 });
   }, 90_000);
 
   it('remove() detaches every tc program it attached, deletes the table and the pin root', async () => {
