@@ -239,6 +239,14 @@ static __always_inline struct scratch *scratch_of(__u32 slot)
 	return bpf_map_lookup_elem(&dnsp_scratch, &slot);
 }
 
+/* What a bpf_loop callback gets: the scratch pointer itself (the verifier keeps the type of
+ * a pointer spilled to the caller's stack), so a callback costs no map lookup. */
+struct loop_ctx {
+	struct scratch *s;
+	__u32 slot;
+	__u32 pad;
+};
+
 static __always_inline void count(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&dnsp_counters, &idx);
@@ -291,8 +299,8 @@ static __always_inline __u64 suffix_mix(__u64 suffix, __u64 label)
 /* One step of a name: a label, a compression pointer, or the terminating zero. */
 static long name_step(__u32 i, void *data)
 {
-	__u32 slot = *(__u32 *)data;
-	struct scratch *s = scratch_of(slot);
+	struct loop_ctx *ctx = data;
+	struct scratch *s = ctx->s;
 	struct name_walk *w;
 	__u32 pos, b, len, n, t;
 	__u64 h;
@@ -406,7 +414,11 @@ __attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
 	w->jumped = 0;
 	w->status = ST_RUNNING;
 	/* at most 127 labels, 16 hops and the terminating zero */
-	bpf_loop(DNSPLANE_MAX_LABELS + DNSPLANE_MAX_HOPS + 2, name_step, &slot, 0);
+	{
+		struct loop_ctx lc = { .s = s, .slot = slot };
+
+		bpf_loop(DNSPLANE_MAX_LABELS + DNSPLANE_MAX_HOPS + 2, name_step, &lc, 0);
+	}
 	if (w->status == ST_TRUNCATED)
 		return ERR_TRUNCATED;
 	if (w->status != ST_DONE)
@@ -698,8 +710,9 @@ __attribute__((noinline)) int consider_id(__u32 slot, __u32 i)
 /* One label boundary of the decoded name: the k rightmost labels form the suffix. */
 static long match_step(__u32 idx, void *data)
 {
-	__u32 slot = *(__u32 *)data;
-	struct scratch *s = scratch_of(slot);
+	struct loop_ctx *ctx = data;
+	__u32 slot = ctx->slot;
+	struct scratch *s = ctx->s;
 	struct dnsplane_domain_entry *e;
 	__u32 d, k;
 	__u64 key;
@@ -760,8 +773,9 @@ static __always_inline int in_chain(struct scratch *s, __u64 hash)
 
 static long answer_step(__u32 idx, void *data)
 {
-	__u32 slot = *(__u32 *)data;
-	struct scratch *s = scratch_of(slot);
+	struct loop_ctx *ctx = data;
+	__u32 slot = ctx->slot;
+	struct scratch *s = ctx->s;
 	__u32 pos, msg_len, after, type, klass, ttl, rdlen, rdata;
 	__u64 owner = 0;
 	int found = 0, r;
@@ -884,8 +898,8 @@ static __always_inline void flush_events(struct scratch *s)
 
 static long credit_step(__u32 idx, void *data)
 {
-	__u32 slot = *(__u32 *)data;
-	struct scratch *s = scratch_of(slot);
+	struct loop_ctx *ctx = data;
+	struct scratch *s = ctx->s;
 	struct candidate *c;
 	struct dnsplane_event_entry *ev;
 	__u32 ci, si, set_id, ttl, n;
@@ -1089,6 +1103,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	struct dnsplane_config *cfg;
 	struct dnsplane_table_info *table;
 	struct l4info li = {};
+	struct loop_ctx lc = {};
 	__u32 zero = 0, msg_off, msg_len, flags, qdcount, qend;
 	int to_server, from_server, r;
 
@@ -1221,7 +1236,9 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->pos = qend;
 	s->ancount = rd16(s, 6);
 	s->status = ST_RUNNING;
-	bpf_loop(DNSPLANE_MAX_ANSWERS, answer_step, &slot, 0);
+	lc.s = s;
+	lc.slot = slot;
+	bpf_loop(DNSPLANE_MAX_ANSWERS, answer_step, &lc, 0);
 	if (s->status == ST_MALFORMED) {
 		count(DNSPLANE_C_MALFORMED, 1);
 		return 0;
@@ -1262,7 +1279,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 			chain_load(slot, i);
 		else if (decode_name(slot, s->chain_off[i], msg_len) < 0)
 			break;
-		bpf_loop(DNSPLANE_MAX_LABELS + 1, match_step, &slot, 0);
+		bpf_loop(DNSPLANE_MAX_LABELS + 1, match_step, &lc, 0);
 	}
 	if (!s->set_count)
 		return 0;
@@ -1276,7 +1293,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->rec_count = 0;
 	s->credit_ci = 0;
 	s->credit_si = 0;
-	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &slot, 0);
+	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &lc, 0);
 	flush_events(s);
 	return 0;
 }
