@@ -896,6 +896,25 @@ static __always_inline void flush_events(struct scratch *s)
 	s->rec_count = 0;
 }
 
+/*
+ * Writes one membership entry, or refreshes an existing one in place keeping the later
+ * expiry (an aligned 8-byte store). Returns the expiry in force afterwards, 0 when the map
+ * refused the entry (full). Always inlined, so the verifier sees a constant map pointer.
+ */
+static __always_inline __u64 member_write(void *map, const void *key, __u64 expiry)
+{
+	struct dnsplane_member_value v = { .expiry_ns = expiry };
+	__u64 *old = bpf_map_lookup_elem(map, key);
+
+	if (old) {
+		if (*old > expiry)
+			return *old;
+		*old = expiry;
+		return expiry;
+	}
+	return bpf_map_update_elem(map, key, &v, BPF_ANY) ? 0 : expiry;
+}
+
 static long credit_step(__u32 idx, void *data)
 {
 	struct loop_ctx *ctx = data;
@@ -903,7 +922,7 @@ static long credit_step(__u32 idx, void *data)
 	struct candidate *c;
 	struct dnsplane_event_entry *ev;
 	__u32 ci, si, set_id, ttl, n;
-	__u64 expiry, *old;
+	__u64 expiry;
 
 	if (!s || !s->credit_sets)
 		return 1;
@@ -925,35 +944,17 @@ static long credit_step(__u32 idx, void *data)
 
 	if (c->family == 4) {
 		struct dnsplane_member4_key k4 = { .set_id = set_id };
-		struct dnsplane_member_value v = { .expiry_ns = expiry };
 
 		__builtin_memcpy(k4.addr, c->addr, 4);
-		old = bpf_map_lookup_elem(&dnsp_members4, &k4);
-		if (old) {
-			/* a refresh: in place, keeping the later expiry (an aligned 8-byte store) */
-			if (*old > expiry)
-				expiry = *old;
-			else
-				*old = expiry;
-		} else if (bpf_map_update_elem(&dnsp_members4, &k4, &v, BPF_ANY)) {
-			return 0;
-		}
+		expiry = member_write(&dnsp_members4, &k4, expiry);
 	} else {
 		struct dnsplane_member6_key k6 = { .set_id = set_id };
-		struct dnsplane_member_value v = { .expiry_ns = expiry };
 
 		__builtin_memcpy(k6.addr, c->addr, 16);
-		old = bpf_map_lookup_elem(&dnsp_members6, &k6);
-		if (old) {
-			/* a refresh: in place, keeping the later expiry (an aligned 8-byte store) */
-			if (*old > expiry)
-				expiry = *old;
-			else
-				*old = expiry;
-		} else if (bpf_map_update_elem(&dnsp_members6, &k6, &v, BPF_ANY)) {
-			return 0;
-		}
+		expiry = member_write(&dnsp_members6, &k6, expiry);
 	}
+	if (!expiry)
+		return 0;
 	count(DNSPLANE_C_LEARNED, 1);
 
 	n = s->rec_count;
