@@ -12,6 +12,7 @@ import { POLICY_MAP_NAMES, encodeIndex } from '@dnsplane/ebpf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
+import { expectEveryFirstSynPasses } from '../../../test/lab/first-syn.js';
 import { waitFor } from '../../../test/lab/wait.js';
 
 const AGENT = fileURLToPath(new URL('../../agent/bin/dnsplane.js', import.meta.url));
@@ -136,11 +137,7 @@ describe('ebpf dataplane in the lab (real agent)', () => {
 
   it('200 fresh allowed names: every first SYN passes (zero SYN retransmits), replies through the connection table', async () => {
     const trials = lab().allocateFresh(200).map((f) => ({ name: f.name, port: 80 }));
-    const batch = await lab().connectAfterResolveBatch('client1', trials);
-    const failed = batch.trials.filter((t) => !t.connected || t.synRetransmitted);
-    expect(failed.slice(0, 5)).toEqual([]);
-    expect(batch.counters.synRetransmits).toBe(0);
-    expect(batch.cleanConnects).toBe(200);
+    await expectEveryFirstSynPasses(lab(), 'client1', trials);
   }, 60_000);
 
   it('denies a name the policy does not allow, and an unsolicited connection to the workload', async () => {
