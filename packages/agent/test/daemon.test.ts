@@ -1,13 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
 import { main } from '../src/cli.js';
-import { createContainer, resolve } from '../src/container.js';
-import { Daemon } from '../src/daemon.js';
+import type { Daemon } from '../src/daemon.js';
 import { fetchStatus, isAgentAlreadyRunning } from '../src/status-socket.js';
-import { configTree, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
+import { configTree, createTestDaemon, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
 
 let tree: ConfigTree | undefined;
 const daemons: Daemon[] = [];
@@ -18,14 +16,7 @@ afterEach(async () => {
 });
 
 function daemonFor(t: TestEnvironment, configPath: string, extra: { socketPath?: string; dataplaneOverride?: DataplaneKind } = {}): Daemon {
-  const container = createContainer(t.environment, { logLevel: 'debug' });
-  const daemon = new Daemon({
-    configPath,
-    environment: t.environment,
-    logger: resolve(container, 'logger') as pino.Logger,
-    dataplaneProvider: resolve(container, 'dataplaneProvider'),
-    ...extra,
-  });
+  const daemon = createTestDaemon(t, configPath, extra);
   daemons.push(daemon);
   return daemon;
 }

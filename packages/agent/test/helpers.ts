@@ -5,6 +5,9 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FakeDataplane, DATAPLANE_KINDS, loadInputs, systemProcessRunner, type Clock, type DataplaneKind } from '@dnsplane/core';
+import type pino from 'pino';
+import { createContainer, resolve } from '../src/container.js';
+import { Daemon, type DaemonOptions } from '../src/daemon.js';
 import type { DriverRegistration } from '../src/drivers.js';
 import { fsWatchFactory, type AgentEnvironment, type StopSignal } from '../src/environment.js';
 
@@ -143,4 +146,20 @@ statePath: ${statePath}
     write,
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** A Daemon wired the way the CLI wires it (the container's logger and dataplane provider). */
+export function createTestDaemon(
+  t: TestEnvironment,
+  configPath: string,
+  extra: Pick<DaemonOptions, 'socketPath' | 'dataplaneOverride' | 'stateMaxEntries'> = {},
+): Daemon {
+  const container = createContainer(t.environment, { logLevel: 'debug' });
+  return new Daemon({
+    configPath,
+    environment: t.environment,
+    logger: resolve(container, 'logger') as pino.Logger,
+    dataplaneProvider: resolve(container, 'dataplaneProvider'),
+    ...extra,
+  });
 }

@@ -6,7 +6,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import {
   LearnedStore,
   type Clock,
@@ -19,12 +18,11 @@ import {
   type ProcessRunner,
 } from '@dnsplane/core';
 import { main } from '../src/cli.js';
-import { createContainer, resolve } from '../src/container.js';
-import { Daemon } from '../src/daemon.js';
+import type { Daemon } from '../src/daemon.js';
 import type { DriverContext, DriverRegistration } from '../src/drivers.js';
 import { boundEntries, markerPathFor } from '../src/state-file.js';
 import { fetchStatus } from '../src/status-socket.js';
-import { configTree, testEnvironment, waitFor, type ConfigTree, type TestEnvironment } from './helpers.js';
+import { configTree, createTestDaemon, testEnvironment, waitFor, type ConfigTree, type TestEnvironment } from './helpers.js';
 
 /** What the kernel holds for one dataplane kind; survives daemon restarts. */
 interface FakeKernel {
@@ -109,14 +107,7 @@ function setup(replace: (k: Kernels) => DriverRegistration[] = (k) => k.drivers)
 }
 
 function daemonFor(t: TestEnvironment, configPath: string, extra: { socketPath?: string; stateMaxEntries?: number } = {}): Daemon {
-  const container = createContainer(t.environment, { logLevel: 'debug' });
-  const daemon = new Daemon({
-    configPath,
-    environment: t.environment,
-    logger: resolve(container, 'logger') as pino.Logger,
-    dataplaneProvider: resolve(container, 'dataplaneProvider'),
-    ...extra,
-  });
+  const daemon = createTestDaemon(t, configPath, extra);
   daemons.push(daemon);
   return daemon;
 }
