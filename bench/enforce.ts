@@ -20,21 +20,15 @@
 //     addresses restored from the state file: time from start to applied, re-apply time after
 //     an edit, agent RSS.
 // Targets: zero lost first SYNs, added DNS latency < 5 µs, full apply < 2 s.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { compile, loadInputs, LearnedStore, systemClock, type LearnedEntry } from '@dnsplane/core';
+import { writeFileSync } from 'node:fs';
 import { DRIVERS } from '../packages/agent/src/drivers.js';
-import { createLab, type Lab, type LabProcess } from '../test/lab/lab.js';
+import type { Lab } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
+import { BenchAgent, endpointDoc, fmt, quantile, withLab } from './enforce-agent.js';
+import { formatScale, scaleFigures, type ScaleFigures } from './enforce-scale.js';
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const DNSPLANE = join(REPO_ROOT, 'packages', 'agent', 'bin', 'dnsplane.js');
 const TARGET_ADDED_DNS_US = 5;
-const TARGET_APPLY_MS = 2000;
 
 interface Options {
   readonly json: string | undefined;
@@ -72,101 +66,6 @@ interface ConnectColumn {
   addedDnsUs?: number;
   readonly baseline?: string;
   readonly error?: string;
-}
-
-interface ScaleFigures {
-  readonly policies: number;
-  readonly patterns: number;
-  readonly learned: number;
-  readonly startToAppliedMs: number;
-  readonly reapplyMs: number;
-  readonly rssMiB: number;
-  readonly learnedInForce: number;
-}
-
-function quantile(values: readonly number[], q: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function cli(argv: readonly string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [DNSPLANE, ...argv], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 15_000 }, (error, stdout) =>
-      resolve({ code: error === null ? 0 : 1, stdout }),
-    );
-  });
-}
-
-interface StatusView {
-  readonly pid: number;
-  readonly startedAt: string;
-  readonly learned: number;
-  readonly lastApply?: { readonly at: string };
-}
-
-async function status(socket: string): Promise<StatusView | undefined> {
-  const result = await cli(['status', '--socket', socket, '--json']);
-  return result.code === 0 ? (JSON.parse(result.stdout) as StatusView) : undefined;
-}
-
-/** A running agent in a lab with a config written to a temp folder. */
-class BenchAgent {
-  readonly directory = mkdtempSync(join(tmpdir(), 'dnsplane-bench-'));
-  readonly socket = join(this.directory, 'agent.sock');
-  readonly pinRoot = `/sys/fs/bpf/dnsplane-b${randomBytes(4).toString('hex')}`;
-  readonly configPath = join(this.directory, 'dnsplane.yaml');
-  process: LabProcess | undefined;
-
-  constructor(
-    readonly lab: Lab,
-    readonly dataplane: string,
-  ) {
-    mkdirSync(join(this.directory, 'policies'));
-  }
-
-  writeConfig(extra: Record<string, unknown> = {}): void {
-    const config = {
-      dataplane: this.dataplane,
-      dns: { trustedServers: [...this.lab.trustedServers], minTTL: 30, extraTTL: 10 },
-      resources: ['./policies'],
-      statePath: join(this.directory, 'state.json'),
-      log: { level: 'warn' },
-      bpf: { pinRoot: this.pinRoot },
-      ...extra,
-    };
-    writeFileSync(this.configPath, JSON.stringify(config));
-  }
-
-  writeResource(file: string, documents: readonly unknown[]): void {
-    writeFileSync(join(this.directory, 'policies', file), documents.map((d) => JSON.stringify(d)).join('\n---\n'));
-  }
-
-  async start(timeoutMs: number): Promise<StatusView> {
-    this.process = this.lab.startAgentProcess(['node', DNSPLANE, 'run', '-c', this.configPath, '--socket', this.socket]);
-    const agent = this.process;
-    return waitFor(
-      `the ${this.dataplane} agent to apply`,
-      async () => {
-        if (agent.exited) throw new Error(`agent exited: ${agent.stderr().trim().split('\n').slice(-3).join(' | ')}`);
-        const view = await status(this.socket);
-        return view?.lastApply === undefined ? undefined : view;
-      },
-      { timeoutMs, stopOn: (error) => error instanceof Error && error.message.startsWith('agent exited') },
-    );
-  }
-
-  async stop(): Promise<void> {
-    await this.process?.stop(30_000);
-    await this.lab.exec('node', ['node', DNSPLANE, 'uninstall', '-c', this.configPath, '--socket', this.socket], { timeoutMs: 30_000 }).catch(() => undefined);
-    rmSync(this.pinRoot, { recursive: true, force: true });
-    rmSync(this.directory, { recursive: true, force: true });
-  }
-}
-
-function endpointDoc(lab: Lab): Record<string, unknown> {
-  const client = lab.endpoints.client1!;
-  return { kind: 'Endpoint', metadata: { name: 'client1', labels: { app: 'bench' } }, spec: { interface: client.hostInterface, addresses: [client.ipv4, client.ipv6] } };
 }
 
 function benchPolicy(lab: Lab): Record<string, unknown> {
@@ -219,15 +118,6 @@ const failedColumn = (name: string, trials: number, error: unknown): ConnectColu
   dnsMs: { p50: Number.NaN, p99: Number.NaN },
   error: error instanceof Error ? error.message.split('\n')[0]! : String(error),
 });
-
-async function withLab<T>(trials: number, body: (lab: Lab) => Promise<T>): Promise<T> {
-  const lab = await createLab({ clients: 1, freshNames: Math.min(16_383, trials * 2 + 10) });
-  try {
-    return await body(lab);
-  } finally {
-    await lab.destroy();
-  }
-}
 
 async function dnsplaneColumn(dataplane: string, trials: number): Promise<ConnectColumn> {
   const name = `dnsplane/${dataplane}`;
@@ -302,81 +192,6 @@ async function dnsmasqColumns(trials: number): Promise<ConnectColumn[]> {
   });
 }
 
-async function scaleFigures(): Promise<ScaleFigures> {
-  const POLICIES = 1000;
-  const PER_POLICY = 10;
-  const LEARNED = 100_000;
-  return withLab(1, async (lab) => {
-    const agent = new BenchAgent(lab, 'nftables');
-    try {
-      agent.writeConfig();
-      const policy = (i: number, suffix: string): Record<string, unknown> => ({
-        kind: 'Policy',
-        metadata: { name: `p${i}` },
-        spec: {
-          order: i,
-          selector: 'app == "bench"',
-          types: ['Egress'],
-          egress: [
-            {
-              action: 'Allow',
-              protocol: 'TCP',
-              destination: { domains: Array.from({ length: PER_POLICY }, (_, j) => `s${j}.p${i}${suffix}.scale.test`), ports: [443] },
-            },
-          ],
-        },
-      });
-      agent.writeResource('endpoints.yaml', [endpointDoc(lab)]);
-      for (let i = 0; i < POLICIES; i += 1) agent.writeResource(`p${i}.yaml`, [policy(i, '')]);
-      // 100,000 learned addresses spread over the 1,000 domain sets, restored at start.
-      process.stderr.write('  compiling for the state file…\n');
-      const state = compile(await loadInputs(agent.configPath));
-      process.stderr.write(`  ${state.domainSets.length} domain sets; writing ${LEARNED} learned entries…\n`);
-      const store = new LearnedStore(systemClock);
-      const expiresAt = Date.now() + 3_600_000;
-      const entries: LearnedEntry[] = [];
-      for (let k = 0; k < LEARNED; k += 1) {
-        const set = state.domainSets[k % state.domainSets.length]!;
-        entries.push({ setId: set.id, family: 4, address: `198.${18 + ((k >> 16) & 1)}.${(k >> 8) & 255}.${k & 255}`, expiresAt });
-      }
-      store.recordAll(entries);
-      writeFileSync(join(agent.directory, 'state.json'), store.serialize());
-      process.stderr.write('  starting the agent…\n');
-      const first = await agent.start(180_000);
-      process.stderr.write(`  applied; waiting for the learned entries (${first.learned} so far)…\n`);
-      const startToAppliedMs = Date.parse(first.lastApply!.at) - Date.parse(first.startedAt);
-      const restored = await waitFor('learned entries to be restored', async () => {
-        const view = await status(agent.socket);
-        return view !== undefined && view.learned >= LEARNED * 0.99 ? view : undefined;
-      }, { timeoutMs: 180_000 });
-      process.stderr.write('  restored; editing one policy…\n');
-      // Re-apply: one policy edited.
-      const before = restored.lastApply!.at;
-      const editedAt = Date.now();
-      agent.writeResource('p0.yaml', [policy(0, 'x')]);
-      const reapplied = await waitFor('the edit to apply', async () => {
-        const view = await status(agent.socket);
-        return view?.lastApply !== undefined && view.lastApply.at !== before ? view : undefined;
-      }, { timeoutMs: 120_000 });
-      process.stderr.write('  re-applied\n');
-      const reapplyMs = Date.parse(reapplied.lastApply!.at) - editedAt;
-      const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${reapplied.pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
-      return {
-        policies: POLICIES,
-        patterns: POLICIES * PER_POLICY,
-        learned: LEARNED,
-        startToAppliedMs,
-        reapplyMs,
-        rssMiB: rssKiB / 1024,
-        learnedInForce: reapplied.learned,
-      };
-    } finally {
-      await agent.stop();
-    }
-  });
-}
-
-const fmt = (value: number, digits = 2): string => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
@@ -415,12 +230,7 @@ async function main(): Promise<void> {
   ];
   if (scale !== undefined) {
     lines.push('');
-    if ('error' in scale) lines.push(`scale: ERROR ${scale.error}`);
-    else
-      lines.push(
-        `scale (nftables): ${scale.policies} policies, ${scale.patterns} patterns, ${scale.learned} learned restored (${scale.learnedInForce} in force)`,
-        `  start → applied ${fmt(scale.startToAppliedMs, 0)} ms (target < ${TARGET_APPLY_MS} ms: ${scale.startToAppliedMs < TARGET_APPLY_MS ? 'met' : 'MISSED'}); re-apply after one edit ${fmt(scale.reapplyMs, 0)} ms (incl. 200 ms debounce); agent RSS ${fmt(scale.rssMiB, 1)} MiB`,
-      );
+    lines.push(...formatScale(scale));
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   if (options.json !== undefined) writeFileSync(options.json, `${JSON.stringify({ trials: options.trials, columns, scale }, null, 2)}\n`);
