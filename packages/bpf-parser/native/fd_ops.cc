@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "ops.h"
@@ -73,6 +75,48 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// progMaps(fd) -> [{ id, name }]: the maps a loaded program uses (bpf_prog_info.map_ids),
+// each named from its own map info. A map freed meanwhile is left out.
+Napi::Value ProgMaps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = Int32Arg(info, 0, "fd");
+  struct bpf_prog_info prog_info;
+  std::memset(&prog_info, 0, sizeof(prog_info));
+  __u32 len = sizeof(prog_info);
+  if (bpf_obj_get_info_by_fd(fd, &prog_info, &len) != 0) ThrowErrno(env, errno, "program info");
+  std::vector<__u32> ids(prog_info.nr_map_ids);
+  if (!ids.empty()) {
+    const __u32 count = prog_info.nr_map_ids;
+    std::memset(&prog_info, 0, sizeof(prog_info));
+    prog_info.nr_map_ids = count;
+    prog_info.map_ids = reinterpret_cast<__u64>(ids.data());
+    len = sizeof(prog_info);
+    if (bpf_obj_get_info_by_fd(fd, &prog_info, &len) != 0) ThrowErrno(env, errno, "program map ids");
+    ids.resize(std::min<__u32>(count, prog_info.nr_map_ids));
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t index = 0;
+  for (const __u32 id : ids) {
+    const int map_fd = bpf_map_get_fd_by_id(id);
+    if (map_fd < 0) {
+      if (errno == ENOENT) continue;
+      ThrowErrno(env, errno, "open map id " + std::to_string(id));
+    }
+    struct bpf_map_info map_info;
+    std::memset(&map_info, 0, sizeof(map_info));
+    __u32 map_len = sizeof(map_info);
+    const int ret = bpf_obj_get_info_by_fd(map_fd, &map_info, &map_len);
+    const int err = errno;
+    close(map_fd);
+    if (ret != 0) ThrowErrno(env, err, "map info of id " + std::to_string(id));
+    Napi::Object item = Napi::Object::New(env);
+    item.Set("id", id);
+    item.Set("name", map_info.name);
+    out.Set(index++, item);
+  }
+  return out;
+}
+
 }  // namespace
 
 void RegisterFdOps(Napi::Env env, Napi::Object exports) {
@@ -81,6 +125,7 @@ void RegisterFdOps(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("mapInfo", Napi::Function::New<MapInfo>(env, "mapInfo"));
   exports.Set("progInfo", Napi::Function::New<ProgInfo>(env, "progInfo"));
+  exports.Set("progMaps", Napi::Function::New<ProgMaps>(env, "progMaps"));
 }
 
 }  // namespace dnsplane_bpf

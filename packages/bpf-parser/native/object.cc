@@ -78,6 +78,7 @@ Napi::Function ObjectHandle::Define(Napi::Env env) {
                      {
                          InstanceMethod<&ObjectHandle::SetGlobal>("setGlobal"),
                          InstanceMethod<&ObjectHandle::SetPinPath>("setPinPath"),
+                         InstanceMethod<&ObjectHandle::SetAutoload>("setAutoload"),
                          InstanceMethod<&ObjectHandle::Load>("load"),
                          InstanceMethod<&ObjectHandle::Programs>("programs"),
                          InstanceMethod<&ObjectHandle::Maps>("maps"),
@@ -165,6 +166,22 @@ Napi::Value ObjectHandle::SetPinPath(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setAutoload(programName, autoload): a program left out is neither verified nor loaded
+// (bpf_program__set_autoload); its fd stays -1 after load.
+Napi::Value ObjectHandle::SetAutoload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_object* obj = Require(env, "setAutoload");
+  const std::string name = StringArg(info, 0, "program name");
+  if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "setAutoload: autoload must be a boolean");
+  if (loaded_) throw Napi::Error::New(env, "setAutoload " + name + ": the object is already loaded");
+  struct bpf_program* prog = bpf_object__find_program_by_name(obj, name.c_str());
+  if (prog == nullptr) ThrowErrno(env, ENOENT, "setAutoload: no program named " + name);
+  LogCapture capture;
+  const int ret = bpf_program__set_autoload(prog, info[1].As<Napi::Boolean>().Value());
+  if (ret != 0) ThrowErrno(env, PositiveErr(ret), "setAutoload " + name, capture.Take());
+  return env.Undefined();
+}
+
 Napi::Value ObjectHandle::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bpf_object* obj = Require(env, "load");
@@ -196,6 +213,7 @@ Napi::Value ObjectHandle::Programs(const Napi::CallbackInfo& info) {
     item.Set("section", bpf_program__section_name(prog));
     item.Set("type", static_cast<double>(bpf_program__type(prog)));
     item.Set("fd", bpf_program__fd(prog));
+    item.Set("autoload", bpf_program__autoload(prog));
     out.Set(index++, item);
   }
   return out;

@@ -17,6 +17,7 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
   bpf_object* Require(Napi::Env env, const char* op);
   Napi::Value SetGlobal(const Napi::CallbackInfo& info);
   Napi::Value SetPinPath(const Napi::CallbackInfo& info);
+  Napi::Value SetAutoload(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);

@@ -34,12 +34,15 @@ interface NativeProgramInfo {
   name: string;
   section: string;
   type: number;
+  /** -1 when the program was not loaded (autoload off). */
   fd: number;
+  autoload: boolean;
 }
 
 export interface NativeObjectHandle {
   setGlobal(name: string, value: Uint8Array): void;
   setPinPath(mapName: string, path: string | null): void;
+  setAutoload(programName: string, autoload: boolean): void;
   load(): void;
   programs(): NativeProgramInfo[];
   maps(): NativeMapInfo[];
@@ -68,6 +71,7 @@ interface NativeAddon {
   closeFd(fd: number): void;
   mapInfo(fd: number): Omit<NativeMapInfo, 'fd'> & { id: number };
   progInfo(fd: number): { name: string; type: number; id: number };
+  progMaps(fd: number): Array<{ id: number; name: string }>;
   mapLookup(fd: number, key: Uint8Array, valueLength: number): Buffer | undefined;
   mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags: number): void;
   mapDelete(fd: number, key: Uint8Array): boolean;
@@ -271,6 +275,8 @@ export interface ProgramSpec {
   readonly name: string;
   readonly section: string;
   readonly type: number;
+  /** Loaded (and verified) by `load()`; see BpfObjectSpec.setAutoload. */
+  readonly autoload: boolean;
 }
 
 export interface OpenOptions {
@@ -331,7 +337,7 @@ export class BpfObjectSpec {
   get programs(): ProgramSpec[] {
     return this.#live('programs')
       .programs()
-      .map((p) => ({ name: p.name, section: p.section, type: p.type }));
+      .map((p) => ({ name: p.name, section: p.section, type: p.type, autoload: p.autoload }));
   }
 
   /**
@@ -357,6 +363,26 @@ export class BpfObjectSpec {
       if (!known.some((m) => m.name === name)) throw new NotFoundError(`reuseMaps: ${this.path} has no map named ${name}`);
       kernel(() => handle.setPinPath(name, join(pinDir, name)));
     }
+  }
+
+  /**
+   * Whether `load()` loads the program (default true). A program left out costs no
+   * verification and is not in the loaded object (`program(name)` throws NotFoundError);
+   * its maps are still created. NotFoundError for an unknown name.
+   */
+  setAutoload(programName: string, autoload: boolean): void {
+    const handle = this.#live('setAutoload');
+    kernel(() => handle.setAutoload(programName, autoload));
+  }
+
+  /** Loads only the named programs (the others are left out, see setAutoload). */
+  loadOnly(programNames: readonly string[]): void {
+    const handle = this.#live('loadOnly');
+    const known = handle.programs().map((p) => p.name);
+    for (const name of programNames) {
+      if (!known.includes(name)) throw new NotFoundError(`loadOnly: ${this.path} has no program named ${name}`);
+    }
+    for (const name of known) kernel(() => handle.setAutoload(name, programNames.includes(name)));
   }
 
   /** Pins one map at an explicit path (null: not pinned). */
@@ -394,6 +420,8 @@ export class BpfObject {
   readonly #owner: FdOwner;
   readonly #handle: NativeObjectHandle;
   readonly #programs = new Map<string, BpfProgram>();
+  /** Programs of the file that were left out of the load (autoload off). */
+  readonly #notLoaded = new Set<string>();
   readonly #maps = new Map<string, BpfMap>();
 
   /** @internal — use BpfObjectSpec.load(). */
@@ -404,7 +432,8 @@ export class BpfObject {
     this.#handle = handle;
     this.#owner = new FdOwner(`BPF object ${path}`, handle);
     for (const p of handle.programs()) {
-      this.#programs.set(p.name, new BpfProgram(p.fd, p.name, p.type, this.#owner));
+      if (p.fd < 0) this.#notLoaded.add(p.name);
+      else this.#programs.set(p.name, new BpfProgram(p.fd, p.name, p.type, this.#owner));
     }
     for (const m of handle.maps()) {
       this.#maps.set(m.name, new BpfMap(m, this.#owner));
@@ -414,6 +443,7 @@ export class BpfObject {
   program(name: string): BpfProgram {
     this.#owner.check(`program ${name}`);
     const found = this.#programs.get(name);
+    if (found === undefined && this.#notLoaded.has(name)) throw new NotFoundError(`program ${name} of ${this.path} was not loaded (autoload off)`);
     if (found === undefined) throw new NotFoundError(`${this.path} has no program named ${name}`);
     return found;
   }
@@ -503,6 +533,18 @@ export class BpfProgram {
     });
   }
 
+  /** The kernel's id of the program. */
+  get id(): number {
+    const fd = this.#check('id');
+    return kernel((a) => a.progInfo(fd)).id;
+  }
+
+  /** The maps the loaded program uses (kernel ids and names), e.g. to check a pinned program still uses the pinned maps. */
+  usedMaps(): Array<{ readonly id: number; readonly name: string }> {
+    const fd = this.#check('usedMaps');
+    return kernel((a) => a.progMaps(fd));
+  }
+
   /** Pins the program at `path` in bpffs (the folder must exist). */
   pin(path: string): void {
     const fd = this.#check('pin');
@@ -582,6 +624,12 @@ export class BpfMap {
   /** True once the map's fd is closed (its own, or its object's). */
   get closed(): boolean {
     return this.#closed || this.#owner?.closed === true;
+  }
+
+  /** The kernel's id of the map (two fds of one map have the same id). */
+  get id(): number {
+    const fd = this.#check('id');
+    return kernel((a) => a.mapInfo(fd)).id;
   }
 
   #check(what: string): number {

@@ -1,22 +1,22 @@
 // The loaded DNS parser: its object (bpf/dnsplane.bpf.o) with maps pinned under a pin root,
 // the two entry points, and typed access to its state — DNS settings and trusted servers,
 // the domain table, membership, counters.
-import { existsSync, rmSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
-import { NotSupportedError, systemClock } from '@dnsplane/core';
+import { NotFoundError, NotSupportedError, isNotFound, systemClock } from '@dnsplane/core';
 import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
 import { buildDomainTable, encodeDomainTable, type DomainTable } from './domain-table.js';
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
 import {
+  BpfMap,
   BpfObjectSpec,
+  BpfProgram,
   DEFAULT_PIN_ROOT,
   ktimeNs,
   possibleCpus,
-  type BpfMap,
-  type BpfObject,
-  type BpfProgram,
   type TcAttachment,
   type TcDirection,
 } from './libbpf.js';
@@ -43,11 +43,49 @@ import {
 /** The compiled parser object (built by `make -C bpf`). */
 export const PARSER_OBJECT_PATH = fileURLToPath(new URL('../bpf/dnsplane.bpf.o', import.meta.url));
 
+/** The parser's entry points: the tc classifier and the socket filter (xt_bpf). */
+export type ParserEntry = 'tc' | 'socket';
+const ENTRY_PROGRAMS: Readonly<Record<ParserEntry, string>> = {
+  tc: PROGRAM_NAMES.tcClassifier,
+  socket: PROGRAM_NAMES.socketFilter,
+};
+
 export interface ParserProgramOptions {
   /** Folder under bpffs where the maps are pinned (and reused from); default /sys/fs/bpf/dnsplane. */
   readonly pinRoot?: string;
   /** Default: PARSER_OBJECT_PATH. */
   readonly objectPath?: string;
+  /**
+   * Entry points to load (default both). Each one costs its own verification — about half of
+   * the load — so a dataplane loads only the one it attaches; the others throw NotFoundError.
+   */
+  readonly entries?: readonly ParserEntry[];
+  /**
+   * Pin the loaded entry points under the pin root, named by a hash of the object file
+   * (`<program name>_<16 hex>`; bpffs refuses dots in names), and on the next load of the same object reuse them instead
+   * of loading again: no verification at all on a restart. They are reused only when every
+   * parser map they use is the one pinned there now; another object version loads afresh
+   * (and replaces the older version's program pins). Default false.
+   */
+  readonly reusePrograms?: boolean;
+}
+
+/** What a loaded parser is made of: from a fresh load (a BpfObject) or from pins. */
+interface ParserParts {
+  program(name: string): BpfProgram;
+  map(name: string): BpfMap;
+  close(): void;
+}
+
+/** Name of an entry point's pin for an object with content hash `hash`: `<program>_<hash>`. */
+export function parserProgramPinName(entry: ParserEntry, hash: string): string {
+  return `${ENTRY_PROGRAMS[entry]}_${hash}`;
+}
+const PROGRAM_PIN = /^dnsplane_parse_(tc|socket)_[0-9a-f]{16}$/;
+
+/** First 16 hex digits of the object file's SHA-256: what identifies a program version in its pin name. */
+export function parserObjectHash(objectPath: string = PARSER_OBJECT_PATH): string {
+  return createHash('sha256').update(readFileSync(objectPath)).digest('hex').slice(0, 16);
 }
 
 /** Where the socket-filter entry point is pinned for xt_bpf: <pinRoot>/prog_parse_socket. */
@@ -63,11 +101,13 @@ export interface MembershipEntry {
 }
 
 export class DnsParserProgram {
-  readonly #object: BpfObject;
+  readonly #object: ParserParts;
 
   private constructor(
-    object: BpfObject,
+    object: ParserParts,
     readonly pinRoot: string,
+    /** True when the entry points came from pins of an earlier load (nothing was verified). */
+    readonly reused: boolean,
   ) {
     this.#object = object;
   }
@@ -76,24 +116,46 @@ export class DnsParserProgram {
    * Loads the parser; its maps are pinned at <pinRoot>/<map name>, and maps already pinned
    * there are reused (learned state and configuration survive a restart and are shared by
    * every loaded copy). KernelError with the verifier log when the kernel refuses it.
+   * With `reusePrograms`, entry points pinned by an earlier load of the same object are
+   * taken as they are (see ParserProgramOptions).
    */
   static load(options: ParserProgramOptions = {}): DnsParserProgram {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
+    const objectPath = options.objectPath ?? PARSER_OBJECT_PATH;
+    const entries: readonly ParserEntry[] = options.entries ?? ['socket', 'tc'];
+    if (entries.length === 0) throw new RangeError('DnsParserProgram.load: entries must name at least one entry point');
+    const hash = options.reusePrograms === true ? parserObjectHash(objectPath) : undefined;
+    if (hash !== undefined) {
+      const pinned = openPinned(pinRoot, entries, hash);
+      if (pinned !== undefined) return new DnsParserProgram(pinned, pinRoot, true);
+    }
     const existed = existsSync(pinRoot);
-    const spec = BpfObjectSpec.open(options.objectPath ?? PARSER_OBJECT_PATH);
+    const spec = BpfObjectSpec.open(objectPath);
     try {
       spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
+      spec.loadOnly(entries.map((entry) => ENTRY_PROGRAMS[entry]));
     } catch (error) {
       spec.close();
       throw error;
     }
+    let object: ParserParts;
     try {
-      return new DnsParserProgram(spec.load(), pinRoot);
+      object = spec.load();
     } catch (error) {
       // Nothing half-made: a pin folder this failed load created goes again.
       if (!existed) rmSync(pinRoot, { recursive: true, force: true });
       throw error;
     }
+    if (hash !== undefined) {
+      try {
+        pinForReuse(object, pinRoot, entries, hash);
+      } catch (error) {
+        object.close();
+        if (!existed) rmSync(pinRoot, { recursive: true, force: true });
+        throw error;
+      }
+    }
+    return new DnsParserProgram(object, pinRoot, false);
   }
 
   /** Removes every pin under `pinRoot` (the folder included). Maps live on while loaded. */
@@ -294,5 +356,83 @@ export class DnsParserProgram {
 
   close(): void {
     this.#object.close();
+  }
+}
+
+/**
+ * The parser as pinned by an earlier load of the object with content hash `hash`: its entry
+ * points and the maps pinned under `pinRoot` — undefined (nothing kept open) when a pin is
+ * missing or a program uses a parser map other than the one pinned now (the maps were
+ * re-created since: the program must be loaded again to use them).
+ */
+function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: string): ParserParts | undefined {
+  const paths = entries.map((entry) => join(pinRoot, parserProgramPinName(entry, hash)));
+  if (!paths.every((path) => existsSync(path))) return undefined;
+  const programs = new Map<string, BpfProgram>();
+  const maps = new Map<string, BpfMap>();
+  const close = (): void => {
+    for (const program of programs.values()) program.close();
+    for (const map of maps.values()) map.close();
+  };
+  try {
+    for (const name of Object.values(MAP_NAMES)) maps.set(name, BpfMap.fromPinned(join(pinRoot, name)));
+    const mapIds = new Map([...maps].map(([name, map]) => [name, map.id]));
+    entries.forEach((entry, i) => {
+      const program = BpfProgram.fromPinned(paths[i]!);
+      programs.set(ENTRY_PROGRAMS[entry], program);
+    });
+    for (const program of programs.values()) {
+      // Kernel map names are the first 15 characters of the object's names (ours are shorter).
+      const stale = program.usedMaps().some((used) => mapIds.has(used.name) && mapIds.get(used.name) !== used.id);
+      if (stale) {
+        close();
+        return undefined;
+      }
+    }
+  } catch (error) {
+    close();
+    if (isNotFound(error)) return undefined; // a pin went away meanwhile
+    throw error;
+  }
+  let closed = false;
+  return {
+    program(name) {
+      const found = programs.get(name);
+      if (found === undefined) throw new NotFoundError(`parser program ${name} was not loaded (entries: ${entries.join(', ')})`);
+      return found;
+    },
+    map(name) {
+      const found = maps.get(name);
+      if (found === undefined) throw new NotFoundError(`the parser has no map named ${name}`);
+      return found;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      close();
+    },
+  };
+}
+
+/** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */
+function pinForReuse(object: ParserParts, pinRoot: string, entries: readonly ParserEntry[], hash: string): void {
+  mkdirSync(pinRoot, { recursive: true });
+  const current = new Set(entries.map((entry) => parserProgramPinName(entry, hash)));
+  for (const entry of entries) {
+    const path = join(pinRoot, parserProgramPinName(entry, hash));
+    removePin(path);
+    object.program(ENTRY_PROGRAMS[entry]).pin(path);
+  }
+  // Pins of other object versions (this version's other entry point stays for its users).
+  for (const name of readdirSync(pinRoot)) {
+    if (PROGRAM_PIN.test(name) && !current.has(name) && !name.endsWith(`_${hash}`)) removePin(join(pinRoot, name));
+  }
+}
+
+function removePin(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
 }

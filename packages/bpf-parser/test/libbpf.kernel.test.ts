@@ -100,8 +100,8 @@ describe('BpfObjectSpec', () => {
       expect(spec.maps.some((m) => m.internal && m.name.endsWith('.rodata'))).toBe(true);
       expect(spec.programs).toEqual(
         expect.arrayContaining([
-          { name: 'socket_magic', section: 'socket', type: ProgramType.socketFilter },
-          { name: 'tc_magic', section: 'tc', type: ProgramType.schedCls },
+          { name: 'socket_magic', section: 'socket', type: ProgramType.socketFilter, autoload: true },
+          { name: 'tc_magic', section: 'tc', type: ProgramType.schedCls, autoload: true },
         ]),
       );
     } finally {
@@ -118,6 +118,38 @@ describe('BpfObjectSpec', () => {
     expect(a.program('tc_magic').testRun({ data }).retval).toBe(0xabcd);
     expect(b.program('socket_magic').testRun({ data }).retval).toBe(7);
     expect(b.program('tc_magic').testRun({ data }).retval).toBe(7);
+  });
+
+  it('loads only the programs asked for; the others are absent from the loaded object', () => {
+    const spec = BpfObjectSpec.open(testObject);
+    expect(() => spec.loadOnly(['no_such_program'])).toThrow(/no program named no_such_program/);
+    spec.setGlobal('magic', u32(11));
+    spec.loadOnly(['tc_magic']);
+    expect(spec.programs.filter((p) => p.autoload).map((p) => p.name)).toEqual(['tc_magic']);
+    const o = spec.load();
+    objects.push(o);
+    expect(o.programs().map((p) => p.name)).toEqual(['tc_magic']);
+    expect(o.program('tc_magic').testRun({ data: frame(50) }).retval).toBe(11);
+    let caught: unknown;
+    try {
+      o.program('socket_magic');
+    } catch (error) {
+      caught = error;
+    }
+    expect(isNotFound(caught)).toBe(true);
+    expect(String(caught)).toMatch(/not loaded/);
+    // The maps the program uses, by kernel id and name.
+    const used = o.program('tc_magic').usedMaps();
+    expect(used.map((m) => m.name)).toEqual(expect.arrayContaining(['runs', 'events']));
+    expect(used.find((m) => m.name === 'runs')?.id).toBe(o.map('runs').id);
+    expect(used.map((m) => m.name)).not.toContain('kv');
+    const again = BpfObjectSpec.open(testObject);
+    again.setAutoload('socket_magic', false);
+    expect(() => again.setAutoload('nope', false)).toThrow(/no program named nope/);
+    const other = again.load();
+    objects.push(other);
+    expect(other.programs().map((p) => p.name).sort()).toEqual(['tc_count', 'tc_magic']);
+    expect(other.program('tc_magic').id).not.toBe(o.program('tc_magic').id);
   });
 
   it('rejects unknown globals, wrong sizes and a second load', () => {

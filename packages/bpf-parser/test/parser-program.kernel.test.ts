@@ -2,10 +2,21 @@
 // verdicts (never drop, never change the packet), configuration and domain-table
 // replacement, membership export/import, expiry, counters, and learned events delivered on
 // the Node event loop.
-import { existsSync } from 'node:fs';
-import { buildDnsPacket, parseDomainPattern, type DnsSettings, type DomainSet, type LearnedEntry } from '@dnsplane/core';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildDnsPacket, isNotFound, parseDomainPattern, type DnsSettings, type DomainSet, type LearnedEntry } from '@dnsplane/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DnsParserProgram, LearnedEventConsumer, MAP_NAMES, ktimeNs } from '../src/index.js';
+import {
+  DnsParserProgram,
+  LearnedEventConsumer,
+  MAP_NAMES,
+  PARSER_OBJECT_PATH,
+  ktimeNs,
+  parserObjectHash,
+  parserProgramPinName,
+  type ParserProgramOptions,
+} from '../src/index.js';
 import { CLIENT4, SERVER4 } from './dns-generator.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
 
@@ -38,8 +49,8 @@ function exchange(id: number, name: string, answers: { address: string; ttl: num
 }
 
 const opened: { program: DnsParserProgram; pinRoot: string }[] = [];
-function open(pinRoot = testPinRoot()): DnsParserProgram {
-  const program = DnsParserProgram.load({ pinRoot });
+function open(pinRoot = testPinRoot(), options: Omit<ParserProgramOptions, 'pinRoot'> = {}): DnsParserProgram {
+  const program = DnsParserProgram.load({ pinRoot, ...options });
   opened.push({ program, pinRoot });
   return program;
 }
@@ -166,6 +177,94 @@ describe('DnsParserProgram', () => {
     } finally {
       consumer.close();
     }
+  });
+});
+
+describe('DnsParserProgram: only the entry points asked for, and reuse of pinned programs', () => {
+  const learnsThroughTc = (program: DnsParserProgram, id: number, address: string): void => {
+    const x = exchange(id, 'www.example.com', [{ address, ttl: 100 }]);
+    program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+    program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+  };
+  const tcOnly = { entries: ['tc'], reusePrograms: true } as const;
+
+  it('loads only the tc entry point when asked: the socket filter is not loaded', () => {
+    const program = open(testPinRoot(), { entries: ['tc'] });
+    program.configure(dns);
+    program.setDomainSets(sets);
+    learnsThroughTc(program, 10, '198.18.9.10');
+    expect(program.membership().map((m) => m.address)).toEqual(['198.18.9.10']);
+    let caught: unknown;
+    try {
+      void program.socketFilter;
+    } catch (error) {
+      caught = error;
+    }
+    expect(isNotFound(caught)).toBe(true);
+    expect(program.reused).toBe(false);
+  });
+
+  it('pins the loaded entry point by object hash and reuses it on the next load: the same kernel program, the same maps', () => {
+    const pinRoot = testPinRoot();
+    const first = open(pinRoot, tcOnly);
+    expect(first.reused).toBe(false);
+    const pin = parserProgramPinName('tc', parserObjectHash());
+    expect(existsSync(join(pinRoot, pin))).toBe(true);
+    first.configure(dns);
+    first.setDomainSets(sets);
+    const id = first.tcClassifier.id;
+    first.close();
+    const second = open(pinRoot, tcOnly);
+    expect(second.reused).toBe(true);
+    expect(second.tcClassifier.id).toBe(id);
+    // Configuration and table written by the first load are in force for the reused program.
+    learnsThroughTc(second, 11, '198.18.9.11');
+    expect(second.membership().map((m) => m.address)).toEqual(['198.18.9.11']);
+    expect(second.counters()).toMatchObject({ queries: 1, learned: 1 });
+    // Another entry point of the same object is not pinned yet: loaded afresh.
+    const both = open(pinRoot, { entries: ['tc', 'socket'], reusePrograms: true });
+    expect(both.reused).toBe(false);
+    expect(both.tcClassifier.id).not.toBe(id);
+  });
+
+  it('loads a new object version afresh and removes the older version\'s program pin', () => {
+    const pinRoot = testPinRoot();
+    const dir = mkdtempSync(join(tmpdir(), 'dnsplane-parser-'));
+    try {
+      const first = open(pinRoot, tcOnly);
+      const firstId = first.tcClassifier.id;
+      const oldPin = parserProgramPinName('tc', parserObjectHash());
+      // The same programs in a file with other bytes: another version as far as the hash goes.
+      const copy = join(dir, 'dnsplane.bpf.o');
+      copyFileSync(PARSER_OBJECT_PATH, copy);
+      appendFileSync(copy, Buffer.from('another build'));
+      const second = open(pinRoot, { ...tcOnly, objectPath: copy });
+      expect(second.reused).toBe(false);
+      expect(second.tcClassifier.id).not.toBe(firstId);
+      const pins = readdirSync(pinRoot).filter((name) => name.startsWith('dnsplane_parse_tc_'));
+      expect(pins).toEqual([parserProgramPinName('tc', parserObjectHash(copy))]);
+      expect(pins).not.toContain(oldPin);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not reuse a pinned program whose maps were replaced since', () => {
+    const pinRoot = testPinRoot();
+    const first = open(pinRoot, tcOnly);
+    const firstId = first.tcClassifier.id;
+    first.close();
+    // dnsp_config re-created by a load that does not reuse programs: the pinned program still
+    // uses the old one.
+    unlinkSync(join(pinRoot, MAP_NAMES.config));
+    open(pinRoot, { entries: ['tc'] });
+    const second = open(pinRoot, tcOnly);
+    expect(second.reused).toBe(false);
+    expect(second.tcClassifier.id).not.toBe(firstId);
+    second.configure(dns);
+    second.setDomainSets(sets);
+    learnsThroughTc(second, 12, '198.18.9.12');
+    expect(second.membership().map((m) => m.address)).toEqual(['198.18.9.12']);
   });
 });
 
