@@ -18,3 +18,4 @@ export * from './process-runner.js';
 export * from './mark-bits.js';
 export * from './tc-membership.js';
 export * from './bpf-kernel.js';
+export * from './step-timer.js';

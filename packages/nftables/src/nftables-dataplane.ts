@@ -25,6 +25,7 @@ import { nftProcessRunner } from './process-runner.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftTableSnapshot } from './snapshot.js';
 import { NftTransaction } from './transaction.js';
+import { StepTimer } from './step-timer.js';
 
 export interface NftablesDataplaneOptions {
   /** Name of the inet table dnsplane owns (default "dnsplane"; tests use "dnsplane_t<random>"). */
@@ -53,6 +54,8 @@ export interface NftablesDataplaneOptions {
   readonly tcKernel?: TcMembershipKernel;
   /** Called after each mirrored batch with its timing (measurements). Used only with pinRoot. */
   readonly mirrorProbe?: MirrorProbe;
+  /** Collects install step durations (logged with "nftables: installed"); shared with the tc kernel side. */
+  readonly stepTimer?: StepTimer;
 }
 
 export interface AddLearnedResult {
@@ -87,6 +90,7 @@ export class NftablesDataplane implements Dataplane {
   readonly #pinRoot: string | undefined;
   /** The nft sets were caught up with the kernel membership maps once (later installs skip it). */
   #caughtUp = false;
+  readonly #timer: StepTimer;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -96,6 +100,7 @@ export class NftablesDataplane implements Dataplane {
     this.#markMask = parseMarkMask(options.markMask ?? DEFAULT_MARK_MASK);
     this.#interfaces = options.interfaces ?? [];
     this.#pinRoot = options.pinRoot;
+    this.#timer = options.stepTimer ?? new StepTimer();
     if (options.pinRoot !== undefined) {
       if (options.tcKernel === undefined) throw new TypeError('nftables: pinRoot needs a tcKernel (createNftablesDataplane provides one)');
       this.#membership = new TcMembership({
@@ -145,21 +150,38 @@ export class NftablesDataplane implements Dataplane {
 
   install(state: DesiredState): Promise<void> {
     return this.#exclusive(async () => {
-      const desired = desiredTable(state, this.table, { markMask: this.#markMask });
+      const timer = this.#timer;
+      timer.take(); // steps of anything before this install (mirrored writes) are not its own
+      const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
       // Without elements: a re-install never needs them, and they can number 100,000s.
-      const current = await this.#handle.listTable(this.table, { elements: false });
-      const plan = planInstall(desired, current);
+      const current = await timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
+      const plan = timer.time('plan', () => planInstall(desired, current));
       // A table that does not exist yet (first install, or a migration onto nftables) gets the
       // kernel side first: when its domain rules appear, the marker already marks packets to
       // every member the kernel maps hold, so no allowed, already-learned address is denied
       // while the parser loads. A re-install keeps rules first (below), so a packet the marker
       // marks always finds its rule.
-      let inKernel: LearnedEntry[] | undefined;
-      // The kernel membership is read (to catch the nft sets up) on the first install of this
-      // process only: from then on the mirror consumes every learned event as it comes.
-      const exportMembership = !this.#caughtUp;
-      if (this.#membership !== undefined && plan.created) inKernel = this.#membership.install(state, desired.marks, { exportMembership });
-      if (plan.transaction.size > 0) await this.#handle.apply(plan.transaction);
+      // The kernel membership is read back (to catch the nft sets up) after the install, not in it.
+      const installKernelSide = (membership: TcMembership): void =>
+        void timer.time('kernel_side', () => membership.install(state, desired.marks, { exportMembership: false }));
+      const membership = this.#membership;
+      if (membership !== undefined && plan.created) installKernelSide(membership);
+      if (plan.transaction.size > 0) await timer.timeAsync('nft_apply', () => this.#handle.apply(plan.transaction));
+      this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
+      for (const name of plan.deletedSets) this.#expiries.delete(name);
+      for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
+      if (membership !== undefined) {
+        if (!plan.created) installKernelSide(membership);
+        // On the first install of this process only (from then on the mirror consumes every
+        // learned event as it comes): what the kernel learned while no agent mirrored goes into
+        // the nft sets in the next exclusive step, queued now — ahead of any later export,
+        // import or status. The rules and the kernel side are in force already, and marked
+        // sets never wait for it (the mark reads the kernel maps).
+        if (!this.#caughtUp) {
+          this.#caughtUp = true;
+          this.#catchUp(membership, !plan.created);
+        }
+      }
       this.#logger.info(
         {
           table: this.table.name,
@@ -170,22 +192,35 @@ export class NftablesDataplane implements Dataplane {
           addedChains: plan.addedChains.length,
           replacedChains: plan.replacedChains,
           deletedChains: plan.deletedChains,
+          timingsMs: timer.take(),
         },
         'nftables: installed',
       );
-      this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
-      for (const name of plan.deletedSets) this.#expiries.delete(name);
-      for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
-      if (this.#membership !== undefined) {
-        inKernel ??= this.#membership.install(state, desired.marks, { exportMembership });
-        if (exportMembership) {
-          // Learned while no agent mirrored (or before this install): catch the nft sets up.
-          const synced = await this.#addLearned(inKernel);
-          this.#caughtUp = true;
-          this.#logger.info({ ...synced, membership: inKernel.length }, 'nftables: nft sets synced from the kernel membership maps');
-        }
-      }
     });
+  }
+
+  /**
+   * Reads the kernel's membership and writes it into the nft sets (queued, not awaited). `listFirst`: the
+   * table existed before this process, so what its sets hold is read in ONE listing (not one
+   * listing per set, which takes minutes with 1,000 sets and 100,000 elements).
+   */
+  #catchUp(membership: TcMembership, listFirst: boolean): void {
+    void this.#exclusive(async () => {
+      const start = performance.now();
+      const inKernel = membership.exportLearned() ?? [];
+      if (inKernel.length === 0) return;
+      if (listFirst) {
+        const snapshot = await this.#handle.listTable(this.table);
+        const known = new Set(this.#setNames.values());
+        const keep = new Set((snapshot?.sets ?? []).map((s) => s.name).filter((name) => known.has(SET_NAME.exec(name)?.[1] ?? '')));
+        this.#rememberExpiries(snapshot, keep);
+      }
+      const synced = await this.#addLearned(inKernel);
+      this.#logger.info(
+        { ...synced, membership: inKernel.length, ms: Math.round(performance.now() - start) },
+        'nftables: nft sets synced from the kernel membership maps',
+      );
+    }).catch((error: unknown) => this.#logger.error({ err: error }, 'nftables: syncing the nft sets from the kernel membership maps failed'));
   }
 
   /**
@@ -426,10 +461,11 @@ function createExecutor(options: NftablesDataplaneOptions, logger: NftLogger): N
 
 export function createNftablesDataplane(options: NftablesDataplaneOptions = {}): NftablesDataplane {
   const logger = options.logger ?? silentLogger;
+  const stepTimer = options.stepTimer ?? new StepTimer();
   const withKernel: NftablesDataplaneOptions =
     options.pinRoot !== undefined && options.tcKernel === undefined
-      ? { ...options, tcKernel: bpfTcMembershipKernel(options.clock ?? systemClock) }
-      : options;
+      ? { ...options, stepTimer, tcKernel: bpfTcMembershipKernel(options.clock ?? systemClock, stepTimer) }
+      : { ...options, stepTimer };
   if (options.handle !== undefined) return new NftablesDataplane(options.handle, withKernel);
   const executor = createExecutor(options, logger);
   const dataplane = new NftablesDataplane(new JsonNftHandle(executor, logger), withKernel);

@@ -123,10 +123,12 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(fake.log.filter((l) => l.startsWith('parser ')).sort()).toEqual(['parser egress eth0', 'parser ingress eth0']);
   });
 
-  it('syncs the nft sets from the kernel membership on install (learned while no agent ran)', async () => {
+  it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {
     const clock = new ManualClock();
     const { dataplane, handle } = setup([entry(clock, '198.19.9.9')]);
     await dataplane.install(baseState());
+    // The catch-up is queued by install(); the dataplane's next operation runs after it.
+    expect((await dataplane.status()).learned).toBe(1);
     const set = (await handle.listTable({ family: 'inet', name: 'dnsplane_tc' }))?.sets.find((s) => s.name === 'ds_1a2b_v4');
     expect(set?.elements.map((e) => e.value)).toEqual(['198.19.9.9']);
   });
