@@ -85,6 +85,8 @@ export class Daemon {
   #known: LearnedStore;
   #stateFile: StateFileReport | undefined;
   #migrations: MigrationReport[] = [];
+  /** Milliseconds per start phase, and when the restore ended (status `startup`). */
+  #startup: { phasesMs: Record<string, number>; restoredAt?: string } = { phasesMs: {} };
   /** Outcomes of every reconcile, in order (for status and tests). */
   readonly outcomes: ReconcileOutcome[] = [];
 
@@ -133,7 +135,14 @@ export class Daemon {
       this.#statusServer = server;
       logger.info({ event: 'status_listening', socket: this.options.socketPath }, 'status API listening');
     }
+    let mark = environment.clock.now();
+    const phase = (name: string): void => {
+      const now = environment.clock.now();
+      this.#startup.phasesMs[name] = now - mark;
+      mark = now;
+    };
     const { inputs, state } = await loadAndCompile(environment.loadInputs, this.options.configPath);
+    phase('inputs');
     const kind = this.#override ?? inputs.config.dataplane;
     const statePath = statePathOf(inputs);
     const recorded = await this.#previousDataplane(statePath);
@@ -156,10 +165,12 @@ export class Daemon {
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
     await dataplane.install(state);
+    phase('install');
     this.#remember(inputs, state);
-    logger.info({ event: 'applied', dataplane: kind, ...summary(state) }, 'desired state installed');
+    logger.info({ event: 'applied', dataplane: kind, ...summary(state), phasesMs: { ...this.#startup.phasesMs } }, 'desired state installed');
     // Read after the install: parsing 100,000 saved entries (~1 s) need not delay enforcement.
     const saved = await this.#readSavedLearned(statePath);
+    phase('state_file');
     // 2. The previous dataplane, when the recorded one differs: still in force until step 4.
     let old: Dataplane | undefined;
     if (migrating) {
@@ -174,11 +185,16 @@ export class Daemon {
       }
     }
     // 3. Import the union of the state file, the kernel (new dataplane) and the old dataplane.
+    const fromKernel = await this.#exportFrom(dataplane, kind);
+    const fromOld = old && previous ? await this.#exportFrom(old, previous) : undefined;
+    phase('export');
     const imported = await this.#importUnion(dataplane, state, [
       { source: 'state_file', entries: saved },
-      { source: kind, entries: await this.#exportFrom(dataplane, kind) },
-      ...(old && previous ? [{ source: previous, entries: await this.#exportFrom(old, previous) }] : []),
+      { source: kind, entries: fromKernel },
+      ...(old && previous && fromOld ? [{ source: previous, entries: fromOld }] : []),
     ]);
+    phase('import');
+    this.#startup.restoredAt = new Date(environment.clock.now()).toISOString();
     // 4. Break: remove the previous dataplane, then record the new one.
     if (old && previous) {
       const report = await this.#removeOld(old, previous, kind, imported, inputs.config.bpf.pinRoot, pinsBefore);
@@ -492,6 +508,7 @@ export class Daemon {
       ...(this.#stateFile ? { stateFile: this.#stateFile } : {}),
       migrations: this.#migrations.map((m) => ({ ...m })),
       rejected: [...this.#rejected],
+      startup: { phasesMs: { ...this.#startup.phasesMs }, ...(this.#startup.restoredAt === undefined ? {} : { restoredAt: this.#startup.restoredAt }) },
     };
   }
 

@@ -67,6 +67,11 @@ export const agentStatusSchema = z.object({
     .optional(),
   /** Problems of the last rejected change (empty when the last change applied). */
   rejected: z.array(z.string()),
+  /**
+   * Where this daemon's start went: milliseconds per phase (inputs = load + compile, install,
+   * then the learned-state restore: state_file, export, import), and when the restore ended.
+   */
+  startup: z.object({ phasesMs: z.record(z.string(), z.number()), restoredAt: z.string().optional() }).optional(),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 
