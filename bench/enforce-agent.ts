@@ -32,6 +32,8 @@ export interface StatusView {
   readonly startedAt: string;
   readonly learned: number;
   readonly lastApply?: { readonly at: string };
+  /** Milliseconds per start phase, and when the learned-state restore ended. */
+  readonly startup?: { readonly phasesMs: Readonly<Record<string, number>>; readonly restoredAt?: string };
 }
 
 export async function status(socket: string): Promise<StatusView | undefined> {
@@ -83,6 +85,13 @@ export class BenchAgent {
       },
       { timeoutMs, stopOn: (error) => error instanceof Error && error.message.startsWith('agent exited') },
     );
+  }
+
+  /** Stops the agent process only (SIGTERM; pins, table and state file stay); resolves to the milliseconds it took to exit. */
+  async stopProcess(): Promise<number> {
+    const started = performance.now();
+    await this.process?.stop(30_000);
+    return performance.now() - started;
   }
 
   async stop(): Promise<void> {
