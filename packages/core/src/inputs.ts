@@ -229,12 +229,12 @@ export function checkDocuments(documents: readonly InputDocument[]): ValidatedRe
     }
 
     if (kind === 'Policy') {
-      const result = PolicySchema.safeParse(value, { reportInput: true });
+      const result = validatedOnce(value, 'Policy', () => PolicySchema.safeParse(value, { reportInput: true }));
       if (result.success) policies.push(result.data);
       else problems.push(...issuesToProblems(result.error.issues, doc));
       continue;
     }
-    const result = EndpointSchema.safeParse(value, { reportInput: true });
+    const result = validatedOnce(value, 'Endpoint', () => EndpointSchema.safeParse(value, { reportInput: true }));
     if (!result.success) {
       problems.push(...issuesToProblems(result.error.issues, doc));
       continue;
@@ -252,6 +252,19 @@ export function checkDocuments(documents: readonly InputDocument[]): ValidatedRe
     }
   }
   return { policies, endpoints, problems };
+}
+
+/**
+ * The schema's verdict on a document value, computed once per value object: values of files
+ * that did not change are the same objects on the next load (parsedFiles), so a re-apply
+ * validates only what changed. Results are never mutated by their users.
+ */
+function validatedOnce<T>(value: object, kind: 'Policy' | 'Endpoint', validate: () => T): T {
+  const cached = validated.get(value);
+  if (cached !== undefined && cached.kind === kind) return cached.result as T;
+  const result = validate();
+  validated.set(value, { kind, result });
+  return result;
 }
 
 /** Validates resource documents without the file system; throws InvalidInputError listing every problem. */
@@ -291,28 +304,62 @@ function errorCode(error: unknown): string | undefined {
  * Resource files under a folder: *.yaml, *.yml, *.json, recursively, sorted; dot-entries
  * skipped; a folder reached again through a symlink (a loop) is not entered twice.
  */
-async function filesUnder(folder: string, visited = new Set<string>()): Promise<string[]> {
+async function filesUnder(folder: string, visited = new Set<string>()): Promise<Array<{ file: string; real?: string }>> {
   const real = await realpath(folder);
   if (visited.has(real)) return [];
   visited.add(real);
   const entries = await readdir(folder, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const files: string[] = [];
+  const files: Array<{ file: string; real?: string }> = [];
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const full = path.join(folder, entry.name);
     let isFolder = entry.isDirectory();
     let isFile = entry.isFile();
-    if (entry.isSymbolicLink()) {
+    const link = entry.isSymbolicLink();
+    if (link) {
       const target = await stat(full).catch(() => undefined);
       isFolder = target?.isDirectory() ?? false;
       isFile = target?.isFile() ?? false;
     }
     if (isFolder) files.push(...(await filesUnder(full, visited)));
-    else if (isFile && RESOURCE_EXTENSIONS.some((ext) => entry.name.toLowerCase().endsWith(ext))) files.push(full);
+    else if (isFile && RESOURCE_EXTENSIONS.some((ext) => entry.name.toLowerCase().endsWith(ext))) {
+      // A plain file's real path is its name in the folder's real path (no realpath call per
+      // file: 1,000 of them cost more than the reads); a symlink's is resolved when checked.
+      files.push(link ? { file: full } : { file: full, real: path.join(real, entry.name) });
+    }
   }
   return files;
 }
+
+/** At most this many resource files are being read at once. */
+const READ_CONCURRENCY = 32;
+
+/** Reads every file, READ_CONCURRENCY at a time; each result is the text or the error. */
+async function readAll(files: readonly string[]): Promise<Array<{ text: string } | { error: unknown }>> {
+  const out: Array<{ text: string } | { error: unknown }> = new Array(files.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < files.length) {
+      const index = next++;
+      try {
+        out[index] = { text: await readFile(files[index]!, 'utf8') };
+      } catch (error) {
+        out[index] = { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, worker));
+  return out;
+}
+
+/**
+ * The last parse of each resource file, by path: a file whose text is unchanged is not parsed
+ * again (a re-apply after one edited file among 1,000 parses one). The documents' values are
+ * reused as they are, so their validation is cached too (validated, below).
+ */
+const parsedFiles = new Map<string, { readonly text: string; readonly parsed: ReturnType<typeof parseDocuments> }>();
+const validated = new WeakMap<object, { readonly kind: 'Policy' | 'Endpoint'; readonly result: unknown }>();
 
 /**
  * Reads the config file and every resource it names, validates all of it and returns the typed
@@ -381,7 +428,7 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
       problems.push(problem(shownConfig, undefined, `resources[${index}]`, reason));
       continue;
     }
-    let found: string[];
+    let found: Array<{ file: string; real?: string }>;
     if (info.isDirectory()) {
       try {
         found = await filesUnder(target);
@@ -390,13 +437,13 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
         continue;
       }
     } else if (info.isFile()) {
-      found = [target];
+      found = [{ file: target }];
     } else {
       problems.push(problem(shownConfig, undefined, `resources[${index}]`, `"${entry}" is neither a file nor a folder`));
       continue;
     }
-    for (const file of found) {
-      const real = await realpath(file).catch(() => file);
+    for (const { file, real: known } of found) {
+      const real = known ?? (await realpath(file).catch(() => file));
       if (seen.has(real)) continue;
       seen.add(real);
       files.push(file);
@@ -404,19 +451,25 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
   }
 
   const documents: InputDocument[] = [];
-  for (const file of files) {
+  const texts = await readAll(files);
+  const unused = new Set(parsedFiles.keys());
+  files.forEach((file, index) => {
     const shown = displayPath(file);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
+    const read = texts[index]!;
+    if ('error' in read) {
+      const { error } = read;
       problems.push(problem(shown, undefined, '', `cannot read the file: ${error instanceof Error ? error.message : String(error)}`));
-      continue;
+      return;
     }
-    const parsed = parseDocuments(shown, text);
+    const key = `${shown}\u0000${file}`;
+    unused.delete(key);
+    const cached = parsedFiles.get(key);
+    const parsed = cached !== undefined && cached.text === read.text ? cached.parsed : parseDocuments(shown, read.text);
+    parsedFiles.set(key, { text: read.text, parsed });
     problems.push(...parsed.problems);
     documents.push(...parsed.documents);
-  }
+  });
+  for (const key of unused) parsedFiles.delete(key);
 
   const checked = checkDocuments(documents);
   problems.push(...checked.problems);

@@ -233,6 +233,26 @@ describe('loadInputs file handling', () => {
     expect((await loadInputs(config)).policies.map((p) => p.metadata.name)).toEqual(['a', 'b']);
   });
 
+  it('a second load sees every change: an edited file, a file broken, one removed, one added (unchanged files are not parsed again)', async () => {
+    await write('p/a.yaml', 'kind: Policy\nmetadata: { name: a }\nspec: { order: 1 }\n');
+    await write('p/b.yaml', 'kind: Policy\nmetadata: { name: b }\nspec: {}\n');
+    await write('p/c.yaml', 'kind: Policy\nmetadata: { name: c }\nspec: {}\n');
+    const config = await write('dnsplane.yaml', 'resources: [./p]\n');
+    const first = await loadInputs(config);
+    expect(first.policies.map((p) => [p.metadata.name, p.spec.order])).toEqual([['a', 1], ['b', undefined], ['c', undefined]]);
+    await write('p/a.yaml', 'kind: Policy\nmetadata: { name: a }\nspec: { order: 2 }\n');
+    await rm(path.join(folder, 'p', 'c.yaml'));
+    await write('p/d.yaml', 'kind: Policy\nmetadata: { name: d }\nspec: {}\n');
+    const second = await loadInputs(config);
+    expect(second.policies.map((p) => [p.metadata.name, p.spec.order])).toEqual([['a', 2], ['b', undefined], ['d', undefined]]);
+    // the unchanged file's resource is the one validated before
+    expect(second.policies[1]).toBe(first.policies[1]);
+    await write('p/b.yaml', 'kind: Policy\nmetadata: { name: b }\nspec: { order: "x" }\n');
+    await expect(loadInputs(config)).rejects.toThrow(/b\.yaml#0: spec\.order/);
+    await write('p/b.yaml', 'kind: Policy\nmetadata: { name: b }\nspec: {}\n');
+    expect((await loadInputs(config)).policies.map((p) => p.metadata.name)).toEqual(['a', 'b', 'd']);
+  });
+
   it('does not loop on a symlink to a parent folder', async () => {
     await write('p/a.yaml', 'kind: Policy\nmetadata: { name: a }\nspec: {}\n');
     await symlink('..', path.join(folder, 'p', 'up'));
