@@ -24,6 +24,12 @@ export interface Dataplane {
    * exist survive; the inline DNS-to-IP-set guarantee holds once this resolves.
    */
   install(state: DesiredState): Promise<void>;
+  /**
+   * Optional: start loading what `install` will need from the kernel (e.g. verifying BPF
+   * programs) ahead of it, so that work overlaps the caller's own (reading the resources);
+   * `install` waits for it. Never changes enforcement; a failure here is reported by `install`.
+   */
+  prepare?(): void;
   /** Every learned entry still in force. */
   exportLearned(): Promise<LearnedEntry[]>;
   /** Add learned entries (from state on disk or another dataplane); expired ones are ignored. */
