@@ -135,6 +135,8 @@ struct candidate {
 };
 
 #define CACHE_SLOTS 8
+/* Bound of a record's entry offset for the verifier (the real one is at most 16 + 256). */
+#define REC_ENTRIES_MASK 511
 
 struct chain_name {
 	__u32 label_count;
@@ -191,9 +193,15 @@ struct scratch {
 	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
 	__s32 g_result;
 	__u32 rec_count;
+	__u32 rec_entries; /* offset of the first entry in rec: after the header and the name */
+	__u32 learned;     /* membership writes of this response (counted once at the end) */
 	__u32 pad3;
-	/* the ring-buffer record being filled (one ringbuf operation per response) */
-	struct dnsplane_event rec;
+	/*
+	 * The ring-buffer record being filled (one ringbuf operation per response): header,
+	 * name (padded to 8), entries. Room for an entry offset masked to REC_ENTRIES_MASK.
+	 */
+	__u8 rec[REC_ENTRIES_MASK + 1 + DNSPLANE_EVENT_ENTRIES * sizeof(struct dnsplane_event_entry)]
+		__attribute__((aligned(8)));
 };
 
 /* Nesting: a softirq may interrupt a process-context run on the same CPU; each level gets its own scratch. */
@@ -884,16 +892,41 @@ static long answer_step(__u32 idx, void *data)
 /* Sends the record being filled to the ring buffer (nothing when it holds no entry). */
 static __always_inline void flush_events(struct scratch *s)
 {
-	__u64 n = s->rec_count;
+	__u64 n = s->rec_count, size;
 
 	VERIFIER_BOUND(n);
 	if (n == 0 || n > DNSPLANE_EVENT_ENTRIES)
 		return;
-	s->rec.header.count = n;
-	if (bpf_ringbuf_output(&dnsp_events, &s->rec,
-			       sizeof(struct dnsplane_event_header) + n * sizeof(struct dnsplane_event_entry), 0))
+	((struct dnsplane_event_header *)s->rec)->count = n;
+	/* only the used bytes: header, name, n entries */
+	size = (s->rec_entries & REC_ENTRIES_MASK) + n * sizeof(struct dnsplane_event_entry);
+	if (bpf_ringbuf_output(&dnsp_events, s->rec, size, 0))
 		count(DNSPLANE_C_EVENTS_LOST, n);
 	s->rec_count = 0;
+}
+
+/*
+ * The header and the question name of the event record, from the name now in scratch: only
+ * the name's bytes (zero-padded to 8) go into the record, the entries follow them.
+ */
+static __always_inline void event_header(struct scratch *s)
+{
+	struct dnsplane_event_header *h = (struct dnsplane_event_header *)s->rec;
+	__u64 *dst = (__u64 *)&s->rec[sizeof(*h)];
+	__u32 len = s->name.text_len > 255 ? 255 : s->name.text_len;
+	__u32 words = (len + DNSPLANE_EVENT_NAME_ALIGN - 1) / 8;
+
+	h->name_hash = s->name.hash;
+	h->name_len = len;
+	for (__u32 k = 0; k < DNSPLANE_NAME_TEXT / 8; k++) {
+		if (k >= words)
+			break;
+		dst[k] = *(__u64 *)&s->name.text[k * 8];
+	}
+	/* the text ends with a '.' and older bytes: zero what follows the name */
+	if (len & 7)
+		dst[(words - 1) & (DNSPLANE_NAME_TEXT / 8 - 1)] &= (1ULL << ((len & 7) * 8)) - 1;
+	s->rec_entries = sizeof(*h) + words * 8;
 }
 
 /*
@@ -955,14 +988,15 @@ static long credit_step(__u32 idx, void *data)
 	}
 	if (!expiry)
 		return 0;
-	count(DNSPLANE_C_LEARNED, 1);
+	s->learned++;
 
 	n = s->rec_count;
 	if (n >= DNSPLANE_EVENT_ENTRIES) {
 		flush_events(s);
 		n = 0;
 	}
-	ev = &s->rec.entries[n & (DNSPLANE_EVENT_ENTRIES - 1)];
+	ev = (struct dnsplane_event_entry *)&s->rec[(s->rec_entries & REC_ENTRIES_MASK) +
+						   (n & (DNSPLANE_EVENT_ENTRIES - 1)) * sizeof(*ev)];
 	ev->expiry_ns = expiry;
 	ev->set_id = set_id;
 	ev->family = c->family;
@@ -974,48 +1008,67 @@ static long credit_step(__u32 idx, void *data)
 /* ---------------------------------------------------------------- the parse routine */
 
 struct l4info {
-	__u8 src[16];
-	__u8 dst[16];
+	__u32 src[4]; /* network-order bytes; IPv4 in src[0], the rest zero */
+	__u32 dst[4];
 	__be16 sport;
 	__be16 dport;
 	__u8 family;
 	__u8 proto;
+	__u16 pad;
 	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
 	__u32 payload_len;
 };
 
-/* Is (family, addr, port) one of the trusted servers? port_only: does any use this port? */
-static __always_inline int trusted(struct dnsplane_config *cfg, __u8 family, const __u8 *addr, __be16 port,
-				   int port_only)
+enum direction {
+	DIR_NONE = 0,      /* neither to nor from a trusted server: not DNS to us */
+	DIR_UNTRUSTED = 1, /* from a trusted server's port, but not from a trusted server */
+	DIR_QUERY = 2,     /* to a trusted server */
+	DIR_RESPONSE = 3,  /* from a trusted server */
+};
+
+static __always_inline int addr_eq(const struct dnsplane_server *sv, const __u32 *a)
+{
+	/* sv->addr sits at a 4-byte aligned offset of the config value: 32-bit loads */
+	const __u32 *w = (const __u32 *)sv->addr;
+
+	return w[0] == a[0] && w[1] == a[1] && w[2] == a[2] && w[3] == a[3];
+}
+
+/*
+ * One scan of the trusted servers: to one (a query) wins over from one (a response); a
+ * packet from a trusted server's port that is neither counts as untrusted.
+ */
+static __always_inline int classify(const struct dnsplane_config *cfg, const struct l4info *li)
 {
 	__u32 n = cfg->server_count;
+	int dir = DIR_NONE;
 
 	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
-		struct dnsplane_server *sv = &cfg->servers[i];
+		const struct dnsplane_server *sv = &cfg->servers[i];
 
 		if (i >= n)
 			break;
-		if (sv->port != port)
-			continue;
-		if (port_only)
-			return 1;
-		if (sv->family == family && *(__u32 *)&sv->addr[0] == *(__u32 *)&addr[0] &&
-		    *(__u32 *)&sv->addr[4] == *(__u32 *)&addr[4] && *(__u32 *)&sv->addr[8] == *(__u32 *)&addr[8] &&
-		    *(__u32 *)&sv->addr[12] == *(__u32 *)&addr[12])
-			return 1;
+		if (sv->port == li->dport && sv->family == li->family && addr_eq(sv, li->dst))
+			return DIR_QUERY;
+		if (sv->port == li->sport) {
+			if (sv->family == li->family && addr_eq(sv, li->src))
+				dir = DIR_RESPONSE;
+			else if (dir == DIR_NONE)
+				dir = DIR_UNTRUSTED;
+		}
 	}
-	return 0;
+	return dir;
 }
 
-/* IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. */
 /*
  * IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. One
  * 48-byte load covers IPv4 (no options) + UDP or TCP and IPv6 + UDP; other shapes load more.
+ * The buffers are 8-byte aligned, so fields are read with whole loads, not byte by byte.
  */
 static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4info *li)
 {
-	__u8 hdr[48];
-	__u8 l4h[20];
+	__u8 hdr[48] __attribute__((aligned(8)));
+	__u8 l4h[20] __attribute__((aligned(8)));
 	__u32 l4, end, skb_len = skb->len, have, need;
 	__u8 *l4p;
 
@@ -1029,17 +1082,18 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		have = 20;
 	}
 	if ((hdr[0] >> 4) == 4) {
-		__u32 ihl = (hdr[0] & 0xf) * 4, tot = (hdr[2] << 8) | hdr[3];
+		__u32 ihl = (hdr[0] & 0xf) * 4, tot = bpf_ntohs(*(__u16 *)&hdr[2]);
 
 		if (ihl < 20 || tot < ihl || l3 + tot > skb_len)
 			return -1;
-		if (((hdr[6] << 8) | hdr[7]) & 0x3fff) /* fragments are not DNS to us */
+		if (*(__u16 *)&hdr[6] & bpf_htons(0x3fff)) /* fragments are not DNS to us */
 			return -1;
 		li->family = 4;
 		li->proto = hdr[9];
-		__builtin_memset(li->src, 0, 32);
-		__builtin_memcpy(li->src, &hdr[12], 4);
-		__builtin_memcpy(li->dst, &hdr[16], 4);
+		li->src[0] = *(__u32 *)&hdr[12];
+		li->dst[0] = *(__u32 *)&hdr[16];
+		li->src[1] = li->src[2] = li->src[3] = 0;
+		li->dst[1] = li->dst[2] = li->dst[3] = 0;
 		l4 = l3 + ihl;
 		end = l3 + tot;
 		/* the L4 header is in hdr when there are no IP options */
@@ -1054,7 +1108,7 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		__builtin_memcpy(li->src, &hdr[8], 16);
 		__builtin_memcpy(li->dst, &hdr[24], 16);
 		l4 = l3 + 40;
-		end = l4 + ((hdr[4] << 8) | hdr[5]);
+		end = l4 + bpf_ntohs(*(__u16 *)&hdr[4]);
 		if (end > skb_len)
 			return -1;
 		l4p = &hdr[40]; /* 8 bytes: a UDP header */
@@ -1072,10 +1126,11 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 			return -1;
 		l4p = l4h;
 	}
-	__builtin_memcpy(&li->sport, &l4p[0], 2);
-	__builtin_memcpy(&li->dport, &l4p[2], 2);
+	/* l4p is 4-byte aligned: hdr + 20, hdr + 40 or l4h */
+	li->sport = *(__be16 *)&l4p[0];
+	li->dport = *(__be16 *)&l4p[2];
 	if (li->proto == IPPROTO_UDP) {
-		__u32 ulen = (l4p[4] << 8) | l4p[5];
+		__u32 ulen = bpf_ntohs(*(__u16 *)&l4p[4]);
 
 		if (ulen < 8 || l4 + ulen > end)
 			return -1;
@@ -1100,26 +1155,27 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
  */
 __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __u32 slot)
 {
-	struct scratch *s = scratch_of(slot);
+	struct scratch *s;
 	struct dnsplane_config *cfg;
 	struct dnsplane_table_info *table;
-	struct l4info li = {};
+	struct l4info li;
 	struct loop_ctx lc = {};
 	__u32 zero = 0, msg_off, msg_len, flags, qdcount, qend;
-	int to_server, from_server, r;
+	int dir, to_server, r;
 
 	if (parse_l3l4(skb, l3, &li))
 		return 0;
 	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
 	if (!cfg)
 		return 0;
-	to_server = trusted(cfg, li.family, li.dst, li.dport, 0);
-	from_server = !to_server && trusted(cfg, li.family, li.src, li.sport, 0);
-	if (!to_server && !from_server) {
-		if (trusted(cfg, 0, 0, li.sport, 1))
+	dir = classify(cfg, &li);
+	if (dir < DIR_QUERY) {
+		if (dir == DIR_UNTRUSTED)
 			count(DNSPLANE_C_UNTRUSTED, 1);
 		return 0;
 	}
+	to_server = dir == DIR_QUERY;
+	s = scratch_of(slot);
 	if (!s)
 		return 0;
 
@@ -1218,10 +1274,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 
 	s->qname_hash = s->name.hash;
 	/* the question name goes straight into the header of the event record */
-	s->rec.header.name_hash = s->name.hash;
-	s->rec.header.name_len = s->name.text_len > 255 ? 255 : s->name.text_len;
-	__builtin_memcpy(s->rec.header.name, s->name.text, DNSPLANE_NAME_TEXT);
-	s->rec.header.name[s->name.text_len & (DNSPLANE_NAME_TEXT - 1)] = 0;
+	event_header(s);
 	s->chain[0] = s->name.hash;
 	s->chain_off[0] = 12;
 	s->chain_len = 1;
@@ -1292,10 +1345,13 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->min_ttl = cfg->min_ttl;
 	s->expiry_extra_ns = (__u64)cfg->extra_ttl * 1000000000ULL;
 	s->rec_count = 0;
+	s->learned = 0;
 	s->credit_ci = 0;
 	s->credit_si = 0;
 	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &lc, 0);
 	flush_events(s);
+	if (s->learned)
+		count(DNSPLANE_C_LEARNED, s->learned);
 	return 0;
 }
 
@@ -1332,10 +1388,11 @@ int dnsplane_parse_tc(struct __sk_buff *skb)
 }
 
 /*
- * Never called: its prototype puts struct dnsplane_event into the object's BTF (the ring
+ * Never called: its prototype puts the event structs into the object's BTF (the ring
  * buffer has no value type), so the TypeScript decoder is checked against it like the rest.
  */
-__attribute__((noinline)) int dnsplane_event_layout(struct dnsplane_event *event)
+__attribute__((noinline)) int dnsplane_event_layout(struct dnsplane_event_header *header,
+						    struct dnsplane_event_entry *entry)
 {
-	return event ? 0 : 1;
+	return header && entry ? 0 : 1;
 }

@@ -172,18 +172,23 @@ struct dnsplane_member_value {
 
 /*
  * dnsp_events: ring buffer. One record per response that wrote membership (more when it
- * wrote more than DNSPLANE_EVENT_ENTRIES): a header with the question name, then one entry
- * per (set, address, expiry) written — one learned event each. One ring-buffer operation per
+ * wrote more than DNSPLANE_EVENT_ENTRIES): a header, the question name, then one entry per
+ * (set, address, expiry) written — one learned event each. One ring-buffer operation per
  * response instead of one per write.
+ *
+ * A record carries only the bytes it uses: the header (16 bytes), then the name's name_len
+ * bytes zero-padded to a multiple of 8 (DNSPLANE_EVENT_NAME_ALIGN), then `count` entries —
+ * so the entries start at 16 + ((name_len + 7) & ~7). An 8-A answer to a 15-byte name is
+ * 288 bytes, not the 528 of a fixed 256-byte name field.
  */
 #define DNSPLANE_EVENT_ENTRIES 32
+#define DNSPLANE_EVENT_NAME_ALIGN 8
 
 struct dnsplane_event_header {
 	__u64 name_hash;  /* hash of the question name */
-	__u16 count;      /* entries that follow */
-	__u8 name_len;    /* bytes of name used */
+	__u16 count;      /* entries that follow the name */
+	__u8 name_len;    /* bytes of the name (lower-case, dotted, no trailing dot) */
 	__u8 pad[5];
-	char name[DNSPLANE_NAME_TEXT]; /* question name, lower-case, dotted, no trailing dot */
 };
 
 struct dnsplane_event_entry {
@@ -192,11 +197,6 @@ struct dnsplane_event_entry {
 	__u8 family;      /* 4 or 6 */
 	__u8 pad[3];
 	__u8 addr[16];
-};
-
-struct dnsplane_event {
-	struct dnsplane_event_header header;
-	struct dnsplane_event_entry entries[DNSPLANE_EVENT_ENTRIES];
 };
 
 /*

@@ -41,6 +41,8 @@ export const NAME_TEXT = 256;
 export const MSG_MAX = 4096;
 export const MAX_SERVERS = 16;
 export const EVENT_ENTRIES = 32;
+/** A learned-events record pads the question name to a multiple of this many bytes. */
+export const EVENT_NAME_ALIGN = 8;
 
 /** enum dnsplane_pattern_label_kind. */
 export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
@@ -137,13 +139,12 @@ export const STRUCT_LAYOUTS = {
   },
   dnsplane_member_value: { size: 8, fields: { expiry_ns: { offset: 0, size: 8 } } },
   dnsplane_event_header: {
-    size: 16 + NAME_TEXT,
+    size: 16,
     fields: {
       name_hash: { offset: 0, size: 8 },
       count: { offset: 8, size: 2 },
       name_len: { offset: 10, size: 1 },
       pad: { offset: 11, size: 5 },
-      name: { offset: 16, size: NAME_TEXT },
     },
   },
   dnsplane_event_entry: {
@@ -154,13 +155,6 @@ export const STRUCT_LAYOUTS = {
       family: { offset: 12, size: 1 },
       pad: { offset: 13, size: 3 },
       addr: { offset: 16, size: 16 },
-    },
-  },
-  dnsplane_event: {
-    size: 16 + NAME_TEXT + 32 * EVENT_ENTRIES,
-    fields: {
-      header: { offset: 0, size: 16 + NAME_TEXT },
-      entries: { offset: 16 + NAME_TEXT, size: 32 * EVENT_ENTRIES },
     },
   },
 } as const satisfies Record<string, StructLayout>;
@@ -458,24 +452,32 @@ export interface LearnedEvent {
   readonly name: string;
 }
 
+/** Bytes the question name takes in a learned-events record: its length padded to EVENT_NAME_ALIGN. */
+export function eventNameBytes(nameLength: number): number {
+  return Math.ceil(nameLength / EVENT_NAME_ALIGN) * EVENT_NAME_ALIGN;
+}
+
 /**
- * Decodes one ring-buffer record: a header (the question name) and one entry per
- * (set, address, expiry) written — one LearnedEvent each.
+ * Decodes one ring-buffer record: a header, the question name (name_len bytes, padded to
+ * EVENT_NAME_ALIGN) and one entry per (set, address, expiry) written — one LearnedEvent each.
  */
 export function decodeEvents(b: Buffer): LearnedEvent[] {
   const h = L.dnsplane_event_header;
   const e = L.dnsplane_event_entry;
   if (b.length < h.size) throw new RangeError(`a learned-events record has at least ${h.size} bytes, not ${b.length}`);
   const count = b.readUInt16LE(h.fields.count.offset);
-  if (b.length < h.size + count * e.size) {
-    throw new RangeError(`a learned-events record of ${count} entries has ${h.size + count * e.size} bytes, not ${b.length}`);
+  const nameLength = b.readUInt8(h.fields.name_len.offset);
+  const entriesAt = h.size + eventNameBytes(nameLength);
+  if (b.length < entriesAt + count * e.size) {
+    throw new RangeError(
+      `a learned-events record of a ${nameLength}-byte name and ${count} entries has ${entriesAt + count * e.size} bytes, not ${b.length}`,
+    );
   }
   const nameHash = b.readBigUInt64LE(h.fields.name_hash.offset);
-  const nameLength = Math.min(b.readUInt8(h.fields.name_len.offset), NAME_TEXT);
-  const name = b.toString('latin1', h.fields.name.offset, h.fields.name.offset + nameLength);
+  const name = b.toString('latin1', h.size, h.size + nameLength);
   const out: LearnedEvent[] = [];
   for (let i = 0; i < count; i++) {
-    const at = h.size + i * e.size;
+    const at = entriesAt + i * e.size;
     const family = b.readUInt8(at + e.fields.family.offset) === 6 ? 6 : 4;
     const addr = at + e.fields.addr.offset;
     out.push({

@@ -5,6 +5,7 @@ import {
   STRUCT_LAYOUTS,
   decodeConfig,
   decodeEvents,
+  eventNameBytes,
   decodeMemberKey,
   decodeQueryKey,
   decodeTableInfo,
@@ -46,19 +47,25 @@ describe('map codecs', () => {
     expect(() => encodeMemberKey({ setId: 1, family: 4, address: 'fd00::1' })).toThrow(/not an IPv4 address/);
   });
 
-  it('a ring-buffer record decodes to one event per entry', () => {
+  it('a ring-buffer record (header, name padded to 8, entries) decodes to one event per entry', () => {
     const h = STRUCT_LAYOUTS.dnsplane_event_header;
     const e = STRUCT_LAYOUTS.dnsplane_event_entry;
-    const b = Buffer.alloc(h.size + 2 * e.size);
+    // 'example.com' is 11 bytes: padded to 16, the entries start at 16 + 16
+    const first = h.size + 16;
+    expect(eventNameBytes(11)).toBe(16);
+    expect(eventNameBytes(0)).toBe(0);
+    expect(eventNameBytes(16)).toBe(16);
+    expect(eventNameBytes(255)).toBe(256);
+    const b = Buffer.alloc(first + 2 * e.size);
     b.writeBigUInt64LE(42n, h.fields.name_hash.offset);
     b.writeUInt16LE(2, h.fields.count.offset);
     b.writeUInt8(11, h.fields.name_len.offset);
-    b.write('example.com', h.fields.name.offset, 'latin1');
-    b.writeBigUInt64LE(5_000_000_000n, h.size + e.fields.expiry_ns.offset);
-    b.writeUInt32LE(3, h.size + e.fields.set_id.offset);
-    b.writeUInt8(4, h.size + e.fields.family.offset);
-    Buffer.from([198, 18, 0, 1]).copy(b, h.size + e.fields.addr.offset);
-    const second = h.size + e.size;
+    b.write('example.com', h.size, 'latin1');
+    b.writeBigUInt64LE(5_000_000_000n, first + e.fields.expiry_ns.offset);
+    b.writeUInt32LE(3, first + e.fields.set_id.offset);
+    b.writeUInt8(4, first + e.fields.family.offset);
+    Buffer.from([198, 18, 0, 1]).copy(b, first + e.fields.addr.offset);
+    const second = first + e.size;
     b.writeBigUInt64LE(6_000_000_000n, second + e.fields.expiry_ns.offset);
     b.writeUInt32LE(4, second + e.fields.set_id.offset);
     b.writeUInt8(6, second + e.fields.family.offset);
@@ -67,6 +74,18 @@ describe('map codecs', () => {
       { setId: 3, family: 4, address: '198.18.0.1', expiryNs: 5_000_000_000n, nameHash: 42n, name: 'example.com' },
       { setId: 4, family: 6, address: 'fd00::1', expiryNs: 6_000_000_000n, nameHash: 42n, name: 'example.com' },
     ]);
-    expect(() => decodeEvents(b.subarray(0, h.size + e.size))).toThrow(/2 entries/);
+    expect(() => decodeEvents(b.subarray(0, first + e.size))).toThrow(/11-byte name and 2 entries/);
+  });
+
+  it('a record of the root name has no name bytes', () => {
+    const h = STRUCT_LAYOUTS.dnsplane_event_header;
+    const e = STRUCT_LAYOUTS.dnsplane_event_entry;
+    const b = Buffer.alloc(h.size + e.size);
+    b.writeUInt16LE(1, h.fields.count.offset);
+    b.writeBigUInt64LE(7n, h.size + e.fields.expiry_ns.offset);
+    b.writeUInt32LE(9, h.size + e.fields.set_id.offset);
+    b.writeUInt8(4, h.size + e.fields.family.offset);
+    Buffer.from([198, 18, 0, 2]).copy(b, h.size + e.fields.addr.offset);
+    expect(decodeEvents(b)).toEqual([{ setId: 9, family: 4, address: '198.18.0.2', expiryNs: 7n, nameHash: 0n, name: '' }]);
   });
 });
