@@ -135,6 +135,9 @@ struct candidate {
 };
 
 #define CACHE_SLOTS 8
+/* Answer records and (candidate, set) credits handled per bpf_loop callback call. */
+#define ANSWERS_PER_STEP 4
+#define CREDITS_PER_STEP 8
 /* Bound of a record's entry offset for the verifier (the real one is at most 16 + 256). */
 #define REC_ENTRIES_MASK 511
 
@@ -304,17 +307,13 @@ static __always_inline __u64 suffix_mix(__u64 suffix, __u64 label)
 
 /* ---------------------------------------------------------------- names */
 
-/* One step of a name: a label, a compression pointer, or the terminating zero. */
-static long name_step(__u32 i, void *data)
+/* One step of a name: a label, a compression pointer, or the terminating zero. 1: done. */
+static __always_inline long name_one(struct scratch *s)
 {
-	struct loop_ctx *ctx = data;
-	struct scratch *s = ctx->s;
 	struct name_walk *w;
 	__u32 pos, b, len, n, t;
 	__u64 h;
 
-	if (!s)
-		return 1;
 	w = &s->walk;
 	pos = w->pos;
 	if (pos >= w->msg_len) {
@@ -396,6 +395,17 @@ static long name_step(__u32 i, void *data)
 	return 0;
 }
 
+/* Two steps per callback call (fewer calls: a call costs about as much as a label's work). */
+static long name_step(__u32 i, void *data)
+{
+	struct loop_ctx *ctx = data;
+	struct scratch *s = ctx->s;
+
+	if (!s || name_one(s))
+		return 1;
+	return name_one(s);
+}
+
 /*
  * Decodes the name at `off` into scratch->name (label hashes, suffix hashes, label offsets,
  * text). Returns the offset just after the name where it is written, or ERR_TRUNCATED
@@ -425,7 +435,7 @@ __attribute__((noinline)) int decode_name(__u32 slot, __u32 off, __u32 msg_len)
 	{
 		struct loop_ctx lc = { .s = s, .slot = slot };
 
-		bpf_loop(DNSPLANE_MAX_LABELS + DNSPLANE_MAX_HOPS + 2, name_step, &lc, 0);
+		bpf_loop((DNSPLANE_MAX_LABELS + DNSPLANE_MAX_HOPS + 2 + 1) / 2, name_step, &lc, 0);
 	}
 	if (w->status == ST_TRUNCATED)
 		return ERR_TRUNCATED;
@@ -663,14 +673,11 @@ __attribute__((noinline)) int pattern_match(__u32 slot, __u32 pid, __u32 prefix)
 	return (s->nfa >> m) & 1;
 }
 
-/* Adds a set id to scratch->sets unless present. Global: keeps the callers' loops small. */
-__attribute__((noinline)) int add_set(__u32 slot, __u32 id)
+/* Adds a set id to scratch->sets unless present (inlined once, into consider_id). */
+static __always_inline int add_set(struct scratch *s, __u32 id)
 {
-	struct scratch *s = scratch_of(slot);
 	__u32 n;
 
-	if (!s)
-		return 0;
 	n = s->set_count;
 	for (__u32 i = 0; i < DNSPLANE_MAX_SETS; i++) {
 		if (i >= n)
@@ -703,16 +710,25 @@ __attribute__((noinline)) int consider_id(__u32 slot, __u32 i)
 		return 0;
 	id = s->ids[i];
 	prefix = s->name.label_count - s->entry_k;
-	if (i < s->entry_a)
-		return prefix == 0 ? add_set(slot, id) : 0;
-	if (i < s->entry_b)
-		return prefix >= 1 ? add_set(slot, id) : 0;
-	if (i < s->entry_c)
-		return prefix == 1 ? add_set(slot, id) : 0;
-	if (prefix < 1 || !pattern_match(slot, id, prefix))
-		return 0;
-	p = bpf_map_lookup_elem(&dnsp_patterns, &id);
-	return p ? add_set(slot, p->set_id) : 0;
+	if (i < s->entry_a) {
+		if (prefix != 0)
+			return 0;
+	} else if (i < s->entry_b) {
+		if (prefix < 1)
+			return 0;
+	} else if (i < s->entry_c) {
+		if (prefix != 1)
+			return 0;
+	} else {
+		if (prefix < 1 || !pattern_match(slot, id, prefix))
+			return 0;
+		p = bpf_map_lookup_elem(&dnsp_patterns, &id);
+		if (!p)
+			return 0;
+		id = p->set_id;
+	}
+	/* one add_set, inlined: a global function call costs more than its work here */
+	return add_set(s, id);
 }
 
 /* One label boundary of the decoded name: the k rightmost labels form the suffix. */
@@ -779,17 +795,13 @@ static __always_inline int in_chain(struct scratch *s, __u64 hash)
 	return 0;
 }
 
-static long answer_step(__u32 idx, void *data)
+/* One answer record (number idx): 1 when the walk ends. */
+static __always_inline long answer_one(struct scratch *s, __u32 slot, __u32 idx)
 {
-	struct loop_ctx *ctx = data;
-	__u32 slot = ctx->slot;
-	struct scratch *s = ctx->s;
 	__u32 pos, msg_len, after, type, klass, ttl, rdlen, rdata;
 	__u64 owner = 0;
 	int found = 0, r;
 
-	if (!s)
-		return 1;
 	if (idx >= s->ancount) {
 		s->status = ST_DONE;
 		return 1;
@@ -887,6 +899,24 @@ static long answer_step(__u32 idx, void *data)
 	return 0;
 }
 
+/*
+ * ANSWERS_PER_STEP records per callback call: on this machine a call costs about as much as
+ * the work of a pointer-owned A record, so fewer calls is what makes the walk cheaper.
+ */
+static long answer_step(__u32 idx, void *data)
+{
+	struct loop_ctx *ctx = data;
+	struct scratch *s = ctx->s;
+
+	if (!s)
+		return 1;
+	for (__u32 k = 0; k < ANSWERS_PER_STEP; k++) {
+		if (answer_one(s, ctx->slot, idx * ANSWERS_PER_STEP + k))
+			return 1;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------- credits */
 
 /* Sends the record being filled to the ring buffer (nothing when it holds no entry). */
@@ -948,17 +978,14 @@ static __always_inline __u64 member_write(void *map, const void *key, __u64 expi
 	return bpf_map_update_elem(map, key, &v, BPF_ANY) ? 0 : expiry;
 }
 
-static long credit_step(__u32 idx, void *data)
+/* One (candidate, set) pair: 1 when there is none left. */
+static __always_inline long credit_one(struct scratch *s)
 {
-	struct loop_ctx *ctx = data;
-	struct scratch *s = ctx->s;
 	struct candidate *c;
 	struct dnsplane_event_entry *ev;
 	__u32 ci, si, set_id, ttl, n;
 	__u64 expiry;
 
-	if (!s || !s->credit_sets)
-		return 1;
 	/* (candidate, set) pairs in order, counted here rather than divided out of idx */
 	ci = s->credit_ci;
 	si = s->credit_si;
@@ -1002,6 +1029,21 @@ static long credit_step(__u32 idx, void *data)
 	ev->family = c->family;
 	__builtin_memcpy(ev->addr, c->addr, 16);
 	s->rec_count = n + 1;
+	return 0;
+}
+
+/* CREDITS_PER_STEP pairs per callback call (a call costs about as much as a pair's work). */
+static long credit_step(__u32 idx, void *data)
+{
+	struct loop_ctx *ctx = data;
+	struct scratch *s = ctx->s;
+
+	if (!s || !s->credit_sets)
+		return 1;
+	for (__u32 k = 0; k < CREDITS_PER_STEP; k++) {
+		if (credit_one(s))
+			return 1;
+	}
 	return 0;
 }
 
@@ -1292,7 +1334,12 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->status = ST_RUNNING;
 	lc.s = s;
 	lc.slot = slot;
-	bpf_loop(DNSPLANE_MAX_ANSWERS, answer_step, &lc, 0);
+	{
+		/* exactly the calls the records need: no last call only to find the end */
+		__u32 records = s->ancount < DNSPLANE_MAX_ANSWERS ? s->ancount : DNSPLANE_MAX_ANSWERS;
+
+		bpf_loop((records + ANSWERS_PER_STEP - 1) / ANSWERS_PER_STEP, answer_step, &lc, 0);
+	}
 	if (s->status == ST_MALFORMED) {
 		count(DNSPLANE_C_MALFORMED, 1);
 		return 0;
@@ -1333,7 +1380,13 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 			chain_load(slot, i);
 		else if (decode_name(slot, s->chain_off[i], msg_len) < 0)
 			break;
-		bpf_loop(DNSPLANE_MAX_LABELS + 1, match_step, &lc, 0);
+		{
+			/* exactly the label boundaries to look at: no last call only to find the end */
+			__u32 to = s->match_to < s->name.label_count ? s->match_to : s->name.label_count;
+
+			if (to >= s->match_from)
+				bpf_loop(to - s->match_from + 1, match_step, &lc, 0);
+		}
 	}
 	if (!s->set_count)
 		return 0;
@@ -1348,7 +1401,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	s->learned = 0;
 	s->credit_ci = 0;
 	s->credit_si = 0;
-	bpf_loop(DNSPLANE_MAX_ANSWERS * DNSPLANE_MAX_SETS, credit_step, &lc, 0);
+	bpf_loop((s->credit_limit * s->credit_sets + CREDITS_PER_STEP - 1) / CREDITS_PER_STEP, credit_step, &lc, 0);
 	flush_events(s);
 	if (s->learned)
 		count(DNSPLANE_C_LEARNED, s->learned);
