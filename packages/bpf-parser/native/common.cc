@@ -13,8 +13,10 @@ namespace {
 // Only the tail of a long verifier log is kept: the reason for a rejection is at its end.
 constexpr size_t kMaxCapturedLog = 256 * 1024;
 
-bool g_capturing = false;
-std::string g_captured;
+// Per thread: an object load may run on a libuv worker (loadAsync) while the main thread
+// makes other calls; each captures what libbpf prints on its own thread.
+thread_local bool g_capturing = false;
+thread_local std::string g_captured;
 
 int PrintToCapture(enum libbpf_print_level level, const char* format, va_list args) {
   static const bool debug_to_stderr = std::getenv("DNSPLANE_LIBBPF_DEBUG") != nullptr;
@@ -64,6 +66,10 @@ std::string LogCapture::Take() {
 }
 
 void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string& log) {
+  throw ErrnoError(env, err, op, log);
+}
+
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& log) {
   if (err < 0) err = -err;
   char buf[256];
   const char* text = nullptr;
@@ -78,7 +84,7 @@ void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string
   error.Set("log", Napi::String::New(env, log));
   const char* name = err == 524 ? "ENOTSUPP" : strerrorname_np(err);
   if (name != nullptr) error.Set("code", Napi::String::New(env, name));
-  throw error;
+  return error;
 }
 
 ByteView Bytes(const Napi::Value& value, const char* what) {

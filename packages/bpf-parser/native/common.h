@@ -19,7 +19,7 @@ T ZeroedOpts() {
 }
 
 // Collects everything libbpf prints (warnings, verifier logs) while one addon call runs,
-// so a failure can carry it to JavaScript. All calls happen on the Node main thread.
+// so a failure can carry it to JavaScript. Per thread (see loadAsync).
 class LogCapture {
  public:
   LogCapture();
@@ -36,6 +36,8 @@ void InstallLibbpfPrint();
 // captured output, e.g. the verifier log). The TypeScript side maps it to typed errors.
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const std::string& op,
                              const std::string& log = std::string());
+// The same error, returned (e.g. to reject a promise).
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& log = std::string());
 
 // libbpf returns negative error codes (and sets errno); normalise to a positive errno.
 inline int PositiveErr(int ret) {

@@ -80,6 +80,7 @@ Napi::Function ObjectHandle::Define(Napi::Env env) {
                          InstanceMethod<&ObjectHandle::SetPinPath>("setPinPath"),
                          InstanceMethod<&ObjectHandle::SetAutoload>("setAutoload"),
                          InstanceMethod<&ObjectHandle::Load>("load"),
+                         InstanceMethod<&ObjectHandle::LoadAsync>("loadAsync"),
                          InstanceMethod<&ObjectHandle::Programs>("programs"),
                          InstanceMethod<&ObjectHandle::Maps>("maps"),
                          InstanceMethod<&ObjectHandle::Close>("close"),
@@ -109,6 +110,7 @@ ObjectHandle::~ObjectHandle() {
 }
 
 bpf_object* ObjectHandle::Require(Napi::Env env, const char* op) {
+  if (loading_) throw Napi::Error::New(env, std::string(op) + ": the BPF object is being loaded (loadAsync)");
   if (obj_ == nullptr) throw Napi::Error::New(env, std::string(op) + ": the BPF object is closed");
   return obj_;
 }
@@ -201,6 +203,60 @@ Napi::Value ObjectHandle::Load(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// bpf_object__load on a libuv worker thread (the verifier can take seconds): the event loop
+// goes on meanwhile. Settles like load(): resolved, or rejected with the errno error (the
+// object then closed).
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, ObjectHandle* handle, Napi::Object self)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), handle_(handle) {
+    self_ = Napi::Persistent(self);
+    name_ = bpf_object__name(handle->obj_);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    LogCapture capture;
+    ret_ = bpf_object__load(handle_->obj_);
+    if (ret_ != 0) {
+      err_ = PositiveErr(ret_);
+      log_ = capture.Take();
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    handle_->loading_ = false;
+    if (ret_ != 0) {
+      bpf_object__close(handle_->obj_);
+      handle_->obj_ = nullptr;
+      deferred_.Reject(ErrnoError(env, err_, "load " + name_, log_).Value());
+      return;
+    }
+    handle_->loaded_ = true;
+    deferred_.Resolve(env.Undefined());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  ObjectHandle* handle_;
+  Napi::ObjectReference self_;  // keeps the handle alive while the worker runs
+  std::string name_;
+  int ret_ = 0;
+  int err_ = 0;
+  std::string log_;
+};
+
+Napi::Value ObjectHandle::LoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Require(env, "loadAsync");
+  if (loaded_) throw Napi::Error::New(env, "loadAsync: the object is already loaded");
+  auto* worker = new LoadWorker(env, this, info.This().As<Napi::Object>());
+  loading_ = true;
+  worker->Queue();
+  return worker->Promise();
+}
+
 Napi::Value ObjectHandle::Programs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bpf_object* obj = Require(env, "programs");
@@ -230,6 +286,7 @@ Napi::Value ObjectHandle::Maps(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ObjectHandle::Close(const Napi::CallbackInfo& info) {
+  if (loading_) throw Napi::Error::New(info.Env(), "close: the BPF object is being loaded (loadAsync); close it once that settles");
   if (obj_ != nullptr) bpf_object__close(obj_);
   obj_ = nullptr;
   return info.Env().Undefined();

@@ -19,12 +19,16 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
   Napi::Value SetPinPath(const Napi::CallbackInfo& info);
   Napi::Value SetAutoload(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value LoadAsync(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   bpf_object* obj_ = nullptr;
   bool loaded_ = false;
+  // A loadAsync in flight: the object belongs to the worker thread until it settles.
+  bool loading_ = false;
+  friend class LoadWorker;
 };
 
 }  // namespace dnsplane_bpf

@@ -44,6 +44,7 @@ export interface NativeObjectHandle {
   setPinPath(mapName: string, path: string | null): void;
   setAutoload(programName: string, autoload: boolean): void;
   load(): void;
+  loadAsync(): Promise<void>;
   programs(): NativeProgramInfo[];
   maps(): NativeMapInfo[];
   close(): void;
@@ -401,6 +402,27 @@ export class BpfObjectSpec {
         if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
       }
       kernel(() => handle.load());
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+    return new BpfObject(this.path, handle);
+  }
+
+  /**
+   * load() on a libuv worker thread: the kernel's verification (seconds for a large program)
+   * runs while the event loop goes on. Same result and errors as load().
+   */
+  async loadAsync(): Promise<BpfObject> {
+    const handle = this.#live('loadAsync');
+    this.#handle = undefined;
+    try {
+      for (const m of handle.maps()) {
+        if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
+      }
+      await handle.loadAsync().catch((error: unknown) => {
+        throw translate(error);
+      });
     } catch (error) {
       handle.close();
       throw error;

@@ -120,6 +120,44 @@ export class DnsParserProgram {
    * taken as they are (see ParserProgramOptions).
    */
   static load(options: ParserProgramOptions = {}): DnsParserProgram {
+    const plan = DnsParserProgram.#plan(options);
+    if (plan.reused !== undefined) return plan.reused;
+    let object: ParserParts;
+    try {
+      object = plan.spec.load();
+    } catch (error) {
+      plan.failed();
+      throw error;
+    }
+    return plan.finish(object);
+  }
+
+  /**
+   * load() with the kernel's verification on a libuv worker thread, so the caller's event
+   * loop (e.g. reading the resources) goes on meanwhile. Reusing pins is immediate.
+   */
+  static async loadAsync(options: ParserProgramOptions = {}): Promise<DnsParserProgram> {
+    const plan = DnsParserProgram.#plan(options);
+    if (plan.reused !== undefined) return plan.reused;
+    let object: ParserParts;
+    try {
+      object = await plan.spec.loadAsync();
+    } catch (error) {
+      plan.failed();
+      throw error;
+    }
+    return plan.finish(object);
+  }
+
+  /** What load() and loadAsync() share: pins to reuse, or an opened spec and what follows its load. */
+  static #plan(
+    options: ParserProgramOptions,
+  ): { reused: DnsParserProgram; spec?: undefined; failed?: undefined; finish?: undefined } | {
+    reused?: undefined;
+    spec: BpfObjectSpec;
+    failed: () => void;
+    finish: (object: ParserParts) => DnsParserProgram;
+  } {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
     const objectPath = options.objectPath ?? PARSER_OBJECT_PATH;
     const entries: readonly ParserEntry[] = options.entries ?? ['socket', 'tc'];
@@ -127,7 +165,7 @@ export class DnsParserProgram {
     const hash = options.reusePrograms === true ? parserObjectHash(objectPath) : undefined;
     if (hash !== undefined) {
       const pinned = openPinned(pinRoot, entries, hash);
-      if (pinned !== undefined) return new DnsParserProgram(pinned, pinRoot, true);
+      if (pinned !== undefined) return { reused: new DnsParserProgram(pinned, pinRoot, true) };
     }
     const existed = existsSync(pinRoot);
     const spec = BpfObjectSpec.open(objectPath);
@@ -138,24 +176,23 @@ export class DnsParserProgram {
       spec.close();
       throw error;
     }
-    let object: ParserParts;
-    try {
-      object = spec.load();
-    } catch (error) {
-      // Nothing half-made: a pin folder this failed load created goes again.
+    // Nothing half-made: a pin folder this failed load created goes again.
+    const failed = (): void => {
       if (!existed) rmSync(pinRoot, { recursive: true, force: true });
-      throw error;
-    }
-    if (hash !== undefined) {
-      try {
-        pinForReuse(object, pinRoot, entries, hash);
-      } catch (error) {
-        object.close();
-        if (!existed) rmSync(pinRoot, { recursive: true, force: true });
-        throw error;
+    };
+    const finish = (object: ParserParts): DnsParserProgram => {
+      if (hash !== undefined) {
+        try {
+          pinForReuse(object, pinRoot, entries, hash);
+        } catch (error) {
+          object.close();
+          failed();
+          throw error;
+        }
       }
-    }
-    return new DnsParserProgram(object, pinRoot, false);
+      return new DnsParserProgram(object, pinRoot, false);
+    };
+    return { spec, failed, finish };
   }
 
   /** Removes every pin under `pinRoot` (the folder included). Maps live on while loaded. */

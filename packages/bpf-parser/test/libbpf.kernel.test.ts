@@ -26,6 +26,7 @@ const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const testObject = join(fixtures, 'loader_test.o');
 const rejectedObject = join(fixtures, 'verifier_reject.o');
 const pinnedByNameObject = join(fixtures, 'pinned_by_name.o');
+const parserObject = fileURLToPath(new URL('../bpf/dnsplane.bpf.o', import.meta.url));
 
 const ETH_HLEN = 14;
 
@@ -150,6 +151,37 @@ describe('BpfObjectSpec', () => {
     objects.push(other);
     expect(other.programs().map((p) => p.name).sort()).toEqual(['tc_count', 'tc_magic']);
     expect(other.program('tc_magic').id).not.toBe(o.program('tc_magic').id);
+  });
+
+  it('loadAsync verifies on a worker thread: the event loop goes on; a rejection is the same KernelError', async () => {
+    const spec = BpfObjectSpec.open(parserObject, { pinRoot: null });
+    spec.loadOnly(['dnsplane_parse_tc']);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const started = performance.now();
+    let loaded: BpfObject;
+    try {
+      loaded = await spec.loadAsync();
+    } finally {
+      clearInterval(timer);
+    }
+    objects.push(loaded);
+    const elapsed = performance.now() - started;
+    // the parser takes the verifier ~1 s or more: the 5 ms timer ran during it
+    expect(ticks).toBeGreaterThan(Math.min(10, elapsed / 50));
+    expect(loaded.program('dnsplane_parse_tc').testRun({ data: frame(50) }).retval | 0).toBe(-1);
+    expect(() => spec.load()).toThrow(/already loaded/);
+
+    let caught: unknown;
+    try {
+      await BpfObjectSpec.open(rejectedObject).loadAsync();
+    } catch (error) {
+      caught = error;
+    }
+    expect(isKernelError(caught)).toBe(true);
+    if (!isKernelError(caught)) return;
+    expect(caught.errno).toBe(13);
+    expect(caught.detail).toContain('missing_null_check');
   });
 
   it('rejects unknown globals, wrong sizes and a second load', () => {
