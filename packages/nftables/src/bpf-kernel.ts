@@ -1,6 +1,7 @@
 // TcMembershipKernel over @dnsplane/bpf-parser: the DNS parser (DnsParserProgram) and the
 // membership marker (MembershipMarker), attached with tc at bpf-parser's fixed slots
 // (DNSPLANE_TC_FILTERS), so a re-attach replaces and `remove()` finds them from any process.
+import { existsSync } from 'node:fs';
 import type { Clock } from '@dnsplane/core';
 import {
   DnsParserProgram,
@@ -24,14 +25,46 @@ const FILTER_OF: Readonly<Record<TcProgramKind, 'parser' | 'membershipMark'>> = 
  * parser_load (parser_reused when the pinned program was taken as it is), parser_domain_sets,
  * parser_export, parser_import.
  */
-export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepTimer()): TcMembershipKernel {
+/** The tc kernel side, able to load the parser ahead of install (see NftablesDataplane.prepare). */
+export interface PreparableTcMembershipKernel extends TcMembershipKernel {
+  /**
+   * Loads the parser for `pinRoot` with the verifier on a worker thread; the next
+   * loadParser(pinRoot) takes it. Resolves to whether pinned programs were reused.
+   */
+  prepareParser(pinRoot: string): Promise<boolean>;
+  /** Closes a prepared parser no loadParser took, and removes the pin root if preparing created it. */
+  discardPrepared(): void;
+}
+
+export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepTimer()): PreparableTcMembershipKernel {
+  // Only the tc entry point (nftables never uses the socket filter: half the verification),
+  // pinned by object hash and reused on restart (no verification at all).
+  const options = (pinRoot: string) => ({ pinRoot, entries: ['tc'] as const, reusePrograms: true });
+  let prepared: { readonly pinRoot: string; readonly parser: DnsParserProgram; readonly created: boolean } | undefined;
   return {
+    async prepareParser(pinRoot: string): Promise<boolean> {
+      const created = !existsSync(pinRoot);
+      const parser = await DnsParserProgram.loadAsync(options(pinRoot));
+      prepared?.parser.close();
+      prepared = { pinRoot, parser, created };
+      return parser.reused;
+    },
+    discardPrepared(): void {
+      if (prepared === undefined) return;
+      prepared.parser.close();
+      if (prepared.created) DnsParserProgram.removePins(prepared.pinRoot);
+      prepared = undefined;
+    },
     loadParser(pinRoot: string): ParserHandle {
-      // Only the tc entry point (nftables never uses the socket filter: half the verification),
-      // pinned by object hash and reused on restart (no verification at all).
-      const start = performance.now();
-      const parser = DnsParserProgram.load({ pinRoot, entries: ['tc'], reusePrograms: true });
-      timer.add(parser.reused ? 'parser_reused' : 'parser_load', performance.now() - start);
+      let parser: DnsParserProgram;
+      if (prepared !== undefined && prepared.pinRoot === pinRoot) {
+        parser = prepared.parser;
+        prepared = undefined;
+      } else {
+        const start = performance.now();
+        parser = DnsParserProgram.load(options(pinRoot));
+        timer.add(parser.reused ? 'parser_reused' : 'parser_load', performance.now() - start);
+      }
       return {
         configure: (dns) => parser.configure(dns),
         setDomainSets: (sets) => timer.time('parser_domain_sets', () => parser.setDomainSets(sets)),

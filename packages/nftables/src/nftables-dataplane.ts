@@ -56,6 +56,10 @@ export interface NftablesDataplaneOptions {
   readonly mirrorProbe?: MirrorProbe;
   /** Collects install step durations (logged with "nftables: installed"); shared with the tc kernel side. */
   readonly stepTimer?: StepTimer;
+  /** Loads the parser ahead of install (prepare()); resolves to whether pinned programs were reused. Used only with pinRoot. */
+  readonly prepareParser?: (pinRoot: string) => Promise<boolean>;
+  /** Undoes a prepareParser that no install used (close() calls it). */
+  readonly discardPrepared?: () => void;
 }
 
 export interface AddLearnedResult {
@@ -91,6 +95,10 @@ export class NftablesDataplane implements Dataplane {
   /** The nft sets were caught up with the kernel membership maps once (later installs skip it). */
   #caughtUp = false;
   readonly #timer: StepTimer;
+  readonly #prepareParser: ((pinRoot: string) => Promise<boolean>) | undefined;
+  readonly #discardPrepared: (() => void) | undefined;
+  /** The parser load prepare() started: its duration, step name, or a failure already logged. */
+  #prepared: Promise<{ readonly step: string; readonly ms: number } | undefined> | undefined;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -101,6 +109,8 @@ export class NftablesDataplane implements Dataplane {
     this.#interfaces = options.interfaces ?? [];
     this.#pinRoot = options.pinRoot;
     this.#timer = options.stepTimer ?? new StepTimer();
+    this.#prepareParser = options.prepareParser;
+    this.#discardPrepared = options.discardPrepared;
     if (options.pinRoot !== undefined) {
       if (options.tcKernel === undefined) throw new TypeError('nftables: pinRoot needs a tcKernel (createNftablesDataplane provides one)');
       this.#membership = new TcMembership({
@@ -148,10 +158,36 @@ export class NftablesDataplane implements Dataplane {
     return `${serializeDocument(renderDocument(plan.transaction), true)}\n\n${JSON.stringify(tc, null, 2)}\n`;
   }
 
+  /**
+   * Starts loading the DNS parser (the verifier: seconds) on a worker thread, so it overlaps
+   * whatever the caller does before install() — the agent reads its resources meanwhile.
+   * install() waits for it; if it fails, install() loads the parser itself (and reports).
+   */
+  prepare(): void {
+    const pinRoot = this.#pinRoot;
+    const prepareParser = this.#prepareParser;
+    if (pinRoot === undefined || prepareParser === undefined || this.#prepared !== undefined || this.#caughtUp) return;
+    const started = performance.now();
+    this.#prepared = prepareParser(pinRoot).then(
+      (reused) => ({ step: reused ? 'parser_reused' : 'parser_load_overlapped', ms: performance.now() - started }),
+      (error: unknown) => {
+        this.#logger.warn({ err: error }, 'nftables: loading the parser ahead of install failed; install loads it');
+        return undefined;
+      },
+    );
+  }
+
   install(state: DesiredState): Promise<void> {
     return this.#exclusive(async () => {
       const timer = this.#timer;
       timer.take(); // steps of anything before this install (mirrored writes) are not its own
+      const prepared = this.#prepared;
+      this.#prepared = undefined;
+      if (prepared !== undefined) {
+        // The load ran alongside the caller's work; what install still waits for is its own step.
+        const load = await timer.timeAsync('parser_prepare_wait', () => prepared);
+        if (load !== undefined) timer.add(load.step, load.ms);
+      }
       const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
       // Without elements: a re-install never needs them, and they can number 100,000s.
       const current = await timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
@@ -404,7 +440,10 @@ export class NftablesDataplane implements Dataplane {
 
   /** Stops consuming learned events; tc programs, pins and the table stay in force. */
   async close(): Promise<void> {
+    await this.#prepared; // never rejects (a failure is logged)
     await this.#serial.catch(() => undefined);
+    // Prepared but never installed (e.g. the resources did not validate): nothing stays of it.
+    this.#discardPrepared?.();
     for (const callback of this.#onClose.splice(0)) callback();
     this.#membership?.close();
   }
@@ -462,10 +501,16 @@ function createExecutor(options: NftablesDataplaneOptions, logger: NftLogger): N
 export function createNftablesDataplane(options: NftablesDataplaneOptions = {}): NftablesDataplane {
   const logger = options.logger ?? silentLogger;
   const stepTimer = options.stepTimer ?? new StepTimer();
-  const withKernel: NftablesDataplaneOptions =
-    options.pinRoot !== undefined && options.tcKernel === undefined
-      ? { ...options, stepTimer, tcKernel: bpfTcMembershipKernel(options.clock ?? systemClock, stepTimer) }
-      : { ...options, stepTimer };
+  let withKernel: NftablesDataplaneOptions = { ...options, stepTimer };
+  if (options.pinRoot !== undefined && options.tcKernel === undefined) {
+    const tcKernel = bpfTcMembershipKernel(options.clock ?? systemClock, stepTimer);
+    withKernel = {
+      ...withKernel,
+      tcKernel,
+      prepareParser: (pinRoot) => tcKernel.prepareParser(pinRoot),
+      discardPrepared: () => tcKernel.discardPrepared(),
+    };
+  }
   if (options.handle !== undefined) return new NftablesDataplane(options.handle, withKernel);
   const executor = createExecutor(options, logger);
   const dataplane = new NftablesDataplane(new JsonNftHandle(executor, logger), withKernel);
