@@ -141,13 +141,30 @@ export class Daemon {
       this.#startup.phasesMs[name] = now - mark;
       mark = now;
     };
-    const { inputs, state } = await loadAndCompile(environment.loadInputs, this.options.configPath);
+    // The dataplane is built from the config alone and starts loading its kernel programs
+    // (the verifier: seconds) while the resources are read.
+    const early = await this.#prepareEarly();
+    let compiled: Awaited<ReturnType<typeof loadAndCompile>>;
+    try {
+      compiled = await loadAndCompile(environment.loadInputs, this.options.configPath);
+    } catch (error) {
+      await early?.dataplane.close().catch(() => undefined); // it installed nothing; what prepare made goes
+      throw error;
+    }
+    const { inputs, state } = compiled;
     phase('inputs');
     const kind = this.#override ?? inputs.config.dataplane;
     const statePath = statePathOf(inputs);
     const recorded = await this.#previousDataplane(statePath);
     const previous = recorded?.dataplane;
-    const dataplane = this.options.dataplaneProvider(kind, inputs);
+    let dataplane: Dataplane;
+    if (early !== undefined && early.kind === kind && early.config === JSON.stringify(inputs.config)) {
+      dataplane = early.dataplane;
+    } else {
+      // The config changed between the two reads (or could not be read alone): built again.
+      await early?.dataplane.close().catch(() => undefined);
+      dataplane = this.options.dataplaneProvider(kind, inputs);
+    }
     this.#dataplane = dataplane;
     this.#kind = kind;
     // Another kind, or iptables with another explicit backend (legacy ↔ nft: other tools,
@@ -206,6 +223,22 @@ export class Daemon {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
+  }
+
+  /** The dataplane of the config file alone, preparing (undefined when it cannot be built yet: the full load reports why). */
+  async #prepareEarly(): Promise<{ kind: DataplaneKind; dataplane: Dataplane; config: string } | undefined> {
+    const loadConfig = this.options.environment.loadConfig;
+    if (loadConfig === undefined) return undefined;
+    try {
+      const { configFile, config } = await loadConfig(this.options.configPath);
+      const kind = this.#override ?? config.dataplane;
+      const dataplane = this.options.dataplaneProvider(kind, { configFile, config, policies: [], endpoints: [], files: [] });
+      dataplane.prepare?.();
+      return { kind, dataplane, config: JSON.stringify(config) };
+    } catch (error) {
+      this.options.logger.debug({ event: 'prepare_skipped', err: error }, 'dataplane not prepared ahead of the resources');
+      return undefined;
+    }
   }
 
   /**

@@ -4,10 +4,12 @@
 import { watch as fsWatch } from 'node:fs';
 import pino from 'pino';
 import {
+  loadConfig,
   loadInputs,
   systemClock,
   systemProcessRunner,
   type Clock,
+  type DnsplaneConfig,
   type LoadedInputs,
   type ProcessRunner,
 } from '@dnsplane/core';
@@ -46,6 +48,11 @@ export interface AgentEnvironment {
   readonly logDestination: pino.DestinationStream;
   readonly drivers: readonly DriverRegistration[];
   readonly loadInputs: (configPath: string) => Promise<LoadedInputs>;
+  /**
+   * The config file alone (absent: the daemon does not build its dataplane before reading the
+   * resources, so nothing is prepared ahead of install).
+   */
+  readonly loadConfig?: (configPath: string) => Promise<{ configFile: string; config: DnsplaneConfig }>;
   readonly watch: WatchFactory;
   /** Quiet period after a file change before the daemon re-applies. */
   readonly debounceMs: number;
@@ -84,6 +91,7 @@ export function systemEnvironment(): AgentEnvironment {
     logDestination: pino.destination({ dest: 2, sync: true }),
     drivers: DRIVERS,
     loadInputs,
+    loadConfig,
     watch: fsWatchFactory,
     debounceMs: 200,
     persistIntervalMs: 30_000,

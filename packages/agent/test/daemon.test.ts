@@ -40,6 +40,32 @@ describe('the daemon', () => {
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'applied', dataplane: 'nftables', policies: 1, endpoints: 2, domainSets: 1 }));
   });
 
+  it('builds the dataplane from the config alone and prepares it before the resources are read; installs that same one', async () => {
+    tree = await configTree();
+    const order: string[] = [];
+    const base = testEnvironment();
+    const t = testEnvironment({
+      drivers: base.environment.drivers.map((d) => ({
+        ...d,
+        create: (context) => {
+          const dataplane = d.create(context) as ReturnType<typeof d.create> & { prepare?: () => void };
+          dataplane.prepare = () => void order.push('prepare');
+          return dataplane;
+        },
+      })),
+      loadInputs: async (path) => {
+        order.push('resources');
+        return base.environment.loadInputs(path);
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(order).toEqual(['prepare', 'resources']);
+    expect(base.dataplanes).toHaveLength(1);
+    expect(base.dataplanes[0]?.installs).toHaveLength(1);
+    expect(daemon.dataplane).toBe(base.dataplanes[0]);
+  });
+
   it('re-applies when a resource file changes', async () => {
     tree = await configTree();
     const t = testEnvironment();
@@ -233,6 +259,11 @@ describe('dnsplane run / status', () => {
     const t = testEnvironment();
     expect(await main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment)).toBe(1);
     expect(t.stderr()).toMatch(/policies\/web\.yaml#0: metadata\.name: /);
-    expect(t.dataplanes).toHaveLength(0);
+    // The dataplane built from the config alone (to prepare ahead of the resources) installed
+    // nothing, changed nothing and was closed; nothing else was built.
+    expect(t.dataplanes).toHaveLength(1);
+    expect(t.dataplanes[0]?.installs).toHaveLength(0);
+    expect(t.dataplanes[0]?.removed).toBe(false);
+    expect(t.dataplanes[0]?.closed).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { FakeDataplane, DATAPLANE_KINDS, loadInputs, systemProcessRunner, type Clock, type DataplaneKind } from '@dnsplane/core';
+import { FakeDataplane, DATAPLANE_KINDS, loadConfig, loadInputs, systemProcessRunner, type Clock, type DataplaneKind } from '@dnsplane/core';
 import type pino from 'pino';
 import { createContainer, resolve } from '../src/container.js';
 import { Daemon, type DaemonOptions } from '../src/daemon.js';
@@ -72,6 +72,7 @@ export function testEnvironment(
     },
     drivers: fakeDrivers(kinds ?? DATAPLANE_KINDS.filter((k) => k === 'nftables'), clock, dataplanes),
     loadInputs,
+    loadConfig,
     watch: fsWatchFactory,
     debounceMs: 20,
     persistIntervalMs: 60_000,

@@ -362,6 +362,28 @@ const parsedFiles = new Map<string, { readonly text: string; readonly parsed: Re
 const validated = new WeakMap<object, { readonly kind: 'Policy' | 'Endpoint'; readonly result: unknown }>();
 
 /**
+ * Reads and validates the config file alone (not the resources it names), defaults filled in
+ * and statePath absolute as in loadInputs: for work that can start before the resources are
+ * read. Throws InvalidInputError with the config's problems.
+ */
+export async function loadConfig(configPath: string): Promise<{ configFile: string; config: DnsplaneConfig }> {
+  const configFile = path.resolve(configPath);
+  const shown = displayPath(configFile);
+  let text: string;
+  try {
+    text = await readFile(configFile, 'utf8');
+  } catch (error) {
+    throw new InvalidInputError([problem(shown, undefined, '', `cannot read the config file: ${error instanceof Error ? error.message : String(error)}`)]);
+  }
+  const parsed = parseDocuments(shown, text, { jsonLists: false });
+  if (parsed.problems.length > 0) throw new InvalidInputError(parsed.problems);
+  if (parsed.documents.length !== 1) throw new InvalidInputError([problem(shown, undefined, '', `the config file must hold one document, found ${parsed.documents.length}`)]);
+  const { config, problems } = validateConfig(shown, parsed.documents[0]?.value);
+  if (config === undefined || problems.length > 0) throw new InvalidInputError(problems);
+  return { configFile, config: { ...config, statePath: path.resolve(path.dirname(configFile), config.statePath) } };
+}
+
+/**
  * Reads the config file and every resource it names, validates all of it and returns the typed
  * result. Throws InvalidInputError with every problem found (nothing is partially returned).
  * `resources` entries are files or folders relative to the config file's folder; folders are
