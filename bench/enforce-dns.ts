@@ -108,7 +108,7 @@ function run(argv: readonly string[]): Promise<string> {
   });
 }
 
-interface ProgInfo {
+export interface ProgInfo {
   readonly id: number;
   readonly name?: string;
   readonly type: string;
@@ -118,13 +118,13 @@ interface ProgInfo {
 }
 
 /** Ids of the maps pinned under `pinRoot` (bpftool -f lists pinned paths). */
-async function pinnedMapIds(pinRoot: string): Promise<Set<number>> {
+export async function pinnedMapIds(pinRoot: string): Promise<Set<number>> {
   const maps = JSON.parse(await run(['bpftool', '-j', '-f', 'map', 'show'])) as Array<{ id: number; pinned?: string[] }>;
   return new Set(maps.filter((m) => (m.pinned ?? []).some((p) => p === pinRoot || p.startsWith(`${pinRoot}/`))).map((m) => m.id));
 }
 
 /** The kernel's run statistics of every program using one of `mapIds`. */
-async function programStats(mapIds: ReadonlySet<number>): Promise<Map<number, ProgInfo>> {
+export async function programStats(mapIds: ReadonlySet<number>): Promise<Map<number, ProgInfo>> {
   const progs = JSON.parse(await run(['bpftool', '-j', 'prog', 'show'])) as ProgInfo[];
   return new Map(progs.filter((p) => (p.map_ids ?? []).some((id) => mapIds.has(id))).map((p) => [p.id, p]));
 }

@@ -30,34 +30,52 @@ function prng(seed: number): () => number {
 }
 
 export interface Estimate {
-  /** Median of the per-round values. */
+  /** The statistic of all rounds (for bootstrapMedian: the median of the per-round values). */
   readonly median: number;
-  /** Percentile-bootstrap interval of the median (default 95 %). */
+  /** Percentile-bootstrap interval of the statistic (default 95 %). */
   readonly low: number;
   readonly high: number;
   readonly rounds: number;
 }
 
-export function bootstrapMedian(values: readonly number[], options: { readonly level?: number; readonly resamples?: number; readonly seed?: number } = {}): Estimate {
-  const finite = values.filter((v) => Number.isFinite(v));
-  if (finite.length === 0) return { median: Number.NaN, low: Number.NaN, high: Number.NaN, rounds: 0 };
+export interface BootstrapOptions {
+  readonly level?: number;
+  readonly resamples?: number;
+  readonly seed?: number;
+}
+
+/**
+ * `statistic` of the rounds, with a percentile-bootstrap interval: rounds resampled with
+ * replacement `resamples` times, the statistic computed on each resample.
+ */
+export function bootstrap<T>(rounds: readonly T[], statistic: (sample: readonly T[]) => number, options: BootstrapOptions = {}): Estimate {
+  if (rounds.length === 0) return { median: Number.NaN, low: Number.NaN, high: Number.NaN, rounds: 0 };
   const level = options.level ?? 0.95;
   const resamples = options.resamples ?? 4000;
   const random = prng(options.seed ?? 0x5eed);
-  const medians: number[] = [];
-  const sample = new Array<number>(finite.length);
+  const values: number[] = [];
+  const sample = new Array<T>(rounds.length);
   for (let i = 0; i < resamples; i += 1) {
-    for (let j = 0; j < finite.length; j += 1) sample[j] = finite[Math.floor(random() * finite.length)]!;
-    medians.push(median(sample));
+    for (let j = 0; j < rounds.length; j += 1) sample[j] = rounds[Math.floor(random() * rounds.length)]!;
+    values.push(statistic(sample));
   }
-  medians.sort((a, b) => a - b);
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   const tail = (1 - level) / 2;
   return {
-    median: median(finite),
-    low: medians[Math.floor(tail * (resamples - 1))]!,
-    high: medians[Math.ceil((1 - tail) * (resamples - 1))]!,
-    rounds: finite.length,
+    median: statistic(rounds),
+    low: finite[Math.floor(tail * (finite.length - 1))] ?? Number.NaN,
+    high: finite[Math.ceil((1 - tail) * (finite.length - 1))] ?? Number.NaN,
+    rounds: rounds.length,
   };
+}
+
+/** Median of per-round values with its bootstrap interval (non-finite values left out). */
+export function bootstrapMedian(values: readonly number[], options: BootstrapOptions = {}): Estimate {
+  return bootstrap(
+    values.filter((v) => Number.isFinite(v)),
+    (sample) => median(sample),
+    options,
+  );
 }
 
 export const formatEstimate = (e: Estimate, digits = 1, unit = ''): string =>
