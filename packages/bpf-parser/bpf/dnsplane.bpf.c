@@ -127,11 +127,13 @@ struct name_walk {
 	__u32 pad;
 };
 
+/* Laid out like struct dnsplane_event_entry, so a credit copies it into the record whole. */
 struct candidate {
-	__u8 addr[16];
-	__u32 ttl;
+	__u64 expiry_ns; /* now + max(ttl, minTTL) + extraTTL, computed once per address */
+	__u32 set_id;    /* unused here (0): the entry's set id is written per credited set */
 	__u8 family;
 	__u8 pad[3];
+	__u8 addr[16];
 };
 
 #define CACHE_SLOTS 8
@@ -881,16 +883,19 @@ static __always_inline long answer_one(struct scratch *s, __u32 slot, __u32 idx)
 
 			if (n < DNSPLANE_MAX_ANSWERS) {
 				struct candidate *c = &s->cand[n];
+				__u64 *w = (__u64 *)c;
 
-				__builtin_memset(c->addr, 0, sizeof(c->addr));
-				if (type == DNS_TYPE_A) {
+				/* family, zero pad and set id in one store */
+				w[1] = (__u64)(type == DNS_TYPE_A ? 4 : 6) << 32;
+				w[2] = 0;
+				w[3] = 0;
+				if (type == DNS_TYPE_A)
 					__builtin_memcpy(c->addr, &s->msg[rdata & MSG_MASK], 4);
-					c->family = 4;
-				} else {
+				else
 					__builtin_memcpy(c->addr, &s->msg[rdata & MSG_MASK], 16);
-					c->family = 6;
-				}
-				c->ttl = ttl;
+				if (ttl < s->min_ttl)
+					ttl = s->min_ttl;
+				c->expiry_ns = s->now + (__u64)ttl * 1000000000ULL + s->expiry_extra_ns;
 				s->cand_count = n + 1;
 			}
 		}
@@ -978,17 +983,48 @@ static __always_inline __u64 member_write(void *map, const void *key, __u64 expi
 	return bpf_map_update_elem(map, key, &v, BPF_ANY) ? 0 : expiry;
 }
 
-/* One (candidate, set) pair: 1 when there is none left. */
+/* Credits candidate `c` to set `set_id`: the membership write and its event entry. */
+static __always_inline void credit_pair(struct scratch *s, const struct candidate *c, __u32 set_id)
+{
+	const __u64 *cw = (const __u64 *)c;
+	__u64 *ev, expiry;
+	__u32 n;
+
+	if (c->family == 4) {
+		struct dnsplane_member4_key k4 = { .set_id = set_id };
+
+		__builtin_memcpy(k4.addr, c->addr, 4);
+		expiry = member_write(&dnsp_members4, &k4, c->expiry_ns);
+	} else {
+		struct dnsplane_member6_key k6 = { .set_id = set_id };
+
+		__builtin_memcpy(k6.addr, c->addr, 16);
+		expiry = member_write(&dnsp_members6, &k6, c->expiry_ns);
+	}
+	if (!expiry)
+		return;
+	s->learned++;
+
+	n = s->rec_count;
+	if (n >= DNSPLANE_EVENT_ENTRIES) {
+		flush_events(s);
+		n = 0;
+	}
+	/* the entry: the candidate's four words with the expiry in force and the set id */
+	ev = (__u64 *)&s->rec[(s->rec_entries & REC_ENTRIES_MASK) +
+			      (n & (DNSPLANE_EVENT_ENTRIES - 1)) * sizeof(struct dnsplane_event_entry)];
+	ev[0] = expiry;
+	ev[1] = cw[1] | set_id;
+	ev[2] = cw[2];
+	ev[3] = cw[3];
+	s->rec_count = n + 1;
+}
+
+/* One (candidate, set) pair, in order (every set of candidate 0, then of 1, ...): 1 when none is left. */
 static __always_inline long credit_one(struct scratch *s)
 {
-	struct candidate *c;
-	struct dnsplane_event_entry *ev;
-	__u32 ci, si, set_id, ttl, n;
-	__u64 expiry;
+	__u32 ci = s->credit_ci, si = s->credit_si;
 
-	/* (candidate, set) pairs in order, counted here rather than divided out of idx */
-	ci = s->credit_ci;
-	si = s->credit_si;
 	if (ci >= s->credit_limit)
 		return 1;
 	if (si + 1 >= s->credit_sets) {
@@ -997,38 +1033,7 @@ static __always_inline long credit_one(struct scratch *s)
 	} else {
 		s->credit_si = si + 1;
 	}
-	c = &s->cand[ci & (DNSPLANE_MAX_ANSWERS - 1)];
-	set_id = s->sets[si & (DNSPLANE_MAX_SETS - 1)];
-	ttl = c->ttl > s->min_ttl ? c->ttl : s->min_ttl;
-	expiry = s->now + (__u64)ttl * 1000000000ULL + s->expiry_extra_ns;
-
-	if (c->family == 4) {
-		struct dnsplane_member4_key k4 = { .set_id = set_id };
-
-		__builtin_memcpy(k4.addr, c->addr, 4);
-		expiry = member_write(&dnsp_members4, &k4, expiry);
-	} else {
-		struct dnsplane_member6_key k6 = { .set_id = set_id };
-
-		__builtin_memcpy(k6.addr, c->addr, 16);
-		expiry = member_write(&dnsp_members6, &k6, expiry);
-	}
-	if (!expiry)
-		return 0;
-	s->learned++;
-
-	n = s->rec_count;
-	if (n >= DNSPLANE_EVENT_ENTRIES) {
-		flush_events(s);
-		n = 0;
-	}
-	ev = (struct dnsplane_event_entry *)&s->rec[(s->rec_entries & REC_ENTRIES_MASK) +
-						   (n & (DNSPLANE_EVENT_ENTRIES - 1)) * sizeof(*ev)];
-	ev->expiry_ns = expiry;
-	ev->set_id = set_id;
-	ev->family = c->family;
-	__builtin_memcpy(ev->addr, c->addr, 16);
-	s->rec_count = n + 1;
+	credit_pair(s, &s->cand[ci & (DNSPLANE_MAX_ANSWERS - 1)], s->sets[si & (DNSPLANE_MAX_SETS - 1)]);
 	return 0;
 }
 
@@ -1328,6 +1333,9 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 		s->cache_hash[i] = 0;
 	cache_put(s, 12, s->name.hash, s->name.hops);
 
+	/* each candidate's expiry is computed in the walk */
+	s->min_ttl = cfg->min_ttl;
+	s->expiry_extra_ns = (__u64)cfg->extra_ttl * 1000000000ULL;
 	s->msg_len = msg_len;
 	s->pos = qend;
 	s->ancount = rd16(s, 6);
@@ -1395,8 +1403,6 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 	if (s->cand_count > s->credit_limit)
 		count(DNSPLANE_C_OVER_LIMIT, s->cand_count - s->credit_limit);
 	s->credit_sets = s->set_count;
-	s->min_ttl = cfg->min_ttl;
-	s->expiry_extra_ns = (__u64)cfg->extra_ttl * 1000000000ULL;
 	s->rec_count = 0;
 	s->learned = 0;
 	s->credit_ci = 0;
