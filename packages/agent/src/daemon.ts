@@ -514,7 +514,7 @@ export class Daemon {
   async #answer(request: AgentRequest): Promise<unknown> {
     switch (request.request) {
       case 'status':
-        return this.status({ learned: request.learned === true });
+        return this.status({ learned: request.learned === true, brief: request.brief === true });
       case 'migrate': {
         const report = await this.migrate(request.to);
         return { migrated: report ?? null, status: await this.status({ learned: false }) };
@@ -522,9 +522,15 @@ export class Daemon {
     }
   }
 
-  async status(options: { learned?: boolean } = {}): Promise<AgentStatus> {
+  /**
+   * `brief`: the daemon's own state only (dataplane kind, last apply, start phases, state
+   * file) — the dataplane is not asked, so it answers at once, also while an install or a
+   * restore is running, and costs nothing at 100,000 learned entries.
+   */
+  async status(options: { learned?: boolean; brief?: boolean } = {}): Promise<AgentStatus> {
     const dataplane = this.#dataplane;
-    const dataplaneStatus = dataplane ? await dataplane.status() : undefined;
+    const brief = options.brief === true && options.learned !== true;
+    const dataplaneStatus = dataplane && !brief ? await dataplane.status() : undefined;
     const applied = this.#applied;
     const configured = applied?.inputs.config.dataplane;
     return {
@@ -535,7 +541,7 @@ export class Daemon {
       ...(configured !== undefined && configured !== this.#kind ? { configuredDataplane: configured } : {}),
       objects: [...(dataplaneStatus?.objects ?? [])],
       counters: { ...(dataplaneStatus?.counters ?? {}) },
-      learned: dataplaneStatus?.learned ?? 0,
+      ...(brief ? { brief: true } : { learned: dataplaneStatus?.learned ?? 0 }),
       ...(options.learned ? { learnedEntries: await this.learnedEntries() } : {}),
       ...(applied ? { lastApply: { at: new Date(applied.at).toISOString(), ...summary(applied.state) } } : {}),
       ...(this.#stateFile ? { stateFile: this.#stateFile } : {}),

@@ -43,7 +43,7 @@ export const migrationReportSchema = z.object({
 });
 
 export const agentRequestSchema = z.discriminatedUnion('request', [
-  z.object({ request: z.literal('status'), learned: z.boolean().optional() }),
+  z.object({ request: z.literal('status'), learned: z.boolean().optional(), brief: z.boolean().optional() }),
   z.object({ request: z.literal('migrate'), to: kindSchema }),
 ]);
 export type AgentRequest = z.infer<typeof agentRequestSchema>;
@@ -57,7 +57,10 @@ export const agentStatusSchema = z.object({
   counters: z.record(z.string(), z.number()),
   /** The config's `dataplane:` when it differs from the one in force (after `migrate --to`). */
   configuredDataplane: z.string().optional(),
-  learned: z.number(),
+  /** Learned entries in force (absent in a brief status, which does not read the kernel). */
+  learned: z.number().optional(),
+  /** A brief status: the daemon's own state only; objects, counters and learned were not read. */
+  brief: z.boolean().optional(),
   /** With `status --learned`: every learned entry in force, expiry as ISO time. */
   learnedEntries: z.array(learnedEntryReportSchema).optional(),
   stateFile: stateFileReportSchema.optional(),
@@ -215,8 +218,12 @@ function throwIfError(answer: unknown): void {
 }
 
 /** Asks the daemon at `socketPath` for its status (with every learned entry when `learned`). */
-export async function fetchStatus(socketPath: string, timeoutMs = 5_000, options: { learned?: boolean } = {}): Promise<AgentStatus> {
-  const answer = await requestAgent(socketPath, { request: 'status', ...(options.learned ? { learned: true } : {}) }, timeoutMs);
+export async function fetchStatus(socketPath: string, timeoutMs = 5_000, options: { learned?: boolean; brief?: boolean } = {}): Promise<AgentStatus> {
+  const answer = await requestAgent(
+    socketPath,
+    { request: 'status', ...(options.learned ? { learned: true } : {}), ...(options.brief ? { brief: true } : {}) },
+    timeoutMs,
+  );
   throwIfError(answer);
   const parsed = agentStatusSchema.safeParse(answer);
   if (!parsed.success) throw new AgentUnreachableError(`${socketPath} did not answer with a dnsplane status`);

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
 import { main } from '../src/cli.js';
 import type { Daemon } from '../src/daemon.js';
@@ -114,6 +114,16 @@ describe('the daemon', () => {
     expect(daemon.outcomes).toContain('applied');
     expect(t.dataplanes[0]?.installed?.policies[0]?.order).toBe(7);
     expect((await fetchStatus(tree.socketPath)).rejected).toEqual([]);
+    // brief: the daemon's own state, without asking the dataplane
+    const statusSpy = vi.spyOn(t.dataplanes[0]!, 'status');
+    const brief = await fetchStatus(tree.socketPath, 5_000, { brief: true });
+    expect(brief).toMatchObject({ brief: true, dataplane: 'nftables', objects: [], counters: {}, rejected: [] });
+    expect(brief.learned).toBeUndefined();
+    expect(brief.lastApply).toMatchObject({ policies: 1 });
+    expect(brief.startup?.phasesMs).toEqual(expect.objectContaining({ inputs: expect.any(Number), install: expect.any(Number), import: expect.any(Number) }));
+    expect(brief.startup?.restoredAt).toEqual(expect.any(String));
+    expect(statusSpy).not.toHaveBeenCalled();
+    expect((await fetchStatus(tree.socketPath)).learned).toBe(0);
   });
 
   it('keeps the last good state when the driver fails to install', async () => {

@@ -10,6 +10,7 @@ const schema = z.object({
   socket: z.string().min(1, 'needs a path').optional(),
   json: z.boolean().optional(),
   learned: z.boolean().optional(),
+  brief: z.boolean().optional(),
   help: z.boolean().optional(),
   'log-level': logLevelSchema.optional(),
 });
@@ -17,7 +18,7 @@ const schema = z.object({
 export const statusCommand: Command = {
   name: 'status',
   summary: 'show the running daemon: dataplane, objects, counters, learned entries',
-  help: `Usage: dnsplane status [--socket PATH] [--json] [--learned]
+  help: `Usage: dnsplane status [--socket PATH] [--json] [--learned | --brief]
 
 Asks the running daemon (\`dnsplane run\`) for its status: the active dataplane, the kernel
 objects it owns, parser and enforcement counters, how many learned entries are in force, the
@@ -28,9 +29,11 @@ Options:
   --socket PATH   status socket (default: $DNSPLANE_SOCKET, else ${DEFAULT_SOCKET_PATH})
   --json          print the status as JSON
   --learned       also list every learned entry in force (set, address, expiry, name)
+  --brief         the daemon's own state only (no kernel objects, counters or learned count):
+                  answers at once, also during an install or a restore
 ${GLOBAL_HELP}`,
   async run(argv, context) {
-    const args = parseCommandLine('status', argv, { socket: { type: 'string' }, json: { type: 'boolean' }, learned: { type: 'boolean' } }, schema);
+    const args = parseCommandLine('status', argv, { socket: { type: 'string' }, json: { type: 'boolean' }, learned: { type: 'boolean' }, brief: { type: 'boolean' } }, schema);
     if (args.help) {
       context.environment.stdout.write(`${this.help}\n`);
       return 0;
@@ -39,6 +42,7 @@ ${GLOBAL_HELP}`,
     context.container(args['log-level'] ?? 'warn');
     const status = await fetchStatus(args.socket ?? (environment.env['DNSPLANE_SOCKET'] || DEFAULT_SOCKET_PATH), 30_000, {
       learned: args.learned === true,
+      brief: args.brief === true,
     });
     environment.stdout.write(args.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
     return 0;
@@ -53,7 +57,7 @@ export function formatStatus(status: AgentStatus): string {
     status.lastApply
       ? `last apply:  ${status.lastApply.at}: ${describeCounts(status.lastApply)}`
       : 'last apply:  never',
-    `learned:     ${status.learned}`,
+    `learned:     ${status.learned ?? '(not read in a brief status)'}`,
     ...(status.stateFile === undefined ? [] : [`state file:  ${describeStateFile(status.stateFile)}`]),
     ...status.migrations.map((m) => `migrated:    ${m.from} -> ${m.to} at ${m.at} (${m.imported} learned carried over)${m.removeFailed === undefined ? '' : `; ${m.from} not fully removed: ${m.removeFailed}`}`),
     'objects:',
