@@ -30,14 +30,16 @@ export function cli(argv: readonly string[]): Promise<{ code: number; stdout: st
 export interface StatusView {
   readonly pid: number;
   readonly startedAt: string;
-  readonly learned: number;
+  /** Absent in a brief status. */
+  readonly learned?: number;
   readonly lastApply?: { readonly at: string };
   /** Milliseconds per start phase, and when the learned-state restore ended. */
   readonly startup?: { readonly phasesMs: Readonly<Record<string, number>>; readonly restoredAt?: string };
 }
 
-export async function status(socket: string): Promise<StatusView | undefined> {
-  const result = await cli(['status', '--socket', socket, '--json']);
+/** `brief`: the daemon's own state only — no nft listing, so polling does not load the agent. */
+export async function status(socket: string, options: { brief?: boolean } = {}): Promise<StatusView | undefined> {
+  const result = await cli(['status', '--socket', socket, '--json', ...(options.brief ? ['--brief'] : [])]);
   return result.code === 0 ? (JSON.parse(result.stdout) as StatusView) : undefined;
 }
 
@@ -80,7 +82,7 @@ export class BenchAgent {
       `the ${this.dataplane} agent to apply`,
       async () => {
         if (agent.exited) throw new Error(`agent exited: ${agent.stderr().trim().split('\n').slice(-3).join(' | ')}`);
-        const view = await status(this.socket);
+        const view = await status(this.socket, { brief: true });
         return view?.lastApply === undefined ? undefined : view;
       },
       { timeoutMs, stopOn: (error) => error instanceof Error && error.message.startsWith('agent exited') },

@@ -69,11 +69,16 @@ async function startAndRestore(agent: BenchAgent, learned: number): Promise<{ fi
   const spawnedAt = Date.now();
   const first = await agent.start(180_000);
   const appliedAt = Date.parse(first.lastApply!.at);
-  process.stderr.write(`  applied; waiting for the learned entries (${first.learned} so far)…\n`);
-  const restored = await waitFor('learned entries to be restored', async () => {
-    const view = await status(agent.socket);
-    return view?.startup?.restoredAt !== undefined && view.learned >= learned * 0.99 ? view : undefined;
+  process.stderr.write('  applied; waiting for the learned entries…\n');
+  // Polled brief (no nft listing): the polling itself must not slow the restore it times.
+  await waitFor('learned entries to be restored', async () => {
+    const view = await status(agent.socket, { brief: true });
+    return view?.startup?.restoredAt !== undefined ? view : undefined;
   }, { timeoutMs: 180_000 });
+  const restored = await status(agent.socket);
+  if (restored === undefined || (restored.learned ?? 0) < learned * 0.99) {
+    throw new Error(`restore ended with ${restored?.learned ?? 'no status'} of ${learned} learned entries in force`);
+  }
   const startedAt = Date.parse(restored.startedAt);
   return {
     view: restored,
@@ -136,7 +141,7 @@ export async function scaleFigures(): Promise<ScaleFigures> {
       const editedAt = Date.now();
       agent.writeResource('p0.yaml', [policy(0, 'x')]);
       const reapplied = await waitFor('the edit to apply', async () => {
-        const view = await status(agent.socket);
+        const view = await status(agent.socket, { brief: true });
         return view?.lastApply !== undefined && view.lastApply.at !== before ? view : undefined;
       }, { timeoutMs: 120_000 });
       const reapplyMs = Date.parse(reapplied.lastApply!.at) - editedAt;
@@ -145,7 +150,7 @@ export async function scaleFigures(): Promise<ScaleFigures> {
       agent.writeResource('p0.yaml', [policy(0, '')]);
       const reverted = reapplied.lastApply!.at;
       await waitFor('the revert to apply', async () => {
-        const view = await status(agent.socket);
+        const view = await status(agent.socket, { brief: true });
         return view?.lastApply !== undefined && view.lastApply.at !== reverted ? view : undefined;
       }, { timeoutMs: 120_000 });
       process.stderr.write('  re-applied; stopping the agent…\n');
@@ -163,7 +168,7 @@ export async function scaleFigures(): Promise<ScaleFigures> {
         rssMiB: rss,
         restartRssMiB: rssMiB(restart.view.pid),
         stopMs,
-        learnedInForce: restart.view.learned,
+        learnedInForce: restart.view.learned ?? 0,
       };
     } finally {
       await agent.stop();
