@@ -12,9 +12,11 @@
 //
 // In path: with kernel.bpf_stats_enabled=1 for the run (restored afterwards), the kernel's
 // run_time_ns / run_cnt of every BPF program of this agent (the programs that use a map pinned
-// under its pin root), summed over the installed blocks, divided by the DNS exchanges. This is
-// the time dnsplane's code is on the packets' path; it counts the query's programs too, so it
-// is an upper bound on what the answer alone pays.
+// under its pin root), summed over the installed blocks, divided by the DNS exchanges: the
+// time dnsplane's code is on the packets' path per query + answer. After each installed block
+// the same mix of queries is sent once more while the DNS namespace drops the answers: the
+// query's path alone; the difference is the answer's path, the time dnsplane adds to a DNS
+// response on its way to the client.
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -48,6 +50,12 @@ export interface InPathFigures {
   /** Σ run_time_ns of the agent's programs / exchanges. */
   readonly nsPerExchange: number;
   readonly programs: readonly ProgramTime[];
+  /** Queries sent while the DNS namespace dropped the answers: the query's path alone. */
+  readonly queries: number;
+  readonly nsPerQuery: number;
+  readonly queryPrograms: readonly ProgramTime[];
+  /** nsPerExchange − nsPerQuery: what the answer's path costs. */
+  readonly nsPerAnswer: number;
 }
 
 export interface AddedDnsFigures {
@@ -79,18 +87,23 @@ export async function timeQueries(
   servers: ReadonlyArray<{ readonly address: string; readonly port: number }>,
   queries: ReadonlyArray<{ readonly name: string; readonly server: number }>,
   gapMs: number,
+  options: { readonly noWait?: boolean } = {},
 ): Promise<Array<number | null>> {
-  const input = JSON.stringify({ servers, queries, gapMs, timeoutMs: 1000 });
+  const input = JSON.stringify({ servers, queries, gapMs, timeoutMs: 1000, noWait: options.noWait === true });
   const result = await lab.exec('client1', ['node', '--import', 'tsx', DNS_TIMING], { input, timeoutMs: 30_000 + queries.length * (gapMs + 1000) });
   if (result.code !== 0) throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
   return (JSON.parse(result.stdout) as { us: Array<number | null> }).us;
 }
 
-async function timeBlock(lab: Lab, covered: readonly string[], uncoveredName: string, gapMs: number): Promise<Block> {
+function blockQueries(covered: readonly string[], uncoveredName: string): Array<{ name: string; server: number }> {
   // Pairs, alternating which goes first, so neither kind always follows the other.
-  const queries = covered.flatMap((name, i) =>
+  return covered.flatMap((name, i) =>
     i % 2 === 0 ? [{ name, server: 0 }, { name: uncoveredName, server: 0 }] : [{ name: uncoveredName, server: 0 }, { name, server: 0 }],
   );
+}
+
+async function timeBlock(lab: Lab, covered: readonly string[], uncoveredName: string, gapMs: number): Promise<Block> {
+  const queries = blockQueries(covered, uncoveredName);
   const us = await timeQueries(lab, [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }], queries, gapMs);
   const block: Block = { covered: [], uncovered: [], unanswered: 0 };
   us.forEach((value, i) => {
@@ -127,6 +140,31 @@ export async function pinnedMapIds(pinRoot: string): Promise<Set<number>> {
 export async function programStats(mapIds: ReadonlySet<number>): Promise<Map<number, ProgInfo>> {
   const progs = JSON.parse(await run(['bpftool', '-j', 'prog', 'show'])) as ProgInfo[];
   return new Map(progs.filter((p) => (p.map_ids ?? []).some((id) => mapIds.has(id))).map((p) => [p.id, p]));
+}
+
+function accumulate(totals: Map<string, ProgramTime>, before: ReadonlyMap<number, ProgInfo>, after: ReadonlyMap<number, ProgInfo>): void {
+  // Each install loads programs anew (new ids): summed by name and type.
+  for (const [id, prog] of after) {
+    const was = before.get(id);
+    const runs = (prog.run_cnt ?? 0) - (was?.run_cnt ?? 0);
+    const runTimeNs = (prog.run_time_ns ?? 0) - (was?.run_time_ns ?? 0);
+    const key = `${prog.name ?? '?'} ${prog.type}`;
+    const sum = totals.get(key);
+    totals.set(key, { name: prog.name ?? '?', type: prog.type, runs: (sum?.runs ?? 0) + runs, runTimeNs: (sum?.runTimeNs ?? 0) + runTimeNs });
+  }
+}
+
+/**
+ * Answers to client1 dropped in the DNS namespace's output (an nft table of the bench's own,
+ * in the lab's DNS namespace), so a query travels its whole path and no answer comes back.
+ */
+async function dropAnswers(lab: Lab, table: string, drop: boolean): Promise<void> {
+  const client = lab.endpoints.client1!;
+  const input = drop
+    ? `table inet ${table} {\n  chain output { type filter hook output priority 0; policy accept;\n    ip daddr ${client.ipv4} udp sport 53 drop\n  }\n}\n`
+    : `delete table inet ${table}\n`;
+  const result = await lab.exec('dns', ['nft', '-f', '-'], { input });
+  if (result.code !== 0) throw new Error(`nft in the DNS namespace: ${result.stderr.trim()}`);
 }
 
 /** Sets kernel.bpf_stats_enabled to 1 until the returned function restores the previous value (also on exit). */
@@ -203,7 +241,10 @@ export async function addedDnsLatency(
   };
   const blocks = { off: [] as Block[], on: [] as Block[] };
   const totals = new Map<string, ProgramTime>();
+  const queryTotals = new Map<string, ProgramTime>();
+  const dropTable = `dnsplane_bench_${Math.random().toString(16).slice(2, 8)}`;
   let exchanges = 0;
+  let queriesSent = 0;
   try {
     await timeBlock(lab, lab.allocateFresh(20).map((f) => f.name), uncovered, options.gapMs); // warm-up
     let installed = false;
@@ -217,17 +258,20 @@ export async function addedDnsLatency(
         const before = installed ? await programStats(mapIds) : undefined;
         const block = await timeBlock(lab, names, uncovered, options.gapMs);
         if (before !== undefined) {
-          const after = await programStats(mapIds);
-          // Each install loads programs anew (new ids): summed by name and type.
-          for (const [id, prog] of after) {
-            const was = before.get(id);
-            const runs = (prog.run_cnt ?? 0) - (was?.run_cnt ?? 0);
-            const runTimeNs = (prog.run_time_ns ?? 0) - (was?.run_time_ns ?? 0);
-            const key = `${prog.name ?? '?'} ${prog.type}`;
-            const sum = totals.get(key);
-            totals.set(key, { name: prog.name ?? '?', type: prog.type, runs: (sum?.runs ?? 0) + runs, runTimeNs: (sum?.runTimeNs ?? 0) + runTimeNs });
-          }
+          accumulate(totals, before, await programStats(mapIds));
           exchanges += block.covered.length + block.uncovered.length;
+          // The query's path alone: the same mix of queries, answers dropped in the DNS namespace.
+          const queryNames = lab.allocateFresh(options.queries).map((f) => f.name);
+          const queries = blockQueries(queryNames, uncovered);
+          await dropAnswers(lab, dropTable, true);
+          try {
+            const beforeQueries = await programStats(mapIds);
+            await timeQueries(lab, [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }], queries, options.gapMs, { noWait: true });
+            accumulate(queryTotals, beforeQueries, await programStats(mapIds));
+            queriesSent += queries.length;
+          } finally {
+            await dropAnswers(lab, dropTable, false);
+          }
         }
         blocks[condition].push(block);
       }
@@ -236,25 +280,33 @@ export async function addedDnsLatency(
   } catch (error) {
     await uninstall().catch(() => undefined);
     return {
-      ...figures(name, options, blocks, totals, exchanges),
+      ...figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent }),
       error: error instanceof Error ? error.message.split('\n')[0]! : String(error),
     };
   }
   await uninstall();
-  return figures(name, options, blocks, totals, exchanges);
+  return figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent });
 }
 
 function figures(
   name: string,
   options: AddedDnsOptions,
   blocks: { readonly off: readonly Block[]; readonly on: readonly Block[] },
-  totals: ReadonlyMap<string, ProgramTime>,
-  exchanges: number,
+  stats: {
+    readonly totals: ReadonlyMap<string, ProgramTime>;
+    readonly exchanges: number;
+    readonly queryTotals: ReadonlyMap<string, ProgramTime>;
+    readonly queriesSent: number;
+  },
 ): AddedDnsFigures {
+  const { totals, exchanges, queryTotals, queriesSent } = stats;
   const rounds = Math.min(blocks.off.length, blocks.on.length);
   const pairs = Array.from({ length: rounds }, (_, i) => ({ off: blocks.off[i]!, on: blocks.on[i]! }));
   const programs = [...totals.values()].filter((p) => p.runs > 0).sort((a, b) => b.runTimeNs - a.runTimeNs);
   const runTime = programs.reduce((sum, p) => sum + p.runTimeNs, 0);
+  const queryPrograms = [...queryTotals.values()].filter((p) => p.runs > 0).sort((a, b) => b.runTimeNs - a.runTimeNs);
+  const queryRunTime = queryPrograms.reduce((sum, p) => sum + p.runTimeNs, 0);
+  const nsPerQuery = queryRunTime / Math.max(1, queriesSent);
   return {
     name,
     rounds,
@@ -266,7 +318,19 @@ function figures(
     learningShareUs: bootstrapMedian(
       pairs.map((p) => median(p.on.covered) - median(p.on.uncovered) - (median(p.off.covered) - median(p.off.uncovered))),
     ),
-    ...(exchanges > 0 ? { inPath: { exchanges, nsPerExchange: runTime / exchanges, programs } } : {}),
+    ...(exchanges > 0
+      ? {
+          inPath: {
+            exchanges,
+            nsPerExchange: runTime / exchanges,
+            programs,
+            queries: queriesSent,
+            nsPerQuery,
+            queryPrograms,
+            nsPerAnswer: runTime / exchanges - nsPerQuery,
+          },
+        }
+      : {}),
     unanswered: [...blocks.off, ...blocks.on].reduce((n, b) => n + b.unanswered, 0),
   };
 }

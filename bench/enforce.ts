@@ -36,7 +36,7 @@ import { writeFileSync } from 'node:fs';
 import { DRIVERS } from '../packages/agent/src/drivers.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
-import { addedDnsLatency, enableBpfStats, timeQueries, type AddedDnsFigures } from './enforce-dns.js';
+import { addedDnsLatency, enableBpfStats, timeQueries, type AddedDnsFigures, type ProgramTime } from './enforce-dns.js';
 import { BenchAgent, endpointDoc, fmt, quantile, withLab } from './enforce-agent.js';
 import { formatScale, scaleFigures, type ScaleFigures } from './enforce-scale.js';
 import { bootstrapMedian, formatEstimate, median, type Estimate } from './paired.js';
@@ -187,7 +187,7 @@ async function dnsplaneColumn(dataplane: string, trials: number): Promise<Connec
 }
 
 async function dnsplaneAddedDns(dataplane: string, options: Options): Promise<AddedDnsFigures> {
-  const fresh = 20 + options.rounds * 2 * options.queries;
+  const fresh = 20 + options.rounds * 3 * options.queries;
   try {
     return await withLab(Math.ceil(fresh / 2), (lab) =>
       addedDnsLatency(lab, dataplane, benchPolicy(lab), { rounds: options.rounds, queries: options.queries, gapMs: options.gapMs }, (m) => process.stderr.write(`${m}\n`)),
@@ -327,14 +327,14 @@ function connectTable(columns: readonly ConnectColumn[], trials: number): string
 /** Met: in-path time < 5 µs and the end-to-end interval does not lie wholly above 5 µs. */
 function dnsVerdict(f: AddedDnsFigures): string {
   if (f.error !== undefined || f.inPath === undefined) return 'not measured';
-  const inPathUs = f.inPath.nsPerExchange / 1000;
-  if (inPathUs >= TARGET_ADDED_DNS_US) return 'MISSED (in path)';
+  const inPathUs = f.inPath.nsPerAnswer / 1000;
+  if (inPathUs >= TARGET_ADDED_DNS_US) return 'MISSED (answer path)';
   if (f.addedUs.low > TARGET_ADDED_DNS_US) return 'MISSED (end to end)';
   return 'met';
 }
 
 function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | undefined, options: Options): string[] {
-  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'uncovered added µs', 'learning share µs', 'BPF in path ns/exch.', 'target < 5 µs'];
+  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
   const rows = figures.map((f) => [
     f.name,
     fmt(f.notInstalledUs, 0),
@@ -343,6 +343,8 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     formatEstimate(f.addedUncoveredUs),
     formatEstimate(f.learningShareUs),
     f.inPath === undefined ? '—' : fmt(f.inPath.nsPerExchange, 0),
+    f.inPath === undefined ? '—' : fmt(f.inPath.nsPerQuery, 0),
+    f.inPath === undefined ? '—' : fmt(f.inPath.nsPerAnswer, 0),
     `${dnsVerdict(f)}${f.error ? `  ERROR: ${f.error}` : ''}`,
   ]);
   if (nftset !== undefined) {
@@ -354,6 +356,8 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
       '',
       '',
       'userspace',
+      '',
+      '',
       `${nftset.addedUs.low > TARGET_ADDED_DNS_US ? 'MISSED' : 'met'}${nftset.error ? `  ERROR: ${nftset.error}` : ''}`,
     ]);
   }
@@ -366,14 +370,18 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     '',
     'added: median over rounds of (installed − not installed) block-median answer time of names the policy covers (each answer teaches an address), 95 % bootstrap interval;',
     'uncovered: the same for a name no domain set covers (parsed, nothing learned); learning share: (covered − uncovered) installed minus not installed.',
-    'BPF in path: kernel bpf_stats (run_time_ns) of every program of the agent, summed over the installed blocks, per DNS exchange (query + answer: an upper bound on the answer\'s share).',
-    `Target < ${TARGET_ADDED_DNS_US} µs judged on the in-path time — the time dnsplane\'s code adds to the packets\' path, measured by the kernel free of the machine\'s noise —`,
-    'with the end-to-end interval as the check that nothing off the path (the agent\'s CPU) adds more: "met" needs in-path < 5 µs and an interval not wholly above 5 µs.',
+    'BPF ns: kernel bpf_stats run time of every program of the agent, per DNS exchange (query + answer, installed blocks), per query (the same queries again while the DNS',
+    'namespace drops the answers), and per answer = exchange − query: the time dnsplane\'s programs add to a DNS response on its way to the client.',
+    `Target < ${TARGET_ADDED_DNS_US} µs judged on BPF ns/answer — the time dnsplane\'s code adds to the response\'s path, measured by the kernel free of the machine\'s noise —`,
+    'with the end-to-end interval as the check that nothing off the path (the agent\'s CPU) adds more: "met" needs ns/answer < 5,000 and an interval not wholly above 5 µs.',
     'The end-to-end interval on this shared 2-core machine is several µs to tens of µs wide: alone it cannot decide 5 µs.',
   ];
   for (const f of figures) {
     if (f.inPath === undefined) continue;
-    lines.push(`  ${f.name} programs (${f.inPath.exchanges} exchanges): ${f.inPath.programs.map((p) => `${p.name} [${p.type}] ${fmt(p.runs / f.inPath!.exchanges, 2)} runs × ${fmt(p.runTimeNs / Math.max(1, p.runs), 0)} ns`).join('; ')}`);
+    const breakdown = (programs: readonly ProgramTime[], count: number): string =>
+      programs.map((p) => `${p.name} [${p.type}] ${fmt(p.runs / count, 2)} runs × ${fmt(p.runTimeNs / Math.max(1, p.runs), 0)} ns`).join('; ');
+    lines.push(`  ${f.name} per exchange (${f.inPath.exchanges}): ${breakdown(f.inPath.programs, f.inPath.exchanges)}`);
+    lines.push(`  ${f.name} per query alone (${f.inPath.queries}): ${breakdown(f.inPath.queryPrograms, f.inPath.queries)}`);
     if (f.unanswered > 0) lines.push(`  ${f.name}: ${f.unanswered} queries unanswered (left out)`);
   }
   return lines;

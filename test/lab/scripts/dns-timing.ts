@@ -1,9 +1,10 @@
 // DNS answer times as a client sees them, run inside a client namespace: one UDP query at a
 // time (each from its own socket, so a fresh source port), in the order given, each to the
 // server its entry names, with a pause between queries so every answer is its own event.
-// stdin: { servers: [{address, port}], queries: [{name, server}], gapMs, timeoutMs }.
+// stdin: { servers: [{address, port}], queries: [{name, server}], gapMs, timeoutMs, noWait? }.
 // stdout: { us: (number | null)[] } — µs from send to the answer's callback, null on timeout
-// or a non-NOERROR answer.
+// or a non-NOERROR answer. With noWait, each query is sent and not waited for (all null): for
+// measuring the query's path alone when the answers are dropped on purpose.
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -15,10 +16,11 @@ const inputSchema = z.object({
   queries: z.array(z.object({ name: z.string().min(1), server: z.number().int().min(0) })),
   gapMs: z.number().min(0).max(1000),
   timeoutMs: z.number().int().positive(),
+  noWait: z.boolean().optional(),
 });
 type Input = z.infer<typeof inputSchema>;
 
-function timeOne(server: Input['servers'][number], name: string, timeoutMs: number): Promise<number | null> {
+function timeOne(server: Input['servers'][number], name: string, timeoutMs: number, noWait: boolean): Promise<number | null> {
   return new Promise((resolve) => {
     const id = Math.floor(Math.random() * 65536);
     const query = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
@@ -38,7 +40,9 @@ function timeOne(server: Input['servers'][number], name: string, timeoutMs: numb
     socket.on('error', () => finish(null));
     socket.bind(0, () => {
       t0 = process.hrtime.bigint();
-      socket.send(query, server.port, server.address);
+      socket.send(query, server.port, server.address, () => {
+        if (noWait) finish(null);
+      });
     });
   });
 }
@@ -49,7 +53,7 @@ async function main(): Promise<void> {
   for (const query of input.queries) {
     const server = input.servers[query.server];
     if (server === undefined) throw new Error(`query ${query.name}: no server ${query.server}`);
-    us.push(await timeOne(server, query.name, input.timeoutMs));
+    us.push(await timeOne(server, query.name, input.timeoutMs, input.noWait === true));
     if (input.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, input.gapMs));
   }
   process.stdout.write(`${JSON.stringify({ us })}\n`);
