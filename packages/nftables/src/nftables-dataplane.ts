@@ -188,9 +188,12 @@ export class NftablesDataplane implements Dataplane {
         const load = await timer.timeAsync('parser_prepare_wait', () => prepared);
         if (load !== undefined) timer.add(load.step, load.ms);
       }
+      // Without elements: a re-install never needs them, and they can number 100,000s. The
+      // listing runs in libnftables on a worker thread while the desired table is built here.
+      const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
+      listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
       const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
-      // Without elements: a re-install never needs them, and they can number 100,000s.
-      const current = await timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
+      const current = await listing;
       const plan = timer.time('plan', () => planInstall(desired, current));
       // A table that does not exist yet (first install, or a migration onto nftables) gets the
       // kernel side first: when its domain rules appear, the marker already marks packets to
