@@ -2,8 +2,10 @@
 /*
  * dnsplane: the inline DNS parser.
  *
- * One parse routine (dnsplane_parse) takes the offset of the IP header and reads the packet
- * with bpf_skb_load_bytes only, so it serves two entry points:
+ * Each entry point reads the IP and UDP/TCP headers (given the offset of the IP header) and
+ * checks them against the trusted servers inline; only DNS to or from a trusted server goes
+ * on to the one parse routine (dnsplane_parse). Everything reads the packet with
+ * bpf_skb_load_bytes only, so it serves two entry points:
  *   dnsplane_parse_socket  socket filter, for xt_bpf (data starts at the IP header);
  *                          returns skb->len: never zero, so the xt_bpf match always
  *                          matches and the rule's other matches decide; the packet is
@@ -1197,38 +1199,31 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 }
 
 /*
- * The parse routine: `l3` is the offset of the IP header in the packet. Never changes the
- * packet. Returns 0 (the value is informational only).
+ * The parse routine, for a packet to a trusted server (`to_server`: a query) or from one (a
+ * response) whose headers the entry point has read into `pkt`. Never changes the packet.
+ * Returns 0 (the value is informational only).
  */
-__attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __u32 slot)
+__attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot)
 {
 	struct scratch *s;
 	struct dnsplane_config *cfg;
 	struct dnsplane_table_info *table;
-	struct l4info li;
 	struct loop_ctx lc = {};
 	__u32 zero = 0, msg_off, msg_len, flags, qdcount, qend;
-	int dir, to_server, r;
+	int r;
 
-	if (parse_l3l4(skb, l3, &li))
+	if (!pkt)
 		return 0;
 	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
 	if (!cfg)
 		return 0;
-	dir = classify(cfg, &li);
-	if (dir < DIR_QUERY) {
-		if (dir == DIR_UNTRUSTED)
-			count(DNSPLANE_C_UNTRUSTED, 1);
-		return 0;
-	}
-	to_server = dir == DIR_QUERY;
 	s = scratch_of(slot);
 	if (!s)
 		return 0;
 
-	msg_off = li.payload_off;
-	msg_len = li.payload_len;
-	if (li.proto == IPPROTO_TCP) {
+	msg_off = pkt->payload_off;
+	msg_len = pkt->payload_len;
+	if (pkt->proto == IPPROTO_TCP) {
 		__u8 pfx[2];
 		__u32 declared;
 
@@ -1277,10 +1272,10 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 			return 0;
 		}
 		qk.qname_hash = s->name.hash;
-		__builtin_memcpy(qk.addr, li.src, 16);
-		qk.port = li.sport;
+		__builtin_memcpy(qk.addr, pkt->src, 16);
+		qk.port = pkt->sport;
 		qk.txid = bpf_htons(rd16(s, 0));
-		qk.family = li.family;
+		qk.family = pkt->family;
 		qv.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
 		bpf_map_update_elem(&dnsp_queries, &qk, &qv, BPF_ANY);
 		count(DNSPLANE_C_QUERIES, 1);
@@ -1308,10 +1303,10 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 		struct dnsplane_query_value *qv;
 
 		qk.qname_hash = s->name.hash;
-		__builtin_memcpy(qk.addr, li.dst, 16);
-		qk.port = li.dport;
+		__builtin_memcpy(qk.addr, pkt->dst, 16);
+		qk.port = pkt->dport;
 		qk.txid = bpf_htons(rd16(s, 0));
-		qk.family = li.family;
+		qk.family = pkt->family;
 		qv = bpf_map_lookup_elem(&dnsp_queries, &qk);
 		if (!qv || qv->expiry_ns <= s->now) {
 			count(DNSPLANE_C_UNMATCHED_QUERY, 1);
@@ -1416,18 +1411,36 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, __u32 l3, __
 
 /* ---------------------------------------------------------------- entry points */
 
+/*
+ * Headers and the trust check are inlined into each entry point, so a packet that is not DNS
+ * to or from a trusted server (most packets on the hook) costs no call and no scratch slot.
+ */
 static __always_inline void run(struct __sk_buff *skb, __u32 l3)
 {
-	__u32 zero = 0, slot;
-	__u32 *depth = bpf_map_lookup_elem(&dnsp_depth, &zero);
+	struct dnsplane_config *cfg;
+	struct l4info li;
+	__u32 zero = 0, slot, *depth;
+	int dir;
 
+	if (parse_l3l4(skb, l3, &li))
+		return;
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return;
+	dir = classify(cfg, &li);
+	if (dir < DIR_QUERY) {
+		if (dir == DIR_UNTRUSTED)
+			count(DNSPLANE_C_UNTRUSTED, 1);
+		return;
+	}
+	depth = bpf_map_lookup_elem(&dnsp_depth, &zero);
 	if (!depth)
 		return;
 	slot = *depth;
 	if (slot >= SCRATCH_SLOTS)
 		return;
 	*depth = slot + 1;
-	dnsplane_parse(skb, l3, slot);
+	dnsplane_parse(skb, &li, dir == DIR_QUERY, slot);
 	*depth = slot;
 }
 
