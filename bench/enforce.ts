@@ -253,16 +253,22 @@ async function dnsmasqColumns(options: Options): Promise<{ columns: ConnectColum
     const nftsetName = 'dnsmasq --nftset';
     const columns: ConnectColumn[] = [];
     let added: NftsetAddedDns | undefined;
-    const load = await lab.exec('node', ['nft', '-f', '-'], { input: ruleset });
-    if (load.code !== 0) throw new Error(`nft -f failed: ${load.stderr}`);
+    let tableLoaded = false;
     try {
       await start(plainName, false, 5353);
+      // (a) of the plain forwarder before the table exists: its forward chain admits only
+      // what --nftset added.
+      if (!options.skipConnect) {
+        process.stderr.write(`  ${plainName}…\n`);
+        columns.push(await measure(lab, plainName, trials, { address: client.gateway.ipv4, port: 5353 }).catch((e: unknown) => failedColumn(plainName, trials, e)));
+      }
+      const load = await lab.exec('node', ['nft', '-f', '-'], { input: ruleset });
+      if (load.code !== 0) throw new Error(`nft -f failed: ${load.stderr}`);
+      tableLoaded = true;
       await start(nftsetName, true, 5354);
       if (!options.skipConnect) {
-        for (const [name, port] of [[plainName, 5353], [nftsetName, 5354]] as const) {
-          process.stderr.write(`  ${name}…\n`);
-          columns.push(await measure(lab, name, trials, { address: client.gateway.ipv4, port }).catch((e: unknown) => failedColumn(name, trials, e)));
-        }
+        process.stderr.write(`  ${nftsetName}…\n`);
+        columns.push(await measure(lab, nftsetName, trials, { address: client.gateway.ipv4, port: 5354 }).catch((e: unknown) => failedColumn(nftsetName, trials, e)));
       }
       if (!options.skipDns) {
         process.stderr.write('  dnsmasq --nftset vs plain, alternated query by query…\n');
@@ -272,7 +278,7 @@ async function dnsmasqColumns(options: Options): Promise<{ columns: ConnectColum
       }
     } finally {
       await Promise.all(forwarders.map((f) => f.stop(3000)));
-      await lab.exec('node', ['nft', 'delete', 'table', 'inet', table]);
+      if (tableLoaded) await lab.exec('node', ['nft', 'delete', 'table', 'inet', table]);
     }
     return { columns, added };
   });
