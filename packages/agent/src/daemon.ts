@@ -144,6 +144,8 @@ export class Daemon {
     // The dataplane is built from the config alone and starts loading its kernel programs
     // (the verifier: seconds) while the resources are read.
     const early = await this.#prepareEarly();
+    // Pins as they were before anything of this start (the early preparation included) made new ones.
+    const pinsAtStart = early?.pinsBefore;
     let compiled: Awaited<ReturnType<typeof loadAndCompile>>;
     try {
       compiled = await loadAndCompile(environment.loadInputs, this.options.configPath);
@@ -178,7 +180,11 @@ export class Daemon {
       backend !== 'auto' &&
       recorded.iptablesBackend !== backend;
     const migrating = previous !== undefined && (previous !== kind || otherBackend);
-    const pinsBefore = migrating ? this.#pins.snapshot(inputs.config.bpf.pinRoot) : undefined;
+    const pinsBefore = migrating
+      ? pinsAtStart !== undefined && early?.pinRoot === inputs.config.bpf.pinRoot
+        ? pinsAtStart
+        : this.#pins.snapshot(inputs.config.bpf.pinRoot)
+      : undefined;
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
     await dataplane.install(state);
@@ -226,15 +232,17 @@ export class Daemon {
   }
 
   /** The dataplane of the config file alone, preparing (undefined when it cannot be built yet: the full load reports why). */
-  async #prepareEarly(): Promise<{ kind: DataplaneKind; dataplane: Dataplane; config: string } | undefined> {
+  async #prepareEarly(): Promise<{ kind: DataplaneKind; dataplane: Dataplane; config: string; pinRoot: string; pinsBefore: PinSnapshot } | undefined> {
     const loadConfig = this.options.environment.loadConfig;
     if (loadConfig === undefined) return undefined;
     try {
       const { configFile, config } = await loadConfig(this.options.configPath);
       const kind = this.#override ?? config.dataplane;
       const dataplane = this.options.dataplaneProvider(kind, { configFile, config, policies: [], endpoints: [], files: [] });
+      // A migration keeps the pins the new dataplane makes: those made from here on.
+      const pinsBefore = this.#pins.snapshot(config.bpf.pinRoot);
       dataplane.prepare?.();
-      return { kind, dataplane, config: JSON.stringify(config) };
+      return { kind, dataplane, config: JSON.stringify(config), pinRoot: config.bpf.pinRoot, pinsBefore };
     } catch (error) {
       this.options.logger.debug({ event: 'prepare_skipped', err: error }, 'dataplane not prepared ahead of the resources');
       return undefined;
