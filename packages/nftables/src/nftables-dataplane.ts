@@ -183,11 +183,6 @@ export class NftablesDataplane implements Dataplane {
       timer.take(); // steps of anything before this install (mirrored writes) are not its own
       const prepared = this.#prepared;
       this.#prepared = undefined;
-      if (prepared !== undefined) {
-        // The load ran alongside the caller's work; what install still waits for is its own step.
-        const load = await timer.timeAsync('parser_prepare_wait', () => prepared);
-        if (load !== undefined) timer.add(load.step, load.ms);
-      }
       // Without elements: a re-install never needs them, and they can number 100,000s. The
       // listing runs in libnftables on a worker thread while the desired table is built here.
       const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
@@ -195,6 +190,12 @@ export class NftablesDataplane implements Dataplane {
       const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
       const current = await listing;
       const plan = timer.time('plan', () => planInstall(desired, current));
+      if (prepared !== undefined) {
+        // The parser load ran alongside the caller's work and the steps above; what install
+        // still waits for is its own step.
+        const load = await timer.timeAsync('parser_prepare_wait', () => prepared);
+        if (load !== undefined) timer.add(load.step, load.ms);
+      }
       // A table that does not exist yet (first install, or a migration onto nftables) gets the
       // kernel side first: when its domain rules appear, the marker already marks packets to
       // every member the kernel maps hold, so no allowed, already-learned address is denied
