@@ -677,7 +677,7 @@ __attribute__((noinline)) int pattern_match(__u32 slot, __u32 pid, __u32 prefix)
 	return (s->nfa >> m) & 1;
 }
 
-/* Adds a set id to scratch->sets unless present (inlined once, into consider_id). */
+/* Adds a set id to scratch->sets unless present (inlined into consider_id and match_step). */
 static __always_inline int add_set(struct scratch *s, __u32 id)
 {
 	__u32 n;
@@ -758,6 +758,17 @@ static long match_step(__u32 idx, void *data)
 	s->entry_b = s->entry_a + e->any_many;
 	s->entry_c = s->entry_b + e->any_one;
 	d = s->entry_c + e->complex;
+	/*
+	 * The common entry, one set id of a simple kind (exact name, one-or-more or exactly
+	 * one label left of the key): decided here, without the consider_id call (~50 ns).
+	 */
+	if (d == 1 && s->entry_c == 1) {
+		__u32 prefix = s->name.label_count - k;
+
+		if (s->entry_a == 1 ? prefix == 0 : s->entry_b == 1 ? prefix >= 1 : prefix == 1)
+			add_set(s, e->ids[0]);
+		return 0;
+	}
 	/* a copy of the ids in use: the entry may change under us, and consider_id needs no
 	 * second lookup */
 	for (__u32 i = 0; i < DNSPLANE_DOMAIN_IDS; i++) {
