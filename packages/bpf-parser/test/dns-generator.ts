@@ -209,7 +209,7 @@ export function buildResponse(r: Rand, options: { answers?: number } = {}): Buil
     const start = w.length;
     if (rec.kind === 'A' || rec.kind === 'AAAA' || rec.kind === 'A-CH') for (const b of rec.address) w.u8(b);
     else if (rec.kind === 'CNAME') w.name(rec.target, compress, r);
-    else {
+    else if (rec.kind === 'TXT') {
       w.u8(rec.data.length);
       for (const b of rec.data) w.u8(b);
     }
