@@ -12,12 +12,6 @@ import { waitFor } from '../test/lab/wait.js';
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const DNSPLANE = join(REPO_ROOT, 'packages', 'agent', 'bin', 'dnsplane.js');
 
-export function quantile(values: readonly number[], q: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 
 export function cli(argv: readonly string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve) => {

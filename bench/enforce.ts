@@ -37,9 +37,9 @@ import { DRIVERS } from '../packages/agent/src/drivers.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
 import { addedDnsLatency, enableBpfStats, timeQueries, type AddedDnsFigures, type ProgramTime } from './enforce-dns.js';
-import { BenchAgent, endpointDoc, fmt, quantile, withLab } from './enforce-agent.js';
+import { BenchAgent, endpointDoc, fmt, withLab } from './enforce-agent.js';
 import { formatScale, scaleFigures, type ScaleFigures } from './enforce-scale.js';
-import { bootstrapMedian, formatEstimate, median, type Estimate } from './paired.js';
+import { bootstrapMedian, formatEstimate, median, quantile, type Estimate } from './paired.js';
 
 const TARGET_ADDED_DNS_US = 5;
 

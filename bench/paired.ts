@@ -2,6 +2,7 @@
 // shared machine: per-round paired differences or ratios, their median, and a percentile
 // bootstrap interval of that median (rounds resampled with replacement, seeded, so a run's
 // printout is reproducible from its samples).
+import { prng } from '../packages/bpf-parser/test/dns-generator.js';
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
@@ -15,18 +16,6 @@ export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-/** mulberry32: a small seeded PRNG, enough for resampling. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface Estimate {
