@@ -41,14 +41,21 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A zeroed info struct of the object behind fd, filled by the kernel; throws naming `op`.
+template <typename Info>
+Info ObjectInfo(Napi::Env env, int fd, const char* op) {
+  Info out;
+  std::memset(&out, 0, sizeof(out));
+  __u32 len = sizeof(out);
+  if (bpf_obj_get_info_by_fd(fd, &out, &len) != 0) ThrowErrno(env, errno, op);
+  return out;
+}
+
 // mapInfo(fd) -> { name, type, keySize, valueSize, maxEntries, flags, id }
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = Int32Arg(info, 0, "fd");
-  struct bpf_map_info map_info;
-  std::memset(&map_info, 0, sizeof(map_info));
-  __u32 len = sizeof(map_info);
-  if (bpf_obj_get_info_by_fd(fd, &map_info, &len) != 0) ThrowErrno(env, errno, "map info");
+  const auto map_info = ObjectInfo<struct bpf_map_info>(env, fd, "map info");
   Napi::Object out = Napi::Object::New(env);
   out.Set("name", map_info.name);
   out.Set("type", map_info.type);
@@ -64,10 +71,7 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
 Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = Int32Arg(info, 0, "fd");
-  struct bpf_prog_info prog_info;
-  std::memset(&prog_info, 0, sizeof(prog_info));
-  __u32 len = sizeof(prog_info);
-  if (bpf_obj_get_info_by_fd(fd, &prog_info, &len) != 0) ThrowErrno(env, errno, "program info");
+  const auto prog_info = ObjectInfo<struct bpf_prog_info>(env, fd, "program info");
   Napi::Object out = Napi::Object::New(env);
   out.Set("name", prog_info.name);
   out.Set("type", prog_info.type);
@@ -80,17 +84,14 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
 Napi::Value ProgMaps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = Int32Arg(info, 0, "fd");
-  struct bpf_prog_info prog_info;
-  std::memset(&prog_info, 0, sizeof(prog_info));
-  __u32 len = sizeof(prog_info);
-  if (bpf_obj_get_info_by_fd(fd, &prog_info, &len) != 0) ThrowErrno(env, errno, "program info");
+  auto prog_info = ObjectInfo<struct bpf_prog_info>(env, fd, "program info");
   std::vector<__u32> ids(prog_info.nr_map_ids);
   if (!ids.empty()) {
     const __u32 count = prog_info.nr_map_ids;
     std::memset(&prog_info, 0, sizeof(prog_info));
     prog_info.nr_map_ids = count;
     prog_info.map_ids = reinterpret_cast<__u64>(ids.data());
-    len = sizeof(prog_info);
+    __u32 len = sizeof(prog_info);
     if (bpf_obj_get_info_by_fd(fd, &prog_info, &len) != 0) ThrowErrno(env, errno, "program map ids");
     ids.resize(std::min<__u32>(count, prog_info.nr_map_ids));
   }
