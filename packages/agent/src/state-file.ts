@@ -95,36 +95,35 @@ async function setAside(path: string, at: number): Promise<string | undefined> {
 }
 
 /**
+ * A file's text, or why there is none: ENOENT is `missing`; other I/O errors (permissions) are
+ * `corrupt` without moving the file.
+ */
+async function readText(
+  path: string,
+): Promise<{ readonly kind: 'text'; readonly text: string } | { readonly kind: 'missing' } | { readonly kind: 'corrupt'; readonly problem: string; readonly setAside: undefined }> {
+  try {
+    return { kind: 'text', text: await readFile(path, 'utf8') };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'corrupt', problem: `cannot read ${path}: ${(error as Error).message}`, setAside: undefined };
+  }
+}
+
+/**
  * Reads learned state. A missing file is `missing`; a file that does not parse as our format
  * is renamed to `<path>.corrupt-<timestamp>` and reported as `corrupt`. Never throws for the
  * content; I/O errors other than ENOENT (permissions) are reported as `corrupt` without moving.
  */
 export async function readStateFile(path: string, clock: Clock): Promise<StateFileRead> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
-    return { kind: 'corrupt', problem: `cannot read ${path}: ${(error as Error).message}`, setAside: undefined };
-  }
+  const read = await readText(path);
+  if (read.kind !== 'text') return read;
+  const { text } = read;
   try {
     return { kind: 'ok', entries: parseLearnedState(text, path) };
   } catch (error) {
     if (!isInvalidInput(error)) throw error;
     return { kind: 'corrupt', problem: error.message, setAside: await setAside(path, clock.now()) };
   }
-}
-
-/** Reads learned state; undefined when the file does not exist. Throws InvalidInputError when bad. */
-export async function readLearnedState(path: string): Promise<LearnedEntry[] | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  return parseLearnedState(text, path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,13 +149,9 @@ export type MarkerRead =
 
 export async function readDataplaneMarker(statePath: string, clock: Clock): Promise<MarkerRead> {
   const path = markerPathFor(statePath);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
-    return { kind: 'corrupt', problem: `cannot read ${path}: ${(error as Error).message}`, setAside: undefined };
-  }
+  const read = await readText(path);
+  if (read.kind !== 'text') return read;
+  const { text } = read;
   let json: unknown;
   try {
     json = JSON.parse(text);
