@@ -112,7 +112,7 @@ interface NftsetAddedDns {
 }
 
 function benchPolicy(lab: Lab): Record<string, unknown> {
-  const nets = [lab.dnsServers.dnsmasq, lab.dnsServers.unbound].flatMap((s) => [`${s.ipv4}/32`, `${s.ipv6}/128`]);
+  const nets = [...lab.dnsServerNets];
   return {
     kind: 'Policy',
     metadata: { name: 'bench' },

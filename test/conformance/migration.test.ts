@@ -210,7 +210,7 @@ beforeAll(async () => {
   statePath = join(directory, 'state', 'state.json');
   mkdirSync(join(directory, 'policies'));
   const client = lab.endpoints['client1']!;
-  const dns = [lab.dnsServers.dnsmasq, lab.dnsServers.unbound].flatMap((s) => [`${s.ipv4}/32`, `${s.ipv6}/128`]);
+  const dns = [...lab.dnsServerNets];
   writeFileSync(
     join(directory, 'policies', 'resources.yaml'),
     [

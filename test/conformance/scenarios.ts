@@ -36,7 +36,7 @@ const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
 const FRESH_TRIALS = 200;
 
 function dnsRules(lab: Lab): PolicyDocument[] {
-  const nets = [lab.dnsServers.dnsmasq, lab.dnsServers.unbound].flatMap((s) => [`${s.ipv4}/32`, `${s.ipv6}/128`]);
+  const nets = [...lab.dnsServerNets];
   return ['UDP', 'TCP'].map((protocol) => ({ action: 'Allow', protocol, destination: { nets, ports: [53] } }));
 }
 

@@ -133,6 +133,8 @@ export interface Lab {
   readonly dnsServers: { readonly dnsmasq: DnsServerAddresses; readonly unbound: DnsServerAddresses };
   /** Every DNS server address in the config's `dns.trustedServers` form (`198.18.53.2:53`, `[fd00:18:53::2]:53`). */
   readonly trustedServers: readonly string[];
+  /** Every DNS server address as a host prefix for a policy's `nets` (`198.18.53.2/32`, `fd00:18:53::2/128`). */
+  readonly dnsServerNets: readonly string[];
   readonly web: { readonly namespace: string; readonly ports: readonly number[]; readonly prefixes: TopologyPlan['servicePrefixes'] };
   readonly untrusted: { readonly namespace: string; readonly hostInterface: string; readonly ipv4: string; readonly ipv6: string };
   readonly zone: ZoneContents;
@@ -226,6 +228,7 @@ class LabImpl implements Lab {
   readonly endpoints: Record<string, Endpoint>;
   readonly dnsServers: Lab['dnsServers'];
   readonly trustedServers: readonly string[];
+  readonly dnsServerNets: readonly string[];
   readonly web: Lab['web'];
   readonly untrusted: Lab['untrusted'];
   readonly zone: ZoneContents;
@@ -263,6 +266,7 @@ class LabImpl implements Lab {
       `${server.ipv4}:${server.port}`,
       `[${server.ipv6}]:${server.port}`,
     ]);
+    this.dnsServerNets = [plan.dnsServers.dnsmasq, plan.dnsServers.unbound].flatMap((server) => [`${server.ipv4}/32`, `${server.ipv6}/128`]);
     this.web = { namespace: plan.namespaces.web, ports: WEB_PORTS, prefixes: plan.servicePrefixes };
     this.untrusted = {
       namespace: plan.namespaces.untrusted,
