@@ -1,9 +1,10 @@
 // The tc membership mark on the real kernel through BPF_PROG_TEST_RUN: the bits of the sets
 // whose live members the destination is, for the interface in the context's ifindex;
 // foreign mark bits kept; expired, other-set and unknown-interface packets unmarked; IPv6.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DnsParserProgram, MembershipMarker, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+import { undoAfterEach } from './undo-after-each.js';
 import { MembershipWriter, packetTo } from './membership-fixtures.js';
 
 const SKB_SIZE = 192; // sizeof(struct __sk_buff)
@@ -12,16 +13,7 @@ const SKB_IFINDEX = 40;
 const TC_ACT_UNSPEC = 0xffffffff; // -1 as the u32 the test run reports
 const MASK = 0x00ff0000;
 
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  for (const undo of cleanup.splice(0).reverse()) {
-    try {
-      undo();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanup = undoAfterEach();
 
 function setup(): { pinRoot: string; marker: MembershipMarker; writer: MembershipWriter } {
   const pinRoot = testPinRoot();

@@ -4,25 +4,17 @@
 // match loaded under the same pin root.
 import { existsSync, statSync } from 'node:fs';
 import { buildDnsPacket, parseDomainPattern } from '@dnsplane/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BpfProgram, DnsParserProgram, MembershipMatchPrograms, xtMemberPinPath } from '../src/index.js';
 import { CLIENT4, SERVER4 } from './dns-generator.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+import { undoAfterEach } from './undo-after-each.js';
 import { MembershipWriter, packetTo } from './membership-fixtures.js';
 
 const SET_A = 0x1234abcd;
 const SET_B = 0x00000007;
 
-const cleanup: Array<() => void> = [];
-afterEach(() => {
-  for (const undo of cleanup.splice(0).reverse()) {
-    try {
-      undo();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanup = undoAfterEach();
 
 function matches(pinRoot: string, pins: Map<number, string>): (setId: number, packet: Uint8Array) => number {
   const programs = new Map<number, BpfProgram>();
