@@ -2,6 +2,7 @@
 // documents it points at. Every problem is collected (file, document index, field path,
 // reason, and the column for selectors) and reported together in one InvalidInputError, so
 // one run shows everything to fix and nothing is half-applied.
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -60,7 +61,20 @@ export function parseDocuments(
   const documents: InputDocument[] = [];
   const problems: InputProblem[] = [];
   if (text.startsWith('\uFEFF')) text = text.slice(1); // a byte-order mark is not content
-  if (file.toLowerCase().endsWith('.json')) {
+  const isJsonFile = file.toLowerCase().endsWith('.json');
+  // Text that is plain JSON (what tools write) reads as the same value through JSON.parse as
+  // through the YAML parser, at a hundredth of the cost; anything else, errors included, goes
+  // the YAML way below (so every message stays the YAML parser's).
+  const json = plainJsonValue(text);
+  if (json !== NOT_PLAIN_JSON) {
+    if (Array.isArray(json) && options.jsonLists !== false && isJsonFile) {
+      json.forEach((element, position) => documents.push({ file, document: position, value: element }));
+      if (documents.length === 0) problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
+      return { documents, problems };
+    }
+    return { documents: [{ file, document: 0, value: json }], problems };
+  }
+  if (isJsonFile) {
     const jsonProblem = jsonSyntaxProblem(text);
     if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
   }
@@ -129,6 +143,66 @@ export function parseDocuments(
     problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
   }
   return { documents, problems };
+}
+
+const NOT_PLAIN_JSON: unique symbol = Symbol('not plain JSON');
+
+/**
+ * The value of `text` when it is one JSON object or array that the YAML parser would read as
+ * exactly the same value, else NOT_PLAIN_JSON. Taken only when nothing can differ: printable
+ * ASCII and line breaks (no tabs, no other characters YAML treats apart), no key repeated in
+ * an object (YAML reports it; JSON.parse keeps the last), no "<<" (a YAML merge) or
+ * "__proto__" key, every key on one line with its colon and shorter than YAML's 1,024-character
+ * limit for implicit keys.
+ */
+function plainJsonValue(text: string): unknown {
+  let start = 0;
+  while (start < text.length && (text[start] === ' ' || text[start] === '\n' || text[start] === '\r')) start++;
+  const first = text[start];
+  if (first !== '{' && first !== '[') return NOT_PLAIN_JSON;
+  for (let i = start; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x0a && code !== 0x0d) || code > 0x7e) return NOT_PLAIN_JSON;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return NOT_PLAIN_JSON;
+  }
+  // Keys as written (a string followed by ":") against keys kept: equal only without repeats.
+  let written = 0;
+  for (let i = start; i < text.length; i++) {
+    if (text[i] !== '"') continue;
+    const open = i;
+    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    let j = i + 1;
+    while (text[j] === ' ') j++;
+    if (text[j] === '\n' || text[j] === '\r') {
+      while (text[j] === ' ' || text[j] === '\n' || text[j] === '\r') j++;
+      if (text[j] === ':') return NOT_PLAIN_JSON; // a key on its own line: not a YAML implicit key
+      continue;
+    }
+    if (text[j] !== ':') continue;
+    if (i - open > 1000) return NOT_PLAIN_JSON;
+    written++;
+  }
+  let kept = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (Array.isArray(item)) {
+      for (const element of item) if (typeof element === 'object' && element !== null) pending.push(element);
+    } else if (typeof item === 'object' && item !== null) {
+      for (const key of Object.keys(item)) {
+        if (key === '<<' || key === '__proto__') return NOT_PLAIN_JSON;
+        kept++;
+        const member = (item as Record<string, unknown>)[key];
+        if (typeof member === 'object' && member !== null) pending.push(member);
+      }
+    }
+  }
+  return written === kept ? value : NOT_PLAIN_JSON;
 }
 
 /** JSON.parse's complaint with a line and column, or undefined when the text is valid JSON. */
@@ -290,9 +364,17 @@ export function crossCheck(configFile: string, config: DnsplaneConfig, policies:
   return [];
 }
 
-/** Path as shown in messages: relative to the working folder when inside it. */
-function displayPath(absolute: string): string {
-  const relative = path.relative(process.cwd(), absolute);
+/**
+ * Path as shown in messages: relative to the working folder when inside it. `cwd`: the working
+ * folder, when the caller already read it (one process.cwd() per load, not per file).
+ */
+function displayPath(absolute: string, cwd = process.cwd()): string {
+  // A normalised absolute path below the working folder: its rest (path.relative costs ~0.1 ms a call).
+  if (absolute.startsWith(cwd) && absolute[cwd.length] === '/' && cwd !== '/' && path.normalize(absolute) === absolute) {
+    const rest = absolute.slice(cwd.length + 1);
+    if (rest !== '' && !rest.startsWith('/')) return rest;
+  }
+  const relative = path.relative(cwd, absolute);
   return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : absolute;
 }
 
@@ -332,24 +414,25 @@ async function filesUnder(folder: string, visited = new Set<string>()): Promise<
   return files;
 }
 
-/** At most this many resource files are being read at once. */
-const READ_CONCURRENCY = 32;
+/** Files read between two turns of the event loop. */
+const READ_BATCH = 64;
 
-/** Reads every file, READ_CONCURRENCY at a time; each result is the text or the error. */
+/**
+ * Reads every file; each result is the text or the error. Resource files are small: a
+ * synchronous read is ~20 µs, the promise API's open/stat/read/close on the thread pool ~0.1 ms
+ * (1,000 files: ~25 ms against 100–200 ms). The event loop gets a turn after every READ_BATCH
+ * files, so the status API keeps answering.
+ */
 async function readAll(files: readonly string[]): Promise<Array<{ text: string } | { error: unknown }>> {
   const out: Array<{ text: string } | { error: unknown }> = new Array(files.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < files.length) {
-      const index = next++;
-      try {
-        out[index] = { text: await readFile(files[index]!, 'utf8') };
-      } catch (error) {
-        out[index] = { error };
-      }
+  for (let index = 0; index < files.length; index++) {
+    if (index > 0 && index % READ_BATCH === 0) await new Promise((resolve) => setImmediate(resolve));
+    try {
+      out[index] = { text: readFileSync(files[index]!, 'utf8') };
+    } catch (error) {
+      out[index] = { error };
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, worker));
+  }
   return out;
 }
 
@@ -475,8 +558,9 @@ export async function loadInputs(configPath: string): Promise<LoadedInputs> {
   const documents: InputDocument[] = [];
   const texts = await readAll(files);
   const unused = new Set(parsedFiles.keys());
+  const cwd = process.cwd();
   files.forEach((file, index) => {
-    const shown = displayPath(file);
+    const shown = displayPath(file, cwd);
     const read = texts[index]!;
     if ('error' in read) {
       const { error } = read;
