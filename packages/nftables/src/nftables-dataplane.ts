@@ -20,7 +20,7 @@ import { bpfTcMembershipKernel } from './bpf-kernel.js';
 import { TcMembership, type MirrorProbe, type TcMembershipKernel } from './tc-membership.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
-import { planInstall } from './plan.js';
+import { planCreation, planInstall } from './plan.js';
 import { nftProcessRunner } from './process-runner.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftTableSnapshot } from './snapshot.js';
@@ -190,28 +190,41 @@ export class NftablesDataplane implements Dataplane {
       const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
       const current = await listing;
       const plan = timer.time('plan', () => planInstall(desired, current));
+      const membership = this.#membership;
+      // A table without base chains (none yet: first install, a migration onto nftables, or a
+      // first install whose second step failed) enforces nothing. It gets the kernel side
+      // first: when its hooks appear, the marker already marks packets to every member the
+      // kernel maps hold and the parser learns, so no allowed, already-learned address is
+      // denied while the parser loads. A table that enforces keeps rules first (below), so a
+      // packet the marker marks always finds its rule.
+      const kernelFirst = membership !== undefined && !current?.chains.some((c) => c.base !== undefined);
+      let rest = plan.transaction;
+      let inert: Promise<void> | undefined;
+      if (kernelFirst && plan.created) {
+        // The inert part (sets, regular chains: no packet reaches them) goes in on libnftables'
+        // worker thread while the parser loads and the kernel side is written; the hooks after.
+        const split = planCreation(desired);
+        rest = split.hooks;
+        inert = timer.timeAsync('nft_apply_inert', () => this.#handle.apply(split.inert));
+        inert.catch(() => undefined); // awaited below
+      }
       if (prepared !== undefined) {
         // The parser load ran alongside the caller's work and the steps above; what install
         // still waits for is its own step.
         const load = await timer.timeAsync('parser_prepare_wait', () => prepared);
         if (load !== undefined) timer.add(load.step, load.ms);
       }
-      // A table that does not exist yet (first install, or a migration onto nftables) gets the
-      // kernel side first: when its domain rules appear, the marker already marks packets to
-      // every member the kernel maps hold, so no allowed, already-learned address is denied
-      // while the parser loads. A re-install keeps rules first (below), so a packet the marker
-      // marks always finds its rule.
       // The kernel membership is read back (to catch the nft sets up) after the install, not in it.
       const installKernelSide = (membership: TcMembership): void =>
         void timer.time('kernel_side', () => membership.install(state, desired.marks, { exportMembership: false }));
-      const membership = this.#membership;
-      if (membership !== undefined && plan.created) installKernelSide(membership);
-      if (plan.transaction.size > 0) await timer.timeAsync('nft_apply', () => this.#handle.apply(plan.transaction));
+      if (kernelFirst) installKernelSide(membership);
+      if (inert !== undefined) await timer.timeAsync('nft_apply_inert_wait', () => inert);
+      if (rest.size > 0) await timer.timeAsync('nft_apply', () => this.#handle.apply(rest));
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
       for (const name of plan.deletedSets) this.#expiries.delete(name);
       for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
       if (membership !== undefined) {
-        if (!plan.created) installKernelSide(membership);
+        if (!kernelFirst) installKernelSide(membership);
         // On the first install of this process only (from then on the mirror consumes every
         // learned event as it comes): what the kernel learned while no agent mirrored goes into
         // the nft sets in the next exclusive step, queued now — ahead of any later export,

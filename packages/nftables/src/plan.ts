@@ -103,3 +103,22 @@ export function planInstall(desired: DesiredTable, current: NftTableSnapshot | u
     deletedChains,
   };
 }
+
+/**
+ * A first install in two transactions: `inert` — the table, its sets and its regular chains
+ * with their rules, which no packet reaches (only base chains sit on netfilter hooks) — and
+ * `hooks` — the base chains with their rules, from which enforcement starts. The inert part
+ * can go in while the kernel side still loads; the hooks only once it is in place.
+ */
+export function planCreation(desired: DesiredTable): { readonly inert: NftTransaction; readonly hooks: NftTransaction } {
+  const inert = new NftTransaction().add({ kind: 'table', table: desired.table });
+  const hooks = new NftTransaction();
+  for (const set of desired.sets) inert.add({ kind: 'set', set });
+  const regular = desired.chains.filter((c) => c.chain.base === undefined);
+  const base = desired.chains.filter((c) => c.chain.base !== undefined);
+  for (const { chain } of regular) inert.add({ kind: 'chain', chain });
+  for (const { rules } of regular) for (const rule of rules) inert.add({ kind: 'rule', rule });
+  for (const { chain } of base) hooks.add({ kind: 'chain', chain });
+  for (const { rules } of base) for (const rule of rules) hooks.add({ kind: 'rule', rule });
+  return { inert, hooks };
+}

@@ -196,6 +196,66 @@ describe('nftables inline membership (injected kernel)', () => {
     expect((await dataplane.exportLearned()).map((e) => e.address).sort()).toEqual(['198.19.7.7', '198.19.7.9']);
   });
 
+  it('a first install puts the inert part in before the parser is ready and the base chains only after the kernel side', async () => {
+    const clock = new ManualClock();
+    const fake = fakeKernel();
+    class OrderedHandle extends FakeNftHandle {
+      override async apply(transaction: Parameters<FakeNftHandle['apply']>[0]): Promise<void> {
+        const chains = transaction.operations.flatMap((op) => (op.object.kind === 'chain' ? [op.object.chain] : []));
+        const base = chains.filter((c) => c.base !== undefined).length;
+        fake.log.push(`apply ${chains.length - base} regular, ${base} base chains`);
+        return super.apply(transaction);
+      }
+    }
+    let ready: (reused: boolean) => void = () => undefined;
+    const parserLoaded = new Promise<boolean>((resolve) => (ready = resolve));
+    const dataplane = createNftablesDataplane({
+      tableName: 'dnsplane_tc', handle: new OrderedHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel,
+      prepareParser: () => parserLoaded,
+    });
+    dataplane.prepare();
+    const installed = dataplane.install(baseState());
+    const deadline = Date.now() + 2000;
+    while (fake.log.length === 0 && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
+    // The parser is still loading: only the table, its sets and chains no packet reaches are in.
+    expect(fake.log).toEqual([expect.stringMatching(/^apply [1-9]\d* regular, 0 base chains$/)]);
+    ready(false);
+    await installed;
+    const hooks = fake.log.indexOf('apply 0 regular, 6 base chains');
+    expect(hooks).toBe(fake.log.length - 1);
+    // Before the hooks: the parser loaded, configured and attached, the marker programmed and attached.
+    expect(fake.log.slice(1, hooks)).toEqual(
+      expect.arrayContaining(['load parser /sys/fs/bpf/x', 'domain sets 2', 'parser ingress veth-web', 'marker ingress veth-web']),
+    );
+  });
+
+  it('a table without base chains (a first install whose second step failed) gets the kernel side before its hooks', async () => {
+    const clock = new ManualClock();
+    const fake = fakeKernel();
+    const events: string[] = [];
+    let failHooks = true;
+    class FlakyHandle extends FakeNftHandle {
+      override async apply(transaction: Parameters<FakeNftHandle['apply']>[0]): Promise<void> {
+        const base = transaction.operations.some((op) => op.object.kind === 'chain' && op.object.chain.base !== undefined);
+        if (base && failHooks) {
+          failHooks = false;
+          throw new Error('hooks refused');
+        }
+        events.push(base ? `hooks after ${fake.log.filter((l) => l.startsWith('load parser')).length} parser loads` : 'inert');
+        return super.apply(transaction);
+      }
+    }
+    const handle = new FlakyHandle(clock);
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    await expect(dataplane.install(baseState())).rejects.toThrow('hooks refused');
+    const inert = await handle.listTable({ family: 'inet', name: 'dnsplane_tc' });
+    expect(inert?.chains.some((c) => c.base !== undefined)).toBe(false);
+    fake.log.splice(0);
+    const again = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    await again.install(baseState());
+    expect(events).toEqual(['inert', 'hooks after 1 parser loads']);
+  });
+
   it('close() stops consuming and leaves tc and pins; remove() detaches everything of ours and removes the pins', async () => {
     const { dataplane, log } = setup();
     await dataplane.install(baseState());
