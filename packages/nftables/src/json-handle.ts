@@ -3,7 +3,7 @@
 import type { NftHandle, NftLogger } from './handle.js';
 import type { NftExecutor } from './executor.js';
 import type { NftTableRef } from './nft-model.js';
-import { parseTableList, parseTableListing } from './parse-listing.js';
+import { parseRulesetListing, parseTableList, parseTableListing } from './parse-listing.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
@@ -31,16 +31,37 @@ export class JsonNftHandle implements NftHandle {
   }
 
   async listTable(table: NftTableRef, options: { readonly elements?: boolean } = {}): Promise<NftTableSnapshot | undefined> {
-    if (!(await this.#exists(table))) return undefined;
-    const terse = options.elements === false;
-    return parseTableListing(await this.executor.list(['list', 'table', table.family, table.name], { terse }), table);
+    if (options.elements === false) {
+      // nft 1.0.6 fetches every set element for `list table` even when terse (~0.7 s at 100,000
+      // elements), but not for a terse `list ruleset` (~0.2 s); the ruleset's other tables are
+      // in nft's cache either way, and their objects are skipped here.
+      return parseRulesetListing(await this.executor.list(['list', 'ruleset'], { terse: true }), table);
+    }
+    return this.#ifTableExists(table, async () =>
+      parseTableListing(await this.executor.list(['list', 'table', table.family, table.name]), table),
+    );
   }
 
   /** Throws KernelError when the set does not exist (callers ask only for sets they installed). */
   async listSet(table: NftTableRef, set: string): Promise<NftSetSnapshot | undefined> {
-    if (!(await this.#exists(table))) return undefined;
-    const listing = parseTableListing(await this.executor.list(['list', 'set', table.family, table.name, set]), table);
-    return listing.sets.find((s) => s.name === set);
+    return this.#ifTableExists(table, async () => {
+      const listing = parseTableListing(await this.executor.list(['list', 'set', table.family, table.name, set]), table);
+      return listing.sets.find((s) => s.name === set);
+    });
+  }
+
+  /**
+   * `read`, or undefined when the table does not exist. Read first and asked about the table
+   * only when the read fails: `list tables` costs as much as listing every table with its
+   * elements in nft 1.0.6 (~0.4 s at 100,000 elements), a failed read ~20 ms.
+   */
+  async #ifTableExists<T>(table: NftTableRef, read: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await read();
+    } catch (error) {
+      if (!(await this.#exists(table))) return undefined;
+      throw error;
+    }
   }
 
   async #exists(table: NftTableRef): Promise<boolean> {

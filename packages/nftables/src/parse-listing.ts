@@ -101,10 +101,37 @@ function parseElement(raw: unknown): NftElementSnapshot | undefined {
 }
 
 export function parseTableListing(text: string, table: NftTableRef): NftTableSnapshot {
+  return snapshotOf(parseDocument(text, `list table ${table.family} ${table.name}`), table, `list table ${table.family} ${table.name}`);
+}
+
+/**
+ * The table's part of `nft -j list ruleset` output; undefined when the ruleset holds no such
+ * table. Objects of other tables are skipped unread.
+ */
+export function parseRulesetListing(text: string, table: NftTableRef): NftTableSnapshot | undefined {
+  const ours = (value: unknown): boolean => {
+    if (typeof value !== 'object' || value === null) return false;
+    const { family, table: name } = value as { readonly family?: unknown; readonly table?: unknown };
+    return family === table.family && name === table.name;
+  };
+  let found = false;
+  const items: Array<Record<string, unknown>> = [];
+  for (const item of parseDocument(text, 'list ruleset')) {
+    if ('table' in item) {
+      const parsed = tableSchema.safeParse(item.table);
+      if (!parsed.success) throw new KernelError('nft list ruleset: malformed table', parsed.error.message);
+      if (parsed.data.family === table.family && parsed.data.name === table.name) found = true;
+    } else if (('chain' in item && ours(item.chain)) || ('rule' in item && ours(item.rule)) || ('set' in item && ours(item.set))) {
+      items.push(item);
+    }
+  }
+  return found ? snapshotOf(items, table, 'list ruleset') : undefined;
+}
+
+function snapshotOf(items: ReadonlyArray<Record<string, unknown>>, table: NftTableRef, what: string): NftTableSnapshot {
   const chains = new Map<string, { spec: z.infer<typeof chainSchema>; rules: NftRuleSnapshot[] }>();
   const sets: NftSetSnapshot[] = [];
-  const what = `list table ${table.family} ${table.name}`;
-  for (const item of parseDocument(text, what)) {
+  for (const item of items) {
     if ('chain' in item) {
       const chain = chainSchema.safeParse(item.chain);
       if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);

@@ -1,6 +1,6 @@
 import { isKernelError } from '@dnsplane/core';
 import { describe, expect, it } from 'vitest';
-import { parseTableList, parseTableListing, type NftTableRef } from '@dnsplane/nftables';
+import { parseRulesetListing, parseTableList, parseTableListing, type NftTableRef } from '@dnsplane/nftables';
 
 const table: NftTableRef = { family: 'inet', name: 'dnsplane_p' };
 
@@ -94,5 +94,25 @@ describe('parseTableListing', () => {
       }
       expect(isKernelError(caught)).toBe(true);
     }
+  });
+});
+
+describe('parseRulesetListing', () => {
+  const ours = JSON.parse(listing) as { nftables: Array<Record<string, Record<string, unknown>>> };
+  // Another table with objects of the same names (what `list ruleset` prints next to ours).
+  const other = ours.nftables.slice(1).map((item) =>
+    Object.fromEntries(Object.entries(item).map(([kind, object]) => [kind, kind === 'table' ? { ...object, name: 'other' } : { ...object, table: 'other', handle: 99 }])),
+  );
+  const ruleset = (items: unknown[]) => JSON.stringify({ nftables: [ours.nftables[0], ...items] });
+
+  it("reads the table's objects as parseTableListing does and skips every other table's", () => {
+    expect(parseRulesetListing(ruleset([...other, ...ours.nftables.slice(1)]), table)).toEqual(parseTableListing(listing, table));
+    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), table)).toEqual(parseTableListing(listing, table));
+    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), { family: 'ip', name: 'dnsplane_p' })).toBeUndefined();
+  });
+
+  it('is undefined when the ruleset has no such table, empty when the table is', () => {
+    expect(parseRulesetListing(ruleset(other), table)).toBeUndefined();
+    expect(parseRulesetListing(ruleset([ours.nftables[1]]), table)).toEqual({ table, chains: [], sets: [] });
   });
 });
