@@ -276,10 +276,11 @@ export class DnsParserProgram {
    * sees the old table or the new one, never a mix. What is left of the generation before
    * the live one is removed first (no lookup has used it since the previous switch).
    * Throws NotSupportedError before touching the maps when the sets exceed what the kernel
-   * table holds. `beforeSwitch` (tests) runs after the writes, before the switch.
+   * table holds. `beforeSwitch` (tests) runs after the writes, before the switch. `table`:
+   * buildDomainTable(sets), built ahead by the caller (~0.1-0.3 s at 10,000 patterns).
    */
-  setDomainSets(sets: readonly DomainSet[], options: { beforeSwitch?: () => void } = {}): DomainTable {
-    const table = buildDomainTable(sets);
+  setDomainSets(sets: readonly DomainSet[], options: { beforeSwitch?: () => void; table?: DomainTable } = {}): DomainTable {
+    const table = options.table ?? buildDomainTable(sets);
     const info = this.map('table');
     const current = info.lookup(arrayIndex(0));
     const live: TableGeneration = current === undefined ? 0 : (decodeTableInfo(current).generation ?? 0);
