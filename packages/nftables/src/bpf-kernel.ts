@@ -2,9 +2,11 @@
 // membership marker (MembershipMarker), attached with tc at bpf-parser's fixed slots
 // (DNSPLANE_TC_FILTERS), so a re-attach replaces and `remove()` finds them from any process.
 import { existsSync } from 'node:fs';
-import type { Clock } from '@dnsplane/core';
+import type { Clock, DomainSet } from '@dnsplane/core';
 import {
   DnsParserProgram,
+  buildDomainTable,
+  type DomainTable,
   LearnedEventConsumer,
   MembershipMarker,
   detachDnsplaneTc,
@@ -41,7 +43,15 @@ export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepT
   // pinned by object hash and reused on restart (no verification at all).
   const options = (pinRoot: string) => ({ pinRoot, entries: ['tc'] as const, reusePrograms: true });
   let prepared: { readonly pinRoot: string; readonly parser: DnsParserProgram; readonly created: boolean } | undefined;
+  let domainTable: { readonly sets: readonly DomainSet[]; readonly table: DomainTable } | undefined;
   return {
+    prepareDomainTable(sets: readonly DomainSet[]): void {
+      try {
+        domainTable = { sets, table: buildDomainTable(sets) };
+      } catch {
+        domainTable = undefined; // setDomainSets builds it again and reports the problem where it always did
+      }
+    },
     async prepareParser(pinRoot: string): Promise<boolean> {
       const created = !existsSync(pinRoot);
       const parser = await DnsParserProgram.loadAsync(options(pinRoot));
@@ -67,7 +77,12 @@ export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepT
       }
       return {
         configure: (dns) => parser.configure(dns),
-        setDomainSets: (sets) => timer.time('parser_domain_sets', () => parser.setDomainSets(sets)),
+        setDomainSets: (sets) =>
+          timer.time('parser_domain_sets', () => {
+            const table = domainTable?.sets === sets ? domainTable.table : undefined;
+            domainTable = undefined;
+            return parser.setDomainSets(sets, table === undefined ? {} : { table });
+          }),
         exportLearned: (c) => timer.time('parser_export', () => parser.exportLearned(c)),
         importLearned: (entries, c) => timer.time('parser_import', () => parser.importLearned(entries, c)),
         counters: () => ({ ...parser.counters() }),

@@ -99,6 +99,8 @@ export class NftablesDataplane implements Dataplane {
   readonly #discardPrepared: (() => void) | undefined;
   /** The parser load prepare() started: its duration, step name, or a failure already logged. */
   #prepared: Promise<{ readonly step: string; readonly ms: number } | undefined> | undefined;
+  /** #prepared has settled (the parser is loaded, or its load failed). */
+  #preparedSettled = false;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -168,7 +170,8 @@ export class NftablesDataplane implements Dataplane {
     const prepareParser = this.#prepareParser;
     if (pinRoot === undefined || prepareParser === undefined || this.#prepared !== undefined || this.#caughtUp) return;
     const started = performance.now();
-    this.#prepared = prepareParser(pinRoot).then(
+    this.#preparedSettled = false;
+    this.#prepared = prepareParser(pinRoot).finally(() => (this.#preparedSettled = true)).then(
       (reused) => ({ step: reused ? 'parser_reused' : 'parser_load_overlapped', ms: performance.now() - started }),
       (error: unknown) => {
         this.#logger.warn({ err: error }, 'nftables: loading the parser ahead of install failed; install loads it');
@@ -188,9 +191,17 @@ export class NftablesDataplane implements Dataplane {
       const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
       listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
       const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
+      const membership = this.#membership;
+      // The parser's domain table (CPU only) is built while this thread would wait anyway: for
+      // the listing, or — while the verifier still runs — for the parser, after the inert part
+      // of a first install went to libnftables.
+      const buildDomainTable = (): void => {
+        if (membership !== undefined) timer.time('domain_table_build', () => membership.prepareDomainTable(state.domainSets));
+      };
+      const verifying = prepared !== undefined && !this.#preparedSettled;
+      if (!verifying) buildDomainTable();
       const current = await listing;
       const plan = timer.time('plan', () => planInstall(desired, current));
-      const membership = this.#membership;
       // A table without base chains (none yet: first install, a migration onto nftables, or a
       // first install whose second step failed) enforces nothing. It gets the kernel side
       // first: when its hooks appear, the marker already marks packets to every member the
@@ -208,6 +219,7 @@ export class NftablesDataplane implements Dataplane {
         inert = timer.timeAsync('nft_apply_inert', () => this.#handle.apply(split.inert));
         inert.catch(() => undefined); // awaited below
       }
+      if (verifying) buildDomainTable();
       if (prepared !== undefined) {
         // The parser load ran alongside the caller's work and the steps above; what install
         // still waits for is its own step.

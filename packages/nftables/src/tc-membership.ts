@@ -57,6 +57,11 @@ export interface TcMembershipKernel {
   removePins(pinRoot: string): void;
   /** CLOCK_MONOTONIC ns, the clock of the kernel's expiries (bpf_ktime_get_ns). */
   nowNs(): bigint;
+  /**
+   * Builds the parser's domain table of `sets` ahead (CPU only, no kernel): the next
+   * setDomainSets of these very sets writes it instead of building it then. Optional.
+   */
+  prepareDomainTable?(sets: DesiredState['domainSets']): void;
 }
 
 /**
@@ -209,6 +214,11 @@ export class TcMembership implements LearnedSource {
     // Reading every map entry costs ~2 s at 100,000 members: callers that already consume the
     // events (a re-install in the same process) skip it.
     return options.exportMembership === false ? [] : parser.exportLearned(this.#clock);
+  }
+
+  /** Builds the domain table of `sets` ahead, when the kernel side can (see TcMembershipKernel). */
+  prepareDomainTable(sets: DesiredState['domainSets']): void {
+    this.#options.kernel.prepareDomainTable?.(sets);
   }
 
   counters(): Record<string, number> {
