@@ -4,7 +4,10 @@
 // stdin: { servers: [{address, port}], queries: [{name, server}], gapMs, timeoutMs, noWait? }.
 // stdout: { us: (number | null)[] } — µs from send to the answer's callback, null on timeout
 // or a non-NOERROR answer. With noWait, each query is sent and not waited for (all null): for
-// measuring the query's path alone when the answers are dropped on purpose.
+// measuring the query's path alone when the answers are dropped on purpose. With stamps, stdout
+// also has t0ns: each query's send time (process.hrtime, CLOCK_MONOTONIC, as a decimal string),
+// so a caller that changes the node's condition while the queries run can tell which queries
+// fell wholly inside which condition.
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -17,10 +20,11 @@ const inputSchema = z.object({
   gapMs: z.number().min(0).max(1000),
   timeoutMs: z.number().int().positive(),
   noWait: z.boolean().optional(),
+  stamps: z.boolean().optional(),
 });
 type Input = z.infer<typeof inputSchema>;
 
-function timeOne(server: Input['servers'][number], name: string, timeoutMs: number, noWait: boolean): Promise<number | null> {
+function timeOne(server: Input['servers'][number], name: string, timeoutMs: number, noWait: boolean, sent: (t0: bigint) => void): Promise<number | null> {
   return new Promise((resolve) => {
     const id = Math.floor(Math.random() * 65536);
     const query = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
@@ -40,6 +44,7 @@ function timeOne(server: Input['servers'][number], name: string, timeoutMs: numb
     socket.on('error', () => finish(null));
     socket.bind(0, () => {
       t0 = process.hrtime.bigint();
+      sent(t0);
       socket.send(query, server.port, server.address, () => {
         if (noWait) finish(null);
       });
@@ -50,13 +55,16 @@ function timeOne(server: Input['servers'][number], name: string, timeoutMs: numb
 async function main(): Promise<void> {
   const input = inputSchema.parse(JSON.parse(readFileSync(0, 'utf8')));
   const us: Array<number | null> = [];
+  const t0ns: string[] = [];
   for (const query of input.queries) {
     const server = input.servers[query.server];
     if (server === undefined) throw new Error(`query ${query.name}: no server ${query.server}`);
-    us.push(await timeOne(server, query.name, input.timeoutMs, input.noWait === true));
+    let sentAt = 0n;
+    us.push(await timeOne(server, query.name, input.timeoutMs, input.noWait === true, (t0) => (sentAt = t0)));
+    t0ns.push(String(sentAt));
     if (input.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, input.gapMs));
   }
-  process.stdout.write(`${JSON.stringify({ us })}\n`);
+  process.stdout.write(`${JSON.stringify(input.stamps === true ? { us, t0ns } : { us })}\n`);
 }
 
 main().catch((error: unknown) => {
