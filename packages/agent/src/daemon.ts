@@ -144,6 +144,7 @@ export class Daemon {
     // The dataplane is built from the config alone and starts loading its kernel programs
     // (the verifier: seconds) while the resources are read.
     const early = await this.#prepareEarly();
+    phase('prepare'); // the config read alone, the dataplane built, the parser's load started
     // Pins as they were before anything of this start (the early preparation included) made new ones.
     const pinsAtStart = early?.pinsBefore;
     let compiled: Awaited<ReturnType<typeof loadAndCompile>>;
