@@ -153,9 +153,15 @@ struct chain_name {
 	__u8 label_len[DNSPLANE_MAX_LABELS];
 };
 
+/*
+ * Per-CPU scratch. On real traffic a run starts with cold caches and TLB (one DNS packet every
+ * few ms, other work in between): what a run costs is mostly the distinct cache lines and
+ * pages it touches, not its instructions (bench:parser --cold). So the fields a query or a
+ * short answer touches come first and together: the walk and response state, the name's
+ * arrays (only their first entries are used for a short name), the chain, sets, candidates
+ * and the event record, then the message copy; what only long names or CNAMEs use is last.
+ */
 struct scratch {
-	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
-	struct name_out name;
 	struct name_walk walk;
 	/* response walk */
 	__u32 msg_len;
@@ -171,22 +177,9 @@ struct scratch {
 	__u32 match_to;
 	__u32 entry_ids; /* ids copied from the domain-table entry being looked at */
 	__u32 entry_a, entry_b, entry_c, entry_k;
-	__u32 ids[DNSPLANE_DOMAIN_IDS];
 	__u64 qname_hash;
 	__u64 now;
 	__u64 key_generation; /* DNSPLANE_KEY_GENERATION_BIT when generation 1 is live, else 0 */
-	__u64 chain[DNSPLANE_MAX_CHAIN];
-	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
-	__u32 sets[DNSPLANE_MAX_SETS];
-	/* what matching needs of each chain name, saved when it is decoded (no second decode) */
-	struct chain_name chain_names[DNSPLANE_MAX_CHAIN];
-	__u32 chain_saved; /* bit i: chain_names[i] holds chain name i */
-	__u32 pad4;
-	struct candidate cand[DNSPLANE_MAX_ANSWERS];
-	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
-	__u64 cache_hash[CACHE_SLOTS];
-	__u32 cache_off[CACHE_SLOTS];
-	__u32 cache_hops[CACHE_SLOTS];
 	/* credits */
 	__u32 credit_limit;
 	__u32 credit_sets;
@@ -194,21 +187,34 @@ struct scratch {
 	__u32 credit_si;
 	__u64 expiry_extra_ns;
 	__u32 min_ttl;
-	__u32 pad;
-	/* glob matcher */
-	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
-	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
-	__s32 g_result;
 	__u32 rec_count;
 	__u32 rec_entries; /* offset of the first entry in rec: after the header and the name */
 	__u32 learned;     /* membership writes of this response (counted once at the end) */
-	__u32 pad3;
+	__u32 chain_saved; /* bit i: chain_names[i] holds chain name i */
+	__u32 pad4;
+	__u64 chain[DNSPLANE_MAX_CHAIN];
+	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
+	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
+	__u64 cache_hash[CACHE_SLOTS];
+	__u32 cache_off[CACHE_SLOTS];
+	__u32 cache_hops[CACHE_SLOTS];
+	struct name_out name;
+	__u32 sets[DNSPLANE_MAX_SETS];
+	struct candidate cand[DNSPLANE_MAX_ANSWERS];
 	/*
 	 * The ring-buffer record being filled (one ringbuf operation per response): header,
 	 * name (padded to 8), entries. Room for an entry offset masked to REC_ENTRIES_MASK.
 	 */
 	__u8 rec[REC_ENTRIES_MASK + 1 + DNSPLANE_EVENT_ENTRIES * sizeof(struct dnsplane_event_entry)]
 		__attribute__((aligned(8)));
+	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
+	/* glob matcher */
+	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
+	__u32 g_si, g_pi, g_star, g_mark, g_slen, g_plen, g_soff, g_pid, g_pl;
+	__s32 g_result;
+	__u32 ids[DNSPLANE_DOMAIN_IDS];
+	/* what matching needs of each chain name, saved when it is decoded (no second decode) */
+	struct chain_name chain_names[DNSPLANE_MAX_CHAIN];
 };
 
 /* Nesting: a softirq may interrupt a process-context run on the same CPU; each level gets its own scratch. */
