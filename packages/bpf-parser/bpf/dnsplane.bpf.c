@@ -227,12 +227,34 @@ struct {
 	__type(value, struct scratch);
 } dnsp_scratch SEC(".maps");
 
+/*
+ * Per-CPU state every DNS run reads anyway (one cache line): the nesting depth, and the query
+ * the last tc ingress run on this CPU remembered. A forwarded query passes the parser twice,
+ * on the client-side ingress and on the server-side egress, in one softirq on one CPU; when
+ * the egress run finds the very packet the ingress run remembered (same ingress interface,
+ * addresses, ports, UDP/TCP checksum, length and first 16 payload bytes) it stops there: the
+ * second parse would write the same key again. A packet changed in between (SNAT: another
+ * source; DNAT: the ingress run did not see a query to a trusted server) is parsed again.
+ */
+struct cpu_state {
+	__u32 depth;
+	__u32 memo_ifindex; /* 0: no memo */
+	__u32 memo_src[4];
+	__u32 memo_dst[4];
+	__be16 memo_sport;
+	__be16 memo_dport;
+	__u16 memo_csum;
+	__u16 memo_len;
+	__u64 memo_head[2];
+	__u64 head[2]; /* the first payload bytes of the packet at hand (no stack: the entry's frame is full) */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} dnsp_depth SEC(".maps");
+	__type(value, struct cpu_state);
+} dnsp_cpu SEC(".maps");
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -1084,7 +1106,7 @@ struct l4info {
 	__be16 dport;
 	__u8 family;
 	__u8 proto;
-	__u16 pad;
+	__u16 csum;        /* the UDP / TCP checksum field, as it is on the wire */
 	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
 	__u32 payload_len;
 };
@@ -1205,12 +1227,14 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		if (ulen < 8 || l4 + ulen > end)
 			return -1;
 		end = l4 + ulen;
+		li->csum = *(__u16 *)&l4p[6];
 		li->payload_off = l4 + 8;
 	} else {
 		__u32 doff = (l4p[12] >> 4) * 4;
 
 		if (doff < 20 || l4 + doff > end)
 			return -1;
+		li->csum = *(__u16 *)&l4p[16];
 		li->payload_off = l4 + doff;
 		if (end == li->payload_off) /* a bare ACK, SYN or FIN */
 			return -1;
@@ -1222,7 +1246,7 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 /*
  * The parse routine, for a packet to a trusted server (`to_server`: a query) or from one (a
  * response) whose headers the entry point has read into `pkt`. Never changes the packet.
- * Returns 0 (the value is informational only).
+ * Returns 1 when it remembered a query, else 0.
  */
 __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot)
 {
@@ -1300,7 +1324,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		qv.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
 		bpf_map_update_elem(&dnsp_queries, &qk, &qv, BPF_ANY);
 		count(DNSPLANE_C_QUERIES, 1);
-		return 0;
+		return 1;
 	}
 
 	/* a response from a trusted server */
@@ -1432,15 +1456,27 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 
 /* ---------------------------------------------------------------- entry points */
 
+/* Is this the packet whose query the last tc ingress run on this CPU remembered? */
+static __always_inline int memo_same(const struct cpu_state *c, const struct l4info *li)
+{
+	return c->memo_sport == li->sport && c->memo_dport == li->dport && c->memo_csum == li->csum &&
+	       c->memo_len == li->payload_len && c->memo_head[0] == c->head[0] && c->memo_head[1] == c->head[1] &&
+	       c->memo_src[0] == li->src[0] && c->memo_src[1] == li->src[1] && c->memo_src[2] == li->src[2] &&
+	       c->memo_src[3] == li->src[3] && c->memo_dst[0] == li->dst[0] && c->memo_dst[1] == li->dst[1] &&
+	       c->memo_dst[2] == li->dst[2] && c->memo_dst[3] == li->dst[3];
+}
+
 /*
  * Headers and the trust check are inlined into each entry point, so a packet that is not DNS
  * to or from a trusted server (most packets on the hook) costs no call and no scratch slot.
+ * `tc`: the tc entry (the ingress memo applies; the socket filter has no direction).
  */
-static __always_inline void run(struct __sk_buff *skb, __u32 l3)
+static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 {
 	struct dnsplane_config *cfg;
+	struct cpu_state *cpu;
 	struct l4info li;
-	__u32 zero = 0, slot, *depth;
+	__u32 zero = 0, slot, iif = 0, memo = 0;
 	int dir;
 
 	if (parse_l3l4(skb, l3, &li))
@@ -1454,21 +1490,46 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3)
 			count(DNSPLANE_C_UNTRUSTED, 1);
 		return;
 	}
-	depth = bpf_map_lookup_elem(&dnsp_depth, &zero);
-	if (!depth)
+	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
+	if (!cpu)
 		return;
-	slot = *depth;
+	if (tc && dir == DIR_QUERY && li.payload_len >= sizeof(cpu->head)) {
+		iif = skb->ingress_ifindex;
+		if (iif && iif == skb->ifindex) {
+			memo = 1; /* tc ingress: remember what it records */
+		} else if (iif && cpu->memo_ifindex == iif) {
+			/* tc egress of a packet forwarded from an interface with a memo */
+			if (bpf_skb_load_bytes(skb, li.payload_off, cpu->head, sizeof(cpu->head)))
+				return;
+			if (memo_same(cpu, &li)) {
+				cpu->memo_ifindex = 0; /* once */
+				return;
+			}
+		}
+	}
+	slot = cpu->depth;
 	if (slot >= SCRATCH_SLOTS)
 		return;
-	*depth = slot + 1;
-	dnsplane_parse(skb, &li, dir == DIR_QUERY, slot);
-	*depth = slot;
+	cpu->depth = slot + 1;
+	if (dnsplane_parse(skb, &li, dir == DIR_QUERY, slot) == 1 && memo &&
+	    !bpf_skb_load_bytes(skb, li.payload_off, cpu->memo_head, sizeof(cpu->memo_head))) {
+		cpu->memo_ifindex = iif;
+		__builtin_memcpy(cpu->memo_src, li.src, 16);
+		__builtin_memcpy(cpu->memo_dst, li.dst, 16);
+		cpu->memo_sport = li.sport;
+		cpu->memo_dport = li.dport;
+		cpu->memo_csum = li.csum;
+		cpu->memo_len = li.payload_len;
+	} else if (memo) {
+		cpu->memo_ifindex = 0;
+	}
+	cpu->depth = slot;
 }
 
 SEC("socket")
 int dnsplane_parse_socket(struct __sk_buff *skb)
 {
-	run(skb, 0);
+	run(skb, 0, 0);
 	return skb->len;
 }
 
@@ -1476,7 +1537,7 @@ SEC("tc")
 int dnsplane_parse_tc(struct __sk_buff *skb)
 {
 	if (skb->protocol == bpf_htons(ETH_P_IP) || skb->protocol == bpf_htons(ETH_P_IPV6))
-		run(skb, ETH_HLEN);
+		run(skb, ETH_HLEN, 1);
 	return TC_ACT_UNSPEC;
 }
 

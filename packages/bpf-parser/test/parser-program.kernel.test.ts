@@ -2,7 +2,7 @@
 // verdicts (never drop, never change the packet), configuration and domain-table
 // replacement, membership export/import, expiry, counters, and learned events delivered on
 // the Node event loop.
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildDnsPacket, isNotFound, parseDomainPattern, type DnsSettings, type DomainSet, type LearnedEntry } from '@dnsplane/core';
@@ -23,7 +23,7 @@ import { ethernetFrame, testPinRoot } from './kernel-harness.js';
 const dns: DnsSettings = { trustedServers: [{ family: 4, address: SERVER4, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 16 };
 const sets: DomainSet[] = [{ id: 5, name: 'ds_5', patterns: [parseDomainPattern('*.example.com', 'calico')] }];
 
-function exchange(id: number, name: string, answers: { address: string; ttl: number }[]): { query: Uint8Array; response: Uint8Array } {
+function exchange(id: number, name: string, answers: { address: string; ttl: number }[], client = CLIENT4): { query: Uint8Array; response: Uint8Array } {
   const labels = name.split('.');
   const q = Buffer.alloc(12);
   q.writeUInt16BE(id, 0);
@@ -44,7 +44,7 @@ function exchange(id: number, name: string, answers: { address: string; ttl: num
     return rec;
   });
   const packet = (fromServer: boolean, payload: Uint8Array): Uint8Array =>
-    buildDnsPacket({ family: 4, src: fromServer ? SERVER4 : CLIENT4, dst: fromServer ? CLIENT4 : SERVER4, sport: fromServer ? 53 : 40000, dport: fromServer ? 40000 : 53, transport: 'udp', payload });
+    buildDnsPacket({ family: 4, src: fromServer ? SERVER4 : client, dst: fromServer ? client : SERVER4, sport: fromServer ? 53 : 40000, dport: fromServer ? 40000 : 53, transport: 'udp', payload });
   return { query: packet(false, Buffer.concat([q, qname])), response: packet(true, Buffer.concat([r, qname, ...records])) };
 }
 
@@ -177,6 +177,68 @@ describe('DnsParserProgram', () => {
     } finally {
       consumer.close();
     }
+  });
+});
+
+// struct __sk_buff offsets of the test run's context
+const SKB_SIZE = 192;
+const SKB_INGRESS_IFINDEX = 36;
+const SKB_IFINDEX = 40;
+
+/** A tc run as on a hook: `ifindex` the interface, `ingressIfindex` where the packet came in (0: this host sent it). */
+function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex: number, ingressIfindex: number): void {
+  const ctx = Buffer.alloc(SKB_SIZE);
+  ctx.writeUInt32LE(ingressIfindex, SKB_INGRESS_IFINDEX);
+  ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
+  program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
+}
+
+describe('DnsParserProgram: a forwarded query is parsed once', () => {
+  // tc ingress of lo (ifindex 1 = ingress ifindex), then tc egress of another interface of
+  // this namespace with ingress ifindex 1: the forwarded packet's two parser runs.
+  const lo = 1;
+  const other = readdirSync('/sys/class/net').map((n) => Number(readFileSync(`/sys/class/net/${n}/ifindex`, 'utf8'))).find((i) => i > 1);
+
+  it.skipIf(other === undefined)('skips the egress run of the query the ingress run remembered, once; the answer still teaches', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(21, 'f.example.com', [{ address: '198.18.9.21', ttl: 300 }]);
+    tcRun(program, x.query, lo, lo);
+    expect(program.counters().queries).toBe(1);
+    tcRun(program, x.query, other ?? 0, lo); // the same packet on egress: already remembered
+    expect(program.counters().queries).toBe(1);
+    tcRun(program, x.query, other ?? 0, lo); // a second egress run of it is not the memo's: parsed
+    expect(program.counters().queries).toBe(2);
+    tcRun(program, x.response, lo, lo);
+    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1 });
+    expect(program.membership().map((m) => m.address)).toEqual(['198.18.9.21']);
+  });
+
+  it.skipIf(other === undefined)('parses the egress run of a changed packet (SNAT: another source), whose answer then teaches', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const client = exchange(22, 'g.example.com', [{ address: '198.18.9.22', ttl: 300 }]);
+    const natted = exchange(22, 'g.example.com', [{ address: '198.18.9.22', ttl: 300 }], '198.18.3.3');
+    tcRun(program, client.query, lo, lo);
+    tcRun(program, natted.query, other ?? 0, lo);
+    expect(program.counters().queries).toBe(2);
+    // the answer arrives addressed to the SNAT address (tc ingress runs before conntrack)
+    tcRun(program, natted.response, lo, lo);
+    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1 });
+  });
+
+  it.skipIf(other === undefined)('parses host-sent queries (no ingress interface) and queries from an interface without a memo', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(23, 'h.example.com', [{ address: '198.18.9.23', ttl: 300 }]);
+    tcRun(program, x.query, other ?? 0, 0);
+    expect(program.counters().queries).toBe(1);
+    tcRun(program, x.query, lo, lo);
+    tcRun(program, x.query, other ?? 0, 7); // forwarded from another interface than the memo's
+    expect(program.counters().queries).toBe(3);
   });
 });
 
