@@ -10,6 +10,7 @@ import { DnsplaneConfigSchema, type DnsplaneConfig } from './config.js';
 import { InvalidInputError, type InputProblem } from './errors.js';
 import { describeValue, issuesToProblems, suggestField } from './input-issues.js';
 import { EndpointSchema, PolicySchema, RESOURCE_KINDS, type EndpointResource, type PolicyResource } from './resources.js';
+import { simpleYamlDocuments } from './simple-yaml.js';
 
 /** One parsed YAML/JSON document and where it came from. */
 export interface InputDocument {
@@ -77,6 +78,17 @@ export function parseDocuments(
   if (isJsonFile) {
     const jsonProblem = jsonSyntaxProblem(text);
     if (jsonProblem !== undefined) return { documents, problems: [problem(file, undefined, '', jsonProblem)] };
+  }
+  if (!isJsonFile) {
+    // Simple YAML (what people write) through the fast reader, when it reads the same values.
+    const simple = simpleYamlDocuments(text);
+    if (simple !== undefined) {
+      simple.forEach((value, index) => {
+        if (value !== null && value !== undefined) documents.push({ file, document: index, value });
+      });
+      if (documents.length === 0) problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
+      return { documents, problems };
+    }
   }
   let parsed: ReturnType<typeof parseAllDocuments>;
   try {
