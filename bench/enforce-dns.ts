@@ -10,6 +10,16 @@
 // "learning share" is the same for (covered − uncovered) within each block: what teaching an
 // address costs the answer beyond parsing it, compared query by query.
 //
+// Reference: with `reference`, after the rounds the same lab measures a minimal stateful
+// netfilter firewall in the node namespace and nothing else — one forward-hook chain whose only
+// rule is `ct state established,related accept` (a table of the bench's own). That turns on
+// connection tracking in the namespace, and every DNS query (a fresh source port) is a new flow:
+// the cost any netfilter firewall that admits answers by state pays, dnsplane's nftables and
+// iptables dataplanes and dnsmasq --nftset's table included. It is measured by switching the
+// table on and off in ~0.2 s segments (see "Causes" below: ~100 pairs, a ±3–5 µs interval; a
+// block in the install rounds gave ±50 µs), and reported beside the rounds' figure together with
+// installed − reference (the two estimates' difference, each sample bootstrapped on its own).
+//
 // In path: with kernel.bpf_stats_enabled=1 for the run (restored afterwards), the kernel's
 // run_time_ns / run_cnt of every BPF program of this agent (the programs that use a map pinned
 // under its pin root), summed over the installed blocks, divided by the DNS exchanges: the
@@ -18,13 +28,13 @@
 // query's path alone; the difference is the answer's path, the time dnsplane adds to a DNS
 // response on its way to the client.
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Lab } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
 import { BenchAgent, endpointDoc } from './enforce-agent.js';
-import { bootstrapMedian, median, type Estimate } from './paired.js';
+import { bootstrapMedian, bootstrapMedianDifference, median, type Estimate } from './paired.js';
 
 const DNS_TIMING = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'lab', 'scripts', 'dns-timing.ts');
 const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
@@ -35,6 +45,8 @@ export interface AddedDnsOptions {
   readonly queries: number;
   /** Pause between queries, ms. */
   readonly gapMs: number;
+  /** Queries of the conntrack-only reference measured after the rounds (0 or absent: none). */
+  readonly referenceQueries?: number;
 }
 
 export interface ProgramTime {
@@ -67,10 +79,14 @@ export interface AddedDnsFigures {
   readonly installedUs: number;
   /** Installed − not installed, covered names (each answer teaches), µs. */
   readonly addedUs: Estimate;
+  /** The per-round values behind addedUs. */
+  readonly roundDifferencesUs: readonly number[];
   /** The same for the uncovered name (parsed, nothing learned), µs. */
   readonly addedUncoveredUs: Estimate;
   /** (covered − uncovered) installed minus the same not installed, µs. */
   readonly learningShareUs: Estimate;
+  /** With a reference: the conntrack-only table − nothing (switched segments), and installed − that, covered names, µs. */
+  readonly reference?: { readonly addedUs: Estimate; readonly installedOverUs: Estimate; readonly error?: string };
   readonly inPath?: InPathFigures;
   readonly unanswered: number;
   readonly error?: string;
@@ -242,18 +258,27 @@ export async function addedDnsLatency(
   const blocks = { off: [] as Block[], on: [] as Block[] };
   const totals = new Map<string, ProgramTime>();
   const queryTotals = new Map<string, ProgramTime>();
-  const dropTable = `dnsplane_bench_${Math.random().toString(16).slice(2, 8)}`;
+  const suffix = Math.random().toString(16).slice(2, 8);
+  const dropTable = `dnsplane_bench_${suffix}`;
   let exchanges = 0;
   let queriesSent = 0;
+  let state: 'off' | 'on' = 'off';
+  const enter = async (condition: 'off' | 'on'): Promise<void> => {
+    if (condition === state) return;
+    await (condition === 'on' ? install() : uninstall());
+    state = condition;
+  };
+  const leave = async (): Promise<void> => {
+    await uninstall().catch(() => undefined);
+    state = 'off';
+  };
   try {
     await timeBlock(lab, lab.allocateFresh(20).map((f) => f.name), uncovered, options.gapMs); // warm-up
-    let installed = false;
     for (let round = 0; round < options.rounds; round += 1) {
       const order = round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const);
       for (const condition of order) {
-        if (condition === 'on' && !installed) await install();
-        if (condition === 'off' && installed) await uninstall();
-        installed = condition === 'on';
+        await enter(condition);
+        const installed = condition === 'on';
         const names = lab.allocateFresh(options.queries).map((f) => f.name);
         const before = installed ? await programStats(mapIds) : undefined;
         const block = await timeBlock(lab, names, uncovered, options.gapMs);
@@ -278,14 +303,26 @@ export async function addedDnsLatency(
       log(`    round ${round + 1}/${options.rounds}`);
     }
   } catch (error) {
-    await uninstall().catch(() => undefined);
+    await leave();
     return {
       ...figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent }),
       error: error instanceof Error ? error.message.split('\n')[0]! : String(error),
     };
   }
-  await uninstall();
-  return figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent });
+  await leave();
+  const result = figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent });
+  if ((options.referenceQueries ?? 0) === 0) return result;
+  log('    conntrack-only reference…');
+  const toggle = nftToggle(lab, 'conntrack-only', `dnsplane_ref_${suffix}`, CONNTRACK_ONLY_BODY);
+  try {
+    // Nothing of dnsplane runs now: the name does not matter, the fresh source port does.
+    const reference = await toggledAddedDns(lab, toggle, Array.from({ length: options.referenceQueries! }, () => uncovered), { segmentMs: 200, gapMs: options.gapMs });
+    return { ...result, reference: { addedUs: reference.addedUs, installedOverUs: bootstrapMedianDifference(result.roundDifferencesUs, reference.differences) } };
+  } catch (error) {
+    await toggle.off().catch(() => undefined);
+    const failed = bootstrapMedian([]);
+    return { ...result, reference: { addedUs: failed, installedOverUs: failed, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) } };
+  }
 }
 
 function figures(
@@ -314,6 +351,7 @@ function figures(
     notInstalledUs: median(pairs.map((p) => median(p.off.covered))),
     installedUs: median(pairs.map((p) => median(p.on.covered))),
     addedUs: bootstrapMedian(pairs.map((p) => median(p.on.covered) - median(p.off.covered))),
+    roundDifferencesUs: pairs.map((p) => median(p.on.covered) - median(p.off.covered)),
     addedUncoveredUs: bootstrapMedian(pairs.map((p) => median(p.on.uncovered) - median(p.off.uncovered))),
     learningShareUs: bootstrapMedian(
       pairs.map((p) => median(p.on.covered) - median(p.on.uncovered) - (median(p.off.covered) - median(p.off.uncovered))),
@@ -333,4 +371,241 @@ function figures(
       : {}),
     unanswered: [...blocks.off, ...blocks.on].reduce((n, b) => n + b.unanswered, 0),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causes (`--causes`): what a condition that can be switched in milliseconds adds to the DNS
+// answer time. One timing process in client1 sends N queries back to back (the same gap as the
+// blocks) and stamps each send; meanwhile the condition is switched on and off every
+// `segmentMs`. A query counts for a segment when it was sent ≥ 2 ms after the switch into it
+// completed and answered before the switch out of it began. Per "on" segment: its median minus
+// the mean of the two neighbouring "off" segments' medians; reported: the median of those
+// differences and its bootstrap interval. Segments of ~0.2 s give ~100 pairs in a minute,
+// against 12 pairs of the install/uninstall rounds: drift between the conditions is nearly gone,
+// which is what makes a 5–10 µs effect visible on this machine.
+
+export interface Toggle {
+  readonly name: string;
+  /** Switch the condition on / off; resolves when the switch is complete. */
+  on(): Promise<void>;
+  off(): Promise<void>;
+}
+
+export interface ToggleFigures {
+  readonly name: string;
+  readonly queries: number;
+  /** Median over segments of the "off" segments' medians, µs. */
+  readonly offUs: number;
+  /** on − mean(neighbouring off), µs. */
+  readonly addedUs: Estimate;
+  /** The per-segment values behind addedUs. */
+  readonly differences: readonly number[];
+  readonly medianQueriesPerSegment: number;
+  readonly error?: string;
+}
+
+interface Segment {
+  readonly on: boolean;
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+/** Segment medians of stamped answer times (NaN for a segment with fewer than 10 answers). */
+export function segmentMedians(segments: readonly Segment[], us: ReadonlyArray<number | null>, t0ns: readonly string[], marginNs = 2_000_000n): Array<{ on: boolean; median: number; count: number }> {
+  return segments.map((segment) => {
+    const inside: number[] = [];
+    us.forEach((value, i) => {
+      if (value === null || t0ns[i] === undefined) return;
+      const t0 = BigInt(t0ns[i]!);
+      if (t0 >= segment.start + marginNs && t0 + BigInt(Math.round(value * 1000)) <= segment.end) inside.push(value);
+    });
+    return { on: segment.on, median: inside.length >= 10 ? median(inside) : Number.NaN, count: inside.length };
+  });
+}
+
+/** Per "on" segment between two "off" segments: on − mean(off before, off after). */
+export function segmentDifferences(medians: ReadonlyArray<{ on: boolean; median: number }>): number[] {
+  const differences: number[] = [];
+  for (let i = 1; i + 1 < medians.length; i += 1) {
+    const [before, here, after] = [medians[i - 1]!, medians[i]!, medians[i + 1]!];
+    if (here.on && !before.on && !after.on) differences.push(here.median - (before.median + after.median) / 2);
+  }
+  return differences.filter((d) => Number.isFinite(d));
+}
+
+export async function toggledAddedDns(
+  lab: Lab,
+  toggle: Toggle,
+  names: readonly string[],
+  options: { readonly segmentMs: number; readonly gapMs: number },
+): Promise<ToggleFigures> {
+  const input = JSON.stringify({
+    servers: [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }],
+    queries: names.map((name) => ({ name, server: 0 })),
+    gapMs: options.gapMs,
+    timeoutMs: 1000,
+    stamps: true,
+  });
+  let finished = false;
+  const timing = lab
+    .exec('client1', ['node', '--import', 'tsx', DNS_TIMING], { input, timeoutMs: 60_000 + names.length * (options.gapMs + 1000) })
+    .finally(() => (finished = true));
+  const segments: Segment[] = [];
+  let on = false;
+  try {
+    let start = process.hrtime.bigint();
+    while (!finished) {
+      // The segment's length is what is being measured over, not a synchronisation.
+      await new Promise((resolve) => setTimeout(resolve, options.segmentMs));
+      segments.push({ on, start, end: process.hrtime.bigint() });
+      on = !on;
+      await (on ? toggle.on() : toggle.off());
+      start = process.hrtime.bigint();
+    }
+  } finally {
+    if (on) await toggle.off();
+  }
+  const result = await timing;
+  if (result.code !== 0) throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
+  const out = JSON.parse(result.stdout) as { us: Array<number | null>; t0ns: string[] };
+  const medians = segmentMedians(segments, out.us, out.t0ns);
+  const differences = segmentDifferences(medians);
+  return {
+    name: toggle.name,
+    queries: names.length,
+    differences,
+    offUs: median(medians.filter((m) => !m.on && Number.isFinite(m.median)).map((m) => m.median)),
+    addedUs: bootstrapMedian(differences),
+    medianQueriesPerSegment: median(medians.map((m) => m.count)),
+  };
+}
+
+/** An nft table of the bench's own in the node namespace, present while on. */
+export function nftToggle(lab: Lab, name: string, table: string, body: string): Toggle {
+  const apply = async (input: string): Promise<void> => {
+    const result = await lab.exec('node', ['nft', '-f', '-'], { input });
+    if (result.code !== 0) throw new Error(`nft in the node namespace: ${result.stderr.trim()}`);
+  };
+  return {
+    name,
+    on: () => apply(`table inet ${table} {\n${body}}\n`),
+    off: () => apply(`table inet ${table}\ndelete table inet ${table}\n`),
+  };
+}
+
+interface TcFilter {
+  readonly dev: string;
+  readonly direction: 'ingress' | 'egress';
+  readonly pref: number;
+  readonly handle: string;
+  readonly pin: string;
+}
+
+/**
+ * The agent's classic tc filters in the node namespace (those whose program uses one of its
+ * maps), each program pinned under `pinPrefix` so it can be attached again after a delete.
+ */
+async function agentTcFilters(lab: Lab, mapIds: ReadonlySet<number>, pinPrefix: string): Promise<TcFilter[]> {
+  const programs = await programStats(mapIds);
+  const links = JSON.parse((await lab.exec('node', ['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
+  const filters: TcFilter[] = [];
+  for (const { ifname } of links) {
+    for (const direction of ['ingress', 'egress'] as const) {
+      const listing = await lab.exec('node', ['tc', '-j', 'filter', 'show', 'dev', ifname, direction]);
+      if (listing.code !== 0 || listing.stdout.trim() === '') continue;
+      for (const filter of JSON.parse(listing.stdout) as Array<{ pref?: number; options?: { handle?: string; prog?: { id?: number } } }>) {
+        const id = filter.options?.prog?.id;
+        if (id === undefined || filter.pref === undefined || !programs.has(id)) continue;
+        const pin = `${pinPrefix}-${id}`;
+        // One program may sit on several hooks (the parser): pinned once.
+        if (!filters.some((f) => f.pin === pin)) await run(['bpftool', 'prog', 'pin', 'id', String(id), pin]);
+        filters.push({ dev: ifname, direction, pref: filter.pref, handle: filter.options?.handle ?? '0x1', pin });
+      }
+    }
+  }
+  return filters;
+}
+
+function tcToggle(lab: Lab, filters: readonly TcFilter[]): Toggle {
+  const each = async (argv: (f: TcFilter) => string[]): Promise<void> => {
+    for (const filter of filters) {
+      const result = await lab.exec('node', argv(filter));
+      if (result.code !== 0) throw new Error(`${argv(filter).join(' ')}: ${result.stderr.trim()}`);
+    }
+  };
+  return {
+    name: `the agent's tc programs (${filters.length} filters)`,
+    on: () => each((f) => ['tc', 'filter', 'add', 'dev', f.dev, f.direction, 'pref', String(f.pref), 'handle', f.handle, 'bpf', 'da', 'object-pinned', f.pin]),
+    off: () => each((f) => ['tc', 'filter', 'del', 'dev', f.dev, f.direction, 'pref', String(f.pref)]),
+  };
+}
+
+export const CONNTRACK_ONLY_BODY = '  chain forward { type filter hook forward priority filter; policy accept;\n    ct state established,related accept\n  }\n';
+export const HOOK_ONLY_BODY = '  chain forward { type filter hook forward priority filter; policy accept;\n    udp dport 53 counter accept\n  }\n';
+
+/**
+ * The causes of one dataplane's end-to-end figure, each switched in segments while everything
+ * else stays: (without the agent) a conntrack-only table and a forward hook without conntrack;
+ * (with the agent installed) its process's CPU (SIGSTOP / SIGCONT of its process group) and its
+ * classic tc filters (deleted / attached again from pins).
+ */
+export async function dnsCauses(
+  lab: Lab,
+  dataplane: string,
+  policy: Record<string, unknown>,
+  options: { readonly queries: number; readonly segmentMs: number; readonly gapMs: number; readonly netfilter: boolean },
+  log: (message: string) => void,
+): Promise<ToggleFigures[]> {
+  const pool = lab.allocateFresh(Math.min(options.queries, 8000)).map((f) => f.name);
+  let next = 0;
+  const names = (): string[] => Array.from({ length: options.queries }, () => pool[next++ % pool.length]!);
+  const figures: ToggleFigures[] = [];
+  const measure = async (toggle: Toggle): Promise<void> => {
+    log(`    ${toggle.name}…`);
+    try {
+      figures.push(await toggledAddedDns(lab, toggle, names(), options));
+    } catch (error) {
+      figures.push({ name: toggle.name, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
+    }
+  };
+  const suffix = Math.random().toString(16).slice(2, 8);
+  if (options.netfilter) {
+    await measure(nftToggle(lab, 'conntrack-only nft table (ct state established,related accept)', `dnsplane_ref_${suffix}`, CONNTRACK_ONLY_BODY));
+    await measure(nftToggle(lab, 'forward hook, no conntrack (udp dport 53 counter accept)', `dnsplane_hook_${suffix}`, HOOK_ONLY_BODY));
+  }
+  const agent = new BenchAgent(lab, dataplane);
+  const pinPrefix = `/sys/fs/bpf/dnsplane-bcause${suffix}`;
+  let filters: TcFilter[] = [];
+  try {
+    agent.writeConfig();
+    agent.writeResource('bench.yaml', [endpointDoc(lab), policy]);
+    await agent.start(60_000);
+    const mapIds = await pinnedMapIds(agent.pinRoot);
+    await waitQuiet(agent.process!.pid, 300, 10_000);
+    const agentProcess = agent.process!;
+    agentProcess.kill('SIGSTOP');
+    try {
+      await measure({ name: `dnsplane/${dataplane} agent process running (vs SIGSTOPped)`, on: async () => agentProcess.kill('SIGCONT'), off: async () => agentProcess.kill('SIGSTOP') });
+    } finally {
+      agentProcess.kill('SIGCONT');
+    }
+    filters = await agentTcFilters(lab, mapIds, pinPrefix).catch((error: unknown) => {
+      figures.push({ name: `dnsplane/${dataplane} tc programs`, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
+      return [];
+    });
+    if (filters.length > 0) {
+      const toggle = tcToggle(lab, filters);
+      await toggle.off();
+      try {
+        await measure({ ...toggle, name: `dnsplane/${dataplane} ${toggle.name}` });
+      } finally {
+        await toggle.on().catch(() => undefined);
+      }
+    }
+  } finally {
+    await agent.stop();
+    for (const filter of filters) rmSync(filter.pin, { force: true });
+    for (const entry of readdirSync('/sys/fs/bpf')) if (`/sys/fs/bpf/${entry}`.startsWith(`${pinPrefix}-`)) rmSync(`/sys/fs/bpf/${entry}`, { force: true });
+  }
+  return figures;
 }

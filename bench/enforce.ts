@@ -7,6 +7,8 @@
 //   npm run bench:enforce -- --rounds R      (b) installed/not-installed rounds per dataplane (default 12)
 //   npm run bench:enforce -- --queries Q     (b) covered names per block (default 100)
 //   npm run bench:enforce -- --gap MS        (b) pause between queries (default 2)
+//   npm run bench:enforce -- --no-reference  (b) leave out the conntrack-only reference measured after the rounds
+//   npm run bench:enforce -- --causes N      (b) instead of the rounds: what each part adds, switched in ~0.2 s segments, N queries each
 //   npm run bench:enforce -- --only LIST     dataplanes and/or `dnsmasq` (default: all)
 //   npm run bench:enforce -- --skip-scale    leave out (c)
 //   npm run bench:enforce -- --skip-connect  leave out (a)
@@ -36,7 +38,7 @@ import { writeFileSync } from 'node:fs';
 import { DRIVERS } from '../packages/agent/src/drivers.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
-import { addedDnsLatency, enableBpfStats, timeQueries, type AddedDnsFigures, type ProgramTime } from './enforce-dns.js';
+import { addedDnsLatency, dnsCauses, enableBpfStats, timeQueries, type AddedDnsFigures, type ProgramTime, type ToggleFigures } from './enforce-dns.js';
 import { BenchAgent, endpointDoc, fmt, withLab } from './enforce-agent.js';
 import { formatScale, scaleFigures, type ScaleFigures } from './enforce-scale.js';
 import { bootstrapMedian, formatEstimate, median, quantile, type Estimate } from './paired.js';
@@ -53,6 +55,9 @@ interface Options {
   readonly skipScale: boolean;
   readonly skipConnect: boolean;
   readonly skipDns: boolean;
+  readonly reference: boolean;
+  /** Queries per switched condition of the causes run (0: no causes run). */
+  readonly causes: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -65,6 +70,8 @@ function parseOptions(argv: readonly string[]): Options {
   let skipScale = false;
   let skipConnect = false;
   let skipDns = false;
+  let reference = true;
+  let causes = 0;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     if (arg === '--json') json = argv[(i += 1)];
@@ -76,7 +83,9 @@ function parseOptions(argv: readonly string[]): Options {
     else if (arg === '--skip-scale') skipScale = true;
     else if (arg === '--skip-connect') skipConnect = true;
     else if (arg === '--skip-dns') skipDns = true;
-    else throw new Error(`unknown option ${arg} (--json FILE, --trials N, --rounds R, --queries Q, --gap MS, --only LIST, --skip-scale, --skip-connect, --skip-dns)`);
+    else if (arg === '--no-reference') reference = false;
+    else if (arg === '--causes') causes = Number(argv[(i += 1)]);
+    else throw new Error(`unknown option ${arg} (--json FILE, --trials N, --rounds R, --queries Q, --gap MS, --only LIST, --skip-scale, --skip-connect, --skip-dns, --no-reference, --causes N)`);
   }
   if (!Number.isInteger(trials) || trials < 1 || trials > 3000) throw new Error('--trials must be 1..3000');
   if (!Number.isInteger(rounds) || rounds < 2 || rounds > 60) throw new Error('--rounds must be 2..60');
@@ -85,7 +94,9 @@ function parseOptions(argv: readonly string[]): Options {
   const known = [...DRIVERS.map((d) => d.kind), 'dnsmasq'];
   const unknown = (only ?? []).filter((x) => !known.includes(x));
   if (unknown.length > 0) throw new Error(`--only: unknown ${unknown.join(', ')} (known: ${known.join(', ')})`);
-  return { json, trials, rounds, queries, gapMs, only, skipScale, skipConnect, skipDns };
+  if (rounds * 3 * queries > 16_000) throw new Error('--rounds × --queries: at most 5,333 (16,000 fresh names per lab, 3 blocks of queries per round)');
+  if (!Number.isInteger(causes) || causes < 0 || causes > 100_000) throw new Error('--causes must be 0..100000 queries');
+  return { json, trials, rounds, queries, gapMs, only, skipScale, skipConnect, skipDns, reference, causes };
 }
 
 interface ConnectColumn {
@@ -190,7 +201,7 @@ async function dnsplaneAddedDns(dataplane: string, options: Options): Promise<Ad
   const fresh = 20 + options.rounds * 3 * options.queries;
   try {
     return await withLab(Math.ceil(fresh / 2), (lab) =>
-      addedDnsLatency(lab, dataplane, benchPolicy(lab), { rounds: options.rounds, queries: options.queries, gapMs: options.gapMs }, (m) => process.stderr.write(`${m}\n`)),
+      addedDnsLatency(lab, dataplane, benchPolicy(lab), { rounds: options.rounds, queries: options.queries, gapMs: options.gapMs, referenceQueries: options.reference ? 8000 : 0 }, (m) => process.stderr.write(`${m}\n`)),
     );
   } catch (error) {
     return {
@@ -200,6 +211,7 @@ async function dnsplaneAddedDns(dataplane: string, options: Options): Promise<Ad
       notInstalledUs: Number.NaN,
       installedUs: Number.NaN,
       addedUs: noEstimate,
+      roundDifferencesUs: [],
       addedUncoveredUs: noEstimate,
       learningShareUs: noEstimate,
       unanswered: 0,
@@ -340,12 +352,14 @@ function dnsVerdict(f: AddedDnsFigures): string {
 }
 
 function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | undefined, options: Options): string[] {
-  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
+  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'conntrack-only µs', 'added over conntrack-only', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
   const rows = figures.map((f) => [
     f.name,
     fmt(f.notInstalledUs, 0),
     fmt(f.installedUs, 0),
     formatEstimate(f.addedUs),
+    f.reference === undefined ? '—' : f.reference.error !== undefined ? `ERROR: ${f.reference.error}` : formatEstimate(f.reference.addedUs),
+    f.reference === undefined ? '—' : formatEstimate(f.reference.installedOverUs),
     formatEstimate(f.addedUncoveredUs),
     formatEstimate(f.learningShareUs),
     f.inPath === undefined ? '—' : fmt(f.inPath.nsPerExchange, 0),
@@ -359,6 +373,8 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
       fmt(nftset.plainUs, 0),
       fmt(nftset.nftsetUs, 0),
       formatEstimate(nftset.addedUs),
+      '',
+      '',
       '',
       '',
       'userspace',
@@ -375,6 +391,10 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     ...rows.map(line),
     '',
     'added: median over rounds of (installed − not installed) block-median answer time of names the policy covers (each answer teaches an address), 95 % bootstrap interval;',
+    'conntrack-only: after the rounds, in the same lab and with nothing of dnsplane, a minimal stateful firewall in the node namespace (one forward-hook chain, only',
+    '`ct state established,related accept`: connection tracking on, every DNS query a new flow — what any netfilter firewall admitting answers by state pays), switched',
+    'on/off every ~0.2 s while 8,000 queries run: on-segment median minus the neighbouring off-segments\'; added over conntrack-only: added minus that (each sample',
+    'bootstrapped on its own). For reading only: the target is judged against nothing installed.',
     'uncovered: the same for a name no domain set covers (parsed, nothing learned); learning share: (covered − uncovered) installed minus not installed.',
     'BPF ns: kernel bpf_stats run time of every program of the agent, per DNS exchange (query + answer, installed blocks), per query (the same queries again while the DNS',
     'namespace drops the answers), and per answer = exchange − query: the time dnsplane\'s programs add to a DNS response on its way to the client.',
@@ -393,6 +413,18 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
   return lines;
 }
 
+function causesTable(causes: readonly ToggleFigures[], options: Options): string[] {
+  return [
+    `(b) causes — each condition switched on/off every ~0.2 s while ${options.causes} queries run (${options.gapMs} ms apart); per "on" segment: its median answer time minus the mean of the neighbouring "off" segments'`,
+    ...causes.map(
+      (c) =>
+        `  ${c.name.padEnd(78)} ${formatEstimate(c.addedUs).padEnd(24)} µs  (${c.addedUs.rounds} segments, ~${fmt(c.medianQueriesPerSegment, 0)} answers each, off ${fmt(c.offUs, 0)} µs)${c.error ? `  ERROR: ${c.error}` : ''}`,
+    ),
+    'Not a verdict: these say where an installed dataplane\'s end-to-end figure goes. kernel.bpf_stats_enabled is left as it was here (the rounds turn it on, and its',
+    'clock reads add to every program run). The agent conditions run with the agent installed: everything else of it stays in place while one part is switched.',
+  ];
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('bench:enforce needs root (network namespaces, nft, tc, bpf)');
@@ -409,7 +441,20 @@ async function main(): Promise<void> {
       columns.push(await dnsplaneColumn(dataplane, options.trials));
     }
   }
-  if (!options.skipDns && dataplanes.length > 0) {
+  const causes: ToggleFigures[] = [];
+  if (options.causes > 0 && dataplanes.length > 0) {
+    process.stderr.write(`(b) causes: ${options.causes} queries per switched condition\n`);
+    for (const [i, dataplane] of dataplanes.entries()) {
+      process.stderr.write(`  dnsplane/${dataplane}…\n`);
+      await withLab(Math.min(options.causes, 8000) / 2 + 10, (lab) =>
+        dnsCauses(lab, dataplane, benchPolicy(lab), { queries: options.causes, segmentMs: 200, gapMs: options.gapMs, netfilter: i === 0 }, (m) => process.stderr.write(`${m}\n`)),
+      ).then(
+        (figures) => causes.push(...figures),
+        (error: unknown) => causes.push({ name: `dnsplane/${dataplane}`, queries: 0, differences: [], offUs: Number.NaN, addedUs: noEstimate, medianQueriesPerSegment: 0, error: message(error) }),
+      );
+    }
+  }
+  if (!options.skipDns && options.causes === 0 && dataplanes.length > 0) {
     process.stderr.write(`(b) added DNS latency: ${options.rounds} rounds per dataplane; kernel.bpf_stats_enabled=1 for the run\n`);
     const restore = enableBpfStats();
     try {
@@ -439,11 +484,12 @@ async function main(): Promise<void> {
 
   const lines: string[] = [];
   if (columns.length > 0) lines.push(...connectTable(columns, options.trials), '');
+  if (causes.length > 0) lines.push(...causesTable(causes, options), '');
   if (dnsFigures.length > 0 || nftset !== undefined) lines.push(...dnsTable(dnsFigures, nftset, options), '');
   if (scale !== undefined) lines.push(...formatScale(scale));
   process.stdout.write(`${lines.join('\n')}\n`);
   if (options.json !== undefined) {
-    writeFileSync(options.json, `${JSON.stringify({ trials: options.trials, rounds: options.rounds, queries: options.queries, columns, addedDns: dnsFigures, nftsetAddedDns: nftset, scale }, null, 2)}\n`);
+    writeFileSync(options.json, `${JSON.stringify({ trials: options.trials, rounds: options.rounds, queries: options.queries, columns, addedDns: dnsFigures, nftsetAddedDns: nftset, causes, scale }, null, 2)}\n`);
   }
 }
 

@@ -69,3 +69,28 @@ export function bootstrapMedian(values: readonly number[], options: BootstrapOpt
 
 export const formatEstimate = (e: Estimate, digits = 1, unit = ''): string =>
   Number.isFinite(e.median) ? `${e.median.toFixed(digits)}${unit} [${e.low.toFixed(digits)}, ${e.high.toFixed(digits)}]` : '—';
+
+/**
+ * median(a) − median(b) for two independent samples (e.g. one condition's paired differences
+ * from install rounds and another's from switched segments), with a percentile-bootstrap
+ * interval: each sample resampled with replacement on its own.
+ */
+export function bootstrapMedianDifference(a: readonly number[], b: readonly number[], options: BootstrapOptions = {}): Estimate {
+  const x = a.filter((v) => Number.isFinite(v));
+  const y = b.filter((v) => Number.isFinite(v));
+  if (x.length === 0 || y.length === 0) return { median: Number.NaN, low: Number.NaN, high: Number.NaN, rounds: 0 };
+  const level = options.level ?? 0.95;
+  const resamples = options.resamples ?? 4000;
+  const random = prng(options.seed ?? 0x5eed);
+  const draw = (values: readonly number[]): number[] => values.map(() => values[Math.floor(random() * values.length)]!);
+  const values: number[] = [];
+  for (let i = 0; i < resamples; i += 1) values.push(median(draw(x)) - median(draw(y)));
+  values.sort((p, q) => p - q);
+  const tail = (1 - level) / 2;
+  return {
+    median: median(x) - median(y),
+    low: values[Math.floor(tail * (values.length - 1))]!,
+    high: values[Math.ceil((1 - tail) * (values.length - 1))]!,
+    rounds: Math.min(x.length, y.length),
+  };
+}
