@@ -201,7 +201,7 @@ async function dnsplaneAddedDns(dataplane: string, options: Options): Promise<Ad
   const fresh = 20 + options.rounds * 3 * options.queries;
   try {
     return await withLab(Math.ceil(fresh / 2), (lab) =>
-      addedDnsLatency(lab, dataplane, benchPolicy(lab), { rounds: options.rounds, queries: options.queries, gapMs: options.gapMs, referenceQueries: options.reference ? 8000 : 0 }, (m) => process.stderr.write(`${m}\n`)),
+      addedDnsLatency(lab, dataplane, benchPolicy(lab), { rounds: options.rounds, queries: options.queries, gapMs: options.gapMs, referenceQueries: options.reference ? 16_000 : 0 }, (m) => process.stderr.write(`${m}\n`)),
     );
   } catch (error) {
     return {
@@ -393,7 +393,7 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     'added: median over rounds of (installed − not installed) block-median answer time of names the policy covers (each answer teaches an address), 95 % bootstrap interval;',
     'conntrack-only: after the rounds, in the same lab and with nothing of dnsplane, a minimal stateful firewall in the node namespace (one forward-hook chain, only',
     '`ct state established,related accept`: connection tracking on, every DNS query a new flow — what any netfilter firewall admitting answers by state pays), switched',
-    'on/off every ~0.2 s while 8,000 queries run: on-segment median minus the neighbouring off-segments\'; added over conntrack-only: added minus that (each sample',
+    'on/off every ~0.2 s while 16,000 queries run: on-segment median minus the neighbouring off-segments\'; added over conntrack-only: added minus that (each sample',
     'bootstrapped on its own). For reading only: the target is judged against nothing installed.',
     'uncovered: the same for a name no domain set covers (parsed, nothing learned); learning share: (covered − uncovered) installed minus not installed.',
     'BPF ns: kernel bpf_stats run time of every program of the agent, per DNS exchange (query + answer, installed blocks), per query (the same queries again while the DNS',
