@@ -191,10 +191,18 @@ function formatStart(label: string, start: StartFigures, judged: boolean): strin
     parser =
       `    parser: loaded and verified (tc entry only) in ${fmt(overlapped, 0)} ms on a worker thread while the daemon read the resources; ` +
       `install waited ${fmt(waited, 0)} ms for it — that wait is the verifier's share of start → applied (a fixed cost per object version, independent of scale; without it ${fmt(start.startToAppliedMs - waited, 0)} ms)`;
+    // A restart reuses the pinned program of the same object: verifying again means the object
+    // changed between the two starts (rebuilt meanwhile), and this restart is not the one measured.
+    if (!judged) parser += '\n    NOTE: the restart verified the parser again: its object changed since the cold start (rebuilt during the run?) — not a restart with reused pins';
   } else if (inline !== undefined) {
     parser = `    parser: loaded and verified in install, ${fmt(inline, 0)} ms (a fixed cost per object version, independent of scale; without it ${fmt(start.startToAppliedMs - inline, 0)} ms)`;
   } else {
     parser = '    parser: the pinned, already verified program was reused (no verification)';
+  }
+  // A first install applies its inert part (sets, regular chains) alongside the verifier and the kernel side.
+  const inert = start.installMs['nft_apply_inert'];
+  if (inert !== undefined) {
+    parser += `\n    nft: the inert part (table, sets, regular chains) took ${fmt(inert, 0)} ms alongside the parser's load and the kernel side; install waited ${fmt(start.installMs['nft_apply_inert_wait'] ?? 0, 0)} ms more for it, then ${fmt(start.installMs['nft_apply'] ?? 0, 0)} ms for the base chains`;
   }
   return [
     `  ${label}: start → applied ${fmt(start.startToAppliedMs, 0)} ms (target < ${TARGET_APPLY_MS} ms: ${verdict(start.startToAppliedMs)}${judged ? ', the figure the target is judged on' : ''}); ` +
