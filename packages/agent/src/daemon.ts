@@ -73,6 +73,8 @@ export class Daemon {
   #applied: AppliedState | undefined;
   #rejected: string[] = [];
   #watcher: { close(): void } | undefined;
+  /** What #watcher watches (paths and the ignored state file). */
+  #watched: string | undefined;
   #debounce: NodeJS.Timeout | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #statusServer: StatusServer | undefined;
@@ -586,8 +588,11 @@ export class Daemon {
 
   #watch(inputs: LoadedInputs): void {
     const { environment } = this.options;
-    this.#watcher?.close();
-    if (this.#stopped) return;
+    if (this.#stopped) {
+      this.#watcher?.close();
+      this.#watcher = undefined;
+      return;
+    }
     const configDir = dirname(inputs.configFile);
     const paths = new Set<string>([configDir, ...inputs.files.map((f) => dirname(f))]);
     for (const resource of inputs.config.resources ?? []) {
@@ -599,10 +604,21 @@ export class Daemon {
       }
     }
     const stateFile = basename(statePathOf(inputs));
+    const watched = JSON.stringify([[...paths].sort(), stateFile]);
+    // The same places: the watcher stays. Closing it drops the events it has not delivered yet —
+    // a file written while an apply ran (its nft transaction already visible) went unnoticed.
+    if (this.#watcher !== undefined && this.#watched === watched) return;
+    const previous = this.#watcher;
+    this.#watched = watched;
     this.#watcher = environment.watch([...paths].sort(), (_path, filename) => {
       if (filename !== undefined && (filename.startsWith('.') || filename === stateFile)) return;
       this.#scheduleReconcile();
     });
+    if (previous !== undefined) {
+      previous.close();
+      // What changed while neither watcher saw it is read again (the result is 'unchanged' when nothing did).
+      this.#scheduleReconcile();
+    }
   }
 
   #scheduleReconcile(): void {
