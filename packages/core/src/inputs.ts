@@ -9,7 +9,6 @@ import { parseAllDocuments } from 'yaml';
 import { DnsplaneConfigSchema, type DnsplaneConfig } from './config.js';
 import { InvalidInputError, type InputProblem } from './errors.js';
 import { describeValue, issuesToProblems, suggestField } from './input-issues.js';
-import { quickPolicy } from './quick-policy.js';
 import { EndpointSchema, PolicySchema, RESOURCE_KINDS, type EndpointResource, type PolicyResource } from './resources.js';
 import { simpleYamlDocuments } from './simple-yaml.js';
 
@@ -316,11 +315,7 @@ export function checkDocuments(documents: readonly InputDocument[]): ValidatedRe
     }
 
     if (kind === 'Policy') {
-      const result = validatedOnce(value, 'Policy', () => {
-        // The common shape by hand (same value); anything else through the schema, which words the problems.
-        const quick = quickPolicy(value);
-        return quick !== undefined ? ({ success: true, data: quick } as const) : PolicySchema.safeParse(value, { reportInput: true });
-      });
+      const result = validatedOnce(value, 'Policy', () => PolicySchema.safeParse(value, { reportInput: true }));
       if (result.success) policies.push(result.data);
       else problems.push(...issuesToProblems(result.error.issues, doc));
       continue;

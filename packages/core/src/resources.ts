@@ -118,8 +118,8 @@ export const PROTOCOL_NUMBERS = {
   UDPLite: 136,
 } as const;
 export type ProtocolName = keyof typeof PROTOCOL_NUMBERS;
-export const PROTOCOL_NAMES = Object.keys(PROTOCOL_NUMBERS) as ProtocolName[];
-export const PROTOCOL_SPELLINGS = [...PROTOCOL_NAMES, ...PROTOCOL_NAMES.map((name) => name.toLowerCase())] as [string, ...string[]];
+const PROTOCOL_NAMES = Object.keys(PROTOCOL_NUMBERS) as ProtocolName[];
+const PROTOCOL_SPELLINGS = [...PROTOCOL_NAMES, ...PROTOCOL_NAMES.map((name) => name.toLowerCase())] as [string, ...string[]];
 
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
@@ -136,7 +136,7 @@ export const ProtocolSchema = z
     return PROTOCOL_NUMBERS[name];
   });
 
-export const PORT_TEXT = /^\s*(\d{1,5})\s*(?::\s*(\d{1,5})\s*)?$/;
+const PORT_TEXT = /^\s*(\d{1,5})\s*(?::\s*(\d{1,5})\s*)?$/;
 
 /** A port (1-65535) or an inclusive range "first:last" with first ≤ last. */
 export const PortSchema = z
@@ -167,7 +167,7 @@ export const PortSchema = z
   });
 
 /** parseCidr, refusing IPv6 zone ids (which only make sense for link-local sockets). */
-export function parseNet(text: string): Cidr | string {
+function parseNet(text: string): Cidr | string {
   if (text.includes('%')) return 'IPv6 zone ids ("%eth0") are not supported';
   return parseCidr(text.trim());
 }
@@ -255,7 +255,7 @@ function ruleSchema(direction: 'ingress' | 'egress') {
 }
 
 /** Checks between the fields of a rule; written for partly invalid rules too (see evenWhenOthersFailed). */
-export function checkRule(rule: unknown, ctx: Pick<z.RefinementCtx, 'addIssue'>): void {
+function checkRule(rule: unknown, ctx: z.RefinementCtx): void {
   if (!isMapping(rule)) return;
   const protocol = typeof rule['protocol'] === 'number' ? rule['protocol'] : undefined;
   const peer = (side: 'source' | 'destination'): Record<string, unknown> => {
