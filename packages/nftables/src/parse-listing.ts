@@ -48,28 +48,6 @@ const setSchema = z.object({
   // checked below with Array.isArray: z.array would walk 100,000s of elements once more
   elem: z.unknown().optional(),
 });
-const FAMILIES: ReadonlySet<unknown> = new Set(familySchema.options);
-const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> => typeof value === 'object' && value !== null;
-const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
-
-/**
- * A chain or rule as the schema above reads it, checked by hand (~5,000 rules at scale: a zod
- * parse each cost ~50 ms of every install's listing); anything else goes to the schema, which
- * accepts the same and words the error.
- */
-function quickChain(value: unknown): z.infer<typeof chainSchema> | undefined {
-  if (!isRecord(value) || !FAMILIES.has(value['family']) || typeof value['table'] !== 'string' || typeof value['name'] !== 'string') return undefined;
-  if (!optionalString(value['type']) || !optionalString(value['hook']) || !optionalString(value['policy']) || !optionalNumber(value['prio'])) return undefined;
-  return value as z.infer<typeof chainSchema>;
-}
-
-function quickRule(value: unknown): z.infer<typeof ruleSchema> | undefined {
-  if (!isRecord(value) || !FAMILIES.has(value['family']) || typeof value['table'] !== 'string' || typeof value['chain'] !== 'string') return undefined;
-  if (typeof value['handle'] !== 'number' || !optionalString(value['comment'])) return undefined;
-  if (value['expr'] !== undefined && !Array.isArray(value['expr'])) return undefined;
-  return value as z.infer<typeof ruleSchema>;
-}
-
 const documentSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
 
 const HOOKS: readonly NftHook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
@@ -80,10 +58,6 @@ function parseDocument(text: string, what: string): Array<Record<string, unknown
     json = JSON.parse(text);
   } catch (error) {
     throw new KernelError(`nft ${what}: output is not JSON`, String(error));
-  }
-  // The common shape checked by hand (a schema walk of ~8,000 items per listing at scale).
-  if (isRecord(json) && Array.isArray(json['nftables']) && (json['nftables'] as unknown[]).every((item) => isRecord(item) && !Array.isArray(item))) {
-    return json['nftables'] as Array<Record<string, unknown>>;
   }
   const parsed = documentSchema.safeParse(json);
   if (!parsed.success) throw new KernelError(`nft ${what}: unexpected output`, parsed.error.message);
@@ -159,13 +133,11 @@ function snapshotOf(items: ReadonlyArray<Record<string, unknown>>, table: NftTab
   const sets: NftSetSnapshot[] = [];
   for (const item of items) {
     if ('chain' in item) {
-      const quick = quickChain(item.chain);
-      const chain = quick !== undefined ? { success: true as const, data: quick } : chainSchema.safeParse(item.chain);
+      const chain = chainSchema.safeParse(item.chain);
       if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);
       chains.set(chain.data.name, { spec: chain.data, rules: [] });
     } else if ('rule' in item) {
-      const quick = quickRule(item.rule);
-      const rule = quick !== undefined ? { success: true as const, data: quick } : ruleSchema.safeParse(item.rule);
+      const rule = ruleSchema.safeParse(item.rule);
       if (!rule.success) throw new KernelError(`nft ${what}: malformed rule`, rule.error.message);
       const chain = chains.get(rule.data.chain);
       if (chain === undefined) throw new KernelError(`nft ${what}: rule before its chain ${rule.data.chain}`);
