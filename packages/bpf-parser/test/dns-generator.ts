@@ -4,18 +4,10 @@
 // changed, untrusted source, no matching query, TCP framing. Every case is a pure function of
 // its seed, so a failing case is replayed from the seed alone.
 import { buildDnsPacket, type IpFamily } from '@dnsplane/core';
+import { prng } from '../../core/test/prng.js';
 
-/** mulberry32: small, fast, good enough for test data. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, shared with core's tests (bench/paired.ts takes it from here). */
+export { prng };
 
 /** The seed of case `index` of a run seeded with `runSeed`. */
 export function caseSeed(runSeed: number, index: number): number {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { formatProblem, InvalidInputError, isInvalidInput, type InputProblem } from '../src/errors.js';
 import { checkDocuments, loadInputs, parseDocuments } from '../src/inputs.js';
+import { prng } from './prng.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/inputs/broken/', import.meta.url));
 
@@ -98,16 +99,6 @@ describe('broken config files (through loadInputs)', () => {
 });
 
 describe('mutated valid documents never crash the validator', () => {
-  // A small deterministic PRNG (mulberry32) so failures reproduce.
-  function prng(seed: number): () => number {
-    let a = seed;
-    return () => {
-      a = (a + 0x6d2b79f5) | 0;
-      let t = Math.imul(a ^ (a >>> 15), 1 | a);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
   const valid = fileURLToPath(new URL('./fixtures/inputs/valid/policies/', import.meta.url));
   const base = ['web.yaml', 'endpoints.yaml', 'team-b/defaults.yml'].flatMap(
     (name) => parseDocuments(name, readFileSync(path.join(valid, name), 'utf8')).documents,

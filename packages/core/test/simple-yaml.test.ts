@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseDocuments } from '../src/inputs.js';
 import { simpleYamlDocuments } from '../src/simple-yaml.js';
+import { prng } from './prng.js';
 
 /** The reference's documents, or undefined when it reports an error or a warning. */
 function reference(text: string): unknown[] | undefined {
@@ -41,17 +42,6 @@ function filesUnder(folder: string): string[] {
 }
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('simpleYamlDocuments: the fast reader agrees with the reference', () => {
   it('on every input fixture and the examples (and answers for the usual policy files)', () => {
