@@ -34,28 +34,34 @@ export interface BootstrapOptions {
 }
 
 /**
+ * The percentile interval (default 95 %) of `resamples` values of `resampled`, each computed
+ * on a fresh resample drawn with the seeded `random` (non-finite values left out).
+ */
+function resampledInterval(resampled: (random: () => number) => number, options: BootstrapOptions): { low: number; high: number } {
+  const level = options.level ?? 0.95;
+  const resamples = options.resamples ?? 4000;
+  const random = prng(options.seed ?? 0x5eed);
+  const values: number[] = [];
+  for (let i = 0; i < resamples; i += 1) values.push(resampled(random));
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const tail = (1 - level) / 2;
+  return {
+    low: finite[Math.floor(tail * (finite.length - 1))] ?? Number.NaN,
+    high: finite[Math.ceil((1 - tail) * (finite.length - 1))] ?? Number.NaN,
+  };
+}
+
+/** `values` drawn with replacement, as many as there are. */
+const resample = <T>(values: readonly T[], random: () => number): T[] => values.map(() => values[Math.floor(random() * values.length)]!);
+
+/**
  * `statistic` of the rounds, with a percentile-bootstrap interval: rounds resampled with
  * replacement `resamples` times, the statistic computed on each resample.
  */
 export function bootstrap<T>(rounds: readonly T[], statistic: (sample: readonly T[]) => number, options: BootstrapOptions = {}): Estimate {
   if (rounds.length === 0) return { median: Number.NaN, low: Number.NaN, high: Number.NaN, rounds: 0 };
-  const level = options.level ?? 0.95;
-  const resamples = options.resamples ?? 4000;
-  const random = prng(options.seed ?? 0x5eed);
-  const values: number[] = [];
-  const sample = new Array<T>(rounds.length);
-  for (let i = 0; i < resamples; i += 1) {
-    for (let j = 0; j < rounds.length; j += 1) sample[j] = rounds[Math.floor(random() * rounds.length)]!;
-    values.push(statistic(sample));
-  }
-  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const tail = (1 - level) / 2;
-  return {
-    median: statistic(rounds),
-    low: finite[Math.floor(tail * (finite.length - 1))] ?? Number.NaN,
-    high: finite[Math.ceil((1 - tail) * (finite.length - 1))] ?? Number.NaN,
-    rounds: rounds.length,
-  };
+  const { low, high } = resampledInterval((random) => statistic(resample(rounds, random)), options);
+  return { median: statistic(rounds), low, high, rounds: rounds.length };
 }
 
 /** Median of per-round values with its bootstrap interval (non-finite values left out). */
@@ -79,18 +85,6 @@ export function bootstrapMedianDifference(a: readonly number[], b: readonly numb
   const x = a.filter((v) => Number.isFinite(v));
   const y = b.filter((v) => Number.isFinite(v));
   if (x.length === 0 || y.length === 0) return { median: Number.NaN, low: Number.NaN, high: Number.NaN, rounds: 0 };
-  const level = options.level ?? 0.95;
-  const resamples = options.resamples ?? 4000;
-  const random = prng(options.seed ?? 0x5eed);
-  const draw = (values: readonly number[]): number[] => values.map(() => values[Math.floor(random() * values.length)]!);
-  const values: number[] = [];
-  for (let i = 0; i < resamples; i += 1) values.push(median(draw(x)) - median(draw(y)));
-  values.sort((p, q) => p - q);
-  const tail = (1 - level) / 2;
-  return {
-    median: median(x) - median(y),
-    low: values[Math.floor(tail * (values.length - 1))]!,
-    high: values[Math.ceil((1 - tail) * (values.length - 1))]!,
-    rounds: Math.min(x.length, y.length),
-  };
+  const { low, high } = resampledInterval((random) => median(resample(x, random)) - median(resample(y, random)), options);
+  return { median: median(x) - median(y), low, high, rounds: Math.min(x.length, y.length) };
 }
