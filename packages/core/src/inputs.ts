@@ -10,7 +10,7 @@ import { DnsplaneConfigSchema, type DnsplaneConfig } from './config.js';
 import { InvalidInputError, type InputProblem } from './errors.js';
 import { describeValue, issuesToProblems, suggestField } from './input-issues.js';
 import { EndpointSchema, PolicySchema, RESOURCE_KINDS, type EndpointResource, type PolicyResource } from './resources.js';
-import { simpleYamlDocuments } from './simple-yaml.js';
+import { isPrintableAsciiText, simpleYamlDocuments } from './simple-yaml.js';
 
 /** One parsed YAML/JSON document and where it came from. */
 export interface InputDocument {
@@ -68,12 +68,8 @@ export function parseDocuments(
   // the YAML way below (so every message stays the YAML parser's).
   const json = plainJsonValue(text);
   if (json !== NOT_PLAIN_JSON) {
-    if (Array.isArray(json) && options.jsonLists !== false && isJsonFile) {
-      json.forEach((element, position) => documents.push({ file, document: position, value: element }));
-      if (documents.length === 0) problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
-      return { documents, problems };
-    }
-    return { documents: [{ file, document: 0, value: json }], problems };
+    // A .json file whose top level is a list holds one document per element.
+    return readDocuments(file, Array.isArray(json) && options.jsonLists !== false && isJsonFile ? json : [json]);
   }
   if (isJsonFile) {
     const jsonProblem = jsonSyntaxProblem(text);
@@ -82,13 +78,7 @@ export function parseDocuments(
   if (!isJsonFile) {
     // Simple YAML (what people write) through the fast reader, when it reads the same values.
     const simple = simpleYamlDocuments(text);
-    if (simple !== undefined) {
-      simple.forEach((value, index) => {
-        if (value !== null && value !== undefined) documents.push({ file, document: index, value });
-      });
-      if (documents.length === 0) problems.push(problem(file, undefined, '', 'file is empty: it holds no document'));
-      return { documents, problems };
-    }
+    if (simple !== undefined) return readDocuments(file, simple);
   }
   let parsed: ReturnType<typeof parseAllDocuments>;
   try {
@@ -157,6 +147,16 @@ export function parseDocuments(
   return { documents, problems };
 }
 
+/** The documents a fast reader read: empty ones (null) skipped with their index kept. */
+function readDocuments(file: string, values: readonly unknown[]): { documents: InputDocument[]; problems: InputProblem[] } {
+  const documents: InputDocument[] = [];
+  values.forEach((value, index) => {
+    if (value !== null && value !== undefined) documents.push({ file, document: index, value });
+  });
+  const problems = documents.length === 0 ? [problem(file, undefined, '', 'file is empty: it holds no document')] : [];
+  return { documents, problems };
+}
+
 const NOT_PLAIN_JSON: unique symbol = Symbol('not plain JSON');
 
 /**
@@ -172,10 +172,7 @@ function plainJsonValue(text: string): unknown {
   while (start < text.length && (text[start] === ' ' || text[start] === '\n' || text[start] === '\r')) start++;
   const first = text[start];
   if (first !== '{' && first !== '[') return NOT_PLAIN_JSON;
-  for (let i = start; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if ((code < 0x20 && code !== 0x0a && code !== 0x0d) || code > 0x7e) return NOT_PLAIN_JSON;
-  }
+  if (!isPrintableAsciiText(text)) return NOT_PLAIN_JSON;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -65,20 +65,30 @@ const COLLECTION_KEY = /[\]}][ ]*:(?:[ ]|$)/m;
 const NO_NODE = /^(?:[ ]*(?:#[^\n]*)?\r?(?:\n|$))*$/;
 
 /**
+ * Only printable ASCII and line breaks: no tabs, no characters YAML treats apart (both fast
+ * readers, this one and inputs.ts's plain JSON, take nothing else).
+ */
+export function isPrintableAsciiText(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x0a && code !== 0x0d) || code > 0x7e) return false;
+  }
+  return true;
+}
+
+/**
  * The documents of `text` (one value per document, null for an empty one) when it is simple
  * YAML that js-yaml reads without an error, else undefined: then the caller asks the reference.
  * Only printable ASCII and line breaks are taken (no tabs, no characters YAML treats apart).
  */
 export function simpleYamlDocuments(text: string): unknown[] | undefined {
-  let lineStart = 0;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code === 0x0a) {
-      if (i - lineStart > LONGEST_LINE) return undefined;
-      lineStart = i + 1;
-    } else if ((code < 0x20 && code !== 0x0d) || code > 0x7e) return undefined;
+  if (!isPrintableAsciiText(text)) return undefined;
+  for (let start = 0; start <= text.length; ) {
+    const end = text.indexOf('\n', start);
+    if ((end < 0 ? text.length : end) - start > LONGEST_LINE) return undefined;
+    if (end < 0) break;
+    start = end + 1;
   }
-  if (text.length - lineStart > LONGEST_LINE) return undefined;
   if (NOT_SIMPLE.test(text) || NULL_KEY.test(text) || COLLECTION_KEY.test(text)) return undefined;
   if (NO_NODE.test(text)) return [];
   try {
