@@ -191,9 +191,12 @@ export class TcMembership implements LearnedSource {
       this.#attached.add(`marker ingress ${netif.name}`);
       programmed.set(netif.ifindex, netif.name);
     }
+    const markedNames = new Set(programmed.values());
     for (const [ifindex, name] of this.#programmed) {
       if (programmed.has(ifindex) || marker === undefined) continue;
       marker.removeEndpoint(ifindex);
+      // An interface re-created under the same name (new index) was just attached above: keep it.
+      if (markedNames.has(name)) continue;
       if (byName.has(name)) kernel.detach('marker', name, 'ingress');
       this.#attached.delete(`marker ingress ${name}`);
     }

@@ -13,6 +13,11 @@ import { ManualClock, anyPeer, baseState, githubSet, rule, s3Set } from './fixtu
 function fakeKernel(membership: LearnedEntry[] = []) {
   const log: string[] = [];
   const programmed = new Map<number, readonly MarkedSet[]>();
+  const interfaces = [
+    { name: 'lo', ifindex: 1 },
+    { name: 'eth0', ifindex: 2 },
+    { name: 'veth-web', ifindex: 7 },
+  ];
   let emit: ((entry: LearnedEntry, expiryNs: bigint) => void) | undefined;
   const kernel: TcMembershipKernel = {
     loadParser: (pinRoot) => {
@@ -41,15 +46,11 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       close: () => log.push('close marker'),
     }),
     detach: (kind, ifname, direction) => (log.push(`detach ${kind} ${direction} ${ifname}`), true),
-    interfaces: () => [
-      { name: 'lo', ifindex: 1 },
-      { name: 'eth0', ifindex: 2 },
-      { name: 'veth-web', ifindex: 7 },
-    ],
+    interfaces: () => interfaces.map((i) => ({ ...i })),
     removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
     nowNs: () => 0n,
   };
-  return { kernel, log, programmed, emit: (e: LearnedEntry) => emit?.(e, 0n) };
+  return { kernel, log, programmed, interfaces, emit: (e: LearnedEntry) => emit?.(e, 0n) };
 }
 
 function setup(membership: LearnedEntry[] = []) {
@@ -90,6 +91,17 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(programmed.has(7)).toBe(false);
     expect(log).toContain('detach marker ingress veth-web');
     expect(log.some((l) => l.startsWith('detach parser'))).toBe(false); // the parser still watches every interface
+  });
+
+  it('an endpoint interface re-created under its name (new index) is programmed and stays attached', async () => {
+    const { dataplane, log, programmed, interfaces } = setup();
+    await dataplane.install(baseState());
+    interfaces[2] = { name: 'veth-web', ifindex: 9 };
+    await dataplane.install(baseState());
+    expect([...programmed.keys()]).toEqual([9]);
+    expect(log.filter((l) => l === 'marker ingress veth-web')).toHaveLength(2);
+    expect(log.filter((l) => l.startsWith('detach'))).toEqual([]);
+    expect(log.filter((l) => l === 'parser ingress veth-web')).toHaveLength(2);
   });
 
   it('sets beyond the bit budget are mirror-only: warned at install, counted in status, no mark rule', async () => {
