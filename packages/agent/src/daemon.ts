@@ -23,6 +23,7 @@ import {
 import type { DataplaneProvider } from './container.js';
 import { loadAndCompile, stateCounts } from './desired.js';
 import type { AgentEnvironment } from './environment.js';
+import { linkChanges, sameLinks, type LinkSnapshot } from './link-watch.js';
 import {
   DEFAULT_STATE_MAX_ENTRIES,
   readDataplaneMarker,
@@ -76,6 +77,9 @@ export class Daemon {
   /** What #watcher watches (paths and the ignored state file). */
   #watched: string | undefined;
   #debounce: NodeJS.Timeout | undefined;
+  #linkWatch: { close(): void } | undefined;
+  /** The interfaces as read just before the last successful install (absent: not watched). */
+  #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -190,8 +194,10 @@ export class Daemon {
       : undefined;
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
+    const links = environment.links?.read();
     await dataplane.install(state);
     phase('install');
+    this.#linksInstalled = links;
     this.#remember(inputs, state);
     logger.info({ event: 'applied', dataplane: kind, ...summary(state), phasesMs: { ...this.#startup.phasesMs } }, 'desired state installed');
     // Read after the install: parsing 100,000 saved entries (~1 s) need not delay enforcement.
@@ -228,6 +234,7 @@ export class Daemon {
     }
     await this.#recordDataplane(statePath, kind, inputs);
     this.#watch(inputs);
+    this.#watchLinks();
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
@@ -275,6 +282,7 @@ export class Daemon {
     logger.info({ event: 'migration_started', from, to }, `migrating from ${from} to ${to}`);
     const pinRoot = applied.inputs.config.bpf.pinRoot;
     const pinsBefore = this.#pins.snapshot(pinRoot);
+    const links = this.options.environment.links?.read();
     try {
       await next.install(applied.state);
     } catch (error) {
@@ -290,6 +298,7 @@ export class Daemon {
     this.#dataplane = next;
     this.#kind = to;
     this.#override = to;
+    this.#linksInstalled = links;
     const report = await this.#removeOld(old, from, to, imported, pinRoot, pinsBefore);
     await this.#recordDataplane(statePathOf(applied.inputs), to, applied.inputs);
     logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
@@ -462,11 +471,19 @@ export class Daemon {
       return 'rejected';
     }
     const text = JSON.stringify(state);
-    if (this.#applied && this.#applied.text === text) {
+    // Read before the install: an interface that appears while it runs differs from this
+    // snapshot, so its event brings another install.
+    const links = environment.links?.read();
+    const linksBefore = this.#linksInstalled;
+    const linksChanged = links !== undefined && linksBefore !== undefined && !sameLinks(links, linksBefore);
+    if (this.#applied && this.#applied.text === text && !linksChanged) {
       this.#rejected = [];
       this.#watch(inputs);
       logger.debug({ event: 'unchanged' }, 'inputs changed on disk but the desired state is the same');
       return 'unchanged';
+    }
+    if (linksChanged) {
+      logger.info({ event: 'interfaces_changed', ...linkChanges(linksBefore, links) }, 'interfaces changed; installing again so every interface has the programs');
     }
     try {
       await dataplane.install(state);
@@ -476,6 +493,7 @@ export class Daemon {
       return 'failed';
     }
     this.#rejected = [];
+    this.#linksInstalled = links;
     this.#remember(inputs, state);
     this.#watch(inputs);
     logger.info({ event: 'applied', dataplane: this.#kind, ...summary(state) }, 'desired state installed');
@@ -571,6 +589,8 @@ export class Daemon {
     if (this.#persistTimer) clearInterval(this.#persistTimer);
     this.#watcher?.close();
     this.#watcher = undefined;
+    this.#linkWatch?.close();
+    this.#linkWatch = undefined;
     await this.#queue;
     await this.#statusServer?.close();
     try {
@@ -619,6 +639,23 @@ export class Daemon {
       // What changed while neither watcher saw it is read again (the result is 'unchanged' when nothing did).
       this.#scheduleReconcile();
     }
+  }
+
+  /** Re-installs (debounced, like a file change) when the interfaces differ from the last install's. */
+  #watchLinks(): void {
+    const { environment, logger } = this.options;
+    const links = environment.links;
+    if (links === undefined || this.#linkWatch !== undefined || this.#stopped) return;
+    this.#linkWatch = links.watch(
+      () => {
+        const installed = this.#linksInstalled;
+        if (installed === undefined || !sameLinks(links.read(), installed)) this.#scheduleReconcile();
+      },
+      (error) => {
+        this.#linkWatch = undefined;
+        logger.warn({ event: 'interface_watch_failed', err: error }, 'cannot watch interfaces; new interfaces get the programs at the next change');
+      },
+    );
   }
 
   #scheduleReconcile(): void {

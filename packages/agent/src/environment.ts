@@ -14,6 +14,7 @@ import {
   type ProcessRunner,
 } from '@dnsplane/core';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
+import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
 import { bpffsSharedPins, type SharedPins } from './shared-pins.js';
 
 export interface TextSink {
@@ -60,6 +61,11 @@ export interface AgentEnvironment {
   readonly persistIntervalMs: number;
   /** Keeps the shared bpffs pins across the old dataplane's remove() in a migration (absent: nothing kept). */
   readonly sharedPins?: SharedPins;
+  /**
+   * The namespace's interfaces and a watch on them: the daemon re-installs when interfaces
+   * appear, go or are re-created (absent: no interface watch).
+   */
+  readonly links?: { readonly read: () => LinkSnapshot; readonly watch: LinkWatchFactory };
 }
 
 /** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */
@@ -96,5 +102,6 @@ export function systemEnvironment(): AgentEnvironment {
     debounceMs: 200,
     persistIntervalMs: 30_000,
     sharedPins: bpffsSharedPins,
+    links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
   };
 }

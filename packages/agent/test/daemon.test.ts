@@ -152,6 +152,72 @@ describe('the daemon', () => {
     expect(t.dataplanes[0]?.installs).toHaveLength(1);
   });
 
+  it('installs again when interfaces appear, go or are re-created — not on other link events', async () => {
+    tree = await configTree();
+    let links = new Map([['lo', 1], ['web0', 7]]);
+    let fire: (() => void) | undefined;
+    let closed = 0;
+    const t = testEnvironment({
+      links: {
+        read: () => new Map(links),
+        watch: (onEvent) => {
+          fire = onEvent;
+          return { close: () => void (closed += 1) };
+        },
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    if (fire === undefined) throw new Error('the daemon did not watch interfaces');
+    const onEvent = fire;
+
+    // A link event that changes no name or index (e.g. up/down): nothing scheduled.
+    onEvent();
+    expect(await daemon.reconcile()).toBe('unchanged');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+
+    // A workload's veth appears: installed again, with the same desired state.
+    links = new Map([...links, ['batch0', 9]]);
+    onEvent();
+    await waitFor(() => t.dataplanes[0]?.installs.length === 2, 'the install after the new interface');
+    expect(t.dataplanes[0]?.installs[1]).toEqual(t.dataplanes[0]?.installs[0]);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interfaces_changed', added: ['batch0'], removed: [] }));
+
+    // Re-created under the same name (a new index): installed again.
+    links = new Map([...links, ['web0', 11]]);
+    onEvent();
+    await waitFor(() => t.dataplanes[0]?.installs.length === 3, 'the install after the re-created interface');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interfaces_changed', added: ['web0'], removed: ['web0'] }));
+
+    // Gone: installed again (the programs' per-interface entries go).
+    links.delete('batch0');
+    onEvent();
+    await waitFor(() => t.dataplanes[0]?.installs.length === 4, 'the install after the removed interface');
+    expect(await daemon.reconcile()).toBe('unchanged');
+    expect(t.dataplanes[0]?.installs).toHaveLength(4);
+
+    await daemon.stop();
+    expect(closed).toBe(1);
+  });
+
+  it('keeps running without the interface watch when it fails, and says so', async () => {
+    tree = await configTree();
+    const t = testEnvironment({
+      links: {
+        read: () => new Map([['lo', 1]]),
+        watch: (_onEvent, onError) => {
+          onError(new Error('ip: not found'));
+          return { close: () => undefined };
+        },
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interface_watch_failed' }));
+  });
+
   it('refuses to switch dataplanes on a config change (that is a migration)', async () => {
     tree = await configTree();
     const t = testEnvironment({ kinds: ['nftables', 'iptables'], ...noWatch });
