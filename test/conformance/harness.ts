@@ -207,8 +207,18 @@ export class ConformanceHarness {
   async editPolicy(file: string, policy: PolicyDocument): Promise<AgentStatusView> {
     const before = (await this.status())?.lastApply?.at;
     this.writePolicy(file, policy);
+    return this.appliedAfter(before, `the edited ${file}`);
+  }
+
+  /** When the agent's last apply happened, as its status reports it (undefined: none yet / no answer). */
+  async lastApplyAt(): Promise<string | undefined> {
+    return (await this.status())?.lastApply?.at;
+  }
+
+  /** Waits until the agent applied again after `before` (a lastApplyAt() reading), or rejected a change (throws). */
+  async appliedAfter(before: string | undefined, what: string): Promise<AgentStatusView> {
     return waitFor(
-      `the agent to apply the edited ${file}`,
+      `the agent to apply ${what}`,
       async () => {
         if (this.agent?.exited) throw new AgentExitedError(this.agent.stderr());
         const status = await this.status();

@@ -347,5 +347,18 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
         { address: 'fd00:19::1:2', port: 80 },
       ]);
     });
+
+    it('16. a workload whose interface is re-created while the agent runs (a pod restart) is enforced again and loses no first SYN', async (ctx) => {
+      const lab = ready(ctx);
+      const before = await h.lastApplyAt();
+      await lab.replug('client1');
+      // The agent sees the new interface (same name, new index) and installs again.
+      await h.appliedAfter(before, "client1's re-created interface");
+      await expectDenied('client1', [{ address: WEB.api.v4, port: 8080 }, { address: WEB.other.v4, port: 80 }]);
+      const fresh = lab.allocateFresh(20);
+      await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
+      // Learned before the restart, not re-resolved: still allowed.
+      await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }]);
+    });
   });
 }

@@ -155,6 +155,11 @@ export interface Lab {
   connectAfterResolveBatch(ns: LabNamespace, trials: readonly ConnectTrial[], options?: ConnectOptions): Promise<ConnectBatchResult>;
   /** Hands out fresh names no earlier call of this lab handed out; throws when the pool is empty. */
   allocateFresh(count: number): FreshName[];
+  /**
+   * Deletes a workload's veth pair and creates it again with the same names and addresses
+   * (a new ifindex on the node's side): what a pod restart does to its interface.
+   */
+  replug(ns: LabNamespace, options?: { readonly timeoutMs?: number }): Promise<void>;
   /** Sends one UDP datagram with a forged source, from the untrusted namespace by default. */
   forgeResponse(request: ForgeRequest): Promise<void>;
   /** Kernel network counters of a namespace (/proc/net/snmp, netstat), e.g. `Tcp.PassiveOpens`. */
@@ -202,6 +207,27 @@ function uninstallHandlers(): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** The node's side of a link: the veth pair (its peer moved into the link's namespace), the gateway addresses, up. */
+function nodeSideCommands(link: LinkPlan): string[] {
+  return [
+    `link add ${link.hostInterface} type veth peer name ${link.peerInterface} netns ${link.namespace}`,
+    `addr add ${link.gateway.ipv4}/24 dev ${link.hostInterface}`,
+    `addr add ${link.gateway.ipv6}/64 dev ${link.hostInterface} nodad`,
+    `link set ${link.hostInterface} up`,
+  ];
+}
+
+/** The link's own namespace's side: its addresses on eth0, up, default routes via the node. */
+function peerSideCommands(link: LinkPlan): string[] {
+  return [
+    ...link.addresses.ipv4.map((address) => `addr add ${address}/24 dev eth0`),
+    ...link.addresses.ipv6.map((address) => `addr add ${address}/64 dev eth0 nodad`),
+    'link set eth0 up',
+    `route add default via ${link.gateway.ipv4}`,
+    `route add default via ${link.gateway.ipv6}`,
+  ];
+}
 
 async function ipBatch(namespace: string | undefined, commands: readonly string[], timeoutMs: number): Promise<void> {
   const argv = namespace === undefined ? ['ip', '-batch', '-'] : ['ip', '-netns', namespace, '-batch', '-'];
@@ -362,15 +388,7 @@ class LabImpl implements Lab {
     );
 
     const links: LinkPlan[] = [...plan.clients, plan.dnsLink, plan.webLink, plan.untrustedLink];
-    const nodeCommands = ['link set lo up'];
-    for (const link of links) {
-      nodeCommands.push(
-        `link add ${link.hostInterface} type veth peer name ${link.peerInterface} netns ${link.namespace}`,
-        `addr add ${link.gateway.ipv4}/24 dev ${link.hostInterface}`,
-        `addr add ${link.gateway.ipv6}/64 dev ${link.hostInterface} nodad`,
-        `link set ${link.hostInterface} up`,
-      );
-    }
+    const nodeCommands = ['link set lo up', ...links.flatMap(nodeSideCommands)];
     nodeCommands.push(
       `route add ${plan.servicePrefixes.ipv4} via ${plan.webLink.addresses.ipv4[0]}`,
       `route add ${plan.servicePrefixes.ipv6} via ${plan.webLink.addresses.ipv6[0]}`,
@@ -379,14 +397,7 @@ class LabImpl implements Lab {
 
     await Promise.all(
       links.map((link) => {
-        const commands = ['link set lo up'];
-        for (const address of link.addresses.ipv4) commands.push(`addr add ${address}/24 dev eth0`);
-        for (const address of link.addresses.ipv6) commands.push(`addr add ${address}/64 dev eth0 nodad`);
-        commands.push(
-          'link set eth0 up',
-          `route add default via ${link.gateway.ipv4}`,
-          `route add default via ${link.gateway.ipv6}`,
-        );
+        const commands = ['link set lo up', ...peerSideCommands(link)];
         if (link === plan.webLink) {
           // "AnyIP": every address of the service prefixes is local to the web namespace.
           commands.push(`route add local ${plan.servicePrefixes.ipv4} dev lo`, `route add local ${plan.servicePrefixes.ipv6} dev lo`);
@@ -405,6 +416,17 @@ class LabImpl implements Lab {
     this.startServers();
     await this.waitUntilReady(left);
     this.log(`lab ${this.id}: ready`);
+  }
+
+  async replug(ns: LabNamespace, options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    const client = this.topology.clients.find((c) => c.name === ns || c.namespace === ns);
+    if (client === undefined) throw new Error(`replug: ${ns} is not a workload of lab ${this.id}`);
+    const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+    const left = (): number => Math.max(1, deadline - Date.now());
+    // Deleting one end of the pair deletes both: the workload's eth0 goes with its addresses and routes.
+    await ipBatch(this.topology.namespaces.node, [`link del ${client.hostInterface}`, ...nodeSideCommands(client)], left());
+    await ipBatch(client.namespace, peerSideCommands(client), left());
+    this.log(`lab ${this.id}: ${client.name}'s link re-created`);
   }
 
   private resolvConf(server: string): string {
