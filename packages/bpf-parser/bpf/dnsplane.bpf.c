@@ -96,6 +96,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_events SEC(".maps");
 
+/* written from userspace only, a few entries: no preallocation of 65,536 elements */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DNSPLANE_WAKE_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_wake_sets SEC(".maps");
+
 /* ---------------------------------------------------------------- private scratch state */
 
 /* Reads at a masked offset may run this far past DNSPLANE_MSG_MAX (the widest read is 16). */
@@ -142,6 +152,9 @@ struct candidate {
 /* Answer records and (candidate, set) credits handled per bpf_loop callback call. */
 #define ANSWERS_PER_STEP 4
 #define CREDITS_PER_STEP 8
+/* scratch->wake */
+#define WAKE_CHECK 1
+#define WAKE_NOW 2
 /* Bound of a record's entry offset for the verifier (the real one is at most 16 + 256). */
 #define REC_ENTRIES_MASK 511
 
@@ -191,7 +204,7 @@ struct scratch {
 	__u32 rec_entries; /* offset of the first entry in rec: after the header and the name */
 	__u32 learned;     /* membership writes of this response (counted once at the end) */
 	__u32 chain_saved; /* bit i: chain_names[i] holds chain name i */
-	__u32 pad4;
+	__u32 wake;        /* WAKE_CHECK: look the sets up in dnsp_wake_sets; WAKE_NOW: one is there */
 	__u64 chain[DNSPLANE_MAX_CHAIN];
 	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
 	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
@@ -968,7 +981,7 @@ static long answer_step(__u32 idx, void *data)
 /* Sends the record being filled to the ring buffer (nothing when it holds no entry). */
 static __always_inline void flush_events(struct scratch *s)
 {
-	__u64 n = s->rec_count, size;
+	__u64 n = s->rec_count, size, flags;
 
 	VERIFIER_BOUND(n);
 	if (n == 0 || n > DNSPLANE_EVENT_ENTRIES)
@@ -978,9 +991,13 @@ static __always_inline void flush_events(struct scratch *s)
 	size = (s->rec_entries & REC_ENTRIES_MASK) + n * sizeof(struct dnsplane_event_entry);
 	/*
 	 * No wakeup: waking the reader is an irq_work IPI inside this run and an agent scheduled
-	 * while the answer is delivered (bench:enforce (b)); readers drain on a timer instead.
+	 * while the answer is delivered (bench:enforce (b)); readers drain on a slow timer instead.
+	 * Except for a set in dnsp_wake_sets (a reader needs it now): then a forced wakeup — the
+	 * adaptive default wakes only a reader that has read everything, and quiet records may
+	 * still be unread.
 	 */
-	if (bpf_ringbuf_output(&dnsp_events, s->rec, size, BPF_RB_NO_WAKEUP))
+	flags = (s->wake & WAKE_NOW) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&dnsp_events, s->rec, size, flags))
 		count(DNSPLANE_C_EVENTS_LOST, n);
 	s->rec_count = 0;
 }
@@ -1077,6 +1094,13 @@ static __always_inline long credit_one(struct scratch *s)
 		s->credit_ci = ci + 1;
 	} else {
 		s->credit_si = si + 1;
+	}
+	/* candidate 0 meets every set once: one lookup per set, until one wants a wakeup */
+	if (ci == 0 && s->wake == WAKE_CHECK) {
+		__u32 id = s->sets[si & (DNSPLANE_MAX_SETS - 1)];
+
+		if (bpf_map_lookup_elem(&dnsp_wake_sets, &id))
+			s->wake = WAKE_CHECK | WAKE_NOW;
 	}
 	credit_pair(s, &s->cand[ci & (DNSPLANE_MAX_ANSWERS - 1)], s->sets[si & (DNSPLANE_MAX_SETS - 1)]);
 	return 0;
@@ -1410,7 +1434,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		return 0;
 	{
 		/* one 8-byte load: generation and bounds of one and the same table (little-endian:
-		 * min, max, generation, pad, entries) */
+		 * min, max, generation, flags, entries) */
 		__u64 info = *(volatile __u64 *)table;
 
 		if (!(info >> 32))
@@ -1418,6 +1442,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		s->match_from = info & 0xff;
 		s->match_to = (info >> 8) & 0xff;
 		s->key_generation = ((info >> 16) & 1) ? DNSPLANE_KEY_GENERATION_BIT : 0;
+		s->wake = ((info >> 24) & DNSPLANE_TABLE_WAKE_SETS) ? WAKE_CHECK : 0;
 	}
 	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
 		if (i >= s->chain_len)

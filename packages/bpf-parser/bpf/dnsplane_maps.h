@@ -97,9 +97,16 @@ struct dnsplane_table_info {
 	__u8 min_suffix_labels; /* fewest labels of any live key (0: the root) */
 	__u8 max_suffix_labels; /* most labels of any live key */
 	__u8 generation;        /* 0 or 1: the live generation */
-	__u8 pad;
+	__u8 flags;             /* DNSPLANE_TABLE_* */
 	__u32 entries;          /* keys of the live generation (0: nothing can match) */
 };
+
+/*
+ * dnsplane_table_info.flags: some domain sets are in dnsp_wake_sets, so the parser looks the
+ * sets a response credits up there. Clear (the default of every writer that does not ask for
+ * it): no lookup, and every learned event is written without waking the reader.
+ */
+#define DNSPLANE_TABLE_WAKE_SETS 1
 
 /* dnsp_domains key = (suffix hash & ~BIT) | (generation ? BIT : 0) */
 #define DNSPLANE_KEY_GENERATION_BIT (1ULL << 63)
@@ -198,6 +205,16 @@ struct dnsplane_event_entry {
 	__u8 pad[3];
 	__u8 addr[16];
 };
+
+/*
+ * dnsp_wake_sets: hash (set id, __u32 → __u8, any value). The learned events of a response
+ * that credits one of these sets wake the ring buffer's reader at once (BPF_RB_FORCE_WAKEUP);
+ * all other events are written without a wakeup and read on the reader's slow timer. A set
+ * belongs here when a reader must see its members promptly — for the nftables dataplane, a
+ * set whose nft set is its only enforcement (no membership mark bit). Read only while
+ * dnsp_table's flags carry DNSPLANE_TABLE_WAKE_SETS.
+ */
+#define DNSPLANE_WAKE_SETS 65536
 
 /*
  * dnsp_endpoint_sets: hash (ifindex of a workload's host-side interface, __u32 → the domain

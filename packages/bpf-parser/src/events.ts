@@ -29,7 +29,11 @@ export function eventToLearnedEntry(event: LearnedEvent, nowMonotonicNs: bigint,
 export interface LearnedEventConsumerOptions {
   readonly clock?: Clock;
   readonly onError?: (error: unknown) => void;
-  /** How often the ring buffer is read, ms (default LEARNED_EVENTS_DRAIN_INTERVAL_MS). */
+  /**
+   * How often the ring buffer is read without a wakeup, ms (default
+   * LEARNED_EVENTS_DRAIN_INTERVAL_MS): the longest an event of a set not in the parser's wake
+   * sets waits.
+   */
   readonly drainIntervalMs?: number;
 }
 
@@ -38,6 +42,8 @@ export interface LearnedEventConsumerOptions {
  * an irq_work IPI inside the parser's run on the answer's path and a reader scheduled while the
  * answer is delivered (bench:enforce (b): ~11 µs more per teaching answer in the parser, ~40–55 µs
  * end to end on a 2-core VM). Readers drain on a timer instead; events arrive within this period.
+ * Events of the wake sets (DnsParserProgram.setDomainSets' `wakeSets`) do wake the reader: the
+ * ring buffer's poll handle delivers them at once.
  */
 export const LEARNED_EVENTS_DRAIN_INTERVAL_MS = 10;
 

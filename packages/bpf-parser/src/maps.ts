@@ -16,6 +16,7 @@ export const MAP_NAMES = {
   members6: 'dnsp_members6',
   counters: 'dnsp_counters',
   events: 'dnsp_events',
+  wakeSets: 'dnsp_wake_sets',
 } as const;
 export type ParserMapRole = keyof typeof MAP_NAMES;
 
@@ -91,7 +92,7 @@ export const STRUCT_LAYOUTS = {
       min_suffix_labels: { offset: 0, size: 1 },
       max_suffix_labels: { offset: 1, size: 1 },
       generation: { offset: 2, size: 1 },
-      pad: { offset: 3, size: 1 },
+      flags: { offset: 3, size: 1 },
       entries: { offset: 4, size: 4 },
     },
   },
@@ -240,7 +241,12 @@ export interface TableInfo {
   readonly entries: number;
   /** The live generation (default 0). */
   readonly generation?: TableGeneration;
+  /** dnsp_wake_sets holds sets whose learned events wake the reader (default false: none do). */
+  readonly wakeSets?: boolean;
 }
+
+/** dnsplane_table_info.flags: DNSPLANE_TABLE_WAKE_SETS. */
+export const TABLE_WAKE_SETS = 1;
 
 export function encodeTableInfo(info: TableInfo): Buffer {
   const f = L.dnsplane_table_info.fields;
@@ -248,6 +254,7 @@ export function encodeTableInfo(info: TableInfo): Buffer {
   b.writeUInt8(info.minSuffixLabels, f.min_suffix_labels.offset);
   b.writeUInt8(info.maxSuffixLabels, f.max_suffix_labels.offset);
   b.writeUInt8(info.generation ?? 0, f.generation.offset);
+  b.writeUInt8(info.wakeSets === true ? TABLE_WAKE_SETS : 0, f.flags.offset);
   b.writeUInt32LE(info.entries, f.entries.offset);
   return b;
 }
@@ -259,6 +266,7 @@ export function decodeTableInfo(b: Buffer): TableInfo {
     maxSuffixLabels: b.readUInt8(f.max_suffix_labels.offset),
     entries: b.readUInt32LE(f.entries.offset),
     generation: (b.readUInt8(f.generation.offset) & 1) as TableGeneration,
+    wakeSets: (b.readUInt8(f.flags.offset) & TABLE_WAKE_SETS) !== 0,
   };
 }
 

@@ -91,6 +91,9 @@ export function parserObjectHash(objectPath: string = PARSER_OBJECT_PATH): strin
 /** Where the socket-filter entry point is pinned for xt_bpf: <pinRoot>/prog_parse_socket. */
 export const PARSER_SOCKET_PIN = 'prog_parse_socket';
 
+/** The value of a dnsp_wake_sets entry (any value: the key's presence is what counts). */
+const WAKE_SET_VALUE = Buffer.from([1]);
+
 /** A membership entry as the maps hold it. */
 export interface MembershipEntry {
   readonly setId: number;
@@ -278,8 +281,17 @@ export class DnsParserProgram {
    * Throws NotSupportedError before touching the maps when the sets exceed what the kernel
    * table holds. `beforeSwitch` (tests) runs after the writes, before the switch. `table`:
    * buildDomainTable(sets), built ahead by the caller (~0.1-0.3 s at 10,000 patterns).
+   *
+   * `wakeSets`: ids of the sets whose learned events wake the ring buffer's reader at once
+   * (dnsp_wake_sets, in force with the new table); every other event is written without a
+   * wakeup and waits for the reader's slow timer. Default none — the right thing for a
+   * caller that reads no events, and what a caller that leaves it out gets even when an
+   * earlier caller (another dataplane on the same pins) listed some.
    */
-  setDomainSets(sets: readonly DomainSet[], options: { beforeSwitch?: () => void; table?: DomainTable } = {}): DomainTable {
+  setDomainSets(
+    sets: readonly DomainSet[],
+    options: { beforeSwitch?: () => void; table?: DomainTable; wakeSets?: Iterable<number> } = {},
+  ): DomainTable {
     const table = options.table ?? buildDomainTable(sets);
     const info = this.map('table');
     const current = info.lookup(arrayIndex(0));
@@ -314,6 +326,12 @@ export class DnsParserProgram {
       encoded.domains.map(([key]) => key),
       encoded.domains.map(([, value]) => value),
     );
+    // The wake sets before the switch that turns their lookup on; the ones no longer listed
+    // after it (until then a response crediting one still wakes the reader: harmless).
+    const wake = new Set(options.wakeSets ?? []);
+    const wakeMap = this.map('wakeSets');
+    const wakeKeys = [...wake].map((id) => arrayIndex(id));
+    wakeMap.updateBatch(wakeKeys, wakeKeys.map(() => WAKE_SET_VALUE));
     options.beforeSwitch?.();
     info.update(
       arrayIndex(0),
@@ -322,9 +340,21 @@ export class DnsParserProgram {
         maxSuffixLabels: table.maxSuffixLabels,
         entries: table.entries.size,
         generation: next,
+        wakeSets: wake.size > 0,
       }),
     );
+    wakeMap.deleteBatch(wakeMap.keys().filter((key) => !wake.has(key.readUInt32LE(0))));
     return table;
+  }
+
+  /** The sets whose learned events wake the reader (setDomainSets' `wakeSets`), by id; [] when none is in force. */
+  wakeSets(): number[] {
+    const current = this.map('table').lookup(arrayIndex(0));
+    if (current === undefined || decodeTableInfo(current).wakeSets !== true) return [];
+    return this.map('wakeSets')
+      .keys()
+      .map((key) => key.readUInt32LE(0))
+      .sort((a, b) => a - b);
   }
 
   /** The live generation's dnsp_domains keys (the other generation's wait for the next replacement). */

@@ -38,6 +38,7 @@ describe('map layouts: src/maps.ts matches the BTF of bpf/dnsplane.bpf.o', () =>
       [MAP_NAMES.members4]: { key: 'dnsplane_member4_key', value: 'dnsplane_member_value' },
       [MAP_NAMES.members6]: { key: 'dnsplane_member6_key', value: 'dnsplane_member_value' },
       [MAP_NAMES.counters]: { key: '__u32', value: '__u64', maxEntries: COUNTER_NAMES.length },
+      [MAP_NAMES.wakeSets]: { key: '__u32', value: '__u8' },
     };
     for (const [map, want] of Object.entries(expected)) {
       const got = btf?.mapTypes(map);

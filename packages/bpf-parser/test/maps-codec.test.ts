@@ -34,9 +34,12 @@ describe('map codecs', () => {
   });
 
   it('table info, query keys, member keys', () => {
-    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 0 });
-    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 0, wakeSets: false });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, wakeSets: false });
     expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }).toString('hex')).toBe('0104010009000000');
+    // the wake flag is byte 3 (the parser reads the word as min, max, generation, flags, entries)
+    expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, wakeSets: true }).toString('hex')).toBe('0104010109000000');
+    expect(decodeTableInfo(Buffer.from('0104010109000000', 'hex')).wakeSets).toBe(true);
     const q = { qnameHash: 0x1234_5678_9abc_def0n, family: 6 as const, address: 'fd00::1:10', port: 40000, txid: 0xbeef };
     expect(decodeQueryKey(encodeQueryKey(q))).toEqual(q);
     const m4 = { setId: 7, family: 4 as const, address: '198.18.5.5' };
