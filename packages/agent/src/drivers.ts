@@ -44,6 +44,7 @@ export const DRIVERS: readonly DriverRegistration[] = [
         processRunner: runner,
         tableName: config.nftables.table,
         markMask: config.nftables.markMask,
+        mirrorDrainIntervalMs: config.nftables.mirrorDrainIntervalMs,
         pinRoot: config.bpf.pinRoot,
         interfaces: config.dns.interfaces,
       }),

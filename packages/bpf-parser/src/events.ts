@@ -41,13 +41,19 @@ export interface LearnedEventConsumerOptions {
  * The parser writes learned events without waking the reader (BPF_RB_NO_WAKEUP): a wakeup is
  * an irq_work IPI inside the parser's run on the answer's path and a reader scheduled while the
  * answer is delivered (bench:enforce (b): ~11 µs more per teaching answer in the parser, ~40–55 µs
- * end to end on a 2-core VM). Readers drain on a timer instead; events arrive within this period.
- * Events of the wake sets (DnsParserProgram.setDomainSets' `wakeSets`) do wake the reader: the
- * ring buffer's poll handle delivers them at once.
+ * end to end on a 2-core VM), and a reader woken often (it was every 10 ms) competes with the
+ * answers for the CPUs. Only events of the wake sets (DnsParserProgram.setDomainSets' `wakeSets`:
+ * sets a reader needs at once) wake it — the ring buffer's poll handle delivers them on the
+ * event loop at once; everything else is read on this slow timer. One second: the nft sets'
+ * timeouts are whole seconds anyway, and a reader that only keeps a visible copy of what the
+ * kernel already enforces gains nothing from reading sooner (bench/README.md, (b)).
  */
-export const LEARNED_EVENTS_DRAIN_INTERVAL_MS = 10;
+export const LEARNED_EVENTS_DRAIN_INTERVAL_MS = 1000;
 
-/** Calls `onLearned` for every record the parser writes to the ring buffer, read on a timer of the event loop. */
+/**
+ * Calls `onLearned` for every record the parser writes to the ring buffer: at once when the
+ * parser wakes the reader (the ring buffer's poll handle, on the event loop), else on a timer.
+ */
 export class LearnedEventConsumer {
   readonly #consumer: RingBufferConsumer;
   readonly #timer: ReturnType<typeof setInterval>;

@@ -13,6 +13,8 @@ export const DEFAULT_MAX_ADDRESSES_PER_NAME = 256;
 export const DEFAULT_STATE_PATH = '/var/lib/dnsplane/state.json';
 export const DEFAULT_BPF_PIN_ROOT = '/sys/fs/bpf/dnsplane';
 export const DEFAULT_NFT_MARK_MASK = '0x00ff0000';
+/** Default of `nftables.mirrorDrainIntervalMs` (bpf-parser's LEARNED_EVENTS_DRAIN_INTERVAL_MS). */
+export const DEFAULT_NFT_MIRROR_DRAIN_INTERVAL_MS = 1000;
 /** Largest TTL setting in seconds (about 68 years: expiries stay far from overflow in ns). */
 export const MAX_TTL_SETTING = 2_147_483_647;
 export const MAX_ADDRESSES_PER_NAME_LIMIT = 65_535;
@@ -155,6 +157,16 @@ export const DnsplaneConfigSchema = strictObject({
       .meta({
         description:
           'Packet-mark bits the nftables dataplane may use to carry kernel domain-set membership to its rules.',
+      }),
+    mirrorDrainIntervalMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(60_000)
+      .default(DEFAULT_NFT_MIRROR_DRAIN_INTERVAL_MS)
+      .meta({
+        description:
+          'How often, in ms, the nftables dataplane reads learned events that did not wake it: the most a domain set with a mark bit waits for its nft set copy. Sets that rely on the nft set alone wake it at once.',
       }),
   }).prefault({}),
 }).meta({ title: 'dnsplane config', description: 'The dnsplane agent configuration file (dnsplane.yaml).' });

@@ -38,7 +38,11 @@ export interface PreparableTcMembershipKernel extends TcMembershipKernel {
   discardPrepared(): void;
 }
 
-export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepTimer()): PreparableTcMembershipKernel {
+export function bpfTcMembershipKernel(
+  clock: Clock,
+  timer: StepTimer = new StepTimer(),
+  events: { readonly drainIntervalMs?: number } = {},
+): PreparableTcMembershipKernel {
   // Only the tc entry point (nftables never uses the socket filter: half the verification),
   // pinned by object hash and reused on restart (no verification at all).
   const options = (pinRoot: string) => ({ pinRoot, entries: ['tc'] as const, reusePrograms: true });
@@ -77,11 +81,11 @@ export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepT
       }
       return {
         configure: (dns) => parser.configure(dns),
-        setDomainSets: (sets) =>
+        setDomainSets: (sets, wakeSets) =>
           timer.time('parser_domain_sets', () => {
             const table = domainTable?.sets === sets ? domainTable.table : undefined;
             domainTable = undefined;
-            return parser.setDomainSets(sets, table === undefined ? {} : { table });
+            return parser.setDomainSets(sets, table === undefined ? { wakeSets } : { table, wakeSets });
           }),
         exportLearned: (c) => timer.time('parser_export', () => parser.exportLearned(c)),
         importLearned: (entries, c) => timer.time('parser_import', () => parser.importLearned(entries, c)),
@@ -93,6 +97,7 @@ export function bpfTcMembershipKernel(clock: Clock, timer: StepTimer = new StepT
           const consumer = new LearnedEventConsumer(parser.map('events'), (entry, event) => onLearned(entry, event.expiryNs), {
             clock,
             onError,
+            ...(events.drainIntervalMs === undefined ? {} : { drainIntervalMs: events.drainIntervalMs }),
           });
           return () => consumer.close();
         },

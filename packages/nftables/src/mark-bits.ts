@@ -55,6 +55,12 @@ export interface MarkAssignment {
   readonly endpoints: readonly EndpointMarks[];
   /** Host endpoints whose egress references domain sets (tc runs after netfilter output there). */
   readonly mirrorOnlyEndpoints: readonly string[];
+  /**
+   * Sets some endpoint's rules can only match through the nft set, ascending: the overflow and
+   * every set a mirror-only endpoint references (with a bit or not). The parser wakes the
+   * mirror for their learned events; the others' nft sets are a copy the mirror may write late.
+   */
+  readonly mirrorOnlySets: readonly number[];
 }
 
 function domainSetsOf(rules: readonly CompiledRule[] | undefined): number[] {
@@ -72,11 +78,16 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
 
   const workloads: Array<{ endpoint: string; interface: string; sets: number[] }> = [];
   const mirrorOnlyEndpoints: string[] = [];
+  const mirrorOnlySets = new Set<number>();
   for (const endpoint of [...state.endpoints].sort(byName)) {
     const sets = setsOfEndpoint(endpoint.egressPolicies);
     if (sets.length === 0) continue;
-    if (endpoint.host || endpoint.interface === undefined) mirrorOnlyEndpoints.push(endpoint.name);
-    else workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets });
+    if (endpoint.host || endpoint.interface === undefined) {
+      mirrorOnlyEndpoints.push(endpoint.name);
+      for (const set of sets) mirrorOnlySets.add(set);
+    } else {
+      workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets });
+    }
   }
 
   // Conflict graph, kept implicit: a set's neighbours are the other sets of the endpoints that
@@ -126,7 +137,15 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
       .filter((s) => bits.has(s))
       .map((setId) => ({ setId, bit: bits.get(setId) ?? 0 })),
   }));
-  return { markMask: parseMarkMask(markMask), bits, overflow: overflow.sort((a, b) => a - b), endpoints, mirrorOnlyEndpoints };
+  for (const set of overflow) mirrorOnlySets.add(set);
+  return {
+    markMask: parseMarkMask(markMask),
+    bits,
+    overflow: overflow.sort((a, b) => a - b),
+    endpoints,
+    mirrorOnlyEndpoints,
+    mirrorOnlySets: [...mirrorOnlySets].sort((a, b) => a - b),
+  };
 }
 
 /** The assignment as plain JSON (what `render()` prints and the marker is programmed with). */
@@ -142,5 +161,6 @@ export function markAssignmentJson(assignment: MarkAssignment): Record<string, u
       entries: e.entries.map((m) => ({ setId: m.setId, bit: hex(m.bit) })),
     })),
     mirrorOnlyEndpoints: assignment.mirrorOnlyEndpoints,
+    mirrorOnlySets: assignment.mirrorOnlySets,
   };
 }

@@ -52,6 +52,13 @@ export interface NftablesDataplaneOptions {
   readonly pinRoot?: string;
   /** Replaces the bpf-parser kernel side (tests). Used only with pinRoot. */
   readonly tcKernel?: TcMembershipKernel;
+  /**
+   * How often the mirror reads learned events that did not wake it, ms (default bpf-parser's
+   * LEARNED_EVENTS_DRAIN_INTERVAL_MS, 1 s): sets with a mark bit reach their nft sets within it;
+   * the parser wakes the mirror at once for the sets that rely on their nft set alone.
+   * Used only with pinRoot.
+   */
+  readonly mirrorDrainIntervalMs?: number;
   /** Called after each mirrored batch with its timing (measurements). Used only with pinRoot. */
   readonly mirrorProbe?: MirrorProbe;
   /** Collects install step durations (logged with "nftables: installed"); shared with the tc kernel side. */
@@ -532,7 +539,11 @@ export function createNftablesDataplane(options: NftablesDataplaneOptions = {}):
   const stepTimer = options.stepTimer ?? new StepTimer();
   let withKernel: NftablesDataplaneOptions = { ...options, stepTimer };
   if (options.pinRoot !== undefined && options.tcKernel === undefined) {
-    const tcKernel = bpfTcMembershipKernel(options.clock ?? systemClock, stepTimer);
+    const tcKernel = bpfTcMembershipKernel(
+      options.clock ?? systemClock,
+      stepTimer,
+      options.mirrorDrainIntervalMs === undefined ? {} : { drainIntervalMs: options.mirrorDrainIntervalMs },
+    );
     withKernel = {
       ...withKernel,
       tcKernel,

@@ -17,7 +17,11 @@ export type TcDirection = 'ingress' | 'egress';
 /** The loaded parser, as this package uses it (bpf-parser's DnsParserProgram). */
 export interface ParserHandle {
   configure(dns: DesiredState['dns']): void;
-  setDomainSets(sets: DesiredState['domainSets']): unknown;
+  /**
+   * Replaces the domain table; `wakeSets`: the sets whose learned events wake the reader at
+   * once (the others' are read on its slow timer).
+   */
+  setDomainSets(sets: DesiredState['domainSets'], wakeSets: readonly number[]): unknown;
   exportLearned(clock: Clock): LearnedEntry[];
   /** Writes entries into the membership maps (a later expiry wins); returns how many were written. */
   importLearned(entries: readonly LearnedEntry[], clock: Clock): number;
@@ -139,8 +143,19 @@ export class TcMembership implements LearnedSource {
     const { kernel, pinRoot, logger } = this.#options;
     this.#parser ??= kernel.loadParser(pinRoot);
     const parser = this.#parser;
+    if (this.#marker === undefined) {
+      try {
+        this.#marker = kernel.loadMarker(pinRoot);
+      } catch (error) {
+        if (!isNotSupported(error)) throw error;
+        logger.warn({ err: error }, 'nftables: no tc membership marker in this build, every domain set relies on the mirror');
+      }
+    }
+    const marker = this.#marker;
     parser.configure(state.dns);
-    parser.setDomainSets(state.domainSets);
+    // The parser wakes the mirror only for sets no mark bit enforces (without the marker:
+    // every set); the marked sets' nft sets are a copy, read on the reader's slow timer.
+    parser.setDomainSets(state.domainSets, marker === undefined ? state.domainSets.map((set) => set.id) : marks.mirrorOnlySets);
 
     const all = kernel.interfaces();
     const byName = new Map(all.map((i) => [i.name, i]));
@@ -168,15 +183,6 @@ export class TcMembership implements LearnedSource {
       this.#attached.delete(key);
     }
 
-    if (this.#marker === undefined) {
-      try {
-        this.#marker = kernel.loadMarker(pinRoot);
-      } catch (error) {
-        if (!isNotSupported(error)) throw error;
-        logger.warn({ err: error }, 'nftables: no tc membership marker in this build, every domain set relies on the mirror');
-      }
-    }
-    const marker = this.#marker;
     const programmed = new Map<number, string>();
     const absent: string[] = [];
     for (const endpoint of marks.endpoints) {

@@ -51,6 +51,7 @@ describe('assignMarkBits (greedy colouring)', () => {
     // sets 1 and 3 never share an endpoint: the greedy colouring reuses a bit for them
     expect(marks.bits.get(1)).toBe(marks.bits.get(3));
     expect(marks.overflow).toEqual([]);
+    expect(marks.mirrorOnlySets).toEqual([]);
     expect(marks.endpoints.map((e) => [e.endpoint, e.entries.map((x) => x.setId)])).toEqual([
       ['w1', [1, 2]],
       ['w2', [2, 3]],
@@ -72,6 +73,7 @@ describe('assignMarkBits (greedy colouring)', () => {
     expect([...marks.bits.values()].sort((a, b) => a - b)).toEqual([0x10000, 0x20000]);
     expect(marks.overflow).toHaveLength(1);
     expect(marks.endpoints[0]?.entries).toHaveLength(2);
+    expect(marks.mirrorOnlySets).toEqual(marks.overflow);
   });
 
   it('lists host endpoints as mirror-only and gives them no marker entries', () => {
@@ -80,6 +82,16 @@ describe('assignMarkBits (greedy colouring)', () => {
     expect(marks.mirrorOnlyEndpoints).toEqual(['node']);
     expect(marks.endpoints).toEqual([]);
     expect(marks.bits.size).toBe(0);
+    expect(marks.mirrorOnlySets).toEqual([1]);
+  });
+
+  it('counts a set as mirror-only when a host endpoint references it, even with a bit for the workloads', () => {
+    // set 2: bit for w, and the node's egress matches it only through the nft set; set 3 beyond the budget
+    const s = state([policy('a', [1, 2, 3]), policy('h', [2])], [workload('w', ['a']), workload('node', ['h'], true)]);
+    const marks = assignMarkBits(s, 0x00030000);
+    expect([...marks.bits.keys()].sort()).toEqual([1, 2]);
+    expect(marks.overflow).toEqual([3]);
+    expect(marks.mirrorOnlySets).toEqual([2, 3]);
   });
 });
 

@@ -49,6 +49,7 @@ describe('NftablesDataplane (fake handle)', () => {
       overflow: [],
       endpoints: [{ endpoint: 'web', interface: 'veth-web', entries: [{ setId: 0x1a2b, bit: '0x00010000' }] }],
       mirrorOnlyEndpoints: [],
+      mirrorOnlySets: [],
     });
   });
 

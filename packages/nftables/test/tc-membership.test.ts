@@ -2,7 +2,7 @@
 // the marker is programmed with, how learned events are batched, what remove/close touch.
 // (The real kernel is in inline.kernel.test.ts.)
 import { describe, expect, it } from 'vitest';
-import type { LearnedEntry } from '@dnsplane/core';
+import { NotSupportedError, type LearnedEntry } from '@dnsplane/core';
 import { FakeNftHandle } from '../src/fake-handle.js';
 import { sortedOperationLines } from '../src/render-json.js';
 import type { MarkedSet } from '../src/mark-bits.js';
@@ -24,7 +24,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       log.push(`load parser ${pinRoot}`);
       return {
         configure: () => log.push('configure'),
-        setDomainSets: (sets) => log.push(`domain sets ${sets.length}`),
+        setDomainSets: (sets, wakeSets) => log.push(`domain sets ${sets.length}`, `wake sets ${wakeSets.join(',')}`),
         exportLearned: () => membership,
         importLearned: (entries) => (membership.push(...entries), entries.length),
         counters: () => ({ parsed: 3 }),
@@ -80,6 +80,7 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(log).toContain('marker ingress veth-web');
     expect(programmed.get(7)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
     expect((await dataplane.status()).counters['parser.parsed']).toBe(3);
+    expect(log).toContain('wake sets '); // the marked set's events do not wake the mirror
   });
 
   it('an endpoint no longer selected loses its marker entry and attachment on the next install', async () => {
@@ -120,9 +121,36 @@ describe('nftables inline membership (injected kernel)', () => {
     await dataplane.install({ ...state, policies: twoSets });
     expect(warnings.some((w) => w.includes('mirror alone'))).toBe(true);
     expect((await dataplane.status()).counters['mirror_only_sets']).toBe(1);
+    // the set without a bit (the greedy colouring takes the lower id first) wakes the mirror
+    const unmarked = Math.max(githubSet.id, s3Set.id);
+    expect(fake.log).toContain(`wake sets ${unmarked}`);
     expect(fake.programmed.get(7)).toHaveLength(1);
     const marks = sortedOperationLines(handle.applied[0]!).filter((line) => line.includes('"mark"')).length;
     expect(marks).toBe(2); // one set, two families
+  });
+
+  it('wakes the mirror for every set when there is no marker, and for a host endpoint\'s sets', async () => {
+    const clock = new ManualClock();
+    const noMarker = fakeKernel();
+    const kernel: TcMembershipKernel = {
+      ...noMarker.kernel,
+      loadMarker: () => {
+        throw new NotSupportedError('no marker in this build');
+      },
+    };
+    await createNftablesDataplane({ tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: kernel }).install(
+      baseState(),
+    );
+    expect(noMarker.log).toContain(`wake sets ${githubSet.id},${s3Set.id}`);
+
+    const host = fakeKernel();
+    const state = baseState();
+    const hostWeb = state.endpoints.map((e) => (e.name === 'web' ? { ...e, host: true } : e));
+    await createNftablesDataplane({ tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: host.kernel }).install({
+      ...state,
+      endpoints: hostWeb,
+    });
+    expect(host.log).toContain(`wake sets ${githubSet.id}`);
   });
 
   it('watches only dns.interfaces when given', async () => {

@@ -11,7 +11,19 @@ export function clientInterface(lab: Lab): string {
   return endpoint.hostInterface;
 }
 
-export async function writeLabConfig(lab: Lab, dir: string, names: { table: string; pinRoot: string }): Promise<string> {
+export interface LabConfigOptions {
+  readonly table: string;
+  readonly pinRoot: string;
+  /** nftables.mirrorDrainIntervalMs (default: the config's default). */
+  readonly mirrorDrainIntervalMs?: number;
+  /**
+   * Also a host endpoint (the node) whose egress policy references client1's domain set and
+   * allows everything else: the set then relies on its nft set for the node (mirror-only).
+   */
+  readonly hostEndpoint?: boolean;
+}
+
+export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOptions): Promise<string> {
   const config = join(dir, 'dnsplane.yaml');
   const dnsmasq = lab.dnsServers.dnsmasq;
   await writeFile(
@@ -22,7 +34,9 @@ export async function writeLabConfig(lab: Lab, dir: string, names: { table: stri
       'resources: ["./policy.yaml"]',
       `statePath: ${join(dir, 'state.json')}`,
       `bpf: { pinRoot: ${names.pinRoot} }`,
-      `nftables: { table: ${names.table}, markMask: "0x00ff0000" }`,
+      `nftables: { table: ${names.table}, markMask: "0x00ff0000"${
+        names.mirrorDrainIntervalMs === undefined ? '' : `, mirrorDrainIntervalMs: ${names.mirrorDrainIntervalMs}`
+      } }`,
     ].join('\n'),
   );
   await writeFile(
@@ -45,6 +59,25 @@ export async function writeLabConfig(lab: Lab, dir: string, names: { table: stri
       'kind: Endpoint',
       'metadata: { name: client1, labels: { app: c1 } }',
       `spec: { interface: ${clientInterface(lab)} }`,
+      ...(names.hostEndpoint === true
+        ? [
+            '---',
+            'kind: Policy',
+            'metadata: { name: node-egress }',
+            'spec:',
+            '  selector: app == "node"',
+            '  types: [Egress]',
+            '  egress:',
+            '    - action: Allow',
+            '      protocol: TCP',
+            '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
+            '    - action: Allow',
+            '---',
+            'kind: Endpoint',
+            'metadata: { name: node, labels: { app: node } }',
+            'spec: { host: true }',
+          ]
+        : []),
     ].join('\n'),
   );
   return config;

@@ -43,6 +43,7 @@ const { config } = inputs;
 const dataplane = createNftablesDataplane({
   tableName: config.nftables.table,
   markMask: config.nftables.markMask,
+  mirrorDrainIntervalMs: config.nftables.mirrorDrainIntervalMs,
   pinRoot: config.bpf.pinRoot,
   interfaces: config.dns.interfaces,
   logger,
