@@ -4,7 +4,8 @@
  *
  * Each entry point reads the IP and UDP/TCP headers (given the offset of the IP header) and
  * checks them against the trusted servers inline; only DNS to or from a trusted server goes
- * on to the one parse routine (dnsplane_parse). Everything reads the packet with
+ * on to the one parse routine (dnsplane_parse; the tc entry's copy dnsplane_parse_tc_mark may
+ * also set the verified-answer mark). Everything reads the packet with
  * bpf_skb_load_bytes only, so it serves two entry points:
  *   dnsplane_parse_socket  socket filter, for xt_bpf (data starts at the IP header);
  *                          returns skb->len: never zero, so the xt_bpf match always
@@ -63,6 +64,14 @@ struct {
 	__type(value, struct dnsplane_query_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_queries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DNSPLANE_ANSWER_MARK_INTERFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_answer_marks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -220,6 +229,14 @@ struct scratch {
 	 */
 	__u8 rec[REC_ENTRIES_MASK + 1 + DNSPLANE_EVENT_ENTRIES * sizeof(struct dnsplane_event_entry)]
 		__attribute__((aligned(8)));
+	/*
+	 * What a query record needs beyond the stack (it is full): built here, right before the
+	 * message copy the query touches anyway; 64 bytes in all, so the message keeps its offset
+	 * within a cache line and an answer touches the same lines as without it.
+	 */
+	struct dnsplane_query_value query;
+	__u32 iif_key; /* dnsp_answer_marks key of the query at hand */
+	__u8 query_line_pad[64 - sizeof(struct dnsplane_query_value) - sizeof(__u32)];
 	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
 	/* glob matcher */
 	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
@@ -1269,10 +1286,12 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 
 /*
  * The parse routine, for a packet to a trusted server (`to_server`: a query) or from one (a
- * response) whose headers the entry point has read into `pkt`. Never changes the packet.
- * Returns 1 when it remembered a query, else 0.
+ * response) whose headers the entry point has read into `pkt`. Never changes the packet's
+ * bytes; `tc` (a constant: one global function per entry point, below) may set skb->mark on a
+ * verified UDP answer — a socket filter cannot write the mark, and the verifier checks a
+ * global function once per program type. Returns 1 when it remembered a query, else 0.
  */
-__attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot)
+static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot, const int tc)
 {
 	struct scratch *s;
 	struct dnsplane_config *cfg;
@@ -1330,7 +1349,7 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 
 	if (to_server) {
 		struct dnsplane_query_key qk = {};
-		struct dnsplane_query_value qv;
+		__u32 *bits;
 
 		/* a query: QR=0, opcode 0, one question */
 		if ((flags & 0x8000) || (flags & 0x7800) || qdcount != 1)
@@ -1345,8 +1364,17 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		qk.port = pkt->sport;
 		qk.txid = bpf_htons(rd16(s, 0));
 		qk.family = pkt->family;
-		qv.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
-		bpf_map_update_elem(&dnsp_queries, &qk, &qv, BPF_ANY);
+		s->query.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
+		s->query.answer_mark = 0;
+		s->query.pad = 0;
+		/* the interface it came in on (also at tc egress of a forwarded query) */
+		s->iif_key = skb->ingress_ifindex;
+		if (pkt->proto == IPPROTO_UDP && s->iif_key) {
+			bits = bpf_map_lookup_elem(&dnsp_answer_marks, &s->iif_key);
+			if (bits)
+				s->query.answer_mark = *bits;
+		}
+		bpf_map_update_elem(&dnsp_queries, &qk, &s->query, BPF_ANY);
 		count(DNSPLANE_C_QUERIES, 1);
 		return 1;
 	}
@@ -1356,13 +1384,18 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		count(DNSPLANE_C_NOT_RESPONSE, 1);
 		return 0;
 	}
-	if (qdcount != 1 || (flags & 0xf) != 0) {
+	if (qdcount != 1) {
 		count(DNSPLANE_C_REJECTED, 1);
 		return 0;
 	}
+	/*
+	 * An error answer (NXDOMAIN, SERVFAIL…) teaches nothing and counts as rejected, as before;
+	 * it is still checked against the recorded query, because the client needs it and the
+	 * nft rules admit the answers of untracked queries only by the mark set here.
+	 */
 	r = decode_name(slot, 12, msg_len);
 	if (r < 0 || (__u32)r + 4 > msg_len) {
-		count(DNSPLANE_C_MALFORMED, 1);
+		count((flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_MALFORMED, 1);
 		return 0;
 	}
 	qend = r + 4;
@@ -1378,9 +1411,18 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 		qk.family = pkt->family;
 		qv = bpf_map_lookup_elem(&dnsp_queries, &qk);
 		if (!qv || qv->expiry_ns <= s->now) {
-			count(DNSPLANE_C_UNMATCHED_QUERY, 1);
+			count((flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_UNMATCHED_QUERY, 1);
 			return 0;
 		}
+		/* a verified UDP answer to a query from an interface with answer marks: the nft
+		 * rules admit it by this mark instead of by conntrack (tc ingress runs before
+		 * netfilter's prerouting) */
+		if (tc && qv->answer_mark && pkt->proto == IPPROTO_UDP)
+			skb->mark |= qv->answer_mark;
+	}
+	if (flags & 0xf) {
+		count(DNSPLANE_C_REJECTED, 1);
+		return 0;
 	}
 
 	s->qname_hash = s->name.hash;
@@ -1479,6 +1521,17 @@ __attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4inf
 	return 0;
 }
 
+__attribute__((noinline)) int dnsplane_parse(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot)
+{
+	return parse(skb, pkt, to_server, slot, 0);
+}
+
+/* The tc entry's copy: the same routine, allowed to set the verified-answer mark. */
+__attribute__((noinline)) int dnsplane_parse_tc_mark(struct __sk_buff *skb, struct l4info *pkt, int to_server, __u32 slot)
+{
+	return parse(skb, pkt, to_server, slot, 1);
+}
+
 /* ---------------------------------------------------------------- entry points */
 
 /* Is this the packet whose query the last tc ingress run on this CPU remembered? */
@@ -1536,7 +1589,8 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 	if (slot >= SCRATCH_SLOTS)
 		return;
 	cpu->depth = slot + 1;
-	if (dnsplane_parse(skb, &li, dir == DIR_QUERY, slot) == 1 && memo &&
+	if ((tc ? dnsplane_parse_tc_mark(skb, &li, dir == DIR_QUERY, slot) : dnsplane_parse(skb, &li, dir == DIR_QUERY, slot)) == 1 &&
+	    memo &&
 	    !bpf_skb_load_bytes(skb, li.payload_off, cpu->memo_head, sizeof(cpu->memo_head))) {
 		cpu->memo_ifindex = iif;
 		__builtin_memcpy(cpu->memo_src, li.src, 16);

@@ -125,7 +125,24 @@ struct dnsplane_query_key {
 
 struct dnsplane_query_value {
 	__u64 expiry_ns;
+	/*
+	 * Mark bits a verified UDP answer to this query gets on tc ingress (0: none): the value of
+	 * dnsp_answer_marks for the interface the query came in on (skb->ingress_ifindex).
+	 */
+	__u32 answer_mark;
+	__u32 pad;
 };
+
+/*
+ * dnsp_answer_marks: hash (__u32 ifindex → __u32 mark bits), written by the nftables driver
+ * for the host-side interfaces of the workloads whose DNS it takes out of connection
+ * tracking. A UDP query recorded from such an interface keeps the bits in its record; a
+ * response the parser verifies against that record (trusted server, client address and
+ * port, transaction id, question name, not expired) gets skb->mark |= bits on tc ingress,
+ * before netfilter — the nft rules admit it by that mark instead of by conntrack. Empty (the
+ * default, and for the other dataplanes): no packet is marked.
+ */
+#define DNSPLANE_ANSWER_MARK_INTERFACES 4096
 
 /*
  * dnsp_domains: hash (__u64 suffix hash → entry). The key is the hash of a name made of the

@@ -17,6 +17,7 @@ export const MAP_NAMES = {
   counters: 'dnsp_counters',
   events: 'dnsp_events',
   wakeSets: 'dnsp_wake_sets',
+  answerMarks: 'dnsp_answer_marks',
 } as const;
 export type ParserMapRole = keyof typeof MAP_NAMES;
 
@@ -44,6 +45,8 @@ export const MAX_SERVERS = 16;
 export const EVENT_ENTRIES = 32;
 /** A learned-events record pads the question name to a multiple of this many bytes. */
 export const EVENT_NAME_ALIGN = 8;
+/** dnsp_answer_marks holds at most this many interfaces. */
+export const ANSWER_MARK_INTERFACES = 4096;
 
 /** enum dnsplane_pattern_label_kind. */
 export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
@@ -107,7 +110,10 @@ export const STRUCT_LAYOUTS = {
       pad: { offset: 29, size: 3 },
     },
   },
-  dnsplane_query_value: { size: 8, fields: { expiry_ns: { offset: 0, size: 8 } } },
+  dnsplane_query_value: {
+    size: 16,
+    fields: { expiry_ns: { offset: 0, size: 8 }, answer_mark: { offset: 8, size: 4 }, pad: { offset: 12, size: 4 } },
+  },
   dnsplane_domain_entry: {
     size: 4 + 4 * DOMAIN_IDS,
     fields: {

@@ -171,6 +171,7 @@ export class DnsParserProgram {
       if (pinned !== undefined) return { reused: new DnsParserProgram(pinned, pinRoot, true) };
     }
     const existed = existsSync(pinRoot);
+    dropIncompatibleQueriesPin(pinRoot);
     const spec = BpfObjectSpec.open(objectPath);
     try {
       spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
@@ -196,6 +197,23 @@ export class DnsParserProgram {
       return new DnsParserProgram(object, pinRoot, false);
     };
     return { spec, failed, finish };
+  }
+
+  /**
+   * Empties the pinned dnsp_answer_marks under `pinRoot` without loading the parser (the
+   * nftables driver's remove(): a dataplane that takes over the pinned maps must not go on
+   * marking answers). False when there is no such pin.
+   */
+  static clearAnswerMarks(pinRoot: string): boolean {
+    const path = join(pinRoot, MAP_NAMES.answerMarks);
+    if (!existsSync(path)) return false;
+    const map = BpfMap.fromPinned(path);
+    try {
+      for (const key of map.keys()) map.delete(key);
+    } finally {
+      map.close();
+    }
+    return true;
   }
 
   /** Removes every pin under `pinRoot` (the folder included). Maps live on while loaded. */
@@ -456,6 +474,30 @@ export class DnsParserProgram {
     }
   }
 
+  /** dnsp_answer_marks: ifindex → the mark bits verified UDP answers to its queries get. */
+  answerMarks(): Map<number, number> {
+    const map = this.map('answerMarks');
+    const marks = new Map<number, number>();
+    for (const [key, value] of map.entries()) marks.set(key.readUInt32LE(0), value.readUInt32LE(0));
+    return marks;
+  }
+
+  /**
+   * Writes the answer-mark bits of these interfaces (ifindex → bits, non-zero); with `prune`,
+   * removes every interface not among them. The UDP queries the parser records from such an
+   * interface from now on carry the bits; a verified answer to one gets them in skb->mark.
+   */
+  setAnswerMarks(marks: ReadonlyMap<number, number>, options: { readonly prune?: boolean } = {}): void {
+    const map = this.map('answerMarks');
+    for (const [ifindex, bits] of marks) {
+      if (!Number.isInteger(ifindex) || ifindex <= 0 || ifindex > 0xffffffff) throw new RangeError(`setAnswerMarks: bad ifindex ${ifindex}`);
+      if (!Number.isInteger(bits) || bits <= 0 || bits > 0xffffffff) throw new RangeError(`setAnswerMarks: bits of ${ifindex} must be a non-zero 32-bit value`);
+      map.update(arrayIndex(ifindex), arrayIndex(bits >>> 0));
+    }
+    if (options.prune !== true) return;
+    for (const key of map.keys()) if (!marks.has(key.readUInt32LE(0))) map.delete(key);
+  }
+
   /** Deletes every remembered query. */
   clearQueries(): void {
     const map = this.map('queries');
@@ -520,6 +562,26 @@ function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: stri
       close();
     },
   };
+}
+
+/**
+ * A dnsp_queries pin of an older layout (its value was 8 bytes before answer marks) cannot be
+ * reused and would fail the load: it holds at most DNSPLANE_QUERY_LIFETIME_NS (10 s) of
+ * queries in flight, so it is dropped and created afresh.
+ */
+function dropIncompatibleQueriesPin(pinRoot: string): void {
+  const path = join(pinRoot, MAP_NAMES.queries);
+  if (!existsSync(path)) return;
+  let valueSize: number;
+  try {
+    const map = BpfMap.fromPinned(path);
+    valueSize = map.valueSize;
+    map.close();
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  if (valueSize !== STRUCT_LAYOUTS.dnsplane_query_value.size) unlinkSync(path);
 }
 
 /** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */

@@ -3,7 +3,7 @@
 // TypeScript side encodes. Needs only the object file and bpftool (no privileges).
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { COUNTER_NAMES, DOMAIN_IDS, MAP_NAMES, PATTERN_SLOTS, STRUCT_LAYOUTS } from '../src/maps.js';
+import { ANSWER_MARK_INTERFACES, COUNTER_NAMES, DOMAIN_IDS, MAP_NAMES, PATTERN_SLOTS, STRUCT_LAYOUTS } from '../src/maps.js';
 import { PARSER_OBJECT_PATH } from '../src/parser-program.js';
 import { ENDPOINT_SETS_CAPACITY, ENDPOINT_SETS_LAYOUTS, ENDPOINT_SETS_MAP } from '../src/endpoint-sets.js';
 import { MEMBERSHIP_MARK_OBJECT_PATH } from '../src/membership-marker.js';
@@ -39,6 +39,7 @@ describe('map layouts: src/maps.ts matches the BTF of bpf/dnsplane.bpf.o', () =>
       [MAP_NAMES.members6]: { key: 'dnsplane_member6_key', value: 'dnsplane_member_value' },
       [MAP_NAMES.counters]: { key: '__u32', value: '__u64', maxEntries: COUNTER_NAMES.length },
       [MAP_NAMES.wakeSets]: { key: '__u32', value: '__u8' },
+      [MAP_NAMES.answerMarks]: { key: '__u32', value: '__u32', maxEntries: ANSWER_MARK_INTERFACES },
     };
     for (const [map, want] of Object.entries(expected)) {
       const got = btf?.mapTypes(map);

@@ -239,13 +239,79 @@ const SKB_SIZE = 192;
 const SKB_INGRESS_IFINDEX = 36;
 const SKB_IFINDEX = 40;
 
-/** A tc run as on a hook: `ifindex` the interface, `ingressIfindex` where the packet came in (0: this host sent it). */
-function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex: number, ingressIfindex: number): void {
+const SKB_MARK = 8;
+
+/**
+ * A tc run as on a hook: `ifindex` the interface, `ingressIfindex` where the packet came in (0:
+ * this host sent it). Returns skb->mark after the run.
+ */
+function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex: number, ingressIfindex: number): number {
   const ctx = Buffer.alloc(SKB_SIZE);
   ctx.writeUInt32LE(ingressIfindex, SKB_INGRESS_IFINDEX);
   ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
-  program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
+  const result = program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
+  if (result.ctx === undefined) throw new Error('the test run returned no context');
+  return Buffer.from(result.ctx).readUInt32LE(SKB_MARK);
 }
+
+describe('DnsParserProgram: the verified-answer mark (dnsp_answer_marks)', () => {
+  const lo = 1;
+  const other = readdirSync('/sys/class/net').map((n) => Number(readFileSync(`/sys/class/net/${n}/ifindex`, 'utf8'))).find((i) => i > 1);
+  const BIT = 0x04000000;
+
+  it.skipIf(other === undefined)('marks an answer only when it answers a UDP query recorded from a listed interface', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    program.setAnswerMarks(new Map([[lo, BIT]]));
+    expect([...program.answerMarks()]).toEqual([[lo, BIT]]);
+    const x = exchange(31, 'm.example.com', [{ address: '198.18.9.31', ttl: 300 }]);
+    expect(tcRun(program, x.query, lo, lo)).toBe(0); // the query itself is not marked
+    expect(tcRun(program, x.response, lo, lo)).toBe(BIT);
+    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1 });
+    // the same answer again: still answers the recorded query (as conntrack admits a repeat)
+    expect(tcRun(program, x.response, lo, lo)).toBe(BIT);
+    // a response answering no query (another id), from the trusted server's address and port
+    const forged = exchange(32, 'm.example.com', [{ address: '198.18.9.32', ttl: 300 }]);
+    expect(tcRun(program, forged.response, lo, lo)).toBe(0);
+    expect(program.counters().unmatched_query).toBe(1);
+    // an error answer (NXDOMAIN) to a recorded query: marked (the client needs it), teaches nothing
+    const nx = exchange(33, 'n.example.com', []);
+    tcRun(program, nx.query, lo, lo);
+    const nxdomain = Buffer.from(nx.response);
+    nxdomain.writeUInt16BE(0x8183, 28 + 2); // IPv4 (20) + UDP (8) headers, then the DNS flags: rcode 3
+    nxdomain.writeUInt16BE(0, 26); // no UDP checksum
+    const rejectedBefore = program.counters().rejected;
+    expect(tcRun(program, nxdomain, lo, lo)).toBe(BIT);
+    expect(program.counters().rejected).toBe(rejectedBefore + 1);
+  });
+
+  it.skipIf(other === undefined)('marks nothing for queries from other interfaces, host-sent queries, or once the interface is pruned', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    program.setAnswerMarks(new Map([[lo, BIT]]));
+    const fromOther = exchange(41, 'o.example.com', [{ address: '198.18.9.41', ttl: 300 }]);
+    tcRun(program, fromOther.query, other ?? 0, other ?? 0);
+    expect(tcRun(program, fromOther.response, lo, lo)).toBe(0);
+    const hostSent = exchange(42, 'p.example.com', [{ address: '198.18.9.42', ttl: 300 }]);
+    tcRun(program, hostSent.query, other ?? 0, 0);
+    expect(tcRun(program, hostSent.response, lo, lo)).toBe(0);
+    // forwarded from the listed interface: the egress run of the same query keeps the mark
+    const forwarded = exchange(43, 'q.example.com', [{ address: '198.18.9.43', ttl: 300 }]);
+    tcRun(program, forwarded.query, other ?? 0, lo);
+    expect(tcRun(program, forwarded.response, other ?? 0, other ?? 0)).toBe(BIT);
+    program.setAnswerMarks(new Map(), { prune: true });
+    expect(program.answerMarks().size).toBe(0);
+    const after = exchange(44, 'r.example.com', [{ address: '198.18.9.44', ttl: 300 }]);
+    tcRun(program, after.query, lo, lo);
+    expect(tcRun(program, after.response, lo, lo)).toBe(0);
+    // clearAnswerMarks (the nftables driver's remove()) empties the pinned map itself
+    program.setAnswerMarks(new Map([[lo, BIT]]));
+    expect(DnsParserProgram.clearAnswerMarks(program.pinRoot)).toBe(true);
+    expect(program.answerMarks().size).toBe(0);
+  });
+});
 
 describe('DnsParserProgram: a forwarded query is parsed once', () => {
   // tc ingress of lo (ifindex 1 = ingress ifindex), then tc egress of another interface of
