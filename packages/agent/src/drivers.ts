@@ -45,6 +45,8 @@ export const DRIVERS: readonly DriverRegistration[] = [
         tableName: config.nftables.table,
         markMask: config.nftables.markMask,
         mirrorDrainIntervalMs: config.nftables.mirrorDrainIntervalMs,
+        untrackDns: config.nftables.untrackDns,
+        answerMark: config.nftables.answerMark,
         pinRoot: config.bpf.pinRoot,
         interfaces: config.dns.interfaces,
       }),

@@ -105,9 +105,13 @@ spec:
     const t = testEnvironment({ drivers: DRIVERS });
     expect(await main(['apply', '--dry-run', '-c', tree.configPath], t.environment)).toBe(0);
     const state = compile(await loadInputs(tree.configPath));
-    const nft = createNftablesDataplane();
+    // As the agent builds it (default pin root: the parser verifies answers, DNS is untracked); render() touches no kernel.
+    const nft = createNftablesDataplane({ pinRoot: '/sys/fs/bpf/dnsplane' });
     try {
       expect(t.stdout()).toContain(`## nftables (selected): render()\n${nft.render(state).replace(/\n$/, '')}\n`);
+      // the untracked-DNS rules and the parser's answer mark are part of what a dry run shows
+      expect(t.stdout()).toContain('"prerouting_untrack"');
+      expect(t.stdout()).toContain('"answerMark": "0x04000000"');
     } finally {
       await nft.close();
     }

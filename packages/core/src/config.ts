@@ -15,6 +15,7 @@ export const DEFAULT_BPF_PIN_ROOT = '/sys/fs/bpf/dnsplane';
 export const DEFAULT_NFT_MARK_MASK = '0x00ff0000';
 /** Default of `nftables.mirrorDrainIntervalMs` (bpf-parser's LEARNED_EVENTS_DRAIN_INTERVAL_MS). */
 export const DEFAULT_NFT_MIRROR_DRAIN_INTERVAL_MS = 1000;
+export const DEFAULT_NFT_ANSWER_MARK = '0x04000000';
 /** Largest TTL setting in seconds (about 68 years: expiries stay far from overflow in ns). */
 export const MAX_TTL_SETTING = 2_147_483_647;
 export const MAX_ADDRESSES_PER_NAME_LIMIT = 65_535;
@@ -168,7 +169,31 @@ export const DnsplaneConfigSchema = strictObject({
         description:
           'How often, in ms, the nftables dataplane reads learned events that did not wake it: the most a domain set with a mark bit waits for its nft set copy. Sets that rely on the nft set alone wake it at once.',
       }),
-  }).prefault({}),
+    untrackDns: z
+      .boolean()
+      .default(true)
+      .meta({
+        description:
+          "Take enforced workloads' UDP DNS with trusted servers out of connection tracking; their answers are admitted by the parser's verification (answerMark). false: every DNS exchange stays tracked.",
+      }),
+    answerMark: z
+      .string()
+      .regex(/^0x[0-9a-fA-F]{1,8}$/, 'must be a hexadecimal 32-bit value such as "0x04000000"')
+      .refine((text) => {
+        const value = Number.parseInt(text, 16);
+        return value !== 0 && (value & (value - 1)) === 0;
+      }, 'must be exactly one bit')
+      .default(DEFAULT_NFT_ANSWER_MARK)
+      .meta({
+        description:
+          'The packet-mark bit the DNS parser sets on a UDP answer it verified against a recorded query (untracked DNS); one bit outside markMask.',
+      }),
+  })
+    .refine((nft) => (Number.parseInt(nft.answerMark, 16) & Number.parseInt(nft.markMask, 16)) === 0, {
+      message: 'answerMark must not overlap markMask (the membership marker owns those bits)',
+      path: ['answerMark'],
+    })
+    .prefault({}),
 }).meta({ title: 'dnsplane config', description: 'The dnsplane agent configuration file (dnsplane.yaml).' });
 
 /** The parsed config, defaults filled in, trusted servers parsed. */

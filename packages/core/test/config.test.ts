@@ -62,7 +62,7 @@ describe('DnsplaneConfigSchema', () => {
       log: { level: 'info' },
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
-      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000 },
+      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' },
     });
   });
 

@@ -93,6 +93,7 @@ export function bpfTcMembershipKernel(
         attach: (ifname: string, direction: TcDirection) => {
           parser.attachTc(ifname, direction);
         },
+        setAnswerMarks: (marks, { prune }) => parser.setAnswerMarks(marks, { prune }),
         consume: (onLearned, onError) => {
           const consumer = new LearnedEventConsumer(parser.map('events'), (entry, event) => onLearned(entry, event.expiryNs), {
             clock,
@@ -125,6 +126,7 @@ export function bpfTcMembershipKernel(
     },
     interfaces: () => sysfsInterfaces(),
     removePins: (pinRoot) => DnsParserProgram.removePins(pinRoot),
+    clearAnswerMarks: (pinRoot) => void DnsParserProgram.clearAnswerMarks(pinRoot),
     nowNs: () => ktimeNs(),
   };
 }

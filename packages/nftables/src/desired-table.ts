@@ -1,17 +1,21 @@
 // DesiredState → the nft objects of dnsplane's table: base chains at the hooks endpoint
 // traffic passes, one chain per (endpoint, direction) and per (policy, direction), and a pair
 // of timeout sets per domain set. Pure: no kernel I/O.
-import type { CompiledEndpoint, CompiledPolicy, DesiredState, Direction, DomainSet } from '@dnsplane/core';
+import type { CompiledEndpoint, CompiledPolicy, DesiredState, Direction, DomainSet, IpFamily } from '@dnsplane/core';
 import {
   accept,
   anonymousSet,
+  bitAnd,
   counter,
   ctState,
   drop,
+  fibDaddrType,
   jump,
   match,
   meta,
+  notrack,
   payload,
+  type NftValue,
   type NftBaseChainSpec,
   type NftChain,
   type NftHook,
@@ -24,6 +28,7 @@ import {
   BASE_CHAINS,
   EGRESS_STAGE_PRIORITY,
   INGRESS_STAGE_PRIORITY,
+  RAW_PRIORITY,
   domainSetName,
   endpointChainName,
   policyChainName,
@@ -45,11 +50,30 @@ export interface DesiredTable {
   readonly chains: readonly DesiredChain[];
   /** The packet-mark bits of the domain sets (what the tc membership marker is programmed with). */
   readonly marks: MarkAssignment;
+  /** Whose UDP DNS is out of connection tracking (what the parser's answer marks are programmed with). */
+  readonly untracked: UntrackedDns;
+}
+
+/**
+ * UDP DNS exchanges with trusted servers taken out of connection tracking: queries arriving on
+ * `interfaces` (enforced workloads' host-side interfaces) are not tracked, and their answers
+ * are admitted by `answerMark`, which the parser sets only on an answer it verified against
+ * the query it recorded from one of those interfaces. Empty `interfaces`: nothing untracked.
+ */
+export interface UntrackedDns {
+  /** The verified-answer mark bit (0: the feature is off). */
+  readonly answerMark: number;
+  /** Host-side interfaces of the workloads whose UDP DNS is untracked, sorted. */
+  readonly interfaces: readonly string[];
 }
 
 export interface DesiredTableOptions {
   /** Packet-mark bits for kernel membership (default DEFAULT_MARK_MASK). */
   readonly markMask?: number;
+  /** The verified-answer mark bit; absent or 0: every DNS exchange stays tracked. */
+  readonly answerMark?: number;
+  /** Interfaces the parser watches (empty or absent: all): only there can a query be recorded. */
+  readonly parserInterfaces?: readonly string[];
 }
 
 /** nft keeps at most 128 bytes of rule comment (with its NUL). */
@@ -102,6 +126,68 @@ function policiesFor(
     .filter((p): p is CompiledPolicy => p !== undefined && p[direction] !== undefined);
 }
 
+const oneOrSet = (values: readonly NftValue[]): NftValue => (values.length === 1 ? (values[0] as NftValue) : anonymousSet(values));
+const FAMILY = { 4: { nfproto: 'ipv4', protocol: 'ip' }, 6: { nfproto: 'ipv6', protocol: 'ip6' } } as const;
+
+/** Whose UDP DNS goes untracked: workloads selected in egress, on an interface the parser watches. */
+function untrackedDns(state: DesiredState, policies: ReadonlyMap<string, CompiledPolicy>, options: DesiredTableOptions): UntrackedDns {
+  const answerMark = options.answerMark ?? 0;
+  if (answerMark === 0 || state.dns.trustedServers.length === 0) return { answerMark, interfaces: [] };
+  const watched = options.parserInterfaces ?? [];
+  const interfaces = state.endpoints.flatMap((e) =>
+    !e.host && e.interface !== undefined && policiesFor(e, 'egress', policies).length > 0 && (watched.length === 0 || watched.includes(e.interface))
+      ? [e.interface]
+      : [],
+  );
+  return { answerMark, interfaces: [...new Set(interfaces)].sort() };
+}
+
+/**
+ * The raw-priority prerouting chain's rules, per address family of the trusted servers: a UDP
+ * query from an untracked interface to a trusted server (not one on this node: its answer
+ * would leave through output, where the parser does not see it) is not tracked; an answer
+ * from a trusted server carrying the verified-answer mark is not tracked either.
+ */
+function untrackRules(untracked: UntrackedDns, state: DesiredState): Array<{ label: string; expr: NftStatement[] }> {
+  const rules: Array<{ label: string; expr: NftStatement[] }> = [];
+  if (untracked.interfaces.length === 0) return rules;
+  const marked = match('==', bitAnd(meta('mark'), untracked.answerMark), untracked.answerMark);
+  const udp = match('==', meta('l4proto'), 'udp');
+  for (const family of [4, 6] as const satisfies readonly IpFamily[]) {
+    const servers = state.dns.trustedServers.filter((s) => s.family === family);
+    if (servers.length === 0) continue;
+    const { nfproto, protocol } = FAMILY[family];
+    const addresses = [...new Set(servers.map((s) => s.address))].sort();
+    const ports = [...new Set(servers.map((s) => s.port))].sort((a, b) => a - b);
+    rules.push({
+      label: `untrack dns query ipv${family}`,
+      expr: [
+        udp,
+        match('==', payload('udp', 'dport'), oneOrSet(ports)),
+        match('==', meta('iifname'), oneOrSet(untracked.interfaces)),
+        match('==', meta('nfproto'), nfproto),
+        match('==', payload(protocol, 'daddr'), oneOrSet(addresses)),
+        match('!=', fibDaddrType, 'local'),
+        counter,
+        notrack,
+      ],
+    });
+    rules.push({
+      label: `untrack verified dns answer ipv${family}`,
+      expr: [
+        marked,
+        udp,
+        match('==', payload('udp', 'sport'), oneOrSet(ports)),
+        match('==', meta('nfproto'), nfproto),
+        match('==', payload(protocol, 'saddr'), oneOrSet(addresses)),
+        counter,
+        notrack,
+      ],
+    });
+  }
+  return rules;
+}
+
 export function desiredTable(state: DesiredState, table: NftTableRef, options: DesiredTableOptions = {}): DesiredTable {
   const domainSets = new Map<number, DomainSet>(state.domainSets.map((s) => [s.id, s]));
   const marks = assignMarkBits(state, options.markMask);
@@ -136,6 +222,21 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
   const inputIngress = baseChain(table, BASE_CHAINS.inputIngress, 'input', INGRESS_STAGE_PRIORITY);
   const outputEgress = baseChain(table, BASE_CHAINS.outputEgress, 'output', EGRESS_STAGE_PRIORITY);
   const outputIngress = baseChain(table, BASE_CHAINS.outputIngress, 'output', INGRESS_STAGE_PRIORITY);
+  // Answers to untracked DNS queries: admitted by the parser's verification (the mark), as a
+  // tracked answer is by `established` (forward only: host endpoints' DNS stays tracked).
+  const untracked = untrackedDns(state, policies, options);
+  const untrack = untrackRules(untracked, state);
+  if (untrack.length > 0) {
+    const verified = [
+      match('==', bitAnd(meta('mark'), untracked.answerMark), untracked.answerMark),
+      match('==', meta('l4proto'), 'udp'),
+      match('in', ctState, ['untracked']),
+      counter,
+      accept,
+    ];
+    forwardEgress.rule('verified dns answer', verified);
+    forwardIngress.rule('verified dns answer', verified);
+  }
   // The node talking to itself is never policed, whatever a host endpoint's policy says.
   inputIngress.rule('loopback', [match('==', meta('iifname'), 'lo'), accept]);
   outputEgress.rule('loopback', [match('==', meta('oifname'), 'lo'), accept]);
@@ -171,8 +272,17 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
     }
   }
 
-  const baseChains = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress].map((b) =>
-    b.build(),
-  );
-  return { table, sets, chains: [...policyChains, ...endpointChains, ...baseChains], marks };
+  const builders = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress];
+  if (untrack.length > 0) {
+    // A filter chain at raw priority (before conntrack), only while something is untracked.
+    const raw = new ChainBuilder({
+      table,
+      name: BASE_CHAINS.preroutingUntrack,
+      base: { type: 'filter', hook: 'prerouting', priority: RAW_PRIORITY, policy: 'accept' },
+    });
+    for (const { label, expr } of untrack) raw.rule(label, expr);
+    builders.push(raw);
+  }
+  const baseChains = builders.map((b) => b.build());
+  return { table, sets, chains: [...policyChains, ...endpointChains, ...baseChains], marks, untracked };
 }

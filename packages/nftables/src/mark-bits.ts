@@ -21,6 +21,29 @@ export function parseMarkMask(mask: number | string): number {
   return value >>> 0;
 }
 
+/**
+ * The default of `nftables.answerMark`: one bit, outside DEFAULT_MARK_MASK and outside the
+ * iptables dataplane's bits (0x01000000 allow, 0x02000000 match): both are in force during a migration.
+ */
+export const DEFAULT_ANSWER_MARK = 0x04000000;
+
+/**
+ * The verified-answer mark (number or config text "0x04000000"): exactly one bit, outside
+ * `markMask` (the membership marker clears and sets those bits); RangeError otherwise.
+ */
+export function parseAnswerMark(mark: number | string, markMask: number): number {
+  const value = typeof mark === 'number' ? mark : /^0x[0-9a-fA-F]{1,8}$/.test(mark) ? Number.parseInt(mark, 16) : Number.NaN;
+  if (!Number.isInteger(value) || value <= 0 || value > 0xffffffff || (value & (value - 1)) !== 0) {
+    throw new RangeError(`nftables answerMark must be exactly one bit of the 32-bit mark, such as 0x04000000, got ${String(mark)}`);
+  }
+  if (((value & markMask) >>> 0) !== 0) {
+    throw new RangeError(
+      `nftables answerMark 0x${value.toString(16)} overlaps markMask 0x${(markMask >>> 0).toString(16)}: the membership marker owns those bits`,
+    );
+  }
+  return value >>> 0;
+}
+
 /** The single-bit values of a mask, lowest first. */
 export function maskBits(mask: number): number[] {
   const bits: number[] = [];

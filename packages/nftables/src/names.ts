@@ -20,11 +20,15 @@ export const BASE_CHAINS = {
   outputEgress: 'output_egress',
   /** Traffic from the node to a workload: the workload's ingress (oifname). */
   outputIngress: 'output_ingress',
+  /** Before conntrack: takes enforced workloads' UDP DNS with trusted servers out of tracking. */
+  preroutingUntrack: 'prerouting_untrack',
 } as const;
 
 /** Priorities: the egress stage runs first, then the ingress stage (both around `filter`). */
 export const EGRESS_STAGE_PRIORITY = 0;
 export const INGRESS_STAGE_PRIORITY = 10;
+/** `raw`: before conntrack (-200), where `notrack` works. */
+export const RAW_PRIORITY = -300;
 
 const PLAIN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 

@@ -80,7 +80,11 @@ export type NftValue = string | number | NftPrefixExpr | NftRangeExpr | NftAnony
 export interface NftAndExpr {
   readonly '&': readonly [NftMetaExpr, number];
 }
-export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr | NftAndExpr;
+/** A routing lookup (`fib daddr type`): what kind of address the destination is on this node. */
+export interface NftFibExpr {
+  readonly fib: { readonly result: 'type'; readonly flags: readonly ['daddr'] };
+}
+export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr | NftAndExpr | NftFibExpr;
 export type NftMatchOp = '==' | '!=' | 'in';
 
 // --- statements -------------------------------------------------------------------------
@@ -101,7 +105,16 @@ export interface NftLogStatement {
 export interface NftCounterStatement {
   readonly counter: null;
 }
-export type NftStatement = NftMatchStatement | NftVerdictStatement | NftLogStatement | NftCounterStatement;
+/** Takes the packet out of connection tracking (only before conntrack: priority raw). */
+export interface NftNotrackStatement {
+  readonly notrack: null;
+}
+export type NftStatement =
+  | NftMatchStatement
+  | NftVerdictStatement
+  | NftLogStatement
+  | NftCounterStatement
+  | NftNotrackStatement;
 
 export interface NftRule {
   readonly table: NftTableRef;
@@ -135,3 +148,5 @@ export const returnVerdict: NftVerdictStatement = { return: null };
 export const jump = (target: string): NftVerdictStatement => ({ jump: { target } });
 export const log = (prefixText: string): NftLogStatement => ({ log: { prefix: prefixText } });
 export const counter: NftCounterStatement = { counter: null };
+export const notrack: NftNotrackStatement = { notrack: null };
+export const fibDaddrType: NftFibExpr = { fib: { result: 'type', flags: ['daddr'] } };

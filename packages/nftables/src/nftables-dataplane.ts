@@ -10,12 +10,12 @@ import {
   type LearnedEntry,
   type ProcessRunner,
 } from '@dnsplane/core';
-import { desiredTable } from './desired-table.js';
+import { desiredTable, type DesiredTableOptions } from './desired-table.js';
 import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from './executor.js';
 import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
 import { JsonNftHandle } from './json-handle.js';
 import type { LearnedSource } from './learned-source.js';
-import { DEFAULT_MARK_MASK, markAssignmentJson, parseMarkMask } from './mark-bits.js';
+import { DEFAULT_ANSWER_MARK, DEFAULT_MARK_MASK, markAssignmentJson, parseAnswerMark, parseMarkMask } from './mark-bits.js';
 import { bpfTcMembershipKernel } from './bpf-kernel.js';
 import { TcMembership, type MirrorProbe, type TcMembershipKernel } from './tc-membership.js';
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
@@ -44,6 +44,14 @@ export interface NftablesDataplaneOptions {
   readonly markMask?: number | string;
   /** Interfaces the DNS parser watches (empty or absent: every interface but lo). */
   readonly interfaces?: readonly string[];
+  /**
+   * Take enforced workloads' UDP DNS with trusted servers out of connection tracking and admit
+   * the answers by the parser's verification (the answerMark bit) instead (default true; needs
+   * pinRoot — without the parser nothing is untracked).
+   */
+  readonly untrackDns?: boolean;
+  /** The verified-answer mark: one bit outside markMask (number or "0x04000000"; default 0x04000000). */
+  readonly answerMark?: number | string;
   /**
    * bpffs folder of the parser's and marker's pins. When set, install() loads (or reuses)
    * them, attaches them with tc, and mirrors the parser's learned events into the nft sets
@@ -96,6 +104,8 @@ export class NftablesDataplane implements Dataplane {
   #expiries = new Map<string, Map<string, number>>();
   #serial: Promise<unknown> = Promise.resolve();
   readonly #markMask: number;
+  /** What desiredTable gets besides the state: mark bits, the answer mark (0: DNS stays tracked), watched interfaces. */
+  readonly #tableOptions: DesiredTableOptions;
   readonly #interfaces: readonly string[];
   readonly #membership: TcMembership | undefined;
   readonly #pinRoot: string | undefined;
@@ -116,6 +126,13 @@ export class NftablesDataplane implements Dataplane {
     this.#logger = options.logger ?? silentLogger;
     this.#markMask = parseMarkMask(options.markMask ?? DEFAULT_MARK_MASK);
     this.#interfaces = options.interfaces ?? [];
+    const answerMark = parseAnswerMark(options.answerMark ?? DEFAULT_ANSWER_MARK, this.#markMask);
+    this.#tableOptions = {
+      markMask: this.#markMask,
+      // Only the parser can verify answers: without it (no pinRoot) every exchange stays tracked.
+      answerMark: options.untrackDns === false || options.pinRoot === undefined ? 0 : answerMark,
+      parserInterfaces: this.#interfaces,
+    };
     this.#pinRoot = options.pinRoot;
     this.#timer = options.stepTimer ?? new StepTimer();
     this.#prepareParser = options.prepareParser;
@@ -153,7 +170,7 @@ export class NftablesDataplane implements Dataplane {
    * the membership marker's endpoint → (set, bit) entries and where the parser is attached.
    */
   render(state: DesiredState): string {
-    const desired = desiredTable(state, this.table, { markMask: this.#markMask });
+    const desired = desiredTable(state, this.table, this.#tableOptions);
     const plan = planInstall(desired, undefined);
     const tc = {
       'dnsplane-tc': {
@@ -162,6 +179,10 @@ export class NftablesDataplane implements Dataplane {
           egress: 'every watched interface that is not a workload endpoint',
         },
         membershipMarks: markAssignmentJson(desired.marks),
+        untrackedDns: {
+          answerMark: `0x${desired.untracked.answerMark.toString(16).padStart(8, '0')}`,
+          interfaces: desired.untracked.interfaces,
+        },
       },
     };
     return `${serializeDocument(renderDocument(plan.transaction), true)}\n\n${JSON.stringify(tc, null, 2)}\n`;
@@ -197,7 +218,7 @@ export class NftablesDataplane implements Dataplane {
       // listing runs in libnftables on a worker thread while the desired table is built here.
       const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
       listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
-      const desired = timer.time('table_build', () => desiredTable(state, this.table, { markMask: this.#markMask }));
+      const desired = timer.time('table_build', () => desiredTable(state, this.table, this.#tableOptions));
       const membership = this.#membership;
       // The parser's domain table (CPU only) is built while this thread would wait anyway: for
       // the listing, or — while the verifier still runs — for the parser, after the inert part
@@ -235,8 +256,10 @@ export class NftablesDataplane implements Dataplane {
       }
       // The kernel membership is read back (to catch the nft sets up) after the install, not in it.
       const installKernelSide = (membership: TcMembership): void =>
-        void timer.time('kernel_side', () => membership.install(state, desired.marks, { exportMembership: false }));
+        void timer.time('kernel_side', () => membership.install(state, desired.marks, desired.untracked, { exportMembership: false }));
       if (kernelFirst) installKernelSide(membership);
+      // Answers are marked before any rule untracks their queries (pruned after, in install).
+      else membership?.addAnswerMarks(desired.untracked);
       if (inert !== undefined) await timer.timeAsync('nft_apply_inert_wait', () => inert);
       if (rest.size > 0) await timer.timeAsync('nft_apply', () => this.#handle.apply(rest));
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));

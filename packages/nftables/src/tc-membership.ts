@@ -11,6 +11,7 @@ import { isNotSupported, systemClock, type Clock, type DesiredState, type Learne
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
 import type { MarkAssignment, MarkedSet } from './mark-bits.js';
+import type { UntrackedDns } from './desired-table.js';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -28,6 +29,11 @@ export interface ParserHandle {
   counters(): Readonly<Record<string, number>>;
   /** Attaches the tc classifier at its fixed priority/handle (replacing what is there). */
   attach(ifname: string, direction: TcDirection): void;
+  /**
+   * Writes the verified-answer mark bits of these interfaces (ifindex → bits); with `prune`,
+   * forgets every other interface.
+   */
+  setAnswerMarks(marks: ReadonlyMap<number, number>, options: { readonly prune: boolean }): void;
   /** Starts consuming learned events; returns a function that stops. */
   /** `expiryNs`: the entry's expiry as the kernel wrote it (CLOCK_MONOTONIC ns). */
   consume(onLearned: (entry: LearnedEntry, expiryNs: bigint) => void, onError: (error: unknown) => void): () => void;
@@ -59,6 +65,8 @@ export interface TcMembershipKernel {
   /** Interfaces of this process's network namespace. */
   interfaces(): NetInterface[];
   removePins(pinRoot: string): void;
+  /** Empties the parser's pinned answer marks (whoever loads the pinned maps next marks no answer). Optional. */
+  clearAnswerMarks?(pinRoot: string): void;
   /** CLOCK_MONOTONIC ns, the clock of the kernel's expiries (bpf_ktime_get_ns). */
   nowNs(): bigint;
   /**
@@ -122,6 +130,8 @@ export class TcMembership implements LearnedSource {
   /** ifindex → interface name programmed in the marker's map. */
   #programmed = new Map<number, string>();
   #mirrorOnly = { sets: 0, endpoints: 0 };
+  /** Interfaces whose queries' verified answers the parser marks (programmed at the last install). */
+  #answerMarked = 0;
 
   constructor(options: TcMembershipOptions) {
     this.#options = options;
@@ -139,7 +149,12 @@ export class TcMembership implements LearnedSource {
    * `state`, attaches them, and starts consuming learned events. Returns the membership in
    * force in the kernel (learned while no agent ran) for the mirror to catch up with.
    */
-  install(state: DesiredState, marks: MarkAssignment, options: { readonly exportMembership?: boolean } = {}): LearnedEntry[] {
+  install(
+    state: DesiredState,
+    marks: MarkAssignment,
+    untracked: UntrackedDns,
+    options: { readonly exportMembership?: boolean } = {},
+  ): LearnedEntry[] {
     const { kernel, pinRoot, logger } = this.#options;
     this.#parser ??= kernel.loadParser(pinRoot);
     const parser = this.#parser;
@@ -159,6 +174,9 @@ export class TcMembership implements LearnedSource {
 
     const all = kernel.interfaces();
     const byName = new Map(all.map((i) => [i.name, i]));
+    const answerMarks = this.#answerMarksOf(untracked, byName);
+    parser.setAnswerMarks(answerMarks, { prune: true });
+    this.#answerMarked = answerMarks.size;
     const watched =
       this.#options.interfaces.length > 0 ? this.#options.interfaces.filter((n) => byName.has(n)) : all.map((i) => i.name).filter((n) => n !== 'lo');
     const missing = this.#options.interfaces.filter((n) => !byName.has(n));
@@ -225,6 +243,26 @@ export class TcMembership implements LearnedSource {
     return options.exportMembership === false ? [] : parser.exportLearned(this.#clock);
   }
 
+  /**
+   * Before an nft apply that may start untracking queries: the parser (when already loaded)
+   * marks the verified answers of these interfaces' queries first, so no untracked query's
+   * answer finds the rule that admits it without its mark. install() prunes the rest after.
+   */
+  addAnswerMarks(untracked: UntrackedDns): void {
+    if (this.#parser === undefined || untracked.interfaces.length === 0) return;
+    const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));
+    this.#parser.setAnswerMarks(this.#answerMarksOf(untracked, byName), { prune: false });
+  }
+
+  #answerMarksOf(untracked: UntrackedDns, byName: ReadonlyMap<string, NetInterface>): Map<number, number> {
+    const marks = new Map<number, number>();
+    for (const name of untracked.interfaces) {
+      const netif = byName.get(name);
+      if (netif !== undefined) marks.set(netif.ifindex, untracked.answerMark);
+    }
+    return marks;
+  }
+
   /** Builds the domain table of `sets` ahead, when the kernel side can (see TcMembershipKernel). */
   prepareDomainTable(sets: DesiredState['domainSets']): void {
     this.#options.kernel.prepareDomainTable?.(sets);
@@ -235,6 +273,7 @@ export class TcMembership implements LearnedSource {
       mirror_only_sets: this.#mirrorOnly.sets,
       mirror_only_endpoints: this.#mirrorOnly.endpoints,
       marked_interfaces: this.#programmed.size,
+      answer_marked_interfaces: this.#answerMarked,
     };
     for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
     return counters;
@@ -304,6 +343,9 @@ export class TcMembership implements LearnedSource {
     }
     this.#attached.clear();
     this.#programmed.clear();
+    // A migration keeps the shared parser maps for the next dataplane: it must not mark answers.
+    kernel.clearAnswerMarks?.(pinRoot);
+    this.#answerMarked = 0;
     this.close();
     kernel.removePins(pinRoot);
   }

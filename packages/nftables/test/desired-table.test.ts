@@ -13,6 +13,14 @@ import { anyPeer, baseState, githubSet, rule, webEgress } from './fixtures.js';
 
 const table: NftTableRef = { family: 'inet', name: 'dnsplane_golden' };
 const golden = new URL('./golden/install.txt', import.meta.url);
+const goldenUntracked = new URL('./golden/install-untracked-dns.txt', import.meta.url);
+const trustedServers = [
+  { family: 4 as const, address: '198.18.53.2', port: 53 },
+  { family: 4 as const, address: '198.18.53.3', port: 53 },
+  { family: 6 as const, address: 'fd00:18:53::2', port: 53 },
+];
+const untrackedState = () => baseState({ dns: { trustedServers, minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 } });
+const ANSWER_MARK = 0x04000000;
 
 function chainRules(name: string): ReadonlyArray<readonly NftStatement[]> {
   const chain = desiredTable(baseState(), table).chains.find((c) => c.chain.name === name);
@@ -28,6 +36,67 @@ describe('desiredTable', () => {
     expect(text).toBe(readFileSync(golden, 'utf8'));
   });
 
+  it('with an answer mark: renders the untracked-DNS transaction as in its golden file (sorted lines)', () => {
+    const lines = sortedOperationLines(planInstall(desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK }), undefined).transaction);
+    const text = `${lines.join('\n')}\n`;
+    if (process.env['UPDATE_GOLDEN'] === '1' || !existsSync(goldenUntracked)) writeFileSync(goldenUntracked, text);
+    expect(text).toBe(readFileSync(goldenUntracked, 'utf8'));
+  });
+
+  it('untracks UDP DNS of egress-enforced workloads only: raw prerouting chain, verified answers accepted in forward', () => {
+    const desired = desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK });
+    expect(desired.untracked).toEqual({ answerMark: ANSWER_MARK, interfaces: ['veth-web'] });
+    const raw = desired.chains.find((c) => c.chain.name === BASE_CHAINS.preroutingUntrack);
+    expect(raw?.chain.base).toEqual({ type: 'filter', hook: 'prerouting', priority: -300, policy: 'accept' });
+    const mark = { match: { op: '==', left: { '&': [{ meta: { key: 'mark' } }, ANSWER_MARK] }, right: ANSWER_MARK } };
+    const udp = { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'udp' } };
+    expect(raw?.rules.map((r) => r.expr)).toEqual([
+      [
+        udp,
+        { match: { op: '==', left: { payload: { protocol: 'udp', field: 'dport' } }, right: 53 } },
+        { match: { op: '==', left: { meta: { key: 'iifname' } }, right: 'veth-web' } },
+        { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv4' } },
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: { set: ['198.18.53.2', '198.18.53.3'] } } },
+        { match: { op: '!=', left: { fib: { result: 'type', flags: ['daddr'] } }, right: 'local' } },
+        { counter: null },
+        { notrack: null },
+      ],
+      [
+        mark,
+        udp,
+        { match: { op: '==', left: { payload: { protocol: 'udp', field: 'sport' } }, right: 53 } },
+        { match: { op: '==', left: { meta: { key: 'nfproto' } }, right: 'ipv4' } },
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { set: ['198.18.53.2', '198.18.53.3'] } } },
+        { counter: null },
+        { notrack: null },
+      ],
+      expect.arrayContaining([{ match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: 'fd00:18:53::2' } }]),
+      expect.arrayContaining([mark, { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: 'fd00:18:53::2' } }]),
+    ]);
+    const verified = [mark, udp, { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['untracked'] } }, { counter: null }, { accept: null }];
+    for (const name of [BASE_CHAINS.forwardEgress, BASE_CHAINS.forwardIngress]) {
+      const rules = desired.chains.find((c) => c.chain.name === name)?.rules.map((r) => r.expr);
+      expect(rules?.[1], name).toEqual(verified); // right after established,related, before any dispatch
+    }
+    // host endpoints (input/output) keep conntrack for their DNS
+    for (const name of [BASE_CHAINS.inputEgress, BASE_CHAINS.inputIngress, BASE_CHAINS.outputEgress, BASE_CHAINS.outputIngress]) {
+      expect(JSON.stringify(desired.chains.find((c) => c.chain.name === name)?.rules), name).not.toContain('untracked');
+    }
+  });
+
+  it('untracks nothing without an answer mark, without trusted servers, or where the parser does not watch', () => {
+    const none = (state: ReturnType<typeof baseState>, options: Parameters<typeof desiredTable>[2]) => {
+      const desired = desiredTable(state, table, options);
+      expect(desired.untracked.interfaces).toEqual([]);
+      expect(desired.chains.map((c) => c.chain.name)).not.toContain(BASE_CHAINS.preroutingUntrack);
+      expect(JSON.stringify(desired.chains)).not.toContain('untracked');
+    };
+    none(untrackedState(), {});
+    none(baseState(), { answerMark: ANSWER_MARK });
+    none(untrackedState(), { answerMark: ANSWER_MARK, parserInterfaces: ['eth0'] });
+    expect(desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK, parserInterfaces: ['eth0', 'veth-web'] }).untracked.interfaces).toEqual(['veth-web']);
+  });
+
   it('creates a pair of timeout sets per domain set', () => {
     const sets = desiredTable(baseState(), table).sets;
     expect(sets.map((s) => [s.name, s.type, s.flags])).toEqual([
@@ -39,7 +108,7 @@ describe('desiredTable', () => {
   });
 
   it('accepts established/related first in every base chain', () => {
-    for (const name of Object.values(BASE_CHAINS)) {
+    for (const name of Object.values(BASE_CHAINS).filter((n) => n !== BASE_CHAINS.preroutingUntrack)) {
       expect(chainRules(name)[0]).toEqual([
         { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } },
         { accept: null },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CompiledEndpoint, CompiledPolicy, DesiredState, DomainSet } from '@dnsplane/core';
-import { assignMarkBits, maskBits, markAssignmentJson, parseMarkMask } from '../src/mark-bits.js';
+import { DEFAULT_ANSWER_MARK, DEFAULT_MARK_MASK, assignMarkBits, maskBits, markAssignmentJson, parseAnswerMark, parseMarkMask } from '../src/mark-bits.js';
 import { renderRule } from '../src/render-rules.js';
 import { anyPeer, baseState, githubSet, rule } from './fixtures.js';
 
@@ -121,5 +121,15 @@ describe('domain rules with a mark bit', () => {
     const bodies = renderRule(r, { policy: 'p', direction: 'egress', domainSets: new Map([[githubSet.id, githubSet]]), markBits: new Map() });
     expect(bodies).toHaveLength(2);
     expect(JSON.stringify(bodies)).not.toContain('mark');
+  });
+
+  it('parseAnswerMark: exactly one bit, outside markMask', () => {
+    expect(parseAnswerMark(DEFAULT_ANSWER_MARK, DEFAULT_MARK_MASK)).toBe(0x04000000);
+    expect(parseAnswerMark('0x80000000', DEFAULT_MARK_MASK)).toBe(0x80000000);
+    expect(parseAnswerMark(1, DEFAULT_MARK_MASK)).toBe(1);
+    for (const bad of ['0x03000000', '0x0', 0, -1, 0x100000000, 'x', '0x1000000000']) {
+      expect(() => parseAnswerMark(bad, DEFAULT_MARK_MASK), String(bad)).toThrow(/exactly one bit/);
+    }
+    expect(() => parseAnswerMark('0x00800000', DEFAULT_MARK_MASK)).toThrow(/overlaps markMask 0xff0000/);
   });
 });

@@ -18,6 +18,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     { name: 'eth0', ifindex: 2 },
     { name: 'veth-web', ifindex: 7 },
   ];
+  const answerMarks = new Map<number, number>();
   let emit: ((entry: LearnedEntry, expiryNs: bigint) => void) | undefined;
   const kernel: TcMembershipKernel = {
     loadParser: (pinRoot) => {
@@ -29,6 +30,11 @@ function fakeKernel(membership: LearnedEntry[] = []) {
         importLearned: (entries) => (membership.push(...entries), entries.length),
         counters: () => ({ parsed: 3 }),
         attach: (ifname, direction) => log.push(`parser ${direction} ${ifname}`),
+        setAnswerMarks: (marks, { prune }) => {
+          if (prune) answerMarks.clear();
+          for (const [ifindex, bits] of marks) answerMarks.set(ifindex, bits);
+          log.push(`answer marks ${[...marks].map(([i, b]) => `${i}=0x${b.toString(16)}`).join(',')}${prune ? ' (pruned)' : ''}`);
+        },
         consume: (onLearned) => {
           emit = onLearned;
           return () => {
@@ -48,9 +54,10 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     detach: (kind, ifname, direction) => (log.push(`detach ${kind} ${direction} ${ifname}`), true),
     interfaces: () => interfaces.map((i) => ({ ...i })),
     removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
+    clearAnswerMarks: (pinRoot) => (answerMarks.clear(), log.push(`clear answer marks ${pinRoot}`)),
     nowNs: () => 0n,
   };
-  return { kernel, log, programmed, interfaces, emit: (e: LearnedEntry) => emit?.(e, 0n) };
+  return { kernel, log, programmed, interfaces, answerMarks, emit: (e: LearnedEntry) => emit?.(e, 0n) };
 }
 
 function setup(membership: LearnedEntry[] = []) {
@@ -81,6 +88,36 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(programmed.get(7)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
     expect((await dataplane.status()).counters['parser.parsed']).toBe(3);
     expect(log).toContain('wake sets '); // the marked set's events do not wake the mirror
+  });
+
+  it('untracked DNS: the parser marks verified answers of the egress-enforced workload, before the rules untrack its queries; pruned when it goes', async () => {
+    const { dataplane, log, answerMarks } = setup();
+    const dns = { trustedServers: [{ family: 4 as const, address: '198.18.53.2', port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
+    await dataplane.install(baseState({ dns }));
+    // veth-web (ifindex 7) is selected in egress; veth-idle (no policy) and the host endpoint are not
+    expect([...answerMarks]).toEqual([[7, 0x04000000]]);
+    expect((await dataplane.status()).counters['answer_marked_interfaces']).toBe(1);
+    expect(dataplane.render(baseState({ dns }))).toMatch(/"untrackedDns": \{\s*"answerMark": "0x04000000",\s*"interfaces": \[\s*"veth-web"\s*\]/);
+    log.splice(0);
+    const state = baseState({ dns });
+    await dataplane.install({ ...state, endpoints: state.endpoints.map((e) => (e.name === 'web' ? { ...e, egressPolicies: [] } : e)) });
+    expect(answerMarks.size).toBe(0);
+    expect(log).toContain('answer marks  (pruned)');
+  });
+
+  it('untrackDns: false (or another answerMark) is what the parser and the rules get', async () => {
+    const dns = { trustedServers: [{ family: 4 as const, address: '198.18.53.2', port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
+    const clock = new ManualClock();
+    const off = fakeKernel();
+    const tracked = createNftablesDataplane({ tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: off.kernel, untrackDns: false });
+    await tracked.install(baseState({ dns }));
+    expect(off.answerMarks.size).toBe(0);
+    expect(tracked.render(baseState({ dns }))).not.toContain('notrack');
+    const other = fakeKernel();
+    const moved = createNftablesDataplane({ tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: other.kernel, answerMark: '0x80000000' });
+    await moved.install(baseState({ dns }));
+    expect([...other.answerMarks]).toEqual([[7, 0x80000000]]);
+    expect(() => createNftablesDataplane({ handle: new FakeNftHandle(clock), answerMark: '0x00010000' })).toThrow(/overlaps markMask/);
   });
 
   it('an endpoint no longer selected loses its marker entry and attachment on the next install', async () => {
@@ -304,6 +341,8 @@ describe('nftables inline membership (injected kernel)', () => {
       ['eth0', 'lo', 'veth-web'].flatMap((i) => [`detach marker ingress ${i}`, `detach parser egress ${i}`, `detach parser ingress ${i}`]).sort(),
     );
     expect(log.at(-1)).toBe('remove pins /sys/fs/bpf/dnsplane-unit');
+    // the shared parser maps a migration keeps mark no answer for the next dataplane
+    expect(log).toContain('clear answer marks /sys/fs/bpf/dnsplane-unit');
 
     const other = setup();
     await other.dataplane.install(baseState());

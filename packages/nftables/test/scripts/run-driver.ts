@@ -44,6 +44,8 @@ const dataplane = createNftablesDataplane({
   tableName: config.nftables.table,
   markMask: config.nftables.markMask,
   mirrorDrainIntervalMs: config.nftables.mirrorDrainIntervalMs,
+  untrackDns: config.nftables.untrackDns,
+  answerMark: config.nftables.answerMark,
   pinRoot: config.bpf.pinRoot,
   interfaces: config.dns.interfaces,
   logger,

@@ -1,0 +1,169 @@
+// Untracked DNS on the real kernel: an enforced workload's UDP DNS with the trusted servers is
+// out of connection tracking, its genuine answers pass by the parser's verification (the
+// answer mark), an unsolicited packet from a trusted server's address and port 53 does not,
+// and a workload no policy selects keeps conntrack. The driver runs in the lab's node
+// namespace as the agent would (test/scripts/run-driver.ts, unique table and pin root).
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Lab, LabProcess } from '../../../test/lab/lab.js';
+import { useLab } from '../../../test/lab/vitest-lab.js';
+import { waitFor } from '../../../test/lab/wait.js';
+import { dnsResponse } from '../../../test/conformance/harness.js';
+
+const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
+const suffix = randomBytes(4).toString('hex');
+const TABLE = `dnsplane_t${suffix}`;
+const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${suffix}`;
+
+/** client1: egress DNS only, ingress denied (so only what the rules admit reaches it); client3: no policy. */
+async function writeConfig(lab: Lab, dir: string): Promise<string> {
+  const config = join(dir, 'dnsplane.yaml');
+  const dnsmasq = lab.dnsServers.dnsmasq;
+  const client1 = lab.endpoints['client1'];
+  const client3 = lab.endpoints['client3'];
+  if (client1 === undefined || client3 === undefined) throw new Error('the lab needs client1 and client3');
+  await writeFile(
+    config,
+    [
+      'dataplane: nftables',
+      `dns: { trustedServers: ${JSON.stringify(lab.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
+      'resources: ["./policy.yaml"]',
+      `statePath: ${join(dir, 'state.json')}`,
+      `bpf: { pinRoot: ${PIN_ROOT} }`,
+      `nftables: { table: ${TABLE} }`,
+    ].join('\n'),
+  );
+  await writeFile(
+    join(dir, 'policy.yaml'),
+    [
+      'kind: Policy',
+      'metadata: { name: client1-dns }',
+      'spec:',
+      '  selector: app == "c1"',
+      '  types: [Egress, Ingress]',
+      '  egress:',
+      ...['UDP', 'TCP'].flatMap((protocol) => [
+        '    - action: Allow',
+        `      protocol: ${protocol}`,
+        `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
+      ]),
+      '    - action: Deny',
+      '  ingress: []',
+      '---',
+      'kind: Endpoint',
+      'metadata: { name: client1, labels: { app: c1 } }',
+      `spec: { interface: ${client1.hostInterface} }`,
+      '---',
+      'kind: Endpoint',
+      'metadata: { name: client3, labels: { app: free } }',
+      `spec: { interface: ${client3.hostInterface} }`,
+    ].join('\n'),
+  );
+  return config;
+}
+
+describe('nftables: enforced workloads\' UDP DNS out of connection tracking', () => {
+  const lab = useLab({ clients: 3, freshNames: 50 });
+  let dir = '';
+  let driver: LabProcess | undefined;
+
+  const nft = async (...args: string[]): Promise<string> => {
+    const result = await lab().exec('node', ['nft', ...args]);
+    if (result.code !== 0) throw new Error(`nft ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  };
+  /** The node namespace's conntrack table (/proc/net/nf_conntrack is per network namespace). */
+  const conntrack = async (): Promise<string[]> => {
+    const result = await lab().exec('node', ['cat', '/proc/net/nf_conntrack']);
+    if (result.code !== 0) throw new Error(`/proc/net/nf_conntrack: ${result.stderr}`);
+    return result.stdout.split('\n').filter((line) => line.trim() !== '');
+  };
+  const dnsFlowsOf = (entries: readonly string[], protocol: 'udp' | 'tcp', source: string): string[] =>
+    entries.filter((e) => e.includes(` ${protocol} `) && e.includes(`src=${source} `) && e.includes('dport=53 '));
+  /** Packets counted by the rules of a chain whose comment starts with `label`. */
+  const ruleCounter = async (chain: string, label: string): Promise<number> => {
+    const listing = await nft('list', 'chain', 'inet', TABLE, chain);
+    return listing
+      .split('\n')
+      .filter((line) => line.includes(`comment "${label}`))
+      .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
+  };
+  const udpReceived = async (ns: 'client1' | 'client3'): Promise<number> => {
+    const counters = await lab().netCounters(ns);
+    return (counters['Udp.InDatagrams'] ?? 0) + (counters['Udp.NoPorts'] ?? 0);
+  };
+
+  beforeAll(async () => {
+    const l = lab();
+    dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-untracked-'));
+    const config = await writeConfig(l, dir);
+    driver = l.startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-untracked-${suffix}` });
+    await driver.waitForOutput(/"event":"installed"/, 60_000);
+  }, 90_000);
+
+  afterAll(async () => {
+    try {
+      await driver?.stop();
+    } finally {
+      await lab().exec('node', ['nft', 'delete', 'table', 'inet', TABLE]).catch(() => undefined);
+      await rm(PIN_ROOT, { recursive: true, force: true });
+      if (dir !== '') await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a genuine UDP answer reaches the enforced workload (ingress deny-all) untracked; client3 (no policy) stays tracked', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const client3 = l.endpoints['client3']!;
+    const answersBefore = await ruleCounter('forward_ingress', 'verified dns answer');
+    const v4 = await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv4 });
+    expect(v4.ipv4).toContain('198.19.1.1');
+    const v6 = await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv6 });
+    expect(v6.ipv6).toContain('fd00:19::1:1');
+    // admitted by the mark (forward_ingress would otherwise send it to the ingress deny), not tracked
+    expect(await ruleCounter('forward_ingress', 'verified dns answer')).toBeGreaterThanOrEqual(answersBefore + 2);
+    expect(await ruleCounter('prerouting_untrack', 'untrack dns query ipv4')).toBeGreaterThan(0);
+    expect(await ruleCounter('prerouting_untrack', 'untrack dns query ipv6')).toBeGreaterThan(0);
+    expect(await ruleCounter('prerouting_untrack', 'untrack verified dns answer ipv4')).toBeGreaterThan(0);
+    expect(await ruleCounter('prerouting_untrack', 'untrack verified dns answer ipv6')).toBeGreaterThan(0);
+
+    const resolved3 = await l.resolve('client3', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv4 });
+    expect(resolved3.ipv4).toContain('198.19.1.1');
+    const entries = await conntrack();
+    expect(dnsFlowsOf(entries, 'udp', client1.ipv4)).toEqual([]);
+    expect(dnsFlowsOf(entries, 'udp', client1.ipv6)).toEqual([]);
+    expect(dnsFlowsOf(entries, 'udp', client3.ipv4).length).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('TCP DNS of the enforced workload stays tracked and answered', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const dig = await l.exec('client1', ['dig', '+tcp', '+short', '+time=2', '+tries=1', `@${l.dnsServers.dnsmasq.ipv4}`, 'www.lab.test', 'A'], { timeoutMs: 5000 });
+    expect(dig.stdout.trim()).toBe('198.19.1.1');
+    expect(dnsFlowsOf(await conntrack(), 'tcp', client1.ipv4).length).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('an unsolicited UDP packet from a trusted server\'s address and port 53 is not delivered to the enforced workload', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const client3 = l.endpoints['client3']!;
+    const dnsmasq = l.dnsServers.dnsmasq;
+    const denyBefore = await ruleCounter('ep_client1_ingress', 'default deny');
+    const received1 = await udpReceived('client1');
+    const received3 = await udpReceived('client3');
+    const payload = (id: number) => dnsResponse({ id, name: 'www.lab.test', type: 'A', address: '198.19.200.9', ttl: 300 });
+    // To client1 first, then the same to client3 (no policy: delivered) — once client3 has it,
+    // client1's went through the node before it.
+    await l.forgeResponse({ to: { address: client1.ipv4, port: 40_053 }, fromAddress: dnsmasq.ipv4, payload: payload(0x5151) });
+    await l.forgeResponse({ to: { address: client1.ipv6, port: 40_053 }, fromAddress: dnsmasq.ipv6, payload: payload(0x5152) });
+    await l.forgeResponse({ to: { address: client3.ipv4, port: 40_053 }, fromAddress: dnsmasq.ipv4, payload: payload(0x5153) });
+    await waitFor('the forged packet to reach client3', async () => ((await udpReceived('client3')) > received3 ? true : undefined), { timeoutMs: 5000 });
+    await waitFor('client1\'s ingress default deny to count both forged packets', async () =>
+      (await ruleCounter('ep_client1_ingress', 'default deny')) >= denyBefore + 2 ? true : undefined, { timeoutMs: 5000 });
+    expect(await udpReceived('client1')).toBe(received1);
+  }, 30_000);
+});
