@@ -724,6 +724,31 @@ export class BpfMap {
     return out;
   }
 
+  /** True when the map holds no entry (one bpf_map_get_next_key call; an array map is never empty). */
+  isEmpty(): boolean {
+    const fd = this.#check('isEmpty');
+    return kernel((a) => a.mapNextKey(fd, null, this.keySize)) === undefined;
+  }
+
+  /**
+   * All keys, read like entries() (BPF_MAP_LOOKUP_BATCH, a handful of syscalls) where keys()
+   * makes one syscall per key; the values the batch call returns are dropped unread (at
+   * 20,000 entries, copying them out cost more than the read itself).
+   */
+  batchKeys(): Buffer[] {
+    const fd = this.#check('batchKeys');
+    try {
+      const batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
+      const out: Buffer[] = [];
+      for (let i = 0; i < batch.count; i++) out.push(batch.keys.subarray(i * this.keySize, (i + 1) * this.keySize));
+      return out;
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
+    }
+    return this.keys();
+  }
+
   /**
    * All entries: BPF_MAP_LOOKUP_BATCH, or key iteration + lookup where the kernel has no
    * batch op for the map (or a hash bucket outgrows a batch chunk: ENOSPC).

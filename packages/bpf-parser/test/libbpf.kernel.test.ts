@@ -346,11 +346,15 @@ describe('BpfMap', () => {
 
   it('iterates keys and entries, and writes/reads/deletes in batches', () => {
     const kv = object.map('kv');
+    expect(kv.isEmpty()).toBe(true);
+    expect(kv.batchKeys()).toEqual([]);
     const keys = Array.from({ length: 600 }, (_, i) => u32(1000 + i));
     kv.updateBatch(
       keys,
       keys.map((k) => u64(BigInt(k.readUInt32LE(0)) * 3n)),
     );
+    expect(kv.isEmpty()).toBe(false);
+    expect(kv.batchKeys().map((k) => k.readUInt32LE(0)).sort((a, b) => a - b)).toEqual(keys.map((k) => k.readUInt32LE(0)));
     const entries = kv.entries();
     expect(entries).toHaveLength(600);
     for (const [key, value] of entries) expect(value.readBigUInt64LE(0)).toBe(BigInt(key.readUInt32LE(0)) * 3n);
@@ -382,6 +386,8 @@ describe('BpfMap', () => {
     const entries = slots.entries();
     expect(entries).toHaveLength(8);
     expect(entries.find(([k]) => k.readUInt32LE(0) === 3)?.[1].readBigUInt64LE(0)).toBe(30n);
+    expect(slots.isEmpty()).toBe(false);
+    expect(slots.batchKeys()).toHaveLength(8);
   });
 
   it('reads and writes per-CPU values with one 8-byte slot per possible CPU', () => {
