@@ -28,7 +28,7 @@ import {
   type PatternRecordLabel,
   type TableGeneration,
 } from './maps.js';
-import { nameHash } from './name-hash.js';
+import { cachedNameHash } from './name-hash.js';
 
 export interface DomainTable {
   /** Suffix hash → the ids anchored there. */
@@ -80,9 +80,10 @@ export function buildDomainTable(sets: readonly DomainSet[]): DomainTable {
   const suffixes = new Map<bigint, string>();
   const patterns: PatternRecord[] = [];
   const complexSeen = new Map<string, number>();
+  const labelHashes = new Map<string, bigint>();
 
   const entryAt = (labels: readonly string[]): MutableEntry => {
-    const hash = nameHash(labels);
+    const hash = cachedNameHash(labels, labelHashes);
     const known = suffixes.get(hash);
     const text = labels.join('.');
     if (known !== undefined && known !== text) {

@@ -52,6 +52,25 @@ export function suffixHashes(labels: readonly string[]): bigint[] {
   return out;
 }
 
+/**
+ * nameHash(labels), with the label hashes kept in `cache` across calls: a domain table of
+ * 10,000 names hashes the same few labels ("com", "example", …) over and over, and each label
+ * hash is a BigInt loop over its bytes.
+ */
+export function cachedNameHash(labels: readonly string[], cache: Map<string, bigint>): bigint {
+  let h = FNV_OFFSET;
+  for (let k = labels.length - 1; k >= 0; k--) {
+    const label = labels[k] ?? '';
+    let hash = cache.get(label);
+    if (hash === undefined) {
+      hash = labelHash(labelBytes(label));
+      cache.set(label, hash);
+    }
+    h = suffixMix(h, hash);
+  }
+  return h;
+}
+
 /** Hash of a whole name given as labels (left to right). */
 export function nameHash(labels: readonly string[]): bigint {
   return suffixHashes(labels)[labels.length] ?? FNV_OFFSET;

@@ -13,6 +13,7 @@ import {
   decodePattern,
   domainKeyOf,
   encodeDomainTable,
+  cachedNameHash,
   nameHash,
 } from '../src/index.js';
 
@@ -63,6 +64,14 @@ describe('buildDomainTable', () => {
     expect(nameHash(['WwW', 'Example', 'COM'])).toBe(nameHash(['www', 'example', 'com']));
     expect(nameHash(['ok', 'example'])).not.toBe(nameHash(['evilok', 'example']));
     expect(nameHash(['ab'])).not.toBe(nameHash(['ab\u0000']));
+  });
+
+  it('hashes names with a shared label cache exactly as without it', () => {
+    const cache = new Map<string, bigint>();
+    const names = ['www.example.com', 'api.example.com', 'WWW.Example.COM', 'com', 'a.b.c.d.e.f.example.org', 'x'.repeat(63) + '.example.com'];
+    for (const name of [...names, ...names]) expect(cachedNameHash(name.split('.'), cache)).toBe(nameHash(name.split('.')));
+    expect(cachedNameHash([], cache)).toBe(nameHash([]));
+    expect(cache.get('example')).toBeDefined();
   });
 
   it('refuses a suffix holding more ids than a kernel entry, naming it', () => {
