@@ -553,7 +553,14 @@ export async function dnsCauses(
   lab: Lab,
   dataplane: string,
   policy: Record<string, unknown>,
-  options: { readonly queries: number; readonly segmentMs: number; readonly gapMs: number; readonly netfilter: boolean },
+  options: {
+    readonly queries: number;
+    readonly segmentMs: number;
+    readonly gapMs: number;
+    readonly netfilter: boolean;
+    /** Merged into the agent's config (e.g. nftables.mirrorDrainIntervalMs). */
+    readonly agentConfig?: Record<string, unknown>;
+  },
   log: (message: string) => void,
 ): Promise<ToggleFigures[]> {
   const pool = lab.allocateFresh(Math.min(options.queries, 8000)).map((f) => f.name);
@@ -577,7 +584,7 @@ export async function dnsCauses(
   const pinPrefix = `/sys/fs/bpf/dnsplane-bcause${suffix}`;
   let filters: TcFilter[] = [];
   try {
-    agent.writeConfig();
+    agent.writeConfig(options.agentConfig);
     agent.writeResource('bench.yaml', [endpointDoc(lab), policy]);
     await agent.start(60_000);
     const mapIds = await pinnedMapIds(agent.pinRoot);

@@ -9,6 +9,7 @@
 //   npm run bench:enforce -- --gap MS        (b) pause between queries (default 2)
 //   npm run bench:enforce -- --no-reference  (b) leave out the conntrack-only reference measured after the rounds
 //   npm run bench:enforce -- --causes N      (b) instead of the rounds: what each part adds, switched in ~0.2 s segments, N queries each
+//   npm run bench:enforce -- --causes N --mirror-drain-ms MS   the same with the nftables agent's mirror read every MS ms (nftables.mirrorDrainIntervalMs)
 //   npm run bench:enforce -- --only LIST     dataplanes and/or `dnsmasq` (default: all)
 //   npm run bench:enforce -- --skip-scale    leave out (c)
 //   npm run bench:enforce -- --skip-connect  leave out (a)
@@ -58,6 +59,8 @@ interface Options {
   readonly reference: boolean;
   /** Queries per switched condition of the causes run (0: no causes run). */
   readonly causes: number;
+  /** nftables.mirrorDrainIntervalMs of the causes run's nftables agent (undefined: the config default). */
+  readonly mirrorDrainMs: number | undefined;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -72,6 +75,7 @@ function parseOptions(argv: readonly string[]): Options {
   let skipDns = false;
   let reference = true;
   let causes = 0;
+  let mirrorDrainMs: number | undefined;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     if (arg === '--json') json = argv[(i += 1)];
@@ -85,7 +89,8 @@ function parseOptions(argv: readonly string[]): Options {
     else if (arg === '--skip-dns') skipDns = true;
     else if (arg === '--no-reference') reference = false;
     else if (arg === '--causes') causes = Number(argv[(i += 1)]);
-    else throw new Error(`unknown option ${arg} (--json FILE, --trials N, --rounds R, --queries Q, --gap MS, --only LIST, --skip-scale, --skip-connect, --skip-dns, --no-reference, --causes N)`);
+    else if (arg === '--mirror-drain-ms') mirrorDrainMs = Number(argv[(i += 1)]);
+    else throw new Error(`unknown option ${arg} (--json FILE, --trials N, --rounds R, --queries Q, --gap MS, --only LIST, --skip-scale, --skip-connect, --skip-dns, --no-reference, --causes N, --mirror-drain-ms MS)`);
   }
   if (!Number.isInteger(trials) || trials < 1 || trials > 3000) throw new Error('--trials must be 1..3000');
   if (!Number.isInteger(rounds) || rounds < 2 || rounds > 60) throw new Error('--rounds must be 2..60');
@@ -96,7 +101,10 @@ function parseOptions(argv: readonly string[]): Options {
   if (unknown.length > 0) throw new Error(`--only: unknown ${unknown.join(', ')} (known: ${known.join(', ')})`);
   if (rounds * 3 * queries > 16_000) throw new Error('--rounds × --queries: at most 5,333 (16,000 fresh names per lab, 3 blocks of queries per round)');
   if (!Number.isInteger(causes) || causes < 0 || causes > 100_000) throw new Error('--causes must be 0..100000 queries');
-  return { json, trials, rounds, queries, gapMs, only, skipScale, skipConnect, skipDns, reference, causes };
+  if (mirrorDrainMs !== undefined && (!Number.isInteger(mirrorDrainMs) || mirrorDrainMs < 10 || mirrorDrainMs > 60_000)) {
+    throw new Error('--mirror-drain-ms must be 10..60000');
+  }
+  return { json, trials, rounds, queries, gapMs, only, skipScale, skipConnect, skipDns, reference, causes, mirrorDrainMs };
 }
 
 interface ConnectColumn {
@@ -447,7 +455,13 @@ async function main(): Promise<void> {
     for (const [i, dataplane] of dataplanes.entries()) {
       process.stderr.write(`  dnsplane/${dataplane}…\n`);
       await withLab(Math.min(options.causes, 8000) / 2 + 10, (lab) =>
-        dnsCauses(lab, dataplane, benchPolicy(lab), { queries: options.causes, segmentMs: 200, gapMs: options.gapMs, netfilter: i === 0 }, (m) => process.stderr.write(`${m}\n`)),
+        dnsCauses(lab, dataplane, benchPolicy(lab), {
+          queries: options.causes,
+          segmentMs: 200,
+          gapMs: options.gapMs,
+          netfilter: i === 0,
+          ...(options.mirrorDrainMs === undefined || dataplane !== 'nftables' ? {} : { agentConfig: { nftables: { mirrorDrainIntervalMs: options.mirrorDrainMs } } }),
+        }, (m) => process.stderr.write(`${m}\n`)),
       ).then(
         (figures) => causes.push(...figures),
         (error: unknown) => causes.push({ name: `dnsplane/${dataplane}`, queries: 0, differences: [], offUs: Number.NaN, addedUs: noEstimate, medianQueriesPerSegment: 0, error: message(error) }),
