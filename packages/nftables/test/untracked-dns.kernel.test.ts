@@ -131,6 +131,29 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
     expect(await ruleCounter('prerouting_untrack', 'untrack verified dns answer ipv4')).toBeGreaterThan(0);
     expect(await ruleCounter('prerouting_untrack', 'untrack verified dns answer ipv6')).toBeGreaterThan(0);
 
+    // the mark stays on the node: the veth into the workload's namespace scrubs it (a counter
+    // on the answer mark in client1's own input hook sees none of its answers)
+    const leak = `dnsplane_t${suffix}_leak`;
+    const inClient = async (...args: string[]): Promise<string> => {
+      const result = await l.exec('client1', ['nft', ...args]);
+      if (result.code !== 0) throw new Error(`nft ${args.join(' ')} in client1: ${result.stderr}`);
+      return result.stdout;
+    };
+    await inClient('add', 'table', 'inet', leak);
+    try {
+      await inClient('add', 'chain', 'inet', leak, 'in', '{ type filter hook input priority 0; policy accept; }');
+      await inClient('add', 'rule', 'inet', leak, 'in', 'udp', 'sport', '53', 'counter');
+      await inClient('add', 'rule', 'inet', leak, 'in', 'meta', 'mark', '&', '0x04000000', '!=', '0', 'counter');
+      const marked = await ruleCounter('forward_ingress', 'verified dns answer');
+      expect((await l.resolve('client1', 'api.lab.test', { server: l.dnsServers.dnsmasq.ipv4 })).ipv4).toContain('198.19.1.2');
+      expect(await ruleCounter('forward_ingress', 'verified dns answer')).toBeGreaterThan(marked);
+      const counts = [...(await inClient('list', 'chain', 'inet', leak, 'in')).matchAll(/counter packets (\d+)/g)].map((m) => Number(m[1]));
+      expect(counts[0]).toBeGreaterThan(0); // the marked answers arrived…
+      expect(counts[1]).toBe(0); // …without the mark
+    } finally {
+      await inClient('delete', 'table', 'inet', leak);
+    }
+
     const resolved3 = await l.resolve('client3', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv4 });
     expect(resolved3.ipv4).toContain('198.19.1.1');
     const entries = await conntrack();
