@@ -493,6 +493,31 @@ export function nftToggle(lab: Lab, name: string, table: string, body: string): 
   };
 }
 
+/**
+ * The nftables dataplane's untracked-DNS rules (its `prerouting_untrack` chain), present while
+ * on; off, the workload's DNS is tracked again and its answers pass as `established` — the same
+ * agent, table and BPF either way. Undefined when the table has no such rules.
+ */
+export async function untrackToggle(lab: Lab, table: string): Promise<Toggle | undefined> {
+  const chain = 'prerouting_untrack';
+  const listing = await lab.exec('node', ['nft', 'list', 'chain', 'inet', table, chain]);
+  if (listing.code !== 0) return undefined;
+  const rules = listing.stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.endsWith('notrack') || /notrack comment /.test(line));
+  if (rules.length === 0) return undefined;
+  const apply = async (input: string): Promise<void> => {
+    const result = await lab.exec('node', ['nft', '-f', '-'], { input });
+    if (result.code !== 0) throw new Error(`nft in the node namespace: ${result.stderr.trim()}`);
+  };
+  return {
+    name: 'untracked DNS (its notrack rules, vs tracked)',
+    on: () => apply(rules.map((rule) => `add rule inet ${table} ${chain} ${rule}\n`).join('')),
+    off: () => apply(`flush chain inet ${table} ${chain}\n`),
+  };
+}
+
 interface TcFilter {
   readonly dev: string;
   readonly direction: 'ingress' | 'egress';
@@ -595,6 +620,15 @@ export async function dnsCauses(
       await measure({ name: `dnsplane/${dataplane} agent process running (vs SIGSTOPped)`, on: async () => agentProcess.kill('SIGCONT'), off: async () => agentProcess.kill('SIGSTOP') });
     } finally {
       agentProcess.kill('SIGCONT');
+    }
+    const untrack = dataplane === 'nftables' ? await untrackToggle(lab, 'dnsplane') : undefined;
+    if (untrack !== undefined) {
+      await untrack.off();
+      try {
+        await measure({ ...untrack, name: `dnsplane/${dataplane} ${untrack.name}` });
+      } finally {
+        await untrack.on().catch(() => undefined);
+      }
     }
     filters = await agentTcFilters(lab, mapIds, pinPrefix).catch((error: unknown) => {
       figures.push({ name: `dnsplane/${dataplane} tc programs`, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
