@@ -118,16 +118,6 @@ export class NftablesDataplane implements Dataplane {
   #prepared: Promise<{ readonly step: string; readonly ms: number } | undefined> | undefined;
   /** #prepared has settled (the parser is loaded, or its load failed). */
   #preparedSettled = false;
-  /**
-   * The table as listed by prepare() (terse), for the install right after it: started on
-   * libnftables' worker thread while the caller reads its resources. `epoch`: the #exclusive
-   * run it belongs to — any other exclusive step in between makes it stale (not used).
-   */
-  #listedAhead: { readonly listing: Promise<{ readonly snapshot: NftTableSnapshot | undefined; readonly ms: number } | undefined>; readonly epoch: number } | undefined;
-  /** Counts #exclusive runs started. */
-  #epoch = 0;
-  /** An install ran (prepare() is for the first one only). */
-  #installedOnce = false;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -204,7 +194,6 @@ export class NftablesDataplane implements Dataplane {
    * install() waits for it; if it fails, install() loads the parser itself (and reports).
    */
   prepare(): void {
-    this.#listAhead();
     const pinRoot = this.#pinRoot;
     const prepareParser = this.#prepareParser;
     if (pinRoot === undefined || prepareParser === undefined || this.#prepared !== undefined || this.#caughtUp) return;
@@ -219,53 +208,15 @@ export class NftablesDataplane implements Dataplane {
     );
   }
 
-  /**
-   * Lists the table (terse) ahead of the first install, on libnftables' worker thread while the
-   * caller reads its resources: at 2,000 sets and ~3,000 rules the listing and its parse take
-   * 0.2–0.6 s, which a restart would otherwise spend inside install. The install right after
-   * takes it when no other step ran in between; a failed listing is simply listed again there.
-   * Like any listing, it can miss a hand edit made before the apply: the next install repairs it.
-   */
-  #listAhead(): void {
-    if (this.#installedOnce || this.#listedAhead !== undefined) return;
-    const started = performance.now();
-    const listing = this.#handle.listTable(this.table, { elements: false }).then(
-      (snapshot) => ({ snapshot, ms: performance.now() - started }),
-      (error: unknown) => {
-        this.#logger.debug({ err: error }, 'nftables: listing the table ahead of install failed; install lists it');
-        return undefined;
-      },
-    );
-    this.#listedAhead = { listing, epoch: this.#epoch };
-  }
-
-  /** The listing prepare() started, when nothing else ran since (install is exclusive run epoch + 1). */
-  async #takeListedAhead(): Promise<{ readonly snapshot: NftTableSnapshot | undefined; readonly ms: number } | undefined> {
-    const ahead = this.#listedAhead;
-    this.#listedAhead = undefined;
-    if (ahead === undefined) return undefined;
-    const listed = await ahead.listing;
-    return ahead.epoch + 1 === this.#epoch ? listed : undefined;
-  }
-
   install(state: DesiredState): Promise<void> {
     return this.#exclusive(async () => {
       const timer = this.#timer;
       timer.take(); // steps of anything before this install (mirrored writes) are not its own
-      this.#installedOnce = true;
       const prepared = this.#prepared;
       this.#prepared = undefined;
       // Without elements: a re-install never needs them, and they can number 100,000s. The
-      // listing runs in libnftables on a worker thread while the desired table is built here —
-      // or ran already, started by prepare() while the caller read its resources.
-      const listing = timer.timeAsync('nft_list', async () => {
-        const ahead = await this.#takeListedAhead();
-        if (ahead !== undefined) {
-          timer.add('nft_list_ahead', ahead.ms);
-          return ahead.snapshot;
-        }
-        return this.#handle.listTable(this.table, { elements: false });
-      });
+      // listing runs in libnftables on a worker thread while the desired table is built here.
+      const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
       listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
       const desired = timer.time('table_build', () => desiredTable(state, this.table, this.#tableOptions));
       const membership = this.#membership;
@@ -549,7 +500,6 @@ export class NftablesDataplane implements Dataplane {
   /** Stops consuming learned events; tc programs, pins and the table stay in force. */
   async close(): Promise<void> {
     await this.#prepared; // never rejects (a failure is logged)
-    await this.#listedAhead?.listing; // never rejects either
     await this.#serial.catch(() => undefined);
     // Prepared but never installed (e.g. the resources did not validate): nothing stays of it.
     this.#discardPrepared?.();
@@ -585,11 +535,7 @@ export class NftablesDataplane implements Dataplane {
   }
 
   #exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const counted = (): Promise<T> => {
-      this.#epoch++;
-      return work();
-    };
-    const run = this.#serial.then(counted, counted);
+    const run = this.#serial.then(work, work);
     this.#serial = run.catch(() => undefined);
     return run;
   }

@@ -187,56 +187,6 @@ describe('NftablesDataplane (fake handle)', () => {
     expect(unsubscribed).toBe(true);
   });
 
-  it('prepare() lists the table ahead; the install right after plans from that listing instead of listing again', async () => {
-    const clock = new ManualClock();
-    const listings: string[] = [];
-    let failNext = false;
-    class CountingHandle extends FakeNftHandle {
-      override async listTable(ref: NftTableRef, options: { readonly elements?: boolean } = {}) {
-        listings.push(options.elements === false ? 'terse' : 'full');
-        if (failNext) {
-          failNext = false;
-          throw new Error('listing refused');
-        }
-        return super.listTable(ref, options);
-      }
-    }
-    const handle = new CountingHandle(clock);
-    const first = createNftablesDataplane({ tableName, handle, clock });
-    first.prepare!();
-    expect(listings).toEqual(['terse']); // started before any install
-    await first.install(baseState());
-    expect(listings).toEqual(['terse']); // the install took it
-    expect(handle.applied).toHaveLength(1);
-    // The listing ahead reflects the table the previous process left: the same state applies nothing.
-    listings.splice(0);
-    const restarted = createNftablesDataplane({ tableName, handle, clock });
-    restarted.prepare!();
-    await restarted.install(baseState());
-    expect(listings).toEqual(['terse']);
-    expect(handle.applied).toHaveLength(1);
-    // Another step between prepare() and install (here an export): the listing ahead may be stale, so install lists again.
-    listings.splice(0);
-    const busy = createNftablesDataplane({ tableName, handle, clock });
-    busy.prepare!();
-    await busy.exportLearned();
-    await busy.install(baseState({ policies: [baseState().policies[0]!] }));
-    expect(listings).toEqual(['terse', 'full', 'terse']);
-    expect(handle.applied).toHaveLength(2); // planned against the table as it was (the removed policy's chain goes)
-    // A failed listing ahead is listed again by the install; later installs never use a listing ahead.
-    listings.splice(0);
-    const flaky = createNftablesDataplane({ tableName, handle, clock });
-    failNext = true;
-    flaky.prepare!();
-    await flaky.install(baseState());
-    expect(listings).toEqual(['terse', 'terse']);
-    expect(handle.applied).toHaveLength(3);
-    flaky.prepare!();
-    await flaky.install(baseState());
-    expect(listings).toEqual(['terse', 'terse', 'terse']);
-    await Promise.all([first, restarted, busy, flaky].map((d) => d.close()));
-  });
-
   it('a failing transaction changes nothing (fake keeps kernel atomicity)', async () => {
     const { handle, dataplane } = setup();
     await dataplane.install(baseState());
