@@ -4,7 +4,7 @@
 // mirror fills the nft sets. Real resolver, real TCP, real kernel.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { expectEveryFirstSynPasses } from '../../../test/lab/first-syn.js';
 import { waitFor } from '../../../test/lab/wait.js';
-import { writeLabConfig } from './scripts/lab-config.js';
+import { removeDriverLeftovers, writeLabConfig } from './scripts/lab-config.js';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
 const suffix = randomBytes(4).toString('hex');
@@ -53,16 +53,8 @@ describe('nftables inline membership in the lab', () => {
     driver = await startDriver();
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      await driver?.stop();
-    } finally {
-      // Whatever happened above: no table, no pins left behind.
-      await lab().exec('node', ['nft', 'delete', 'table', 'inet', TABLE]).catch(() => undefined);
-      await rm(PIN_ROOT, { recursive: true, force: true });
-      if (dir !== '') await rm(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  // Whatever happened above: no table, no pins left behind.
+  afterAll(() => removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir }), 60_000);
 
   it('200 fresh allowed names: every first SYN passes (zero SYN retransmits)', async () => {
     const trials = lab().allocateFresh(200).map((f) => ({ name: f.name, port: 80 }));

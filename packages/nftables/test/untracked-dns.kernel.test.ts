@@ -4,7 +4,7 @@
 // and a workload no policy selects keeps conntrack. The driver runs in the lab's node
 // namespace as the agent would (test/scripts/run-driver.ts, unique table and pin root).
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import type { Lab, LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { waitFor } from '../../../test/lab/wait.js';
 import { dnsResponse } from '../../../test/conformance/harness.js';
+import { removeDriverLeftovers, writeDriverConfig } from './scripts/lab-config.js';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
 const suffix = randomBytes(4).toString('hex');
@@ -21,22 +22,11 @@ const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${suffix}`;
 
 /** client1: egress DNS only, ingress denied (so only what the rules admit reaches it); client3: no policy. */
 async function writeConfig(lab: Lab, dir: string): Promise<string> {
-  const config = join(dir, 'dnsplane.yaml');
+  const config = await writeDriverConfig(lab, dir, { table: TABLE, pinRoot: PIN_ROOT });
   const dnsmasq = lab.dnsServers.dnsmasq;
   const client1 = lab.endpoints['client1'];
   const client3 = lab.endpoints['client3'];
   if (client1 === undefined || client3 === undefined) throw new Error('the lab needs client1 and client3');
-  await writeFile(
-    config,
-    [
-      'dataplane: nftables',
-      `dns: { trustedServers: ${JSON.stringify(lab.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
-      'resources: ["./policy.yaml"]',
-      `statePath: ${join(dir, 'state.json')}`,
-      `bpf: { pinRoot: ${PIN_ROOT} }`,
-      `nftables: { table: ${TABLE} }`,
-    ].join('\n'),
-  );
   await writeFile(
     join(dir, 'policy.yaml'),
     [
@@ -105,15 +95,7 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
     await driver.waitForOutput(/"event":"installed"/, 60_000);
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      await driver?.stop();
-    } finally {
-      await lab().exec('node', ['nft', 'delete', 'table', 'inet', TABLE]).catch(() => undefined);
-      await rm(PIN_ROOT, { recursive: true, force: true });
-      if (dir !== '') await rm(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir }), 60_000);
 
   it('a genuine UDP answer reaches the enforced workload (ingress deny-all) untracked; client3 (no policy) stays tracked', async () => {
     const l = lab();

@@ -1,8 +1,8 @@
 // The config and policy the lab tests and the latency benchmark run the driver with:
 // client1 may ask dnsmasq (UDP 53) and reach *.fresh.lab.test and www.lab.test on TCP 80.
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Lab } from '../../../../test/lab/lab.js';
+import type { Lab, LabProcess } from '../../../../test/lab/lab.js';
 
 /** client1's host-side interface (where the marker goes). */
 export function clientInterface(lab: Lab): string {
@@ -23,9 +23,9 @@ export interface LabConfigOptions {
   readonly hostEndpoint?: boolean;
 }
 
-export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOptions): Promise<string> {
+/** `dir`/dnsplane.yaml for the nftables driver in `lab`, reading `dir`/policy.yaml; returns its path. */
+export async function writeDriverConfig(lab: Lab, dir: string, names: Omit<LabConfigOptions, 'hostEndpoint'>): Promise<string> {
   const config = join(dir, 'dnsplane.yaml');
-  const dnsmasq = lab.dnsServers.dnsmasq;
   await writeFile(
     config,
     [
@@ -39,6 +39,23 @@ export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOpti
       } }`,
     ].join('\n'),
   );
+  return config;
+}
+
+/** Stops the driver, then — whatever happened — deletes its table, its pin root and `dir`. */
+export async function removeDriverLeftovers(lab: Lab, driver: LabProcess | undefined, names: { readonly table: string; readonly pinRoot: string; readonly dir: string }): Promise<void> {
+  try {
+    await driver?.stop();
+  } finally {
+    await lab.exec('node', ['nft', 'delete', 'table', 'inet', names.table]).catch(() => undefined);
+    await rm(names.pinRoot, { recursive: true, force: true });
+    if (names.dir !== '') await rm(names.dir, { recursive: true, force: true });
+  }
+}
+
+export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOptions): Promise<string> {
+  const config = await writeDriverConfig(lab, dir, names);
+  const dnsmasq = lab.dnsServers.dnsmasq;
   await writeFile(
     join(dir, 'policy.yaml'),
     [
