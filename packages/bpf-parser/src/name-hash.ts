@@ -40,13 +40,19 @@ export function labelBytes(label: string): Uint8Array {
 
 /**
  * suffixHashes(labels)[k] is the hash of the name made of the k rightmost labels
- * ([0] is the root, [labels.length] the whole name).
+ * ([0] is the root, [labels.length] the whole name). `cache`: label hashes kept across calls.
  */
-export function suffixHashes(labels: readonly string[]): bigint[] {
+export function suffixHashes(labels: readonly string[], cache?: Map<string, bigint>): bigint[] {
   const out = [FNV_OFFSET];
   let h = FNV_OFFSET;
   for (let k = labels.length - 1; k >= 0; k--) {
-    h = suffixMix(h, labelHash(labelBytes(labels[k] ?? '')));
+    const label = labels[k] ?? '';
+    let hash = cache?.get(label);
+    if (hash === undefined) {
+      hash = labelHash(labelBytes(label));
+      cache?.set(label, hash);
+    }
+    h = suffixMix(h, hash);
     out.push(h);
   }
   return out;
@@ -58,17 +64,7 @@ export function suffixHashes(labels: readonly string[]): bigint[] {
  * hash is a BigInt loop over its bytes.
  */
 export function cachedNameHash(labels: readonly string[], cache: Map<string, bigint>): bigint {
-  let h = FNV_OFFSET;
-  for (let k = labels.length - 1; k >= 0; k--) {
-    const label = labels[k] ?? '';
-    let hash = cache.get(label);
-    if (hash === undefined) {
-      hash = labelHash(labelBytes(label));
-      cache.set(label, hash);
-    }
-    h = suffixMix(h, hash);
-  }
-  return h;
+  return suffixHashes(labels, cache)[labels.length] ?? FNV_OFFSET;
 }
 
 /** Hash of a whole name given as labels (left to right). */
