@@ -5,17 +5,17 @@ import type { CompiledEndpoint, CompiledPolicy, DesiredState, Direction, DomainS
 import {
   accept,
   anonymousSet,
-  bitAnd,
   counter,
   ctState,
   drop,
   fibDaddrType,
   jump,
+  markBitSet,
   match,
   meta,
   notrack,
+  oneOrSet,
   payload,
-  type NftValue,
   type NftBaseChainSpec,
   type NftChain,
   type NftHook,
@@ -126,7 +126,6 @@ function policiesFor(
     .filter((p): p is CompiledPolicy => p !== undefined && p[direction] !== undefined);
 }
 
-const oneOrSet = (values: readonly NftValue[]): NftValue => (values.length === 1 ? (values[0] as NftValue) : anonymousSet(values));
 const FAMILY = { 4: { nfproto: 'ipv4', protocol: 'ip' }, 6: { nfproto: 'ipv6', protocol: 'ip6' } } as const;
 
 /** Whose UDP DNS goes untracked: workloads selected in egress, on an interface the parser watches. */
@@ -151,7 +150,7 @@ function untrackedDns(state: DesiredState, policies: ReadonlyMap<string, Compile
 function untrackRules(untracked: UntrackedDns, state: DesiredState): Array<{ label: string; expr: NftStatement[] }> {
   const rules: Array<{ label: string; expr: NftStatement[] }> = [];
   if (untracked.interfaces.length === 0) return rules;
-  const marked = match('==', bitAnd(meta('mark'), untracked.answerMark), untracked.answerMark);
+  const marked = markBitSet(untracked.answerMark);
   const udp = match('==', meta('l4proto'), 'udp');
   for (const family of [4, 6] as const satisfies readonly IpFamily[]) {
     const servers = state.dns.trustedServers.filter((s) => s.family === family);
@@ -228,7 +227,7 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
   const untrack = untrackRules(untracked, state);
   if (untrack.length > 0) {
     const verified = [
-      match('==', bitAnd(meta('mark'), untracked.answerMark), untracked.answerMark),
+      markBitSet(untracked.answerMark),
       match('==', meta('l4proto'), 'udp'),
       match('in', ctState, ['untracked']),
       counter,

@@ -135,6 +135,9 @@ export const ctState: NftCtExpr = { ct: { key: 'state' } };
 export const prefix = (addr: string, len: number): NftPrefixExpr => ({ prefix: { addr, len } });
 export const range = (first: NftValue, last: NftValue): NftRangeExpr => ({ range: [first, last] });
 export const anonymousSet = (values: readonly NftValue[]): NftAnonymousSetExpr => ({ set: values });
+/** One value as itself, several as an anonymous set. */
+export const oneOrSet = (values: readonly NftValue[]): NftValue =>
+  values.length === 1 && values[0] !== undefined ? values[0] : anonymousSet(values);
 export const setReference = (name: string): string => `@${name}`;
 export const match = (
   op: NftMatchOp,
@@ -148,5 +151,7 @@ export const returnVerdict: NftVerdictStatement = { return: null };
 export const jump = (target: string): NftVerdictStatement => ({ jump: { target } });
 export const log = (prefixText: string): NftLogStatement => ({ log: { prefix: prefixText } });
 export const counter: NftCounterStatement = { counter: null };
+/** `meta mark & bit == bit`: the packet carries this mark bit. */
+export const markBitSet = (bit: number): NftMatchStatement => match('==', bitAnd(meta('mark'), bit), bit);
 export const notrack: NftNotrackStatement = { notrack: null };
 export const fibDaddrType: NftFibExpr = { fib: { result: 'type', flags: ['daddr'] } };

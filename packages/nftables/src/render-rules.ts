@@ -5,11 +5,12 @@ import type { Cidr, CompiledPeer, CompiledRule, Direction, DomainSet, IpFamily, 
 import {
   accept,
   anonymousSet,
-  bitAnd,
   drop,
   log,
+  markBitSet,
   match,
   meta,
+  oneOrSet,
   payload,
   prefix,
   range,
@@ -51,9 +52,6 @@ function portValue(port: PortRange): NftValue {
 }
 
 /** One value as itself, several as an anonymous set. */
-function oneOrSet(values: readonly NftValue[]): NftValue {
-  return values.length === 1 && values[0] !== undefined ? values[0] : anonymousSet(values);
-}
 
 function familiesOf(cidrs: readonly Cidr[]): Set<IpFamily> {
   return new Set(cidrs.map((c) => c.family));
@@ -79,7 +77,7 @@ function peerStatements(
     statements.push(
       bit === undefined
         ? match('==', payload(proto, side), setReference(domainSetName(set, family)))
-        : match('==', bitAnd(meta('mark'), bit), bit),
+        : markBitSet(bit),
     );
   }
   return statements;
