@@ -480,12 +480,15 @@ export async function toggledAddedDns(
   };
 }
 
+/** Runs an nft script (`nft -f -`) in the lab's node namespace; throws with nft's message. */
+async function nftScript(lab: Lab, input: string): Promise<void> {
+  const result = await lab.exec('node', ['nft', '-f', '-'], { input });
+  if (result.code !== 0) throw new Error(`nft in the node namespace: ${result.stderr.trim()}`);
+}
+
 /** An nft table of the bench's own in the node namespace, present while on. */
 export function nftToggle(lab: Lab, name: string, table: string, body: string): Toggle {
-  const apply = async (input: string): Promise<void> => {
-    const result = await lab.exec('node', ['nft', '-f', '-'], { input });
-    if (result.code !== 0) throw new Error(`nft in the node namespace: ${result.stderr.trim()}`);
-  };
+  const apply = (input: string): Promise<void> => nftScript(lab, input);
   return {
     name,
     on: () => apply(`table inet ${table} {\n${body}}\n`),
@@ -507,10 +510,7 @@ export async function untrackToggle(lab: Lab, table: string): Promise<Toggle | u
     .map((line) => line.trim())
     .filter((line) => line.endsWith('notrack') || /notrack comment /.test(line));
   if (rules.length === 0) return undefined;
-  const apply = async (input: string): Promise<void> => {
-    const result = await lab.exec('node', ['nft', '-f', '-'], { input });
-    if (result.code !== 0) throw new Error(`nft in the node namespace: ${result.stderr.trim()}`);
-  };
+  const apply = (input: string): Promise<void> => nftScript(lab, input);
   return {
     name: 'untracked DNS (its notrack rules, vs tracked)',
     on: () => apply(rules.map((rule) => `add rule inet ${table} ${chain} ${rule}\n`).join('')),
