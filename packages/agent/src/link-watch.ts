@@ -55,11 +55,13 @@ export type LinkWatchFactory = (onEvent: () => void, onError: (error: Error) => 
 
 /**
  * `ip -o monitor link` as a child process: rtnetlink's link group, one line per event, and no
- * wakeup while nothing happens (no polling). The child is ours: close() ends it by its handle.
+ * wakeup while nothing happens (no polling). The child is ours: close() ends it by its handle,
+ * and util-linux's setpriv asks the kernel to send it SIGTERM when the agent dies without
+ * closing it (SIGKILL, a crash), so no monitor outlives the agent.
  */
 export const ipMonitorLinkWatch: LinkWatchFactory = (onEvent, onError) => {
   let closed = false;
-  const child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'ip', '-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-2000);

@@ -1,8 +1,10 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
+import { waitFor } from './helpers.js';
 
 let root: string | undefined;
 afterEach(() => {
@@ -31,3 +33,54 @@ describe('interface snapshots', () => {
     expect(linkChanges(before, after)).toEqual({ added: ['new0', 'web0'], removed: ['old0', 'web0'] });
   });
 });
+
+describe('the ip monitor child', () => {
+  it('ends when the process that started it is SIGKILLed (no monitor outlives the agent)', async () => {
+    const source = new URL('../src/link-watch.ts', import.meta.url).pathname;
+    // A stand-in agent: starts the watch, prints the monitor's pid, and idles until killed.
+    const owner = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', `
+        import { readdirSync, readFileSync } from 'node:fs';
+        const { ipMonitorLinkWatch } = await import(${JSON.stringify(source)});
+        ipMonitorLinkWatch(() => {}, (error) => { console.error(error.message); process.exit(3); });
+        const child = () => readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).find((p) => {
+          try { return readFileSync('/proc/' + p + '/stat', 'utf8').split(') ')[1].split(' ')[1] === String(process.pid) && readFileSync('/proc/' + p + '/comm', 'utf8').trim() === 'ip'; } catch { return false; }
+        });
+        const poll = setInterval(() => { const pid = child(); if (pid) { clearInterval(poll); console.log(pid); } }, 20);
+        setInterval(() => {}, 1000);
+      `],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let monitorPid: number | undefined;
+    try {
+      monitorPid = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        owner.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+        owner.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(Number(out.trim()));
+        });
+        owner.on('exit', (code) => reject(new Error(`stand-in agent exited (${code}): ${err}`)));
+        setTimeout(() => reject(new Error(`no ip monitor child within 10 s: ${err}`)), 10_000).unref();
+      });
+      expect(existsSync(`/proc/${monitorPid}`)).toBe(true);
+      owner.kill('SIGKILL');
+      const pid = monitorPid;
+      await waitFor(() => !existsSync(`/proc/${pid}`) || isZombie(pid), 'the ip monitor child to end');
+    } finally {
+      owner.kill('SIGKILL');
+      // On failure the orphaned monitor is still ours to end (by its pid, never by name).
+      if (monitorPid !== undefined && existsSync(`/proc/${monitorPid}`)) process.kill(monitorPid, 'SIGTERM');
+    }
+  }, 20_000);
+});
+
+function isZombie(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+  } catch {
+    return true;
+  }
+}
