@@ -1,25 +1,17 @@
 // The lab agent used by bench:enforce and its scale part: a running dnsplane in a lab, with
 // its config, resources and pins in temp places of its own, and the status socket it reports on.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fetchStatus } from '@dnsplane/agent';
 import { createLab, type Lab, type LabProcess } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const DNSPLANE = join(REPO_ROOT, 'packages', 'agent', 'bin', 'dnsplane.js');
 
-
-export function cli(argv: readonly string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [DNSPLANE, ...argv], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 15_000 }, (error, stdout) =>
-      resolve({ code: error === null ? 0 : 1, stdout }),
-    );
-  });
-}
 
 export interface StatusView {
   readonly pid: number;
@@ -31,10 +23,20 @@ export interface StatusView {
   readonly startup?: { readonly phasesMs: Readonly<Record<string, number>>; readonly restoredAt?: string };
 }
 
-/** `brief`: the daemon's own state only — no nft listing, so polling does not load the agent. */
+/**
+ * `brief`: the daemon's own state only — no nft listing, so polling does not load the agent.
+ * Asked over the status socket from this process (what `dnsplane status --json` prints), not
+ * through a `dnsplane status` process per probe: each such process costs ~0.5 s of CPU (Node's
+ * start and the CLI's modules), and probes every 5–100 ms kept one of the two CPUs busy while
+ * the agent it timed was starting.
+ */
 export async function status(socket: string, options: { brief?: boolean } = {}): Promise<StatusView | undefined> {
-  const result = await cli(['status', '--socket', socket, '--json', ...(options.brief ? ['--brief'] : [])]);
-  return result.code === 0 ? (JSON.parse(result.stdout) as StatusView) : undefined;
+  try {
+    // The same fields as the JSON the CLI prints (absent ones read as undefined either way).
+    return (await fetchStatus(socket, 15_000, { brief: options.brief === true })) as StatusView;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A running agent in a lab with a config written to a temp folder. */
