@@ -44,7 +44,7 @@ export interface NativeObjectHandle {
   setPinPath(mapName: string, path: string | null): void;
   setAutoload(programName: string, autoload: boolean): void;
   load(): void;
-  loadAsync(): Promise<void>;
+  loadAsync(nice?: number): Promise<void>;
   programs(): NativeProgramInfo[];
   maps(): NativeMapInfo[];
   close(): void;
@@ -412,15 +412,18 @@ export class BpfObjectSpec {
   /**
    * load() on a libuv worker thread: the kernel's verification (seconds for a large program)
    * runs while the event loop goes on. Same result and errors as load().
+   * `nice`: the worker thread's nice value (-20..19) for the load's duration — a load on
+   * someone's critical path can take a CPU ahead of the process's other threads. Without
+   * CAP_SYS_NICE a lower value is not allowed and the load runs at the thread's own value.
    */
-  async loadAsync(): Promise<BpfObject> {
+  async loadAsync(options: { readonly nice?: number } = {}): Promise<BpfObject> {
     const handle = this.#live('loadAsync');
     this.#handle = undefined;
     try {
       for (const m of handle.maps()) {
         if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
       }
-      await handle.loadAsync().catch((error: unknown) => {
+      await handle.loadAsync(options.nice).catch((error: unknown) => {
         throw translate(error);
       });
     } catch (error) {

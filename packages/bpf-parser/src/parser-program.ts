@@ -68,6 +68,8 @@ export interface ParserProgramOptions {
    * (and replaces the older version's program pins). Default false.
    */
   readonly reusePrograms?: boolean;
+  /** loadAsync only: the nice value its worker thread loads at (BpfObjectSpec.loadAsync). */
+  readonly loadNice?: number;
 }
 
 /** What a loaded parser is made of: from a fresh load (a BpfObject) or from pins. */
@@ -144,7 +146,7 @@ export class DnsParserProgram {
     if (plan.reused !== undefined) return plan.reused;
     let object: ParserParts;
     try {
-      object = await plan.spec.loadAsync();
+      object = await plan.spec.loadAsync(options.loadNice === undefined ? {} : { nice: options.loadNice });
     } catch (error) {
       plan.failed();
       throw error;

@@ -2,7 +2,7 @@
 // verifier errors, fd hygiene. Needs root, bpffs at /sys/fs/bpf and clang.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isKernelError, isNotFound } from '@dnsplane/core';
@@ -182,6 +182,33 @@ describe('BpfObjectSpec', () => {
     if (!isKernelError(caught)) return;
     expect(caught.errno).toBe(13);
     expect(caught.detail).toContain('missing_null_check');
+  });
+
+  it('loadAsync({ nice }) verifies at that nice value on its worker thread and gives the thread its own value back', async () => {
+    const niceOf = (tid: string): number | undefined => {
+      try {
+        // Fields after the parenthesised name: state is field 3, nice field 19.
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      } catch {
+        return undefined; // the thread ended meanwhile
+      }
+    };
+    const nices = (): number[] => readdirSync('/proc/self/task').map(niceOf).filter((n): n is number => n !== undefined);
+    const before = nices();
+    const spec = BpfObjectSpec.open(parserObject, { pinRoot: null });
+    spec.loadOnly(['dnsplane_parse_tc']);
+    const seen = new Set<number>();
+    const timer = setInterval(() => nices().forEach((n) => seen.add(n)), 5);
+    try {
+      objects.push(await spec.loadAsync({ nice: -7 }));
+    } finally {
+      clearInterval(timer);
+    }
+    expect(seen).toContain(-7); // the worker thread, while the verifier ran (~1 s)
+    expect(before).not.toContain(-7);
+    expect(nices()).not.toContain(-7); // and back to its own value
+    await expect(BpfObjectSpec.open(parserObject, { pinRoot: null }).loadAsync({ nice: -21 })).rejects.toThrow(RangeError);
   });
 
   it('rejects unknown globals, wrong sizes and a second load', () => {

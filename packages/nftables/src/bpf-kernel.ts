@@ -38,6 +38,16 @@ export interface PreparableTcMembershipKernel extends TcMembershipKernel {
   discardPrepared(): void;
 }
 
+/**
+ * The nice value the prepared parser load's worker thread verifies at. On a cold start the
+ * verifier is the longest step (~1.2-1.4 s alone on the 2-core development machine) and the
+ * agent's other threads (the resources on the main thread, the inert nft transaction, V8's
+ * garbage collection and compiler) have time to spare beside it, but at equal priority they
+ * share its CPU and the verifier took 1.5-2.4 s. Only that thread, only for the load's
+ * duration; without CAP_SYS_NICE the load runs at the thread's own value.
+ */
+const PREPARE_LOAD_NICE = -10;
+
 export function bpfTcMembershipKernel(
   clock: Clock,
   timer: StepTimer = new StepTimer(),
@@ -58,7 +68,7 @@ export function bpfTcMembershipKernel(
     },
     async prepareParser(pinRoot: string): Promise<boolean> {
       const created = !existsSync(pinRoot);
-      const parser = await DnsParserProgram.loadAsync(options(pinRoot));
+      const parser = await DnsParserProgram.loadAsync({ ...options(pinRoot), loadNice: PREPARE_LOAD_NICE });
       prepared?.parser.close();
       prepared = { pinRoot, parser, created };
       return parser.reused;
