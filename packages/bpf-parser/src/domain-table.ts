@@ -175,14 +175,14 @@ export function buildDomainTable(sets: readonly DomainSet[]): DomainTable {
  * ids in the entries are those slot numbers). NotSupportedError when two keys are equal
  * without their bit 63 (a 2⁻⁶³ chance).
  */
-export function encodeDomainTable(
-  table: DomainTable,
-  generation: TableGeneration = 0,
-): {
+export interface EncodedDomainTable {
+  readonly generation: TableGeneration;
   readonly domains: ReadonlyArray<readonly [Buffer, Buffer]>;
   /** [slot, value] */
   readonly patterns: ReadonlyArray<readonly [number, Buffer]>;
-} {
+}
+
+export function encodeDomainTable(table: DomainTable, generation: TableGeneration = 0): EncodedDomainTable {
   const base = generation * PATTERN_SLOTS_PER_GENERATION;
   const seen = new Map<bigint, bigint>();
   for (const hash of table.entries.keys()) {
@@ -196,9 +196,14 @@ export function encodeDomainTable(
     seen.set(key, hash);
   }
   return {
+    generation,
     domains: [...table.entries].map(
       ([hash, entry]) =>
-        [encodeDomainKey(hash, generation), encodeDomainEntry({ ...entry, complex: entry.complex.map((id) => id + base) })] as const,
+        [
+          encodeDomainKey(hash, generation),
+          // Most entries hold no complex id: no copy of them.
+          encodeDomainEntry(base === 0 || entry.complex.length === 0 ? entry : { ...entry, complex: entry.complex.map((id) => id + base) }),
+        ] as const,
     ),
     patterns: table.patterns.map((record, index) => [base + index, encodePattern(record)] as const),
   };

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
 import { NotFoundError, NotSupportedError, isNotFound, systemClock } from '@dnsplane/core';
 import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
-import { buildDomainTable, encodeDomainTable, type DomainTable } from './domain-table.js';
+import { buildDomainTable, encodeDomainTable, type DomainTable, type EncodedDomainTable } from './domain-table.js';
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
 import {
   BpfMap,
@@ -310,23 +310,29 @@ export class DnsParserProgram {
    */
   setDomainSets(
     sets: readonly DomainSet[],
-    options: { beforeSwitch?: () => void; table?: DomainTable; wakeSets?: Iterable<number> } = {},
+    options: {
+      beforeSwitch?: () => void;
+      table?: DomainTable;
+      /** Encodings of `table` made ahead (encodeDomainTable); the one of the generation written is used, if there. */
+      encoded?: readonly EncodedDomainTable[];
+      wakeSets?: Iterable<number>;
+    } = {},
   ): DomainTable {
     const table = options.table ?? buildDomainTable(sets);
     const info = this.map('table');
-    const current = info.lookup(arrayIndex(0));
-    const live: TableGeneration = current === undefined ? 0 : (decodeTableInfo(current).generation ?? 0);
-    const next: TableGeneration = live === 0 ? 1 : 0;
-    const encoded = encodeDomainTable(table, next);
+    const next = this.nextTableGeneration();
+    const encoded =
+      (options.table === undefined ? undefined : options.encoded?.find((e) => e.generation === next)) ?? encodeDomainTable(table, next);
 
     // In batches (a handful of syscalls for 10,000s of entries, not one each).
     const domains = this.map('domains');
-    const wanted = new Set(encoded.domains.map(([key]) => key.toString('hex')));
     // Keys only, and not even those from an empty map (a first load: reading a 65,536-entry
     // hash map's batch buffers alone cost ~60 ms of page faults).
-    const stale = domains.isEmpty()
-      ? []
-      : domains.batchKeys().filter((key) => domainKeyGeneration(key) === next && !wanted.has(key.toString('hex')));
+    let stale: Buffer[] = [];
+    if (!domains.isEmpty()) {
+      const wanted = new Set(encoded.domains.map(([key]) => key.toString('hex')));
+      stale = domains.batchKeys().filter((key) => domainKeyGeneration(key) === next && !wanted.has(key.toString('hex')));
+    }
     domains.deleteBatch(stale);
     const patterns = this.map('patterns');
     patterns.updateBatch(
@@ -366,6 +372,13 @@ export class DnsParserProgram {
     );
     wakeMap.deleteBatch(wakeMap.keys().filter((key) => !wake.has(key.readUInt32LE(0))));
     return table;
+  }
+
+  /** The generation of the domain table the next setDomainSets writes (the one not in force). */
+  nextTableGeneration(): TableGeneration {
+    const current = this.map('table').lookup(arrayIndex(0));
+    const live: TableGeneration = current === undefined ? 0 : (decodeTableInfo(current).generation ?? 0);
+    return live === 0 ? 1 : 0;
   }
 
   /** The sets whose learned events wake the reader (setDomainSets' `wakeSets`), by id; [] when none is in force. */

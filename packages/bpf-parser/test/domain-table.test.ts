@@ -93,6 +93,7 @@ describe('buildDomainTable', () => {
     const table = buildDomainTable([set(1, 'calico', '*.example.com', 'x*1.*'), set(2, 'calico', 'www.example.com')]);
     for (const generation of [0, 1] as const) {
       const encoded = encodeDomainTable(table, generation);
+      expect(encoded.generation).toBe(generation);
       const base = generation * PATTERN_SLOTS_PER_GENERATION;
       const byKey = new Map(encoded.domains.map(([key, value]) => [key.readBigUInt64LE(0), value]));
       expect(byKey.size).toBe(table.entries.size);

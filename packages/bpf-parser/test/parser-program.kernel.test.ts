@@ -10,6 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   DnsParserProgram,
   LearnedEventConsumer,
+  buildDomainTable,
+  encodeDomainTable,
   MAP_NAMES,
   PARSER_OBJECT_PATH,
   ktimeNs,
@@ -125,6 +127,30 @@ describe('DnsParserProgram', () => {
     program.socketFilter.testRun({ data: ethernetFrame(x.response) });
     expect(program.membership()).toEqual([]);
     expect(program.counters().parsed).toBe(1);
+  });
+
+  it('writes the domain table from encodings made ahead, for the generation it writes next', () => {
+    const program = open();
+    program.configure(dns);
+    const table = buildDomainTable(sets);
+    const next = program.nextTableGeneration();
+    // Only the other generation's encoding: not used, the table is encoded for `next`.
+    program.setDomainSets(sets, { table, encoded: [encodeDomainTable(table, next === 0 ? 1 : 0)] });
+    expect(program.nextTableGeneration()).toBe(next === 0 ? 1 : 0);
+    const x = exchange(7, 'b.example.com', [{ address: '198.18.9.7', ttl: 100 }]);
+    program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+    program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+    expect(program.membership().map((m) => m.address)).toEqual(['198.18.9.7']);
+    // Both made ahead: the table switches to the other generation and still teaches.
+    const other = [{ id: 6, name: 'ds_6', patterns: [parseDomainPattern('other.test', 'calico')] }];
+    const otherTable = buildDomainTable(other);
+    program.setDomainSets(other, { table: otherTable, encoded: [0, 1].map((g) => encodeDomainTable(otherTable, g as 0 | 1)) });
+    expect(program.nextTableGeneration()).toBe(next);
+    expect(program.liveDomainKeys()).toHaveLength(1);
+    const y = exchange(8, 'other.test', [{ address: '198.18.9.8', ttl: 100 }]);
+    program.tcClassifier.testRun({ data: ethernetFrame(y.query) });
+    program.tcClassifier.testRun({ data: ethernetFrame(y.response) });
+    expect(program.membership().map((m) => m.address).sort()).toEqual(['198.18.9.7', '198.18.9.8']);
   });
 
   it('exports and imports learned entries in wall-clock time; expired entries are absent', () => {

@@ -6,7 +6,9 @@ import type { Clock, DomainSet } from '@dnsplane/core';
 import {
   DnsParserProgram,
   buildDomainTable,
+  encodeDomainTable,
   type DomainTable,
+  type EncodedDomainTable,
   LearnedEventConsumer,
   MembershipMarker,
   detachDnsplaneTc,
@@ -57,11 +59,18 @@ export function bpfTcMembershipKernel(
   // pinned by object hash and reused on restart (no verification at all).
   const options = (pinRoot: string) => ({ pinRoot, entries: ['tc'] as const, reusePrograms: true });
   let prepared: { readonly pinRoot: string; readonly parser: DnsParserProgram; readonly created: boolean } | undefined;
-  let domainTable: { readonly sets: readonly DomainSet[]; readonly table: DomainTable } | undefined;
+  let domainTable: { readonly sets: readonly DomainSet[]; readonly table: DomainTable; readonly encoded: EncodedDomainTable[] } | undefined;
+  /** The parser loadParser handed out (until its handle's close). */
+  let loaded: DnsParserProgram | undefined;
   return {
     prepareDomainTable(sets: readonly DomainSet[]): void {
       try {
-        domainTable = { sets, table: buildDomainTable(sets) };
+        const table = buildDomainTable(sets);
+        // Its map contents too (~50 ms for 10,000 names), off the kernel side: for the generation
+        // the parser writes next, or for both while no parser is loaded yet (the verifier runs).
+        const parser = loaded ?? prepared?.parser;
+        const generations = parser === undefined ? ([0, 1] as const) : [parser.nextTableGeneration()];
+        domainTable = { sets, table, encoded: generations.map((generation) => encodeDomainTable(table, generation)) };
       } catch {
         domainTable = undefined; // setDomainSets builds it again and reports the problem where it always did
       }
@@ -89,13 +98,14 @@ export function bpfTcMembershipKernel(
         parser = DnsParserProgram.load(options(pinRoot));
         timer.add(parser.reused ? 'parser_reused' : 'parser_load', performance.now() - start);
       }
+      loaded = parser;
       return {
         configure: (dns) => parser.configure(dns),
         setDomainSets: (sets, wakeSets) =>
           timer.time('parser_domain_sets', () => {
-            const table = domainTable?.sets === sets ? domainTable.table : undefined;
+            const made = domainTable?.sets === sets ? domainTable : undefined;
             domainTable = undefined;
-            return parser.setDomainSets(sets, table === undefined ? { wakeSets } : { table, wakeSets });
+            return parser.setDomainSets(sets, made === undefined ? { wakeSets } : { table: made.table, encoded: made.encoded, wakeSets });
           }),
         exportLearned: (c) => timer.time('parser_export', () => parser.exportLearned(c)),
         importLearned: (entries, c) => timer.time('parser_import', () => parser.importLearned(entries, c)),
@@ -112,7 +122,10 @@ export function bpfTcMembershipKernel(
           });
           return () => consumer.close();
         },
-        close: () => parser.close(),
+        close: () => {
+          if (loaded === parser) loaded = undefined;
+          parser.close();
+        },
       };
     },
     loadMarker(pinRoot: string): MarkerHandle {
