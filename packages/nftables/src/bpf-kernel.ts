@@ -60,16 +60,19 @@ export function bpfTcMembershipKernel(
   const options = (pinRoot: string) => ({ pinRoot, entries: ['tc'] as const, reusePrograms: true });
   let prepared: { readonly pinRoot: string; readonly parser: DnsParserProgram; readonly created: boolean } | undefined;
   let domainTable: { readonly sets: readonly DomainSet[]; readonly table: DomainTable; readonly encoded: EncodedDomainTable[] } | undefined;
-  /** The parser loadParser handed out (until its handle's close). */
-  let loaded: DnsParserProgram | undefined;
+  /** The prepared load under way: whether it creates the pin root (and so fresh maps). */
+  let loading: { readonly created: boolean } | undefined;
   return {
     prepareDomainTable(sets: readonly DomainSet[]): void {
       try {
         const table = buildDomainTable(sets);
-        // Its map contents too (~50 ms for 10,000 names), off the kernel side: for the generation
-        // the parser writes next, or for both while no parser is loaded yet (the verifier runs).
-        const parser = loaded ?? prepared?.parser;
-        const generations = parser === undefined ? ([0, 1] as const) : [parser.nextTableGeneration()];
+        // Its map contents too (~50 ms for 10,000 names), off the kernel side — but only while the
+        // prepared load runs (a cold start: the verifier, which install waits for anyway), for the
+        // generation the parser writes next: 1 on maps this load creates (a fresh table map holds
+        // generation 0), else either. Otherwise (a restart, a re-apply) setDomainSets encodes:
+        // this thread's work here delays the table listing install waits for, and it took as much
+        // as it saved after (restart install 571-705 against 507-578 ms, 16:21-16:40 UTC).
+        const generations = loading === undefined ? [] : loading.created ? ([1] as const) : ([0, 1] as const);
         domainTable = { sets, table, encoded: generations.map((generation) => encodeDomainTable(table, generation)) };
       } catch {
         domainTable = undefined; // setDomainSets builds it again and reports the problem where it always did
@@ -77,10 +80,16 @@ export function bpfTcMembershipKernel(
     },
     async prepareParser(pinRoot: string): Promise<boolean> {
       const created = !existsSync(pinRoot);
-      const parser = await DnsParserProgram.loadAsync({ ...options(pinRoot), loadNice: PREPARE_LOAD_NICE });
-      prepared?.parser.close();
-      prepared = { pinRoot, parser, created };
-      return parser.reused;
+      const current = { created };
+      loading = current;
+      try {
+        const parser = await DnsParserProgram.loadAsync({ ...options(pinRoot), loadNice: PREPARE_LOAD_NICE });
+        prepared?.parser.close();
+        prepared = { pinRoot, parser, created };
+        return parser.reused;
+      } finally {
+        if (loading === current) loading = undefined;
+      }
     },
     discardPrepared(): void {
       if (prepared === undefined) return;
@@ -98,7 +107,6 @@ export function bpfTcMembershipKernel(
         parser = DnsParserProgram.load(options(pinRoot));
         timer.add(parser.reused ? 'parser_reused' : 'parser_load', performance.now() - start);
       }
-      loaded = parser;
       return {
         configure: (dns) => parser.configure(dns),
         setDomainSets: (sets, wakeSets) =>
@@ -122,10 +130,7 @@ export function bpfTcMembershipKernel(
           });
           return () => consumer.close();
         },
-        close: () => {
-          if (loaded === parser) loaded = undefined;
-          parser.close();
-        },
+        close: () => parser.close(),
       };
     },
     loadMarker(pinRoot: string): MarkerHandle {
