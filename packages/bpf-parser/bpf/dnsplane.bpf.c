@@ -57,11 +57,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_table SEC(".maps");
 
+/* set-associative: see dnsplane_maps.h */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct dnsplane_query_key);
-	__type(value, struct dnsplane_query_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DNSPLANE_QUERY_SETS);
+	__type(key, __u32);
+	__type(value, struct dnsplane_query_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_queries SEC(".maps");
 
@@ -230,13 +231,14 @@ struct scratch {
 	__u8 rec[REC_ENTRIES_MASK + 1 + DNSPLANE_EVENT_ENTRIES * sizeof(struct dnsplane_event_entry)]
 		__attribute__((aligned(8)));
 	/*
-	 * What a query record needs beyond the stack (it is full): built here, right before the
-	 * message copy the query touches anyway; 64 bytes in all, so the message keeps its offset
-	 * within a cache line and an answer touches the same lines as without it.
+	 * What a query record needs beyond the stack (it is full), and the key an answer looks
+	 * up: built here, right before the message copy the query touches anyway; 64 bytes in
+	 * all, so the message keeps its offset within a cache line.
 	 */
 	struct dnsplane_query_value query;
 	__u32 iif_key; /* dnsp_answer_marks key of the query at hand */
-	__u8 query_line_pad[64 - sizeof(struct dnsplane_query_value) - sizeof(__u32)];
+	__u32 query_set; /* dnsp_queries set of the key at hand */
+	__u8 query_line_pad[64 - sizeof(struct dnsplane_query_value) - 2 * sizeof(__u32)];
 	__u8 msg[DNSPLANE_MSG_MAX + MSG_PAD];
 	/* glob matcher */
 	__u32 nfa, nfa_pid, nfa_prefix, nfa_pad;
@@ -1138,6 +1140,90 @@ static long credit_step(__u32 idx, void *data)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- remembered queries */
+
+/* The dnsp_queries set of a key: its four words mixed (the qname hash is already well mixed). */
+static __always_inline __u32 query_set_of(const struct dnsplane_query_key *k)
+{
+	const __u64 *w = (const __u64 *)k;
+	__u64 h = w[0] ^ (w[1] * DNSPLANE_FNV_PRIME) ^ (w[2] * DNSPLANE_HASH_MUL) ^ w[3];
+
+	h *= DNSPLANE_HASH_MUL;
+	return (h >> 32) & (DNSPLANE_QUERY_SETS - 1);
+}
+
+static __always_inline int query_key_eq(const struct dnsplane_query_key *a, const struct dnsplane_query_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/*
+ * Remembers the query `qk` with the value in s->query: in the way holding the same key, else
+ * the first empty or expired one, else the one that expires first. Written in place, key
+ * first (a concurrent reader of the old key sees another key, not the old key with the new
+ * value). Global, like query_lookup, with the key on the caller's stack: verified once.
+ */
+__attribute__((noinline)) int query_remember(__u32 slot, const struct dnsplane_query_key *qk, __u64 now)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_query_set *set;
+	struct dnsplane_query_entry *e;
+	__u64 first = ~0ULL;
+	__u32 way = 0;
+
+	if (!s || !qk)
+		return 0;
+	s->query_set = query_set_of(qk);
+	set = bpf_map_lookup_elem(&dnsp_queries, &s->query_set);
+	if (!set)
+		return 0;
+	for (__u32 i = 0; i < DNSPLANE_QUERY_WAYS; i++) {
+		__u64 expiry = set->ways[i].value.expiry_ns;
+
+		if (query_key_eq(&set->ways[i].key, qk)) {
+			way = i;
+			break;
+		}
+		if (expiry <= now)
+			expiry = 0; /* free: taken unless the key is in a later way */
+		if (expiry < first) {
+			first = expiry;
+			way = i;
+		}
+	}
+	e = &set->ways[way & (DNSPLANE_QUERY_WAYS - 1)];
+	__builtin_memcpy(&e->key, qk, sizeof(e->key));
+	asm volatile("" ::: "memory"); /* the key before the value */
+	__builtin_memcpy(&e->value, &s->query, sizeof(e->value));
+	return 0;
+}
+
+/*
+ * The answer mark of the remembered query `qk`, live at `now`; -1 when there is none. Global
+ * (and query_remember too), the key on the caller's stack: with the way loops inlined into the
+ * parse routine, or the key in scratch, the verifier processed ~805,000 instructions instead
+ * of ~598,000 (load +0.35 s); this shape is where it was before the table (597,000).
+ */
+__attribute__((noinline)) long query_lookup(__u32 slot, const struct dnsplane_query_key *qk, __u64 now)
+{
+	struct scratch *s = scratch_of(slot);
+	struct dnsplane_query_set *set;
+
+	if (!s || !qk)
+		return -1;
+	s->query_set = query_set_of(qk);
+	set = bpf_map_lookup_elem(&dnsp_queries, &s->query_set);
+	if (!set)
+		return -1;
+	for (__u32 i = 0; i < DNSPLANE_QUERY_WAYS; i++) {
+		if (query_key_eq(&set->ways[i].key, qk))
+			return set->ways[i].value.expiry_ns > now ? (__s64)set->ways[i].value.answer_mark : -1;
+	}
+	return -1;
+}
+
 /* ---------------------------------------------------------------- the parse routine */
 
 struct l4info {
@@ -1349,6 +1435,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 
 	if (to_server) {
 		struct dnsplane_query_key qk = {};
+		__u64 now;
 		__u32 *bits;
 
 		/* a query: QR=0, opcode 0, one question */
@@ -1364,7 +1451,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 		qk.port = pkt->sport;
 		qk.txid = bpf_htons(rd16(s, 0));
 		qk.family = pkt->family;
-		s->query.expiry_ns = bpf_ktime_get_ns() + DNSPLANE_QUERY_LIFETIME_NS;
+		now = bpf_ktime_get_ns();
+		s->query.expiry_ns = now + DNSPLANE_QUERY_LIFETIME_NS;
 		s->query.answer_mark = 0;
 		s->query.pad = 0;
 		/* the interface it came in on (also at tc egress of a forwarded query) */
@@ -1374,7 +1462,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 			if (bits)
 				s->query.answer_mark = *bits;
 		}
-		bpf_map_update_elem(&dnsp_queries, &qk, &s->query, BPF_ANY);
+		query_remember(slot, &qk, now);
 		count(DNSPLANE_C_QUERIES, 1);
 		return 1;
 	}
@@ -1402,23 +1490,23 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 	s->now = bpf_ktime_get_ns();
 	{
 		struct dnsplane_query_key qk = {};
-		struct dnsplane_query_value *qv;
+		__s64 mark;
 
 		qk.qname_hash = s->name.hash;
 		__builtin_memcpy(qk.addr, pkt->dst, 16);
 		qk.port = pkt->dport;
 		qk.txid = bpf_htons(rd16(s, 0));
 		qk.family = pkt->family;
-		qv = bpf_map_lookup_elem(&dnsp_queries, &qk);
-		if (!qv || qv->expiry_ns <= s->now) {
+		mark = query_lookup(slot, &qk, s->now);
+		if (mark < 0) {
 			count((flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_UNMATCHED_QUERY, 1);
 			return 0;
 		}
 		/* a verified UDP answer to a query from an interface with answer marks: the nft
 		 * rules admit it by this mark instead of by conntrack (tc ingress runs before
 		 * netfilter's prerouting) */
-		if (tc && qv->answer_mark && pkt->proto == IPPROTO_UDP)
-			skb->mark |= qv->answer_mark;
+		if (tc && mark && pkt->proto == IPPROTO_UDP)
+			skb->mark |= (__u32)mark;
 	}
 	if (flags & 0xf) {
 		count(DNSPLANE_C_REJECTED, 1);

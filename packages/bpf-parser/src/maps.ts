@@ -47,6 +47,9 @@ export const EVENT_ENTRIES = 32;
 export const EVENT_NAME_ALIGN = 8;
 /** dnsp_answer_marks holds at most this many interfaces. */
 export const ANSWER_MARK_INTERFACES = 4096;
+/** dnsp_queries: an array of this many sets of QUERY_WAYS remembered queries (set-associative). */
+export const QUERY_SETS = 16384;
+export const QUERY_WAYS = 4;
 
 /** enum dnsplane_pattern_label_kind. */
 export const PatternLabelKind = { Literal: 1, Glob: 2, AnyOne: 3, AnyMany: 4 } as const;
@@ -113,6 +116,14 @@ export const STRUCT_LAYOUTS = {
   dnsplane_query_value: {
     size: 16,
     fields: { expiry_ns: { offset: 0, size: 8 }, answer_mark: { offset: 8, size: 4 }, pad: { offset: 12, size: 4 } },
+  },
+  dnsplane_query_entry: {
+    size: 48,
+    fields: { key: { offset: 0, size: 32 }, value: { offset: 32, size: 16 } },
+  },
+  dnsplane_query_set: {
+    size: 48 * QUERY_WAYS,
+    fields: { ways: { offset: 0, size: 48 * QUERY_WAYS } },
   },
   dnsplane_domain_entry: {
     size: 4 + 4 * DOMAIN_IDS,
@@ -302,6 +313,24 @@ export function encodeQueryKey(key: QueryKey): Buffer {
   b.writeUInt16BE(key.txid, f.txid.offset);
   b.writeUInt8(key.family, f.family.offset);
   return b;
+}
+
+const MASK64 = (1n << 64n) - 1n;
+
+/**
+ * The dnsp_queries set of a key, as the parser computes it (query_set_of): its four 64-bit
+ * words mixed. For tests that need queries sharing a set.
+ */
+export function querySetOf(key: QueryKey): number {
+  return querySetOfKey(encodeQueryKey(key));
+}
+
+/** querySetOf of an encoded key (32 bytes, struct dnsplane_query_key). */
+export function querySetOfKey(b: Buffer): number {
+  const w = [0, 8, 16, 24].map((offset) => b.readBigUInt64LE(offset));
+  let h = w[0]! ^ ((w[1]! * 0x100000001b3n) & MASK64) ^ ((w[2]! * 0x9e3779b97f4a7c15n) & MASK64) ^ w[3]!;
+  h = (h * 0x9e3779b97f4a7c15n) & MASK64;
+  return Number((h >> 32n) & BigInt(QUERY_SETS - 1));
 }
 
 export function decodeQueryKey(b: Buffer): QueryKey {

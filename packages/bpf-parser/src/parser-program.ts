@@ -12,6 +12,7 @@ import { buildDomainTable, encodeDomainTable, type DomainTable, type EncodedDoma
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
 import {
   BpfMap,
+  MapType,
   BpfObjectSpec,
   BpfProgram,
   DEFAULT_PIN_ROOT,
@@ -35,6 +36,7 @@ import {
   encodeExpiry,
   encodeMemberKey,
   encodeTableInfo,
+  QUERY_SETS,
   STRUCT_LAYOUTS,
   type ParserMapRole,
   type TableGeneration,
@@ -514,10 +516,19 @@ export class DnsParserProgram {
     for (const key of map.keys()) if (!marks.has(key.readUInt32LE(0))) map.delete(key);
   }
 
-  /** Deletes every remembered query. */
+  /** Forgets the remembered queries of these dnsp_queries sets (querySetOf): written empty. */
+  clearQuerySets(sets: Iterable<number>): void {
+    const keys = [...new Set(sets)].map((set) => arrayIndex(set));
+    const empty = Buffer.alloc(STRUCT_LAYOUTS.dnsplane_query_set.size);
+    this.map('queries').updateBatch(
+      keys,
+      keys.map(() => empty),
+    );
+  }
+
+  /** Forgets every remembered query: every set written empty (one batch, nothing read). */
   clearQueries(): void {
-    const map = this.map('queries');
-    for (const key of map.keys()) map.delete(key);
+    this.clearQuerySets(Array.from({ length: QUERY_SETS }, (_, set) => set));
   }
 
   close(): void {
@@ -581,23 +592,26 @@ function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: stri
 }
 
 /**
- * A dnsp_queries pin of an older layout (its value was 8 bytes before answer marks) cannot be
- * reused and would fail the load: it holds at most DNSPLANE_QUERY_LIFETIME_NS (10 s) of
- * queries in flight, so it is dropped and created afresh.
+ * A dnsp_queries pin of an older layout (an LRU hash before the set-associative array; its
+ * value was 8 bytes before answer marks) cannot be reused and would fail the load: it holds
+ * at most DNSPLANE_QUERY_LIFETIME_NS (10 s) of queries in flight, so it is dropped and
+ * created afresh.
  */
 function dropIncompatibleQueriesPin(pinRoot: string): void {
   const path = join(pinRoot, MAP_NAMES.queries);
   if (!existsSync(path)) return;
   let valueSize: number;
+  let type: number;
   try {
     const map = BpfMap.fromPinned(path);
     valueSize = map.valueSize;
+    type = map.type;
     map.close();
   } catch (error) {
     if (isNotFound(error)) return;
     throw error;
   }
-  if (valueSize !== STRUCT_LAYOUTS.dnsplane_query_value.size) unlinkSync(path);
+  if (type !== MapType.array || valueSize !== STRUCT_LAYOUTS.dnsplane_query_set.size) unlinkSync(path);
 }
 
 /** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */

@@ -9,6 +9,8 @@ import {
   decodeEvents,
   encodeMemberKey,
   ktimeNs,
+  nameHash,
+  querySetOfKey,
   type LearnedEvent,
   type ParserCounterValues,
 } from '../src/index.js';
@@ -39,6 +41,49 @@ export function ethernetFrame(l3: Uint8Array): Buffer {
   const type = Buffer.alloc(2);
   type.writeUInt16BE(version === 6 ? 0x86dd : 0x0800);
   return Buffer.concat([ETH_DST, ETH_SRC, type, l3]);
+}
+
+/**
+ * The dnsp_queries set the parser files a query packet (L3, UDP or TCP with its length prefix)
+ * under: its key (question name hash, source address and port, transaction id, family) as
+ * query_set_of mixes it. Undefined when the name is not plain labels (compressed, cut) or the
+ * packet is not UDP/TCP: callers clear every set then.
+ */
+export function querySetOfPacket(l3: Uint8Array): number | undefined {
+  const b = Buffer.from(l3.buffer, l3.byteOffset, l3.byteLength);
+  const version = (b[0] ?? 0) >> 4;
+  const key = Buffer.alloc(32);
+  let l4: number;
+  let proto: number;
+  if (version === 4) {
+    l4 = ((b[0] ?? 0) & 0xf) * 4;
+    proto = b[9] ?? 0;
+    b.copy(key, 8, 12, 16);
+  } else if (version === 6) {
+    l4 = 40;
+    proto = b[6] ?? 0;
+    b.copy(key, 8, 8, 24);
+  } else {
+    return undefined;
+  }
+  let dns: number;
+  if (proto === 17) dns = l4 + 8;
+  else if (proto === 6 && b.length >= l4 + 20) dns = l4 + ((b[l4 + 12] ?? 0) >> 4) * 4 + 2; // after the length prefix
+  else return undefined;
+  if (b.length < dns + 12) return undefined;
+  const labels: string[] = [];
+  for (let at = dns + 12; ; ) {
+    const len = b[at];
+    if (len === undefined || len & 0xc0 || at + 1 + len > b.length) return undefined;
+    if (len === 0) break;
+    labels.push(b.toString('latin1', at + 1, at + 1 + len));
+    at += 1 + len;
+  }
+  key.writeBigUInt64LE(nameHash(labels), 0);
+  b.copy(key, 24, l4, l4 + 2); // source port, network order
+  b.copy(key, 26, dns, dns + 2); // transaction id
+  key.writeUInt8(version, 28);
+  return querySetOfKey(key);
 }
 
 export function testPinRoot(): string {
@@ -109,6 +154,16 @@ export class KernelParserHarness {
     }
     this.#events.length = 0;
     return result.durationNs;
+  }
+
+  /**
+   * Forgets what these query packets left in dnsp_queries: their sets, or every set when one
+   * cannot be told (querySetOfPacket).
+   */
+  forgetQueries(queries: readonly Uint8Array[]): void {
+    const sets = queries.map(querySetOfPacket);
+    if (sets.every((set) => set !== undefined)) this.program.clearQuerySets(sets as number[]);
+    else this.program.clearQueries();
   }
 
   /** Removes the membership entries of these writes (so the next run starts fresh). */

@@ -3,7 +3,7 @@
 // TypeScript side encodes. Needs only the object file and bpftool (no privileges).
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ANSWER_MARK_INTERFACES, COUNTER_NAMES, DOMAIN_IDS, MAP_NAMES, PATTERN_SLOTS, STRUCT_LAYOUTS } from '../src/maps.js';
+import { ANSWER_MARK_INTERFACES, COUNTER_NAMES, DOMAIN_IDS, MAP_NAMES, PATTERN_SLOTS, QUERY_SETS, QUERY_WAYS, STRUCT_LAYOUTS } from '../src/maps.js';
 import { PARSER_OBJECT_PATH } from '../src/parser-program.js';
 import { ENDPOINT_SETS_CAPACITY, ENDPOINT_SETS_LAYOUTS, ENDPOINT_SETS_MAP } from '../src/endpoint-sets.js';
 import { MEMBERSHIP_MARK_OBJECT_PATH } from '../src/membership-marker.js';
@@ -32,7 +32,7 @@ describe('map layouts: src/maps.ts matches the BTF of bpf/dnsplane.bpf.o', () =>
     const expected: Record<string, { key?: string; value?: string; maxEntries?: number }> = {
       [MAP_NAMES.config]: { key: '__u32', value: 'dnsplane_config', maxEntries: 1 },
       [MAP_NAMES.table]: { key: '__u32', value: 'dnsplane_table_info', maxEntries: 1 },
-      [MAP_NAMES.queries]: { key: 'dnsplane_query_key', value: 'dnsplane_query_value' },
+      [MAP_NAMES.queries]: { key: '__u32', value: 'dnsplane_query_set', maxEntries: QUERY_SETS },
       [MAP_NAMES.domains]: { key: '__u64', value: 'dnsplane_domain_entry' },
       [MAP_NAMES.patterns]: { key: '__u32', value: 'dnsplane_pattern', maxEntries: PATTERN_SLOTS },
       [MAP_NAMES.members4]: { key: 'dnsplane_member4_key', value: 'dnsplane_member_value' },
@@ -50,6 +50,7 @@ describe('map layouts: src/maps.ts matches the BTF of bpf/dnsplane.bpf.o', () =>
       });
     }
     expect(STRUCT_LAYOUTS.dnsplane_domain_entry.fields.ids.size).toBe(4 * DOMAIN_IDS);
+    expect(STRUCT_LAYOUTS.dnsplane_query_set.size).toBe(QUERY_WAYS * STRUCT_LAYOUTS.dnsplane_query_entry.size);
   });
 });
 

@@ -33,7 +33,7 @@ import {
   truncatedExchange,
   type Exchange,
 } from './dns-generator.js';
-import { KernelParserHarness, type EntryPoint, type KernelWrite } from './kernel-harness.js';
+import { KernelParserHarness, type EntryPoint, type KernelRun, type KernelWrite } from './kernel-harness.js';
 
 const dns: DnsSettings = {
   trustedServers: [
@@ -100,13 +100,20 @@ function runReference(x: Exchange): { outcome: ParseOutcome; counters: Record<st
 }
 
 function runKernel(entry: EntryPoint, x: Exchange): { writes: KernelWrite[]; counters: Record<string, number> } {
-  harness.program.clearQueries();
   const before = harness.counters();
-  for (const q of x.queries) {
-    const run = harness.run(entry, q);
-    if (run.writes.length) throw new Error('a query wrote membership');
+  let recorded = true;
+  let run: KernelRun;
+  try {
+    for (const q of x.queries) {
+      const queryRun = harness.run(entry, q);
+      if (queryRun.writes.length) throw new Error('a query wrote membership');
+    }
+    recorded = harness.counters().queries !== before.queries;
+    run = harness.run(entry, x.response);
+  } finally {
+    // the next exchange starts with no remembered query (as the reference does)
+    if (recorded) harness.forgetQueries(x.queries);
   }
-  const run = harness.run(entry, x.response);
   const after = harness.counters();
   harness.forget(run.writes);
   const counters: Record<string, number> = {};

@@ -14,6 +14,9 @@ import {
   encodeDomainTable,
   MAP_NAMES,
   PARSER_OBJECT_PATH,
+  QUERY_WAYS,
+  nameHash,
+  querySetOf,
   ktimeNs,
   parserObjectHash,
   parserProgramPinName,
@@ -206,6 +209,41 @@ describe('DnsParserProgram', () => {
     } finally {
       consumer.close();
     }
+  });
+});
+
+describe('DnsParserProgram: remembered queries (dnsp_queries, a set-associative table)', () => {
+  it('a full set gives way to a new query by the earliest expiry; a repeated query keeps its own way', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const name = 'q.example.com';
+    const qnameHash = nameHash(name.split('.'));
+    // five transaction ids whose keys (client port 40000, see exchange) share one set
+    const bySet = new Map<number, number[]>();
+    let ids: number[] = [];
+    for (let txid = 1; txid < 0x10000 && ids.length < QUERY_WAYS + 1; txid++) {
+      const set = querySetOf({ qnameHash, family: 4, address: CLIENT4, port: 40000, txid });
+      const same = bySet.get(set) ?? [];
+      same.push(txid);
+      bySet.set(set, same);
+      ids = same;
+    }
+    expect(ids).toHaveLength(QUERY_WAYS + 1);
+    const xs = ids.map((id, i) => exchange(id, name, [{ address: `198.18.10.${i + 1}`, ttl: 100 }]));
+    const run = (packet: Uint8Array): void => {
+      program.tcClassifier.testRun({ data: ethernetFrame(packet) });
+    };
+    for (const x of xs.slice(0, QUERY_WAYS)) run(x.query);
+    run(xs[1]!.query); // the same key again: refreshed in its way, now the latest
+    run(xs[QUERY_WAYS]!.query); // the set is full: the way expiring first (query 0) gives way
+    for (const x of xs) run(x.response);
+    expect(program.counters()).toMatchObject({ queries: QUERY_WAYS + 2, unmatched_query: 1, parsed: QUERY_WAYS, learned: QUERY_WAYS });
+    expect(program.membership().map((m) => m.address)).toEqual(xs.slice(1).map((_, i) => `198.18.10.${i + 2}`));
+    // forgotten by clearQueries: the answers match nothing any more
+    program.clearQueries();
+    run(xs[2]!.response);
+    expect(program.counters().unmatched_query).toBe(2);
   });
 });
 
