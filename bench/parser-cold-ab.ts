@@ -1,0 +1,123 @@
+// A/B of parser builds on cold single runs, shaped like bench:enforce (b)'s lab traffic:
+// a query for a fresh name (a new dnsp_queries key, arriving on an interface), the answer of a
+// covered name teaching a fresh address (one A; `*.fresh.lab.test`), the answer of an uncovered
+// name (other.lab.test), and the early exit. Builds are loaded side by side in one process and
+// alternated run by run; every timed run is a single tc test run after 64 MiB touched.
+//
+//   npx tsx bench/parser-cold-ab.ts A.o B.o [C.o ...] [--runs N] [--marks]
+// --runs: timed runs per case and build (default 150); --marks: an answer mark on the query's
+// interface (as the nftables dataplane's untracked DNS has). Needs root.
+import { execFileSync } from 'node:child_process';
+import { buildDnsPacket, parseDomainPattern, type DnsSettings, type DomainSet } from '@dnsplane/core';
+import { DnsParserProgram } from '../packages/bpf-parser/src/index.js';
+import { ethernetFrame, testPinRoot } from '../packages/bpf-parser/test/kernel-harness.js';
+
+const SERVER = '198.18.0.53';
+const CLIENT = '198.18.1.10';
+const ROGUE = '198.18.0.66';
+const dns: DnsSettings = { trustedServers: [{ family: 4, address: SERVER, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
+const sets: DomainSet[] = [{ id: 1, name: 'ds_1', patterns: [parseDomainPattern('*.fresh.lab.test', 'calico')] }];
+
+let seq = 1;
+function exchange(name: string, address: string, from = SERVER): { query: Uint8Array; response: Uint8Array } {
+  const id = seq++ & 0xffff;
+  const port = 20000 + (id % 40000);
+  const qname = Buffer.concat([...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
+  const header = (flags: number, answers: number): Buffer => {
+    const h = Buffer.alloc(12);
+    h.writeUInt16BE(id, 0);
+    h.writeUInt16BE(flags, 2);
+    h.writeUInt16BE(1, 4);
+    h.writeUInt16BE(answers, 6);
+    return h;
+  };
+  const answer = Buffer.alloc(16);
+  answer.writeUInt16BE(0xc00c, 0);
+  answer.writeUInt16BE(1, 2);
+  answer.writeUInt16BE(1, 4);
+  answer.writeUInt32BE(60, 6);
+  answer.writeUInt16BE(4, 10);
+  Buffer.from(address.split('.').map(Number)).copy(answer, 12);
+  return {
+    query: buildDnsPacket({ family: 4, src: CLIENT, dst: SERVER, sport: port, dport: 53, transport: 'udp', payload: Buffer.concat([header(0x0100, 0), qname]) }),
+    response: buildDnsPacket({ family: 4, src: from, dst: CLIENT, sport: 53, dport: port, transport: 'udp', payload: Buffer.concat([header(0x8180, 1), qname, answer]) }),
+  };
+}
+
+const EVICT = new Uint32Array((64 << 20) / 4);
+function evict(): void {
+  for (let i = 0; i < EVICT.length; i += 16) EVICT[i] = (EVICT[i] ?? 0) + 1;
+}
+
+// __sk_buff offsets of the test run's context
+const SKB_INGRESS_IFINDEX = 36;
+const SKB_IFINDEX = 40;
+function ctx(ifindex: number, ingress: number): Buffer {
+  const c = Buffer.alloc(192);
+  c.writeUInt32LE(ingress, SKB_INGRESS_IFINDEX);
+  c.writeUInt32LE(ifindex, SKB_IFINDEX);
+  return c;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+}
+
+const args = process.argv.slice(2);
+const runsAt = args.indexOf('--runs');
+const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 150;
+const marks = args.includes('--marks');
+const objects = args.filter((a, i) => a.endsWith('.o') && i !== runsAt + 1);
+const programs = objects.map((objectPath) => {
+  const pinRoot = testPinRoot();
+  const t0 = process.hrtime.bigint();
+  let p: DnsParserProgram;
+  try {
+    p = DnsParserProgram.load({ pinRoot, objectPath, entries: ['tc'] });
+  } catch (error) {
+    DnsParserProgram.removePins(pinRoot); // a refused build can leave its maps pinned
+    throw error;
+  }
+  const show = execFileSync('bpftool', ['prog', 'show', 'id', String(p.tcClassifier.id)], { encoding: 'utf8' }).split('\n').filter((l) => /xlated|verified/.test(l)).join(' ').trim();
+  console.log(`${objectPath}: ${show}; tc entry loaded (verifier) in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms`);
+  p.configure(dns);
+  p.setDomainSets(sets);
+  if (marks) p.setAnswerMarks(new Map([[1, 0x04000000]]));
+  return { p, pinRoot };
+});
+const cases = ['query', 'covered', 'uncovered', 'early'] as const;
+const times = programs.map(() => Object.fromEntries(cases.map((c) => [c, [] as number[]])) as Record<(typeof cases)[number], number[]>);
+try {
+  let fresh = 0;
+  for (let r = 0; r < runs; r++) {
+    for (let k = 0; k < programs.length; k++) {
+      const i = (r + k) % programs.length; // rotate which build goes first
+      const tc = programs[i]!.p.tcClassifier;
+      const t = times[i]!;
+      const n = ++fresh;
+      const cov = exchange(`t${n}.fresh.lab.test`, `198.19.${(n >> 8) & 255}.${n & 255}`);
+      evict();
+      t.query.push(tc.testRun({ data: ethernetFrame(cov.query), ctx: ctx(1, 1) }).durationNs);
+      evict();
+      t.covered.push(tc.testRun({ data: ethernetFrame(cov.response), ctx: ctx(1, 0) }).durationNs);
+      const unc = exchange('other.lab.test', '198.19.1.4');
+      tc.testRun({ data: ethernetFrame(unc.query), ctx: ctx(1, 1) });
+      evict();
+      t.uncovered.push(tc.testRun({ data: ethernetFrame(unc.response), ctx: ctx(1, 0) }).durationNs);
+      const rogue = exchange('other.lab.test', '198.19.1.4', ROGUE);
+      evict();
+      t.early.push(tc.testRun({ data: ethernetFrame(rogue.response), ctx: ctx(1, 0) }).durationNs);
+    }
+  }
+  console.log(`median ns of ${runs} cold single tc runs each${marks ? ' (answer marks on ifindex 1)' : ''}`);
+  console.log(['object', ...cases].map((h, i) => (i === 0 ? h.padEnd(40) : h.padStart(10))).join(''));
+  for (const [i, o] of objects.entries()) {
+    console.log([o.padEnd(40), ...cases.map((c) => median(times[i]![c]).toFixed(0).padStart(10))].join(''));
+  }
+} finally {
+  for (const { p, pinRoot } of programs) {
+    p.close();
+    DnsParserProgram.removePins(pinRoot);
+  }
+}
