@@ -8,40 +8,19 @@
 // --runs: timed runs per case and build (default 150); --marks: an answer mark on the query's
 // interface (as the nftables dataplane's untracked DNS has). Needs root.
 import { execFileSync } from 'node:child_process';
-import { buildDnsPacket, parseDomainPattern, type DnsSettings, type DomainSet } from '@dnsplane/core';
+import { parseDomainPattern, type DnsSettings, type DomainSet } from '@dnsplane/core';
 import { DnsParserProgram } from '../packages/bpf-parser/src/index.js';
+import { ROGUE4, SERVER4 } from '../packages/bpf-parser/test/dns-generator.js';
+import { exchangeA } from '../packages/bpf-parser/test/dns-exchange.js';
 import { ethernetFrame, testPinRoot } from '../packages/bpf-parser/test/kernel-harness.js';
 
-const SERVER = '198.18.0.53';
-const CLIENT = '198.18.1.10';
-const ROGUE = '198.18.0.66';
+const SERVER = SERVER4;
+const ROGUE = ROGUE4;
 const dns: DnsSettings = { trustedServers: [{ family: 4, address: SERVER, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
 const sets: DomainSet[] = [{ id: 1, name: 'ds_1', patterns: [parseDomainPattern('*.fresh.lab.test', 'calico')] }];
 
-let seq = 1;
 function exchange(name: string, address: string, from = SERVER): { query: Uint8Array; response: Uint8Array } {
-  const id = seq++ & 0xffff;
-  const port = 20000 + (id % 40000);
-  const qname = Buffer.concat([...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
-  const header = (flags: number, answers: number): Buffer => {
-    const h = Buffer.alloc(12);
-    h.writeUInt16BE(id, 0);
-    h.writeUInt16BE(flags, 2);
-    h.writeUInt16BE(1, 4);
-    h.writeUInt16BE(answers, 6);
-    return h;
-  };
-  const answer = Buffer.alloc(16);
-  answer.writeUInt16BE(0xc00c, 0);
-  answer.writeUInt16BE(1, 2);
-  answer.writeUInt16BE(1, 4);
-  answer.writeUInt32BE(60, 6);
-  answer.writeUInt16BE(4, 10);
-  Buffer.from(address.split('.').map(Number)).copy(answer, 12);
-  return {
-    query: buildDnsPacket({ family: 4, src: CLIENT, dst: SERVER, sport: port, dport: 53, transport: 'udp', payload: Buffer.concat([header(0x0100, 0), qname]) }),
-    response: buildDnsPacket({ family: 4, src: from, dst: CLIENT, sport: 53, dport: port, transport: 'udp', payload: Buffer.concat([header(0x8180, 1), qname, answer]) }),
-  };
+  return exchangeA(name, address, 60, from);
 }
 
 const EVICT = new Uint32Array((64 << 20) / 4);

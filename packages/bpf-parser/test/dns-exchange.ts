@@ -1,11 +1,12 @@
 // A DNS query and its response (one A record) as IPv4/UDP packets between the test client
-// and the trusted server of dns-generator.ts, for kernel tests that need the parser to learn.
+// and the trusted server of dns-generator.ts (or `from`, e.g. a rogue source), for kernel tests
+// and benchmarks that need the parser to learn.
 import { buildDnsPacket } from '@dnsplane/core';
 import { CLIENT4, SERVER4 } from './dns-generator.js';
 
 let nextId = 1;
 
-export function exchangeA(name: string, address: string, ttl = 100): { query: Uint8Array; response: Uint8Array } {
+export function exchangeA(name: string, address: string, ttl = 100, from = SERVER4): { query: Uint8Array; response: Uint8Array } {
   const id = nextId++ & 0xffff;
   const port = 20000 + (id % 40000);
   const qname = Buffer.concat([
@@ -29,6 +30,6 @@ export function exchangeA(name: string, address: string, ttl = 100): { query: Ui
   Buffer.from(address.split('.').map(Number)).copy(answer, 12);
   return {
     query: buildDnsPacket({ family: 4, src: CLIENT4, dst: SERVER4, sport: port, dport: 53, transport: 'udp', payload: Buffer.concat([header(0x0100, 0), qname]) }),
-    response: buildDnsPacket({ family: 4, src: SERVER4, dst: CLIENT4, sport: 53, dport: port, transport: 'udp', payload: Buffer.concat([header(0x8180, 1), qname, answer]) }),
+    response: buildDnsPacket({ family: 4, src: from, dst: CLIENT4, sport: 53, dport: port, transport: 'udp', payload: Buffer.concat([header(0x8180, 1), qname, answer]) }),
   };
 }
