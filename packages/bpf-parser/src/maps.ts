@@ -322,11 +322,7 @@ const MASK64 = (1n << 64n) - 1n;
  * words mixed. For tests that need queries sharing a set.
  */
 export function querySetOf(key: QueryKey): number {
-  return querySetOfKey(encodeQueryKey(key));
-}
-
-/** querySetOf of an encoded key (32 bytes, struct dnsplane_query_key). */
-export function querySetOfKey(b: Buffer): number {
+  const b = encodeQueryKey(key);
   const w = [0, 8, 16, 24].map((offset) => b.readBigUInt64LE(offset));
   let h = w[0]! ^ ((w[1]! * 0x100000001b3n) & MASK64) ^ ((w[2]! * 0x9e3779b97f4a7c15n) & MASK64) ^ w[3]!;
   h = (h * 0x9e3779b97f4a7c15n) & MASK64;

@@ -2,7 +2,7 @@
 // BPF_PROG_TEST_RUN on either entry point, and what each run wrote read back from the ring
 // buffer. Used by the kernel tests and the benchmark.
 import { randomBytes } from 'node:crypto';
-import type { DnsSettings, DomainSet, IpFamily } from '@dnsplane/core';
+import { parseTransport, type DnsSettings, type DomainSet, type IpFamily } from '@dnsplane/core';
 import {
   DnsParserProgram,
   RingBufferConsumer,
@@ -10,7 +10,7 @@ import {
   encodeMemberKey,
   ktimeNs,
   nameHash,
-  querySetOfKey,
+  querySetOf,
   type LearnedEvent,
   type ParserCounterValues,
 } from '../src/index.js';
@@ -45,45 +45,24 @@ export function ethernetFrame(l3: Uint8Array): Buffer {
 
 /**
  * The dnsp_queries set the parser files a query packet (L3, UDP or TCP with its length prefix)
- * under: its key (question name hash, source address and port, transaction id, family) as
- * query_set_of mixes it. Undefined when the name is not plain labels (compressed, cut) or the
+ * under: the key of its question name, source address and port, and transaction id, mixed as
+ * query_set_of does. Undefined when the name is not plain labels (compressed, cut) or the
  * packet is not UDP/TCP: callers clear every set then.
  */
 export function querySetOfPacket(l3: Uint8Array): number | undefined {
-  const b = Buffer.from(l3.buffer, l3.byteOffset, l3.byteLength);
-  const version = (b[0] ?? 0) >> 4;
-  const key = Buffer.alloc(32);
-  let l4: number;
-  let proto: number;
-  if (version === 4) {
-    l4 = ((b[0] ?? 0) & 0xf) * 4;
-    proto = b[9] ?? 0;
-    b.copy(key, 8, 12, 16);
-  } else if (version === 6) {
-    l4 = 40;
-    proto = b[6] ?? 0;
-    b.copy(key, 8, 8, 24);
-  } else {
-    return undefined;
-  }
-  let dns: number;
-  if (proto === 17) dns = l4 + 8;
-  else if (proto === 6 && b.length >= l4 + 20) dns = l4 + ((b[l4 + 12] ?? 0) >> 4) * 4 + 2; // after the length prefix
-  else return undefined;
-  if (b.length < dns + 12) return undefined;
+  const transport = parseTransport(l3);
+  if (transport === undefined) return undefined;
+  const dns = Buffer.from(transport.tcp ? transport.payload.subarray(2) : transport.payload); // after TCP's length prefix
+  if (dns.length < 12) return undefined;
   const labels: string[] = [];
-  for (let at = dns + 12; ; ) {
-    const len = b[at];
-    if (len === undefined || len & 0xc0 || at + 1 + len > b.length) return undefined;
+  for (let at = 12; ; ) {
+    const len = dns[at];
+    if (len === undefined || len & 0xc0 || at + 1 + len > dns.length) return undefined;
     if (len === 0) break;
-    labels.push(b.toString('latin1', at + 1, at + 1 + len));
+    labels.push(dns.toString('latin1', at + 1, at + 1 + len));
     at += 1 + len;
   }
-  key.writeBigUInt64LE(nameHash(labels), 0);
-  b.copy(key, 24, l4, l4 + 2); // source port, network order
-  b.copy(key, 26, dns, dns + 2); // transaction id
-  key.writeUInt8(version, 28);
-  return querySetOfKey(key);
+  return querySetOf({ qnameHash: nameHash(labels), family: transport.family, address: transport.src, port: transport.sport, txid: dns.readUInt16BE(0) });
 }
 
 export function testPinRoot(): string {

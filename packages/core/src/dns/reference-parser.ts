@@ -114,7 +114,8 @@ export interface ReferenceParserOptions {
   readonly maxMessageBytes?: number;
 }
 
-interface Transport {
+/** An IPv4/IPv6 packet's addresses, ports and L4 payload, as the parser reads them (TCP: the segment's data, length prefix included). */
+export interface Transport {
   readonly family: IpFamily;
   readonly src: string;
   readonly dst: string;
@@ -127,7 +128,8 @@ interface Transport {
 const u16 = (b: Uint8Array, at: number): number => ((b[at] ?? 0) << 8) | (b[at + 1] ?? 0);
 
 /** IP + UDP/TCP headers; undefined when the packet is not something the parser looks at. */
-function parseTransport(packet: Uint8Array): Transport | undefined {
+/** The transport view of an L3 packet; undefined for a fragment, another protocol or a cut packet. */
+export function parseTransport(packet: Uint8Array): Transport | undefined {
   const version = (packet[0] ?? 0) >> 4;
   let family: IpFamily;
   let protocol: number;
