@@ -259,14 +259,17 @@ struct dnsplane_event_entry {
 /*
  * dnsp_endpoint_sets: hash (ifindex of a workload's host-side interface, __u32 → the domain
  * sets its egress policies reference). The tc membership mark (membership_mark.bpf.c) on
- * that interface's ingress sets, for every entry whose set has the packet's destination as a
- * live member, the entry's mark bit: skb->mark = (skb->mark & ~mark_mask) | bits.
+ * that interface's ingress checks, in entry order, whether the packet's destination is a live
+ * member of each entry's set, and builds the mark from the entries that hold it: an entry
+ * whose `mark` is one bit ORs that bit in; an entry whose `mark` has several bits is a code
+ * (a value of a multi-bit field of the mask, one per set) and is written only when no earlier
+ * code entry matched — codes never combine. Then skb->mark = (skb->mark & ~mark_mask) | mark.
  */
 #define DNSPLANE_ENDPOINT_SETS 32
 
 struct dnsplane_endpoint_set {
 	__u32 set_id;
-	__u32 bit;       /* the mark value to OR in: one bit, inside mark_mask */
+	__u32 mark;      /* inside mark_mask: one bit (ORed in), or a code of several bits (first wins) */
 };
 
 struct dnsplane_endpoint_sets {

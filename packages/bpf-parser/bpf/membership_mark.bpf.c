@@ -5,14 +5,24 @@
  * A tc classifier for tc ingress of a workload's host-side interface (the workload's egress
  * path, before netfilter). Data starts at the Ethernet header. For the packet's destination
  * (IPv4/IPv6 by skb->protocol) and each domain set the interface's entry in
- * dnsp_endpoint_sets lists, it sets that entry's mark bit when the destination is a live
- * member of the set; then skb->mark = (skb->mark & ~mark_mask) | bits, so mark bits outside
- * the mask (other users') are kept. Interfaces without an entry are not touched. Returns
+ * dnsp_endpoint_sets lists, in order, it checks whether the destination is a live member of
+ * the set; a matching entry with a one-bit mark ORs that bit in, a matching entry with a code
+ * (several bits) writes it only when no earlier code did — two codes ORed together would be a
+ * third set's code. Then skb->mark = (skb->mark & ~mark_mask) | mark, so mark bits outside the
+ * mask (other users') are kept. Interfaces without an entry are not touched. Returns
  * TC_ACT_UNSPEC: never drops, never changes the packet's bytes. nftables then matches
- * `meta mark & BIT == BIT` inline, with no userspace round trip.
+ * `meta mark & BIT == BIT` (or `meta mark & FIELD == CODE`) inline, with no userspace round
+ * trip.
+ *
+ * Only packets that can open a connection need the mark: a TCP segment without SYN, or with
+ * SYN and ACK, belongs to a connection conntrack already knows (established/related are
+ * accepted before any policy rule) or is invalid (dropped); such segments get our bits cleared
+ * without a lookup. A segment picked up mid-stream (conntrack's loose mode after a flush)
+ * then meets the nft sets, which the mirror filled long before.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -33,34 +43,63 @@ SEC("tc")
 int dnsplane_membership_mark(struct __sk_buff *skb)
 {
 	struct dnsplane_endpoint_sets *sets;
-	__u32 ifindex = skb->ifindex, count, bits = 0, mark;
+	__u32 ifindex = skb->ifindex, count, bits = 0, mark, tcp_off = 0, coded = 0;
 	__u8 addr[16];
 	__u64 now;
 	int v6;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 ip[20];
+
 		v6 = 0;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 16, addr, 4))
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)))
 			return TC_ACT_UNSPEC;
+		__builtin_memcpy(addr, &ip[16], 4);
+		/* the first fragment or an unfragmented packet: offset 0 in the fragment field */
+		if (ip[9] == IPPROTO_TCP && !(((ip[6] & 0x1f) << 8) | ip[7]))
+			tcp_off = ETH_HLEN + (ip[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 nexthdr;
+
 		v6 = 1;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 24, addr, 16))
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 24, addr, 16) || bpf_skb_load_bytes(skb, ETH_HLEN + 6, &nexthdr, 1))
 			return TC_ACT_UNSPEC;
+		/* extension headers are not walked: such a packet is checked like a SYN */
+		if (nexthdr == IPPROTO_TCP)
+			tcp_off = ETH_HLEN + 40;
 	} else {
 		return TC_ACT_UNSPEC;
 	}
 	sets = bpf_map_lookup_elem(&dnsp_endpoint_sets, &ifindex);
 	if (!sets)
 		return TC_ACT_UNSPEC;
-	count = sets->count;
-	now = bpf_ktime_get_ns();
+	if (tcp_off) {
+		__u8 flags;
+
+		/* TCP flags: SYN 0x02, ACK 0x10; only a SYN without ACK opens a connection */
+		if (bpf_skb_load_bytes(skb, tcp_off + 13, &flags, 1) || (flags & 0x12) != 0x02)
+			count = 0; /* no lookup: the bits are only cleared */
+		else
+			count = sets->count;
+	} else {
+		count = sets->count;
+	}
+	now = count ? bpf_ktime_get_ns() : 0;
 	for (__u32 i = 0; i < DNSPLANE_ENDPOINT_SETS; i++) {
 		struct dnsplane_endpoint_set *e = &sets->entries[i];
+		__u32 m;
 
 		if (i >= count)
 			break;
-		if (v6 ? dnsplane_is_member6_at(e->set_id, addr, now) : dnsplane_is_member4_at(e->set_id, addr, now))
-			bits |= e->bit;
+		m = e->mark;
+		/* a code when set already: no lookup needed */
+		if ((m & (m - 1)) && coded)
+			continue;
+		if (!(v6 ? dnsplane_is_member6_at(e->set_id, addr, now) : dnsplane_is_member4_at(e->set_id, addr, now)))
+			continue;
+		if (m & (m - 1))
+			coded = 1;
+		bits |= m;
 	}
 	mark = (skb->mark & ~sets->mark_mask) | (bits & sets->mark_mask);
 	if (mark != skb->mark)

@@ -1,6 +1,6 @@
 // The TypeScript side of `struct dnsplane_endpoint_sets` (bpf/dnsplane_maps.h): the value of
-// dnsp_endpoint_sets, the per-interface list of (domain set, mark bit) the tc membership
-// mark (bpf/membership_mark.bpf.c) checks. ENDPOINT_SETS_LAYOUTS is compared with the BTF of
+// dnsp_endpoint_sets, the per-interface list of (domain set, mark bit or code) the tc
+// membership mark (bpf/membership_mark.bpf.c) checks. ENDPOINT_SETS_LAYOUTS is compared with the BTF of
 // membership_mark.bpf.o in test/maps-btf.test.ts.
 import type { StructLayout } from './maps.js';
 
@@ -14,7 +14,7 @@ export const ENDPOINT_SETS_CAPACITY = 4096;
 export const ENDPOINT_SETS_LAYOUTS = {
   dnsplane_endpoint_set: {
     size: 8,
-    fields: { set_id: { offset: 0, size: 4 }, bit: { offset: 4, size: 4 } },
+    fields: { set_id: { offset: 0, size: 4 }, mark: { offset: 4, size: 4 } },
   },
   dnsplane_endpoint_sets: {
     size: 8 + 8 * ENDPOINT_SETS_MAX,
@@ -26,17 +26,33 @@ export const ENDPOINT_SETS_LAYOUTS = {
   },
 } as const satisfies Record<string, StructLayout>;
 
-/** One domain set an interface's packets are checked against, and the mark bit it sets. */
-export interface EndpointSetEntry {
-  readonly setId: number;
-  /** The mark value to OR in when the destination is a member: exactly one bit, inside the mask. */
-  readonly bit: number;
-}
+/**
+ * One domain set an interface's packets are checked against, and what its membership writes
+ * into the mark: a bit of its own (ORed with the other sets' bits), or a code — a value of
+ * several bits, written only when no earlier code entry matched (codes never combine).
+ */
+export type EndpointSetEntry =
+  | {
+      readonly setId: number;
+      /** Exactly one bit, inside the mask. */
+      readonly bit: number;
+    }
+  | {
+      readonly setId: number;
+      /** Two or more bits, inside the mask, clear of every entry's single bit. */
+      readonly code: number;
+    };
 
 export interface EndpointSets {
   /** The mark bits the program owns on this interface: cleared, then set per matching set. */
   readonly markMask: number;
+  /** In order: of the code entries, the first whose set holds the destination wins. */
   readonly entries: readonly EndpointSetEntry[];
+}
+
+/** The value an entry writes into the mark (its bit or its code). */
+export function entryMark(entry: EndpointSetEntry): number {
+  return 'bit' in entry ? entry.bit : entry.code;
 }
 
 function isU32(value: number): boolean {
@@ -49,8 +65,10 @@ function isSingleBit(value: number): boolean {
 
 /**
  * Checks an interface's entries; RangeError naming the entry and the reason: at most 32,
- * a non-zero 32-bit mask, each bit a single bit inside the mask, no set or bit twice (two
- * sets sharing a bit would let one set's members pass the other's rules).
+ * a non-zero 32-bit mask, each bit a single bit inside the mask and each code two or more
+ * bits inside it, no set, bit or code twice (two sets sharing one would let one set's members
+ * pass the other's rules), and no code touching a bit entry's bit (ORing that bit in would
+ * turn a code into another).
  */
 export function validateEndpointSets(value: EndpointSets): void {
   const { markMask, entries } = value;
@@ -59,17 +77,32 @@ export function validateEndpointSets(value: EndpointSets): void {
     throw new RangeError(`an interface can have at most ${ENDPOINT_SETS_MAX} domain sets marked, not ${entries.length}`);
   }
   const sets = new Set<number>();
-  const bits = new Set<number>();
+  const marks = new Set<number>();
+  let singleBits = 0;
+  let codeBits = 0;
   entries.forEach((entry, i) => {
+    const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`;
     if (!isU32(entry.setId)) throw new RangeError(`entries[${i}].setId must be a 32-bit unsigned integer, not ${String(entry.setId)}`);
-    if (!isSingleBit(entry.bit)) throw new RangeError(`entries[${i}].bit must have exactly one bit set, not 0x${entry.bit.toString(16)}`);
-    if ((entry.bit & markMask) >>> 0 !== entry.bit) {
-      throw new RangeError(`entries[${i}].bit 0x${entry.bit.toString(16)} is outside markMask 0x${markMask.toString(16)}`);
+    const mark = entryMark(entry);
+    if ('bit' in entry) {
+      if (!isSingleBit(entry.bit)) throw new RangeError(`entries[${i}].bit must have exactly one bit set, not ${hex(entry.bit)}`);
+      singleBits = (singleBits | entry.bit) >>> 0;
+    } else {
+      if (!isU32(entry.code) || isSingleBit(entry.code) || entry.code === 0) {
+        throw new RangeError(`entries[${i}].code must have two or more bits set, not ${hex(entry.code)}`);
+      }
+      codeBits = (codeBits | entry.code) >>> 0;
+    }
+    if ((mark & markMask) >>> 0 !== mark) {
+      throw new RangeError(`entries[${i}].${'bit' in entry ? 'bit' : 'code'} ${hex(mark)} is outside markMask ${hex(markMask)}`);
     }
     if (sets.has(entry.setId)) throw new RangeError(`entries[${i}]: set ${entry.setId} is listed twice`);
-    if (bits.has(entry.bit)) throw new RangeError(`entries[${i}]: bit 0x${entry.bit.toString(16)} is used by two sets`);
+    if (marks.has(mark)) throw new RangeError(`entries[${i}]: ${'bit' in entry ? 'bit' : 'code'} ${hex(mark)} is used by two sets`);
+    if ((singleBits & codeBits) >>> 0 !== 0) {
+      throw new RangeError(`entries[${i}]: bit ${hex((singleBits & codeBits) >>> 0)} is both a set's own bit and part of a code`);
+    }
     sets.add(entry.setId);
-    bits.add(entry.bit);
+    marks.add(mark);
   });
 }
 
@@ -98,7 +131,7 @@ export function encodeEndpointSets(value: EndpointSets): Buffer {
   value.entries.forEach((entry, i) => {
     const at = f.entries.offset + i * e.size;
     b.writeUInt32LE(entry.setId, at + e.fields.set_id.offset);
-    b.writeUInt32LE(entry.bit >>> 0, at + e.fields.bit.offset);
+    b.writeUInt32LE(entryMark(entry) >>> 0, at + e.fields.mark.offset);
   });
   return b;
 }
@@ -111,7 +144,9 @@ export function decodeEndpointSets(b: Buffer): EndpointSets {
   const entries: EndpointSetEntry[] = [];
   for (let i = 0; i < count; i++) {
     const at = f.entries.offset + i * e.size;
-    entries.push({ setId: b.readUInt32LE(at + e.fields.set_id.offset), bit: b.readUInt32LE(at + e.fields.bit.offset) });
+    const setId = b.readUInt32LE(at + e.fields.set_id.offset);
+    const mark = b.readUInt32LE(at + e.fields.mark.offset);
+    entries.push((mark & (mark - 1)) === 0 ? { setId, bit: mark } : { setId, code: mark });
   }
   return { markMask: b.readUInt32LE(f.mark_mask.offset), entries };
 }

@@ -1,5 +1,5 @@
 // Codec of dnsp_endpoint_sets values (interface → domain sets and mark bits): round trip,
-// byte layout, and the refusals that keep two sets from sharing a bit.
+// byte layout, and the refusals that keep two sets from sharing a bit or a code.
 import { describe, expect, it } from 'vitest';
 import {
   ENDPOINT_SETS_LAYOUTS,
@@ -24,11 +24,13 @@ describe('endpoint sets codec', () => {
       markMask: 0x80000000,
       entries: [{ setId: 1, bit: 0x80000000 }],
     });
+    const coded = { markMask: 0x00ff0000, entries: [{ setId: 1, bit: 0x00010000 }, { setId: 2, code: 0x00c00000 }, { setId: 3, code: 0x00a00000 }] };
+    expect(decodeEndpointSets(encodeEndpointSets(coded))).toEqual(coded);
     expect(decodeEndpointKey(encodeEndpointKey(42))).toBe(42);
     expect(encodeEndpointKey(0x01020304).toString('hex')).toBe('04030201');
   });
 
-  it('refuses what would mis-mark: bits outside the mask, several bits, shared bits, repeats, too many', () => {
+  it('refuses what would mis-mark: bits outside the mask, several bits, shared bits or codes, a code over a bit, repeats, too many', () => {
     const mask = 0x00ff0000;
     expect(() => encodeEndpointSets({ markMask: 0, entries: [] })).toThrow(/markMask/);
     expect(() => encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, bit: 0x100 }] })).toThrow(/entries\[0\]\.bit .* outside markMask/);
@@ -41,6 +43,14 @@ describe('endpoint sets codec', () => {
       encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, bit: 0x10000 }, { setId: 1, bit: 0x20000 }] }),
     ).toThrow(/set 1 is listed twice/);
     expect(() => encodeEndpointSets({ markMask: mask, entries: [{ setId: -1, bit: 0x10000 }] })).toThrow(/setId/);
+    expect(() => encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, code: 0x10000 }] })).toThrow(/entries\[0\]\.code must have two or more bits/);
+    expect(() => encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, code: 0x3000000 }] })).toThrow(/entries\[0\]\.code 0x3000000 is outside markMask/);
+    expect(() =>
+      encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, code: 0x30000 }, { setId: 2, code: 0x30000 }] }),
+    ).toThrow(/entries\[1\]: code 0x30000 is used by two sets/);
+    expect(() =>
+      encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, bit: 0x10000 }, { setId: 2, code: 0x30000 }] }),
+    ).toThrow(/entries\[1\]: bit 0x10000 is both a set's own bit and part of a code/);
     const many = Array.from({ length: ENDPOINT_SETS_MAX + 1 }, (_, i) => ({ setId: i, bit: 1 }));
     expect(() => encodeEndpointSets({ markMask: 0xffffffff, entries: many })).toThrow(/at most 32/);
     expect(() => encodeEndpointKey(0)).toThrow(/ifindex/);

@@ -16,6 +16,26 @@ export function packetTo(dst: string, family: IpFamily = dst.includes(':') ? 6 :
   });
 }
 
+/**
+ * A TCP segment to `dst`:443 with the given flags (SYN 0x02, ACK 0x10, PSH 0x08). The
+ * checksum is not fixed up: the readers under test do not check it.
+ */
+export function tcpTo(dst: string, flags: number, family: IpFamily = dst.includes(':') ? 6 : 4): Uint8Array {
+  const packet = buildDnsPacket({
+    family,
+    src: family === 4 ? '198.18.1.10' : 'fd00::1:10',
+    dst,
+    sport: 40000,
+    dport: 443,
+    transport: 'tcp',
+    tcpFraming: 'raw',
+    payload: new Uint8Array(0),
+  });
+  const l4 = family === 4 ? (packet[0]! & 0xf) * 4 : 40;
+  packet[l4 + 13] = flags;
+  return packet;
+}
+
 /** Writes (set, address) with an expiry `secondsFromNow` from now (negative: already expired). */
 export class MembershipWriter {
   readonly #maps: Record<IpFamily, BpfMap>;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { DnsParserProgram, MembershipMarker, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
 import { undoAfterEach } from './undo-after-each.js';
-import { MembershipWriter, packetTo } from './membership-fixtures.js';
+import { MembershipWriter, packetTo, tcpTo } from './membership-fixtures.js';
 
 const SKB_SIZE = 192; // sizeof(struct __sk_buff)
 const SKB_MARK = 8;
@@ -64,6 +64,54 @@ describe('MembershipMarker (membership_mark)', () => {
     expect(markOf(marker, packetTo('198.18.6.1'), 0xff000001)).toBe((0xff000001 | 0x00030000) >>> 0);
     expect(markOf(marker, packetTo('198.18.6.9'), 0x12ff0034)).toBe(0x12000034);
     expect(markOf(marker, packetTo('198.18.6.2'), 0x00010000)).toBe(0x00400000);
+  });
+
+  it('codes: the first code entry whose set holds the destination wins, codes never combine, bits still do', () => {
+    const { marker, writer } = setup();
+    const FIELD = 0x00f00000;
+    marker.setEndpointSets(1, MASK, [
+      { setId: 11, bit: 0x00010000 },
+      { setId: 21, code: 0x00300000 },
+      { setId: 22, code: 0x00500000 },
+      { setId: 23, code: 0x00600000 },
+    ]);
+    writer.write(11, '198.18.6.1', 60);
+    writer.write(22, '198.18.6.1', 60);
+    writer.write(23, '198.18.6.1', 60); // later than 22 in entry order: not written
+    writer.write(23, '198.18.6.2', 60);
+    writer.write(21, '198.18.6.3', -1); // expired: the next code set that holds it counts
+    writer.write(23, '198.18.6.3', 60);
+    writer.write(21, 'fd00::6:1', 60);
+
+    expect(markOf(marker, packetTo('198.18.6.1'))).toBe(0x00510000);
+    expect(markOf(marker, packetTo('198.18.6.2'))).toBe(0x00600000);
+    expect(markOf(marker, packetTo('198.18.6.3'))).toBe(0x00600000);
+    expect(markOf(marker, packetTo('fd00::6:1'))).toBe(0x00300000);
+    expect(markOf(marker, packetTo('198.18.6.9'), FIELD)).toBe(0);
+    expect(marker.endpoints().get(1)?.entries).toEqual([
+      { setId: 11, bit: 0x00010000 },
+      { setId: 21, code: 0x00300000 },
+      { setId: 22, code: 0x00500000 },
+      { setId: 23, code: 0x00600000 },
+    ]);
+    // a code touching a set's own bit would turn into another code when the bit is ORed in
+    expect(() => marker.setEndpointSets(1, MASK, [{ setId: 11, bit: 0x00100000 }, { setId: 21, code: 0x00300000 }])).toThrow(/both a set's own bit and part of a code/);
+  });
+
+  it('TCP: only a SYN without ACK is looked up; other segments get our bits cleared', () => {
+    const { marker, writer } = setup();
+    marker.setEndpointSets(1, MASK, [{ setId: 11, bit: 0x00010000 }]);
+    writer.write(11, '198.18.6.1', 60);
+    writer.write(11, 'fd00::6:1', 60);
+    for (const dst of ['198.18.6.1', 'fd00::6:1']) {
+      expect(markOf(marker, tcpTo(dst, 0x02)), `${dst} SYN`).toBe(0x00010000);
+      expect(markOf(marker, tcpTo(dst, 0x12), 0x00ff0001), `${dst} SYN-ACK`).toBe(1);
+      expect(markOf(marker, tcpTo(dst, 0x10)), `${dst} ACK`).toBe(0);
+      expect(markOf(marker, tcpTo(dst, 0x18)), `${dst} PSH-ACK`).toBe(0);
+      expect(markOf(marker, tcpTo(dst, 0x04)), `${dst} RST`).toBe(0);
+    }
+    // UDP has no such state: every datagram is looked up
+    expect(markOf(marker, packetTo('198.18.6.1'))).toBe(0x00010000);
   });
 
   it('leaves packets of interfaces without an entry (and non-IP frames) alone', () => {
