@@ -35,7 +35,7 @@ import {
   shortHash,
   truncateUtf8,
 } from './names.js';
-import { assignMarkBits, type MarkAssignment } from './mark-bits.js';
+import { assignMarkBits, markMatchOf, type MarkAssignment } from './mark-bits.js';
 import { renderRule, type RuleContext } from './render-rules.js';
 
 export interface DesiredChain {
@@ -199,13 +199,17 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
       { table, name: domainSetName(set, 6), type: 'ipv6_addr' as const, flags: ['timeout' as const] },
     ]);
 
+  const markMatches = new Map(state.domainSets.flatMap((set) => {
+    const mark = markMatchOf(marks, set.id);
+    return mark === undefined ? [] : [[set.id, mark] as const];
+  }));
   const policyChains: DesiredChain[] = [];
   for (const policy of state.policies) {
     for (const direction of ['ingress', 'egress'] as const) {
       const rules = policy[direction];
       if (rules === undefined) continue;
       const builder = new ChainBuilder({ table, name: policyChainName(policy.name, direction) });
-      const context: RuleContext = { policy: policy.name, direction, domainSets, markBits: marks.bits };
+      const context: RuleContext = { policy: policy.name, direction, domainSets, markMatches };
       for (const rule of rules) {
         for (const expr of renderRule(rule, context)) {
           builder.rule(`${policy.name} ${direction} ${rule.index} ${rule.action}`, expr);

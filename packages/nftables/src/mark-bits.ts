@@ -1,12 +1,23 @@
-// Which packet-mark bit carries which domain set's kernel membership to the nft rules.
-// The tc membership marker (bpf-parser) sets, on a workload's egress path, one bit per domain
-// set that endpoint's egress policies reference and that holds the packet's destination. A
-// policy chain is shared by every endpoint it selects, so a set must have ONE bit everywhere;
-// and two sets one endpoint references must have different bits, or the rule of one would
-// match members of the other. That is graph colouring: sets are vertices, "referenced by the
-// same endpoint" is an edge, the bits of the mask are the colours. Greedy, deterministic
-// (most-constrained set first, then by id; lowest free bit); a set for which no bit is free
-// gets none and relies on the nft set that the mirror fills.
+// Which packet-mark bits carry which domain set's kernel membership to the nft rules.
+// The tc membership marker (bpf-parser) runs on a workload's egress path and writes, for the
+// domain sets that endpoint's egress policies reference and that hold the packet's
+// destination, each set's mark: a bit of its own, or a code. A policy chain is shared by every
+// endpoint it selects, so a set must have ONE mark everywhere; and two sets one endpoint
+// references must have different marks, or the rule of one would match members of the other.
+// That is graph colouring: sets are vertices, "referenced by the same endpoint" is an edge.
+// Greedy, deterministic (most-constrained set first, then by id; lowest free colour).
+//
+// Colours: first the single bits of the mask — bits combine, so an address in several of an
+// endpoint's sets passes every one of their rules. When an endpoint references more sets than
+// there are bits, the top bits of the mask become a code field instead: every value of the
+// field with two or more bits set is one set's code (a 4-bit field: 11 codes, 6 bits: 57,
+// 8 bits: 247), the bits below it stay single bits. Codes do not combine: the marker writes
+// the code of the first of the endpoint's code sets (in rule order) that holds the
+// destination, so an address in two code sets of one endpoint passes the later set's rules
+// only once the mirror wrote it to that nft set. The field width is the one that leaves the
+// fewest sets unmarked (then the narrowest). A set for which no colour is free, or that would
+// take an endpoint past the marker's 32 entries, gets none and relies on the nft set that the
+// mirror fills.
 import type { CompiledRule, DesiredState } from '@dnsplane/core';
 
 /** The default of `nftables.markMask`: eight bits, 0x00ff0000. */
@@ -54,17 +65,24 @@ export function maskBits(mask: number): number[] {
   return bits;
 }
 
-export interface MarkedSet {
-  readonly setId: number;
-  /** A single-bit value inside the mask. */
-  readonly bit: number;
-}
+/** One set's entry at an endpoint: its own bit, or its code (the marker's entry, bpf-parser's EndpointSetEntry). */
+export type MarkedSet =
+  | {
+      readonly setId: number;
+      /** A single-bit value inside the mask. */
+      readonly bit: number;
+    }
+  | {
+      readonly setId: number;
+      /** A value of the code field with two or more bits set. */
+      readonly code: number;
+    };
 
 export interface EndpointMarks {
   readonly endpoint: string;
   /** Host-side interface: the marker runs on its tc ingress. */
   readonly interface: string;
-  /** The sets this endpoint's egress policies reference that have a bit, by set id. */
+  /** The sets this endpoint's egress policies reference that have a mark: bits by set id, then codes in rule order. */
   readonly entries: readonly MarkedSet[];
 }
 
@@ -72,7 +90,11 @@ export interface MarkAssignment {
   readonly markMask: number;
   /** Domain set id → its bit (the same for every endpoint). */
   readonly bits: ReadonlyMap<number, number>;
-  /** Sets referenced by workload egress policies that got no bit: the mirror alone serves them. */
+  /** The bits of the mask that form the code field (0: no codes). */
+  readonly codeMask: number;
+  /** Domain set id → its code, a value of codeMask with two or more bits (the same for every endpoint). */
+  readonly codes: ReadonlyMap<number, number>;
+  /** Sets referenced by workload egress policies that got no mark: the mirror alone serves them. */
   readonly overflow: readonly number[];
   /** Workload endpoints (with an interface) that reference domain sets, by name. */
   readonly endpoints: readonly EndpointMarks[];
@@ -80,10 +102,39 @@ export interface MarkAssignment {
   readonly mirrorOnlyEndpoints: readonly string[];
   /**
    * Sets some endpoint's rules can only match through the nft set, ascending: the overflow and
-   * every set a mirror-only endpoint references (with a bit or not). The parser wakes the
+   * every set a mirror-only endpoint references (with a mark or not). The parser wakes the
    * mirror for their learned events; the others' nft sets are a copy the mirror may write late.
    */
   readonly mirrorOnlySets: readonly number[];
+}
+
+/** The marker's entries per interface (bpf-parser's ENDPOINT_SETS_MAX; a unit test keeps them equal). */
+export const MARKED_SETS_PER_ENDPOINT = 32;
+
+/** What an nft rule matches for a marked set: `meta mark & mask == value`; undefined: not marked. */
+export function markMatchOf(assignment: MarkAssignment, setId: number): { readonly mask: number; readonly value: number } | undefined {
+  const bit = assignment.bits.get(setId);
+  if (bit !== undefined) return { mask: bit, value: bit };
+  const code = assignment.codes.get(setId);
+  return code === undefined ? undefined : { mask: assignment.codeMask, value: code };
+}
+
+/** The values of `field` with two or more of its bits set, ascending: the codes it offers. */
+export function fieldCodes(field: number): number[] {
+  const bits = maskBits(field);
+  const codes: number[] = [];
+  for (let subset = 1; subset < 2 ** bits.length; subset++) {
+    let value = 0;
+    let count = 0;
+    for (let i = 0; i < bits.length; i++) {
+      if (Math.floor(subset / 2 ** i) % 2 === 1) {
+        value += bits[i]!;
+        count++;
+      }
+    }
+    if (count >= 2) codes.push(value >>> 0);
+  }
+  return codes.sort((a, b) => a - b);
 }
 
 function domainSetsOf(rules: readonly CompiledRule[] | undefined): number[] {
@@ -92,30 +143,66 @@ function domainSetsOf(rules: readonly CompiledRule[] | undefined): number[] {
 
 const byName = <T extends { readonly name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
-/** Colours the domain sets of workload egress policies onto the bits of `markMask`. Pure. */
+interface Colouring {
+  readonly bits: Map<number, number>;
+  readonly codes: Map<number, number>;
+  readonly overflow: number[];
+}
+
+/** One greedy pass: bits of `bitPalette` first, then `codes`, per set in `order`. */
+function colour(order: readonly number[], endpointsOf: ReadonlyMap<number, number[]>, endpoints: number, bitPalette: readonly number[], codes: readonly number[]): Colouring {
+  const usedBits = Array.from({ length: endpoints }, () => new Set<number>());
+  const usedCodes = Array.from({ length: endpoints }, () => new Set<number>());
+  const entries = new Array<number>(endpoints).fill(0);
+  const result: Colouring = { bits: new Map(), codes: new Map(), overflow: [] };
+  for (const set of order) {
+    const indices = endpointsOf.get(set) ?? [];
+    if (indices.some((index) => (entries[index] ?? 0) >= MARKED_SETS_PER_ENDPOINT)) {
+      result.overflow.push(set);
+      continue;
+    }
+    const bit = bitPalette.find((b) => !indices.some((index) => usedBits[index]?.has(b)));
+    const code = bit === undefined ? codes.find((c) => !indices.some((index) => usedCodes[index]?.has(c))) : undefined;
+    if (bit !== undefined) {
+      result.bits.set(set, bit);
+      for (const index of indices) usedBits[index]?.add(bit);
+    } else if (code !== undefined) {
+      result.codes.set(set, code);
+      for (const index of indices) usedCodes[index]?.add(code);
+    } else {
+      result.overflow.push(set);
+      continue;
+    }
+    for (const index of indices) entries[index] = (entries[index] ?? 0) + 1;
+  }
+  return result;
+}
+
+/** Colours the domain sets of workload egress policies onto the bits (and codes) of `markMask`. Pure. */
 export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_MARK_MASK): MarkAssignment {
   const palette = maskBits(parseMarkMask(markMask));
   const policies = new Map(state.policies.map((p) => [p.name, p]));
-  const setsOfEndpoint = (names: readonly string[]): number[] =>
-    [...new Set(names.flatMap((n) => domainSetsOf(policies.get(n)?.egress)))].sort((a, b) => a - b);
+  /** The endpoint's sets in rule order (policies as the endpoint lists them, rules in order), each once. */
+  const setsInRuleOrder = (names: readonly string[]): number[] => [...new Set(names.flatMap((n) => domainSetsOf(policies.get(n)?.egress)))];
 
-  const workloads: Array<{ endpoint: string; interface: string; sets: number[] }> = [];
+  const workloads: Array<{ endpoint: string; interface: string; sets: number[]; ruleOrder: number[] }> = [];
   const mirrorOnlyEndpoints: string[] = [];
   const mirrorOnlySets = new Set<number>();
   for (const endpoint of [...state.endpoints].sort(byName)) {
-    const sets = setsOfEndpoint(endpoint.egressPolicies);
-    if (sets.length === 0) continue;
+    const ruleOrder = setsInRuleOrder(endpoint.egressPolicies);
+    if (ruleOrder.length === 0) continue;
+    const sets = [...ruleOrder].sort((a, b) => a - b);
     if (endpoint.host || endpoint.interface === undefined) {
       mirrorOnlyEndpoints.push(endpoint.name);
       for (const set of sets) mirrorOnlySets.add(set);
     } else {
-      workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets });
+      workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets, ruleOrder });
     }
   }
 
   // Conflict graph, kept implicit: a set's neighbours are the other sets of the endpoints that
   // reference it. With one endpoint referencing 1,000 sets the explicit graph has a million
-  // edges (~0.4 s per install); instead each endpoint keeps the bits its sets already took.
+  // edges (~0.4 s per install); instead each endpoint keeps the colours its sets already took.
   const endpointsOf = new Map<number, number[]>(); // set → indices into workloads
   workloads.forEach(({ sets }, index) => {
     for (const set of sets) {
@@ -139,31 +226,41 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
     degree.set(set, value);
   }
   const order = [...endpointsOf.keys()].sort((a, b) => (degree.get(b) ?? 0) - (degree.get(a) ?? 0) || a - b);
-  const usedBits = workloads.map(() => new Set<number>());
-  const bits = new Map<number, number>();
-  const overflow: number[] = [];
-  for (const set of order) {
-    const indices = endpointsOf.get(set) ?? [];
-    const bit = palette.find((b) => !indices.some((index) => usedBits[index]?.has(b)));
-    if (bit === undefined) {
-      overflow.push(set);
-      continue;
+
+  // Single bits only; when that leaves sets unmarked, code fields of 2.. bits at the top of the
+  // mask, keeping the one that marks the most sets (the narrowest of equals).
+  let codeMask = 0;
+  let best = colour(order, endpointsOf, workloads.length, palette, []);
+  for (let width = 2; width <= palette.length && best.overflow.length > 0; width++) {
+    const field = palette.slice(palette.length - width).reduce((m, b) => (m | b) >>> 0, 0);
+    const attempt = colour(order, endpointsOf, workloads.length, palette.slice(0, palette.length - width), fieldCodes(field));
+    if (attempt.overflow.length < best.overflow.length) {
+      best = attempt;
+      codeMask = field;
     }
-    bits.set(set, bit);
-    for (const index of indices) usedBits[index]?.add(bit);
   }
+  const { bits, codes, overflow } = best;
 
   const endpoints: EndpointMarks[] = workloads.map((w) => ({
     endpoint: w.endpoint,
     interface: w.interface,
-    entries: w.sets
-      .filter((s) => bits.has(s))
-      .map((setId) => ({ setId, bit: bits.get(setId) ?? 0 })),
+    entries: [
+      ...w.sets.flatMap((setId): MarkedSet[] => {
+        const bit = bits.get(setId);
+        return bit === undefined ? [] : [{ setId, bit }];
+      }),
+      ...w.ruleOrder.flatMap((setId): MarkedSet[] => {
+        const code = codes.get(setId);
+        return code === undefined ? [] : [{ setId, code }];
+      }),
+    ],
   }));
   for (const set of overflow) mirrorOnlySets.add(set);
   return {
     markMask: parseMarkMask(markMask),
     bits,
+    codeMask,
+    codes,
     overflow: overflow.sort((a, b) => a - b),
     endpoints,
     mirrorOnlyEndpoints,
@@ -174,14 +271,17 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
 /** The assignment as plain JSON (what `render()` prints and the marker is programmed with). */
 export function markAssignmentJson(assignment: MarkAssignment): Record<string, unknown> {
   const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
+  const byId = (m: ReadonlyMap<number, number>): Record<string, string> =>
+    Object.fromEntries([...m].sort((a, b) => a[0] - b[0]).map(([id, value]) => [String(id), hex(value)]));
   return {
     markMask: hex(assignment.markMask),
-    bits: Object.fromEntries([...assignment.bits].sort((a, b) => a[0] - b[0]).map(([id, bit]) => [String(id), hex(bit)])),
+    bits: byId(assignment.bits),
+    ...(assignment.codeMask === 0 ? {} : { codeMask: hex(assignment.codeMask), codes: byId(assignment.codes) }),
     overflow: assignment.overflow,
     endpoints: assignment.endpoints.map((e) => ({
       endpoint: e.endpoint,
       interface: e.interface,
-      entries: e.entries.map((m) => ({ setId: m.setId, bit: hex(m.bit) })),
+      entries: e.entries.map((m) => ('bit' in m ? { setId: m.setId, bit: hex(m.bit) } : { setId: m.setId, code: hex(m.code) })),
     })),
     mirrorOnlyEndpoints: assignment.mirrorOnlyEndpoints,
     mirrorOnlySets: assignment.mirrorOnlySets,

@@ -153,5 +153,8 @@ export const log = (prefixText: string): NftLogStatement => ({ log: { prefix: pr
 export const counter: NftCounterStatement = { counter: null };
 /** `meta mark & bit == bit`: the packet carries this mark bit. */
 export const markBitSet = (bit: number): NftMatchStatement => match('==', bitAnd(meta('mark'), bit), bit);
+/** `meta mark & mask == value`: a code in a multi-bit field (a single bit: markBitSet). */
+export const markMatch = (mask: number, value: number): NftMatchStatement =>
+  mask === value ? markBitSet(value) : match('==', bitAnd(meta('mark'), mask), value);
 export const notrack: NftNotrackStatement = { notrack: null };
 export const fibDaddrType: NftFibExpr = { fib: { result: 'type', flags: ['daddr'] } };

@@ -7,7 +7,7 @@ import {
   anonymousSet,
   drop,
   log,
-  markBitSet,
+  markMatch,
   match,
   meta,
   oneOrSet,
@@ -33,10 +33,11 @@ export interface RuleContext {
   readonly direction: Direction;
   readonly domainSets: ReadonlyMap<number, DomainSet>;
   /**
-   * Domain set id → the packet-mark bit the tc membership marker sets for it (egress only).
-   * A rule on such a set renders twice: on the mark, and on the nft set the mirror fills.
+   * Domain set id → what the tc membership marker writes into the packet mark for it (egress
+   * only): `meta mark & mask == value` — its own bit (mask = value), or its code in the code
+   * field. A rule on such a set renders twice: on the mark, and on the nft set the mirror fills.
    */
-  readonly markBits?: ReadonlyMap<number, number>;
+  readonly markMatches?: ReadonlyMap<number, { readonly mask: number; readonly value: number }>;
 }
 
 function cidrValue(cidr: Cidr): NftValue {
@@ -73,11 +74,11 @@ function peerStatements(
   if (peer.domainSetId !== undefined) {
     const set = context.domainSets.get(peer.domainSetId);
     if (set === undefined) throw new RangeError(`rule refers to unknown domain set id ${peer.domainSetId}`);
-    const bit = viaMark ? context.markBits?.get(peer.domainSetId) : undefined;
+    const mark = viaMark ? context.markMatches?.get(peer.domainSetId) : undefined;
     statements.push(
-      bit === undefined
+      mark === undefined
         ? match('==', payload(proto, side), setReference(domainSetName(set, family)))
-        : markBitSet(bit),
+        : markMatch(mark.mask, mark.value),
     );
   }
   return statements;
@@ -157,6 +158,6 @@ export function renderRule(rule: CompiledRule, context: RuleContext): NftStateme
   const marked =
     context.direction === 'egress' &&
     rule.destination.domainSetId !== undefined &&
-    context.markBits?.has(rule.destination.domainSetId) === true;
+    context.markMatches?.has(rule.destination.domainSetId) === true;
   return perFamily.flatMap((family) => (marked ? [body(family, true), body(family, false)] : [body(family, false)]));
 }

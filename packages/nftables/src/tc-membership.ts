@@ -210,8 +210,10 @@ export class TcMembership implements LearnedSource {
         absent.push(endpoint.interface);
         continue;
       }
-      marker.setEndpointSets(netif.ifindex, marks.markMask, endpoint.entries);
+      // Attached first: a program an older agent attached reads the entries until replaced,
+      // and one that knew no codes would OR two of them into a third.
       marker.attach(netif.name);
+      marker.setEndpointSets(netif.ifindex, marks.markMask, endpoint.entries);
       this.#attached.add(`marker ingress ${netif.name}`);
       programmed.set(netif.ifindex, netif.name);
     }

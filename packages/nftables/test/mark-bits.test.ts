@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import type { CompiledEndpoint, CompiledPolicy, DesiredState, DomainSet } from '@dnsplane/core';
-import { DEFAULT_ANSWER_MARK, DEFAULT_MARK_MASK, assignMarkBits, maskBits, markAssignmentJson, parseAnswerMark, parseMarkMask } from '../src/mark-bits.js';
+import { ENDPOINT_SETS_MAX, validateEndpointSets } from '@dnsplane/bpf-parser';
+import {
+  DEFAULT_ANSWER_MARK,
+  DEFAULT_MARK_MASK,
+  MARKED_SETS_PER_ENDPOINT,
+  assignMarkBits,
+  fieldCodes,
+  markAssignmentJson,
+  markMatchOf,
+  maskBits,
+  parseAnswerMark,
+  parseMarkMask,
+} from '../src/mark-bits.js';
 import { renderRule } from '../src/render-rules.js';
 import { anyPeer, baseState, githubSet, rule } from './fixtures.js';
 
@@ -76,6 +88,66 @@ describe('assignMarkBits (greedy colouring)', () => {
     expect(marks.mirrorOnlySets).toEqual(marks.overflow);
   });
 
+  it('keeps its entries within what the marker holds per interface', () => {
+    expect(MARKED_SETS_PER_ENDPOINT).toBe(ENDPOINT_SETS_MAX);
+  });
+
+  it('codes: the values of a field with two or more bits', () => {
+    expect(fieldCodes(0x3)).toEqual([0x3]);
+    expect(fieldCodes(0x00f00000)).toHaveLength(11);
+    expect(fieldCodes(0x00ff0000)).toHaveLength(247);
+    expect(fieldCodes(0x00ff0000).every((c) => (c & (c - 1)) !== 0 && ((c & 0x00ff0000) >>> 0) === c)).toBe(true);
+  });
+
+  it('an endpoint with more sets than bits: a code field at the top of the mask marks the rest', () => {
+    const ids = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22];
+    const s = state([policy('many', ids)], [workload('w', ['many'])]);
+    const marks = assignMarkBits(s, 0x00ff0000);
+    expect(marks.overflow).toEqual([]);
+    expect(marks.mirrorOnlySets).toEqual([]);
+    // 2 bits + 1 code, 3 bits... a 4-bit field: 4 single bits + 11 codes ≥ 12 sets, the narrowest that fits
+    expect(marks.codeMask).toBe(0x00f00000);
+    expect([...marks.bits.values()].sort((a, b) => a - b)).toEqual([0x10000, 0x20000, 0x40000, 0x80000]);
+    expect(marks.codes.size).toBe(8);
+    const entries = marks.endpoints[0]?.entries ?? [];
+    expect(entries).toHaveLength(12);
+    // bits first, then codes in rule order (policy 'many' lists the sets in ids order)
+    expect(entries.slice(0, 4).every((e) => 'bit' in e)).toBe(true);
+    expect(entries.slice(4).map((e) => e.setId)).toEqual(ids.filter((id) => marks.codes.has(id)));
+    // what the marker is programmed with passes its own validation
+    expect(() => validateEndpointSets({ markMask: marks.markMask, entries })).not.toThrow();
+    for (const id of ids) {
+      const m = markMatchOf(marks, id);
+      expect(m, String(id)).toBeDefined();
+      if (marks.codes.has(id)) expect(m).toEqual({ mask: 0x00f00000, value: marks.codes.get(id) });
+      else expect(m).toEqual({ mask: marks.bits.get(id), value: marks.bits.get(id) });
+    }
+    expect(markAssignmentJson(marks)).toMatchObject({ codeMask: '0x00f00000' });
+  });
+
+  it('codes are coloured like bits: one code per set everywhere, distinct within an endpoint', () => {
+    const s = state(
+      [policy('a', [1, 2, 3, 4, 5]), policy('b', [4, 5, 6, 7, 8])],
+      [workload('w1', ['a']), workload('w2', ['b'])],
+    );
+    const marks = assignMarkBits(s, 0x0000000f);
+    expect(marks.overflow).toEqual([]);
+    for (const endpoint of marks.endpoints) {
+      const values = endpoint.entries.map((e) => ('bit' in e ? e.bit : e.code));
+      expect(new Set(values).size).toBe(values.length);
+      expect(() => validateEndpointSets({ markMask: marks.markMask, entries: endpoint.entries })).not.toThrow();
+    }
+  });
+
+  it('an endpoint past the marker\'s 32 entries: the rest is mirror-only', () => {
+    const ids = Array.from({ length: 40 }, (_, i) => 100 + i);
+    const s = state([policy('many', ids)], [workload('w', ['many'])]);
+    const marks = assignMarkBits(s, 0x00ff0000);
+    expect(marks.endpoints[0]?.entries).toHaveLength(32);
+    expect(marks.overflow).toHaveLength(8);
+    expect(marks.mirrorOnlySets).toEqual(marks.overflow);
+  });
+
   it('lists host endpoints as mirror-only and gives them no marker entries', () => {
     const s = state([policy('a', [1])], [workload('node', ['a'], true)]);
     const marks = assignMarkBits(s);
@@ -102,7 +174,7 @@ describe('domain rules with a mark bit', () => {
       policy: 'p',
       direction: 'egress',
       domainSets: new Map([[githubSet.id, githubSet]]),
-      markBits: new Map([[githubSet.id, 0x20000]]),
+      markMatches: new Map([[githubSet.id, { mask: 0x20000, value: 0x20000 }]]),
     });
     expect(bodies).toHaveLength(4);
     const markMatch = { match: { op: '==', left: { '&': [{ meta: { key: 'mark' } }, 0x20000] }, right: 0x20000 } };
@@ -116,9 +188,21 @@ describe('domain rules with a mark bit', () => {
     expect(bodies[0]?.filter((x) => x !== bodies[0]?.[2])).toEqual(bodies[1]?.filter((x) => x !== bodies[1]?.[2]));
   });
 
+  it('render a code as the code field equal to the set\'s code', () => {
+    const r = rule(0, { action: 'allow', destination: { ...anyPeer, domainSetId: githubSet.id } });
+    const bodies = renderRule(r, {
+      policy: 'p',
+      direction: 'egress',
+      domainSets: new Map([[githubSet.id, githubSet]]),
+      markMatches: new Map([[githubSet.id, { mask: 0x00f00000, value: 0x00500000 }]]),
+    });
+    expect(bodies).toHaveLength(4);
+    expect(bodies[0]).toContainEqual({ match: { op: '==', left: { '&': [{ meta: { key: 'mark' } }, 0x00f00000] }, right: 0x00500000 } });
+  });
+
   it('render only on the set without a bit', () => {
     const r = rule(0, { action: 'deny', destination: { ...anyPeer, domainSetId: githubSet.id } });
-    const bodies = renderRule(r, { policy: 'p', direction: 'egress', domainSets: new Map([[githubSet.id, githubSet]]), markBits: new Map() });
+    const bodies = renderRule(r, { policy: 'p', direction: 'egress', domainSets: new Map([[githubSet.id, githubSet]]), markMatches: new Map() });
     expect(bodies).toHaveLength(2);
     expect(JSON.stringify(bodies)).not.toContain('mark');
   });
