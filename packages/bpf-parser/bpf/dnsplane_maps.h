@@ -265,7 +265,7 @@ struct dnsplane_event_entry {
  * (a value of a multi-bit field of the mask, one per set) and is written only when no earlier
  * code entry matched — codes never combine. Then skb->mark = (skb->mark & ~mark_mask) | mark.
  */
-#define DNSPLANE_ENDPOINT_SETS 32
+#define DNSPLANE_ENDPOINT_SETS 64
 
 struct dnsplane_endpoint_set {
 	__u32 set_id;

@@ -6,8 +6,8 @@ import type { StructLayout } from './maps.js';
 
 /** Name of the pinned map (<pinRoot>/dnsp_endpoint_sets). */
 export const ENDPOINT_SETS_MAP = 'dnsp_endpoint_sets';
-/** Entries (domain sets) one interface can have marked. */
-export const ENDPOINT_SETS_MAX = 32;
+/** Entries (domain sets) one interface can have marked (DNSPLANE_ENDPOINT_SETS; 32 before codes). */
+export const ENDPOINT_SETS_MAX = 64;
 /** Interfaces the map holds. */
 export const ENDPOINT_SETS_CAPACITY = 4096;
 
@@ -64,7 +64,7 @@ function isSingleBit(value: number): boolean {
 }
 
 /**
- * Checks an interface's entries; RangeError naming the entry and the reason: at most 32,
+ * Checks an interface's entries; RangeError naming the entry and the reason: at most 64,
  * a non-zero 32-bit mask, each bit a single bit inside the mask and each code two or more
  * bits inside it, no set, bit or code twice (two sets sharing one would let one set's members
  * pass the other's rules), and no code touching a bit entry's bit (ORing that bit in would

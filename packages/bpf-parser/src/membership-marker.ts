@@ -1,10 +1,13 @@
 // The tc membership mark (bpf/membership_mark.bpf.o): loaded with the membership maps and
 // dnsp_endpoint_sets pinned by name under the pin root, programmed per interface (ifindex →
 // the domain sets and mark bits), attached on tc ingress of workload interfaces.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, type BpfMap, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
+import { isNotFound } from '@dnsplane/core';
+import { BpfMap, BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
 import {
+  ENDPOINT_SETS_LAYOUTS,
   ENDPOINT_SETS_MAP,
   decodeEndpointKey,
   decodeEndpointSets,
@@ -44,6 +47,7 @@ export class MembershipMarker {
   static load(options: MembershipMarkerOptions = {}): MembershipMarker {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
     const existed = existsSync(pinRoot);
+    dropIncompatibleEndpointSetsPin(pinRoot);
     const spec = BpfObjectSpec.open(options.objectPath ?? MEMBERSHIP_MARK_OBJECT_PATH);
     try {
       spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP] });
@@ -72,7 +76,7 @@ export class MembershipMarker {
   /**
    * Sets the domain sets (and their mark bits) checked for packets arriving on interface
    * `ifindex`, replacing what it had, in one map update. RangeError (nothing written) for
-   * more than 32 entries, a bit that is not one bit inside markMask, a set or bit twice.
+   * more than 64 entries, a bit or code outside markMask or of the wrong kind, a set, bit or code twice.
    */
   setEndpointSets(ifindex: number, markMask: number, entries: readonly EndpointSetEntry[]): void {
     this.endpointSetsMap.update(encodeEndpointKey(ifindex), encodeEndpointSets({ markMask, entries }));
@@ -114,4 +118,25 @@ export class MembershipMarker {
   static interfaceIndex(ifname: string): number {
     return interfaceIndex(ifname);
   }
+}
+
+/**
+ * A dnsp_endpoint_sets pin of an older layout (32 entries per interface before codes) cannot
+ * be reused and would fail the load. Its contents are only the interfaces' programming, which
+ * every install writes again after attaching the new program, so it is dropped and created
+ * afresh; a program still attached keeps the old map until it is replaced.
+ */
+function dropIncompatibleEndpointSetsPin(pinRoot: string): void {
+  const path = join(pinRoot, ENDPOINT_SETS_MAP);
+  if (!existsSync(path)) return;
+  let valueSize: number;
+  try {
+    const map = BpfMap.fromPinned(path);
+    valueSize = map.valueSize;
+    map.close();
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  if (valueSize !== ENDPOINT_SETS_LAYOUTS.dnsplane_endpoint_sets.size) unlinkSync(path);
 }

@@ -52,7 +52,7 @@ describe('endpoint sets codec', () => {
       encodeEndpointSets({ markMask: mask, entries: [{ setId: 1, bit: 0x10000 }, { setId: 2, code: 0x30000 }] }),
     ).toThrow(/entries\[1\]: bit 0x10000 is both a set's own bit and part of a code/);
     const many = Array.from({ length: ENDPOINT_SETS_MAX + 1 }, (_, i) => ({ setId: i, bit: 1 }));
-    expect(() => encodeEndpointSets({ markMask: 0xffffffff, entries: many })).toThrow(/at most 32/);
+    expect(() => encodeEndpointSets({ markMask: 0xffffffff, entries: many })).toThrow(/at most 64/);
     expect(() => encodeEndpointKey(0)).toThrow(/ifindex/);
   });
 });

@@ -2,7 +2,11 @@
 // whose live members the destination is, for the interface in the context's ifindex;
 // foreign mark bits kept; expired, other-set and unknown-interface packets unmarked; IPv6.
 import { describe, expect, it } from 'vitest';
-import { DnsParserProgram, MembershipMarker, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfMap, BpfObjectSpec, DnsParserProgram, MembershipMarker, ENDPOINT_SETS_LAYOUTS, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
 import { undoAfterEach } from './undo-after-each.js';
 import { MembershipWriter, packetTo, tcpTo } from './membership-fixtures.js';
@@ -147,6 +151,40 @@ describe('MembershipMarker (membership_mark)', () => {
     let mark = 0;
     while (Date.now() < deadline && (mark = markOf(marker, packetTo('198.18.6.7'))) !== 0x80000001);
     expect(mark).toBe(0x80000001);
+  });
+
+  it('64 entries per interface: the last set still marks', () => {
+    const { marker, writer } = setup();
+    const codes: number[] = [];
+    for (let v = 0x3; codes.length < 56; v++) if ((v & (v - 1)) !== 0 && (v & 0xff) === v) codes.push(v << 8);
+    const entries = [
+      ...Array.from({ length: 8 }, (_, i) => ({ setId: 100 + i, bit: (1 << (16 + i)) >>> 0 })),
+      ...codes.map((code, i) => ({ setId: 200 + i, code })),
+    ];
+    expect(entries).toHaveLength(64);
+    marker.setEndpointSets(1, 0x00ffff00, entries);
+    writer.write(255, '198.18.6.8', 60);
+    expect(markOf(marker, packetTo('198.18.6.8'))).toBe(codes[55]);
+    writer.write(107, '198.18.6.8', 60);
+    expect(markOf(marker, packetTo('198.18.6.8'))).toBe((codes[55]! | 0x00800000) >>> 0);
+  });
+
+  it('an older layout pinned as dnsp_endpoint_sets is replaced on load (its entries are written again by the next install)', () => {
+    const pinRoot = testPinRoot();
+    cleanup.push(() => DnsParserProgram.removePins(pinRoot));
+    mkdirSync(pinRoot, { recursive: true });
+    // any other map pinned under the name stands for the 32-entry layout
+    const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'bpf-fixtures');
+    execFileSync('make', ['-s', '-C', fixtures], { stdio: 'inherit' });
+    const old = BpfObjectSpec.open(join(fixtures, 'loader_test.o'), { pinRoot: null });
+    old.setMapPinPath('kv', join(pinRoot, ENDPOINT_SETS_MAP));
+    old.load().close();
+    expect(BpfMap.fromPinned(join(pinRoot, ENDPOINT_SETS_MAP)).valueSize).not.toBe(ENDPOINT_SETS_LAYOUTS.dnsplane_endpoint_sets.size);
+    const marker = MembershipMarker.load({ pinRoot });
+    cleanup.push(() => marker.close());
+    expect(marker.endpointSetsMap.valueSize).toBe(ENDPOINT_SETS_LAYOUTS.dnsplane_endpoint_sets.size);
+    marker.setEndpointSets(1, MASK, [{ setId: 11, bit: 0x00010000 }]);
+    expect(marker.endpoints().get(1)?.entries).toEqual([{ setId: 11, bit: 0x00010000 }]);
   });
 
   it('a second load under the same pin root shares the endpoint programming; bad input writes nothing', () => {

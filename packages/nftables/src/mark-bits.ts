@@ -16,7 +16,7 @@
 // destination, so an address in two code sets of one endpoint passes the later set's rules
 // only once the mirror wrote it to that nft set. The field width is the one that leaves the
 // fewest sets unmarked (then the narrowest). A set for which no colour is free, or that would
-// take an endpoint past the marker's 32 entries, gets none and relies on the nft set that the
+// take an endpoint past the marker's 64 entries, gets none and relies on the nft set that the
 // mirror fills.
 import type { CompiledRule, DesiredState } from '@dnsplane/core';
 
@@ -109,7 +109,7 @@ export interface MarkAssignment {
 }
 
 /** The marker's entries per interface (bpf-parser's ENDPOINT_SETS_MAX; a unit test keeps them equal). */
-export const MARKED_SETS_PER_ENDPOINT = 32;
+export const MARKED_SETS_PER_ENDPOINT = 64;
 
 /** What an nft rule matches for a marked set: `meta mark & mask == value`; undefined: not marked. */
 export function markMatchOf(assignment: MarkAssignment, setId: number): { readonly mask: number; readonly value: number } | undefined {

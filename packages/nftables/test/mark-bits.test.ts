@@ -139,12 +139,12 @@ describe('assignMarkBits (greedy colouring)', () => {
     }
   });
 
-  it('an endpoint past the marker\'s 32 entries: the rest is mirror-only', () => {
-    const ids = Array.from({ length: 40 }, (_, i) => 100 + i);
+  it('an endpoint past the marker\'s 64 entries: the rest is mirror-only', () => {
+    const ids = Array.from({ length: 70 }, (_, i) => 100 + i);
     const s = state([policy('many', ids)], [workload('w', ['many'])]);
     const marks = assignMarkBits(s, 0x00ff0000);
-    expect(marks.endpoints[0]?.entries).toHaveLength(32);
-    expect(marks.overflow).toHaveLength(8);
+    expect(marks.endpoints[0]?.entries).toHaveLength(64);
+    expect(marks.overflow).toHaveLength(6);
     expect(marks.mirrorOnlySets).toEqual(marks.overflow);
   });
 
