@@ -19,6 +19,10 @@
  * accepted before any policy rule) or is invalid (dropped); such segments get our bits cleared
  * without a lookup. A segment picked up mid-stream (conntrack's loose mode after a flush)
  * then meets the nft sets, which the mirror filled long before.
+ *
+ * Nor does DNS to a trusted server (dnsp_config, the parser's map, shared by pin): the
+ * workload's queries are admitted by the rule that allows DNS, and each is a new flow, so
+ * with many sets they would pay a lookup per set on the query's path.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -39,12 +43,45 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_endpoint_sets SEC(".maps");
 
+/* The parser's settings (its trusted servers): the same definition, pinned by name, so shared. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dnsplane_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_config SEC(".maps");
+
+/* Is (dst, dport, family) a trusted DNS server? dst: 16 bytes, IPv4 in the first 4, rest zero. */
+static __always_inline int to_trusted_server(const __u32 *dst, __be16 dport, __u8 family)
+{
+	struct dnsplane_config *cfg;
+	__u32 zero = 0, n;
+
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return 0;
+	n = cfg->server_count;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
+		const struct dnsplane_server *sv = &cfg->servers[i];
+		const __u32 *w = (const __u32 *)sv->addr;
+
+		if (i >= n)
+			break;
+		if (sv->port == dport && sv->family == family && w[0] == dst[0] && w[1] == dst[1] && w[2] == dst[2] &&
+		    w[3] == dst[3])
+			return 1;
+	}
+	return 0;
+}
+
 SEC("tc")
 int dnsplane_membership_mark(struct __sk_buff *skb)
 {
 	struct dnsplane_endpoint_sets *sets;
-	__u32 ifindex = skb->ifindex, count, bits = 0, mark, tcp_off = 0, coded = 0;
-	__u8 addr[16];
+	__u32 ifindex = skb->ifindex, count, bits = 0, mark, l4_off = 0, coded = 0;
+	__u32 addr[4] = {};
+	__u8 proto = 0;
 	__u64 now;
 	int v6;
 
@@ -55,9 +92,10 @@ int dnsplane_membership_mark(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)))
 			return TC_ACT_UNSPEC;
 		__builtin_memcpy(addr, &ip[16], 4);
+		proto = ip[9];
 		/* the first fragment or an unfragmented packet: offset 0 in the fragment field */
-		if (ip[9] == IPPROTO_TCP && !(((ip[6] & 0x1f) << 8) | ip[7]))
-			tcp_off = ETH_HLEN + (ip[0] & 0xf) * 4;
+		if (!(((ip[6] & 0x1f) << 8) | ip[7]))
+			l4_off = ETH_HLEN + (ip[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 nexthdr;
 
@@ -65,24 +103,25 @@ int dnsplane_membership_mark(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 24, addr, 16) || bpf_skb_load_bytes(skb, ETH_HLEN + 6, &nexthdr, 1))
 			return TC_ACT_UNSPEC;
 		/* extension headers are not walked: such a packet is checked like a SYN */
-		if (nexthdr == IPPROTO_TCP)
-			tcp_off = ETH_HLEN + 40;
+		proto = nexthdr;
+		l4_off = ETH_HLEN + 40;
 	} else {
 		return TC_ACT_UNSPEC;
 	}
 	sets = bpf_map_lookup_elem(&dnsp_endpoint_sets, &ifindex);
 	if (!sets)
 		return TC_ACT_UNSPEC;
-	if (tcp_off) {
-		__u8 flags;
+	count = sets->count;
+	if (l4_off && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+		__u8 l4[14];
 
-		/* TCP flags: SYN 0x02, ACK 0x10; only a SYN without ACK opens a connection */
-		if (bpf_skb_load_bytes(skb, tcp_off + 13, &flags, 1) || (flags & 0x12) != 0x02)
-			count = 0; /* no lookup: the bits are only cleared */
-		else
-			count = sets->count;
-	} else {
-		count = sets->count;
+		/* ports, and for TCP the flags: SYN 0x02, ACK 0x10; only a SYN without ACK opens a connection */
+		if (bpf_skb_load_bytes(skb, l4_off, l4, proto == IPPROTO_TCP ? 14 : 4))
+			count = 0; /* truncated: nothing to admit; the bits are only cleared */
+		else if (proto == IPPROTO_TCP && (l4[13] & 0x12) != 0x02)
+			count = 0;
+		else if (to_trusted_server(addr, *(__be16 *)&l4[2], v6 ? 6 : 4))
+			count = 0;
 	}
 	now = count ? bpf_ktime_get_ns() : 0;
 	for (__u32 i = 0; i < DNSPLANE_ENDPOINT_SETS; i++) {

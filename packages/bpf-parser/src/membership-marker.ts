@@ -41,8 +41,9 @@ export class MembershipMarker {
   }
 
   /**
-   * Loads the program; dnsp_members4/6 and dnsp_endpoint_sets are reused from (or pinned
-   * at) <pinRoot>/<name>, so interface programming survives restarts and is shared.
+   * Loads the program; dnsp_members4/6, dnsp_endpoint_sets and dnsp_config (the parser's
+   * trusted servers, whose DNS is not looked up) are reused from (or pinned at)
+   * <pinRoot>/<name>, so interface programming survives restarts and is shared.
    */
   static load(options: MembershipMarkerOptions = {}): MembershipMarker {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
@@ -50,7 +51,7 @@ export class MembershipMarker {
     dropIncompatibleEndpointSetsPin(pinRoot);
     const spec = BpfObjectSpec.open(options.objectPath ?? MEMBERSHIP_MARK_OBJECT_PATH);
     try {
-      spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP] });
+      spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP, MAP_NAMES.config] });
     } catch (error) {
       spec.close();
       throw error;

@@ -6,7 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, BpfObjectSpec, DnsParserProgram, MembershipMarker, ENDPOINT_SETS_LAYOUTS, ENDPOINT_SETS_MAP, interfaceIndex } from '../src/index.js';
+import { buildDnsPacket } from '@dnsplane/core';
+import { BpfMap, BpfObjectSpec, DnsParserProgram, MembershipMarker, ENDPOINT_SETS_LAYOUTS, ENDPOINT_SETS_MAP, MAP_NAMES, encodeConfig, interfaceIndex } from '../src/index.js';
 import { ethernetFrame, testPinRoot } from './kernel-harness.js';
 import { undoAfterEach } from './undo-after-each.js';
 import { MembershipWriter, packetTo, tcpTo } from './membership-fixtures.js';
@@ -116,6 +117,31 @@ describe('MembershipMarker (membership_mark)', () => {
     }
     // UDP has no such state: every datagram is looked up
     expect(markOf(marker, packetTo('198.18.6.1'))).toBe(0x00010000);
+  });
+
+  it('DNS to a trusted server (the parser\'s dnsp_config) is not looked up, other traffic to it is', () => {
+    const { pinRoot, marker, writer } = setup();
+    const config = BpfMap.fromPinned(join(pinRoot, MAP_NAMES.config));
+    cleanup.push(() => config.close());
+    config.update(Buffer.alloc(4), encodeConfig({
+      minTTL: 30,
+      extraTTL: 10,
+      maxAddressesPerName: 64,
+      trustedServers: [{ family: 4, address: '198.18.6.53', port: 53 }, { family: 6, address: 'fd00::6:53', port: 53 }],
+    }));
+    marker.setEndpointSets(1, MASK, [{ setId: 11, bit: 0x00010000 }]);
+    for (const server of ['198.18.6.53', 'fd00::6:53']) {
+      writer.write(11, server, 60); // the server is also a member (say a name resolves to it)
+      const family = server.includes(':') ? 6 : 4;
+      const dns = (transport: 'udp' | 'tcp', dport: number): Uint8Array =>
+        buildDnsPacket({ family, src: family === 4 ? '198.18.1.10' : 'fd00::1:10', dst: server, sport: 40000, dport, transport, tcpFraming: 'raw', payload: Buffer.from('q') });
+      expect(markOf(marker, dns('udp', 53), 0x00ff0000), `${server} udp 53`).toBe(0);
+      const syn = Buffer.from(dns('tcp', 53));
+      syn[(family === 4 ? 20 : 40) + 13] = 0x02;
+      expect(markOf(marker, syn), `${server} tcp 53 SYN`).toBe(0);
+      expect(markOf(marker, dns('udp', 443)), `${server} udp 443`).toBe(0x00010000);
+      expect(markOf(marker, tcpTo(server, 0x02)), `${server} SYN to 443`).toBe(0x00010000);
+    }
   });
 
   it('leaves packets of interfaces without an entry (and non-IP frames) alone', () => {
