@@ -137,6 +137,7 @@ export function bpfTcMembershipKernel(
       const marker = MembershipMarker.load({ pinRoot });
       return {
         setEndpointSets: (ifindex, markMask, entries) => marker.setEndpointSets(ifindex, markMask, entries),
+        endpoints: () => marker.endpoints(),
         removeEndpoint: (ifindex) => marker.removeEndpoint(ifindex),
         attach: (ifname) => {
           marker.attach(ifname);

@@ -258,8 +258,12 @@ export class NftablesDataplane implements Dataplane {
       const installKernelSide = (membership: TcMembership): void =>
         void timer.time('kernel_side', () => membership.install(state, desired.marks, desired.untracked, { exportMembership: false }));
       if (kernelFirst) installKernelSide(membership);
-      // Answers are marked before any rule untracks their queries (pruned after, in install).
-      else membership?.addAnswerMarks(desired.untracked);
+      else if (membership !== undefined) {
+        // Answers are marked before any rule untracks their queries (pruned after, in install).
+        membership.addAnswerMarks(desired.untracked);
+        // No mark the new rules would read as another set's while the marker still has the old entries.
+        timer.time('marks_narrow', () => membership.narrowMarks(desired.marks));
+      }
       if (inert !== undefined) await timer.timeAsync('nft_apply_inert_wait', () => inert);
       if (rest.size > 0) await timer.timeAsync('nft_apply', () => this.#handle.apply(rest));
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));

@@ -43,6 +43,8 @@ export interface ParserHandle {
 /** The loaded membership marker, as this package uses it (bpf-parser's MembershipMarker). */
 export interface MarkerHandle {
   setEndpointSets(ifindex: number, markMask: number, entries: readonly MarkedSet[]): void;
+  /** What the kernel map holds now (also what an earlier process programmed), by ifindex. */
+  endpoints(): ReadonlyMap<number, { readonly markMask: number; readonly entries: readonly MarkedSet[] }>;
   /** Forgets an interface (its packets are no longer marked). */
   removeEndpoint(ifindex: number): boolean;
   /** Attaches the marker on the interface's tc ingress at its fixed priority/handle. */
@@ -158,15 +160,7 @@ export class TcMembership implements LearnedSource {
     const { kernel, pinRoot, logger } = this.#options;
     this.#parser ??= kernel.loadParser(pinRoot);
     const parser = this.#parser;
-    if (this.#marker === undefined) {
-      try {
-        this.#marker = kernel.loadMarker(pinRoot);
-      } catch (error) {
-        if (!isNotSupported(error)) throw error;
-        logger.warn({ err: error }, 'nftables: no tc membership marker in this build, every domain set relies on the mirror');
-      }
-    }
-    const marker = this.#marker;
+    const marker = this.#loadMarker();
     parser.configure(state.dns);
     // The parser wakes the mirror only for sets no mark bit enforces (without the marker:
     // every set); the marked sets' nft sets are a copy, read on the reader's slow timer.
@@ -250,6 +244,49 @@ export class TcMembership implements LearnedSource {
    * marks the verified answers of these interfaces' queries first, so no untracked query's
    * answer finds the rule that admits it without its mark. install() prunes the rest after.
    */
+  #markerUnsupported = false;
+
+  /** The marker, loaded on first use; undefined when this build has none (warned once). */
+  #loadMarker(): MarkerHandle | undefined {
+    if (this.#marker !== undefined || this.#markerUnsupported) return this.#marker;
+    const { kernel, pinRoot, logger } = this.#options;
+    try {
+      this.#marker = kernel.loadMarker(pinRoot);
+    } catch (error) {
+      if (!isNotSupported(error)) throw error;
+      this.#markerUnsupported = true;
+      logger.warn({ err: error }, 'nftables: no tc membership marker in this build, every domain set relies on the mirror');
+    }
+    return this.#marker;
+  }
+
+  /**
+   * Before rules of a new mark assignment replace the old ones: keeps in the marker's map only
+   * the entries whose set has the same mark (and mask) in both, so between the two writes no
+   * packet carries a mark that one of the two rule sets reads as another set's. A set whose
+   * mark changes is matched through its nft set alone until install() programs the new entries
+   * right after the rules. Reads the map itself, so an earlier process's entries count too.
+   */
+  narrowMarks(marks: MarkAssignment): void {
+    const marker = this.#loadMarker();
+    if (marker === undefined) return;
+    const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));
+    const next = new Map<number, readonly MarkedSet[]>();
+    for (const endpoint of marks.endpoints) {
+      const netif = byName.get(endpoint.interface);
+      if (netif !== undefined) next.set(netif.ifindex, endpoint.entries);
+    }
+    const markOf = (entry: MarkedSet): number => ('bit' in entry ? entry.bit : entry.code);
+    for (const [ifindex, current] of marker.endpoints()) {
+      const wanted = next.get(ifindex) ?? [];
+      const kept =
+        current.markMask === marks.markMask
+          ? current.entries.filter((c) => wanted.some((w) => w.setId === c.setId && markOf(w) === markOf(c)))
+          : [];
+      if (kept.length !== current.entries.length) marker.setEndpointSets(ifindex, current.markMask, kept);
+    }
+  }
+
   addAnswerMarks(untracked: UntrackedDns): void {
     if (this.#parser === undefined || untracked.interfaces.length === 0) return;
     const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));

@@ -13,6 +13,7 @@ import { ManualClock, anyPeer, baseState, githubSet, rule, s3Set } from './fixtu
 function fakeKernel(membership: LearnedEntry[] = []) {
   const log: string[] = [];
   const programmed = new Map<number, readonly MarkedSet[]>();
+  const masks = new Map<number, number>();
   const interfaces = [
     { name: 'lo', ifindex: 1 },
     { name: 'eth0', ifindex: 2 },
@@ -46,7 +47,12 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       };
     },
     loadMarker: () => ({
-      setEndpointSets: (ifindex, _mask, entries) => programmed.set(ifindex, entries),
+      setEndpointSets: (ifindex, mask, entries) => {
+        programmed.set(ifindex, entries);
+        masks.set(ifindex, mask);
+        log.push(`marker entries ${ifindex}: ${entries.map((e) => `${e.setId.toString(16)}=0x${('bit' in e ? e.bit : e.code).toString(16)}`).join(',')}`);
+      },
+      endpoints: () => new Map([...programmed].map(([ifindex, entries]) => [ifindex, { markMask: masks.get(ifindex) ?? 0, entries }])),
       removeEndpoint: (ifindex) => programmed.delete(ifindex),
       attach: (ifname) => log.push(`marker ingress ${ifname}`),
       close: () => log.push('close marker'),
@@ -118,6 +124,25 @@ describe('nftables inline membership (injected kernel)', () => {
     await moved.install(baseState({ dns }));
     expect([...other.answerMarks]).toEqual([[7, 0x80000000]]);
     expect(() => createNftablesDataplane({ handle: new FakeNftHandle(clock), answerMark: '0x00010000' })).toThrow(/overlaps markMask/);
+  });
+
+  it('a mark reassigned to another set is cleared from the marker before the rules change, then programmed anew', async () => {
+    const { dataplane, log, programmed, handle } = setup();
+    const apply = handle.apply.bind(handle);
+    handle.apply = (tx) => (log.push('nft apply'), apply(tx));
+    const state = baseState();
+    // web references s3 alone, then github alone: each takes the lowest bit in turn
+    const only = (id: number) =>
+      state.policies.map((p) => (p.name === 'web-egress' ? { ...p, egress: [rule(0, { action: 'allow', destination: { ...anyPeer, domainSetId: id } })] } : p));
+    await dataplane.install({ ...state, policies: only(s3Set.id) });
+    expect(programmed.get(7)).toEqual([{ setId: s3Set.id, bit: 0x00010000 }]);
+    log.length = 0;
+    await dataplane.install({ ...state, policies: only(githubSet.id) });
+    const writes = log.filter((l) => l.startsWith('marker entries 7'));
+    // first the old entry goes (its bit would read as github's under the new rules), then github's
+    expect(writes).toEqual(['marker entries 7: ', `marker entries 7: ${githubSet.id.toString(16)}=0x10000`]);
+    const order = log.filter((l) => l === 'nft apply' || l.startsWith('marker entries 7'));
+    expect(order).toEqual(['marker entries 7: ', 'nft apply', `marker entries 7: ${githubSet.id.toString(16)}=0x10000`]);
   });
 
   it('an endpoint no longer selected loses its marker entry and attachment on the next install', async () => {
