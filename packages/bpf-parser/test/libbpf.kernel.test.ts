@@ -2,7 +2,7 @@
 // verifier errors, fd hygiene. Needs root, bpffs at /sys/fs/bpf and clang.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isKernelError, isNotFound } from '@dnsplane/core';
@@ -182,6 +182,20 @@ describe('BpfObjectSpec', () => {
     if (!isKernelError(caught)) return;
     expect(caught.errno).toBe(13);
     expect(caught.detail).toContain('missing_null_check');
+  });
+
+  it('a load the verifier refuses leaves no map pinned (libbpf unpins what that load pinned)', () => {
+    const dir = `/sys/fs/bpf/dnsplane-test-refused-${randomBytes(4).toString('hex')}`;
+    mkdirSync(dir, { recursive: true });
+    try {
+      const spec = BpfObjectSpec.open(rejectedObject);
+      spec.reuseMaps(dir);
+      expect(spec.maps.find((m) => m.name === 'values')?.pinPath).toBe(join(dir, 'values'));
+      expect(() => spec.load()).toThrow(/Permission denied/);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('loadAsync({ nice }) verifies at that nice value on its worker thread and gives the thread its own value back', async () => {
