@@ -35,19 +35,14 @@
 #include <bpf/bpf_endian.h>
 
 #include "dnsplane_maps.h"
+#include "dnsplane_config.h"
 #include "dnsplane_membership.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* ---------------------------------------------------------------- maps (pinned by name) */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dnsplane_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dnsp_config SEC(".maps");
+/* dnsp_config: dnsplane_config.h (shared with the tc membership mark) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -31,6 +31,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "dnsplane_config.h"
 #include "dnsplane_membership.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -42,15 +43,6 @@ struct {
 	__type(value, struct dnsplane_endpoint_sets);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_endpoint_sets SEC(".maps");
-
-/* The parser's settings (its trusted servers): the same definition, pinned by name, so shared. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dnsplane_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dnsp_config SEC(".maps");
 
 /* Is (dst, dport, family) a trusted DNS server? dst: 16 bytes, IPv4 in the first 4, rest zero. */
 static __always_inline int to_trusted_server(const __u32 *dst, __be16 dport, __u8 family)

@@ -18,6 +18,7 @@
 // fewest sets unmarked (then the narrowest). A set for which no colour is free, or that would
 // take an endpoint past the marker's 64 entries, gets none and relies on the nft set that the
 // mirror fills.
+import type { EndpointSetEntry } from '@dnsplane/bpf-parser';
 import type { CompiledRule, DesiredState } from '@dnsplane/core';
 
 /** The default of `nftables.markMask`: eight bits, 0x00ff0000. */
@@ -65,18 +66,8 @@ export function maskBits(mask: number): number[] {
   return bits;
 }
 
-/** One set's entry at an endpoint: its own bit, or its code (the marker's entry, bpf-parser's EndpointSetEntry). */
-export type MarkedSet =
-  | {
-      readonly setId: number;
-      /** A single-bit value inside the mask. */
-      readonly bit: number;
-    }
-  | {
-      readonly setId: number;
-      /** A value of the code field with two or more bits set. */
-      readonly code: number;
-    };
+/** One set's entry at an endpoint: its own bit, or its code — the marker's entry as it is programmed. */
+export type MarkedSet = EndpointSetEntry;
 
 export interface EndpointMarks {
   readonly endpoint: string;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FreshName, LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { expectEveryFirstSynPasses } from '../../../test/lab/first-syn.js';
-import { clientInterface, removeDriverLeftovers, writeDriverConfig } from './scripts/lab-config.js';
+import { client1EgressPolicy, removeDriverLeftovers, writeDriverConfig } from './scripts/lab-config.js';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/run-driver.ts', import.meta.url));
 const suffix = randomBytes(4).toString('hex');
@@ -32,27 +32,14 @@ describe('nftables: more domain sets on one endpoint than mark bits', () => {
     dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-codes-'));
     const config = await writeDriverConfig(l, dir, { table: TABLE, pinRoot: PIN_ROOT });
     groups = Array.from({ length: SETS }, () => l.allocateFresh(NAMES_PER_SET));
-    const dnsmasq = l.dnsServers.dnsmasq;
     await writeFile(
       join(dir, 'policy.yaml'),
-      [
-        'kind: Policy',
-        'metadata: { name: many-sets }',
-        'spec:',
-        '  selector: app == "c1"',
-        '  types: [Egress]',
-        '  egress:',
-        '    - action: Allow',
-        '      protocol: UDP',
-        `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
-        // one rule, one domain set per group of exact names
-        ...groups.flatMap((group) => ['    - action: Allow', '      protocol: TCP', `      destination: { domains: ${JSON.stringify(group.map((f) => f.name))}, ports: [80] }`]),
-        '    - action: Deny',
-        '---',
-        'kind: Endpoint',
-        'metadata: { name: client1, labels: { app: c1 } }',
-        `spec: { interface: ${clientInterface(l)} }`,
-      ].join('\n'),
+      // one rule, one domain set per group of exact names
+      client1EgressPolicy(
+        l,
+        'many-sets',
+        groups.flatMap((group) => ['    - action: Allow', '      protocol: TCP', `      destination: { domains: ${JSON.stringify(group.map((f) => f.name))}, ports: [80] }`]),
+      ).join('\n'),
     );
     driver = l.startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-codes-${Date.now()}` });
     const line = await driver.waitForOutput(/"event":"installed"/, 60_000);

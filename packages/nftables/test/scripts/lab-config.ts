@@ -53,29 +53,41 @@ export async function removeDriverLeftovers(lab: Lab, driver: LabProcess | undef
   }
 }
 
+/**
+ * The YAML lines of client1's egress policy and endpoint: DNS to dnsmasq allowed, then
+ * `rules` (YAML lines of egress rules), then a Deny.
+ */
+export function client1EgressPolicy(lab: Lab, name: string, rules: readonly string[]): string[] {
+  const dnsmasq = lab.dnsServers.dnsmasq;
+  return [
+    'kind: Policy',
+    `metadata: { name: ${name} }`,
+    'spec:',
+    '  selector: app == "c1"',
+    '  types: [Egress]',
+    '  egress:',
+    '    - action: Allow',
+    '      protocol: UDP',
+    `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
+    ...rules,
+    '    - action: Deny',
+    '---',
+    'kind: Endpoint',
+    'metadata: { name: client1, labels: { app: c1 } }',
+    `spec: { interface: ${clientInterface(lab)} }`,
+  ];
+}
+
 export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOptions): Promise<string> {
   const config = await writeDriverConfig(lab, dir, names);
-  const dnsmasq = lab.dnsServers.dnsmasq;
   await writeFile(
     join(dir, 'policy.yaml'),
     [
-      'kind: Policy',
-      'metadata: { name: client1-egress }',
-      'spec:',
-      '  selector: app == "c1"',
-      '  types: [Egress]',
-      '  egress:',
-      '    - action: Allow',
-      '      protocol: UDP',
-      `      destination: { nets: ["${dnsmasq.ipv4}/32", "${dnsmasq.ipv6}/128"], ports: [53] }`,
-      '    - action: Allow',
-      '      protocol: TCP',
-      '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
-      '    - action: Deny',
-      '---',
-      'kind: Endpoint',
-      'metadata: { name: client1, labels: { app: c1 } }',
-      `spec: { interface: ${clientInterface(lab)} }`,
+      ...client1EgressPolicy(lab, 'client1-egress', [
+        '    - action: Allow',
+        '      protocol: TCP',
+        '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
+      ]),
       ...(names.hostEndpoint === true
         ? [
             '---',
