@@ -110,11 +110,18 @@ export function markMatchOf(assignment: MarkAssignment, setId: number): { readon
   return code === undefined ? undefined : { mask: assignment.codeMask, value: code };
 }
 
-/** The values of `field` with two or more of its bits set, ascending: the codes it offers. */
-export function fieldCodes(field: number): number[] {
+/**
+ * Codes a colouring can use at most: far more than one endpoint's 64 entries need, and it
+ * keeps a wide field (a 32-bit mask has 2^32 values) from being enumerated.
+ */
+export const MAX_CODES = 1024;
+
+/** The values of `field` with two or more of its bits set, ascending, the first `limit`: the codes it offers. */
+export function fieldCodes(field: number, limit = MAX_CODES): number[] {
   const bits = maskBits(field);
   const codes: number[] = [];
-  for (let subset = 1; subset < 2 ** bits.length; subset++) {
+  // bits ascend, so subsets in counting order give ascending values
+  for (let subset = 3; subset < 2 ** bits.length && codes.length < limit; subset++) {
     let value = 0;
     let count = 0;
     for (let i = 0; i < bits.length; i++) {
@@ -125,7 +132,7 @@ export function fieldCodes(field: number): number[] {
     }
     if (count >= 2) codes.push(value >>> 0);
   }
-  return codes.sort((a, b) => a - b);
+  return codes;
 }
 
 function domainSetsOf(rules: readonly CompiledRule[] | undefined): number[] {

@@ -97,6 +97,20 @@ describe('assignMarkBits (greedy colouring)', () => {
     expect(fieldCodes(0x00f00000)).toHaveLength(11);
     expect(fieldCodes(0x00ff0000)).toHaveLength(247);
     expect(fieldCodes(0x00ff0000).every((c) => (c & (c - 1)) !== 0 && ((c & 0x00ff0000) >>> 0) === c)).toBe(true);
+    const wide = fieldCodes(0xffffffff);
+    expect(wide).toHaveLength(1024);
+    expect(wide.slice(0, 3)).toEqual([0x3, 0x5, 0x6]);
+    expect(wide.every((c, i) => i === 0 || c > wide[i - 1]!)).toBe(true);
+  });
+
+  it('a full 32-bit mask: codes past the 32 bits; past 64 sets every field width is tried without enumerating 2^32 values', () => {
+    const forty = assignMarkBits(state([policy('p40', Array.from({ length: 40 }, (_, i) => 100 + i))], [workload('w', ['p40'])]), 0xffffffff);
+    expect(forty.overflow).toEqual([]);
+    expect(forty.endpoints[0]?.entries).toHaveLength(40);
+    expect(() => validateEndpointSets({ markMask: forty.markMask, entries: forty.endpoints[0]?.entries ?? [] })).not.toThrow();
+    const seventy = assignMarkBits(state([policy('p70', Array.from({ length: 70 }, (_, i) => 100 + i))], [workload('w', ['p70'])]), 0xffffffff);
+    expect(seventy.endpoints[0]?.entries).toHaveLength(64);
+    expect(seventy.overflow).toHaveLength(6);
   });
 
   it('an endpoint with more sets than bits: a code field at the top of the mask marks the rest', () => {
