@@ -1240,14 +1240,6 @@ enum direction {
 	DIR_RESPONSE = 3,  /* from a trusted server */
 };
 
-static __always_inline int addr_eq(const struct dnsplane_server *sv, const __u32 *a)
-{
-	/* sv->addr sits at a 4-byte aligned offset of the config value: 32-bit loads */
-	const __u32 *w = (const __u32 *)sv->addr;
-
-	return w[0] == a[0] && w[1] == a[1] && w[2] == a[2] && w[3] == a[3];
-}
-
 /*
  * One scan of the trusted servers: to one (a query) wins over from one (a response); a
  * packet from a trusted server's port that is neither counts as untrusted.
@@ -1262,10 +1254,10 @@ static __always_inline int classify(const struct dnsplane_config *cfg, const str
 
 		if (i >= n)
 			break;
-		if (sv->port == li->dport && sv->family == li->family && addr_eq(sv, li->dst))
+		if (sv->port == li->dport && sv->family == li->family && dnsplane_server_addr_eq(sv, li->dst))
 			return DIR_QUERY;
 		if (sv->port == li->sport) {
-			if (sv->family == li->family && addr_eq(sv, li->src))
+			if (sv->family == li->family && dnsplane_server_addr_eq(sv, li->src))
 				dir = DIR_RESPONSE;
 			else if (dir == DIR_NONE)
 				dir = DIR_UNTRUSTED;

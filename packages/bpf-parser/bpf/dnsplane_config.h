@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * dnsplane: dnsp_config, the parser's settings and trusted servers (struct dnsplane_config),
- * declared once for every BPF object that reads it: the parser writes nothing into it (user
- * space does), the parser and the tc membership mark read it. LIBBPF_PIN_BY_NAME with one
- * definition, so objects loaded with the same pin root share the one map at
+ * declared once for every BPF object that reads it (the parser and the tc membership mark;
+ * user space writes it), and the one comparison of an address with a server's. Pinned by
+ * name with one definition, so objects loaded with the same pin root share the one map at
  * <pinRoot>/dnsp_config. Include in exactly one translation unit per object.
  */
 #ifndef DNSPLANE_CONFIG_H
@@ -21,5 +21,14 @@ struct {
 	__type(value, struct dnsplane_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_config SEC(".maps");
+
+/* Is `a` (4 words, network order; IPv4 in the first, the rest zero) this server's address? */
+static __always_inline int dnsplane_server_addr_eq(const struct dnsplane_server *sv, const __u32 *a)
+{
+	/* sv->addr sits at a 4-byte aligned offset of the config value: 32-bit loads */
+	const __u32 *w = (const __u32 *)sv->addr;
+
+	return w[0] == a[0] && w[1] == a[1] && w[2] == a[2] && w[3] == a[3];
+}
 
 #endif

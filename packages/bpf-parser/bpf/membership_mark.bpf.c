@@ -56,12 +56,10 @@ static __always_inline int to_trusted_server(const __u32 *dst, __be16 dport, __u
 	n = cfg->server_count;
 	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
 		const struct dnsplane_server *sv = &cfg->servers[i];
-		const __u32 *w = (const __u32 *)sv->addr;
 
 		if (i >= n)
 			break;
-		if (sv->port == dport && sv->family == family && w[0] == dst[0] && w[1] == dst[1] && w[2] == dst[2] &&
-		    w[3] == dst[3])
+		if (sv->port == dport && sv->family == family && dnsplane_server_addr_eq(sv, dst))
 			return 1;
 	}
 	return 0;

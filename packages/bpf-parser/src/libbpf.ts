@@ -989,3 +989,23 @@ export function queryTc(options: TcFilterRef): number | undefined {
   const { priority, handle } = tcRef(options);
   return kernel((a) => a.tcQuery(options.ifname, options.direction, priority, handle));
 }
+
+/**
+ * Unpins the map pinned at `path` when it is not of the `expected` type and value size — a
+ * pin of an older layout, which libbpf would refuse to reuse, failing the load. True when it
+ * was removed; false when it matches or nothing is pinned there.
+ */
+export function unpinIncompatibleMap(path: string, expected: { readonly type?: number; readonly valueSize: number }): boolean {
+  let map: BpfMap;
+  try {
+    map = BpfMap.fromPinned(path);
+  } catch (error) {
+    if (error instanceof NotFoundError) return false;
+    throw error;
+  }
+  const compatible = map.valueSize === expected.valueSize && (expected.type === undefined || map.type === expected.type);
+  map.close();
+  if (compatible) return false;
+  unpin(path);
+  return true;
+}

@@ -1,11 +1,10 @@
 // The tc membership mark (bpf/membership_mark.bpf.o): loaded with the membership maps and
 // dnsp_endpoint_sets pinned by name under the pin root, programmed per interface (ifindex →
 // the domain sets and mark bits), attached on tc ingress of workload interfaces.
-import { existsSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isNotFound } from '@dnsplane/core';
-import { BpfMap, BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
+import { BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, unpinIncompatibleMap, type BpfMap, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
 import {
   ENDPOINT_SETS_LAYOUTS,
   ENDPOINT_SETS_MAP,
@@ -128,16 +127,5 @@ export class MembershipMarker {
  * afresh; a program still attached keeps the old map until it is replaced.
  */
 function dropIncompatibleEndpointSetsPin(pinRoot: string): void {
-  const path = join(pinRoot, ENDPOINT_SETS_MAP);
-  if (!existsSync(path)) return;
-  let valueSize: number;
-  try {
-    const map = BpfMap.fromPinned(path);
-    valueSize = map.valueSize;
-    map.close();
-  } catch (error) {
-    if (isNotFound(error)) return;
-    throw error;
-  }
-  if (valueSize !== ENDPOINT_SETS_LAYOUTS.dnsplane_endpoint_sets.size) unlinkSync(path);
+  unpinIncompatibleMap(join(pinRoot, ENDPOINT_SETS_MAP), { valueSize: ENDPOINT_SETS_LAYOUTS.dnsplane_endpoint_sets.size });
 }

@@ -18,6 +18,7 @@ import {
   DEFAULT_PIN_ROOT,
   ktimeNs,
   possibleCpus,
+  unpinIncompatibleMap,
   type TcAttachment,
   type TcDirection,
 } from './libbpf.js';
@@ -598,20 +599,7 @@ function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: stri
  * created afresh.
  */
 function dropIncompatibleQueriesPin(pinRoot: string): void {
-  const path = join(pinRoot, MAP_NAMES.queries);
-  if (!existsSync(path)) return;
-  let valueSize: number;
-  let type: number;
-  try {
-    const map = BpfMap.fromPinned(path);
-    valueSize = map.valueSize;
-    type = map.type;
-    map.close();
-  } catch (error) {
-    if (isNotFound(error)) return;
-    throw error;
-  }
-  if (type !== MapType.array || valueSize !== STRUCT_LAYOUTS.dnsplane_query_set.size) unlinkSync(path);
+  unpinIncompatibleMap(join(pinRoot, MAP_NAMES.queries), { type: MapType.array, valueSize: STRUCT_LAYOUTS.dnsplane_query_set.size });
 }
 
 /** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */

@@ -7,6 +7,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { entryMark } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -121,6 +122,8 @@ export class TcMembership implements LearnedSource {
   readonly #subscribers = new Set<(entries: readonly LearnedEntry[]) => unknown>();
   #parser: ParserHandle | undefined;
   #marker: MarkerHandle | undefined;
+  /** loadMarker said this build has no marker (warned once). */
+  #markerUnsupported = false;
   #stopConsuming: (() => void) | undefined;
   #pending: LearnedEntry[] = [];
   #pendingExpiryNs: bigint[] = [];
@@ -239,13 +242,6 @@ export class TcMembership implements LearnedSource {
     return options.exportMembership === false ? [] : parser.exportLearned(this.#clock);
   }
 
-  /**
-   * Before an nft apply that may start untracking queries: the parser (when already loaded)
-   * marks the verified answers of these interfaces' queries first, so no untracked query's
-   * answer finds the rule that admits it without its mark. install() prunes the rest after.
-   */
-  #markerUnsupported = false;
-
   /** The marker, loaded on first use; undefined when this build has none (warned once). */
   #loadMarker(): MarkerHandle | undefined {
     if (this.#marker !== undefined || this.#markerUnsupported) return this.#marker;
@@ -276,17 +272,21 @@ export class TcMembership implements LearnedSource {
       const netif = byName.get(endpoint.interface);
       if (netif !== undefined) next.set(netif.ifindex, endpoint.entries);
     }
-    const markOf = (entry: MarkedSet): number => ('bit' in entry ? entry.bit : entry.code);
     for (const [ifindex, current] of marker.endpoints()) {
       const wanted = next.get(ifindex) ?? [];
       const kept =
         current.markMask === marks.markMask
-          ? current.entries.filter((c) => wanted.some((w) => w.setId === c.setId && markOf(w) === markOf(c)))
+          ? current.entries.filter((c) => wanted.some((w) => w.setId === c.setId && entryMark(w) === entryMark(c)))
           : [];
       if (kept.length !== current.entries.length) marker.setEndpointSets(ifindex, current.markMask, kept);
     }
   }
 
+  /**
+   * Before an nft apply that may start untracking queries: the parser (when already loaded)
+   * marks the verified answers of these interfaces' queries first, so no untracked query's
+   * answer finds the rule that admits it without its mark. install() prunes the rest after.
+   */
   addAnswerMarks(untracked: UntrackedDns): void {
     if (this.#parser === undefined || untracked.interfaces.length === 0) return;
     const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));
