@@ -146,7 +146,7 @@ export function decodeEndpointSets(b: Buffer): EndpointSets {
     const at = f.entries.offset + i * e.size;
     const setId = b.readUInt32LE(at + e.fields.set_id.offset);
     const mark = b.readUInt32LE(at + e.fields.mark.offset);
-    entries.push((mark & (mark - 1)) === 0 ? { setId, bit: mark } : { setId, code: mark });
+    entries.push(isSingleBit(mark) ? { setId, bit: mark } : { setId, code: mark });
   }
   return { markMask: b.readUInt32LE(f.mark_mask.offset), entries };
 }

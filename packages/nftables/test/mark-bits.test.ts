@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CompiledEndpoint, CompiledPolicy, DesiredState, DomainSet } from '@dnsplane/core';
-import { ENDPOINT_SETS_MAX, validateEndpointSets } from '@dnsplane/bpf-parser';
+import { ENDPOINT_SETS_MAX, entryMark, validateEndpointSets } from '@dnsplane/bpf-parser';
 import {
   DEFAULT_ANSWER_MARK,
   DEFAULT_MARK_MASK,
@@ -147,7 +147,7 @@ describe('assignMarkBits (greedy colouring)', () => {
     const marks = assignMarkBits(s, 0x0000000f);
     expect(marks.overflow).toEqual([]);
     for (const endpoint of marks.endpoints) {
-      const values = endpoint.entries.map((e) => ('bit' in e ? e.bit : e.code));
+      const values = endpoint.entries.map(entryMark);
       expect(new Set(values).size).toBe(values.length);
       expect(() => validateEndpointSets({ markMask: marks.markMask, entries: endpoint.entries })).not.toThrow();
     }

@@ -2,6 +2,7 @@
 // the marker is programmed with, how learned events are batched, what remove/close touch.
 // (The real kernel is in inline.kernel.test.ts.)
 import { describe, expect, it } from 'vitest';
+import { entryMark } from '@dnsplane/bpf-parser';
 import { NotSupportedError, type LearnedEntry } from '@dnsplane/core';
 import { FakeNftHandle } from '../src/fake-handle.js';
 import { sortedOperationLines } from '../src/render-json.js';
@@ -50,7 +51,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       setEndpointSets: (ifindex, mask, entries) => {
         programmed.set(ifindex, entries);
         masks.set(ifindex, mask);
-        log.push(`marker entries ${ifindex}: ${entries.map((e) => `${e.setId.toString(16)}=0x${('bit' in e ? e.bit : e.code).toString(16)}`).join(',')}`);
+        log.push(`marker entries ${ifindex}: ${entries.map((e) => `${e.setId.toString(16)}=0x${entryMark(e).toString(16)}`).join(',')}`);
       },
       endpoints: () => new Map([...programmed].map(([ifindex, entries]) => [ifindex, { markMask: masks.get(ifindex) ?? 0, entries }])),
       removeEndpoint: (ifindex) => programmed.delete(ifindex),
