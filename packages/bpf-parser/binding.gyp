@@ -11,7 +11,8 @@
         "native/prog_ops.cc",
         "native/ringbuf.cc",
         "native/tc_ops.cc",
-        "native/system_ops.cc"
+        "native/system_ops.cc",
+        "native/link_ops.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],

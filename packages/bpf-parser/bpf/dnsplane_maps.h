@@ -264,8 +264,12 @@ struct dnsplane_event_entry {
  * whose `mark` is one bit ORs that bit in; an entry whose `mark` has several bits is a code
  * (a value of a multi-bit field of the mask, one per set) and is written only when no earlier
  * code entry matched — codes never combine. Then skb->mark = (skb->mark & ~mark_mask) | mark.
+ * Key DNSPLANE_HOST_ENDPOINT_KEY (0, never an interface's index) is the node's own endpoint:
+ * the connect marker (cgroup/connect4 and connect6 programs in the same object) checks it for
+ * the node's TCP connects and writes the mark into the socket before its SYN leaves.
  */
 #define DNSPLANE_ENDPOINT_SETS 64
+#define DNSPLANE_HOST_ENDPOINT_KEY 0
 
 struct dnsplane_endpoint_set {
 	__u32 set_id;

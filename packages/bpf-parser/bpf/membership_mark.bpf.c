@@ -65,14 +65,42 @@ static __always_inline int to_trusted_server(const __u32 *dst, __be16 dport, __u
 	return 0;
 }
 
+/*
+ * The mark of destination `addr` for an endpoint: its first `count` entries in order, a one-bit
+ * entry whose set holds the address ORs its bit in, a code entry writes its code only when no
+ * earlier code entry matched (two codes ORed would read as a third set's code).
+ */
+static __always_inline __u32 endpoint_marks(const struct dnsplane_endpoint_sets *sets, __u32 count, const __u32 *addr, int v6)
+{
+	__u64 now = count ? bpf_ktime_get_ns() : 0;
+	__u32 bits = 0, coded = 0;
+
+	for (__u32 i = 0; i < DNSPLANE_ENDPOINT_SETS; i++) {
+		const struct dnsplane_endpoint_set *e = &sets->entries[i];
+		__u32 m;
+
+		if (i >= count)
+			break;
+		m = e->mark;
+		/* a code when set already: no lookup needed */
+		if ((m & (m - 1)) && coded)
+			continue;
+		if (!(v6 ? dnsplane_is_member6_at(e->set_id, addr, now) : dnsplane_is_member4_at(e->set_id, addr, now)))
+			continue;
+		if (m & (m - 1))
+			coded = 1;
+		bits |= m;
+	}
+	return bits;
+}
+
 SEC("tc")
 int dnsplane_membership_mark(struct __sk_buff *skb)
 {
 	struct dnsplane_endpoint_sets *sets;
-	__u32 ifindex = skb->ifindex, count, bits = 0, mark, l4_off = 0, coded = 0;
+	__u32 ifindex = skb->ifindex, count, bits, mark, l4_off = 0;
 	__u32 addr[4] = {};
 	__u8 proto = 0;
-	__u64 now;
 	int v6;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -113,26 +141,77 @@ int dnsplane_membership_mark(struct __sk_buff *skb)
 		else if (to_trusted_server(addr, *(__be16 *)&l4[2], v6 ? 6 : 4))
 			count = 0;
 	}
-	now = count ? bpf_ktime_get_ns() : 0;
-	for (__u32 i = 0; i < DNSPLANE_ENDPOINT_SETS; i++) {
-		struct dnsplane_endpoint_set *e = &sets->entries[i];
-		__u32 m;
-
-		if (i >= count)
-			break;
-		m = e->mark;
-		/* a code when set already: no lookup needed */
-		if ((m & (m - 1)) && coded)
-			continue;
-		if (!(v6 ? dnsplane_is_member6_at(e->set_id, addr, now) : dnsplane_is_member4_at(e->set_id, addr, now)))
-			continue;
-		if (m & (m - 1))
-			coded = 1;
-		bits |= m;
-	}
+	bits = endpoint_marks(sets, count, addr, v6);
 	mark = (skb->mark & ~sets->mark_mask) | (bits & sets->mark_mask);
 	if (mark != skb->mark)
 		skb->mark = mark;
 	return TC_ACT_UNSPEC;
 }
 
+
+/* ------------------------------------------------------------------ the connect marker */
+
+/*
+ * The node's own connections (a `host: true` endpoint) leave through netfilter's output hook
+ * before any tc hook sees them, so for them the mark is written into the socket at connect():
+ * cgroup/connect4 and connect6 (attached by link to the cgroup v2 root, pinned under the pin
+ * root) run in the connecting process before the route lookup and the SYN, and the SYN carries
+ * sk_mark. Only the network namespace the agent runs in is the node (the hook sees every
+ * namespace's sockets): host_netns_cookie is set when the object is loaded.
+ *
+ * TCP only: a TCP socket's destination is fixed once connected (a failed connect that is
+ * retried to another address runs the hook again and rewrites the bits). A UDP socket may send
+ * to any address whatever it connected to, so a mark written at its connect could admit
+ * datagrams to another destination; the node's UDP meets the nft sets alone (the mirror).
+ * The connect always proceeds (return 1): the hook only marks, nft decides.
+ */
+const volatile __u64 host_netns_cookie = 0;
+
+#define SOL_SOCKET_LEVEL 1 /* SOL_SOCKET */
+#define SO_MARK_OPTION 36  /* SO_MARK */
+#define STREAM_SOCKET 1    /* SOCK_STREAM */
+
+static __always_inline int host_connect_mark(struct bpf_sock_addr *ctx, const __u32 *addr, int v6)
+{
+	struct dnsplane_endpoint_sets *sets;
+	__u32 key = DNSPLANE_HOST_ENDPOINT_KEY, bits;
+	struct bpf_sock *sk;
+	int mark;
+
+	if (ctx->type != STREAM_SOCKET || !host_netns_cookie || bpf_get_netns_cookie(ctx) != host_netns_cookie)
+		return 1;
+	sets = bpf_map_lookup_elem(&dnsp_endpoint_sets, &key);
+	if (!sets)
+		return 1;
+	sk = ctx->sk;
+	if (!sk)
+		return 1;
+	bits = endpoint_marks(sets, sets->count, addr, v6);
+	mark = (int)((sk->mark & ~sets->mark_mask) | (bits & sets->mark_mask));
+	if ((__u32)mark != sk->mark)
+		bpf_setsockopt(ctx, SOL_SOCKET_LEVEL, SO_MARK_OPTION, &mark, sizeof(mark));
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int dnsplane_host_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4] = { ctx->user_ip4 };
+
+	return host_connect_mark(ctx, addr, 0);
+}
+
+SEC("cgroup/connect6")
+int dnsplane_host_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+
+	/* an IPv4-mapped destination (::ffff:a.b.c.d) leaves as IPv4: check the IPv4 sets */
+	if (!addr[0] && !addr[1] && addr[2] == bpf_htonl(0xffff)) {
+		addr[0] = addr[3];
+		addr[3] = 0;
+		addr[2] = 0;
+		return host_connect_mark(ctx, addr, 0);
+	}
+	return host_connect_mark(ctx, addr, 1);
+}

@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterProgOps(env, exports);
   RegisterTcOps(env, exports);
   RegisterSystemOps(env, exports);
+  RegisterLinkOps(env, exports);
   return exports;
 }
 

@@ -10,5 +10,6 @@ void RegisterMapOps(Napi::Env env, Napi::Object exports);
 void RegisterProgOps(Napi::Env env, Napi::Object exports);
 void RegisterTcOps(Napi::Env env, Napi::Object exports);
 void RegisterSystemOps(Napi::Env env, Napi::Object exports);
+void RegisterLinkOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace dnsplane_bpf

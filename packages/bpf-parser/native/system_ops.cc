@@ -1,6 +1,8 @@
 // Facts about the machine the BPF programs see: possible CPUs, the monotonic clock.
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cerrno>
@@ -36,12 +38,28 @@ Napi::Value InterfaceIndex(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, index);
 }
 
+// The cookie of the calling thread's network namespace (what bpf_get_netns_cookie returns for
+// its sockets): netnsCookie() -> bigint, read through a throwaway socket (SO_NETNS_COOKIE).
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, errno, "socket");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  const int rc = getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &len);
+  const int saved = errno;
+  close(fd);
+  if (rc != 0) ThrowErrno(env, saved, "SO_NETNS_COOKIE");
+  return Napi::BigInt::New(env, cookie);
+}
+
 }  // namespace
 
 void RegisterSystemOps(Napi::Env env, Napi::Object exports) {
   exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
   exports.Set("ktimeNs", Napi::Function::New<KtimeNs>(env, "ktimeNs"));
   exports.Set("interfaceIndex", Napi::Function::New<InterfaceIndex>(env, "interfaceIndex"));
+  exports.Set("netnsCookie", Napi::Function::New<NetnsCookie>(env, "netnsCookie"));
 }
 
 }  // namespace dnsplane_bpf

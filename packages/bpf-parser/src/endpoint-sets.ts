@@ -8,6 +8,11 @@ import type { StructLayout } from './maps.js';
 export const ENDPOINT_SETS_MAP = 'dnsp_endpoint_sets';
 /** Entries (domain sets) one interface can have marked (DNSPLANE_ENDPOINT_SETS; 32 before codes). */
 export const ENDPOINT_SETS_MAX = 64;
+/**
+ * The key of the node's own endpoint (DNSPLANE_HOST_ENDPOINT_KEY; no interface has index 0):
+ * the connect marker checks its entry for the node's TCP connects.
+ */
+export const HOST_ENDPOINT_KEY = 0;
 /** Interfaces the map holds. */
 export const ENDPOINT_SETS_CAPACITY = 4096;
 
@@ -107,8 +112,8 @@ export function validateEndpointSets(value: EndpointSets): void {
 }
 
 export function encodeEndpointKey(ifindex: number): Buffer {
-  if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex > 0xffffffff) {
-    throw new RangeError(`ifindex must be a positive 32-bit integer, not ${String(ifindex)}`);
+  if (!Number.isInteger(ifindex) || ifindex < 0 || ifindex > 0xffffffff) {
+    throw new RangeError(`ifindex must be a 32-bit integer (${HOST_ENDPOINT_KEY}: the node's own endpoint), not ${String(ifindex)}`);
   }
   const b = Buffer.alloc(4);
   b.writeUInt32LE(ifindex);

@@ -10,4 +10,5 @@ export * from './membership-match.js';
 export * from './endpoint-sets.js';
 export * from './tc-attachment.js';
 export * from './membership-marker.js';
+export * from './cgroup2.js';
 export * from './uninstall.js';

@@ -105,6 +105,10 @@ interface NativeAddon {
   possibleCpus(): number;
   ktimeNs(): bigint;
   interfaceIndex(ifname: string): number;
+  netnsCookie(): bigint;
+  cgroupLinkCreate(progFd: number, cgroupDir: string, attachType: number): number;
+  linkUpdate(linkFd: number, progFd: number): void;
+  linkInfo(fd: number): { id: number; progId: number; type: number; attachType: number };
 }
 
 /** The shape of the errors the addon throws (see native/common.cc). */
@@ -170,6 +174,13 @@ function errnoOf(error: unknown): number | undefined {
 // ---------------------------------------------------------------------------------------
 // Kinds.
 
+/** cgroup attach points dnsplane uses, with their enum bpf_attach_type numbers. */
+export const CGROUP_ATTACH_TYPES = {
+  inet4Connect: 10, // BPF_CGROUP_INET4_CONNECT
+  inet6Connect: 11, // BPF_CGROUP_INET6_CONNECT
+} as const;
+export type CgroupAttachType = keyof typeof CGROUP_ATTACH_TYPES;
+
 /** Kernel map type numbers (enum bpf_map_type) dnsplane cares about. */
 export const MapType = {
   hash: 1,
@@ -227,6 +238,27 @@ export function interfaceIndex(ifname: string): number {
     throw new RangeError(`interface name "${ifname}" must have 1 to 15 characters`);
   }
   return kernel((a) => a.interfaceIndex(ifname));
+}
+
+/**
+ * The cookie of this process's network namespace: what bpf_get_netns_cookie() returns for
+ * its sockets (SO_NETNS_COOKIE, Linux 5.14).
+ */
+export function netnsCookie(): bigint {
+  return kernel((a) => a.netnsCookie());
+}
+
+/** The link pinned at `path`: its id, the id of the program it runs and its attach type; NotFoundError when none. */
+export function pinnedLinkInfo(path: string): { readonly id: number; readonly progId: number; readonly attachType: number } {
+  return kernel((a) => {
+    const fd = a.objGet(path);
+    try {
+      const info = a.linkInfo(fd);
+      return { id: info.id, progId: info.progId, attachType: info.attachType };
+    } finally {
+      a.closeFd(fd);
+    }
+  });
 }
 
 /** Removes a pin (a file in bpffs). NotFoundError when there is none. */
@@ -574,6 +606,35 @@ export class BpfProgram {
   pin(path: string): void {
     const fd = this.#check('pin');
     kernel((a) => a.objPin(fd, path));
+  }
+
+  /**
+   * Attaches the program to a cgroup (v2 directory `cgroupDir`) by a link pinned at `pinPath`,
+   * which keeps it attached after this process exits; a link already pinned there is switched to
+   * this program in place (no moment without one). Unpinning the link detaches it.
+   */
+  attachCgroupLink(cgroupDir: string, attachType: CgroupAttachType, pinPath: string): void {
+    const fd = this.#check('attachCgroupLink');
+    kernel((a) => {
+      let link: number;
+      try {
+        link = a.objGet(pinPath);
+      } catch (error) {
+        if (!isNativeError(error) || error.errno !== ENOENT) throw error;
+        link = a.cgroupLinkCreate(fd, cgroupDir, CGROUP_ATTACH_TYPES[attachType]);
+        try {
+          a.objPin(link, pinPath);
+        } finally {
+          a.closeFd(link);
+        }
+        return;
+      }
+      try {
+        a.linkUpdate(link, fd);
+      } finally {
+        a.closeFd(link);
+      }
+    });
   }
 
   /** BPF_PROG_TEST_RUN. */

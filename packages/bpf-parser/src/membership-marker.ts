@@ -1,13 +1,30 @@
 // The tc membership mark (bpf/membership_mark.bpf.o): loaded with the membership maps and
 // dnsp_endpoint_sets pinned by name under the pin root, programmed per interface (ifindex →
-// the domain sets and mark bits), attached on tc ingress of workload interfaces.
+// the domain sets and mark bits), attached on tc ingress of workload interfaces. The same
+// object's connect marker (cgroup/connect4 and connect6) marks the node's own TCP connects
+// from the HOST_ENDPOINT_KEY entry, attached by links pinned under the pin root.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfObjectSpec, DEFAULT_PIN_ROOT, interfaceIndex, unpinIncompatibleMap, type BpfMap, type BpfObject, type BpfProgram, type TcAttachment } from './libbpf.js';
+import {
+  BpfObjectSpec,
+  DEFAULT_PIN_ROOT,
+  interfaceIndex,
+  netnsCookie,
+  pinnedLinkInfo,
+  unpin,
+  unpinIncompatibleMap,
+  type BpfMap,
+  type BpfObject,
+  type BpfProgram,
+  type CgroupAttachType,
+  type TcAttachment,
+} from './libbpf.js';
+import { withCgroup2Root } from './cgroup2.js';
 import {
   ENDPOINT_SETS_LAYOUTS,
   ENDPOINT_SETS_MAP,
+  HOST_ENDPOINT_KEY,
   decodeEndpointKey,
   decodeEndpointSets,
   encodeEndpointKey,
@@ -21,6 +38,13 @@ import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attach
 /** The compiled tc membership mark (built by `make -C bpf`). */
 export const MEMBERSHIP_MARK_OBJECT_PATH = fileURLToPath(new URL('../bpf/membership_mark.bpf.o', import.meta.url));
 export const MEMBERSHIP_MARK_PROGRAM = 'dnsplane_membership_mark';
+/** The connect marker's programs and the pins of their cgroup links (<pinRoot>/<pin>). */
+export const HOST_CONNECT_PROGRAMS: ReadonlyArray<{ readonly program: string; readonly attachType: CgroupAttachType; readonly pin: string }> = [
+  { program: 'dnsplane_host_connect4', attachType: 'inet4Connect', pin: 'dnsp_host_connect4' },
+  { program: 'dnsplane_host_connect6', attachType: 'inet6Connect', pin: 'dnsp_host_connect6' },
+];
+/** The object's global holding the node's network namespace cookie (set at load). */
+const HOST_NETNS_COOKIE_GLOBAL = 'host_netns_cookie';
 
 export interface MembershipMarkerOptions {
   /** The parser's pin root; default /sys/fs/bpf/dnsplane. */
@@ -42,7 +66,8 @@ export class MembershipMarker {
   /**
    * Loads the program; dnsp_members4/6, dnsp_endpoint_sets and dnsp_config (the parser's
    * trusted servers, whose DNS is not looked up) are reused from (or pinned at)
-   * <pinRoot>/<name>, so interface programming survives restarts and is shared.
+   * <pinRoot>/<name>, so interface programming survives restarts and is shared. The connect
+   * marker is bound to this process's network namespace: the node is where the agent runs.
    */
   static load(options: MembershipMarkerOptions = {}): MembershipMarker {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
@@ -50,6 +75,9 @@ export class MembershipMarker {
     dropIncompatibleEndpointSetsPin(pinRoot);
     const spec = BpfObjectSpec.open(options.objectPath ?? MEMBERSHIP_MARK_OBJECT_PATH);
     try {
+      const cookie = Buffer.alloc(8);
+      cookie.writeBigUInt64LE(netnsCookie());
+      spec.setGlobal(HOST_NETNS_COOKIE_GLOBAL, cookie);
       spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP, MAP_NAMES.config] });
     } catch (error) {
       spec.close();
@@ -82,6 +110,11 @@ export class MembershipMarker {
     this.endpointSetsMap.update(encodeEndpointKey(ifindex), encodeEndpointSets({ markMask, entries }));
   }
 
+  /** The node's own endpoint (HOST_ENDPOINT_KEY), for the connect marker: setEndpointSets on that key. */
+  setHostSets(markMask: number, entries: readonly EndpointSetEntry[]): void {
+    this.setEndpointSets(HOST_ENDPOINT_KEY, markMask, entries);
+  }
+
   /** Forgets an interface (its packets are no longer marked); false when it had no entry. */
   removeEndpoint(ifindex: number): boolean {
     return this.endpointSetsMap.delete(encodeEndpointKey(ifindex));
@@ -107,6 +140,47 @@ export class MembershipMarker {
   /** Kernel id of the program attached on `ifname` ingress (ours or an earlier load's), or undefined. */
   attached(ifname: string): number | undefined {
     return queryDnsplaneTc('membershipMark', ifname, 'ingress');
+  }
+
+  /**
+   * Attaches the connect marker to the cgroup v2 root by links pinned at
+   * <pinRoot>/dnsp_host_connect4 and 6, or switches links already pinned there to this load's
+   * programs. From then on the node's TCP connects get the marks of the HOST_ENDPOINT_KEY entry.
+   */
+  attachHost(): void {
+    withCgroup2Root((dir) => {
+      for (const { program, attachType, pin } of HOST_CONNECT_PROGRAMS) {
+        this.#object.program(program).attachCgroupLink(dir, attachType, join(this.pinRoot, pin));
+      }
+    });
+  }
+
+  /** Detaches the connect marker (unpins its links); false when it was not attached. */
+  detachHost(): boolean {
+    let detached = false;
+    for (const { pin } of HOST_CONNECT_PROGRAMS) {
+      const path = join(this.pinRoot, pin);
+      if (!existsSync(path)) continue;
+      unpin(path);
+      detached = true;
+    }
+    return detached;
+  }
+
+  /** Kernel ids of the programs the pinned connect-marker links run (absent: not attached). */
+  hostAttached(): { readonly connect4?: number; readonly connect6?: number } {
+    const ids: { connect4?: number; connect6?: number } = {};
+    for (const { pin } of HOST_CONNECT_PROGRAMS) {
+      const path = join(this.pinRoot, pin);
+      if (!existsSync(path)) continue;
+      ids[pin.endsWith('4') ? 'connect4' : 'connect6'] = pinnedLinkInfo(path).progId;
+    }
+    return ids;
+  }
+
+  /** The connect marker's programs (cgroup/connect4, cgroup/connect6). */
+  get hostPrograms(): readonly BpfProgram[] {
+    return HOST_CONNECT_PROGRAMS.map(({ program }) => this.#object.program(program));
   }
 
   /** Closes the fds; pins and tc attachments stay in the kernel (marking goes on). */

@@ -7,6 +7,7 @@ import {
   decodeEndpointKey,
   decodeEndpointSets,
   encodeEndpointKey,
+  HOST_ENDPOINT_KEY,
   encodeEndpointSets,
   xtMemberPinName,
   xtMemberPinPath,
@@ -27,6 +28,8 @@ describe('endpoint sets codec', () => {
     const coded = { markMask: 0x00ff0000, entries: [{ setId: 1, bit: 0x00010000 }, { setId: 2, code: 0x00c00000 }, { setId: 3, code: 0x00a00000 }] };
     expect(decodeEndpointSets(encodeEndpointSets(coded))).toEqual(coded);
     expect(decodeEndpointKey(encodeEndpointKey(42))).toBe(42);
+    // 0 is no interface: the node's own endpoint, which the connect marker reads
+    expect(decodeEndpointKey(encodeEndpointKey(HOST_ENDPOINT_KEY))).toBe(0);
     expect(encodeEndpointKey(0x01020304).toString('hex')).toBe('04030201');
   });
 
@@ -53,7 +56,8 @@ describe('endpoint sets codec', () => {
     ).toThrow(/entries\[1\]: bit 0x10000 is both a set's own bit and part of a code/);
     const many = Array.from({ length: ENDPOINT_SETS_MAX + 1 }, (_, i) => ({ setId: i, bit: 1 }));
     expect(() => encodeEndpointSets({ markMask: 0xffffffff, entries: many })).toThrow(/at most 64/);
-    expect(() => encodeEndpointKey(0)).toThrow(/ifindex/);
+    expect(() => encodeEndpointKey(-1)).toThrow(/ifindex/);
+    expect(() => encodeEndpointKey(2 ** 32)).toThrow(/ifindex/);
   });
 });
 
