@@ -142,6 +142,8 @@ export function bpfTcMembershipKernel(
         attach: (ifname) => {
           marker.attach(ifname);
         },
+        attachHost: () => marker.attachHost(),
+        detachHost: () => marker.detachHost(),
         close: () => marker.close(),
       };
     },

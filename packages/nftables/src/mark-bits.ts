@@ -1,7 +1,8 @@
 // Which packet-mark bits carry which domain set's kernel membership to the nft rules.
 // The tc membership marker (bpf-parser) runs on a workload's egress path and writes, for the
 // domain sets that endpoint's egress policies reference and that hold the packet's
-// destination, each set's mark: a bit of its own, or a code. A policy chain is shared by every
+// destination, each set's mark: a bit of its own, or a code. For a host endpoint (the node
+// itself) the connect marker writes the same marks into the socket at connect(). A policy chain is shared by every
 // endpoint it selects, so a set must have ONE mark everywhere; and two sets one endpoint
 // references must have different marks, or the rule of one would match members of the other.
 // That is graph colouring: sets are vertices, "referenced by the same endpoint" is an edge.
@@ -71,8 +72,11 @@ export type MarkedSet = EndpointSetEntry;
 
 export interface EndpointMarks {
   readonly endpoint: string;
-  /** Host-side interface: the marker runs on its tc ingress. */
-  readonly interface: string;
+  /**
+   * Host-side interface: the marker runs on its tc ingress. Absent for the host endpoint: the
+   * connect marker marks the node's TCP connects (bpf-parser's HOST_ENDPOINT_KEY entry).
+   */
+  readonly interface?: string;
   /** The sets this endpoint's egress policies reference that have a mark: bits by set id, then codes in rule order. */
   readonly entries: readonly MarkedSet[];
 }
@@ -87,13 +91,18 @@ export interface MarkAssignment {
   readonly codes: ReadonlyMap<number, number>;
   /** Sets referenced by workload egress policies that got no mark: the mirror alone serves them. */
   readonly overflow: readonly number[];
-  /** Workload endpoints (with an interface) that reference domain sets, by name. */
+  /** Endpoints that reference domain sets in egress, by name: workloads (with an interface) and the host endpoint. */
   readonly endpoints: readonly EndpointMarks[];
-  /** Host endpoints whose egress references domain sets (tc runs after netfilter output there). */
+  /**
+   * Endpoints whose egress references domain sets that rely on the nft sets for some traffic:
+   * a host endpoint for all but its TCP connects (which the connect marker marks; tc runs after
+   * netfilter's output hook there, and a UDP socket's connect does not fix its destination),
+   * and a workload without an interface for everything.
+   */
   readonly mirrorOnlyEndpoints: readonly string[];
   /**
-   * Sets some endpoint's rules can only match through the nft set, ascending: the overflow and
-   * every set a mirror-only endpoint references (with a mark or not). The parser wakes the
+   * Sets some endpoint's rules can match only through the nft set for some traffic, ascending:
+   * the overflow and every set a mirror-only endpoint references. The parser wakes the
    * mirror for their learned events; the others' nft sets are a copy the mirror may write late.
    */
   readonly mirrorOnlySets: readonly number[];
@@ -183,18 +192,25 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
   /** The endpoint's sets in rule order (policies as the endpoint lists them, rules in order), each once. */
   const setsInRuleOrder = (names: readonly string[]): number[] => [...new Set(names.flatMap((n) => domainSetsOf(policies.get(n)?.egress)))];
 
-  const workloads: Array<{ endpoint: string; interface: string; sets: number[]; ruleOrder: number[] }> = [];
+  // Every endpoint with domain sets in egress is coloured: workloads (the tc marker on their
+  // interface) and the host endpoint (the connect marker); an endpoint with neither is left out.
+  const workloads: Array<{ endpoint: string; interface?: string; sets: number[]; ruleOrder: number[] }> = [];
   const mirrorOnlyEndpoints: string[] = [];
   const mirrorOnlySets = new Set<number>();
   for (const endpoint of [...state.endpoints].sort(byName)) {
     const ruleOrder = setsInRuleOrder(endpoint.egressPolicies);
     if (ruleOrder.length === 0) continue;
     const sets = [...ruleOrder].sort((a, b) => a - b);
-    if (endpoint.host || endpoint.interface === undefined) {
+    if (endpoint.host) {
       mirrorOnlyEndpoints.push(endpoint.name);
       for (const set of sets) mirrorOnlySets.add(set);
-    } else {
+      workloads.push({ endpoint: endpoint.name, sets, ruleOrder });
+    } else if (endpoint.interface !== undefined) {
       workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets, ruleOrder });
+    } else {
+      // a workload known only by its addresses: no interface to mark on
+      mirrorOnlyEndpoints.push(endpoint.name);
+      for (const set of sets) mirrorOnlySets.add(set);
     }
   }
 
@@ -241,7 +257,7 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
 
   const endpoints: EndpointMarks[] = workloads.map((w) => ({
     endpoint: w.endpoint,
-    interface: w.interface,
+    ...(w.interface === undefined ? {} : { interface: w.interface }),
     entries: [
       ...w.sets.flatMap((setId): MarkedSet[] => {
         const bit = bits.get(setId);
@@ -278,7 +294,7 @@ export function markAssignmentJson(assignment: MarkAssignment): Record<string, u
     overflow: assignment.overflow,
     endpoints: assignment.endpoints.map((e) => ({
       endpoint: e.endpoint,
-      interface: e.interface,
+      ...(e.interface === undefined ? { host: true } : { interface: e.interface }),
       entries: e.entries.map((m) => ('bit' in m ? { setId: m.setId, bit: hex(m.bit) } : { setId: m.setId, code: hex(m.code) })),
     })),
     mirrorOnlyEndpoints: assignment.mirrorOnlyEndpoints,

@@ -2,12 +2,14 @@
 // parser on tc hooks writes the membership maps; the tc membership marker, on tc ingress of
 // every workload's host-side interface (its egress path, which runs before netfilter), sets
 // one packet-mark bit per domain set holding the destination; the nft rules match that bit.
-// Learning and enforcement therefore never wait for userspace. The mirror (ring buffer → nft
-// set elements) keeps `nft list set` the visible truth and serves what has no bit.
+// Learning and enforcement therefore never wait for userspace. The node's own TCP connects (a
+// host endpoint) get the same marks from the connect marker, written into the socket at
+// connect(). The mirror (ring buffer → nft set elements) keeps `nft list set` the visible
+// truth and serves what has no mark.
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { entryMark } from '@dnsplane/bpf-parser';
+import { HOST_ENDPOINT_KEY, entryMark } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -50,6 +52,13 @@ export interface MarkerHandle {
   removeEndpoint(ifindex: number): boolean;
   /** Attaches the marker on the interface's tc ingress at its fixed priority/handle. */
   attach(ifname: string): void;
+  /**
+   * Attaches the connect marker (the node's TCP connects get the marks of the HOST_ENDPOINT_KEY
+   * entry), or switches an earlier process's attachment to this load.
+   */
+  attachHost(): void;
+  /** Detaches the connect marker; false when it was not attached. */
+  detachHost(): boolean;
   close(): void;
 }
 
@@ -135,6 +144,8 @@ export class TcMembership implements LearnedSource {
   /** ifindex → interface name programmed in the marker's map. */
   #programmed = new Map<number, string>();
   #mirrorOnly = { sets: 0, endpoints: 0 };
+  /** The connect marker is attached and programmed for the host endpoint. */
+  #hostMarked = false;
   /** Interfaces whose queries' verified answers the parser marks (programmed at the last install). */
   #answerMarked = 0;
 
@@ -200,9 +211,14 @@ export class TcMembership implements LearnedSource {
 
     const programmed = new Map<number, string>();
     const absent: string[] = [];
+    let hostEntries: readonly MarkedSet[] | undefined;
     for (const endpoint of marks.endpoints) {
-      const netif = byName.get(endpoint.interface);
       if (marker === undefined) break;
+      if (endpoint.interface === undefined) {
+        hostEntries = endpoint.entries;
+        continue;
+      }
+      const netif = byName.get(endpoint.interface);
       if (netif === undefined) {
         absent.push(endpoint.interface);
         continue;
@@ -224,12 +240,13 @@ export class TcMembership implements LearnedSource {
       this.#attached.delete(`marker ingress ${name}`);
     }
     this.#programmed = programmed;
+    if (marker !== undefined) this.#hostMarked = this.#programHost(marker, marks.markMask, hostEntries);
     if (absent.length > 0) logger.warn({ interfaces: absent }, 'nftables: endpoint interfaces not present, no membership mark there yet');
     this.#mirrorOnly = { sets: marks.overflow.length, endpoints: marks.mirrorOnlyEndpoints.length };
     if (marks.overflow.length > 0 || marks.mirrorOnlyEndpoints.length > 0) {
       logger.warn(
         { sets: marks.overflow, endpoints: marks.mirrorOnlyEndpoints, markMask: `0x${marks.markMask.toString(16)}` },
-        'nftables: these domain sets (beyond the mark-bit budget) and host endpoints rely on the userspace mirror alone',
+        'nftables: these domain sets (beyond the mark-bit budget), and these endpoints for all but their TCP connects (host) or for everything (no interface), rely on the userspace mirror alone',
       );
     }
 
@@ -240,6 +257,29 @@ export class TcMembership implements LearnedSource {
     // Reading every map entry costs ~2 s at 100,000 members: callers that already consume the
     // events (a re-install in the same process) skip it.
     return options.exportMembership === false ? [] : parser.exportLearned(this.#clock);
+  }
+
+  /**
+   * The connect marker for the host endpoint's entries: attached first (so the entry is never
+   * read by nothing), then programmed; without a host endpoint, its entry and links go. When the
+   * attach fails (no cgroup v2 to attach to) the host endpoint keeps the mirror alone (warned).
+   * True when the node's TCP connects are marked.
+   */
+  #programHost(marker: MarkerHandle, markMask: number, entries: readonly MarkedSet[] | undefined): boolean {
+    if (entries === undefined) {
+      marker.removeEndpoint(HOST_ENDPOINT_KEY);
+      marker.detachHost();
+      return false;
+    }
+    try {
+      marker.attachHost();
+    } catch (error) {
+      marker.removeEndpoint(HOST_ENDPOINT_KEY);
+      this.#options.logger.warn({ err: error }, 'nftables: connect marker not attached, the host endpoint relies on the userspace mirror alone');
+      return false;
+    }
+    marker.setEndpointSets(HOST_ENDPOINT_KEY, markMask, entries);
+    return true;
   }
 
   /** The marker, loaded on first use; undefined when this build has none (warned once). */
@@ -269,6 +309,10 @@ export class TcMembership implements LearnedSource {
     const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));
     const next = new Map<number, readonly MarkedSet[]>();
     for (const endpoint of marks.endpoints) {
+      if (endpoint.interface === undefined) {
+        next.set(HOST_ENDPOINT_KEY, endpoint.entries);
+        continue;
+      }
       const netif = byName.get(endpoint.interface);
       if (netif !== undefined) next.set(netif.ifindex, endpoint.entries);
     }
@@ -312,6 +356,7 @@ export class TcMembership implements LearnedSource {
       mirror_only_sets: this.#mirrorOnly.sets,
       mirror_only_endpoints: this.#mirrorOnly.endpoints,
       marked_interfaces: this.#programmed.size,
+      host_connect_marked: this.#hostMarked ? 1 : 0,
       answer_marked_interfaces: this.#answerMarked,
     };
     for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
@@ -380,6 +425,8 @@ export class TcMembership implements LearnedSource {
       kernel.detach('parser', name, 'egress');
       kernel.detach('marker', name, 'ingress');
     }
+    this.#marker?.detachHost();
+    this.#hostMarked = false;
     this.#attached.clear();
     this.#programmed.clear();
     // A migration keeps the shared parser maps for the next dataplane: it must not mark answers.

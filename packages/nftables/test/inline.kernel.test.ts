@@ -129,12 +129,43 @@ describe('nftables inline membership in the lab', () => {
     }
   }, 90_000);
 
+  it("the node's own TCP connects (host endpoint): every first SYN to a fresh address passes on the connect marker's mark; other names and ports stay denied", async () => {
+    // the host endpoint of the test above is in force
+    expect(driver?.stdout()).toMatch(/"host_connect_marked":1/);
+    const trials = lab().allocateFresh(40).map((f) => ({ name: f.name, port: 80 }));
+    await expectEveryFirstSynPasses(lab(), 'node', trials);
+    const [fresh] = lab().allocateFresh(1);
+    if (fresh === undefined) throw new Error('no fresh name');
+    // the mark admits the set's rule only: port 8080 is not in it, blocked.lab.test in no set
+    expect((await lab().connectAfterResolve('node', fresh.name, 8080, { connectTimeoutMs: 1500 })).connected).toBe(false);
+    expect((await lab().connectAfterResolve('node', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 })).connected).toBe(false);
+  }, 90_000);
+
+  it('with the driver stopped, the node\'s first SYN to a fresh address passes on the mark alone (nothing mirrored it)', async () => {
+    await driver?.stop();
+    driver = undefined;
+    const [fresh] = lab().allocateFresh(1);
+    if (fresh === undefined) throw new Error('no fresh name');
+    const trial = await lab().connectAfterResolve('node', fresh.name, 80);
+    expect(trial.connected).toBe(true);
+    expect(trial.synRetransmitted).toBe(false);
+    expect(await freshSet()).not.toContain(`${fresh.ipv4} `);
+    driver = await startDriver();
+  }, 90_000);
+
   it('remove() detaches every tc program it attached, deletes the table and the pin root', async () => {
     const hostInterface = lab().endpoints['client1']?.hostInterface ?? 'missing-client1';
     const filters = async (ifname: string, direction: string): Promise<string> =>
       (await lab().exec('node', ['tc', 'filter', 'show', 'dev', ifname, direction])).stdout;
     expect(await filters(hostInterface, 'ingress')).toMatch(/dnsplane_member/);
     expect(await filters(hostInterface, 'ingress')).toMatch(/dnsplane_parse/);
+    // the connect marker's links (pinned under the pin root) go with it
+    const links = await Promise.all(
+      ['dnsp_host_connect4', 'dnsp_host_connect6'].map(async (pin) => {
+        const shown = await lab().exec('node', ['bpftool', '-j', 'link', 'show', 'pinned', join(PIN_ROOT, pin)]);
+        return (JSON.parse(shown.stdout) as { id: number }).id;
+      }),
+    );
     await driver?.stop();
     driver = undefined;
     const removal = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'remove', config], { name: 'nft-driver-remove' });
@@ -145,6 +176,7 @@ describe('nftables inline membership in the lab', () => {
       for (const direction of ['ingress', 'egress']) expect(await filters(ifname, direction)).not.toMatch(/dnsplane_/);
     }
     expect(existsSync(PIN_ROOT)).toBe(false);
+    for (const id of links) expect((await lab().exec('node', ['bpftool', 'link', 'show', 'id', String(id)])).code).not.toBe(0);
     expect((await lab().exec('node', ['nft', 'list', 'table', 'inet', TABLE])).code).not.toBe(0);
   }, 60_000);
 });

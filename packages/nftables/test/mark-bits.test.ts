@@ -162,12 +162,33 @@ describe('assignMarkBits (greedy colouring)', () => {
     expect(marks.mirrorOnlySets).toEqual(marks.overflow);
   });
 
-  it('lists host endpoints as mirror-only and gives them no marker entries', () => {
+  it('colours a host endpoint (entries without an interface, for the connect marker) and still lists it and its sets as mirror-only (its UDP)', () => {
     const s = state([policy('a', [1])], [workload('node', ['a'], true)]);
     const marks = assignMarkBits(s);
     expect(marks.mirrorOnlyEndpoints).toEqual(['node']);
+    expect(marks.endpoints).toEqual([{ endpoint: 'node', entries: [{ setId: 1, bit: 0x00010000 }] }]);
+    expect(marks.mirrorOnlySets).toEqual([1]);
+    expect(markAssignmentJson(marks)['endpoints']).toEqual([{ endpoint: 'node', host: true, entries: [{ setId: 1, bit: '0x00010000' }] }]);
+  });
+
+  it('a host endpoint and a workload sharing sets get distinct marks per endpoint, one mark per set', () => {
+    const s = state([policy('a', [1, 2]), policy('h', [2, 3])], [workload('w', ['a']), workload('node', ['h'], true)]);
+    const marks = assignMarkBits(s, 0x00030000);
+    // 2 is in both endpoints: its bit differs from 1's (w) and from 3's (node)
+    expect(marks.bits.get(1)).not.toBe(marks.bits.get(2));
+    expect(marks.bits.get(3)).not.toBe(marks.bits.get(2));
+    expect(marks.overflow).toEqual([]);
+    const node = marks.endpoints.find((e) => e.endpoint === 'node');
+    expect(node?.interface).toBeUndefined();
+    expect(node?.entries.map((e) => e.setId).sort()).toEqual([2, 3]);
+  });
+
+  it('a workload known only by addresses (no interface) stays mirror-only, without entries', () => {
+    const { interface: _unused, ...byAddresses } = workload('w', ['a']);
+    const s = state([policy('a', [1])], [byAddresses]);
+    const marks = assignMarkBits(s);
     expect(marks.endpoints).toEqual([]);
-    expect(marks.bits.size).toBe(0);
+    expect(marks.mirrorOnlyEndpoints).toEqual(['w']);
     expect(marks.mirrorOnlySets).toEqual([1]);
   });
 

@@ -3,7 +3,7 @@
 // (The real kernel is in inline.kernel.test.ts.)
 import { describe, expect, it } from 'vitest';
 import { entryMark } from '@dnsplane/bpf-parser';
-import { NotSupportedError, type LearnedEntry } from '@dnsplane/core';
+import { NotSupportedError, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import { FakeNftHandle } from '../src/fake-handle.js';
 import { sortedOperationLines } from '../src/render-json.js';
 import type { MarkedSet } from '../src/mark-bits.js';
@@ -15,6 +15,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
   const log: string[] = [];
   const programmed = new Map<number, readonly MarkedSet[]>();
   const masks = new Map<number, number>();
+  let hostAttach: 'never' | 'attached' | 'detached' | 'refused' = 'never';
   const interfaces = [
     { name: 'lo', ifindex: 1 },
     { name: 'eth0', ifindex: 2 },
@@ -56,6 +57,17 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       endpoints: () => new Map([...programmed].map(([ifindex, entries]) => [ifindex, { markMask: masks.get(ifindex) ?? 0, entries }])),
       removeEndpoint: (ifindex) => programmed.delete(ifindex),
       attach: (ifname) => log.push(`marker ingress ${ifname}`),
+      attachHost: () => {
+        if (hostAttach === 'refused') throw new Error('no cgroup v2');
+        hostAttach = 'attached';
+        log.push('marker host attach');
+      },
+      detachHost: () => {
+        const was = hostAttach === 'attached';
+        hostAttach = 'detached';
+        log.push('marker host detach');
+        return was;
+      },
       close: () => log.push('close marker'),
     }),
     detach: (kind, ifname, direction) => (log.push(`detach ${kind} ${direction} ${ifname}`), true),
@@ -64,7 +76,16 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     clearAnswerMarks: (pinRoot) => (answerMarks.clear(), log.push(`clear answer marks ${pinRoot}`)),
     nowNs: () => 0n,
   };
-  return { kernel, log, programmed, interfaces, answerMarks, emit: (e: LearnedEntry) => emit?.(e, 0n) };
+  return {
+    kernel,
+    log,
+    programmed,
+    interfaces,
+    answerMarks,
+    emit: (e: LearnedEntry) => emit?.(e, 0n),
+    refuseHostAttach: () => void (hostAttach = 'refused'),
+    hostAttach: () => hostAttach,
+  };
 }
 
 function setup(membership: LearnedEntry[] = []) {
@@ -375,5 +396,55 @@ describe('nftables inline membership (injected kernel)', () => {
     await other.dataplane.close();
     expect(other.log).toContain('stop consuming');
     expect(other.log.some((l) => l.startsWith('detach') || l.startsWith('remove pins'))).toBe(false);
+  });
+});
+
+describe('nftables inline membership: the host endpoint (injected kernel)', () => {
+  /** baseState with the node's egress under web-egress (the github set). */
+  const hostEgress = (): DesiredState => {
+    const state = baseState();
+    return { ...state, endpoints: state.endpoints.map((e) => (e.host ? { ...e, egressPolicies: ['web-egress'] } : e)) };
+  };
+
+  it('attaches the connect marker and programs the host entry (key 0) with the same mark the rules match', async () => {
+    const { dataplane, log, programmed, hostAttach } = setup();
+    await dataplane.install(hostEgress());
+    expect(hostAttach()).toBe('attached');
+    // attached before its entry is written
+    expect(log.indexOf('marker host attach')).toBeLessThan(log.findIndex((l) => l.startsWith('marker entries 0:')));
+    expect(programmed.get(0)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
+    expect(programmed.get(7)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
+    const counters = (await dataplane.status()).counters;
+    expect(counters['host_connect_marked']).toBe(1);
+    // its UDP still meets the nft set alone: the set wakes the mirror, the endpoint is listed
+    expect(counters['mirror_only_endpoints']).toBe(1);
+    expect(log).toContain(`wake sets ${githubSet.id}`);
+    expect(dataplane.render(hostEgress())).toMatch(/"endpoint": "node",\s*"host": true,\s*"entries": \[\s*\{\s*"setId": 6699,\s*"bit": "0x00010000"/);
+  });
+
+  it('forgets the host entry and detaches the connect marker when the node no longer has domain sets in egress', async () => {
+    const { dataplane, log, programmed, hostAttach } = setup();
+    await dataplane.install(hostEgress());
+    log.splice(0);
+    await dataplane.install(baseState());
+    expect(programmed.has(0)).toBe(false);
+    expect(hostAttach()).toBe('detached');
+    expect((await dataplane.status()).counters['host_connect_marked']).toBe(0);
+  });
+
+  it('without a cgroup v2 to attach to, the host endpoint keeps the mirror alone: warned, no entry, the rest installed', async () => {
+    const { dataplane, programmed, refuseHostAttach } = setup();
+    refuseHostAttach();
+    await dataplane.install(hostEgress());
+    expect(programmed.has(0)).toBe(false);
+    expect(programmed.get(7)).toEqual([{ setId: githubSet.id, bit: 0x10000 }]);
+    expect((await dataplane.status()).counters['host_connect_marked']).toBe(0);
+  });
+
+  it('remove() detaches the connect marker too', async () => {
+    const { dataplane, hostAttach } = setup();
+    await dataplane.install(hostEgress());
+    await dataplane.remove();
+    expect(hostAttach()).toBe('detached');
   });
 });

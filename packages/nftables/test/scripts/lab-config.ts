@@ -17,8 +17,10 @@ export interface LabConfigOptions {
   /** nftables.mirrorDrainIntervalMs (default: the config's default). */
   readonly mirrorDrainIntervalMs?: number;
   /**
-   * Also a host endpoint (the node) whose egress policy references client1's domain set and
-   * allows everything else: the set then relies on its nft set for the node (mirror-only).
+   * Also a host endpoint (the node) whose egress policy references client1's domain set on TCP
+   * 80, denies other TCP and allows everything else (its DNS): the node's TCP connects are
+   * marked by the connect marker, and the set wakes the mirror (the node's UDP meets the nft
+   * set alone).
    */
   readonly hostEndpoint?: boolean;
 }
@@ -100,6 +102,8 @@ export async function writeLabConfig(lab: Lab, dir: string, names: LabConfigOpti
             '    - action: Allow',
             '      protocol: TCP',
             '      destination: { domains: ["*.fresh.lab.test", "www.lab.test"], ports: [80] }',
+            '    - action: Deny',
+            '      protocol: TCP',
             '    - action: Allow',
             '---',
             'kind: Endpoint',
