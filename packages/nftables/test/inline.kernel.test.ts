@@ -132,7 +132,10 @@ describe('nftables inline membership in the lab', () => {
   it("the node's own TCP connects (host endpoint): every first SYN to a fresh address passes on the connect marker's mark; other names and ports stay denied", async () => {
     // the host endpoint of the test above is in force
     expect(driver?.stdout()).toMatch(/"host_connect_marked":1/);
-    const trials = lab().allocateFresh(40).map((f) => ({ name: f.name, port: 80 }));
+    // IPv4 and IPv6 (cgroup/connect4 and connect6), interleaved
+    const trials = lab()
+      .allocateFresh(40)
+      .map((f, i) => ({ name: f.name, port: 80, type: i % 4 === 3 ? ('AAAA' as const) : ('A' as const) }));
     await expectEveryFirstSynPasses(lab(), 'node', trials);
     const [fresh] = lab().allocateFresh(1);
     if (fresh === undefined) throw new Error('no fresh name');
