@@ -15,9 +15,9 @@
 //      the fds.
 // The old dataplane's own objects (pins that existed before the new install and are not
 // shared) stay removed.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { BpfMap, BpfProgram, MAP_NAMES } from '@dnsplane/bpf-parser';
+import { BpfMap, BpfProgram, MAP_NAMES, makePinFolder } from '@dnsplane/bpf-parser';
 
 export interface PinSnapshot {
   readonly paths: ReadonlySet<string>;
@@ -80,7 +80,7 @@ export const bpffsSharedPins: SharedPins = {
         for (const { path, object } of held) {
           try {
             if (!existsSync(path)) {
-              mkdirSync(dirname(path), { recursive: true });
+              makePinFolder(dirname(path));
               object.pin(path);
               repinned.push(relative(pinRoot, path));
             }

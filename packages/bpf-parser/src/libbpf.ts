@@ -6,7 +6,7 @@
 // `detail`); anything that is not there (pin, object file, map or program name, global,
 // interface) as NotFoundError. The addon is loaded on first use, so importing this module
 // never fails on a machine where it is not built yet.
-import { mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { KernelError, NotFoundError, NotSupportedError } from '@dnsplane/core';
@@ -261,6 +261,31 @@ export function pinnedLinkInfo(path: string): { readonly id: number; readonly pr
   });
 }
 
+/** statfs f_type of bpffs (BPF_FS_MAGIC). */
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/**
+ * Creates a pin folder (and its parents) in bpffs. NotSupportedError naming the folder when
+ * its nearest existing ancestor is not on a bpf filesystem: e.g. under `ip netns exec`, which
+ * mounts a fresh sysfs without /sys/fs/bpf (there, Node's recursive mkdir would retry sysfs's
+ * ENOENT forever).
+ */
+export function makePinFolder(dir: string): void {
+  let existing = dir;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  if (existing === dir) return;
+  let type: number;
+  try {
+    type = statfsSync(existing).type;
+  } catch {
+    type = 0;
+  }
+  if (type !== BPF_FS_MAGIC) {
+    throw new NotSupportedError(`pin folder ${dir}: ${existing} is not on a bpf filesystem (mount one: mount -t bpf bpf ${existing})`);
+  }
+  mkdirSync(dir, { recursive: true });
+}
+
 /** Removes a pin (a file in bpffs). NotFoundError when there is none. */
 export function unpin(path: string): void {
   try {
@@ -431,7 +456,7 @@ export class BpfObjectSpec {
     try {
       // Folders of the pins to create (bpffs allows mkdir; libbpf does not create them).
       for (const m of handle.maps()) {
-        if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
+        if (m.pinPath !== undefined) makePinFolder(dirname(m.pinPath));
       }
       kernel(() => handle.load());
     } catch (error) {
@@ -453,7 +478,7 @@ export class BpfObjectSpec {
     this.#handle = undefined;
     try {
       for (const m of handle.maps()) {
-        if (m.pinPath !== undefined) mkdirSync(dirname(m.pinPath), { recursive: true });
+        if (m.pinPath !== undefined) makePinFolder(dirname(m.pinPath));
       }
       await handle.loadAsync(options.nice).catch((error: unknown) => {
         throw translate(error);

@@ -3,11 +3,11 @@
 // `iptables -m bpf --object-pinned <path>`. Each reads the membership maps the parser writes
 // (pinned by name under the same pin root) and matches when the packet's destination is a
 // live member of its set.
-import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isKernelError } from '@dnsplane/core';
-import { BpfObjectSpec, BpfProgram, DEFAULT_PIN_ROOT, ProgramType } from './libbpf.js';
+import { BpfObjectSpec, BpfProgram, DEFAULT_PIN_ROOT, ProgramType, makePinFolder } from './libbpf.js';
 import { MAP_NAMES } from './maps.js';
 
 /** The compiled xt_bpf membership match (built by `make -C bpf`). */
@@ -139,7 +139,7 @@ export class MembershipMatchPrograms {
       spec.close();
       throw error;
     }
-    mkdirSync(this.pinRoot, { recursive: true });
+    makePinFolder(this.pinRoot);
     const object = spec.load();
     try {
       object.program(XT_MEMBER_PROGRAM).pin(path);

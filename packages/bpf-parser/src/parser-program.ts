@@ -2,7 +2,7 @@
 // the two entry points, and typed access to its state — DNS settings and trusted servers,
 // the domain table, membership, counters.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
@@ -17,6 +17,7 @@ import {
   BpfProgram,
   DEFAULT_PIN_ROOT,
   ktimeNs,
+  makePinFolder,
   possibleCpus,
   unpinIncompatibleMap,
   type TcAttachment,
@@ -604,7 +605,7 @@ function dropIncompatibleQueriesPin(pinRoot: string): void {
 
 /** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */
 function pinForReuse(object: ParserParts, pinRoot: string, entries: readonly ParserEntry[], hash: string): void {
-  mkdirSync(pinRoot, { recursive: true });
+  makePinFolder(pinRoot);
   const current = new Set(entries.map((entry) => parserProgramPinName(entry, hash)));
   for (const entry of entries) {
     const path = join(pinRoot, parserProgramPinName(entry, hash));

@@ -3,7 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isKernelError, isNotFound } from '@dnsplane/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   ProgramType,
   RingBufferConsumer,
   ktimeNs,
+  makePinFolder,
   possibleCpus,
   unpin,
   type BpfObject,
@@ -182,6 +183,24 @@ describe('BpfObjectSpec', () => {
     if (!isKernelError(caught)) return;
     expect(caught.errno).toBe(13);
     expect(caught.detail).toContain('missing_null_check');
+  });
+
+  it('pin folders: created (with parents) in bpffs; elsewhere a NotSupportedError naming the folder, nothing created', () => {
+    const dir = `/sys/fs/bpf/dnsplane-test-folder-${randomBytes(4).toString('hex')}`;
+    try {
+      makePinFolder(join(dir, 'a', 'b'));
+      expect(existsSync(join(dir, 'a', 'b'))).toBe(true);
+      makePinFolder(join(dir, 'a', 'b')); // already there
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // e.g. a fresh sysfs without bpffs (ip netns exec), here /tmp: refused before any mkdir
+    const outside = `/tmp/dnsplane-test-not-bpffs-${randomBytes(4).toString('hex')}/pins`;
+    expect(() => makePinFolder(outside)).toThrow(/pin folder .*not-bpffs.* is not on a bpf filesystem/);
+    expect(existsSync(dirname(outside))).toBe(false);
+    const spec = BpfObjectSpec.open(pinnedByNameObject);
+    spec.reuseMaps(outside);
+    expect(() => spec.load()).toThrow(/not on a bpf filesystem/);
   });
 
   it('a load the verifier refuses leaves no map pinned (libbpf unpins what that load pinned)', () => {

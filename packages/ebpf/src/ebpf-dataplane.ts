@@ -1,6 +1,6 @@
 // The full-eBPF dataplane: tc programs on the endpoints' interfaces enforce the policy from
 // maps; the DNS parser runs on the same hooks and writes the membership maps the policy reads.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -18,6 +18,7 @@ import {
   RingBufferConsumer,
   attachTc,
   detachTc,
+  makePinFolder,
   queryTc,
   unpin,
   type BpfMap,
@@ -211,7 +212,7 @@ export class EbpfDataplane implements Dataplane {
   }
 
   #pinPrograms(loaded: Loaded): void {
-    mkdirSync(this.pinRoot, { recursive: true });
+    makePinFolder(this.pinRoot);
     const pins: Array<[BpfProgram, string]> = [
       [loaded.policy.program(POLICY_PROGRAM_NAMES.ingress), join(this.pinRoot, POLICY_PROGRAM_NAMES.ingress)],
       [loaded.policy.program(POLICY_PROGRAM_NAMES.egress), join(this.pinRoot, POLICY_PROGRAM_NAMES.egress)],
