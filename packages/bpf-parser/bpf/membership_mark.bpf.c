@@ -23,6 +23,9 @@
  * Nor does DNS to a trusted server (dnsp_config, the parser's map, shared by pin): the
  * workload's queries are admitted by the rule that allows DNS, and each is a new flow, so
  * with many sets they would pay a lookup per set on the query's path.
+ *
+ * The same object holds the connect marker (cgroup/connect4 and connect6, at the end), which
+ * writes the node's own endpoint's marks into its TCP sockets: see there.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -147,7 +150,6 @@ int dnsplane_membership_mark(struct __sk_buff *skb)
 		skb->mark = mark;
 	return TC_ACT_UNSPEC;
 }
-
 
 /* ------------------------------------------------------------------ the connect marker */
 
