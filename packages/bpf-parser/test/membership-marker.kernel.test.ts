@@ -222,7 +222,7 @@ describe('MembershipMarker (membership_mark)', () => {
     expect(again.endpointSetsMap.name).toBe(ENDPOINT_SETS_MAP);
     expect(() => again.setEndpointSets(7, MASK, [{ setId: 1, bit: 0x00000001 }])).toThrow(/outside markMask/);
     expect(() => again.setEndpointSets(7, MASK, [{ setId: 1, bit: 0x00030000 }])).toThrow(/exactly one bit/);
-    expect(() => again.setEndpointSets(0, MASK, [])).toThrow(/ifindex/);
+    expect(() => again.setEndpointSets(-1, MASK, [])).toThrow(/ifindex/);
     expect(marker.endpoints().get(7)).toEqual({ markMask: MASK, entries: [{ setId: 1, bit: 0x00800000 }] });
   });
 });
