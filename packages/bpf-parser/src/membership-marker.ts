@@ -24,7 +24,6 @@ import { withCgroup2Root } from './cgroup2.js';
 import {
   ENDPOINT_SETS_LAYOUTS,
   ENDPOINT_SETS_MAP,
-  HOST_ENDPOINT_KEY,
   decodeEndpointKey,
   decodeEndpointSets,
   encodeEndpointKey,
@@ -108,11 +107,6 @@ export class MembershipMarker {
    */
   setEndpointSets(ifindex: number, markMask: number, entries: readonly EndpointSetEntry[]): void {
     this.endpointSetsMap.update(encodeEndpointKey(ifindex), encodeEndpointSets({ markMask, entries }));
-  }
-
-  /** The node's own endpoint (HOST_ENDPOINT_KEY), for the connect marker: setEndpointSets on that key. */
-  setHostSets(markMask: number, entries: readonly EndpointSetEntry[]): void {
-    this.setEndpointSets(HOST_ENDPOINT_KEY, markMask, entries);
   }
 
   /** Forgets an interface (its packets are no longer marked); false when it had no entry. */

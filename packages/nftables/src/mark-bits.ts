@@ -2,8 +2,8 @@
 // The tc membership marker (bpf-parser) runs on a workload's egress path and writes, for the
 // domain sets that endpoint's egress policies reference and that hold the packet's
 // destination, each set's mark: a bit of its own, or a code. For a host endpoint (the node
-// itself) the connect marker writes the same marks into the socket at connect(). A policy chain is shared by every
-// endpoint it selects, so a set must have ONE mark everywhere; and two sets one endpoint
+// itself) the connect marker writes the same marks into the socket at connect(). A policy
+// chain is shared by every endpoint it selects, so a set must have ONE mark everywhere; and two sets one endpoint
 // references must have different marks, or the rule of one would match members of the other.
 // That is graph colouring: sets are vertices, "referenced by the same endpoint" is an edge.
 // Greedy, deterministic (most-constrained set first, then by id; lowest free colour).
@@ -89,7 +89,7 @@ export interface MarkAssignment {
   readonly codeMask: number;
   /** Domain set id → its code, a value of codeMask with two or more bits (the same for every endpoint). */
   readonly codes: ReadonlyMap<number, number>;
-  /** Sets referenced by workload egress policies that got no mark: the mirror alone serves them. */
+  /** Sets referenced by coloured endpoints' egress policies that got no mark: the mirror alone serves them. */
   readonly overflow: readonly number[];
   /** Endpoints that reference domain sets in egress, by name: workloads (with an interface) and the host endpoint. */
   readonly endpoints: readonly EndpointMarks[];
@@ -194,7 +194,7 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
 
   // Every endpoint with domain sets in egress is coloured: workloads (the tc marker on their
   // interface) and the host endpoint (the connect marker); an endpoint with neither is left out.
-  const workloads: Array<{ endpoint: string; interface?: string; sets: number[]; ruleOrder: number[] }> = [];
+  const coloured: Array<{ endpoint: string; interface?: string; sets: number[]; ruleOrder: number[] }> = [];
   const mirrorOnlyEndpoints: string[] = [];
   const mirrorOnlySets = new Set<number>();
   for (const endpoint of [...state.endpoints].sort(byName)) {
@@ -204,9 +204,9 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
     if (endpoint.host) {
       mirrorOnlyEndpoints.push(endpoint.name);
       for (const set of sets) mirrorOnlySets.add(set);
-      workloads.push({ endpoint: endpoint.name, sets, ruleOrder });
+      coloured.push({ endpoint: endpoint.name, sets, ruleOrder });
     } else if (endpoint.interface !== undefined) {
-      workloads.push({ endpoint: endpoint.name, interface: endpoint.interface, sets, ruleOrder });
+      coloured.push({ endpoint: endpoint.name, interface: endpoint.interface, sets, ruleOrder });
     } else {
       // a workload known only by its addresses: no interface to mark on
       mirrorOnlyEndpoints.push(endpoint.name);
@@ -217,8 +217,8 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
   // Conflict graph, kept implicit: a set's neighbours are the other sets of the endpoints that
   // reference it. With one endpoint referencing 1,000 sets the explicit graph has a million
   // edges (~0.4 s per install); instead each endpoint keeps the colours its sets already took.
-  const endpointsOf = new Map<number, number[]>(); // set → indices into workloads
-  workloads.forEach(({ sets }, index) => {
+  const endpointsOf = new Map<number, number[]>(); // set → indices into coloured
+  coloured.forEach(({ sets }, index) => {
     for (const set of sets) {
       const list = endpointsOf.get(set) ?? [];
       list.push(index);
@@ -233,7 +233,7 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
     let value = degreeByEndpoints.get(key);
     if (value === undefined) {
       const union = new Set<number>();
-      for (const index of indices) for (const other of workloads[index]?.sets ?? []) union.add(other);
+      for (const index of indices) for (const other of coloured[index]?.sets ?? []) union.add(other);
       value = union.size - 1;
       degreeByEndpoints.set(key, value);
     }
@@ -244,10 +244,10 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
   // Single bits only; when that leaves sets unmarked, code fields of 2.. bits at the top of the
   // mask, keeping the one that marks the most sets (the narrowest of equals).
   let codeMask = 0;
-  let best = colour(order, endpointsOf, workloads.length, palette, []);
+  let best = colour(order, endpointsOf, coloured.length, palette, []);
   for (let width = 2; width <= palette.length && best.overflow.length > 0; width++) {
     const field = palette.slice(palette.length - width).reduce((m, b) => (m | b) >>> 0, 0);
-    const attempt = colour(order, endpointsOf, workloads.length, palette.slice(0, palette.length - width), fieldCodes(field));
+    const attempt = colour(order, endpointsOf, coloured.length, palette.slice(0, palette.length - width), fieldCodes(field));
     if (attempt.overflow.length < best.overflow.length) {
       best = attempt;
       codeMask = field;
@@ -255,7 +255,7 @@ export function assignMarkBits(state: DesiredState, markMask: number = DEFAULT_M
   }
   const { bits, codes, overflow } = best;
 
-  const endpoints: EndpointMarks[] = workloads.map((w) => ({
+  const endpoints: EndpointMarks[] = coloured.map((w) => ({
     endpoint: w.endpoint,
     ...(w.interface === undefined ? {} : { interface: w.interface }),
     entries: [
