@@ -50,6 +50,11 @@ export interface MembershipMarkerOptions {
   readonly pinRoot?: string;
   /** Default: MEMBERSHIP_MARK_OBJECT_PATH. */
   readonly objectPath?: string;
+  /**
+   * Load (verify) the connect marker's programs too (default true). Without a host endpoint
+   * they are not needed, and leaving them out keeps their verification off the agent's start.
+   */
+  readonly connectMarker?: boolean;
 }
 
 export class MembershipMarker {
@@ -58,6 +63,8 @@ export class MembershipMarker {
   private constructor(
     object: BpfObject,
     readonly pinRoot: string,
+    /** The connect marker's programs were loaded (MembershipMarkerOptions.connectMarker). */
+    readonly hasConnectMarker: boolean,
   ) {
     this.#object = object;
   }
@@ -77,13 +84,14 @@ export class MembershipMarker {
       const cookie = Buffer.alloc(8);
       cookie.writeBigUInt64LE(netnsCookie());
       spec.setGlobal(HOST_NETNS_COOKIE_GLOBAL, cookie);
+      if (options.connectMarker === false) for (const { program } of HOST_CONNECT_PROGRAMS) spec.setAutoload(program, false);
       spec.reuseMaps(pinRoot, { maps: [MAP_NAMES.members4, MAP_NAMES.members6, ENDPOINT_SETS_MAP, MAP_NAMES.config] });
     } catch (error) {
       spec.close();
       throw error;
     }
     try {
-      return new MembershipMarker(spec.load(), pinRoot);
+      return new MembershipMarker(spec.load(), pinRoot, options.connectMarker !== false);
     } catch (error) {
       if (!existed) rmSync(pinRoot, { recursive: true, force: true });
       throw error;
@@ -142,6 +150,7 @@ export class MembershipMarker {
    * programs. From then on the node's TCP connects get the marks of the HOST_ENDPOINT_KEY entry.
    */
   attachHost(): void {
+    if (!this.hasConnectMarker) throw new Error('attachHost: this marker was loaded without the connect marker (connectMarker: false)');
     withCgroup2Root((dir) => {
       for (const { program, attachType, pin } of HOST_CONNECT_PROGRAMS) {
         this.#object.program(program).attachCgroupLink(dir, attachType, join(this.pinRoot, pin));

@@ -52,6 +52,17 @@ describe('the connect marker (cgroup/connect4, cgroup/connect6)', () => {
     for (const { id } of links) expect(linkExists(id)).toBe(false);
   });
 
+  it('connectMarker: false loads the tc marker alone; attaching the connect marker is then refused', () => {
+    const pinRoot = testPinRoot();
+    cleanup.push(() => DnsParserProgram.removePins(pinRoot));
+    const marker = MembershipMarker.load({ pinRoot, connectMarker: false });
+    cleanup.push(() => marker.close());
+    expect(marker.hasConnectMarker).toBe(false);
+    expect(marker.program.id).toBeGreaterThan(0);
+    expect(() => marker.attachHost()).toThrow(/without the connect marker/);
+    expect(marker.hostAttached()).toEqual({});
+  });
+
   it('removing the pin root detaches it too (uninstall)', () => {
     const pinRoot = testPinRoot();
     cleanup.push(() => DnsParserProgram.removePins(pinRoot));

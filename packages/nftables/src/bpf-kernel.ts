@@ -133,8 +133,8 @@ export function bpfTcMembershipKernel(
         close: () => parser.close(),
       };
     },
-    loadMarker(pinRoot: string): MarkerHandle {
-      const marker = MembershipMarker.load({ pinRoot });
+    loadMarker(pinRoot: string, { connectMarker }): MarkerHandle {
+      const marker = MembershipMarker.load({ pinRoot, connectMarker });
       return {
         setEndpointSets: (ifindex, markMask, entries) => marker.setEndpointSets(ifindex, markMask, entries),
         endpoints: () => marker.endpoints(),

@@ -71,7 +71,8 @@ export interface NetInterface {
 
 export interface TcMembershipKernel {
   loadParser(pinRoot: string): ParserHandle;
-  loadMarker(pinRoot: string): MarkerHandle;
+  /** `connectMarker`: load the connect marker's programs too (needed for a host endpoint's entry). */
+  loadMarker(pinRoot: string, options: { readonly connectMarker: boolean }): MarkerHandle;
   /** Detaches our program of that kind (fixed priority/handle) from the hook; false when absent. */
   detach(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean;
   /** Interfaces of this process's network namespace. */
@@ -131,6 +132,8 @@ export class TcMembership implements LearnedSource {
   readonly #subscribers = new Set<(entries: readonly LearnedEntry[]) => unknown>();
   #parser: ParserHandle | undefined;
   #marker: MarkerHandle | undefined;
+  /** #marker was loaded with the connect marker. */
+  #markerConnects = false;
   /** loadMarker said this build has no marker (warned once). */
   #markerUnsupported = false;
   #stopConsuming: (() => void) | undefined;
@@ -174,7 +177,7 @@ export class TcMembership implements LearnedSource {
     const { kernel, pinRoot, logger } = this.#options;
     this.#parser ??= kernel.loadParser(pinRoot);
     const parser = this.#parser;
-    const marker = this.#loadMarker();
+    const marker = this.#loadMarker(hasHostEntry(marks));
     parser.configure(state.dns);
     // The parser wakes the mirror only for sets no mark bit enforces (without the marker:
     // every set); the marked sets' nft sets are a copy, read on the reader's slow timer.
@@ -282,12 +285,21 @@ export class TcMembership implements LearnedSource {
     return true;
   }
 
-  /** The marker, loaded on first use; undefined when this build has none (warned once). */
-  #loadMarker(): MarkerHandle | undefined {
-    if (this.#marker !== undefined || this.#markerUnsupported) return this.#marker;
+  /**
+   * The marker, loaded on first use; undefined when this build has none (warned once). The
+   * connect marker's programs are loaded only once a host endpoint needs them (their
+   * verification stays off a start without one): a marker loaded without them is loaded again
+   * with them, and the install that follows attaches the new tc program everywhere.
+   */
+  #loadMarker(withConnectMarker: boolean): MarkerHandle | undefined {
+    if (this.#markerUnsupported) return undefined;
+    if (this.#marker !== undefined && (this.#markerConnects || !withConnectMarker)) return this.#marker;
     const { kernel, pinRoot, logger } = this.#options;
+    this.#marker?.close();
+    this.#marker = undefined;
     try {
-      this.#marker = kernel.loadMarker(pinRoot);
+      this.#marker = kernel.loadMarker(pinRoot, { connectMarker: withConnectMarker });
+      this.#markerConnects = withConnectMarker;
     } catch (error) {
       if (!isNotSupported(error)) throw error;
       this.#markerUnsupported = true;
@@ -304,7 +316,7 @@ export class TcMembership implements LearnedSource {
    * right after the rules. Reads the map itself, so an earlier process's entries count too.
    */
   narrowMarks(marks: MarkAssignment): void {
-    const marker = this.#loadMarker();
+    const marker = this.#loadMarker(hasHostEntry(marks));
     if (marker === undefined) return;
     const byName = new Map(this.#options.kernel.interfaces().map((i) => [i.name, i]));
     const next = new Map<number, readonly MarkedSet[]>();
@@ -410,6 +422,7 @@ export class TcMembership implements LearnedSource {
     this.#stopConsuming = undefined;
     this.#marker?.close();
     this.#marker = undefined;
+    this.#markerConnects = false;
     this.#parser?.close();
     this.#parser = undefined;
   }
@@ -435,4 +448,9 @@ export class TcMembership implements LearnedSource {
     this.close();
     kernel.removePins(pinRoot);
   }
+}
+
+/** The assignment has an entry for the host endpoint (the connect marker's). */
+function hasHostEntry(marks: MarkAssignment): boolean {
+  return marks.endpoints.some((endpoint) => endpoint.interface === undefined);
 }

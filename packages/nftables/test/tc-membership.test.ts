@@ -48,7 +48,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
         close: () => log.push('close parser'),
       };
     },
-    loadMarker: () => ({
+    loadMarker: (_pinRoot, { connectMarker }) => (log.push(`load marker${connectMarker ? ' with connect marker' : ''}`), {
       setEndpointSets: (ifindex, mask, entries) => {
         programmed.set(ifindex, entries);
         masks.set(ifindex, mask);
@@ -420,6 +420,21 @@ describe('nftables inline membership: the host endpoint (injected kernel)', () =
     expect(counters['mirror_only_endpoints']).toBe(1);
     expect(log).toContain(`wake sets ${githubSet.id}`);
     expect(dataplane.render(hostEgress())).toMatch(/"endpoint": "node",\s*"host": true,\s*"entries": \[\s*\{\s*"setId": 6699,\s*"bit": "0x00010000"/);
+  });
+
+  it('loads the connect marker only once a host endpoint needs it (a marker without it is loaded again)', async () => {
+    const { dataplane, log, hostAttach } = setup();
+    await dataplane.install(baseState());
+    expect(log.filter((l) => l.startsWith('load marker'))).toEqual(['load marker']);
+    expect(hostAttach()).not.toBe('attached');
+    log.splice(0);
+    await dataplane.install(hostEgress());
+    expect(log.filter((l) => l.startsWith('load marker') || l === 'close marker')).toEqual(['close marker', 'load marker with connect marker']);
+    expect(log).toContain('marker ingress veth-web'); // the new load's tc program attached again
+    expect(hostAttach()).toBe('attached');
+    log.splice(0);
+    await dataplane.install(baseState()); // kept loaded as it is
+    expect(log.filter((l) => l.startsWith('load marker'))).toEqual([]);
   });
 
   it('forgets the host entry and detaches the connect marker when the node no longer has domain sets in egress', async () => {
