@@ -67,7 +67,7 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// progInfo(fd) -> { name, type, id }
+// progInfo(fd) -> { name, type, id, verifiedInstructions }
 Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = Int32Arg(info, 0, "fd");
@@ -76,6 +76,7 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   out.Set("name", prog_info.name);
   out.Set("type", prog_info.type);
   out.Set("id", prog_info.id);
+  out.Set("verifiedInstructions", prog_info.verified_insns);
   return out;
 }
 

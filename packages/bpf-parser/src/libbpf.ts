@@ -71,7 +71,7 @@ interface NativeAddon {
   objGet(path: string): number;
   closeFd(fd: number): void;
   mapInfo(fd: number): Omit<NativeMapInfo, 'fd'> & { id: number };
-  progInfo(fd: number): { name: string; type: number; id: number };
+  progInfo(fd: number): { name: string; type: number; id: number; verifiedInstructions: number };
   progMaps(fd: number): Array<{ id: number; name: string }>;
   mapLookup(fd: number, key: Uint8Array, valueLength: number): Buffer | undefined;
   mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags: number): void;
@@ -613,6 +613,15 @@ export class BpfProgram {
         throw error;
       }
     });
+  }
+
+  /**
+   * Instructions the verifier processed to accept the program (`verified_insns`): its work,
+   * which is the load time, not the program's size.
+   */
+  get verifiedInstructions(): number {
+    const fd = this.#check('verifiedInstructions');
+    return kernel((a) => a.progInfo(fd)).verifiedInstructions;
   }
 
   /** The kernel's id of the program. */
