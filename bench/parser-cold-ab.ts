@@ -4,9 +4,10 @@
 // name (other.lab.test), and the early exit. Builds are loaded side by side in one process and
 // alternated run by run; every timed run is a single tc test run after 64 MiB touched.
 //
-//   npx tsx bench/parser-cold-ab.ts A.o B.o [C.o ...] [--runs N] [--marks]
+//   npx tsx bench/parser-cold-ab.ts A.o B.o [C.o ...] [--runs N] [--marks] [--no-events]
 // --runs: timed runs per case and build (default 150); --marks: an answer mark on the query's
-// interface (as the nftables dataplane's untracked DNS has). Needs root.
+// interface (as the nftables dataplane's untracked DNS has); --no-events: the table says nobody
+// reads learned events (as the iptables and ebpf dataplanes set it). Needs root.
 import { execFileSync } from 'node:child_process';
 import { parseDomainPattern, type DnsSettings, type DomainSet } from '@dnsplane/core';
 import { DnsParserProgram } from '../packages/bpf-parser/src/index.js';
@@ -47,6 +48,7 @@ const args = process.argv.slice(2);
 const runsAt = args.indexOf('--runs');
 const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 150;
 const marks = args.includes('--marks');
+const events = !args.includes('--no-events');
 const objects = args.filter((a, i) => a.endsWith('.o') && i !== runsAt + 1);
 const programs = objects.map((objectPath) => {
   const pinRoot = testPinRoot();
@@ -61,7 +63,7 @@ const programs = objects.map((objectPath) => {
   const show = execFileSync('bpftool', ['prog', 'show', 'id', String(p.tcClassifier.id)], { encoding: 'utf8' }).split('\n').filter((l) => /xlated|verified/.test(l)).join(' ').trim();
   console.log(`${objectPath}: ${show}; tc entry loaded (verifier) in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms`);
   p.configure(dns);
-  p.setDomainSets(sets);
+  p.setDomainSets(sets, { events });
   if (marks) p.setAnswerMarks(new Map([[1, 0x04000000]]));
   return { p, pinRoot };
 });
@@ -89,7 +91,7 @@ try {
       t.early.push(tc.testRun({ data: ethernetFrame(rogue.response), ctx: ctx(1, 0) }).durationNs);
     }
   }
-  console.log(`median ns of ${runs} cold single tc runs each${marks ? ' (answer marks on ifindex 1)' : ''}`);
+  console.log(`median ns of ${runs} cold single tc runs each${marks ? ' (answer marks on ifindex 1)' : ''}${events ? '' : ' (no learned events)'}`);
   console.log(['object', ...cases].map((h, i) => (i === 0 ? h.padEnd(40) : h.padStart(10))).join(''));
   for (const [i, o] of objects.entries()) {
     console.log([o.padEnd(40), ...cases.map((c) => median(times[i]![c]).toFixed(0).padStart(10))].join(''));

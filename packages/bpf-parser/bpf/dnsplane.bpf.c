@@ -160,6 +160,7 @@ struct candidate {
 /* scratch->wake */
 #define WAKE_CHECK 1
 #define WAKE_NOW 2
+#define EVENTS_OFF 4 /* DNSPLANE_TABLE_NO_EVENTS: no record is built or written */
 /* Bound of a record's entry offset for the verifier (the real one is at most 16 + 256). */
 #define REC_ENTRIES_MASK 511
 
@@ -209,7 +210,8 @@ struct scratch {
 	__u32 rec_entries; /* offset of the first entry in rec: after the header and the name */
 	__u32 learned;     /* membership writes of this response (counted once at the end) */
 	__u32 chain_saved; /* bit i: chain_names[i] holds chain name i */
-	__u32 wake;        /* WAKE_CHECK: look the sets up in dnsp_wake_sets; WAKE_NOW: one is there */
+	__u32 wake;        /* WAKE_CHECK: look the sets up in dnsp_wake_sets; WAKE_NOW: one is there;
+			    * EVENTS_OFF: no reader, no record */
 	__u64 chain[DNSPLANE_MAX_CHAIN];
 	__u32 chain_off[DNSPLANE_MAX_CHAIN]; /* where each chain name is written */
 	/* names already decoded, by offset: an owner that is just a pointer to one is not re-read */
@@ -1089,6 +1091,8 @@ static __always_inline void credit_pair(struct scratch *s, const struct candidat
 	if (!expiry)
 		return;
 	s->learned++;
+	if (s->wake & EVENTS_OFF)
+		return;
 
 	n = s->rec_count;
 	if (n >= DNSPLANE_EVENT_ENTRIES) {
@@ -1568,7 +1572,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 		s->match_from = info & 0xff;
 		s->match_to = (info >> 8) & 0xff;
 		s->key_generation = ((info >> 16) & 1) ? DNSPLANE_KEY_GENERATION_BIT : 0;
-		s->wake = ((info >> 24) & DNSPLANE_TABLE_WAKE_SETS) ? WAKE_CHECK : 0;
+		s->wake = ((info >> 24) & DNSPLANE_TABLE_NO_EVENTS) ? EVENTS_OFF
+			  : ((info >> 24) & DNSPLANE_TABLE_WAKE_SETS) ? WAKE_CHECK
+								     : 0;
 	}
 	for (__u32 i = 0; i < DNSPLANE_MAX_CHAIN; i++) {
 		if (i >= s->chain_len)

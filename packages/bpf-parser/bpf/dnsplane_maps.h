@@ -107,6 +107,12 @@ struct dnsplane_table_info {
  * it): no lookup, and every learned event is written without waking the reader.
  */
 #define DNSPLANE_TABLE_WAKE_SETS 1
+/*
+ * dnsplane_table_info.flags: nobody reads the learned events (the iptables and ebpf
+ * dataplanes enforce from the membership maps alone), so the parser writes no ring-buffer
+ * record: ~1 µs less per learning answer on a cold run, and no full ring counting lost events.
+ */
+#define DNSPLANE_TABLE_NO_EVENTS 2
 
 /* dnsp_domains key = (suffix hash & ~BIT) | (generation ? BIT : 0) */
 #define DNSPLANE_KEY_GENERATION_BIT (1ULL << 63)

@@ -260,10 +260,13 @@ export interface TableInfo {
   readonly generation?: TableGeneration;
   /** dnsp_wake_sets holds sets whose learned events wake the reader (default false: none do). */
   readonly wakeSets?: boolean;
+  /** Learned events are written to the ring buffer (default true; false: nobody reads them). */
+  readonly events?: boolean;
 }
 
-/** dnsplane_table_info.flags: DNSPLANE_TABLE_WAKE_SETS. */
+/** dnsplane_table_info.flags: DNSPLANE_TABLE_WAKE_SETS, DNSPLANE_TABLE_NO_EVENTS. */
 export const TABLE_WAKE_SETS = 1;
+export const TABLE_NO_EVENTS = 2;
 
 export function encodeTableInfo(info: TableInfo): Buffer {
   const f = L.dnsplane_table_info.fields;
@@ -271,7 +274,7 @@ export function encodeTableInfo(info: TableInfo): Buffer {
   b.writeUInt8(info.minSuffixLabels, f.min_suffix_labels.offset);
   b.writeUInt8(info.maxSuffixLabels, f.max_suffix_labels.offset);
   b.writeUInt8(info.generation ?? 0, f.generation.offset);
-  b.writeUInt8(info.wakeSets === true ? TABLE_WAKE_SETS : 0, f.flags.offset);
+  b.writeUInt8((info.wakeSets === true ? TABLE_WAKE_SETS : 0) | (info.events === false ? TABLE_NO_EVENTS : 0), f.flags.offset);
   b.writeUInt32LE(info.entries, f.entries.offset);
   return b;
 }
@@ -284,6 +287,7 @@ export function decodeTableInfo(b: Buffer): TableInfo {
     entries: b.readUInt32LE(f.entries.offset),
     generation: (b.readUInt8(f.generation.offset) & 1) as TableGeneration,
     wakeSets: (b.readUInt8(f.flags.offset) & TABLE_WAKE_SETS) !== 0,
+    events: (b.readUInt8(f.flags.offset) & TABLE_NO_EVENTS) === 0,
   };
 }
 

@@ -311,6 +311,11 @@ export class DnsParserProgram {
    * wakeup and waits for the reader's slow timer. Default none — the right thing for a
    * caller that reads no events, and what a caller that leaves it out gets even when an
    * earlier caller (another dataplane on the same pins) listed some.
+   *
+   * `events`: write learned events to the ring buffer (default true). False for a caller
+   * that reads none (the iptables and ebpf dataplanes): the membership maps are written as
+   * ever, no record is. In force with the new table, like the wake sets, so a dataplane that
+   * takes over the same pins turns them on or off with its first table.
    */
   setDomainSets(
     sets: readonly DomainSet[],
@@ -320,6 +325,7 @@ export class DnsParserProgram {
       /** Encodings of `table` made ahead (encodeDomainTable); the one of the generation written is used, if there. */
       encoded?: readonly EncodedDomainTable[];
       wakeSets?: Iterable<number>;
+      events?: boolean;
     } = {},
   ): DomainTable {
     const table = options.table ?? buildDomainTable(sets);
@@ -372,6 +378,7 @@ export class DnsParserProgram {
         entries: table.entries.size,
         generation: next,
         wakeSets: wake.size > 0,
+        events: options.events ?? true,
       }),
     );
     wakeMap.deleteBatch(wakeMap.keys().filter((key) => !wake.has(key.readUInt32LE(0))));

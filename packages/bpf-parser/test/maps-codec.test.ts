@@ -34,12 +34,15 @@ describe('map codecs', () => {
   });
 
   it('table info, query keys, member keys', () => {
-    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 0, wakeSets: false });
-    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, wakeSets: false });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 0, wakeSets: false, events: true });
+    expect(decodeTableInfo(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }))).toEqual({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, wakeSets: false, events: true });
     expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1 }).toString('hex')).toBe('0104010009000000');
     // the wake flag is byte 3 (the parser reads the word as min, max, generation, flags, entries)
     expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, wakeSets: true }).toString('hex')).toBe('0104010109000000');
     expect(decodeTableInfo(Buffer.from('0104010109000000', 'hex')).wakeSets).toBe(true);
+    // no reader of learned events: flag bit 1 (DNSPLANE_TABLE_NO_EVENTS)
+    expect(encodeTableInfo({ minSuffixLabels: 1, maxSuffixLabels: 4, entries: 9, generation: 1, events: false }).toString('hex')).toBe('0104010209000000');
+    expect(decodeTableInfo(Buffer.from('0104010309000000', 'hex'))).toMatchObject({ wakeSets: true, events: false });
     const q = { qnameHash: 0x1234_5678_9abc_def0n, family: 6 as const, address: 'fd00::1:10', port: 40000, txid: 0xbeef };
     expect(decodeQueryKey(encodeQueryKey(q))).toEqual(q);
     const m4 = { setId: 7, family: 4 as const, address: '198.18.5.5' };

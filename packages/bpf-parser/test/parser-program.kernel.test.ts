@@ -194,6 +194,34 @@ describe('DnsParserProgram', () => {
     expect(program.membership().map((m) => m.address)).not.toContain('198.18.9.7');
   });
 
+  it('writes no learned events when the table says nobody reads them, and writes them again when it does', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets, { events: false });
+    const learned: string[] = [];
+    const consumer = new LearnedEventConsumer(program.map('events'), (entry) => learned.push(`${entry.setId} ${entry.address}`), {
+      drainIntervalMs: 3_600_000, // read here, by drain()
+    });
+    try {
+      const quiet = exchange(9, 'quiet.example.com', [{ address: '198.18.9.20', ttl: 100 }]);
+      program.tcClassifier.testRun({ data: ethernetFrame(quiet.query) });
+      program.tcClassifier.testRun({ data: ethernetFrame(quiet.response) });
+      expect(program.membership().map((m) => `${m.setId} ${m.address}`)).toEqual(['5 198.18.9.20']);
+      consumer.drain();
+      expect(learned).toEqual([]);
+      expect(program.counters()).toMatchObject({ learned: 1, events_lost: 0 });
+
+      program.setDomainSets(sets); // events on again (the default), with the next table
+      const heard = exchange(10, 'heard.example.com', [{ address: '198.18.9.21', ttl: 100 }]);
+      program.tcClassifier.testRun({ data: ethernetFrame(heard.query) });
+      program.tcClassifier.testRun({ data: ethernetFrame(heard.response) });
+      consumer.drain();
+      expect(learned).toEqual(['5 198.18.9.21']);
+    } finally {
+      consumer.close();
+    }
+  });
+
   it('delivers learned events on the event loop', async () => {
     const program = open();
     program.configure(dns);

@@ -108,7 +108,8 @@ export class EbpfDataplane implements Dataplane {
     const hooks = this.#resolveHooks(tables, interfaces);
     const loaded = this.#load();
     loaded.parser.configure(state.dns);
-    loaded.parser.setDomainSets(state.domainSets);
+    // Enforcement reads the membership maps; nobody reads learned events here.
+    loaded.parser.setDomainSets(state.domainSets, { events: false });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
     this.#attach(loaded, this.#wantedAttachments(tables, hooks, interfaces), interfaces);

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfMap } from '@dnsplane/bpf-parser';
+import { BpfMap, LearnedEventConsumer, MAP_NAMES, readCounters } from '@dnsplane/bpf-parser';
 import { POLICY_MAP_NAMES, encodeIndex } from '@dnsplane/ebpf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabProcess } from '../../../test/lab/lab.js';
@@ -138,6 +138,20 @@ describe('ebpf dataplane in the lab (real agent)', () => {
   it('200 fresh allowed names: every first SYN passes (zero SYN retransmits), replies through the connection table', async () => {
     const trials = lab().allocateFresh(200).map((f) => ({ name: f.name, port: 80 }));
     await expectEveryFirstSynPasses(lab(), 'client1', trials);
+    // The policy program reads the membership maps and nobody reads learned events here: the
+    // parser wrote none (a ring buffer nobody drains would fill and count every later one lost).
+    const events = BpfMap.fromPinned(join(PIN_ROOT, MAP_NAMES.events));
+    const consumer = new LearnedEventConsumer(events, () => undefined, { drainIntervalMs: 3_600_000 });
+    const counters = BpfMap.fromPinned(join(PIN_ROOT, MAP_NAMES.counters));
+    try {
+      expect(consumer.drain()).toBe(0);
+      expect(readCounters(counters)).toMatchObject({ events_lost: 0 });
+      expect(readCounters(counters).learned).toBeGreaterThanOrEqual(200);
+    } finally {
+      consumer.close();
+      events.close();
+      counters.close();
+    }
   }, 60_000);
 
   it('denies a name the policy does not allow, and an unsolicited connection to the workload', async () => {

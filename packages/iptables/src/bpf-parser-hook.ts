@@ -65,7 +65,8 @@ export class BpfDnsParserHook implements DnsParserHook {
   async prepare(dns: DnsSettings, domainSets: readonly DomainSet[]): Promise<void> {
     const parser = this.program();
     parser.configure(dns);
-    parser.setDomainSets(domainSets);
+    // xt_member reads the membership maps; nobody reads learned events here.
+    parser.setDomainSets(domainSets, { events: false });
     if (!this.pinned) {
       // Pin this load's socket filter at the stable path, replacing (atomically, by rename)
       // one a previous agent left: rules installed before keep their own reference to the
