@@ -1,8 +1,10 @@
 // Shared helpers of the libbpf addon: kernel-error reporting, libbpf log capture, byte views.
 #pragma once
 
+#include <bpf/bpf.h>
 #include <napi.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -43,6 +45,17 @@ Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std:
 inline int PositiveErr(int ret) {
   if (ret < 0) return -ret;
   return errno != 0 ? errno : EINVAL;
+}
+
+// A zeroed info struct (bpf_map_info, bpf_prog_info, bpf_link_info) of the object behind fd,
+// filled by the kernel; throws naming `op`.
+template <typename Info>
+Info ObjectInfo(Napi::Env env, int fd, const char* op) {
+  Info out;
+  std::memset(&out, 0, sizeof(out));
+  __u32 len = sizeof(out);
+  if (bpf_obj_get_info_by_fd(fd, &out, &len) != 0) ThrowErrno(env, errno, op);
+  return out;
 }
 
 struct ByteView {

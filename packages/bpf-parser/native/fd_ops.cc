@@ -41,16 +41,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// A zeroed info struct of the object behind fd, filled by the kernel; throws naming `op`.
-template <typename Info>
-Info ObjectInfo(Napi::Env env, int fd, const char* op) {
-  Info out;
-  std::memset(&out, 0, sizeof(out));
-  __u32 len = sizeof(out);
-  if (bpf_obj_get_info_by_fd(fd, &out, &len) != 0) ThrowErrno(env, errno, op);
-  return out;
-}
-
 // mapInfo(fd) -> { name, type, keySize, valueSize, maxEntries, flags, id }
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <string>
 
 #include "common.h"
@@ -46,10 +45,7 @@ Napi::Value LinkUpdate(const Napi::CallbackInfo& info) {
 Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = Int32Arg(info, 0, "fd");
-  struct bpf_link_info link_info;
-  std::memset(&link_info, 0, sizeof(link_info));
-  __u32 len = sizeof(link_info);
-  if (bpf_obj_get_info_by_fd(fd, &link_info, &len) != 0) ThrowErrno(env, errno, "link info");
+  const auto link_info = ObjectInfo<struct bpf_link_info>(env, fd, "link info");
   Napi::Object out = Napi::Object::New(env);
   out.Set("id", Napi::Number::New(env, link_info.id));
   out.Set("progId", Napi::Number::New(env, link_info.prog_id));
