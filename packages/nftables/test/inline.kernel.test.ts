@@ -45,6 +45,19 @@ describe('nftables inline membership in the lab', () => {
     const listings = await Promise.all(names.map((n) => nft('list', 'set', 'inet', TABLE, n)));
     return listings.find((l) => l.includes('198.19.64.')) ?? listings.join('\n');
   };
+  /**
+   * With no driver running, `from` resolves a fresh name and its first SYN passes on the mark
+   * alone: nothing mirrored it. Returns the fresh IPv4 address.
+   */
+  const expectFirstSynOnMarkAlone = async (from: string): Promise<string> => {
+    const [fresh] = lab().allocateFresh(1);
+    if (fresh === undefined) throw new Error('no fresh name');
+    const trial = await lab().connectAfterResolve(from, fresh.name, 80);
+    expect(trial.connected).toBe(true);
+    expect(trial.synRetransmitted).toBe(false);
+    expect(await freshSet()).not.toContain(`${fresh.ipv4} `);
+    return fresh.ipv4;
+  };
 
   beforeAll(async () => {
     const l = lab();
@@ -95,18 +108,12 @@ describe('nftables inline membership in the lab', () => {
   it('with the driver stopped, learning and enforcement go on; a restart syncs the nft set from the kernel maps', async () => {
     await driver?.stop();
     expect(existsSync(PIN_ROOT)).toBe(true);
-    const [fresh] = lab().allocateFresh(1);
-    if (fresh === undefined) throw new Error('no fresh name');
-    const trial = await lab().connectAfterResolve('client1', fresh.name, 80);
-    expect(trial.connected).toBe(true);
-    expect(trial.synRetransmitted).toBe(false);
-    // Nobody mirrored it: the first SYN passed on the membership mark alone.
-    expect(await freshSet()).not.toContain(`${fresh.ipv4} `);
+    const address = await expectFirstSynOnMarkAlone('client1');
     expect((await lab().connectAfterResolve('client1', 'blocked.lab.test', 80, { connectTimeoutMs: 1500 })).connected).toBe(false);
 
     driver = await startDriver();
     await waitFor('the restarted driver to sync the address', async () =>
-      (await freshSet()).includes(`${fresh.ipv4} `) ? true : undefined, { timeoutMs: 5_000 });
+      (await freshSet()).includes(`${address} `) ? true : undefined, { timeoutMs: 5_000 });
   }, 90_000);
 
   it('a set the node\'s egress matches only through its nft set wakes the mirror: its address is there at once', async () => {
@@ -147,12 +154,7 @@ describe('nftables inline membership in the lab', () => {
   it('with the driver stopped, the node\'s first SYN to a fresh address passes on the mark alone (nothing mirrored it)', async () => {
     await driver?.stop();
     driver = undefined;
-    const [fresh] = lab().allocateFresh(1);
-    if (fresh === undefined) throw new Error('no fresh name');
-    const trial = await lab().connectAfterResolve('node', fresh.name, 80);
-    expect(trial.connected).toBe(true);
-    expect(trial.synRetransmitted).toBe(false);
-    expect(await freshSet()).not.toContain(`${fresh.ipv4} `);
+    await expectFirstSynOnMarkAlone('node');
     driver = await startDriver();
   }, 90_000);
 
