@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BpfMap, decodeMemberKey, LearnedEventConsumer, MAP_NAMES, readCounters } from '@dnsplane/bpf-parser';
+import { BpfMap, decodeMemberKey, MAP_NAMES, readCounters } from '@dnsplane/bpf-parser';
 import type { LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { expectEveryFirstSynPasses } from '../../../test/lab/first-syn.js';
 import { waitFor } from '../../../test/lab/wait.js';
+import { pendingLearnedEventRecords } from '../../../test/lab/learned-events.js';
 import { createIptablesDataplane, inlineParsing } from '../src/index.js';
 import type { ResolvedBackend } from '../src/index.js';
 import { inNetns, netnsRunner } from './netns.js';
@@ -44,18 +45,6 @@ function parserCounters(pinRoot: string): Record<string, number> {
   try {
     return readCounters(map);
   } finally {
-    map.close();
-  }
-}
-
-/** Records waiting in the parser's learned-events ring buffer (read, and so consumed, here). */
-function learnedEventRecords(pinRoot: string): number {
-  const map = BpfMap.fromPinned(join(pinRoot, MAP_NAMES.events));
-  const consumer = new LearnedEventConsumer(map, () => undefined, { drainIntervalMs: 3_600_000 });
-  try {
-    return consumer.drain();
-  } finally {
-    consumer.close();
     map.close();
   }
 }
@@ -148,7 +137,7 @@ export function inlineAgentSuite(backend: ResolvedBackend): void {
       for (const trial of batch.trials) expect(learned.has(trial.address ?? '')).toBe(true);
       // xt_member reads the membership maps and nobody reads learned events here: the parser
       // wrote none (a ring buffer nobody drains would fill and count every later one lost).
-      expect(learnedEventRecords(pinRoot)).toBe(0);
+      expect(pendingLearnedEventRecords(pinRoot)).toBe(0);
       expect(parserCounters(pinRoot)['events_lost']).toBe(0);
       const median = (values: number[]): number => values.sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
       console.info(
