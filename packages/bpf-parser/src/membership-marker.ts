@@ -38,9 +38,14 @@ import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attach
 export const MEMBERSHIP_MARK_OBJECT_PATH = fileURLToPath(new URL('../bpf/membership_mark.bpf.o', import.meta.url));
 export const MEMBERSHIP_MARK_PROGRAM = 'dnsplane_membership_mark';
 /** The connect marker's programs and the pins of their cgroup links (<pinRoot>/<pin>). */
-export const HOST_CONNECT_PROGRAMS: ReadonlyArray<{ readonly program: string; readonly attachType: CgroupAttachType; readonly pin: string }> = [
-  { program: 'dnsplane_host_connect4', attachType: 'inet4Connect', pin: 'dnsp_host_connect4' },
-  { program: 'dnsplane_host_connect6', attachType: 'inet6Connect', pin: 'dnsp_host_connect6' },
+export const HOST_CONNECT_PROGRAMS: ReadonlyArray<{
+  readonly hook: 'connect4' | 'connect6';
+  readonly program: string;
+  readonly attachType: CgroupAttachType;
+  readonly pin: string;
+}> = [
+  { hook: 'connect4', program: 'dnsplane_host_connect4', attachType: 'inet4Connect', pin: 'dnsp_host_connect4' },
+  { hook: 'connect6', program: 'dnsplane_host_connect6', attachType: 'inet6Connect', pin: 'dnsp_host_connect6' },
 ];
 /** The object's global holding the node's network namespace cookie (set at load). */
 const HOST_NETNS_COOKIE_GLOBAL = 'host_netns_cookie';
@@ -173,10 +178,10 @@ export class MembershipMarker {
   /** Kernel ids of the programs the pinned connect-marker links run (absent: not attached). */
   hostAttached(): { readonly connect4?: number; readonly connect6?: number } {
     const ids: { connect4?: number; connect6?: number } = {};
-    for (const { pin } of HOST_CONNECT_PROGRAMS) {
+    for (const { hook, pin } of HOST_CONNECT_PROGRAMS) {
       const path = join(this.pinRoot, pin);
       if (!existsSync(path)) continue;
-      ids[pin.endsWith('4') ? 'connect4' : 'connect6'] = pinnedLinkInfo(path).progId;
+      ids[hook] = pinnedLinkInfo(path).progId;
     }
     return ids;
   }
