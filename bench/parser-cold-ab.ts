@@ -49,7 +49,7 @@ const runsAt = args.indexOf('--runs');
 const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 150;
 const marks = args.includes('--marks');
 const events = !args.includes('--no-events');
-const objects = args.filter((a, i) => a.endsWith('.o') && i !== runsAt + 1);
+const objects = args.filter((a, i) => a.endsWith('.o') && (runsAt < 0 || i !== runsAt + 1));
 const programs = objects.map((objectPath) => {
   const pinRoot = testPinRoot();
   const t0 = process.hrtime.bigint();
@@ -95,6 +95,16 @@ try {
   console.log(['object', ...cases].map((h, i) => (i === 0 ? h.padEnd(40) : h.padStart(10))).join(''));
   for (const [i, o] of objects.entries()) {
     console.log([o.padEnd(40), ...cases.map((c) => median(times[i]![c]).toFixed(0).padStart(10))].join(''));
+  }
+  // Run r of every build ran within the same few hundred ms: the paired difference cancels the
+  // VM's slower and faster phases, which move whole medians by more than most changes.
+  if (objects.length > 1) {
+    console.log(`median of the paired differences to ${objects[0]} (run r against run r), ns`);
+    for (const [i, o] of objects.entries()) {
+      if (i === 0) continue;
+      const delta = (c: (typeof cases)[number]): number => median(times[i]![c].map((t, r) => t - times[0]![c][r]!));
+      console.log([o.padEnd(40), ...cases.map((c) => delta(c).toFixed(0).padStart(10))].join(''));
+    }
   }
 } finally {
   for (const { p, pinRoot } of programs) {
