@@ -385,6 +385,24 @@ export class DnsParserProgram {
     return table;
   }
 
+  /**
+   * Turns the learned events of the table in force on or off (`setDomainSets`' `events`)
+   * without writing the table again: one 8-byte update of dnsp_table with its flag changed
+   * (generation, bounds and wake sets as they are). The next setDomainSets says it anew.
+   */
+  setLearnedEvents(on: boolean): void {
+    const info = this.map('table');
+    const current = info.lookup(arrayIndex(0));
+    if (current === undefined) return; // an array map always has its entry
+    info.update(arrayIndex(0), encodeTableInfo({ ...decodeTableInfo(current), events: on }));
+  }
+
+  /** Whether the table in force writes learned events (true before any table: the parser's default). */
+  learnedEvents(): boolean {
+    const current = this.map('table').lookup(arrayIndex(0));
+    return current === undefined || decodeTableInfo(current).events !== false;
+  }
+
   /** The generation of the domain table the next setDomainSets writes (the one not in force). */
   nextTableGeneration(): TableGeneration {
     const current = this.map('table').lookup(arrayIndex(0));

@@ -222,6 +222,44 @@ describe('DnsParserProgram', () => {
     }
   });
 
+  it('setLearnedEvents turns the events of the table in force on and off without writing the table again', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets, { events: false });
+    const keys = program.liveDomainKeys().map((k) => k.toString('hex')).sort();
+    const generation = program.nextTableGeneration();
+    const learned: string[] = [];
+    const consumer = new LearnedEventConsumer(program.map('events'), (entry) => learned.push(`${entry.setId} ${entry.address}`), {
+      drainIntervalMs: 3_600_000, // read here, by drain()
+    });
+    const learn = (id: number, name: string, address: string): void => {
+      const x = exchange(id, name, [{ address, ttl: 100 }]);
+      program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+      program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+    };
+    try {
+      expect(program.learnedEvents()).toBe(false);
+      program.setLearnedEvents(true);
+      expect(program.learnedEvents()).toBe(true);
+      learn(11, 'kept.example.com', '198.18.9.30');
+      consumer.drain();
+      expect(learned).toEqual(['5 198.18.9.30']);
+
+      program.setLearnedEvents(false);
+      expect(program.learnedEvents()).toBe(false);
+      learn(12, 'dropped.example.com', '198.18.9.31');
+      consumer.drain();
+      expect(learned).toEqual(['5 198.18.9.30']);
+      // membership was written all along; the table is the same one, same generation
+      expect(program.membership().map((m) => m.address).sort()).toEqual(['198.18.9.30', '198.18.9.31']);
+      expect(program.liveDomainKeys().map((k) => k.toString('hex')).sort()).toEqual(keys);
+      expect(program.nextTableGeneration()).toBe(generation);
+      expect(program.counters()).toMatchObject({ learned: 2, events_lost: 0 });
+    } finally {
+      consumer.close();
+    }
+  });
+
   it('delivers learned events on the event loop', async () => {
     const program = open();
     program.configure(dns);
