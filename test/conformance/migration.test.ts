@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { arrayIndex, BpfMap, decodeTableInfo, MAP_NAMES } from '@dnsplane/bpf-parser';
 import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import { createLab, type Lab, type LabProcess } from '../lab/lab.js';
 import { waitFor } from '../lab/wait.js';
@@ -110,6 +111,17 @@ let configPath = '';
 let socketPath = '';
 let statePath = '';
 const pinRoot = `/sys/fs/bpf/dnsplane-m${randomBytes(4).toString('hex')}`;
+
+/** Whether the parser's table in force writes learned events (only the nftables mirror reads them). */
+function learnedEventsInForce(): boolean {
+  const table = BpfMap.fromPinned(join(pinRoot, MAP_NAMES.table));
+  try {
+    const value = table.lookup(arrayIndex(0));
+    return value === undefined || decodeTableInfo(value).events !== false;
+  } finally {
+    table.close();
+  }
+}
 const children: ChildProcessWithoutNullStreams[] = [];
 let agents = 0;
 
@@ -272,6 +284,7 @@ describe('migration between dataplanes (real agent, real kernel)', () => {
     expect(api.ipv4).toContain(denied);
     expect(tcpProbe(client, allowed, 80, 2)).toBe(true);
     expect(tcpProbe(client, denied, 80, 0.5)).toBe(false);
+    expect(learnedEventsInForce()).toBe(false); // iptables reads none
 
     const prober = startChild(client, ['python3', '-c', CLIENT, JSON.stringify({ allowed, denied, echoPort: ECHO_PORT })]);
     const events = (): ClientEvent[] =>
@@ -295,6 +308,7 @@ describe('migration between dataplanes (real agent, real kernel)', () => {
     const toNft = cli(['migrate', '--to', 'nftables', '--socket', socketPath]);
     expect(toNft.code, toNft.stderr).toBe(0);
     mark('nftables (migrated)');
+    expect(learnedEventsInForce()).toBe(true); // the mirror reads them
     await moreRounds(events, 5);
 
     // 2. SIGTERM; rounds while no agent runs; restart with the config saying nftables.
@@ -317,6 +331,9 @@ describe('migration between dataplanes (real agent, real kernel)', () => {
       const toEbpf = cli(['migrate', '--to', 'ebpf', '--socket', socketPath]);
       expect(toEbpf.code, toEbpf.stderr).toBe(0);
       mark('ebpf (migrated)');
+      // On while the nftables mirror was still in force (make before break), off once it was
+      // removed: ebpf reads none (Dataplane.keepLearnedEvents).
+      expect(learnedEventsInForce()).toBe(false);
       last = 'ebpf';
       await moreRounds(events, 5);
     }

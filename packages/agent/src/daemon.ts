@@ -283,7 +283,12 @@ export class Daemon {
     const pinRoot = applied.inputs.config.bpf.pinRoot;
     const pinsBefore = this.#pins.snapshot(pinRoot);
     const links = this.options.environment.links?.read();
+    // The nftables mirror reads the parser's learned events until the old dataplane is removed;
+    // a new one that reads none would turn them off with its table, and mirror-only nft sets
+    // (the node's UDP, sets past the mark bits) would miss what is learned in between.
+    const keepEvents = from === 'nftables';
     try {
+      if (keepEvents) await next.keepLearnedEvents?.(true);
       await next.install(applied.state);
     } catch (error) {
       logger.error({ event: 'migration_failed', from, to, err: error }, `could not install ${to}; ${from} stays in force`);
@@ -300,6 +305,11 @@ export class Daemon {
     this.#override = to;
     this.#linksInstalled = links;
     const report = await this.#removeOld(old, from, to, imported, pinRoot, pinsBefore);
+    if (keepEvents) {
+      await next.keepLearnedEvents?.(false).catch((error: unknown) =>
+        logger.warn({ event: 'learned_events_off_failed', to, err: error }, 'could not turn the learned events off; they stay on (the ring fills, nothing else changes)'),
+      );
+    }
     await this.#recordDataplane(statePathOf(applied.inputs), to, applied.inputs);
     logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
     await this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));

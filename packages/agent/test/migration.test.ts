@@ -44,6 +44,9 @@ class KernelFake implements Dataplane {
     this.kernel.installed = state;
     this.kernel.learned.retainSets(new Set(state.domainSets.map((s) => s.id)));
   }
+  async keepLearnedEvents(keep: boolean): Promise<void> {
+    this.log.push(`${this.kind}.keepLearnedEvents(${keep})`);
+  }
   async exportLearned(): Promise<LearnedEntry[]> {
     this.log.push(`${this.kind}.exportLearned`);
     return this.kernel.learned.entries();
@@ -153,6 +156,29 @@ describe('migration (make before break)', () => {
     expect((await daemon.status()).configuredDataplane).toBe('iptables');
     // Migrating to the kind in force does nothing.
     expect(await daemon.migrate('nftables')).toBeUndefined();
+  });
+
+  it('migrating away from nftables keeps the learned events on until its mirror is removed, then turns them off', async () => {
+    tree = await configTree({ dataplane: 'nftables' });
+    const { t, k } = setup();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(k.log).not.toContain('nftables.keepLearnedEvents(true)');
+    k.log.splice(0);
+
+    await daemon.migrate('ebpf');
+    const at = (entry: string): number => k.log.indexOf(entry);
+    expect(at('ebpf.keepLearnedEvents(true)')).toBeGreaterThanOrEqual(0);
+    // on before the new dataplane writes its first table, off only after the mirror is gone
+    expect(at('ebpf.keepLearnedEvents(true)')).toBeLessThan(at('ebpf.install'));
+    expect(at('nftables.remove')).toBeGreaterThan(at('ebpf.install'));
+    expect(at('ebpf.keepLearnedEvents(false)')).toBeGreaterThan(at('nftables.remove'));
+    expect(k.log.filter((entry) => entry.includes('keepLearnedEvents'))).toEqual(['ebpf.keepLearnedEvents(true)', 'ebpf.keepLearnedEvents(false)']);
+
+    // Onwards from a dataplane that reads no events: nothing to keep.
+    k.log.splice(0);
+    await daemon.migrate('iptables');
+    expect(k.log.filter((entry) => entry.includes('keepLearnedEvents'))).toEqual([]);
   });
 
   it('a failed install of the new dataplane leaves the old one in force, untouched', async () => {

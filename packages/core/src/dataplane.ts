@@ -30,6 +30,14 @@ export interface Dataplane {
    * `install` waits for it. Never changes enforcement; a failure here is reported by `install`.
    */
   prepare?(): void;
+  /**
+   * Optional, for a dataplane that reads none of the DNS parser's learned events and so turns
+   * them off (the parser's maps are shared by every dataplane on the same pins). While another
+   * dataplane that does read them is still in force — the nftables mirror during the make-before-
+   * break of a live migration — the caller says `true` before `install`, and the events stay on;
+   * `false` once that one is removed turns them off. Absent: the dataplane leaves them as they are.
+   */
+  keepLearnedEvents?(keep: boolean): Promise<void>;
   /** Every learned entry still in force. */
   exportLearned(): Promise<LearnedEntry[]>;
   /** Add learned entries (from state on disk or another dataplane); expired ones are ignored. */

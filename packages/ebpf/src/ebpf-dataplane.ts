@@ -90,6 +90,8 @@ export class EbpfDataplane implements Dataplane {
   #loaded: Loaded | undefined;
   #logConsumer: RingBufferConsumer | undefined;
   #installed: { state: DesiredState; tables: PolicyTables } | undefined;
+  /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
+  #keepEvents = false;
 
   constructor(options: EbpfDataplaneOptions = {}) {
     this.#options = options;
@@ -108,8 +110,9 @@ export class EbpfDataplane implements Dataplane {
     const hooks = this.#resolveHooks(tables, interfaces);
     const loaded = this.#load();
     loaded.parser.configure(state.dns);
-    // Enforcement reads the membership maps; nobody reads learned events here.
-    loaded.parser.setDomainSets(state.domainSets, { events: false });
+    // Enforcement reads the membership maps; nobody reads learned events here (unless another
+    // dataplane still in force does: keepLearnedEvents).
+    loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
     this.#attach(loaded, this.#wantedAttachments(tables, hooks, interfaces), interfaces);
@@ -119,6 +122,12 @@ export class EbpfDataplane implements Dataplane {
       { hooks: hooks.length, rules: tables.rules.length, netLists: tables.netLists.length, domainSets: state.domainSets.length, pinRoot: this.pinRoot },
       'ebpf dataplane installed',
     );
+  }
+
+  async keepLearnedEvents(keep: boolean): Promise<void> {
+    this.#keepEvents = keep;
+    // Installed: the table in force says it now. Not yet: install writes it with the table.
+    if (this.#installed) this.#loaded?.parser.setLearnedEvents(keep);
   }
 
   async exportLearned(): Promise<LearnedEntry[]> {

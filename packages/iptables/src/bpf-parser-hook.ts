@@ -47,6 +47,8 @@ export class BpfDnsParserHook implements DnsParserHook {
   private readonly runner: ProcessRunner;
   private parser: DnsParserProgram | undefined;
   private pinned = false;
+  /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
+  private keepEvents = false;
 
   constructor(options: BpfDnsParserHookOptions = {}) {
     this.pinRoot = (options.pinRoot ?? DEFAULT_PIN_ROOT).replace(/\/+$/, '');
@@ -65,8 +67,9 @@ export class BpfDnsParserHook implements DnsParserHook {
   async prepare(dns: DnsSettings, domainSets: readonly DomainSet[]): Promise<void> {
     const parser = this.program();
     parser.configure(dns);
-    // xt_member reads the membership maps; nobody reads learned events here.
-    parser.setDomainSets(domainSets, { events: false });
+    // xt_member reads the membership maps; nobody reads learned events here (unless another
+    // dataplane still in force does: keepLearnedEvents).
+    parser.setDomainSets(domainSets, { events: this.keepEvents });
     if (!this.pinned) {
       // Pin this load's socket filter at the stable path, replacing (atomically, by rename)
       // one a previous agent left: rules installed before keep their own reference to the
@@ -77,6 +80,12 @@ export class BpfDnsParserHook implements DnsParserHook {
       renameSync(next, this.programPath);
       this.pinned = true;
     }
+  }
+
+  async keepLearnedEvents(keep: boolean): Promise<void> {
+    this.keepEvents = keep;
+    // Loaded: the table in force says it now. Not yet: the next prepare() writes it.
+    this.parser?.setLearnedEvents(keep);
   }
 
   async exportLearned(): Promise<LearnedEntry[]> {

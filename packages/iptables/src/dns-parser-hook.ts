@@ -14,6 +14,12 @@ export interface DnsParserHook {
    * against) before rules that use it are applied.
    */
   prepare(dns: DnsSettings, domainSets: readonly DomainSet[]): Promise<void>;
+  /**
+   * Keep the parser's learned events on (`true`) though nothing here reads them, while another
+   * dataplane that does (the nftables mirror) is still in force; `false` turns them off again.
+   * See Dataplane.keepLearnedEvents.
+   */
+  keepLearnedEvents?(keep: boolean): Promise<void>;
   /** Learned (set, address) entries in force, from the kernel membership maps. */
   exportLearned?(): Promise<LearnedEntry[]>;
   /** Writes learned entries into the kernel membership maps (a later expiry wins). */

@@ -117,6 +117,13 @@ export class IptablesDataplane implements Dataplane {
     }
   }
 
+  /** The parser hook keeps the learned events on while another dataplane reads them (Dataplane.keepLearnedEvents). */
+  keepLearnedEvents(keep: boolean): Promise<void> {
+    return this.serially(async () => {
+      await this.dnsParser?.keepLearnedEvents?.(keep);
+    });
+  }
+
   /**
    * Learned members live in the kernel membership maps of bpf-parser, which the parser writes
    * and the xt_member match programs read; without a parser hook this driver has none.
