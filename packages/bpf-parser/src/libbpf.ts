@@ -1086,11 +1086,11 @@ export function queryTc(options: TcFilterRef): number | undefined {
 }
 
 /**
- * Unpins the map pinned at `path` when it is not of the `expected` type and value size — a
- * pin of an older layout, which libbpf would refuse to reuse, failing the load. True when it
- * was removed; false when it matches or nothing is pinned there.
+ * Unpins the map pinned at `path` when it is not of the `expected` type, value size and flags
+ * (each when given) — a pin of an older layout, which libbpf would refuse to reuse, failing the
+ * load. True when it was removed; false when it matches or nothing is pinned there.
  */
-export function unpinIncompatibleMap(path: string, expected: { readonly type?: number; readonly valueSize: number }): boolean {
+export function unpinIncompatibleMap(path: string, expected: { readonly type?: number; readonly valueSize: number; readonly flags?: number }): boolean {
   let map: BpfMap;
   try {
     map = BpfMap.fromPinned(path);
@@ -1098,7 +1098,10 @@ export function unpinIncompatibleMap(path: string, expected: { readonly type?: n
     if (error instanceof NotFoundError) return false;
     throw error;
   }
-  const compatible = map.valueSize === expected.valueSize && (expected.type === undefined || map.type === expected.type);
+  const compatible =
+    map.valueSize === expected.valueSize &&
+    (expected.type === undefined || map.type === expected.type) &&
+    (expected.flags === undefined || map.flags === expected.flags);
   map.close();
   if (compatible) return false;
   unpin(path);

@@ -178,6 +178,7 @@ export class DnsParserProgram {
     }
     const existed = existsSync(pinRoot);
     dropIncompatibleQueriesPin(pinRoot);
+    dropIncompatibleDomainsPin(pinRoot);
     const spec = BpfObjectSpec.open(objectPath);
     try {
       spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
@@ -626,6 +627,24 @@ function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: stri
  */
 function dropIncompatibleQueriesPin(pinRoot: string): void {
   unpinIncompatibleMap(join(pinRoot, MAP_NAMES.queries), { type: MapType.array, valueSize: STRUCT_LAYOUTS.dnsplane_query_set.size });
+}
+
+/** BPF_F_NO_PREALLOC: a hash map whose elements are allocated as they are added. */
+const MAP_NO_PREALLOC = 1;
+
+/**
+ * A dnsp_domains pin of an older object (preallocated: no BPF_F_NO_PREALLOC) cannot be reused
+ * and would fail the load. The domain table is written again by the next setDomainSets, before
+ * any dataplane attaches the new program, and a program still attached keeps the map it holds:
+ * so the pin is dropped and the map created afresh. dnsp_table stays; the first table written
+ * goes into the generation it does not name live, and switches to it.
+ */
+function dropIncompatibleDomainsPin(pinRoot: string): void {
+  unpinIncompatibleMap(join(pinRoot, MAP_NAMES.domains), {
+    type: MapType.hash,
+    valueSize: STRUCT_LAYOUTS.dnsplane_domain_entry.size,
+    flags: MAP_NO_PREALLOC,
+  });
 }
 
 /** Pins the freshly loaded entry points for reuse and removes other object versions' program pins. */

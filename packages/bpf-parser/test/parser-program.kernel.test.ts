@@ -2,12 +2,16 @@
 // verdicts (never drop, never change the packet), configuration and domain-table
 // replacement, membership export/import, expiry, counters, and learned events delivered on
 // the Node event loop.
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildDnsPacket, isNotFound, parseDomainPattern, type DnsSettings, type DomainSet, type LearnedEntry } from '@dnsplane/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  BpfMap,
+  BpfObjectSpec,
   DnsParserProgram,
   LearnedEventConsumer,
   buildDomainTable,
@@ -60,11 +64,15 @@ function open(pinRoot = testPinRoot(), options: Omit<ParserProgramOptions, 'pinR
   return program;
 }
 
+/** Pin roots a test made itself before any load. */
+const madePinRoots: string[] = [];
+
 afterEach(() => {
   for (const { program, pinRoot } of opened.splice(0)) {
     program.close();
     DnsParserProgram.removePins(pinRoot);
   }
+  for (const pinRoot of madePinRoots.splice(0)) DnsParserProgram.removePins(pinRoot);
 });
 
 describe('DnsParserProgram', () => {
@@ -165,6 +173,37 @@ describe('DnsParserProgram', () => {
     program.tcClassifier.testRun({ data: ethernetFrame(y.query) });
     program.tcClassifier.testRun({ data: ethernetFrame(y.response) });
     expect(program.membership().map((m) => m.address).sort()).toEqual(['198.18.9.7', '198.18.9.8']);
+  });
+
+  it('a preallocated dnsp_domains pinned by an older object is replaced on load, and the next table teaches', () => {
+    const pinRoot = testPinRoot();
+    mkdirSync(pinRoot, { recursive: true });
+    madePinRoots.push(pinRoot); // removed also when the load fails
+    const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'bpf-fixtures');
+    execFileSync('make', ['-s', '-C', fixtures], { stdio: 'inherit' });
+    const old = BpfObjectSpec.open(join(fixtures, 'old_domains.o'), { pinRoot: null });
+    old.setMapPinPath('dnsp_domains', join(pinRoot, MAP_NAMES.domains));
+    old.load().close();
+    const flagsOf = (path: string): number => {
+      const map = BpfMap.fromPinned(path);
+      try {
+        return map.flags;
+      } finally {
+        map.close();
+      }
+    };
+    const NO_PREALLOC = 1;
+    expect(flagsOf(join(pinRoot, MAP_NAMES.domains)) & NO_PREALLOC).toBe(0);
+
+    const program = open(pinRoot); // libbpf would refuse to reuse the old pin: the load fails without the drop
+    expect(program.map('domains').flags & NO_PREALLOC).toBe(NO_PREALLOC);
+    expect(flagsOf(join(pinRoot, MAP_NAMES.domains)) & NO_PREALLOC).toBe(NO_PREALLOC);
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(13, 'after.example.com', [{ address: '198.18.9.40', ttl: 100 }]);
+    program.tcClassifier.testRun({ data: ethernetFrame(x.query) });
+    program.tcClassifier.testRun({ data: ethernetFrame(x.response) });
+    expect(program.membership().map((m) => `${m.setId} ${m.address}`)).toEqual(['5 198.18.9.40']);
   });
 
   it('exports and imports learned entries in wall-clock time; expired entries are absent', () => {
