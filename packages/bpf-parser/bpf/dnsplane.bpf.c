@@ -182,7 +182,8 @@ struct chain_name {
 /*
  * Per-CPU scratch. On real traffic a run starts with cold caches and TLB (one DNS packet every
  * few ms, other work in between): what a run costs is mostly the distinct cache lines and
- * pages it touches, not its instructions (bench:parser --cold). So the fields a query or a
+ * pages it touches — of its code as much as of its data — not the number of instructions
+ * (bench:parser --cold, bench/parser-cold-ab.ts). So the fields a query or a
  * short answer touches come first and together: the walk and response state, the name's
  * arrays (only their first entries are used for a short name), the chain, sets, candidates
  * and the event record, then the message copy; what only long names or CNAMEs use is last.
