@@ -14,9 +14,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { arrayIndex, BpfMap, decodeTableInfo, MAP_NAMES } from '@dnsplane/bpf-parser';
 import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import { createLab, type Lab, type LabProcess } from '../lab/lab.js';
+import { learnedEventsInForce as eventsInForce } from '../lab/learned-events.js';
 import { waitFor } from '../lab/wait.js';
 import { DNSPLANE_BIN, REPO_ROOT } from './harness.js';
 
@@ -111,17 +111,7 @@ let configPath = '';
 let socketPath = '';
 let statePath = '';
 const pinRoot = `/sys/fs/bpf/dnsplane-m${randomBytes(4).toString('hex')}`;
-
-/** Whether the parser's table in force writes learned events (only the nftables mirror reads them). */
-function learnedEventsInForce(): boolean {
-  const table = BpfMap.fromPinned(join(pinRoot, MAP_NAMES.table));
-  try {
-    const value = table.lookup(arrayIndex(0));
-    return value === undefined || decodeTableInfo(value).events !== false;
-  } finally {
-    table.close();
-  }
-}
+const learnedEventsInForce = (): boolean => eventsInForce(pinRoot);
 const children: ChildProcessWithoutNullStreams[] = [];
 let agents = 0;
 
