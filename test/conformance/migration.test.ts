@@ -14,9 +14,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DnsParserProgram } from '@dnsplane/bpf-parser';
 import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import { createLab, type Lab, type LabProcess } from '../lab/lab.js';
-import { learnedEventsInForce as eventsInForce } from '../lab/learned-events.js';
 import { waitFor } from '../lab/wait.js';
 import { DNSPLANE_BIN, REPO_ROOT } from './harness.js';
 
@@ -111,7 +111,7 @@ let configPath = '';
 let socketPath = '';
 let statePath = '';
 const pinRoot = `/sys/fs/bpf/dnsplane-m${randomBytes(4).toString('hex')}`;
-const learnedEventsInForce = (): boolean => eventsInForce(pinRoot);
+const learnedEventsInForce = (): boolean => DnsParserProgram.learnedEventsPinned(pinRoot);
 const children: ChildProcessWithoutNullStreams[] = [];
 let agents = 0;
 

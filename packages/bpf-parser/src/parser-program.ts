@@ -177,8 +177,7 @@ export class DnsParserProgram {
       if (pinned !== undefined) return { reused: new DnsParserProgram(pinned, pinRoot, true) };
     }
     const existed = existsSync(pinRoot);
-    dropIncompatibleQueriesPin(pinRoot);
-    dropIncompatibleDomainsPin(pinRoot);
+    dropIncompatiblePins(pinRoot);
     const spec = BpfObjectSpec.open(objectPath);
     try {
       spec.reuseMaps(pinRoot, { maps: Object.values(MAP_NAMES) });
@@ -400,8 +399,17 @@ export class DnsParserProgram {
 
   /** Whether the table in force writes learned events (true before any table: the parser's default). */
   learnedEvents(): boolean {
-    const current = this.map('table').lookup(arrayIndex(0));
-    return current === undefined || decodeTableInfo(current).events !== false;
+    return tableWritesEvents(this.map('table'));
+  }
+
+  /** learnedEvents() of the dnsp_table pinned under `pinRoot`, without loading the parser. */
+  static learnedEventsPinned(pinRoot: string): boolean {
+    const table = BpfMap.fromPinned(join(pinRoot, MAP_NAMES.table));
+    try {
+      return tableWritesEvents(table);
+    } finally {
+      table.close();
+    }
   }
 
   /** The generation of the domain table the next setDomainSets writes (the one not in force). */
@@ -619,27 +627,27 @@ function openPinned(pinRoot: string, entries: readonly ParserEntry[], hash: stri
   };
 }
 
-/**
- * A dnsp_queries pin of an older layout (an LRU hash before the set-associative array; its
- * value was 8 bytes before answer marks) cannot be reused and would fail the load: it holds
- * at most DNSPLANE_QUERY_LIFETIME_NS (10 s) of queries in flight, so it is dropped and
- * created afresh.
- */
-function dropIncompatibleQueriesPin(pinRoot: string): void {
-  unpinIncompatibleMap(join(pinRoot, MAP_NAMES.queries), { type: MapType.array, valueSize: STRUCT_LAYOUTS.dnsplane_query_set.size });
+/** Whether the dnsp_table `table` tells the parser to write learned events. */
+function tableWritesEvents(table: BpfMap): boolean {
+  const current = table.lookup(arrayIndex(0));
+  return current === undefined || decodeTableInfo(current).events !== false;
 }
 
 /** BPF_F_NO_PREALLOC: a hash map whose elements are allocated as they are added. */
 const MAP_NO_PREALLOC = 1;
 
 /**
- * A dnsp_domains pin of an older object (preallocated: no BPF_F_NO_PREALLOC) cannot be reused
- * and would fail the load. The domain table is written again by the next setDomainSets, before
- * any dataplane attaches the new program, and a program still attached keeps the map it holds:
- * so the pin is dropped and the map created afresh. dnsp_table stays; the first table written
- * goes into the generation it does not name live, and switches to it.
+ * Pins of an older layout that libbpf would refuse to reuse, failing the load; each is dropped
+ * and its map created afresh:
+ * - dnsp_queries (an LRU hash before the set-associative array; its value was 8 bytes before
+ *   answer marks): it holds at most DNSPLANE_QUERY_LIFETIME_NS (10 s) of queries in flight;
+ * - dnsp_domains (preallocated before 2026-12-03: no BPF_F_NO_PREALLOC): the domain table is
+ *   written again by the next setDomainSets, before any dataplane attaches the new program, and a
+ *   program still attached keeps the map it holds. dnsp_table stays; the first table written
+ *   goes into the generation it does not name live, and switches to it.
  */
-function dropIncompatibleDomainsPin(pinRoot: string): void {
+function dropIncompatiblePins(pinRoot: string): void {
+  unpinIncompatibleMap(join(pinRoot, MAP_NAMES.queries), { type: MapType.array, valueSize: STRUCT_LAYOUTS.dnsplane_query_set.size });
   unpinIncompatibleMap(join(pinRoot, MAP_NAMES.domains), {
     type: MapType.hash,
     valueSize: STRUCT_LAYOUTS.dnsplane_domain_entry.size,
