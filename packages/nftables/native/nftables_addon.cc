@@ -4,6 +4,7 @@
 // context is not thread-safe: one call at a time (the TypeScript side serialises calls;
 // the addon refuses overlapping ones).
 #include <napi.h>
+#include <malloc.h>
 #include <nftables/libnftables.h>
 
 #include <string>
@@ -44,6 +45,10 @@ Napi::Object ResultObject(Napi::Env env, const RunResult& result) {
 
 class NftContext;
 
+// A command or listing this large leaves libnftables' parse trees and cache freed in this
+// worker thread's malloc arena, which glibc keeps: give the free pages back.
+constexpr size_t kTrimAfterBytes = 1 << 20;
+
 class RunWorker : public Napi::AsyncWorker {
  public:
   RunWorker(Napi::Env env, NftContext* owner, struct nft_ctx* ctx, std::string command, bool dry_run, bool terse)
@@ -51,7 +56,13 @@ class RunWorker : public Napi::AsyncWorker {
         terse_(terse), deferred_(Napi::Promise::Deferred::New(env)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { result_ = RunCommand(ctx_, command_, dry_run_, terse_); }
+  void Execute() override {
+    result_ = RunCommand(ctx_, command_, dry_run_, terse_);
+    if (command_.size() + result_.output.size() > kTrimAfterBytes) {
+      std::string().swap(command_);
+      malloc_trim(0);
+    }
+  }
   void OnOK() override;
 
  private:

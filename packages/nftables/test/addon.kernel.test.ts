@@ -1,5 +1,7 @@
 // The libnftables addon itself: JSON in and out, check mode, terse listings, worker-thread
-// execution that leaves the event loop free, and one call at a time per context.
+// execution that leaves the event loop free, one call at a time per context, and the memory
+// of large commands given back.
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LibnftablesExecutor, loadAddon } from '@dnsplane/nftables';
 import { deleteTableIfPresent, tableExists, uniqueSuffix } from './kernel-helpers.js';
@@ -11,7 +13,8 @@ afterEach(async () => {
 });
 
 function tableWithElements(table: string, count: number): string {
-  const elem = Array.from({ length: count }, (_, i) => ({ elem: { val: `198.18.${(i >> 8) & 255}.${i & 255}`, timeout: 60 } }));
+  // distinct addresses in 198.18.0.0/15 (up to 131,072)
+  const elem = Array.from({ length: count }, (_, i) => ({ elem: { val: `198.${18 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`, timeout: 60 } }));
   return JSON.stringify({
     nftables: [
       { add: { table: { family: 'inet', name: table } } },
@@ -55,6 +58,29 @@ describe.skipIf(addon === undefined)('libnftables addon', () => {
       if (elapsed >= 20) expect(ticks).toBeGreaterThan(0);
     } finally {
       clearInterval(timer);
+      executor.close();
+    }
+  });
+
+  it('gives the memory of a large apply and listing back to the system (100,000 elements)', async () => {
+    // libnftables frees its parse trees and cache into the worker thread's malloc arena, which
+    // glibc keeps unless trimmed. Measured on this machine: without the trim the process grew by
+    // ~115 MiB over the apply and ~267 MiB by the end of the listing; with it by ~2 and ~70.
+    const table = `dnsplane_t${uniqueSuffix()}`;
+    tables.push(table);
+    const document = tableWithElements(table, 100_000);
+    const rssMiB = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024;
+    const executor = LibnftablesExecutor.create();
+    try {
+      const before = rssMiB();
+      await executor.runDocument(document, { dryRun: false });
+      const afterApply = rssMiB();
+      const listing = await executor.list(['list', 'table', 'inet', table]);
+      const afterListing = rssMiB();
+      expect(listing).toContain('198.19.134.159'); // element 99,999
+      expect(afterApply - before).toBeLessThan(60);
+      expect(afterListing - before).toBeLessThan(180);
+    } finally {
       executor.close();
     }
   });
