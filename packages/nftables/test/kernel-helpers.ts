@@ -8,7 +8,8 @@ const execFileAsync = promisify(execFile);
 export const uniqueSuffix = (): string => randomBytes(4).toString('hex');
 
 export async function nft(...args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync('nft', args);
+  // room for a set of 100,000 elements (~7 MB of JSON)
+  const { stdout } = await execFileAsync('nft', args, { maxBuffer: 64 << 20 });
   return stdout;
 }
 

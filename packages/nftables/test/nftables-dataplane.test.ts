@@ -126,6 +126,21 @@ describe('NftablesDataplane (fake handle)', () => {
     expect(await elements(handle, 'ds_1a2b_v4')).toEqual([]);
   });
 
+  it('a large import gives way to the mirror every 10,000 entries', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const before = handle.applied.length;
+    const many = Array.from({ length: 25_000 }, (_, i) => learned(`198.18.${i >> 8}.${i & 255}`, clock.now() + 60_000));
+    const imported = dataplane.importLearned(many);
+    // a mirror write while the import runs: it goes in after the first part, not after all three
+    const mirrored = dataplane.addLearned([learned('198.19.255.1', clock.now() + 60_000)]);
+    await Promise.all([imported, mirrored]);
+    expect(handle.applied.length - before).toBe(4); // three parts and the mirror's write
+    const mirrorAt = handle.applied.slice(before).findIndex((tx) => sortedOperationLines(tx).some((l) => l.includes('198.19.255.1')));
+    expect(mirrorAt).toBe(1);
+    expect((await elements(handle, 'ds_1a2b_v4')).length).toBe(25_001);
+  });
+
   it('ignores entries of unknown sets and expired entries', async () => {
     const { clock, dataplane } = setup();
     await dataplane.install(baseState());

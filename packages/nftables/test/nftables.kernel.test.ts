@@ -167,6 +167,26 @@ describe('element timeouts on the real kernel', () => {
   });
 });
 
+describe('a restore of 100,000 entries', () => {
+  it('lets a mirror write through between its parts: the new element is in the set while the import still runs', async () => {
+    const { dataplane, table, suffix } = newDataplane('libnftables');
+    await dataplane.install(safeState(suffix));
+    const expiresAt = Date.now() + 120_000;
+    const many = Array.from({ length: 100_000 }, (_, i) => learned(`198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, expiresAt));
+    let importDone = false;
+    const imported = dataplane.importLearned(many).then(() => {
+      importDone = true;
+    });
+    // 198.19.255.1 is not among the 100,000 (they end at 198.19.134.159)
+    const mirrored = await dataplane.addLearned([learned('198.19.255.1', expiresAt)]);
+    expect(mirrored.written).toBe(1);
+    expect(importDone).toBe(false);
+    expect((await setElements(table, 'ds_1a2b_v4')).some((e) => e.val === '198.19.255.1')).toBe(true);
+    await imported;
+    expect((await setElements(table, 'ds_1a2b_v4')).length).toBe(100_001);
+  });
+});
+
 describe('atomicity and ownership', () => {
   it('an invalid document applies nothing and the previous table stays intact', async () => {
     const { dataplane, table, suffix } = newDataplane('libnftables');

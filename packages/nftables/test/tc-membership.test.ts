@@ -257,6 +257,35 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(set?.elements.map((e) => e.value)).toEqual(['198.19.9.9']);
   });
 
+  it('a catch-up over 10,000 entries does its first part ahead of the next operation, then gives way to the mirror', async () => {
+    const clock = new ManualClock();
+    const many = Array.from({ length: 25_000 }, (_, i) => entry(clock, `198.18.${i >> 8}.${i & 255}`));
+    // Each write takes an event-loop turn, as libnftables' does on its worker thread (the
+    // in-memory fake alone finishes within one turn, before any event could arrive).
+    class SlowHandle extends FakeNftHandle {
+      override async apply(transaction: Parameters<FakeNftHandle['apply']>[0]): Promise<void> {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        return super.apply(transaction);
+      }
+    }
+    const handle = new SlowHandle(clock);
+    const fake = fakeKernel(many);
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    const before = handle.applied.length;
+    await dataplane.install(baseState());
+    fake.emit(entry(clock, '198.19.255.1'));
+    const count = async () => (await dataplane.status()).counters['elements.ds_1a2b_v4'] ?? 0;
+    // status() runs after the operations queued before it: the first part is in by the first call
+    expect(await count()).toBeGreaterThanOrEqual(10_000);
+    for (let turn = 0; turn < 10 && (await count()) < 25_001; turn++);
+    expect(await count()).toBe(25_001);
+    const elementWrites = handle.applied.slice(before).filter((tx) => tx.operations.some((op) => op.object.kind === 'element'));
+    expect(elementWrites).toHaveLength(4); // three parts and the mirror's batch
+    const mirrorAt = elementWrites.findIndex((tx) => sortedOperationLines(tx).some((l) => l.includes('198.19.255.1')));
+    expect(mirrorAt).toBeGreaterThan(0);
+    expect(mirrorAt).toBeLessThan(3); // not behind the whole catch-up
+  });
+
   it('mirrors the events of one event-loop turn as one batch, timeouts rounded up to whole seconds', async () => {
     const { dataplane, handle, clock, emit } = setup();
     await dataplane.install(baseState());
