@@ -90,6 +90,12 @@ const SET_NAME = /^(ds_[0-9a-f]+)_v([46])$/;
 /** Entries per turn of a restore or catch-up (~0.3–0.7 s of nft work each at 100,000). */
 const IMPORT_TURN_ENTRIES = 10_000;
 
+const sumAdded = (a: AddLearnedResult, b: AddLearnedResult): AddLearnedResult => ({
+  written: a.written + b.written,
+  unchanged: a.unchanged + b.unchanged,
+  ignored: a.ignored + b.ignored,
+});
+
 export class NftablesDataplane implements Dataplane {
   readonly kind = 'nftables';
   readonly table: NftTableRef;
@@ -324,13 +330,7 @@ export class NftablesDataplane implements Dataplane {
       const { inKernel, first } = caughtUp;
       const rest = await this.#addLearnedInTurns(inKernel.slice(IMPORT_TURN_ENTRIES));
       this.#logger.info(
-        {
-          written: first.written + rest.written,
-          unchanged: first.unchanged + rest.unchanged,
-          ignored: first.ignored + rest.ignored,
-          membership: inKernel.length,
-          ms: Math.round(performance.now() - start),
-        },
+        { ...sumAdded(first, rest), membership: inKernel.length, ms: Math.round(performance.now() - start) },
         'nftables: nft sets synced from the kernel membership maps',
       );
     });
@@ -340,19 +340,14 @@ export class NftablesDataplane implements Dataplane {
   /**
    * Writes many entries (a restore, a catch-up) IMPORT_TURN_ENTRIES at a time, each part its
    * own turn: the mirror's writes queued meanwhile go between the parts, instead of waiting
-   * seconds behind 100,000 elements (its mirror-only sets have nothing else).
+   * seconds behind 100,000 elements (the sets that rely on the mirror alone have nothing else).
    */
   async #addLearnedInTurns(entries: readonly LearnedEntry[]): Promise<AddLearnedResult> {
-    let written = 0;
-    let unchanged = 0;
-    let ignored = 0;
+    let total: AddLearnedResult = { written: 0, unchanged: 0, ignored: 0 };
     for (let from = 0; from < entries.length; from += IMPORT_TURN_ENTRIES) {
-      const part = await this.addLearned(entries.slice(from, from + IMPORT_TURN_ENTRIES));
-      written += part.written;
-      unchanged += part.unchanged;
-      ignored += part.ignored;
+      total = sumAdded(total, await this.addLearned(entries.slice(from, from + IMPORT_TURN_ENTRIES)));
     }
-    return { written, unchanged, ignored };
+    return total;
   }
 
   /**
