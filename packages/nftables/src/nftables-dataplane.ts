@@ -106,8 +106,11 @@ export class NftablesDataplane implements Dataplane {
   /** Domain set id → base set name, from the last installed state. */
   #setNames = new Map<number, string>();
   /**
-   * nft set name → address → expiry (ms) known to be in the kernel; drives refresh decisions.
-   * A set is read from the kernel the first time it is written (then kept up to date here).
+   * nft set name → address → a lower bound of the element's expiry (ms); drives refresh
+   * decisions. A write records when its timeout ends counted from before the write; a listing,
+   * which nft's JSON gives in whole seconds truncated, records the clock before it plus those
+   * seconds, or keeps a later bound already held for the element (#rememberExpiries). A set
+   * is read from the kernel the first time it is written (then kept up to date here).
    */
   #expiries = new Map<string, Map<string, number>>();
   #serial: Promise<unknown> = Promise.resolve();
@@ -319,10 +322,11 @@ export class NftablesDataplane implements Dataplane {
       const inKernel = membership.exportLearned() ?? [];
       if (inKernel.length === 0) return undefined;
       if (listFirst) {
+        const listedAt = this.#clock.now();
         const snapshot = await this.#handle.listTable(this.table);
         const known = new Set(this.#setNames.values());
         const keep = new Set((snapshot?.sets ?? []).map((s) => s.name).filter((name) => known.has(SET_NAME.exec(name)?.[1] ?? '')));
-        this.#rememberExpiries(snapshot, keep);
+        this.#rememberExpiries(snapshot, keep, { from: listedAt, to: this.#clock.now() });
       }
       return { inKernel, first: await this.#addLearned(inKernel.slice(0, IMPORT_TURN_ENTRIES)) };
     }).then(async (caughtUp) => {
@@ -365,21 +369,21 @@ export class NftablesDataplane implements Dataplane {
     let unchanged = 0;
     const unknownSets = new Set<number>();
     let expired = 0;
-    // (set, address) → the latest requested expiry, rounded up to whole seconds from now.
+    // (set, address) → the latest requested expiry (the membership's own, not rounded).
     const wanted = new Map<string, Map<string, number>>();
     for (const entry of entries) {
       const base = this.#setNames.get(entry.setId);
-      const seconds = Math.ceil((entry.expiresAt - now) / 1000);
+      const live = entry.expiresAt > now;
       if (base === undefined) unknownSets.add(entry.setId);
-      else if (seconds <= 0) expired++;
-      if (base === undefined || seconds <= 0) {
+      else if (!live) expired++;
+      if (base === undefined || !live) {
         ignored++;
         continue;
       }
       const set = domainSetName({ name: base }, entry.family);
       const perSet = wanted.get(set) ?? new Map<string, number>();
       wanted.set(set, perSet);
-      perSet.set(entry.address, Math.max(perSet.get(entry.address) ?? 0, seconds));
+      perSet.set(entry.address, Math.max(perSet.get(entry.address) ?? 0, entry.expiresAt));
     }
     const tx = new NftTransaction();
     const written: Array<[string, string, number]> = [];
@@ -387,13 +391,18 @@ export class NftablesDataplane implements Dataplane {
       const known = await this.#knownExpiries(set, now);
       const fresh: NftElementValue[] = [];
       const refreshed: NftElementValue[] = [];
-      for (const [address, seconds] of addresses) {
-        const expiresAt = now + seconds * 1000;
+      for (const [address, wantedAt] of addresses) {
+        // `current` is a lower bound of the element's expiry (#expiries): compared with the
+        // membership's exact expiry, not with the whole second the write would round it up to,
+        // an element that already outlives the membership is left alone.
         const current = known?.get(address);
-        if (current !== undefined && current > now && current >= expiresAt) {
+        if (current !== undefined && current > now && current >= wantedAt) {
           unchanged++;
           continue;
         }
+        const seconds = Math.ceil((wantedAt - now) / 1000);
+        // the kernel starts the timeout at the commit, after `now`: a lower bound again
+        const expiresAt = now + seconds * 1000;
         // `known` holds every element this agent wrote or listed: an address it lacks is not in
         // the set, and a plain add suffices (a third of the work when 100,000s are restored).
         (current === undefined ? fresh : refreshed).push({ value: address, timeout: seconds });
@@ -440,10 +449,10 @@ export class NftablesDataplane implements Dataplane {
 
   #exportNft(): Promise<LearnedEntry[]> {
     return this.#exclusive(async () => {
+      const listedAt = this.#clock.now();
       const snapshot = await this.#handle.listTable(this.table);
       if (snapshot === undefined) return [];
-      this.#rememberExpiries(snapshot, new Set(snapshot.sets.map((s) => s.name)));
-      const now = this.#clock.now();
+      this.#rememberExpiries(snapshot, new Set(snapshot.sets.map((s) => s.name)), { from: listedAt, to: this.#clock.now() });
       const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
       const entries: LearnedEntry[] = [];
       for (const set of snapshot.sets) {
@@ -451,14 +460,16 @@ export class NftablesDataplane implements Dataplane {
         if (parsed === null) continue;
         const [, base = '', family] = parsed;
         const setId = ids.get(base) ?? Number.parseInt(base.slice(3), 16);
+        const bounds = this.#expiries.get(set.name);
         for (const element of set.elements) {
           if (element.expires === undefined) continue; // permanent: not learned by dnsplane
           entries.push({
             setId,
             family: (family === '4' ? 4 : 6) as IpFamily,
             address: element.value,
-            // nft prints whole seconds left, truncated: the true expiry is up to 1 s later.
-            expiresAt: now + element.expires * 1000,
+            // what #rememberExpiries made of it: nft prints whole seconds left, truncated, so an
+            // element this process did not write may expire up to 1 s after this
+            expiresAt: bounds?.get(element.value) ?? listedAt + element.expires * 1000,
           });
         }
       }
@@ -551,17 +562,28 @@ export class NftablesDataplane implements Dataplane {
     return known;
   }
 
-  #rememberExpiries(snapshot: NftTableSnapshot | undefined, keep: ReadonlySet<string>): void {
-    const now = this.#clock.now();
+  /**
+   * Replaces what #expiries knows with a listing taken between `listed.from` and `listed.to`.
+   * Each element's bound is `from` plus its whole seconds left (the kernel counted them from a
+   * moment in between, and truncated). A later bound this process already holds for the element
+   * (it wrote it, or an earlier listing said so) is kept while the listing allows it, i.e.
+   * before `to` plus the listed seconds plus one: otherwise every listing would lower the bounds
+   * by up to a second and the next restore would rewrite about every element it compares.
+   */
+  #rememberExpiries(snapshot: NftTableSnapshot | undefined, keep: ReadonlySet<string>, listed: { readonly from: number; readonly to: number }): void {
     const next = new Map<string, Map<string, number>>();
     for (const set of snapshot?.sets ?? []) {
       if (!keep.has(set.name)) continue;
-      next.set(
-        set.name,
-        new Map(
-          set.elements.filter((e) => e.expires !== undefined).map((e) => [e.value, now + (e.expires ?? 0) * 1000]),
-        ),
-      );
+      const held = this.#expiries.get(set.name);
+      const bounds = new Map<string, number>();
+      for (const element of set.elements) {
+        if (element.expires === undefined) continue;
+        const bound = listed.from + element.expires * 1000;
+        const before = held?.get(element.value);
+        const possible = before !== undefined && before < listed.to + element.expires * 1000 + 1000;
+        bounds.set(element.value, possible && before > bound ? before : bound);
+      }
+      next.set(set.name, bounds);
     }
     this.#expiries = next;
   }

@@ -141,6 +141,61 @@ describe('NftablesDataplane (fake handle)', () => {
     expect((await elements(handle, 'ds_1a2b_v4')).length).toBe(25_001);
   });
 
+  it('a restore of what the table holds writes nothing: a listing keeps the expiries this process wrote', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const written = [learned('198.18.1.1', clock.now() + 20_700), learned('fd00::1', clock.now() + 40_700, s3Set.id)];
+    expect(await dataplane.addLearned(written)).toMatchObject({ written: 2 });
+    clock.advance(400);
+    // nft lists 20 and 40 whole seconds left, truncated: on their own, bounds 600 ms short of
+    // the elements' real expiry and 300 ms short of the membership's
+    await dataplane.exportLearned();
+    const before = handle.applied.length;
+    expect(await dataplane.addLearned(written)).toEqual({ written: 0, unchanged: 2, ignored: 0 });
+    expect(handle.applied.length).toBe(before);
+  });
+
+  it('an element listed as outliving the membership is left alone, however the write would round', async () => {
+    const { clock, handle, dataplane } = setup();
+    await dataplane.install(baseState());
+    const start = clock.now();
+    const membership = start + 9_200;
+    await dataplane.addLearned([learned('198.18.1.1', membership)]); // timeout 10 s
+    clock.advance(300);
+    // another process (a restart) lists it: 9 whole seconds left, a bound 100 ms after the membership's
+    const restarted = createNftablesDataplane({ tableName, handle, clock });
+    await restarted.install(baseState());
+    await restarted.exportLearned();
+    clock.advance(500);
+    // rounded up from now the write would ask for 9 s more than the listing showed: no reason to write
+    expect(await restarted.addLearned([learned('198.18.1.1', membership)])).toEqual({ written: 0, unchanged: 1, ignored: 0 });
+    // a membership 1 ms past the listed bound is written
+    expect(await restarted.addLearned([learned('198.18.1.1', start + 9_301)])).toMatchObject({ written: 1 });
+  });
+
+  it('an export never says an element lives longer than it does, even when the listing takes a while', async () => {
+    const clock = new ManualClock();
+    // the kernel reads the elements at the start; the listing returns 1.5 s later
+    class SlowListing extends FakeNftHandle {
+      override async listTable(ref: NftTableRef, options: { readonly elements?: boolean } = {}) {
+        const snapshot = await super.listTable(ref, options);
+        clock.advance(1_500);
+        return snapshot;
+      }
+    }
+    const handle = new SlowListing(clock);
+    const dataplane = createNftablesDataplane({ tableName, handle, clock });
+    await dataplane.install(baseState());
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 9_900)]); // the element ends 10 s from now
+    const endsAt = clock.now() + 10_000;
+    const restarted = createNftablesDataplane({ tableName, handle, clock });
+    await restarted.install(baseState());
+    clock.advance(100);
+    const [exported] = await restarted.exportLearned();
+    expect(exported!.expiresAt).toBeLessThanOrEqual(endsAt);
+    expect(exported!.expiresAt).toBeGreaterThan(endsAt - 1_000);
+  });
+
   it('ignores entries of unknown sets and expired entries', async () => {
     const { clock, dataplane } = setup();
     await dataplane.install(baseState());
