@@ -432,18 +432,21 @@ export class NftablesDataplane implements Dataplane {
     return { written: written.length, unchanged, ignored };
   }
 
-  /** The nft sets' elements, merged with the kernel membership maps when loaded (later expiry wins). */
+  /**
+   * The kernel membership maps' entries when loaded, and the nft sets' elements the maps lack.
+   * Where both hold an entry the map's expiry is the one: it is the membership's own, and the
+   * element a copy rounded up to a whole second. Taking the later one (as before 2026-12-03)
+   * moved every membership up to a second later on each restart, and the restore then rewrote
+   * every element and every map entry to the moved expiry.
+   */
   async exportLearned(): Promise<LearnedEntry[]> {
     const fromNft = await this.#exportNft();
     const fromKernel = this.#membership?.exportLearned();
     if (fromKernel === undefined) return fromNft;
     const merged = new Map<string, LearnedEntry>();
-    for (const entry of [...fromNft, ...fromKernel]) {
-      if (!this.#setNames.has(entry.setId)) continue;
-      const key = `${entry.setId} ${entry.family} ${entry.address}`;
-      const known = merged.get(key);
-      if (known === undefined || known.expiresAt < entry.expiresAt) merged.set(key, entry);
-    }
+    const key = (entry: LearnedEntry): string => `${entry.setId} ${entry.family} ${entry.address}`;
+    for (const entry of fromKernel) if (this.#setNames.has(entry.setId)) merged.set(key(entry), entry);
+    for (const entry of fromNft) if (this.#setNames.has(entry.setId) && !merged.has(key(entry))) merged.set(key(entry), entry);
     return [...merged.values()];
   }
 
@@ -484,8 +487,13 @@ export class NftablesDataplane implements Dataplane {
   async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
     const now = this.#clock.now();
     const live = entries.filter((e) => e.expiresAt > now && this.#setNames.has(e.setId));
-    this.#membership?.importLearned(live);
-    await this.#addLearnedInTurns(entries.filter((e) => e.expiresAt > now));
+    const start = performance.now();
+    const kernel = this.#membership?.importLearned(live);
+    const nft = await this.#addLearnedInTurns(entries.filter((e) => e.expiresAt > now));
+    this.#logger.info(
+      { ...nft, ...(kernel !== undefined ? { kernelWritten: kernel } : {}), entries: entries.length, ms: Math.round(performance.now() - start) },
+      'nftables: learned entries imported',
+    );
   }
 
   status(): Promise<DataplaneStatus> {

@@ -349,6 +349,26 @@ describe('nftables inline membership (injected kernel)', () => {
     expect((await dataplane.exportLearned()).map((e) => e.address).sort()).toEqual(['198.19.7.7', '198.19.7.9']);
   });
 
+  it("exportLearned() gives a membership's own expiry, not its element's rounded-up one, so restoring it writes nothing", async () => {
+    const clock = new ManualClock();
+    const membership: LearnedEntry[] = [];
+    const fake = fakeKernel(membership);
+    const handle = new FakeNftHandle(clock);
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    await dataplane.install(baseState());
+    const learned = entry(clock, '198.19.7.7', 20_300); // its element: timeout 21 s
+    await dataplane.importLearned([learned]);
+    clock.advance(200);
+    const exported = await dataplane.exportLearned();
+    expect(exported).toEqual([learned]);
+    const [element] = (await handle.listSet({ family: 'inet', name: 'dnsplane_tc' }, 'ds_1a2b_v4'))?.elements ?? [];
+    expect(element).toMatchObject({ value: '198.19.7.7', timeout: 21 });
+    // what a restart does with it: the state file and the export, imported again
+    const applies = handle.applied.length;
+    await dataplane.importLearned([...exported, ...exported]);
+    expect(handle.applied.length).toBe(applies);
+  });
+
   it('a first install puts the inert part in before the parser is ready and the base chains only after the kernel side', async () => {
     const clock = new ManualClock();
     const fake = fakeKernel();
