@@ -99,6 +99,8 @@ export const PARSER_SOCKET_PIN = 'prog_parse_socket';
 
 /** The value of a dnsp_wake_sets entry (any value: the key's presence is what counts). */
 const WAKE_SET_VALUE = Buffer.from([1]);
+/** importLearned: how much later an expiry must be than the one held to be written (5 ms). */
+const SAME_EXPIRY_NS = 5_000_000n;
 
 /** A membership entry as the maps hold it. */
 export interface MembershipEntry {
@@ -478,7 +480,13 @@ export class DnsParserProgram {
     }));
   }
 
-  /** Writes learned entries (expired ones skipped); an existing entry keeps the later expiry. */
+  /**
+   * Writes learned entries (expired ones skipped); an existing entry keeps the later expiry. An
+   * expiry less than SAME_EXPIRY_NS after the one held is that one read back: an export gives
+   * wall-clock ms from one reading of each clock, an import converts back with another, and a
+   * restart imports the union of its state file and its export — so without the slack a restart
+   * rewrote about every entry, a few ms later each time.
+   */
   importLearned(entries: readonly LearnedEntry[], clock: Clock = systemClock): number {
     const nowNs = ktimeNs();
     const nowMs = clock.now();
@@ -510,7 +518,7 @@ export class DnsParserProgram {
       const values: Buffer[] = [];
       for (const [hex, { key, expiryNs }] of wanted) {
         const current = existing.get(hex);
-        if (current !== undefined && current >= expiryNs) continue;
+        if (current !== undefined && current + SAME_EXPIRY_NS >= expiryNs) continue;
         keys.push(key);
         values.push(encodeExpiry(expiryNs));
       }

@@ -221,6 +221,11 @@ describe('DnsParserProgram', () => {
       const original = entries.find((x) => x.address === e.address);
       expect(Math.abs(e.expiresAt - (original?.expiresAt ?? 0))).toBeLessThan(50);
     }
+    // what a restart imports: its state file and its export, each read through both clocks at
+    // other moments; the same expiries, so nothing is written — and a later one is
+    const again = exported.map((e) => ({ ...e, expiresAt: e.expiresAt + 2 }));
+    expect(program.importLearned([...exported, ...again])).toBe(0);
+    expect(program.importLearned([{ ...exported[0]!, expiresAt: exported[0]!.expiresAt + 1_000 }])).toBe(1);
     // an entry whose expiry has passed is not in force
     program.map('members4').update(
       Buffer.from([5, 0, 0, 0, 198, 18, 9, 7]),
