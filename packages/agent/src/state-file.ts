@@ -67,6 +67,7 @@ export function serializeLearned(entries: Iterable<LearnedEntry>, clock: Clock, 
   const all = new LearnedStore(clock);
   all.recordAll(entries);
   const live = all.entries();
+  if (live.length <= maxEntries) return { text: all.serialize(), count: live.length, dropped: 0 };
   const bounded = boundEntries(live, maxEntries);
   const store = new LearnedStore(clock);
   store.recordAll(bounded);

@@ -42,11 +42,12 @@ export class LearnedStore {
    * expired are ignored. Returns true when the store changed.
    */
   record(entry: LearnedEntry): boolean {
-    if (entry.expiresAt <= this.clock.now()) return false;
+    const now = this.clock.now();
+    if (entry.expiresAt <= now) return false;
     const address = canonicalAddress(entry.address) ?? entry.address;
     const key = keyOf(entry.setId, address);
     const existing = this.#entries.get(key);
-    if (existing && existing.expiresAt >= entry.expiresAt && existing.expiresAt > this.clock.now()) return false;
+    if (existing && existing.expiresAt >= entry.expiresAt && existing.expiresAt > now) return false;
     const stored: LearnedEntry = { ...entry, address };
     this.#entries.set(key, stored);
     return true;

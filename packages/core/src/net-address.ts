@@ -80,8 +80,12 @@ export function formatAddress(address: AddressBytes): string {
 
 /** Canonical text of an address, or undefined when it is not one. */
 export function canonicalAddress(text: string): string | undefined {
-  const parsed = parseAddress(text);
-  return parsed ? formatAddress(parsed) : undefined;
+  const kind = isIP(text);
+  // isIP accepts a dotted quad only in its canonical form (no leading zeros, no spaces): it is
+  // its own canonical text — the common case, which a restore of 100,000 entries meets ~5 times each
+  if (kind === 4) return text;
+  if (kind === 6) return formatAddress({ family: 6, bytes: parseIpv6(text.toLowerCase()) });
+  return undefined;
 }
 
 /**
