@@ -124,10 +124,13 @@ export async function scaleFigures(): Promise<ScaleFigures> {
       const state = compile(await loadInputs(agent.configPath));
       process.stderr.write(`  ${state.domainSets.length} domain sets; writing ${LEARNED} learned entries…\n`);
       const store = new LearnedStore(systemClock);
-      const expiresAt = Date.now() + 3_600_000;
+      // Expiries spread over ten minutes to the millisecond, as answers' TTLs leave them: with
+      // one shared expiry, how nft's whole seconds fall against it decided for every entry at once.
+      const base = Date.now() + 3_600_000;
       const entries: LearnedEntry[] = [];
       for (let k = 0; k < LEARNED; k += 1) {
         const set = state.domainSets[k % state.domainSets.length]!;
+        const expiresAt = base + ((k * 7_919) % 600_000);
         entries.push({ setId: set.id, family: 4, address: `198.${18 + ((k >> 16) & 1)}.${(k >> 8) & 255}.${k & 255}`, expiresAt });
       }
       store.recordAll(entries);
