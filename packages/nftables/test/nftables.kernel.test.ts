@@ -104,9 +104,11 @@ describe.each(executors)('nftables driver via %s', (executor) => {
     // dropping a domain set deletes its pair; the others keep their members
     const noGithub = { ...webEgress, egress: webEgress.egress!.slice(1) };
     await dataplane.install(safeState(suffix, { domainSets: [s3Set], policies: [baseState().policies[0]!, noGithub] }));
+    // nft 1.0.6 lists the sets of every inet table here, not only of the one named
     const sets = (await nftJson('list', 'sets', 'table', 'inet', table)).nftables
-      .map((o) => (o['set'] as { name?: string } | undefined)?.name)
-      .filter((n) => n !== undefined);
+      .map((o) => o['set'] as { name?: string; table?: string } | undefined)
+      .filter((set) => set?.table === table)
+      .map((set) => set?.name);
     expect(sets.sort()).toEqual(['ds_3c4d_v4', 'ds_3c4d_v6']);
     expect((await setElements(table, 'ds_3c4d_v4')).map((e) => e.val)).toEqual(['198.18.2.2']);
   });
