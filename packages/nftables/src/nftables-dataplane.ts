@@ -471,7 +471,8 @@ export class NftablesDataplane implements Dataplane {
             family: (family === '4' ? 4 : 6) as IpFamily,
             address: element.value,
             // what #rememberExpiries made of it: nft prints whole seconds left, truncated, so an
-            // element this process did not write may expire up to 1 s after this
+            // element this process did not write may expire up to a second (and the listing's
+            // length) after this
             expiresAt: bounds?.get(element.value) ?? listedAt + element.expires * 1000,
           });
         }
