@@ -17,6 +17,10 @@ describe('canonical addresses and CIDRs', () => {
   it('rejects what is not an address', () => {
     expect(canonicalAddress('198.18.0.256')).toBeUndefined();
     expect(canonicalAddress('example.com')).toBeUndefined();
+    // a dotted quad is returned as given, so only its canonical form may pass
+    for (const text of ['198.018.0.1', '0198.18.0.1', ' 198.18.0.1', '198.18.0.1\n', '198.18.0']) {
+      expect(canonicalAddress(text)).toBeUndefined();
+    }
   });
 
   it.each([
