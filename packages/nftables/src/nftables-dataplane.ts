@@ -322,11 +322,8 @@ export class NftablesDataplane implements Dataplane {
       const inKernel = membership.exportLearned() ?? [];
       if (inKernel.length === 0) return undefined;
       if (listFirst) {
-        const listedAt = this.#clock.now();
-        const snapshot = await this.#handle.listTable(this.table);
         const known = new Set(this.#setNames.values());
-        const keep = new Set((snapshot?.sets ?? []).map((s) => s.name).filter((name) => known.has(SET_NAME.exec(name)?.[1] ?? '')));
-        this.#rememberExpiries(snapshot, keep, { from: listedAt, to: this.#clock.now() });
+        await this.#listRemembering((name) => known.has(SET_NAME.exec(name)?.[1] ?? ''));
       }
       return { inKernel, first: await this.#addLearned(inKernel.slice(0, IMPORT_TURN_ENTRIES)) };
     }).then(async (caughtUp) => {
@@ -452,10 +449,8 @@ export class NftablesDataplane implements Dataplane {
 
   #exportNft(): Promise<LearnedEntry[]> {
     return this.#exclusive(async () => {
-      const listedAt = this.#clock.now();
-      const snapshot = await this.#handle.listTable(this.table);
+      const { snapshot, listedAt } = await this.#listRemembering(() => true);
       if (snapshot === undefined) return [];
-      this.#rememberExpiries(snapshot, new Set(snapshot.sets.map((s) => s.name)), { from: listedAt, to: this.#clock.now() });
       const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
       const entries: LearnedEntry[] = [];
       for (const set of snapshot.sets) {
@@ -569,6 +564,15 @@ export class NftablesDataplane implements Dataplane {
       this.#expiries.set(set, known);
     }
     return known;
+  }
+
+  /** Lists the table and takes the expiry bounds of the sets `keep` accepts from it (#rememberExpiries). */
+  async #listRemembering(keep: (set: string) => boolean): Promise<{ snapshot: NftTableSnapshot | undefined; listedAt: number }> {
+    const listedAt = this.#clock.now();
+    const snapshot = await this.#handle.listTable(this.table);
+    const kept = new Set((snapshot?.sets ?? []).map((s) => s.name).filter(keep));
+    this.#rememberExpiries(snapshot, kept, { from: listedAt, to: this.#clock.now() });
+    return { snapshot, listedAt };
   }
 
   /**

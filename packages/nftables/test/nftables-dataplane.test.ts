@@ -167,7 +167,8 @@ describe('NftablesDataplane (fake handle)', () => {
     await restarted.install(baseState());
     await restarted.exportLearned();
     clock.advance(500);
-    // rounded up from now the write would ask for 9 s more than the listing showed: no reason to write
+    // a write would ask for 9 s from now, 500 ms past the listed bound (the old comparison wrote
+    // it); the bound is past the membership's expiry, so there is no reason to write
     expect(await restarted.addLearned([learned('198.18.1.1', membership)])).toEqual({ written: 0, unchanged: 1, ignored: 0 });
     // a membership 1 ms past the listed bound is written
     expect(await restarted.addLearned([learned('198.18.1.1', start + 9_301)])).toMatchObject({ written: 1 });
