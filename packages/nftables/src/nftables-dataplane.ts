@@ -89,6 +89,16 @@ export interface AddLearnedResult {
 const SET_NAME = /^(ds_[0-9a-f]+)_v([46])$/;
 /** Entries per turn of a restore or catch-up (~0.3–0.7 s of nft work each at 100,000). */
 const IMPORT_TURN_ENTRIES = 10_000;
+/**
+ * With the kernel maps loaded, an export reads the nft sets' elements from what the driver knows
+ * (#expiries) for this long after a listing of the whole table, and lists the table again after.
+ */
+const RELIST_AFTER_MS = 600_000;
+/**
+ * #expiries forgets an element this long after its bound: by then it is gone from the kernel (a
+ * bound is early by at most a second and the length of the listing it came from).
+ */
+const FORGET_AFTER_MS = 60_000;
 
 const sumAdded = (a: AddLearnedResult, b: AddLearnedResult): AddLearnedResult => ({
   written: a.written + b.written,
@@ -113,6 +123,11 @@ export class NftablesDataplane implements Dataplane {
    * is read from the kernel the first time it is written (then kept up to date here).
    */
   #expiries = new Map<string, Map<string, number>>();
+  /**
+   * When #expiries last held every element of the table: a listing of all its sets, or this
+   * process creating the table. Undefined: never, or the table was removed.
+   */
+  #wholeTableAt: number | undefined;
   #serial: Promise<unknown> = Promise.resolve();
   readonly #markMask: number;
   /** What desiredTable gets besides the state: mark bits, the answer mark (0: DNS stays tracked), watched interfaces. */
@@ -280,6 +295,7 @@ export class NftablesDataplane implements Dataplane {
       this.#setNames = new Map(state.domainSets.map((s) => [s.id, s.name]));
       for (const name of plan.deletedSets) this.#expiries.delete(name);
       for (const name of plan.addedSets) this.#expiries.set(name, new Map()); // new sets start empty
+      if (plan.created) this.#wholeTableAt = this.#clock.now();
       if (membership !== undefined) {
         if (!kernelFirst) installKernelSide(membership);
         // On the first install of this process only (from then on the mirror consumes every
@@ -323,7 +339,8 @@ export class NftablesDataplane implements Dataplane {
       if (inKernel.length === 0) return undefined;
       if (listFirst) {
         const known = new Set(this.#setNames.values());
-        await this.#listRemembering((name) => known.has(SET_NAME.exec(name)?.[1] ?? ''));
+        const { listedAt } = await this.#listRemembering((name) => known.has(SET_NAME.exec(name)?.[1] ?? ''));
+        this.#wholeTableAt = listedAt; // every set of the installed state
       }
       return { inKernel, first: await this.#addLearned(inKernel.slice(0, IMPORT_TURN_ENTRIES)) };
     }).then(async (caughtUp) => {
@@ -447,10 +464,22 @@ export class NftablesDataplane implements Dataplane {
     return [...merged.values()];
   }
 
+  /**
+   * The nft sets' elements. With the kernel maps loaded (they hold the memberships; the elements
+   * only add what the maps lack) and a listing of the whole table less than RELIST_AFTER_MS old,
+   * from what the driver knows: the daemon exports every 30 s to save its state, and a listing of
+   * 100,000 elements costs seconds of CPU. Otherwise, and then every RELIST_AFTER_MS, listed — which
+   * also brings the driver's view back in step if something else changed the table.
+   */
   #exportNft(): Promise<LearnedEntry[]> {
     return this.#exclusive(async () => {
+      const wholeTableAt = this.#wholeTableAt;
+      if (this.#membership !== undefined && wholeTableAt !== undefined && this.#clock.now() - wholeTableAt < RELIST_AFTER_MS) {
+        return this.#knownEntries();
+      }
       const { snapshot, listedAt } = await this.#listRemembering(() => true);
       if (snapshot === undefined) return [];
+      this.#wholeTableAt = listedAt;
       const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
       const entries: LearnedEntry[] = [];
       for (const set of snapshot.sets) {
@@ -536,6 +565,7 @@ export class NftablesDataplane implements Dataplane {
         this.#logger.info({ table: this.table.name }, 'nftables: table removed');
       }
       this.#expiries.clear();
+      this.#wholeTableAt = undefined;
       this.#caughtUp = false;
       if (this.#membership !== undefined) {
         this.#membership.remove();
@@ -564,6 +594,28 @@ export class NftablesDataplane implements Dataplane {
       this.#expiries.set(set, known);
     }
     return known;
+  }
+
+  /**
+   * The elements #expiries holds for the installed sets, their bounds as expiries; an element
+   * whose bound has passed is left out, and forgotten FORGET_AFTER_MS after it (until then it
+   * may still be in the kernel: a bound is up to a second and a listing's length early, and an
+   * address #expiries lacks is written with a plain add, which would not refresh it).
+   */
+  #knownEntries(): LearnedEntry[] {
+    const now = this.#clock.now();
+    const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
+    const entries: LearnedEntry[] = [];
+    for (const [set, bounds] of this.#expiries) {
+      const [, base = '', family] = SET_NAME.exec(set) ?? [];
+      const setId = ids.get(base);
+      if (setId === undefined) continue;
+      for (const [address, expiresAt] of bounds) {
+        if (expiresAt > now) entries.push({ setId, family: (family === '4' ? 4 : 6) as IpFamily, address, expiresAt });
+        else if (expiresAt < now - FORGET_AFTER_MS) bounds.delete(address);
+      }
+    }
+    return entries;
   }
 
   /** Lists the table and takes the expiry bounds of the sets `keep` accepts from it (#rememberExpiries). */

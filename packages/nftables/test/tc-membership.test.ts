@@ -369,6 +369,40 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(handle.applied.length).toBe(applies);
   });
 
+  it('with the kernel maps loaded, exports read the nft part from what the driver knows, and list the table again after ten minutes', async () => {
+    const clock = new ManualClock();
+    const membership: LearnedEntry[] = [];
+    const fake = fakeKernel(membership);
+    let listings = 0;
+    class CountingHandle extends FakeNftHandle {
+      override async listTable(...args: Parameters<FakeNftHandle['listTable']>) {
+        if (args[1]?.elements !== false) listings += 1;
+        return super.listTable(...args);
+      }
+    }
+    const handle = new CountingHandle(clock);
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel });
+    await dataplane.install(baseState()); // creates the table: the driver knows every element
+    const inKernel = entry(clock, '198.19.7.7', 300_000);
+    await dataplane.importLearned([inKernel]);
+    const mirrorOnly = entry(clock, '198.19.7.8', 30_500); // in the nft set only (timeout 31 s)
+    await dataplane.addLearned([mirrorOnly]);
+    const byAddress = (entries: LearnedEntry[]) => entries.map((e) => `${e.address} ${e.expiresAt - clock.now()}`).sort();
+    expect(byAddress(await dataplane.exportLearned())).toEqual(['198.19.7.7 300000', '198.19.7.8 31000']);
+    clock.advance(30_000);
+    expect(byAddress(await dataplane.exportLearned())).toEqual(['198.19.7.7 270000', '198.19.7.8 1000']);
+    // a minute past its bound the element is long gone from the kernel, and forgotten: learned
+    // again, it is a plain add (no delete of an element the driver still thought was there)
+    clock.advance(62_000);
+    expect(byAddress(await dataplane.exportLearned())).toEqual(['198.19.7.7 208000']);
+    await dataplane.addLearned([entry(clock, '198.19.7.8', 10_000)]);
+    expect(sortedOperationLines(handle.applied.at(-1)!).filter((l) => l.startsWith('{"delete"'))).toEqual([]);
+    expect(listings).toBe(0);
+    clock.advance(508_001); // ten minutes after the table was created: listed again
+    await dataplane.exportLearned();
+    expect(listings).toBe(1);
+  });
+
   it('a first install puts the inert part in before the parser is ready and the base chains only after the kernel side', async () => {
     const clock = new ManualClock();
     const fake = fakeKernel();
