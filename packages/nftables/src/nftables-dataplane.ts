@@ -480,28 +480,7 @@ export class NftablesDataplane implements Dataplane {
       const { snapshot, listedAt } = await this.#listRemembering(() => true);
       if (snapshot === undefined) return [];
       this.#wholeTableAt = listedAt;
-      const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
-      const entries: LearnedEntry[] = [];
-      for (const set of snapshot.sets) {
-        const parsed = SET_NAME.exec(set.name);
-        if (parsed === null) continue;
-        const [, base = '', family] = parsed;
-        const setId = ids.get(base) ?? Number.parseInt(base.slice(3), 16);
-        const bounds = this.#expiries.get(set.name);
-        for (const element of set.elements) {
-          if (element.expires === undefined) continue; // permanent: not learned by dnsplane
-          entries.push({
-            setId,
-            family: (family === '4' ? 4 : 6) as IpFamily,
-            address: element.value,
-            // what #rememberExpiries made of it: nft prints whole seconds left, truncated, so an
-            // element this process did not write may expire up to a second (and the listing's
-            // length) after this
-            expiresAt: bounds?.get(element.value) ?? listedAt + element.expires * 1000,
-          });
-        }
-      }
-      return entries;
+      return this.#knownEntries();
     });
   }
 
@@ -597,19 +576,21 @@ export class NftablesDataplane implements Dataplane {
   }
 
   /**
-   * The elements #expiries holds for the installed sets, their bounds as expiries; an element
-   * whose bound has passed is left out, and forgotten FORGET_AFTER_MS after it (until then it
-   * may still be in the kernel: a bound is up to a second and a listing's length early, and an
-   * address #expiries lacks is written with a plain add, which would not refresh it).
+   * The elements #expiries holds, their bounds as expiries (a set not installed by this process
+   * — a migration's source — by the id in its name). An element whose bound has passed is left
+   * out, and forgotten FORGET_AFTER_MS after it (until then it may still be in the kernel: a
+   * bound is up to a second and a listing's length early, and an address #expiries lacks is
+   * written with a plain add, which would not refresh it).
    */
   #knownEntries(): LearnedEntry[] {
     const now = this.#clock.now();
     const ids = new Map([...this.#setNames].map(([id, name]) => [name, id]));
     const entries: LearnedEntry[] = [];
     for (const [set, bounds] of this.#expiries) {
-      const [, base = '', family] = SET_NAME.exec(set) ?? [];
-      const setId = ids.get(base);
-      if (setId === undefined) continue;
+      const parsed = SET_NAME.exec(set);
+      if (parsed === null) continue;
+      const [, base = '', family] = parsed;
+      const setId = ids.get(base) ?? Number.parseInt(base.slice(3), 16);
       for (const [address, expiresAt] of bounds) {
         if (expiresAt > now) entries.push({ setId, family: (family === '4' ? 4 : 6) as IpFamily, address, expiresAt });
         else if (expiresAt < now - FORGET_AFTER_MS) bounds.delete(address);
