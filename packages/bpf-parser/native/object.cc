@@ -193,7 +193,11 @@ Napi::Value ObjectHandle::Load(const Napi::CallbackInfo& info) {
   if (loaded_) throw Napi::Error::New(env, "load: the object is already loaded");
   const std::string name = bpf_object__name(obj);
   LogCapture capture;
-  int ret = bpf_object__load(obj);
+  int ret;
+  {
+    SignalsHeld held;  // the verifier would give up on any signal pending for this thread
+    ret = bpf_object__load(obj);
+  }
   if (ret != 0) {
     const int err = PositiveErr(ret);
     std::string log = capture.Take();
@@ -230,7 +234,10 @@ class LoadWorker : public Napi::AsyncWorker {
       reniced = errno == 0 && before != nice_ && setpriority(PRIO_PROCESS, static_cast<id_t>(tid), nice_) == 0;
     }
     LogCapture capture;
-    ret_ = bpf_object__load(handle_->obj_);
+    {
+      SignalsHeld held;  // as in Load: a signal for this thread would fail the verification
+      ret_ = bpf_object__load(handle_->obj_);
+    }
     if (ret_ != 0) {
       err_ = PositiveErr(ret_);
       log_ = capture.Take();

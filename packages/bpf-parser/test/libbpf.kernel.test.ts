@@ -1,6 +1,6 @@
 // The libbpf loader on the real kernel: load, globals, test runs, maps, pins, ring buffer,
 // verifier errors, fd hygiene. Needs root, bpffs at /sys/fs/bpf and clang.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -61,6 +61,15 @@ function loadWithMagic(magic: number): BpfObject {
 function sumPerCpu(map: BpfMap, key: Buffer): number {
   const slots = map.lookupPerCpu(key) ?? [];
   return slots.reduce((sum, slot) => sum + slot.readUInt32LE(0), 0);
+}
+
+/** Resolves once `condition()` holds, checked every few ms; rejects after the deadline. */
+async function until(condition: () => boolean, deadlineMs: number): Promise<void> {
+  const end = performance.now() + deadlineMs;
+  while (!condition()) {
+    if (performance.now() > end) throw new Error(`condition not met within ${deadlineMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 }
 
 /** Resolves when `condition()` holds, checked whenever `wake` is called; rejects after the deadline. */
@@ -214,6 +223,53 @@ describe('BpfObjectSpec', () => {
       expect(readdirSync(dir)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a load goes through while signals keep arriving (the verifier gives up on a pending signal; libbpf retries only five times)', async () => {
+    // Another process signals this one every millisecond, as a profiler's SIGPROF or a stream
+    // of exiting children would. Process-directed signals go to the thread that runs, here the
+    // one in the verifier: without the addon holding them back, every attempt ends in EAGAIN.
+    let handled = 0;
+    const onSignal = (): void => {
+      handled++;
+    };
+    process.on('SIGUSR2', onSignal);
+    const signaller = spawn(
+      process.execPath,
+      [
+        '-e',
+        `let sent = 0;
+         setInterval(() => { try { process.kill(${process.pid}, 'SIGUSR2'); sent++; } catch { process.exit(0); } }, 1);
+         process.on('message', () => process.send(sent));`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
+    );
+    const sentSoFar = (): Promise<number> =>
+      new Promise((resolve) => {
+        signaller.once('message', (n) => resolve(Number(n)));
+        signaller.send('count');
+      });
+    try {
+      await until(() => handled > 0, 10_000);
+      const before = await sentSoFar();
+      const spec = BpfObjectSpec.open(parserObject, { pinRoot: null });
+      spec.loadOnly(['dnsplane_parse_tc']);
+      const started = performance.now();
+      objects.push(spec.load()); // on this thread, the one the signals are sent to
+      const elapsed = performance.now() - started;
+      const during = (await sentSoFar()) - before;
+      expect(during).toBeGreaterThan(Math.min(20, elapsed / 10)); // they did keep coming
+      await until(() => handled > 1, 10_000); // and were delivered after the load
+      const again = BpfObjectSpec.open(parserObject, { pinRoot: null });
+      again.loadOnly(['dnsplane_parse_tc']);
+      objects.push(await again.loadAsync());
+    } finally {
+      const exited = new Promise((resolve) => signaller.once('exit', resolve));
+      signaller.kill();
+      await exited;
+      await new Promise((resolve) => setImmediate(resolve));
+      process.off('SIGUSR2', onSignal);
     }
   });
 
