@@ -520,12 +520,13 @@ export class Daemon {
     const applied = this.#applied;
     if (!dataplane || !applied) return 0;
     const exported = await dataplane.exportLearned();
-    this.#known.recordAll(exported.map((e) => this.#withName(e)));
+    // The store keeps the names it knows for entries the kernel exports without one.
+    this.#known.recordAll(exported);
     this.#known.prune();
     this.#known.retainSets(new Set(applied.state.domainSets.map((s) => s.id)));
     const path = statePathOf(applied.inputs);
     const max = this.options.stateMaxEntries ?? DEFAULT_STATE_MAX_ENTRIES;
-    const { text, count, dropped } = serializeLearned(this.#known.entries(), this.options.environment.clock, max);
+    const { text, count, dropped } = serializeLearned(this.#known.entries(), this.options.environment.clock.now(), max);
     await writeFileAtomic(path, text);
     this.#stateFile = { ...(this.#stateFile ?? { path }), path, saved: count, savedAt: new Date(this.options.environment.clock.now()).toISOString() };
     if (dropped > 0) this.options.logger.warn({ event: 'state_capped', path, dropped, max }, 'learned state over the cap: the soonest-expiring entries were not saved');

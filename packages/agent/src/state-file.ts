@@ -17,8 +17,8 @@ import {
   IPTABLES_BACKENDS,
   isInvalidInput,
   type IptablesBackend,
-  LearnedStore,
   parseLearnedState,
+  serializeLearnedEntries,
   type Clock,
   type DataplaneKind,
   type LearnedEntry,
@@ -62,16 +62,14 @@ export function boundEntries(entries: readonly LearnedEntry[], maxEntries: numbe
   return entries.filter((e) => keep.has(e));
 }
 
-/** Serialised learned state: live entries only, deduplicated (later expiry wins), bounded. */
-export function serializeLearned(entries: Iterable<LearnedEntry>, clock: Clock, maxEntries: number): { text: string; count: number; dropped: number } {
-  const all = new LearnedStore(clock);
-  all.recordAll(entries);
-  const live = all.entries();
-  if (live.length <= maxEntries) return { text: all.serialize(), count: live.length, dropped: 0 };
+/**
+ * Serialised learned state of `live` — entries as `LearnedStore.entries()` gives them (live, one
+ * per (set, address), sorted) — taken at `savedAt` and bounded to `maxEntries`.
+ */
+export function serializeLearned(live: readonly LearnedEntry[], savedAt: number, maxEntries: number): { text: string; count: number; dropped: number } {
+  if (live.length <= maxEntries) return { text: serializeLearnedEntries(live, savedAt), count: live.length, dropped: 0 };
   const bounded = boundEntries(live, maxEntries);
-  const store = new LearnedStore(clock);
-  store.recordAll(bounded);
-  return { text: store.serialize(), count: bounded.length, dropped: live.length - bounded.length };
+  return { text: serializeLearnedEntries(bounded, savedAt), count: bounded.length, dropped: live.length - bounded.length };
 }
 
 export type StateFileRead =

@@ -260,6 +260,25 @@ describe('the daemon', () => {
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'learned_restored', entries: 2, skipped: 1 }));
   });
 
+  it('a save keeps the question names it knows for entries the dataplane exports without one (the kernel maps hold no names)', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const dataplane = t.dataplanes[0];
+    if (dataplane === undefined) throw new Error('no dataplane');
+    const setId = dataplane.installed?.domainSets[0]?.id ?? 0;
+    const now = t.clock.now();
+    dataplane.learn({ setId, family: 4, address: '198.18.20.1', expiresAt: now + 60_000, name: 'api.example.test' });
+    expect(await daemon.persist()).toBe(1);
+    // refreshed in the kernel, exported as the maps give it: no name
+    dataplane.exportLearned = async () => [{ setId, family: 4, address: '198.18.20.1', expiresAt: now + 90_000 }];
+    expect(await daemon.persist()).toBe(1);
+    const saved = JSON.parse(await readFile(tree.statePath, 'utf8')) as { entries: unknown[] };
+    expect(saved.entries).toEqual([{ setId, family: 4, address: '198.18.20.1', expiresAt: now + 90_000, name: 'api.example.test' }]);
+    await daemon.stop();
+  });
+
   it('refuses to start while another daemon answers on the status socket, before installing anything', async () => {
     tree = await configTree();
     const t = testEnvironment();

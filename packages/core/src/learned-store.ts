@@ -38,7 +38,8 @@ export class LearnedStore {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Records an entry; an existing (set, address) entry keeps the later expiry. Entries already
+   * Records an entry; an existing (set, address) entry keeps the later expiry, and its question
+   * name when the new entry carries none (the kernel's maps know no names). Entries already
    * expired are ignored. Returns true when the store changed.
    */
   record(entry: LearnedEntry): boolean {
@@ -48,7 +49,8 @@ export class LearnedStore {
     const key = keyOf(entry.setId, address);
     const existing = this.#entries.get(key);
     if (existing && existing.expiresAt >= entry.expiresAt && existing.expiresAt > now) return false;
-    const stored: LearnedEntry = { ...entry, address };
+    const name = entry.name ?? (existing !== undefined && existing.expiresAt > now ? existing.name : undefined);
+    const stored: LearnedEntry = { setId: entry.setId, family: entry.family, address, expiresAt: entry.expiresAt, ...(name === undefined ? {} : { name }) };
     this.#entries.set(key, stored);
     return true;
   }
@@ -112,19 +114,28 @@ export class LearnedStore {
 
   /** JSON text of the live entries with the format version and the time it was taken. */
   serialize(): string {
-    const state: SerializedLearnedState = {
-      version: LEARNED_STATE_VERSION,
-      savedAt: this.clock.now(),
-      entries: this.entries().map((e) => ({
-        setId: e.setId,
-        family: e.family,
-        address: e.address,
-        expiresAt: e.expiresAt,
-        ...(e.name === undefined ? {} : { name: e.name }),
-      })),
-    };
-    return `${JSON.stringify(state, null, 2)}\n`;
+    return serializeLearnedEntries(this.entries(), this.clock.now());
   }
+}
+
+/**
+ * The serialised form of `entries`, taken at `savedAt`: `LearnedStore.serialize`'s text for
+ * entries as `LearnedStore.entries()` gives them (live, one per (set, address), sorted), without
+ * building a store from them again.
+ */
+export function serializeLearnedEntries(entries: readonly LearnedEntry[], savedAt: number): string {
+  const state: SerializedLearnedState = {
+    version: LEARNED_STATE_VERSION,
+    savedAt,
+    entries: entries.map((e) => ({
+      setId: e.setId,
+      family: e.family,
+      address: e.address,
+      expiresAt: e.expiresAt,
+      ...(e.name === undefined ? {} : { name: e.name }),
+    })),
+  };
+  return `${JSON.stringify(state, null, 2)}\n`;
 }
 
 /**

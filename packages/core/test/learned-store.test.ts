@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LearnedStore, parseLearnedState, LEARNED_STATE_VERSION } from '../src/learned-store.js';
+import { LearnedStore, parseLearnedState, serializeLearnedEntries, LEARNED_STATE_VERSION } from '../src/learned-store.js';
 import { isInvalidInput } from '../src/errors.js';
 import type { Clock } from '../src/runtime.js';
 
@@ -65,6 +65,30 @@ describe('LearnedStore', () => {
     const again = new LearnedStore(clock);
     again.recordAll(entries);
     expect(again.serialize()).toBe(text);
+  });
+
+  it('keeps the question name it knows when an entry without one refreshes it (the kernel maps know no names)', () => {
+    const clock = manualClock(1_000);
+    const store = new LearnedStore(clock);
+    store.record({ setId: 4, family: 4, address: '198.18.0.7', expiresAt: 5_000, name: 'api.example.com' });
+    expect(store.record({ setId: 4, family: 4, address: '198.18.0.7', expiresAt: 6_000 })).toBe(true);
+    expect(store.get(4, '198.18.0.7')).toEqual({ setId: 4, family: 4, address: '198.18.0.7', expiresAt: 6_000, name: 'api.example.com' });
+    // a name that comes with the entry wins
+    store.record({ setId: 4, family: 4, address: '198.18.0.7', expiresAt: 7_000, name: 'www.example.com' });
+    expect(store.get(4, '198.18.0.7')?.name).toBe('www.example.com');
+    // an expired entry's name is not carried over to a new learning of the address
+    clock.advance(10_000);
+    store.record({ setId: 4, family: 4, address: '198.18.0.7', expiresAt: 20_000 });
+    expect(store.get(4, '198.18.0.7')?.name).toBeUndefined();
+  });
+
+  it('serializes given entries as the store would, without a store', () => {
+    const clock = manualClock(5_000);
+    const store = new LearnedStore(clock);
+    store.record({ setId: 1, family: 4, address: '198.18.0.1', expiresAt: 9_000, name: 'api.example.com' });
+    store.record({ setId: 2, family: 6, address: 'fd00::1', expiresAt: 8_000 });
+    expect(serializeLearnedEntries(store.entries(), 5_000)).toBe(store.serialize());
+    expect(JSON.parse(serializeLearnedEntries([], 7))).toEqual({ version: LEARNED_STATE_VERSION, savedAt: 7, entries: [] });
   });
 
   it('rejects bad state files with file, field and reason', () => {
