@@ -876,6 +876,30 @@ export class BpfMap {
   }
 
   /**
+   * Visits every entry as entries() reads them, without a Buffer pair per entry: `keys` and
+   * `values` hold many entries, this one at `keyAt` and `valueAt` (valid during the call only).
+   * For reading 100,000 entries into other objects (a state export).
+   */
+  forEachEntry(visit: (keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => void): void {
+    const fd = this.#check('forEachEntry');
+    let batch: { count: number; keys: Buffer; values: Buffer } | undefined;
+    try {
+      batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
+    }
+    if (batch !== undefined) {
+      for (let i = 0; i < batch.count; i++) visit(batch.keys, i * this.keySize, batch.values, i * this.valueLength);
+      return;
+    }
+    for (const key of this.keys()) {
+      const value = this.lookup(key);
+      if (value !== undefined) visit(key, 0, value, 0);
+    }
+  }
+
+  /**
    * BPF_MAP_UPDATE_BATCH (one syscall), or one update per key where the kernel has no batch
    * op for the map — and for 'noexist'/'exist', which the kernel's batch call does not take.
    * Not atomic: on failure, the entries before the failing one are written.

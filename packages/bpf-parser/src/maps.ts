@@ -352,8 +352,8 @@ export function encodeExpiry(expiryNs: bigint): Buffer {
   return b;
 }
 
-export function decodeExpiry(b: Buffer): bigint {
-  return b.readBigUInt64LE(0);
+export function decodeExpiry(b: Buffer, offset = 0): bigint {
+  return b.readBigUInt64LE(offset);
 }
 
 // ---------------------------------------------------------------- domain table
@@ -470,11 +470,12 @@ export function encodeMemberKey(key: MemberKey): Buffer {
   return b;
 }
 
-export function decodeMemberKey(family: IpFamily, b: Buffer): MemberKey {
+/** The member key at `offset` of `b` (a batch read holds many). */
+export function decodeMemberKey(family: IpFamily, b: Buffer, offset = 0): MemberKey {
   const layout = family === 4 ? L.dnsplane_member4_key : L.dnsplane_member6_key;
-  const at = layout.fields.addr.offset;
+  const at = offset + layout.fields.addr.offset;
   return {
-    setId: b.readUInt32LE(layout.fields.set_id.offset),
+    setId: b.readUInt32LE(offset + layout.fields.set_id.offset),
     family,
     address: formatAddress({ family, bytes: b.subarray(at, at + layout.fields.addr.size) }),
   };

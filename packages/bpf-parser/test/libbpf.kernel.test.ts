@@ -476,6 +476,10 @@ describe('BpfMap', () => {
     for (const [key, value] of entries) expect(value.readBigUInt64LE(0)).toBe(BigInt(key.readUInt32LE(0)) * 3n);
     const iterated = kv.keys().map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
     expect(iterated).toEqual(keys.map((k) => k.readUInt32LE(0)));
+    // forEachEntry: the same entries, read at offsets into the batch
+    const visited: Array<[number, bigint]> = [];
+    kv.forEachEntry((keyBytes, keyAt, valueBytes, valueAt) => visited.push([keyBytes.readUInt32LE(keyAt), valueBytes.readBigUInt64LE(valueAt)]));
+    expect(visited).toEqual(entries.map(([key, value]) => [key.readUInt32LE(0), value.readBigUInt64LE(0)]));
     kv.deleteBatch(keys.slice(0, 500));
     expect(kv.keys()).toHaveLength(100);
     expect(() => kv.updateBatch([u32(1)], [])).toThrow(/1 keys but 0 values/);
@@ -502,6 +506,12 @@ describe('BpfMap', () => {
     const entries = slots.entries();
     expect(entries).toHaveLength(8);
     expect(entries.find(([k]) => k.readUInt32LE(0) === 3)?.[1].readBigUInt64LE(0)).toBe(30n);
+    let visits = 0;
+    slots.forEachEntry((keyBytes, keyAt, valueBytes, valueAt) => {
+      visits++;
+      if (keyBytes.readUInt32LE(keyAt) === 2) expect(valueBytes.readBigUInt64LE(valueAt)).toBe(20n);
+    });
+    expect(visits).toBe(8);
     expect(slots.isEmpty()).toBe(false);
     expect(slots.batchKeys()).toHaveLength(8);
   });

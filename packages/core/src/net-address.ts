@@ -55,7 +55,7 @@ function parseIpv6(text: string): Uint8Array {
 /** Canonical text of an address: dotted quad, or RFC 5952 IPv6 (longest zero run compressed). */
 export function formatAddress(address: AddressBytes): string {
   const b = address.bytes;
-  if (address.family === 4) return Array.from(b).join('.');
+  if (address.family === 4) return `${b[0] ?? 0}.${b[1] ?? 0}.${b[2] ?? 0}.${b[3] ?? 0}`;
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(((b[i * 2] ?? 0) << 8) | (b[i * 2 + 1] ?? 0));
   let bestStart = -1;

@@ -457,11 +457,21 @@ export class NftablesDataplane implements Dataplane {
     const fromNft = await this.#exportNft();
     const fromKernel = this.#membership?.exportLearned();
     if (fromKernel === undefined) return fromNft;
-    const merged = new Map<string, LearnedEntry>();
-    const key = (entry: LearnedEntry): string => `${entry.setId} ${entry.family} ${entry.address}`;
-    for (const entry of fromKernel) if (this.#setNames.has(entry.setId)) merged.set(key(entry), entry);
-    for (const entry of fromNft) if (this.#setNames.has(entry.setId) && !merged.has(key(entry))) merged.set(key(entry), entry);
-    return [...merged.values()];
+    // set id → the addresses taken (an address's text names its family); no key string per
+    // entry: this runs over 100,000 entries of each side every 30 s.
+    const taken = new Map<number, Set<string>>();
+    const merged: LearnedEntry[] = [];
+    const take = (entry: LearnedEntry): void => {
+      if (!this.#setNames.has(entry.setId)) return;
+      let addresses = taken.get(entry.setId);
+      if (addresses === undefined) taken.set(entry.setId, (addresses = new Set()));
+      if (addresses.has(entry.address)) return;
+      addresses.add(entry.address);
+      merged.push(entry);
+    };
+    fromKernel.forEach(take);
+    fromNft.forEach(take);
+    return merged;
   }
 
   /**
