@@ -21,6 +21,8 @@ export interface StatusView {
   readonly lastApply?: { readonly at: string };
   /** Milliseconds per start phase, and when the learned-state restore ended. */
   readonly startup?: { readonly phasesMs: Readonly<Record<string, number>>; readonly restoredAt?: string };
+  /** The daemon's own reading, bytes. */
+  readonly memory?: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number; readonly external: number };
 }
 
 /**

@@ -41,6 +41,9 @@ export interface ScaleFigures {
   readonly rssMiB: number;
   /** Agent RSS of the restarted agent after its restore. */
   readonly restartRssMiB: number;
+  /** V8's heap in use, as the agent reports it (absent: no reading), at the same two moments. */
+  readonly heapUsedMiB?: number;
+  readonly restartHeapUsedMiB?: number;
   /** SIGTERM → exit of the agent holding 100,000 learned entries (writes the state file). */
   readonly stopMs: number;
   readonly learnedInForce: number;
@@ -149,6 +152,7 @@ export async function scaleFigures(): Promise<ScaleFigures> {
       }, { timeoutMs: 120_000 });
       const reapplyMs = Date.parse(reapplied.lastApply!.at) - editedAt;
       const rss = rssMiB(reapplied.pid);
+      const heapUsed = reapplied.memory?.heapUsed;
       // Back to the first state, so the restart installs what the cold start did.
       agent.writeResource('p0.yaml', [policy(0, '')]);
       const reverted = reapplied.lastApply!.at;
@@ -170,6 +174,8 @@ export async function scaleFigures(): Promise<ScaleFigures> {
         reapplyMs,
         rssMiB: rss,
         restartRssMiB: rssMiB(restart.view.pid),
+        ...(heapUsed === undefined ? {} : { heapUsedMiB: heapUsed / 1_048_576 }),
+        ...(restart.view.memory === undefined ? {} : { restartHeapUsedMiB: restart.view.memory.heapUsed / 1_048_576 }),
         stopMs,
         learnedInForce: restart.view.learned ?? 0,
       };
@@ -223,6 +229,7 @@ export function formatScale(scale: ScaleFigures | { error: string }): string[] {
     ...formatStart('cold start (fresh pins, no table)', scale.cold, true),
     ...formatStart('restart (pins, table, state file in place)', scale.restart, false),
     `  re-apply after one edit ${fmt(scale.reapplyMs, 0)} ms (incl. 200 ms debounce); stop (SIGTERM → exit, state file written) ${fmt(scale.stopMs, 0)} ms`,
-    `  agent RSS ${fmt(scale.rssMiB, 1)} MiB after the re-apply; ${fmt(scale.restartRssMiB, 1)} MiB after the restart's restore`,
+    `  agent RSS ${fmt(scale.rssMiB, 1)} MiB after the re-apply; ${fmt(scale.restartRssMiB, 1)} MiB after the restart's restore` +
+      ` (V8 heap in use: ${scale.heapUsedMiB === undefined ? '?' : fmt(scale.heapUsedMiB, 1)} / ${scale.restartHeapUsedMiB === undefined ? '?' : fmt(scale.restartHeapUsedMiB, 1)} MiB, garbage not yet collected included)`,
   ];
 }

@@ -573,6 +573,7 @@ export class Daemon {
     const dataplaneStatus = dataplane && !brief ? await dataplane.status() : undefined;
     const applied = this.#applied;
     const configured = applied?.inputs.config.dataplane;
+    const memory = this.options.environment.memory?.();
     return {
       pid: process.pid,
       startedAt: new Date(this.#startedAt).toISOString(),
@@ -588,6 +589,7 @@ export class Daemon {
       migrations: this.#migrations.map((m) => ({ ...m })),
       rejected: [...this.#rejected],
       startup: { phasesMs: { ...this.#startup.phasesMs }, ...(this.#startup.restoredAt === undefined ? {} : { restoredAt: this.#startup.restoredAt }) },
+      ...(memory === undefined ? {} : { memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external } }),
     };
   }
 

@@ -32,6 +32,14 @@ export interface SignalSource {
  * Watches paths (files or directories); calls `onChange` with the watched path and, when
  * known, the name of the entry that changed inside it.
  */
+/** Bytes, as `process.memoryUsage()` gives them. */
+export interface MemoryReading {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
+}
+
 export type WatchFactory = (
   paths: readonly string[],
   onChange: (path: string, filename: string | undefined) => void,
@@ -59,6 +67,8 @@ export interface AgentEnvironment {
   readonly debounceMs: number;
   /** How often the daemon writes learned state to statePath. */
   readonly persistIntervalMs: number;
+  /** The process's memory, reported by `status` (absent: not reported). */
+  readonly memory?: () => MemoryReading;
   /** Keeps the shared bpffs pins across the old dataplane's remove() in a migration (absent: nothing kept). */
   readonly sharedPins?: SharedPins;
   /**
@@ -101,6 +111,7 @@ export function systemEnvironment(): AgentEnvironment {
     watch: fsWatchFactory,
     debounceMs: 200,
     persistIntervalMs: 30_000,
+    memory: () => process.memoryUsage(),
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
   };

@@ -75,6 +75,8 @@ export const agentStatusSchema = z.object({
    * then the learned-state restore: state_file, export, import), and when the restore ended.
    */
   startup: z.object({ phasesMs: z.record(z.string(), z.number()), restoredAt: z.string().optional() }).optional(),
+  /** The daemon process's memory in bytes: resident, V8's heap (live objects, and reserved), outside the heap. */
+  memory: z.object({ rss: z.number(), heapUsed: z.number(), heapTotal: z.number(), external: z.number() }).optional(),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 

@@ -308,7 +308,8 @@ describe('the daemon', () => {
 describe('dnsplane run / status', () => {
   it('serves status, and stops cleanly on SIGTERM without removing enforcement', async () => {
     tree = await configTree();
-    const t = testEnvironment();
+    const MiB = 1_048_576;
+    const t = testEnvironment({ memory: () => ({ rss: 350.5 * MiB, heapUsed: 60 * MiB, heapTotal: 250.25 * MiB, external: 3 * MiB }) });
     const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
     await waitFor(() => existsSync(tree?.socketPath ?? '') && t.dataplanes[0]?.installed !== undefined, 'the daemon to start');
 
@@ -317,11 +318,13 @@ describe('dnsplane run / status', () => {
     const report = JSON.parse(status.stdout()) as Record<string, unknown>;
     expect(report).toMatchObject({ dataplane: 'nftables', configFile: tree.configPath, learned: 0, rejected: [] });
     expect(report['objects']).toEqual(['fake nftables (1 policies)']);
+    expect(report['memory']).toEqual({ rss: 350.5 * MiB, heapUsed: 60 * MiB, heapTotal: 250.25 * MiB, external: 3 * MiB });
 
     const human = testEnvironment();
     expect(await main(['status', '--socket', tree.socketPath], human.environment)).toBe(0);
     expect(human.stdout()).toMatch(/^dataplane: {3}nftables\n/);
     expect(human.stdout()).toContain('last apply:  ');
+    expect(human.stdout()).toContain('\nmemory:      350.5 MiB resident; V8 heap 60.0 MiB in use of 250.3 reserved; 3.0 MiB outside it\n');
 
     t.signals.emit('SIGTERM');
     expect(await exit).toBe(0);

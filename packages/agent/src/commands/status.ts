@@ -58,6 +58,7 @@ export function formatStatus(status: AgentStatus): string {
       ? `last apply:  ${status.lastApply.at}: ${describeCounts(status.lastApply)}`
       : 'last apply:  never',
     `learned:     ${status.learned ?? '(not read in a brief status)'}`,
+    ...(status.memory === undefined ? [] : [`memory:      ${describeMemory(status.memory)}`]),
     ...(status.stateFile === undefined ? [] : [`state file:  ${describeStateFile(status.stateFile)}`]),
     ...status.migrations.map((m) => `migrated:    ${m.from} -> ${m.to} at ${m.at} (${m.imported} learned carried over)${m.removeFailed === undefined ? '' : `; ${m.from} not fully removed: ${m.removeFailed}`}`),
     'objects:',
@@ -78,6 +79,11 @@ export function formatStatus(status: AgentStatus): string {
   }
   if (status.rejected.length > 0) lines.push('last change rejected:', ...status.rejected.map((p) => `  ${p}`));
   return `${lines.join('\n')}\n`;
+}
+
+function describeMemory(memory: NonNullable<AgentStatus['memory']>): string {
+  const mib = (bytes: number): string => (bytes / 1_048_576).toFixed(1);
+  return `${mib(memory.rss)} MiB resident; V8 heap ${mib(memory.heapUsed)} MiB in use of ${mib(memory.heapTotal)} reserved; ${mib(memory.external)} MiB outside it`;
 }
 
 function describeStateFile(report: NonNullable<AgentStatus['stateFile']>): string {
