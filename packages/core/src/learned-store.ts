@@ -27,13 +27,16 @@ const learnedStateSchema = z.object({
 
 export type SerializedLearnedState = z.infer<typeof learnedStateSchema>;
 
-const keyOf = (setId: number, address: string): string => `${setId}|${address}`;
-
 const compareEntries = (a: LearnedEntry, b: LearnedEntry): number =>
   a.setId - b.setId || a.family - b.family || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
 
 export class LearnedStore {
-  readonly #entries = new Map<string, LearnedEntry>();
+  /**
+   * set id → canonical address → entry. Two levels rather than one key string per entry: the
+   * agent records 100,000 entries several times over at a restore and on every save, and building
+   * and hashing a key string each time was most of that work.
+   */
+  readonly #sets = new Map<number, Map<string, LearnedEntry>>();
 
   constructor(private readonly clock: Clock) {}
 
@@ -46,12 +49,13 @@ export class LearnedStore {
     const now = this.clock.now();
     if (entry.expiresAt <= now) return false;
     const address = canonicalAddress(entry.address) ?? entry.address;
-    const key = keyOf(entry.setId, address);
-    const existing = this.#entries.get(key);
+    let addresses = this.#sets.get(entry.setId);
+    if (addresses === undefined) this.#sets.set(entry.setId, (addresses = new Map()));
+    const existing = addresses.get(address);
     if (existing && existing.expiresAt >= entry.expiresAt && existing.expiresAt > now) return false;
     const name = entry.name ?? (existing !== undefined && existing.expiresAt > now ? existing.name : undefined);
     const stored: LearnedEntry = { setId: entry.setId, family: entry.family, address, expiresAt: entry.expiresAt, ...(name === undefined ? {} : { name }) };
-    this.#entries.set(key, stored);
+    addresses.set(address, stored);
     return true;
   }
 
@@ -64,7 +68,7 @@ export class LearnedStore {
 
   /** The live entry for (set, address), if any. */
   get(setId: number, address: string): LearnedEntry | undefined {
-    const entry = this.#entries.get(keyOf(setId, canonicalAddress(address) ?? address));
+    const entry = this.#sets.get(setId)?.get(canonicalAddress(address) ?? address);
     return entry && entry.expiresAt > this.clock.now() ? entry : undefined;
   }
 
@@ -75,23 +79,31 @@ export class LearnedStore {
   /** Live entries sorted by (set, family, address). */
   entries(): LearnedEntry[] {
     const now = this.clock.now();
-    return [...this.#entries.values()].filter((e) => e.expiresAt > now).sort(compareEntries);
+    const live: LearnedEntry[] = [];
+    for (const addresses of this.#sets.values()) for (const entry of addresses.values()) if (entry.expiresAt > now) live.push(entry);
+    return live.sort(compareEntries);
   }
 
   /** Number of live entries. */
   get size(): number {
-    return this.entries().length;
+    const now = this.clock.now();
+    let live = 0;
+    for (const addresses of this.#sets.values()) for (const entry of addresses.values()) if (entry.expiresAt > now) live++;
+    return live;
   }
 
   /** Drops expired entries; returns how many were dropped. */
   prune(): number {
     const now = this.clock.now();
     let dropped = 0;
-    for (const [key, entry] of this.#entries) {
-      if (entry.expiresAt <= now) {
-        this.#entries.delete(key);
-        dropped++;
+    for (const [setId, addresses] of this.#sets) {
+      for (const [address, entry] of addresses) {
+        if (entry.expiresAt <= now) {
+          addresses.delete(address);
+          dropped++;
+        }
       }
+      if (addresses.size === 0) this.#sets.delete(setId);
     }
     return dropped;
   }
@@ -99,17 +111,16 @@ export class LearnedStore {
   /** Drops entries of domain sets that no longer exist; returns how many were dropped. */
   retainSets(setIds: ReadonlySet<number>): number {
     let dropped = 0;
-    for (const [key, entry] of this.#entries) {
-      if (!setIds.has(entry.setId)) {
-        this.#entries.delete(key);
-        dropped++;
-      }
+    for (const [setId, addresses] of this.#sets) {
+      if (setIds.has(setId)) continue;
+      dropped += addresses.size;
+      this.#sets.delete(setId);
     }
     return dropped;
   }
 
   clear(): void {
-    this.#entries.clear();
+    this.#sets.clear();
   }
 
   /** JSON text of the live entries with the format version and the time it was taken. */
