@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Clock, DnsSettings, DomainSet, IpFamily, LearnedEntry } from '@dnsplane/core';
-import { NotFoundError, NotSupportedError, isNotFound, systemClock } from '@dnsplane/core';
+import { NotFoundError, NotSupportedError, canonicalAddress, isNotFound, systemClock } from '@dnsplane/core';
 import { readCounters, resetCounters, type ParserCounterValues } from './counters.js';
 import { buildDomainTable, encodeDomainTable, type DomainTable, type EncodedDomainTable } from './domain-table.js';
 import { monotonicToWallMs, wallMsToMonotonic } from './events.js';
@@ -501,34 +501,51 @@ export class DnsParserProgram {
     let written = 0;
     for (const family of [4, 6] as const) {
       const map = this.map(family === 4 ? 'members4' : 'members6');
-      // key (hex) → the latest expiry asked for
-      const wanted = new Map<string, { key: Buffer; expiryNs: bigint }>();
+      // set id → canonical address → the entry with the latest expiry asked for. Keys are
+      // encoded only for the entries written: a restart imports 100,000 the map mostly holds.
+      const wanted = new Map<number, Map<string, LearnedEntry>>();
+      let count = 0;
       for (const entry of entries) {
         if (entry.family !== family || entry.expiresAt <= nowMs) continue;
-        const key = encodeMemberKey(entry);
-        const expiryNs = wallMsToMonotonic(entry.expiresAt, nowNs, nowMs);
-        const hex = key.toString('hex');
-        const seen = wanted.get(hex);
-        if (seen === undefined || seen.expiryNs < expiryNs) wanted.set(hex, { key, expiryNs });
+        const address = canonicalAddress(entry.address) ?? entry.address;
+        let addresses = wanted.get(entry.setId);
+        if (addresses === undefined) wanted.set(entry.setId, (addresses = new Map()));
+        const seen = addresses.get(address);
+        if (seen === undefined) count++;
+        if (seen === undefined || seen.expiresAt < entry.expiresAt) addresses.set(address, entry);
       }
-      if (wanted.size === 0) continue;
+      if (count === 0) continue;
       // What the map holds: one batched read for many entries, a lookup each for a few.
-      const existing = new Map<string, bigint>();
-      if (wanted.size > 256) {
-        for (const [key, value] of map.entries()) existing.set(key.toString('hex'), decodeExpiry(value));
+      const held = new Map<number, Map<string, bigint>>();
+      const hold = (setId: number, address: string, expiryNs: bigint): void => {
+        let addresses = held.get(setId);
+        if (addresses === undefined) held.set(setId, (addresses = new Map()));
+        addresses.set(address, expiryNs);
+      };
+      if (count > 256) {
+        map.forEachEntry((keys, keyAt, values, valueAt) => {
+          const { setId, address } = decodeMemberKey(family, keys, keyAt);
+          hold(setId, address, decodeExpiry(values, valueAt));
+        });
       } else {
-        for (const [hex, { key }] of wanted) {
-          const value = map.lookup(key);
-          if (value !== undefined) existing.set(hex, decodeExpiry(value));
+        for (const [setId, addresses] of wanted) {
+          for (const address of addresses.keys()) {
+            const value = map.lookup(encodeMemberKey({ setId, family, address }));
+            if (value !== undefined) hold(setId, address, decodeExpiry(value));
+          }
         }
       }
       const keys: Buffer[] = [];
       const values: Buffer[] = [];
-      for (const [hex, { key, expiryNs }] of wanted) {
-        const current = existing.get(hex);
-        if (current !== undefined && current + SAME_EXPIRY_NS >= expiryNs) continue;
-        keys.push(key);
-        values.push(encodeExpiry(expiryNs));
+      for (const [setId, addresses] of wanted) {
+        const heldOfSet = held.get(setId);
+        for (const [address, entry] of addresses) {
+          const expiryNs = wallMsToMonotonic(entry.expiresAt, nowNs, nowMs);
+          const current = heldOfSet?.get(address);
+          if (current !== undefined && current + SAME_EXPIRY_NS >= expiryNs) continue;
+          keys.push(encodeMemberKey({ setId, family, address }));
+          values.push(encodeExpiry(expiryNs));
+        }
       }
       map.updateBatch(keys, values);
       written += keys.length;

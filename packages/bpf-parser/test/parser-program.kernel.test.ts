@@ -238,6 +238,33 @@ describe('DnsParserProgram', () => {
     expect(program.membership().map((m) => m.address)).not.toContain('198.18.9.7');
   });
 
+  it('imports many entries against one batched read of the map: only what is new or later is written, whatever the address text', () => {
+    const program = open();
+    const now = Date.now();
+    const many: LearnedEntry[] = Array.from({ length: 300 }, (_, k) => ({
+      setId: 7 + (k % 3),
+      family: k % 2 === 0 ? 4 : 6,
+      address: k % 2 === 0 ? `198.18.${k >> 8}.${k & 255}` : `fd00::7:${k.toString(16)}`,
+      expiresAt: now + 60_000 + k,
+    }));
+    expect(program.importLearned(many)).toBe(300);
+    const exported = program.exportLearned();
+    expect(exported).toHaveLength(300);
+    // the same again (> 256 per family is the batched read), one v6 written in other text: nothing
+    const shouty = many.map((e) => (e.family === 6 ? { ...e, address: e.address.toUpperCase().replace('FD00::', 'FD00:0::') } : e));
+    expect(program.importLearned([...exported, ...shouty, ...shouty])).toBe(0);
+    // two later expiries and one new entry: three writes, the rest untouched
+    const later = [
+      { ...many[0]!, expiresAt: many[0]!.expiresAt + 5_000 },
+      { ...many[1]!, address: many[1]!.address.toUpperCase(), expiresAt: many[1]!.expiresAt + 5_000 },
+      { setId: 7, family: 4 as const, address: '198.18.200.1', expiresAt: now + 60_000 },
+    ];
+    expect(program.importLearned([...exported, ...later])).toBe(3);
+    const after = new Map(program.exportLearned().map((e) => [`${e.setId} ${e.address}`, e.expiresAt]));
+    expect(after.size).toBe(301);
+    expect(Math.abs((after.get(`${many[1]!.setId} ${many[1]!.address}`) ?? 0) - (many[1]!.expiresAt + 5_000))).toBeLessThan(50);
+  });
+
   it('writes no learned events when the table says nobody reads them, and writes them again when it does', () => {
     const program = open();
     program.configure(dns);
