@@ -829,66 +829,51 @@ export class BpfMap {
   }
 
   /**
+   * Every entry in a few BPF_MAP_LOOKUP_BATCH calls: the keys, then the values, back to back;
+   * undefined where the kernel has no batch op for the map (or a hash bucket outgrows a batch
+   * chunk: ENOSPC), and the callers iterate keys instead.
+   */
+  #lookupBatch(op: string): { count: number; keys: Buffer; values: Buffer } | undefined {
+    const fd = this.#check(op);
+    try {
+      return kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
+      return undefined;
+    }
+  }
+
+  /**
    * All keys, read like entries() (BPF_MAP_LOOKUP_BATCH, a handful of syscalls) where keys()
    * makes one syscall per key; the values the batch call returns are dropped unread (at
    * 20,000 entries, copying them out cost more than the read itself).
    */
   batchKeys(): Buffer[] {
-    const fd = this.#check('batchKeys');
-    try {
-      const batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
-      const out: Buffer[] = [];
-      for (let i = 0; i < batch.count; i++) out.push(batch.keys.subarray(i * this.keySize, (i + 1) * this.keySize));
-      return out;
-    } catch (error) {
-      const errno = errnoOf(error);
-      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
-    }
-    return this.keys();
+    const batch = this.#lookupBatch('batchKeys');
+    if (batch === undefined) return this.keys();
+    const out: Buffer[] = [];
+    for (let i = 0; i < batch.count; i++) out.push(batch.keys.subarray(i * this.keySize, (i + 1) * this.keySize));
+    return out;
   }
 
-  /**
-   * All entries: BPF_MAP_LOOKUP_BATCH, or key iteration + lookup where the kernel has no
-   * batch op for the map (or a hash bucket outgrows a batch chunk: ENOSPC).
-   */
+  /** All entries, each key and value a Buffer of its own (forEachEntry, copied). */
   entries(): Array<[Buffer, Buffer]> {
-    const fd = this.#check('entries');
-    try {
-      const batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
-      const out: Array<[Buffer, Buffer]> = [];
-      for (let i = 0; i < batch.count; i++) {
-        out.push([
-          Buffer.from(batch.keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
-          Buffer.from(batch.values.subarray(i * this.valueLength, (i + 1) * this.valueLength)),
-        ]);
-      }
-      return out;
-    } catch (error) {
-      const errno = errnoOf(error);
-      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
-    }
     const out: Array<[Buffer, Buffer]> = [];
-    for (const key of this.keys()) {
-      const value = this.lookup(key);
-      if (value !== undefined) out.push([key, value]);
-    }
+    this.forEachEntry((keys, keyAt, values, valueAt) =>
+      out.push([Buffer.from(keys.subarray(keyAt, keyAt + this.keySize)), Buffer.from(values.subarray(valueAt, valueAt + this.valueLength))]),
+    );
     return out;
   }
 
   /**
-   * Visits every entry as entries() reads them, without a Buffer pair per entry: `keys` and
-   * `values` hold many entries, this one at `keyAt` and `valueAt` (valid during the call only).
-   * For reading 100,000 entries into other objects (a state export).
+   * Visits every entry without a Buffer pair per entry: `keys` and `values` hold many entries,
+   * this one at `keyAt` and `valueAt` (valid during the call only). BPF_MAP_LOOKUP_BATCH, or key
+   * iteration + lookup where the kernel has no batch op for the map. For reading 100,000 entries
+   * into other objects (a state export).
    */
   forEachEntry(visit: (keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => void): void {
-    const fd = this.#check('forEachEntry');
-    let batch: { count: number; keys: Buffer; values: Buffer } | undefined;
-    try {
-      batch = kernel((a) => a.mapLookupBatch(fd, this.keySize, this.valueLength, Math.max(this.maxEntries, 1)));
-    } catch (error) {
-      const errno = errnoOf(error);
-      if (errno !== ENOTSUPP && errno !== EOPNOTSUPP && errno !== EINVAL && errno !== ENOSPC) throw error;
-    }
+    const batch = this.#lookupBatch('forEachEntry');
     if (batch !== undefined) {
       for (let i = 0; i < batch.count; i++) visit(batch.keys, i * this.keySize, batch.values, i * this.valueLength);
       return;
