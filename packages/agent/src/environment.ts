@@ -28,10 +28,6 @@ export interface SignalSource {
   off(signal: StopSignal, handler: () => void): void;
 }
 
-/**
- * Watches paths (files or directories); calls `onChange` with the watched path and, when
- * known, the name of the entry that changed inside it.
- */
 /** Bytes, as `process.memoryUsage()` gives them. */
 export interface MemoryReading {
   readonly rss: number;
@@ -40,6 +36,10 @@ export interface MemoryReading {
   readonly external: number;
 }
 
+/**
+ * Watches paths (files or directories); calls `onChange` with the watched path and, when
+ * known, the name of the entry that changed inside it.
+ */
 export type WatchFactory = (
   paths: readonly string[],
   onChange: (path: string, filename: string | undefined) => void,
