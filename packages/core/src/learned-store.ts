@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { LearnedEntry } from './learned.js';
 import type { Clock } from './runtime.js';
 import { InvalidInputError, type InputProblem } from './errors.js';
-import { canonicalAddress, parseAddress } from './net-address.js';
+import { addressFamily, canonicalAddress } from './net-address.js';
 
 /** Version of the serialised form; bump on incompatible changes. */
 export const LEARNED_STATE_VERSION = 1;
@@ -171,8 +171,8 @@ export function parseLearnedState(text: string, source: string): LearnedEntry[] 
   const problems: InputProblem[] = [];
   const entries: LearnedEntry[] = [];
   result.data.entries.forEach((e, i) => {
-    const parsed = parseAddress(e.address);
-    if (!parsed || parsed.family !== e.family) {
+    // the family only: building the bytes of 100,000 addresses took ~170 ms of a restore
+    if (addressFamily(e.address) !== e.family) {
       problems.push({ file: source, field: `entries[${i}].address`, reason: `"${e.address}" is not an IPv${e.family} address` });
       return;
     }
