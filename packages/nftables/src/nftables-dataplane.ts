@@ -385,6 +385,8 @@ export class NftablesDataplane implements Dataplane {
     let expired = 0;
     // (set, address) → the latest requested expiry (the membership's own, not rounded).
     const wanted = new Map<string, Map<string, number>>();
+    // (set id, family) → that nft set's addresses in `wanted`: no set name built per entry
+    const bySetFamily = new Map<number, Map<string, number>>();
     for (const entry of entries) {
       const base = this.#setNames.get(entry.setId);
       const live = entry.expiresAt > now;
@@ -394,9 +396,14 @@ export class NftablesDataplane implements Dataplane {
         ignored++;
         continue;
       }
-      const set = domainSetName({ name: base }, entry.family);
-      const perSet = wanted.get(set) ?? new Map<string, number>();
-      wanted.set(set, perSet);
+      const slot = entry.setId * 2 + (entry.family === 6 ? 1 : 0);
+      let perSet = bySetFamily.get(slot);
+      if (perSet === undefined) {
+        const set = domainSetName({ name: base }, entry.family);
+        perSet = wanted.get(set) ?? new Map<string, number>();
+        wanted.set(set, perSet);
+        bySetFamily.set(slot, perSet);
+      }
       perSet.set(entry.address, Math.max(perSet.get(entry.address) ?? 0, entry.expiresAt));
     }
     const tx = new NftTransaction();
