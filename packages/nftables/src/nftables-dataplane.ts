@@ -383,10 +383,9 @@ export class NftablesDataplane implements Dataplane {
     let unchanged = 0;
     const unknownSets = new Set<number>();
     let expired = 0;
-    // (set, address) → the latest requested expiry (the membership's own, not rounded).
-    const wanted = new Map<string, Map<string, number>>();
-    // (set id, family) → that nft set's addresses in `wanted`: no set name built per entry
-    const bySetFamily = new Map<number, Map<string, number>>();
+    // (set id, family) → the nft set's name and address → the latest requested expiry (the
+    // membership's own, not rounded). Keyed by number: no set name built per entry.
+    const wanted = new Map<number, { readonly set: string; readonly addresses: Map<string, number> }>();
     for (const entry of entries) {
       const base = this.#setNames.get(entry.setId);
       const live = entry.expiresAt > now;
@@ -397,18 +396,13 @@ export class NftablesDataplane implements Dataplane {
         continue;
       }
       const slot = entry.setId * 2 + (entry.family === 6 ? 1 : 0);
-      let perSet = bySetFamily.get(slot);
-      if (perSet === undefined) {
-        const set = domainSetName({ name: base }, entry.family);
-        perSet = wanted.get(set) ?? new Map<string, number>();
-        wanted.set(set, perSet);
-        bySetFamily.set(slot, perSet);
-      }
-      perSet.set(entry.address, Math.max(perSet.get(entry.address) ?? 0, entry.expiresAt));
+      let perSet = wanted.get(slot);
+      if (perSet === undefined) wanted.set(slot, (perSet = { set: domainSetName({ name: base }, entry.family), addresses: new Map() }));
+      perSet.addresses.set(entry.address, Math.max(perSet.addresses.get(entry.address) ?? 0, entry.expiresAt));
     }
     const tx = new NftTransaction();
     const written: Array<[string, string, number]> = [];
-    for (const [set, addresses] of wanted) {
+    for (const { set, addresses } of wanted.values()) {
       const known = await this.#knownExpiries(set, now);
       const fresh: NftElementValue[] = [];
       const refreshed: NftElementValue[] = [];
