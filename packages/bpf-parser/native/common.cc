@@ -59,17 +59,6 @@ LogCapture::~LogCapture() {
   if (!previous_) g_captured.clear();
 }
 
-SignalsHeld::SignalsHeld() {
-  sigset_t all;
-  sigfillset(&all);
-  for (const int fault : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) sigdelset(&all, fault);
-  held_ = pthread_sigmask(SIG_BLOCK, &all, &previous_) == 0;
-}
-
-SignalsHeld::~SignalsHeld() {
-  if (held_) pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-}
-
 std::string LogCapture::Take() {
   std::string out;
   out.swap(g_captured);

@@ -4,7 +4,7 @@
 #include <bpf/bpf.h>
 #include <napi.h>
 
-#include <signal.h>
+#include "signals_held.h"
 
 #include <cerrno>
 #include <cstdint>
@@ -36,23 +36,8 @@ class LogCapture {
 
 void InstallLibbpfPrint();
 
-// Holds the calling thread's asynchronous signals back while it lives (the mask comes back
-// after; a signal that arrived meanwhile is delivered then, or to another thread at once).
-// The verifier gives up with EAGAIN whenever a signal is pending for the loading thread, and
-// libbpf retries a load only five times: a profiler's SIGPROF or a child's SIGCHLD every few
-// milliseconds would fail a load that takes hundreds. Faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
-// SIGTRAP) stay unblocked: blocking a synchronous one would not hold it back.
-class SignalsHeld {
- public:
-  SignalsHeld();
-  ~SignalsHeld();
-  SignalsHeld(const SignalsHeld&) = delete;
-  SignalsHeld& operator=(const SignalsHeld&) = delete;
-
- private:
-  sigset_t previous_;
-  bool held_;
-};
+// Holds the thread's asynchronous signals back around a load (signals_held.h).
+using dnsplane::SignalsHeld;
 
 // Throws a JavaScript Error with `errno` (positive), `op` (what failed) and `log` (libbpf's
 // captured output, e.g. the verifier log). The TypeScript side maps it to typed errors.

@@ -2,10 +2,14 @@
 // errors buffered, JSON output on. `run` executes on the calling thread (tiny commands);
 // `runAsync` on a libuv worker thread so large documents never block the event loop. A
 // context is not thread-safe: one call at a time (the TypeScript side serialises calls;
-// the addon refuses overlapping ones).
+// the addon refuses overlapping ones). Every command runs with the thread's asynchronous
+// signals held back (signals_held.h): libnftables waits for the kernel's acknowledgements
+// with select(), which a signal interrupts, and would report a committed transaction as failed.
 #include <napi.h>
 #include <malloc.h>
 #include <nftables/libnftables.h>
+
+#include "signals_held.h"
 
 #include <string>
 #include <utility>
@@ -26,7 +30,10 @@ RunResult RunCommand(struct nft_ctx* ctx, const std::string& command, bool dry_r
                             (terse ? static_cast<unsigned int>(NFT_CTX_OUTPUT_TERSE) : 0u);
   nft_ctx_output_set_flags(ctx, flags);
   RunResult result;
-  result.code = nft_run_cmd_from_buffer(ctx, command.c_str());
+  {
+    const dnsplane::SignalsHeld held;  // a signal during select() would misreport a commit
+    result.code = nft_run_cmd_from_buffer(ctx, command.c_str());
+  }
   nft_ctx_set_dry_run(ctx, false);
   const char* output = nft_ctx_get_output_buffer(ctx);
   const char* error = nft_ctx_get_error_buffer(ctx);

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../native"
 
 out=build/Release/nftables_addon.node
-if [[ -f $out && $out -nt nftables_addon.cc && $out -nt binding.gyp ]]; then
+shared=../../bpf-parser/native/signals_held.h
+if [[ -f $out && $out -nt nftables_addon.cc && $out -nt binding.gyp && $out -nt $shared ]]; then
   exit 0
 fi
 

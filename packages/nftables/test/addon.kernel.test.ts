@@ -1,10 +1,11 @@
 // The libnftables addon itself: JSON in and out, check mode, terse listings, worker-thread
 // execution that leaves the event loop free, one call at a time per context, and the memory
 // of large commands given back.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LibnftablesExecutor, loadAddon } from '@dnsplane/nftables';
-import { deleteTableIfPresent, tableExists, uniqueSuffix } from './kernel-helpers.js';
+import { deleteTableIfPresent, setElements, tableExists, uniqueSuffix, waitFor } from './kernel-helpers.js';
 
 const addon = loadAddon();
 const tables: string[] = [];
@@ -81,6 +82,55 @@ describe.skipIf(addon === undefined)('libnftables addon', () => {
       expect(afterApply - before).toBeLessThan(60);
       expect(afterListing - before).toBeLessThan(180);
     } finally {
+      executor.close();
+    }
+  });
+
+  it('reports what the kernel did while signals keep arriving (10,000 commits, each checked)', async () => {
+    // libnftables waits for the kernel's acknowledgements with select(). A signal for the
+    // waiting thread interrupts it (EINTR, never restarted) after the kernel has committed, and
+    // nft reports the commit as failed. Measured without the addon holding signals back: 1 of
+    // 6,000, 3 of 4,000 and 20 of 8,000 single-element applies reported "Interrupted system
+    // call", every one of their elements in the set. Here another process signals this one as fast as a
+    // shell loop can: process-directed signals reach the worker thread when the main thread
+    // has one pending already.
+    const table = `dnsplane_t${uniqueSuffix()}`;
+    tables.push(table);
+    let handled = 0;
+    const onSignal = (): void => {
+      handled++;
+    };
+    process.on('SIGUSR2', onSignal);
+    const signaller = spawn('bash', ['-c', `while kill -USR2 ${process.pid} 2>/dev/null; do :; done`], { stdio: 'ignore' });
+    const executor = LibnftablesExecutor.create();
+    const count = 10_000;
+    const address = (i: number): string => `198.18.${(i >> 8) & 255}.${i & 255}`;
+    const failures: string[] = [];
+    try {
+      await executor.runDocument(tableWithElements(table, 1), { dryRun: false }); // 198.18.0.0, as address(0)
+      await waitFor('signals arriving', async () => handled > 0, 10_000, 5);
+      const handledBefore = handled;
+      for (let i = 0; i < count; i++) {
+        const document = JSON.stringify({
+          nftables: [{ add: { element: { family: 'inet', table, name: 's', elem: [{ elem: { val: address(i), timeout: 60 } }] } } }],
+        });
+        try {
+          await executor.runDocument(document, { dryRun: false });
+        } catch (error) {
+          failures.push(`${address(i)}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      expect(handled - handledBefore).toBeGreaterThan(count); // they did keep coming
+      expect(failures).toEqual([]);
+      expect((await setElements(table, 's')).length).toBe(count);
+    } finally {
+      if (signaller.exitCode === null && signaller.signalCode === null) {
+        const exited = new Promise((resolve) => signaller.once('exit', resolve));
+        signaller.kill();
+        await exited;
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      process.off('SIGUSR2', onSignal);
       executor.close();
     }
   });
