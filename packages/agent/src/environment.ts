@@ -22,10 +22,13 @@ export interface TextSink {
 }
 
 export type StopSignal = 'SIGTERM' | 'SIGINT';
+/** SIGHUP: read the config and resources again now, as daemons conventionally do (the default would end the process). */
+export type ReloadSignal = 'SIGHUP';
+export type AgentSignal = StopSignal | ReloadSignal;
 
 export interface SignalSource {
-  on(signal: StopSignal, handler: () => void): void;
-  off(signal: StopSignal, handler: () => void): void;
+  on(signal: AgentSignal, handler: () => void): void;
+  off(signal: AgentSignal, handler: () => void): void;
 }
 
 /** Bytes, as `process.memoryUsage()` gives them. */

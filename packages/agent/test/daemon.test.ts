@@ -341,6 +341,32 @@ describe('dnsplane run / status', () => {
     expect(after.stderr()).toMatch(/cannot reach the dnsplane daemon on .*agent\.sock/);
   });
 
+  it('reads the config and resources again on SIGHUP, also when no watcher saw the change, and keeps running', async () => {
+    tree = await configTree();
+    // A file system whose changes are not reported: only the signal can bring the change in.
+    const t = testEnvironment(noWatch);
+    const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
+    await waitFor(() => (t.dataplanes[0]?.installs.length ?? 0) === 1 && existsSync(tree?.socketPath ?? ''), 'the daemon to start');
+    await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
+    t.signals.emit('SIGHUP');
+    await waitFor(() => t.logs.some((l) => l['event'] === 'reloaded'), 'the reload');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'reloaded', outcome: 'applied' }));
+    expect(policyNames(t)).toEqual(['batch-egress', 'web-egress']);
+    // Nothing changed since: the next SIGHUP applies nothing; an invalid file is rejected.
+    t.signals.emit('SIGHUP');
+    await waitFor(() => t.logs.filter((l) => l['event'] === 'reloaded').length === 2, 'the second reload');
+    expect(t.logs.filter((l) => l['event'] === 'reloaded').at(-1)).toMatchObject({ outcome: 'unchanged' });
+    await tree.write('policies/batch.yaml', 'kind: Policy\nmetadata: { name: batch-egress }\nspec: { egress: [{ action: Maybe }] }\n');
+    t.signals.emit('SIGHUP');
+    await waitFor(() => t.logs.filter((l) => l['event'] === 'reloaded').length === 3, 'the third reload');
+    expect(t.logs.filter((l) => l['event'] === 'reloaded').at(-1)).toMatchObject({ outcome: 'rejected' });
+    expect(t.dataplanes[0]?.installs).toHaveLength(2);
+    expect(policyNames(t)).toEqual(['batch-egress', 'web-egress']);
+    t.signals.emit('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(t.signals.listenerCount('SIGHUP')).toBe(0);
+  });
+
   it('stops on SIGINT too', async () => {
     tree = await configTree();
     const t = testEnvironment();

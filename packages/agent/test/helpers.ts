@@ -9,7 +9,7 @@ import type pino from 'pino';
 import { createContainer, resolve } from '../src/container.js';
 import { Daemon, type DaemonOptions } from '../src/daemon.js';
 import type { DriverRegistration } from '../src/drivers.js';
-import { fsWatchFactory, type AgentEnvironment, type StopSignal } from '../src/environment.js';
+import { fsWatchFactory, type AgentEnvironment, type AgentSignal } from '../src/environment.js';
 
 export interface ManualClock extends Clock {
   set(ms: number): void;
@@ -62,8 +62,8 @@ export function testEnvironment(
     clock,
     runner: systemProcessRunner,
     signals: {
-      on: (signal: StopSignal, handler) => void signals.on(signal, handler),
-      off: (signal: StopSignal, handler) => void signals.off(signal, handler),
+      on: (signal: AgentSignal, handler) => void signals.on(signal, handler),
+      off: (signal: AgentSignal, handler) => void signals.off(signal, handler),
     },
     logDestination: {
       write: (line: string) => {

@@ -61,7 +61,7 @@ afterAll(async () => {
 });
 
 describe('dnsplane run (real nftables, own netns)', () => {
-  it('installs, re-applies on change, keeps the last good state, stops on SIGTERM leaving enforcement', async () => {
+  it('installs, re-applies on change, keeps the last good state, reloads on SIGHUP, stops on SIGTERM leaving enforcement', async () => {
     if (!tree) throw new Error('no config tree');
     const socketPath = tree.socketPath;
     daemon = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', LAUNCH, 'sh', process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
@@ -90,6 +90,15 @@ describe('dnsplane run (real nftables, own netns)', () => {
     await tree.write('policies/batch.yaml', 'kind: Policy\nmetadata: { name: batch-egress }\nspec: { egress: [{ action: Maybe }] }\n');
     await waitFor(() => (status()['rejected'] as string[]).length > 0, 'the change to be rejected', 10_000);
     expect((status()['rejected'] as string[])[0]).toMatch(/batch\.yaml#0: spec\.egress\[0\]\.action: /);
+    expect(nftTable()).toBe(before);
+
+    // SIGHUP reads everything again (the invalid file is still there: rejected again) and the
+    // daemon keeps running — without a handler the signal would have ended the process.
+    daemon.kill('SIGHUP');
+    await waitFor(() => daemonLog.includes('"event":"reloaded"') || exitCode !== undefined, 'the reload on SIGHUP', 10_000);
+    expect(exitCode, daemonLog).toBeUndefined();
+    expect(daemonLog).toMatch(/"event":"reloaded"[^\n]*"outcome":"rejected"/);
+    expect(status()).toMatchObject({ dataplane: 'nftables' });
     expect(nftTable()).toBe(before);
 
     daemon.kill('SIGTERM');

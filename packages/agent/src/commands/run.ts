@@ -1,4 +1,5 @@
 // `dnsplane run`: the daemon. Runs until SIGTERM/SIGINT; stopping leaves enforcement in force.
+// SIGHUP reads the config and resources again at once.
 import { z } from 'zod';
 import type { Command } from '../command.js';
 import { GLOBAL_HELP, logLevelSchema } from '../command.js';
@@ -27,7 +28,9 @@ Loads and compiles the config and its resources, installs them into the dataplan
 learned DNS state from statePath, then watches the config and resource files and re-applies
 on every change. A change that does not validate is rejected (its problems are logged) and the
 last good state stays in force. Learned state is saved to statePath periodically and on exit.
-SIGTERM/SIGINT stop the daemon cleanly; enforcement stays in the kernel.
+SIGTERM/SIGINT stop the daemon cleanly; enforcement stays in the kernel. SIGHUP reads the
+config and resources again at once and applies what changed, as a change on disk does (for
+file systems whose changes are not seen, e.g. some network mounts).
 
 Options:
   -c, --config FILE        config file (default: $DNSPLANE_CONFIG, else ./dnsplane.yaml)
@@ -60,8 +63,16 @@ ${GLOBAL_HELP}`,
     const stopped = new Promise<StopSignal>((resolvePromise) => (stopRequested = resolvePromise));
     const onTerm = (): void => stopRequested('SIGTERM');
     const onInt = (): void => stopRequested('SIGINT');
+    const onHup = (): void => {
+      logger.info({ event: 'signal', signal: 'SIGHUP' }, 'reading the config and resources again');
+      daemon.reconcile().then(
+        (outcome) => logger.info({ event: 'reloaded', outcome }, `reload: ${outcome}`),
+        (error: unknown) => logger.error({ event: 'reconcile_failed', err: error }, 'reload failed'),
+      );
+    };
     environment.signals.on('SIGTERM', onTerm);
     environment.signals.on('SIGINT', onInt);
+    environment.signals.on('SIGHUP', onHup);
     try {
       await daemon.start();
       // Without --log-level, the config's log.level applies from here on.
@@ -73,6 +84,7 @@ ${GLOBAL_HELP}`,
     } finally {
       environment.signals.off('SIGTERM', onTerm);
       environment.signals.off('SIGINT', onInt);
+      environment.signals.off('SIGHUP', onHup);
       await daemon.stop();
     }
   },
