@@ -1,7 +1,8 @@
 // An in-memory NftHandle for unit tests: applies transactions with the kernel's semantics
 // that the driver depends on (all-or-nothing, ENOENT on deleting what is missing, EBUSY on
 // deleting what a rule still references, element timeouts that only change when a re-add
-// carries a DIFFERENT timeout, expired elements invisible). The real kernel is covered by
+// carries a DIFFERENT timeout or an `expires` — kernels since 6.12; `elementUpdates: false`
+// models the older ones, which ignore a re-add — expired elements invisible). The real kernel is covered by
 // the *.kernel.test.ts files.
 import { KernelError, systemClock, type Clock } from '@dnsplane/core';
 import type { NftHandle } from './handle.js';
@@ -74,7 +75,15 @@ export class FakeNftHandle implements NftHandle {
   /** Every transaction that was applied successfully, in order. */
   readonly applied: NftTransaction[] = [];
 
-  constructor(readonly clock: Clock = systemClock) {}
+  /** Whether a re-add updates an existing element's timeout and expiry (kernel ≥ 6.12). */
+  readonly elementUpdates: boolean;
+
+  constructor(
+    readonly clock: Clock = systemClock,
+    options: { readonly elementUpdates?: boolean } = {},
+  ) {
+    this.elementUpdates = options.elementUpdates ?? true;
+  }
 
   async apply(transaction: NftTransaction): Promise<void> {
     const next = cloneState(this.#state);
@@ -231,9 +240,13 @@ export class FakeNftHandle implements NftHandle {
           if (verb === 'flush') throw new KernelError('nft apply failed', 'cannot flush an element');
           if (live && verb === 'create') throw eexist(`element ${element.value}`);
           const timeout = element.timeout ?? set.set.timeout;
-          if (live && existing.timeout === timeout) continue; // same timeout: kernel keeps the old expiry
+          if (live && !this.elementUpdates) continue; // kernels before 6.12 ignore a re-add
+          // the same timeout and no expires: the kernel keeps the old expiry
+          if (live && existing.timeout === timeout && element.expires === undefined) continue;
+          const life = element.expires ?? timeout;
           set.elements.set(element.value, {
-            ...(timeout !== undefined ? { timeout, expiresAt: now + timeout * 1000 } : {}),
+            ...(timeout !== undefined ? { timeout } : {}),
+            ...(life !== undefined ? { expiresAt: now + life * 1000 } : {}),
           });
         }
         return;

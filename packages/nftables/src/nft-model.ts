@@ -39,10 +39,15 @@ export interface NftSet {
   readonly timeout?: number;
 }
 
-/** One set element; `timeout` is in WHOLE seconds (nft 1.0.6 JSON drops fractions). */
+/** One set element; `timeout` and `expires` are in WHOLE seconds (nft 1.0.6 JSON drops fractions). */
 export interface NftElementValue {
   readonly value: string;
   readonly timeout?: number;
+  /**
+   * The element's remaining life (with `timeout`). On an element that exists, kernels since
+   * 6.12 set it in place: an add that carries it refreshes the expiry (`elementRefresh`).
+   */
+  readonly expires?: number;
 }
 
 /** Elements of one named set (the object of `add/delete element`). */

@@ -75,7 +75,16 @@ export interface NftablesDataplaneOptions {
   readonly prepareParser?: (pinRoot: string) => Promise<boolean>;
   /** Undoes a prepareParser that no install used (close() calls it). */
   readonly discardPrepared?: () => void;
+  /**
+   * How an existing element gets a later expiry: `update`, one add carrying `expires` (kernels
+   * since 6.12 update an element in place); `replace`, add + delete + add in one transaction
+   * (older kernels ignore a re-add). Default `probe`: the driver tries an update once, on a set
+   * of its own table, before its first refresh.
+   */
+  readonly elementRefresh?: ElementRefresh | 'probe';
 }
+
+export type ElementRefresh = 'update' | 'replace';
 
 export interface AddLearnedResult {
   /** Entries written (new, or refreshed to a later expiry). */
@@ -87,6 +96,8 @@ export interface AddLearnedResult {
 }
 
 const SET_NAME = /^(ds_[0-9a-f]+)_v([46])$/;
+/** The set the refresh probe creates and deletes (not a domain set's name: never read as one). */
+const PROBE_SET = 'probe_element_refresh';
 /** Entries per turn of a restore or catch-up (~0.3–0.7 s of nft work each at 100,000). */
 const IMPORT_TURN_ENTRIES = 10_000;
 /**
@@ -144,6 +155,8 @@ export class NftablesDataplane implements Dataplane {
   #prepared: Promise<{ readonly step: string; readonly ms: number } | undefined> | undefined;
   /** #prepared has settled (the parser is loaded, or its load failed). */
   #preparedSettled = false;
+  /** How refreshes are written; undefined until the probe ran (#elementRefreshMode). */
+  #elementRefresh: ElementRefresh | undefined;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -163,6 +176,7 @@ export class NftablesDataplane implements Dataplane {
     this.#timer = options.stepTimer ?? new StepTimer();
     this.#prepareParser = options.prepareParser;
     this.#discardPrepared = options.discardPrepared;
+    this.#elementRefresh = options.elementRefresh === 'probe' ? undefined : options.elementRefresh;
     if (options.pinRoot !== undefined) {
       if (options.tcKernel === undefined) throw new TypeError('nftables: pinRoot needs a tcKernel (createNftablesDataplane provides one)');
       this.#membership = new TcMembership({
@@ -427,6 +441,11 @@ export class NftablesDataplane implements Dataplane {
         ({ kind: 'element', element: { table: this.table, set, elements: list } }) as const;
       if (fresh.length > 0) tx.add(object(fresh));
       if (refreshed.length === 0) continue;
+      if ((await this.#elementRefreshMode()) === 'update') {
+        // one add that carries the new expiry: the kernel updates the element in place
+        tx.add(object(refreshed.map((e) => ({ ...e, expires: e.timeout! }))));
+        continue;
+      }
       // add (so the delete cannot fail), delete (drops the old expiry), add (the new one).
       tx.add(object(refreshed));
       tx.delete(object(refreshed.map((e) => ({ value: e.value }))));
@@ -572,6 +591,34 @@ export class NftablesDataplane implements Dataplane {
     this.#discardPrepared?.();
     for (const callback of this.#onClose.splice(0)) callback();
     this.#membership?.close();
+  }
+
+  /**
+   * Whether the kernel updates an existing element's expiry in place (since 6.12) or ignores a
+   * re-add (before): decided once, by trying it on a set of this driver's own table — an element
+   * with 60 s, re-added with `expires` 30 s, listed. The set is deleted again whatever happens;
+   * any failure means `replace`, which works on every kernel. Called within #exclusive.
+   */
+  async #elementRefreshMode(): Promise<ElementRefresh> {
+    if (this.#elementRefresh !== undefined) return this.#elementRefresh;
+    const set = { table: this.table, name: PROBE_SET, type: 'ipv4_addr', flags: ['timeout'] } as const;
+    const element = (extra: { readonly expires?: number }) =>
+      ({ kind: 'element', element: { table: this.table, set: PROBE_SET, elements: [{ value: '198.18.0.1', timeout: 60, ...extra }] } }) as const;
+    let mode: ElementRefresh = 'replace';
+    try {
+      await this.#handle.apply(new NftTransaction().add({ kind: 'set', set }).add(element({})));
+      await this.#handle.apply(new NftTransaction().add(element({ expires: 30 })));
+      const listed = await this.#handle.listSet(this.table, PROBE_SET);
+      const expires = listed?.elements.find((e) => e.value === '198.18.0.1')?.expires;
+      if (expires !== undefined && expires <= 30) mode = 'update';
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'nftables: the element refresh probe failed; refreshing by delete and add');
+    } finally {
+      await this.#handle.apply(new NftTransaction().delete({ kind: 'set', set })).catch(() => undefined);
+    }
+    this.#elementRefresh = mode;
+    this.#logger.info({ elementRefresh: mode }, 'nftables: how existing elements get a later expiry');
+    return mode;
   }
 
   async #knownExpiries(set: string, now: number): Promise<Map<string, number>> {

@@ -60,7 +60,9 @@ function ruleJson(rule: NftRule): JsonValue {
 
 function elementValueJson(element: NftElementValue, verb: NftOperation['verb'], set: string): JsonValue {
   if (element.timeout === undefined || verb === 'delete') return element.value;
-  return { elem: { val: element.value, timeout: wholeSeconds(element.timeout, `element ${element.value} of ${set}`) } };
+  const timeout = wholeSeconds(element.timeout, `element ${element.value} of ${set}`);
+  if (element.expires === undefined) return { elem: { val: element.value, timeout } };
+  return { elem: { val: element.value, timeout, expires: wholeSeconds(element.expires, `element ${element.value} of ${set} expires`) } };
 }
 
 function elementsJson(elements: NftElements, verb: NftOperation['verb']): JsonValue {

@@ -14,9 +14,9 @@ import { ManualClock, baseState, githubSet, s3Set, webEgress } from './fixtures.
 const tableName = 'dnsplane_unit';
 const table: NftTableRef = { family: 'inet', name: tableName };
 
-function setup() {
+function setup(options: { readonly elementUpdates?: boolean } = {}) {
   const clock = new ManualClock();
-  const handle = new FakeNftHandle(clock);
+  const handle = new FakeNftHandle(clock, options);
   const dataplane = createNftablesDataplane({ tableName, handle, clock });
   return { clock, handle, dataplane };
 }
@@ -108,8 +108,11 @@ describe('NftablesDataplane (fake handle)', () => {
     expect(timeouts).toEqual({ '198.18.1.1': 2, '198.18.1.2': 31 });
   });
 
-  it('refreshes an existing element only when the new expiry is later (delete + add)', async () => {
-    const { clock, handle, dataplane } = setup();
+  it.each([
+    { kernel: 'since 6.12 (updates an element in place)', elementUpdates: true, refresh: '{"add":{"element"', deletes: 0 },
+    { kernel: 'before 6.12 (ignores a re-add)', elementUpdates: false, refresh: '{"delete":{"element"', deletes: 1 },
+  ])('refreshes an existing element only when the new expiry is later — kernel $kernel', async ({ elementUpdates, refresh, deletes }) => {
+    const { clock, handle, dataplane } = setup({ elementUpdates });
     await dataplane.install(baseState());
     await dataplane.addLearned([learned('198.18.1.1', clock.now() + 10_000)]);
     clock.advance(5_000);
@@ -118,8 +121,15 @@ describe('NftablesDataplane (fake handle)', () => {
     // same timeout value as the first write (10 s) but later: must still refresh
     expect(await dataplane.addLearned([learned('198.18.1.1', clock.now() + 10_000)])).toEqual({ written: 1, unchanged: 0, ignored: 0 });
     const ops = sortedOperationLines(handle.applied.at(-1)!);
-    expect(ops.filter((l) => l.startsWith('{"delete":{"element"'))).toHaveLength(1);
+    expect(ops.filter((l) => l.startsWith('{"delete":{"element"'))).toHaveLength(deletes);
+    expect(ops.some((l) => l.startsWith(refresh))).toBe(true);
+    if (elementUpdates) {
+      // one add, carrying the new expiry
+      expect(ops).toEqual([expect.stringContaining('"elem":[{"elem":{"val":"198.18.1.1","timeout":10,"expires":10}}]')]);
+    }
     expect((await elements(handle, 'ds_1a2b_v4'))[0]).toMatchObject({ value: '198.18.1.1', expires: 10 });
+    // the probe (its own set, once) left nothing behind
+    expect((await handle.listTable(table))?.sets.map((x) => x.name)).not.toContain('probe_element_refresh');
     clock.advance(9_000);
     expect((await elements(handle, 'ds_1a2b_v4')).map((e) => e.value)).toEqual(['198.18.1.1']);
     clock.advance(1_000);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isKernelError, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNftablesDataplane, loadAddon, type NftablesDataplane } from '@dnsplane/nftables';
+import { createNftablesDataplane, loadAddon, silentLogger, type NftablesDataplane, type NftablesDataplaneOptions } from '@dnsplane/nftables';
 import { baseState, githubSet, s3Set, webEgress } from './fixtures.js';
 import { deleteTableIfPresent, nft, nftJson, setElements, tableExists, uniqueSuffix, waitFor } from './kernel-helpers.js';
 
@@ -28,10 +28,13 @@ function safeState(suffix: string, overrides: Partial<DesiredState> = {}): Desir
   };
 }
 
-function newDataplane(executor: 'libnftables' | 'nft-cli'): { dataplane: NftablesDataplane; table: string; suffix: string } {
+function newDataplane(
+  executor: 'libnftables' | 'nft-cli',
+  options: Omit<NftablesDataplaneOptions, 'tableName' | 'executor'> = {},
+): { dataplane: NftablesDataplane; table: string; suffix: string } {
   const suffix = uniqueSuffix();
   const table = `dnsplane_t${suffix}`;
-  const dataplane = createNftablesDataplane({ tableName: table, executor });
+  const dataplane = createNftablesDataplane({ tableName: table, executor, ...options });
   cleanups.push(async () => {
     await dataplane.close();
     await deleteTableIfPresent('inet', table);
@@ -153,8 +156,13 @@ describe('element timeouts on the real kernel', () => {
     expect((await setElements(table, 'ds_1a2b_v4')).map((e) => e.val)).toEqual(['198.18.4.4']);
   });
 
-  it('refreshes an element to a later expiry even with the same timeout value, never to an earlier one', async () => {
-    const { dataplane, table, suffix } = newDataplane('libnftables');
+  it.each([
+    { how: 'as the probe finds this kernel (≥ 6.12: one add with expires)', elementRefresh: 'probe', expected: 'update' },
+    { how: 'by add + delete + add, as on kernels before 6.12', elementRefresh: 'replace', expected: 'replace' },
+  ] as const)('refreshes an element to a later expiry even with the same timeout value, never to an earlier one — $how', async ({ elementRefresh, expected }) => {
+    const chosen: unknown[] = [];
+    const logger = { ...silentLogger, info: (object: object) => void chosen.push((object as { elementRefresh?: unknown }).elementRefresh) };
+    const { dataplane, table, suffix } = newDataplane('libnftables', { elementRefresh, logger });
     await dataplane.install(safeState(suffix));
     const expires = async () => (await setElements(table, 'ds_1a2b_v4')).find((e) => e.val === '198.18.4.5')?.expires;
     await dataplane.addLearned([learned('198.18.4.5', Date.now() + 30_000)]);
@@ -166,6 +174,10 @@ describe('element timeouts on the real kernel', () => {
     // a later expiry with the same timeout value (30 s): plain re-adding would keep the old one
     expect(await dataplane.addLearned([learned('198.18.4.5', Date.now() + 30_000)])).toMatchObject({ written: 1 });
     expect(await expires()).toBeGreaterThanOrEqual(29);
+    expect((await setElements(table, 'ds_1a2b_v4')).find((e) => e.val === '198.18.4.5')?.timeout).toBe(30);
+    if (elementRefresh === 'probe') expect(chosen.filter((c) => c !== undefined)).toEqual([expected]);
+    // the probe's set is gone again
+    expect((await nft('list', 'table', 'inet', table))).not.toContain('probe_element_refresh');
   });
 });
 
