@@ -1,9 +1,9 @@
 // An in-memory NftHandle for unit tests: applies transactions with the kernel's semantics
 // that the driver depends on (all-or-nothing, ENOENT on deleting what is missing, EBUSY on
 // deleting what a rule still references, element timeouts that only change when a re-add
-// carries a DIFFERENT timeout or an `expires` — kernels since 6.12; `elementUpdates: false`
-// models the older ones, which ignore a re-add — expired elements invisible). The real kernel is covered by
-// the *.kernel.test.ts files.
+// carries a DIFFERENT timeout or an `expires` (kernels since 6.12; `elementUpdates: false`
+// models the older ones, which ignore a re-add), expired elements invisible). The real kernel
+// is covered by the *.kernel.test.ts files.
 import { KernelError, systemClock, type Clock } from '@dnsplane/core';
 import type { NftHandle } from './handle.js';
 import type { NftBaseChainSpec, NftRule, NftSet, NftStatement, NftTableRef } from './nft-model.js';

@@ -98,6 +98,7 @@ export interface AddLearnedResult {
 const SET_NAME = /^(ds_[0-9a-f]+)_v([46])$/;
 /** The set the refresh probe creates and deletes (not a domain set's name: never read as one). */
 const PROBE_SET = 'probe_element_refresh';
+const PROBE_ADDRESS = '198.18.0.1';
 /** Entries per turn of a restore or catch-up (~0.3–0.7 s of nft work each at 100,000). */
 const IMPORT_TURN_ENTRIES = 10_000;
 /**
@@ -419,7 +420,7 @@ export class NftablesDataplane implements Dataplane {
     for (const { set, addresses } of wanted.values()) {
       const known = await this.#knownExpiries(set, now);
       const fresh: NftElementValue[] = [];
-      const refreshed: NftElementValue[] = [];
+      const refreshed: Array<{ readonly value: string; readonly timeout: number }> = [];
       for (const [address, wantedAt] of addresses) {
         // `current` is a lower bound of the element's expiry (#expiries): compared with the
         // membership's exact expiry, not with the whole second the write would round it up to,
@@ -443,7 +444,7 @@ export class NftablesDataplane implements Dataplane {
       if (refreshed.length === 0) continue;
       if ((await this.#elementRefreshMode()) === 'update') {
         // one add that carries the new expiry: the kernel updates the element in place
-        tx.add(object(refreshed.map((e) => ({ ...e, expires: e.timeout! }))));
+        tx.add(object(refreshed.map((e) => ({ ...e, expires: e.timeout }))));
         continue;
       }
       // add (so the delete cannot fail), delete (drops the old expiry), add (the new one).
@@ -603,13 +604,13 @@ export class NftablesDataplane implements Dataplane {
     if (this.#elementRefresh !== undefined) return this.#elementRefresh;
     const set = { table: this.table, name: PROBE_SET, type: 'ipv4_addr', flags: ['timeout'] } as const;
     const element = (extra: { readonly expires?: number }) =>
-      ({ kind: 'element', element: { table: this.table, set: PROBE_SET, elements: [{ value: '198.18.0.1', timeout: 60, ...extra }] } }) as const;
+      ({ kind: 'element', element: { table: this.table, set: PROBE_SET, elements: [{ value: PROBE_ADDRESS, timeout: 60, ...extra }] } }) as const;
     let mode: ElementRefresh = 'replace';
     try {
       await this.#handle.apply(new NftTransaction().add({ kind: 'set', set }).add(element({})));
       await this.#handle.apply(new NftTransaction().add(element({ expires: 30 })));
       const listed = await this.#handle.listSet(this.table, PROBE_SET);
-      const expires = listed?.elements.find((e) => e.value === '198.18.0.1')?.expires;
+      const expires = listed?.elements.find((e) => e.value === PROBE_ADDRESS)?.expires;
       if (expires !== undefined && expires <= 30) mode = 'update';
     } catch (error) {
       this.#logger.warn({ err: error }, 'nftables: the element refresh probe failed; refreshing by delete and add');
