@@ -3,7 +3,7 @@
 // `{"request":"migrate","to":"nftables"}`), reads one JSON document, and the daemon closes the
 // connection. Errors come back as `{"error": "..."}`.
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { DATAPLANE_KINDS, DnsplaneError, type DataplaneKind } from '@dnsplane/core';
@@ -104,12 +104,18 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
+/** How long a client may take to send its request line before the daemon hangs up. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
 export class StatusServer {
   #server: Server | undefined;
+  /** Connections that have not sent a whole request yet: close() hangs up on them. */
+  readonly #waiting = new Set<Socket>();
 
   constructor(
     private readonly socketPath: string,
     private readonly handle: (request: AgentRequest) => Promise<unknown>,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {}
 
   async listen(): Promise<void> {
@@ -125,6 +131,13 @@ export class StatusServer {
     const server = createServer((connection) => {
       connection.on('error', () => connection.destroy());
       connection.setEncoding('utf8');
+      // Until its request is in, a connection is one close() hangs up on (server.close() alone
+      // waits for every connection to end: an idle client held a stopping daemon forever).
+      this.#waiting.add(connection);
+      connection.on('close', () => this.#waiting.delete(connection));
+      connection.setTimeout(this.requestTimeoutMs, () => {
+        if (this.#waiting.has(connection)) connection.end(`${JSON.stringify({ error: `no request within ${this.requestTimeoutMs} ms` })}\n`);
+      });
       let buffered = '';
       const onData = (chunk: string): void => {
         buffered += chunk;
@@ -134,6 +147,8 @@ export class StatusServer {
           return;
         }
         connection.off('data', onData);
+        this.#waiting.delete(connection);
+        connection.setTimeout(0); // answering may take long (a migration): the client waits
         let json: unknown;
         try {
           json = JSON.parse(buffered.slice(0, newline));
@@ -169,7 +184,9 @@ export class StatusServer {
     const server = this.#server;
     this.#server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const connection of this.#waiting) connection.destroy();
+    await closed;
     await rm(this.socketPath, { force: true });
   }
 }

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
 import { main } from '../src/cli.js';
 import type { Daemon } from '../src/daemon.js';
-import { fetchStatus, isAgentAlreadyRunning } from '../src/status-socket.js';
+import { fetchStatus, isAgentAlreadyRunning, requestAgent, StatusServer } from '../src/status-socket.js';
 import { configTree, createTestDaemon, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
 
 let tree: ConfigTree | undefined;
@@ -365,6 +366,47 @@ describe('dnsplane run / status', () => {
     t.signals.emit('SIGTERM');
     expect(await exit).toBe(0);
     expect(t.signals.listenerCount('SIGHUP')).toBe(0);
+  });
+
+  it('stops on SIGTERM while a status client stays connected without asking anything', async () => {
+    tree = await configTree();
+    const t = testEnvironment();
+    const exit = main(['run', '-c', tree.configPath, '--socket', tree.socketPath], t.environment);
+    await waitFor(() => (t.dataplanes[0]?.installs.length ?? 0) === 1 && existsSync(tree?.socketPath ?? ''), 'the daemon to start');
+    const idle = createConnection(tree.socketPath);
+    const closed = new Promise<void>((resolve) => idle.on('close', () => resolve()));
+    idle.on('error', () => undefined);
+    await new Promise<void>((resolve) => idle.once('connect', () => resolve()));
+    try {
+      t.signals.emit('SIGTERM');
+      // the daemon does not wait for the client: it closes the connection, saves and exits
+      let exited = false;
+      void exit.then(() => (exited = true));
+      await waitFor(() => exited, 'the daemon to exit with a client connected', 3_000);
+      expect(await exit).toBe(0);
+      await closed;
+      expect(existsSync(tree.statePath)).toBe(true);
+      expect(t.dataplanes[0]?.closed).toBe(true);
+    } finally {
+      idle.destroy();
+    }
+  });
+
+  it('hangs up on a status client that sends no request in time, and still answers the next', async () => {
+    tree = await configTree();
+    const server = new StatusServer(tree.socketPath, async () => ({ ok: true }), 200);
+    await server.listen();
+    try {
+      const idle = createConnection(tree.socketPath);
+      idle.setEncoding('utf8');
+      let received = '';
+      idle.on('data', (chunk: string) => (received += chunk));
+      await new Promise<void>((resolve) => idle.on('close', () => resolve()));
+      expect(JSON.parse(received)).toEqual({ error: 'no request within 200 ms' });
+      expect(await requestAgent(tree.socketPath, { request: 'status' })).toEqual({ ok: true });
+    } finally {
+      await server.close();
+    }
   });
 
   it('stops on SIGINT too', async () => {
