@@ -81,6 +81,7 @@ export class Daemon {
   /** The interfaces as read just before the last successful install (absent: not watched). */
   #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
+  #driftTimer: NodeJS.Timeout | undefined;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
@@ -238,6 +239,12 @@ export class Daemon {
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
+    if (inputs.config.driftCheckSeconds > 0) {
+      this.#driftTimer = setInterval(() => {
+        this.checkDrift().catch((error: unknown) => logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
+      }, inputs.config.driftCheckSeconds * 1000);
+      this.#driftTimer.unref();
+    }
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
   }
 
@@ -442,6 +449,41 @@ export class Daemon {
     return name === undefined ? entry : { ...entry, name };
   }
 
+  /**
+   * Installs the applied state again when kernel objects of it are gone (`missingObjects`):
+   * someone flushed the ruleset or reloaded a firewall, and enforcement would stay open until
+   * the next change. Learned entries the daemon knows are imported again after (a recreated nft
+   * table starts with empty sets; the kernel maps usually still hold them). Queued with the
+   * reconciles. Every `driftCheckSeconds`.
+   */
+  checkDrift(): Promise<'intact' | 'repaired' | 'failed'> {
+    const next = this.#queue.then(() => this.#checkDriftOnce());
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #checkDriftOnce(): Promise<'intact' | 'repaired' | 'failed'> {
+    const { logger } = this.options;
+    const dataplane = this.#dataplane;
+    const applied = this.#applied;
+    if (!dataplane || !applied || this.#stopped) return 'intact';
+    const missing = await dataplane.missingObjects();
+    if (missing.length === 0) return 'intact';
+    logger.warn(
+      { event: 'drift', dataplane: this.#kind, missing: missing.slice(0, 20), count: missing.length },
+      'kernel objects of the installed state are gone; installing it again',
+    );
+    try {
+      await dataplane.install(applied.state);
+      await dataplane.importLearned(this.#known.entries()); // live entries only
+    } catch (error) {
+      logger.error({ event: 'drift_repair_failed', err: error }, 'installing again failed; the next check retries');
+      return 'failed';
+    }
+    logger.info({ event: 'repaired', dataplane: this.#kind, count: missing.length }, 'the installed state is in force again');
+    return 'repaired';
+  }
+
   /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */
   reconcile(): Promise<ReconcileOutcome> {
     const next = this.#queue.then(() => this.#reconcileOnce());
@@ -600,6 +642,7 @@ export class Daemon {
     const { logger } = this.options;
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#persistTimer) clearInterval(this.#persistTimer);
+    if (this.#driftTimer) clearInterval(this.#driftTimer);
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#linkWatch?.close();

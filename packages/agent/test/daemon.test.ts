@@ -280,6 +280,35 @@ describe('the daemon', () => {
     await daemon.stop();
   });
 
+  it('installs the same state again when its kernel objects are gone, imports what it knows, and retries a failed repair', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const dataplane = t.dataplanes[0];
+    if (dataplane === undefined) throw new Error('no dataplane');
+    const setId = dataplane.installed?.domainSets[0]?.id ?? 0;
+    dataplane.learn({ setId, family: 4, address: '198.18.20.1', expiresAt: t.clock.now() + 60_000 });
+    await daemon.persist(); // what the daemon knows now includes it
+    expect(await daemon.checkDrift()).toBe('intact');
+    expect(dataplane.installs).toHaveLength(1);
+
+    // someone flushed the ruleset; the first repair fails (e.g. the kernel refuses for a moment)
+    dataplane.missing = ['nft table inet dnsplane'];
+    dataplane.failNextInstall = new Error('busy');
+    expect(await daemon.checkDrift()).toBe('failed');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift', missing: ['nft table inet dnsplane'], count: 1 }));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift_repair_failed' }));
+    expect(await daemon.checkDrift()).toBe('repaired');
+    expect(dataplane.installs).toHaveLength(2);
+    expect(dataplane.installs[1]).toEqual(dataplane.installs[0]);
+    const imported = dataplane.events.filter((e) => e.type === 'importLearned').at(-1);
+    expect(imported).toMatchObject({ entries: [expect.objectContaining({ address: '198.18.20.1' })] });
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'repaired', count: 1 }));
+    expect(await daemon.checkDrift()).toBe('intact');
+    await daemon.stop();
+  });
+
   it('refuses to start while another daemon answers on the status socket, before installing anything', async () => {
     tree = await configTree();
     const t = testEnvironment();

@@ -45,7 +45,7 @@ beforeAll(async () => {
   const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
   if (added.status !== 0) throw new Error(`ip netns add failed: ${added.stderr}`);
   tree = await configTree();
-  await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\n`);
+  await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\ndriftCheckSeconds: 1\n`);
 });
 
 afterAll(async () => {
@@ -80,6 +80,13 @@ describe('dnsplane run (real nftables, own netns)', () => {
     const report = status();
     expect(report).toMatchObject({ dataplane: 'nftables', rejected: [] });
     expect((report['objects'] as string[]).length).toBeGreaterThan(0);
+
+    // Someone deletes the table (as `nft flush ruleset` would): the drift check installs it again.
+    expect(inNetns('nft', ['delete', 'table', 'inet', 'dnsplane']).code).toBe(0);
+    await waitFor(() => nftTable() === first || exitCode !== undefined, 'the table back after its deletion', 10_000);
+    expect(exitCode, daemonLog).toBeUndefined();
+    expect(daemonLog).toMatch(/"event":"drift"[^\n]*"missing":\["nft table inet dnsplane"\]/);
+    await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
 
     // A new policy file: re-applied into the kernel.
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));

@@ -11,6 +11,8 @@ export const DEFAULT_MIN_TTL = 30;
 export const DEFAULT_EXTRA_TTL = 10;
 export const DEFAULT_MAX_ADDRESSES_PER_NAME = 256;
 export const DEFAULT_STATE_PATH = '/var/lib/dnsplane/state.json';
+/** Seconds between the daemon's checks that the installed kernel objects are still there. */
+export const DEFAULT_DRIFT_CHECK_SECONDS = 30;
 export const DEFAULT_BPF_PIN_ROOT = '/sys/fs/bpf/dnsplane';
 export const DEFAULT_NFT_MARK_MASK = '0x00ff0000';
 /** Default of `nftables.mirrorDrainIntervalMs` (bpf-parser's LEARNED_EVENTS_DRAIN_INTERVAL_MS). */
@@ -128,6 +130,15 @@ export const DnsplaneConfigSchema = strictObject({
     .min(1)
     .default(DEFAULT_STATE_PATH)
     .meta({ description: 'Where learned state is saved; relative paths are relative to the config file.' }),
+  driftCheckSeconds: z
+    .int()
+    .min(0)
+    .max(3600)
+    .default(DEFAULT_DRIFT_CHECK_SECONDS)
+    .meta({
+      description:
+        "How often, in seconds, the daemon checks that the kernel objects of the installed state are still there (a `flush ruleset` by nftables.service, a firewall reload) and installs them again when not; 0: never.",
+    }),
   log: strictObject({
     level: z.enum(LOG_LEVELS).default('info'),
   }).prefault({}),

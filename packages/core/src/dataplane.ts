@@ -43,6 +43,13 @@ export interface Dataplane {
   /** Add learned entries (from state on disk or another dataplane); expired ones are ignored. */
   importLearned(entries: readonly LearnedEntry[]): Promise<void>;
   status(): Promise<DataplaneStatus>;
+  /**
+   * The kernel objects of the last `install` that are gone — removed by someone else (a `flush
+   * ruleset`, a firewall reload) — named as in `status().objects`; empty when all are there or
+   * nothing was installed. Cheap (no learned entries read): the daemon calls it periodically
+   * and installs the same state again when it is not empty.
+   */
+  missingObjects(): Promise<string[]>;
   /** Remove every kernel object this driver created. */
   remove(): Promise<void>;
   /** Stop background work (event consumers, timers) without touching enforcement. */

@@ -55,6 +55,7 @@ export class FakeDataplane implements Dataplane {
     }
     this.installed = state;
     this.removed = false;
+    this.missing = [];
     this.events.push({ type: 'install', state });
     // Like a real driver: learned members of sets that no longer exist go away.
     this.learned.retainSets(new Set(state.domainSets.map((s) => s.id)));
@@ -75,6 +76,13 @@ export class FakeDataplane implements Dataplane {
   async importLearned(entries: readonly LearnedEntry[]): Promise<void> {
     this.events.push({ type: 'importLearned', entries: [...entries] });
     this.learned.recordAll(entries);
+  }
+
+  /** What missingObjects() reports until the next install (tests set it to simulate a flush). */
+  missing: string[] = [];
+
+  async missingObjects(): Promise<string[]> {
+    return [...this.missing];
   }
 
   async status(): Promise<DataplaneStatus> {

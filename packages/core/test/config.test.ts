@@ -59,6 +59,7 @@ describe('DnsplaneConfigSchema', () => {
       dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256, interfaces: [] },
       resources: [],
       statePath: '/var/lib/dnsplane/state.json',
+      driftCheckSeconds: 30,
       log: { level: 'info' },
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
@@ -127,7 +128,7 @@ describe('DnsplaneConfigSchema', () => {
       'resources: expected a list, got the string "policies"',
       'log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent", got the string "loud"',
       'iptables.backend: expected one of "auto", "legacy", "nft", got the string "nf"',
-      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, log, iptables, bpf, nftables',
+      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, driftCheckSeconds, log, iptables, bpf, nftables',
     ]);
   });
 

@@ -202,6 +202,7 @@ describe('loadInputs file handling', () => {
       dns: { trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256, interfaces: [] },
       resources: [],
       statePath: '/var/lib/dnsplane/state.json',
+      driftCheckSeconds: 30,
       log: { level: 'info' },
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },

@@ -89,7 +89,7 @@ export class EbpfDataplane implements Dataplane {
   readonly #clock: Clock;
   #loaded: Loaded | undefined;
   #logConsumer: RingBufferConsumer | undefined;
-  #installed: { state: DesiredState; tables: PolicyTables } | undefined;
+  #installed: { state: DesiredState; tables: PolicyTables; attachments: readonly Attachment[] } | undefined;
   /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
   #keepEvents = false;
 
@@ -115,8 +115,9 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    this.#attach(loaded, this.#wantedAttachments(tables, hooks, interfaces), interfaces);
-    this.#installed = { state, tables };
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces);
+    this.#attach(loaded, attachments, interfaces);
+    this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
     this.#logger.info(
       { hooks: hooks.length, rules: tables.rules.length, netLists: tables.netLists.length, domainSets: state.domainSets.length, pinRoot: this.pinRoot },
@@ -153,6 +154,21 @@ export class EbpfDataplane implements Dataplane {
       }
     }
     return { kind: 'ebpf', objects, counters, learned: loaded.parser.membership().length };
+  }
+
+  /**
+   * The tc filters the last install attached that are gone (a `tc qdisc del … clsact`) from
+   * interfaces that are still there: an interface that went or came back is the link watch's
+   * (it installs again). One query per filter.
+   */
+  async missingObjects(): Promise<string[]> {
+    const installed = this.#installed;
+    if (installed === undefined) return [];
+    const interfaces = (this.#options.interfaces ?? listInterfaces)();
+    return installed.attachments
+      .filter((a) => interfaces.has(a.ifname))
+      .filter((a) => safeQuery(a.ifname, a.direction, a.program === 'parser' ? PARSER_TC_FILTER : POLICY_TC_FILTER) === undefined)
+      .map((a) => `tc ${a.direction} ${a.ifname} ${a.program === 'parser' ? 'dnsplane_parse_tc' : POLICY_PROGRAM_NAMES[a.direction]}`);
   }
 
   async remove(): Promise<void> {

@@ -104,6 +104,7 @@ describe('ebpf dataplane in the lab (real agent)', () => {
         'resources: ["./policy.yaml"]',
         `statePath: ${join(dir, 'state.json')}`,
         `bpf: { pinRoot: ${PIN_ROOT} }`,
+        'driftCheckSeconds: 1',
       ].join('\n'),
     );
     await writeFile(join(dir, 'policy.yaml'), policyDocuments(l, true));
@@ -134,6 +135,18 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     expect(shown.stdout).toMatch(/pref 213 bpf chain 0 handle 0xd15 dnsplane_policy/);
     const egress = await lab().exec('node', ['tc', 'filter', 'show', 'dev', lab().endpoints['client1']?.hostInterface ?? '', 'egress']);
     expect(egress.stdout).toMatch(/pref 213 bpf chain 0 handle 0xd15 dnsplane_policy/);
+  });
+
+  it('puts back a tc filter someone deleted (the drift check, every driftCheckSeconds)', async () => {
+    const l = lab();
+    const device = l.endpoints['client1']?.hostInterface ?? '';
+    const policyFilter = async (): Promise<boolean> =>
+      /pref 213 bpf chain 0 handle 0xd15 dnsplane_policy/.test((await l.exec('node', ['tc', 'filter', 'show', 'dev', device, 'ingress'])).stdout);
+    expect(await policyFilter()).toBe(true);
+    const deleted = await l.exec('node', ['tc', 'filter', 'del', 'dev', device, 'ingress', 'pref', '213', 'handle', '0xd15', 'bpf']);
+    expect(deleted.code, deleted.stderr).toBe(0); // (the next check may put it back at any moment)
+    await waitFor('the policy filter back on the workload interface', async () => ((await policyFilter()) ? true : undefined), { timeoutMs: 15_000 });
+    await agent?.waitForOutput(/"event":"repaired"/, 10_000);
   });
 
   it('200 fresh allowed names: every first SYN passes (zero SYN retransmits), replies through the connection table', async () => {

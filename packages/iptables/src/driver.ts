@@ -61,6 +61,8 @@ export class IptablesDataplane implements Dataplane {
   private backend: ResolvedBackend | undefined;
   /** install/remove run one at a time: each reads the kernel state the previous one left. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Per family, the objects the last install left (status names): what missingObjects looks for. */
+  private expected: Map<IpFamily, readonly string[]> | undefined;
 
   constructor(options: IptablesDataplaneOptions = {}) {
     this.backendChoice = backendChoiceSchema.parse(options.backend ?? 'auto');
@@ -107,6 +109,10 @@ export class IptablesDataplane implements Dataplane {
       }
     }
     this.logger.info({ event: 'iptables.installed', backend, chains: rulesets.v4.tables[0]?.chains.length ?? 0 }, 'iptables rules installed');
+    // What is there now is what a later flush (a firewall reload, `iptables -F`) would take away.
+    const expected = new Map<IpFamily, readonly string[]>();
+    for (const family of FAMILIES) expected.set(family, this.objectNames(family, await this.readTable(family), backend));
+    this.expected = expected;
     // Only now does no rule reference the match programs of sets this state no longer uses.
     if (this.domainMatches.prune) {
       try {
@@ -136,15 +142,41 @@ export class IptablesDataplane implements Dataplane {
     await this.dnsParser?.importLearned?.(entries);
   }
 
+  /**
+   * Our chains, their rules and the jumps into them that the last install left and that are
+   * gone now: a firewall reload or `iptables -F` / `-X` took them (one `-save` per family).
+   */
+  missingObjects(): Promise<string[]> {
+    return this.serially(async () => {
+      const expected = this.expected;
+      if (expected === undefined) return [];
+      const backend = await this.resolvedBackend();
+      const missing: string[] = [];
+      for (const family of FAMILIES) {
+        const present = new Set(this.objectNames(family, await this.readTable(family), backend));
+        for (const name of expected.get(family) ?? []) if (!present.has(name)) missing.push(name);
+      }
+      return missing;
+    });
+  }
+
+  /** Chains and jumps of one family's saved table as status() names them, and with `rules` our rules too. */
+  private objectNames(family: IpFamily, saved: SavedTable, backend: ResolvedBackend, rules = true): string[] {
+    const tool = family === 4 ? 'iptables' : 'ip6tables';
+    return [
+      ...saved.chains.map((chain) => `${tool}-${backend} ${TABLE} chain ${chain}`),
+      ...saved.jumps.map((jump) => `${tool}-${backend} ${TABLE} jump ${jump.from} -> ${jump.to}`),
+      ...(rules ? saved.rules.map((rule) => `${tool}-${backend} ${TABLE} rule ${rule}`) : []),
+    ];
+  }
+
   async status(): Promise<DataplaneStatus> {
     const backend = await this.resolvedBackend();
     const objects: string[] = [];
     const counters: Record<string, number> = {};
     for (const family of FAMILIES) {
       const saved = await this.readTable(family);
-      const tool = family === 4 ? 'iptables' : 'ip6tables';
-      for (const chain of saved.chains) objects.push(`${tool}-${backend} ${TABLE} chain ${chain}`);
-      for (const jump of saved.jumps) objects.push(`${tool}-${backend} ${TABLE} jump ${jump.from} -> ${jump.to}`);
+      objects.push(...this.objectNames(family, saved, backend, false));
       counters[`ipv${family}_chains`] = saved.chains.length;
       counters[`ipv${family}_rules`] = saved.rules.length;
       counters[`ipv${family}_jumps`] = saved.jumps.length;
@@ -160,6 +192,7 @@ export class IptablesDataplane implements Dataplane {
   }
 
   private async removeNow(): Promise<void> {
+    this.expected = undefined;
     for (const family of FAMILIES) {
       const saved = await this.readTable(family);
       if (saved.chains.length === 0 && saved.jumps.length === 0) continue;

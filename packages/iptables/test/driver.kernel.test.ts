@@ -121,6 +121,25 @@ describe.each(['legacy', 'nft'] as const)('iptables driver on the %s backend', (
     }
   });
 
+  it('finds what a firewall reload took (jumps flushed, a chain emptied) and installing again puts it back', async () => {
+    const dataplane = driver();
+    expect(await dataplane.missingObjects()).toEqual([]); // nothing installed yet
+    await dataplane.install(kernelState);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    const ownBefore = [ownRules(await save(4)), ownRules(await save(6))];
+    const tool = toolName(backend, 4, 'save').replace('-save', '');
+    // what `iptables -F FORWARD` (a reload of someone's rules) and `iptables -F DNSPLANE-INPUT` do
+    await inNetns(netns, tool, ['-F', 'FORWARD']);
+    await inNetns(netns, tool, ['-F', 'DNSPLANE-INPUT']);
+    const missing = await dataplane.missingObjects();
+    expect(missing).toContain(`iptables-${backend} filter jump FORWARD -> DNSPLANE-FORWARD`);
+    expect(missing.some((name) => name.startsWith(`iptables-${backend} filter rule -A DNSPLANE-INPUT `))).toBe(true);
+    expect(missing.every((name) => name.startsWith('iptables-'))).toBe(true); // IPv6 untouched
+    await dataplane.install(kernelState);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    expect([ownRules(await save(4)), ownRules(await save(6))]).toEqual(ownBefore);
+  });
+
   it('runs concurrent installs one after the other: the last state wins, one jump each', async () => {
     const dataplane = driver();
     await Promise.all([dataplane.install(kernelState), dataplane.install(changedState), dataplane.install(kernelState), dataplane.install(changedState)]);

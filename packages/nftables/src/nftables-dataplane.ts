@@ -158,6 +158,8 @@ export class NftablesDataplane implements Dataplane {
   #preparedSettled = false;
   /** How refreshes are written; undefined until the probe ran (#elementRefreshMode). */
   #elementRefresh: ElementRefresh | undefined;
+  /** An install went through and no remove since: the table should be there (missingObjects). */
+  #installed = false;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -318,11 +320,14 @@ export class NftablesDataplane implements Dataplane {
         // the nft sets in the next exclusive step, queued now — ahead of any later export,
         // import or status. The rules and the kernel side are in force already, and marked
         // sets never wait for it (the mark reads the kernel maps).
-        if (!this.#caughtUp) {
+        // A table created again (someone deleted it: `flush ruleset`) starts with empty sets: the
+        // same catch-up fills them from the kernel maps, which survived.
+        if (!this.#caughtUp || plan.created) {
           this.#caughtUp = true;
           this.#catchUp(membership, !plan.created);
         }
       }
+      this.#installed = true;
       this.#logger.info(
         {
           table: this.table.name,
@@ -567,6 +572,21 @@ export class NftablesDataplane implements Dataplane {
     });
   }
 
+  /**
+   * The table, when an install put it there and it is gone (`nft flush ruleset`, as Debian's
+   * nftables.service does on every start and reload, or `nft delete table`). One listing of the
+   * table names: cheap at any scale. Changes inside the table are not looked for: nothing but
+   * dnsplane writes there.
+   */
+  missingObjects(): Promise<string[]> {
+    return this.#exclusive(async () => {
+      if (!this.#installed) return [];
+      const tables = await this.#handle.listTables();
+      const present = tables.some((t) => t.family === this.table.family && t.name === this.table.name);
+      return present ? [] : [`nft table ${this.table.family} ${this.table.name}`];
+    });
+  }
+
   remove(): Promise<void> {
     return this.#exclusive(async () => {
       const tables = await this.#handle.listTables();
@@ -577,6 +597,7 @@ export class NftablesDataplane implements Dataplane {
       this.#expiries.clear();
       this.#wholeTableAt = undefined;
       this.#caughtUp = false;
+      this.#installed = false;
       if (this.#membership !== undefined) {
         this.#membership.remove();
         this.#logger.info({ pinRoot: this.#pinRoot }, 'nftables: tc programs detached, pins removed');

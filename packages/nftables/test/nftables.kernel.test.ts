@@ -181,6 +181,24 @@ describe('element timeouts on the real kernel', () => {
   });
 });
 
+describe('drift', () => {
+  it('finds its table gone after someone deleted it (as `flush ruleset` does), and installing again puts it back', async () => {
+    const { dataplane, table, suffix } = newDataplane('libnftables');
+    expect(await dataplane.missingObjects()).toEqual([]); // nothing installed yet
+    await dataplane.install(safeState(suffix));
+    expect(await dataplane.missingObjects()).toEqual([]);
+    const before = await nft('list', 'table', 'inet', table);
+    await nft('delete', 'table', 'inet', table);
+    expect(await dataplane.missingObjects()).toEqual([`nft table inet ${table}`]);
+    await dataplane.install(safeState(suffix));
+    expect(await dataplane.missingObjects()).toEqual([]);
+    expect(await nft('list', 'table', 'inet', table)).toBe(before);
+    // the driver knows the sets start empty again: a learned write goes in as a new element
+    expect(await dataplane.addLearned([learned('198.18.4.9', Date.now() + 60_000)])).toMatchObject({ written: 1 });
+    expect((await setElements(table, 'ds_1a2b_v4')).map((e) => e.val)).toEqual(['198.18.4.9']);
+  });
+});
+
 describe('a restore of 100,000 entries', () => {
   it('lets a mirror write through between its parts: the new element is in the set while the import still runs', async () => {
     const { dataplane, table, suffix } = newDataplane('libnftables');
