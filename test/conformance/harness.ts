@@ -49,6 +49,8 @@ export interface TcpProbeResult extends TcpTarget {
 
 /** Settings every conformance run uses: short TTL floors so the expiry scenario takes seconds. */
 export const SUITE_DNS = { minTTL: 1, extraTTL: 2, maxAddressesPerName: 256 } as const;
+/** The agent's drift check runs every second, so the repair scenario takes seconds. */
+export const SUITE_DRIFT_CHECK_SECONDS = 1;
 
 export interface AgentStatusView {
   readonly dataplane: string;
@@ -149,6 +151,7 @@ export class ConformanceHarness {
       dns: { trustedServers: [...lab.trustedServers], ...SUITE_DNS },
       resources: ['./policies'],
       statePath: join(this.directory, 'state.json'),
+      driftCheckSeconds: SUITE_DRIFT_CHECK_SECONDS,
       log: { level: 'info' },
       iptables: { backend: this.variant.iptablesBackend ?? 'auto' },
       bpf: { pinRoot: this.pinRoot },

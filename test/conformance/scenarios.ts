@@ -19,7 +19,7 @@ import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import type { Lab } from '../lab/lab.js';
 import { expectEveryFirstSynPasses } from '../lab/first-syn.js';
 import { waitFor } from '../lab/wait.js';
-import { ConformanceHarness, dnsResponse, SUITE_DNS, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
+import { ConformanceHarness, dnsResponse, SUITE_DNS, SUITE_DRIFT_CHECK_SECONDS, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
 
 const WEB = {
   www: { v4: '198.19.1.1', v6: 'fd00:19::1:1' },
@@ -359,6 +359,31 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
       // Learned before the restart, not re-resolved: still allowed.
       await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }]);
+    });
+
+    it('17. what someone else removes (a flushed ruleset, a firewall reload, a deleted tc filter) is put back: enforcement and learning resume', async (ctx) => {
+      const lab = ready(ctx);
+      const agent = h.agent;
+      if (agent === undefined) throw new Error('no agent');
+      const repairs = (): number => agent.stderr().split('\n').filter((line) => line.includes('"event":"repaired"')).length; // pino logs to stderr
+      const before = repairs();
+      // What each dataplane's objects meet in real life, done in the lab's node namespace.
+      const sabotage: string[][] =
+        variant.kind === 'nftables'
+          ? [['nft', 'delete', 'table', 'inet', 'dnsplane']] // what `nft flush ruleset` does to it
+          : variant.kind === 'iptables'
+            ? [4, 6].map((family) => [`${family === 4 ? 'iptables' : 'ip6tables'}-${variant.iptablesBackend}`, '-F', 'FORWARD'])
+            : [['tc', 'filter', 'del', 'dev', lab.endpoints['client1']?.hostInterface ?? '', 'ingress', 'pref', '213', 'handle', '0xd15', 'bpf']];
+      for (const command of sabotage) {
+        const result = await lab.exec('node', command);
+        expect(result.code, `${command.join(' ')}: ${result.stderr}`).toBe(0);
+      }
+      await waitFor('the agent to put its objects back', () => (repairs() > before ? true : undefined), { timeoutMs: SUITE_DRIFT_CHECK_SECONDS * 1000 + 15_000 });
+      await expectDenied('client1', [{ address: WEB.api.v4, port: 8080 }, { address: WEB.other.v4, port: 80 }]);
+      // Learned before, not re-resolved: allowed again (a recreated nft table gets its sets back).
+      await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }]);
+      const fresh = lab.allocateFresh(20);
+      await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
     });
   });
 }
