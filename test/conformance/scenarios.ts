@@ -366,19 +366,41 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       const agent = h.agent;
       if (agent === undefined) throw new Error('no agent');
       const repairs = (): number => agent.stderr().split('\n').filter((line) => line.includes('"event":"repaired"')).length; // pino logs to stderr
-      const before = repairs();
-      // What each dataplane's objects meet in real life, done in the lab's node namespace.
-      const sabotage: string[][] =
+      const device = lab.endpoints['client1']?.hostInterface ?? '';
+      const succeeds = async (command: string[]): Promise<boolean> => (await lab.exec('node', command)).code === 0;
+      const filters = async (): Promise<string> => (await lab.exec('node', ['tc', 'filter', 'show', 'dev', device, 'ingress'])).stdout;
+      // What each dataplane's objects meet in real life, done in the lab's node namespace, and
+      // how to see them back; one round at a time, so each removal alone must be noticed.
+      const rounds: Array<{ readonly sabotage: string[][]; readonly restored: () => Promise<boolean> }> =
         variant.kind === 'nftables'
-          ? [['nft', 'delete', 'table', 'inet', 'dnsplane']] // what `nft flush ruleset` does to it
+          ? [
+              // a CNI re-creating the clsact qdisc takes the parser's and the marker's filters
+              { sabotage: [['tc', 'qdisc', 'del', 'dev', device, 'clsact']], restored: async () => /pref 209 bpf[\s\S]*pref 210 bpf/.test(await filters()) },
+              // what `nft flush ruleset` (nftables.service start or reload) does to the table
+              { sabotage: [['nft', 'delete', 'table', 'inet', 'dnsplane']], restored: () => succeeds(['nft', 'list', 'table', 'inet', 'dnsplane']) },
+            ]
           : variant.kind === 'iptables'
-            ? [4, 6].map((family) => [`${family === 4 ? 'iptables' : 'ip6tables'}-${variant.iptablesBackend}`, '-F', 'FORWARD'])
-            : [['tc', 'filter', 'del', 'dev', lab.endpoints['client1']?.hostInterface ?? '', 'ingress', 'pref', '213', 'handle', '0xd15', 'bpf']];
-      for (const command of sabotage) {
-        const result = await lab.exec('node', command);
-        expect(result.code, `${command.join(' ')}: ${result.stderr}`).toBe(0);
+            ? [
+                {
+                  // a firewall reload flushing the built-in chains takes the jumps
+                  sabotage: [4, 6].map((family) => [`${family === 4 ? 'iptables' : 'ip6tables'}-${variant.iptablesBackend}`, '-F', 'FORWARD']),
+                  restored: async () => {
+                    const saved = await Promise.all(['iptables', 'ip6tables'].map((tool) => lab.exec('node', [`${tool}-${variant.iptablesBackend}-save`, '-t', 'filter'])));
+                    return saved.every((r) => r.stdout.includes('-A FORWARD -j DNSPLANE-FORWARD'));
+                  },
+                },
+              ]
+            : [{ sabotage: [['tc', 'filter', 'del', 'dev', device, 'ingress', 'pref', '213', 'handle', '0xd15', 'bpf']], restored: async () => /pref 213 bpf/.test(await filters()) }];
+      for (const { sabotage, restored } of rounds) {
+        const before = repairs();
+        for (const command of sabotage) {
+          const result = await lab.exec('node', command);
+          expect(result.code, `${command.join(' ')}: ${result.stderr}`).toBe(0);
+        }
+        await waitFor(`the agent to put back what ${sabotage.map((c) => c.join(' ')).join('; ')} removed`, async () => (repairs() > before && (await restored()) ? true : undefined), {
+          timeoutMs: SUITE_DRIFT_CHECK_SECONDS * 1000 + 15_000,
+        });
       }
-      await waitFor('the agent to put its objects back', () => (repairs() > before ? true : undefined), { timeoutMs: SUITE_DRIFT_CHECK_SECONDS * 1000 + 15_000 });
       await expectDenied('client1', [{ address: WEB.api.v4, port: 8080 }, { address: WEB.other.v4, port: 80 }]);
       // Learned before, not re-resolved: allowed again (a recreated nft table gets its sets back).
       await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }]);

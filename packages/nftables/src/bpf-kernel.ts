@@ -13,6 +13,7 @@ import {
   MembershipMarker,
   detachDnsplaneTc,
   ktimeNs,
+  queryDnsplaneTc,
 } from '@dnsplane/bpf-parser';
 import { isNotFound } from '@dnsplane/core';
 import type { MarkerHandle, ParserHandle, TcDirection, TcMembershipKernel, TcProgramKind } from './tc-membership.js';
@@ -153,6 +154,13 @@ export function bpfTcMembershipKernel(
       } catch (error) {
         if (isNotFound(error)) return false; // the interface went away
         throw error;
+      }
+    },
+    isAttached(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean {
+      try {
+        return queryDnsplaneTc(FILTER_OF[kind], ifname, direction) !== undefined;
+      } catch {
+        return false; // no clsact qdisc, or the interface went away
       }
     },
     interfaces: () => sysfsInterfaces(),

@@ -576,14 +576,14 @@ export class NftablesDataplane implements Dataplane {
    * The table, when an install put it there and it is gone (`nft flush ruleset`, as Debian's
    * nftables.service does on every start and reload, or `nft delete table`). One listing of the
    * table names: cheap at any scale. Changes inside the table are not looked for: nothing but
-   * dnsplane writes there.
+   * dnsplane writes there. With the parser: also its tc filters and the marker's (one query each).
    */
   missingObjects(): Promise<string[]> {
     return this.#exclusive(async () => {
       if (!this.#installed) return [];
       const tables = await this.#handle.listTables();
       const present = tables.some((t) => t.family === this.table.family && t.name === this.table.name);
-      return present ? [] : [`nft table ${this.table.family} ${this.table.name}`];
+      return [...(present ? [] : [`nft table ${this.table.family} ${this.table.name}`]), ...(this.#membership?.missingFilters() ?? [])];
     });
   }
 

@@ -75,6 +75,8 @@ export interface TcMembershipKernel {
   loadMarker(pinRoot: string, options: { readonly connectMarker: boolean }): MarkerHandle;
   /** Detaches our program of that kind (fixed priority/handle) from the hook; false when absent. */
   detach(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean;
+  /** Whether our program of that kind is on the hook (false also when the interface is gone). */
+  isAttached(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean;
   /** Interfaces of this process's network namespace. */
   interfaces(): NetInterface[];
   removePins(pinRoot: string): void;
@@ -155,6 +157,22 @@ export class TcMembership implements LearnedSource {
   constructor(options: TcMembershipOptions) {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
+  }
+
+  /**
+   * The filters this process attached that are gone from interfaces still there (someone ran
+   * `tc qdisc del … clsact`, or `tc filter del`): named "tc <direction> <interface> <program>".
+   * An interface that went or came back is the agent's link watch's (it installs again).
+   */
+  missingFilters(): string[] {
+    const { kernel } = this.#options;
+    const present = new Set(kernel.interfaces().map((i) => i.name));
+    const missing: string[] = [];
+    for (const key of this.#attached) {
+      const [kind, direction, name] = key.split(' ') as [TcProgramKind, TcDirection, string];
+      if (present.has(name) && !kernel.isAttached(kind, name, direction)) missing.push(`tc ${direction} ${name} dnsplane ${kind}`);
+    }
+    return missing.sort();
   }
 
   /** A subscriber may return a promise (the mirror's write): the probe times its end. */

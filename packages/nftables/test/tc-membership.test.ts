@@ -22,6 +22,8 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     { name: 'veth-web', ifindex: 7 },
   ];
   const answerMarks = new Map<number, number>();
+  /** "parser ingress eth0", "marker ingress veth-web": what is on the hooks now. */
+  const onHooks = new Set<string>();
   let emit: ((entry: LearnedEntry, expiryNs: bigint) => void) | undefined;
   const kernel: TcMembershipKernel = {
     loadParser: (pinRoot) => {
@@ -32,7 +34,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
         exportLearned: () => membership,
         importLearned: (entries) => (membership.push(...entries), entries.length),
         counters: () => ({ parsed: 3 }),
-        attach: (ifname, direction) => log.push(`parser ${direction} ${ifname}`),
+        attach: (ifname, direction) => (onHooks.add(`parser ${direction} ${ifname}`), log.push(`parser ${direction} ${ifname}`)),
         setAnswerMarks: (marks, { prune }) => {
           if (prune) answerMarks.clear();
           for (const [ifindex, bits] of marks) answerMarks.set(ifindex, bits);
@@ -56,7 +58,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       },
       endpoints: () => new Map([...programmed].map(([ifindex, entries]) => [ifindex, { markMask: masks.get(ifindex) ?? 0, entries }])),
       removeEndpoint: (ifindex) => programmed.delete(ifindex),
-      attach: (ifname) => log.push(`marker ingress ${ifname}`),
+      attach: (ifname) => (onHooks.add(`marker ingress ${ifname}`), log.push(`marker ingress ${ifname}`)),
       attachHost: () => {
         if (hostAttach === 'refused') throw new Error('no cgroup v2');
         hostAttach = 'attached';
@@ -70,7 +72,8 @@ function fakeKernel(membership: LearnedEntry[] = []) {
       },
       close: () => log.push('close marker'),
     }),
-    detach: (kind, ifname, direction) => (log.push(`detach ${kind} ${direction} ${ifname}`), true),
+    detach: (kind, ifname, direction) => (onHooks.delete(`${kind} ${direction} ${ifname}`), log.push(`detach ${kind} ${direction} ${ifname}`), true),
+    isAttached: (kind, ifname, direction) => onHooks.has(`${kind} ${direction} ${ifname}`),
     interfaces: () => interfaces.map((i) => ({ ...i })),
     removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
     clearAnswerMarks: (pinRoot) => (answerMarks.clear(), log.push(`clear answer marks ${pinRoot}`)),
@@ -79,6 +82,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
   return {
     kernel,
     log,
+    onHooks,
     programmed,
     interfaces,
     answerMarks,
@@ -544,5 +548,24 @@ describe('nftables inline membership: the host endpoint (injected kernel)', () =
     await dataplane.install(hostEgress());
     await dataplane.remove();
     expect(hostAttach()).toBe('detached');
+  });
+});
+
+describe('missing filters', () => {
+  it('names the parser and marker filters someone removed from interfaces still there; an install puts them back', async () => {
+    const { dataplane, onHooks, interfaces } = setup();
+    expect(await dataplane.missingObjects()).toEqual([]); // nothing installed yet
+    await dataplane.install(baseState());
+    expect(await dataplane.missingObjects()).toEqual([]);
+    // `tc qdisc del dev veth-web clsact`: both of its filters go
+    onHooks.delete('marker ingress veth-web');
+    onHooks.delete('parser ingress veth-web');
+    expect(await dataplane.missingObjects()).toEqual(['tc ingress veth-web dnsplane marker', 'tc ingress veth-web dnsplane parser']);
+    // an interface that went is the link watch's, not a missing object
+    interfaces.splice(interfaces.findIndex((i) => i.name === 'veth-web'), 1);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    interfaces.push({ name: 'veth-web', ifindex: 7 });
+    await dataplane.install(baseState());
+    expect(await dataplane.missingObjects()).toEqual([]);
   });
 });
