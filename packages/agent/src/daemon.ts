@@ -82,6 +82,8 @@ export class Daemon {
   #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #driftTimer: NodeJS.Timeout | undefined;
+  /** The removal watch of the dataplane in force, and its kind. */
+  #removalWatch: { readonly kind: DataplaneKind; readonly watch: { close(): void } } | undefined;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
@@ -236,6 +238,7 @@ export class Daemon {
     await this.#recordDataplane(statePath, kind, inputs);
     this.#watch(inputs);
     this.#watchLinks();
+    this.#watchRemovals();
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
@@ -318,6 +321,7 @@ export class Daemon {
       );
     }
     await this.#recordDataplane(statePathOf(applied.inputs), to, applied.inputs);
+    this.#watchRemovals();
     logger.info({ event: 'migrated', ...report }, `migrated from ${from} to ${to}`);
     await this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     return report;
@@ -643,6 +647,8 @@ export class Daemon {
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#persistTimer) clearInterval(this.#persistTimer);
     if (this.#driftTimer) clearInterval(this.#driftTimer);
+    this.#removalWatch?.watch.close();
+    this.#removalWatch = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#linkWatch?.close();
@@ -695,6 +701,33 @@ export class Daemon {
       // What changed while neither watcher saw it is read again (the result is 'unchanged' when nothing did).
       this.#scheduleReconcile();
     }
+  }
+
+  /**
+   * Runs the drift check at once when the dataplane in force says its objects were removed
+   * (nftables: `nft monitor tables`); started again for the new kind after a migration.
+   */
+  #watchRemovals(): void {
+    const { environment, logger } = this.options;
+    const config = this.#applied?.inputs.config;
+    const kind = this.#kind;
+    if (environment.removals === undefined || config === undefined || kind === undefined || this.#stopped) return;
+    if (this.#removalWatch?.kind === kind) return;
+    this.#removalWatch?.watch.close();
+    this.#removalWatch = undefined;
+    const watch = environment.removals(
+      kind,
+      config,
+      () => {
+        logger.info({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
+        this.checkDrift().catch((error: unknown) => logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
+      },
+      (error) => {
+        if (this.#removalWatch?.watch === watch) this.#removalWatch = undefined;
+        logger.warn({ event: 'removal_watch_failed', err: error }, 'cannot watch for removed objects; the periodic drift check still runs');
+      },
+    );
+    if (watch !== undefined) this.#removalWatch = { kind, watch };
   }
 
   /** Re-installs (debounced, like a file change) when the interfaces differ from the last install's. */

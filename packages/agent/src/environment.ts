@@ -15,6 +15,7 @@ import {
 } from '@dnsplane/core';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
+import { nftMonitorRemovalWatch, type RemovalWatchFactory } from './removal-watch.js';
 import { bpffsSharedPins, type SharedPins } from './shared-pins.js';
 
 export interface TextSink {
@@ -79,6 +80,8 @@ export interface AgentEnvironment {
    * appear, go or are re-created (absent: no interface watch).
    */
   readonly links?: { readonly read: () => LinkSnapshot; readonly watch: LinkWatchFactory };
+  /** Tells the daemon at once when someone removed the dataplane's objects (absent: the periodic drift check alone). */
+  readonly removals?: RemovalWatchFactory;
 }
 
 /** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */
@@ -117,5 +120,6 @@ export function systemEnvironment(): AgentEnvironment {
     memory: () => process.memoryUsage(),
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
+    removals: nftMonitorRemovalWatch,
   };
 }

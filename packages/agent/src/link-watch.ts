@@ -5,10 +5,9 @@
 // install, or a workload's veth deleted and created again under the same name (a pod restart),
 // would otherwise go without them until the next policy change: the daemon re-installs when the
 // set of (name, ifindex) differs from the one its last install saw.
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { monitorLines } from './line-monitor.js';
 
 /** Interface name → ifindex. */
 export type LinkSnapshot = ReadonlyMap<string, number>;
@@ -53,35 +52,5 @@ export function linkChanges(before: LinkSnapshot, after: LinkSnapshot): { added:
  */
 export type LinkWatchFactory = (onEvent: () => void, onError: (error: Error) => void) => { close(): void };
 
-/**
- * `ip -o monitor link` as a child process: rtnetlink's link group, one line per event, and no
- * wakeup while nothing happens (no polling). The child is ours: close() ends it by its handle,
- * and util-linux's setpriv asks the kernel to send it SIGTERM when the agent dies without
- * closing it (SIGKILL, a crash), so no monitor outlives the agent.
- */
-export const ipMonitorLinkWatch: LinkWatchFactory = (onEvent, onError) => {
-  let closed = false;
-  const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'ip', '-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-2000);
-  });
-  createInterface({ input: child.stdout }).on('line', () => {
-    if (!closed) onEvent();
-  });
-  child.on('error', (error) => {
-    if (!closed) onError(error);
-  });
-  child.on('exit', (code, signal) => {
-    if (!closed) onError(new Error(`ip monitor link ended (${signal ?? `code ${code}`})${stderr === '' ? '' : `: ${stderr.trim()}`}`));
-  });
-  // The watch alone does not keep the daemon alive (its persist timer does).
-  child.unref();
-  return {
-    close: () => {
-      if (closed) return;
-      closed = true;
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    },
-  };
-};
+/** `ip -o monitor link` (line-monitor.ts): rtnetlink's link group, one line per event. */
+export const ipMonitorLinkWatch: LinkWatchFactory = (onEvent, onError) => monitorLines(['ip', '-o', 'monitor', 'link'], () => onEvent(), onError);

@@ -309,6 +309,31 @@ describe('the daemon', () => {
     await daemon.stop();
   });
 
+  it('checks at once when the removal watch reports objects of the dataplane gone, and closes the watch at stop', async () => {
+    tree = await configTree();
+    const watches: Array<{ kind: string; table: string; onRemoved: () => void; closed: boolean }> = [];
+    const t = testEnvironment({
+      ...noWatch,
+      removals: (kind, config, onRemoved) => {
+        const watch = { kind, table: config.nftables.table, onRemoved, closed: false };
+        watches.push(watch);
+        return { close: () => void (watch.closed = true) };
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    expect(watches.map((w) => [w.kind, w.table])).toEqual([['nftables', 'dnsplane']]);
+    const dataplane = t.dataplanes[0];
+    if (dataplane === undefined) throw new Error('no dataplane');
+    dataplane.missing = ['nft table inet dnsplane'];
+    watches[0]!.onRemoved();
+    await waitFor(() => t.logs.some((l) => l['event'] === 'repaired'), 'the repair the watch brought');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_seen', dataplane: 'nftables' }));
+    expect(dataplane.installs).toHaveLength(2);
+    await daemon.stop();
+    expect(watches[0]!.closed).toBe(true);
+  });
+
   it('refuses to start while another daemon answers on the status socket, before installing anything', async () => {
     tree = await configTree();
     const t = testEnvironment();

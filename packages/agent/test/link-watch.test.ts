@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
+import { deletesTable } from '../src/removal-watch.js';
 import { waitFor } from './helpers.js';
 
 let root: string | undefined;
@@ -84,3 +85,14 @@ function isZombie(pid: number): boolean {
     return true;
   }
 }
+
+describe('nft monitor lines', () => {
+  it('reads a deletion of the table inet <ours> and nothing else', () => {
+    expect(deletesTable('delete table inet dnsplane', 'dnsplane')).toBe(true);
+    expect(deletesTable('delete table inet dnsplane\n', 'dnsplane')).toBe(true);
+    expect(deletesTable('delete table inet dnsplane_other', 'dnsplane')).toBe(false);
+    expect(deletesTable('delete table ip dnsplane', 'dnsplane')).toBe(false);
+    expect(deletesTable('add table inet dnsplane', 'dnsplane')).toBe(false);
+    expect(deletesTable('delete table inet other', 'dnsplane')).toBe(false);
+  });
+});

@@ -45,7 +45,7 @@ beforeAll(async () => {
   const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
   if (added.status !== 0) throw new Error(`ip netns add failed: ${added.stderr}`);
   tree = await configTree();
-  await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\ndriftCheckSeconds: 1\n`);
+  await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\ndriftCheckSeconds: 3600\n`);
 });
 
 afterAll(async () => {
@@ -81,10 +81,12 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(report).toMatchObject({ dataplane: 'nftables', rejected: [] });
     expect((report['objects'] as string[]).length).toBeGreaterThan(0);
 
-    // Someone deletes the table (as `nft flush ruleset` would): the drift check installs it again.
+    // Someone deletes the table (as `nft flush ruleset` would): `nft monitor` tells the daemon at
+    // once (the periodic check is an hour away here), and the drift check installs it again.
     expect(inNetns('nft', ['delete', 'table', 'inet', 'dnsplane']).code).toBe(0);
     await waitFor(() => nftTable() === first || exitCode !== undefined, 'the table back after its deletion', 10_000);
     expect(exitCode, daemonLog).toBeUndefined();
+    expect(daemonLog).toContain('"event":"removal_seen"');
     expect(daemonLog).toMatch(/"event":"drift"[^\n]*"missing":\["nft table inet dnsplane"\]/);
     await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
 
