@@ -82,6 +82,8 @@ export class Daemon {
   #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #driftTimer: NodeJS.Timeout | undefined;
+  /** What the drift check found gone and installed again (status: `repairs`). */
+  #repairs: { count: number; lastAt: string; lastMissing: string[]; lastFailed: boolean } | undefined;
   /** The removal watch of the dataplane in force, and its kind. */
   #removalWatch: { readonly kind: DataplaneKind; readonly watch: { close(): void } } | undefined;
   #statusServer: StatusServer | undefined;
@@ -477,13 +479,23 @@ export class Daemon {
       { event: 'drift', dataplane: this.#kind, missing: missing.slice(0, 20), count: missing.length },
       'kernel objects of the installed state are gone; installing it again',
     );
+    const record = (failed: boolean): void => {
+      this.#repairs = {
+        count: (this.#repairs?.count ?? 0) + (failed ? 0 : 1),
+        lastAt: new Date(this.options.environment.clock.now()).toISOString(),
+        lastMissing: missing.slice(0, 20),
+        lastFailed: failed,
+      };
+    };
     try {
       await dataplane.install(applied.state);
       await dataplane.importLearned(this.#known.entries()); // live entries only
     } catch (error) {
+      record(true);
       logger.error({ event: 'drift_repair_failed', err: error }, 'installing again failed; the next check retries');
       return 'failed';
     }
+    record(false);
     logger.info({ event: 'repaired', dataplane: this.#kind, count: missing.length }, 'the installed state is in force again');
     return 'repaired';
   }
@@ -636,6 +648,7 @@ export class Daemon {
       rejected: [...this.#rejected],
       startup: { phasesMs: { ...this.#startup.phasesMs }, ...(this.#startup.restoredAt === undefined ? {} : { restoredAt: this.#startup.restoredAt }) },
       ...(memory === undefined ? {} : { memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external } }),
+      ...(this.#repairs === undefined ? {} : { repairs: { ...this.#repairs, lastMissing: [...this.#repairs.lastMissing] } }),
     };
   }
 

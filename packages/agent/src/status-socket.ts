@@ -77,6 +77,11 @@ export const agentStatusSchema = z.object({
   startup: z.object({ phasesMs: z.record(z.string(), z.number()), restoredAt: z.string().optional() }).optional(),
   /** The daemon process's memory in bytes: resident, V8's heap (live objects, and reserved), outside the heap. */
   memory: z.object({ rss: z.number(), heapUsed: z.number(), heapTotal: z.number(), external: z.number() }).optional(),
+  /**
+   * Kernel objects someone else removed and the daemon installed again (the drift check): how
+   * many times, and the last time with what was missing (absent: never).
+   */
+  repairs: z.object({ count: z.number(), lastAt: z.string(), lastMissing: z.array(z.string()), lastFailed: z.boolean() }).optional(),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 

@@ -4,6 +4,7 @@ import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
 import { main } from '../src/cli.js';
+import { formatStatus } from '../src/commands/status.js';
 import type { Daemon } from '../src/daemon.js';
 import { fetchStatus, isAgentAlreadyRunning, requestAgent, StatusServer } from '../src/status-socket.js';
 import { configTree, createTestDaemon, testEnvironment, waitFor, WEB_POLICY, type ConfigTree, type TestEnvironment } from './helpers.js';
@@ -299,7 +300,18 @@ describe('the daemon', () => {
     expect(await daemon.checkDrift()).toBe('failed');
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift', missing: ['nft table inet dnsplane'], count: 1 }));
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift_repair_failed' }));
+    expect((await daemon.status({ brief: true })).repairs).toEqual({
+      count: 0,
+      lastAt: new Date(t.clock.now()).toISOString(),
+      lastMissing: ['nft table inet dnsplane'],
+      lastFailed: true,
+    });
     expect(await daemon.checkDrift()).toBe('repaired');
+    const repairs = (await daemon.status({ brief: true })).repairs;
+    expect(repairs).toMatchObject({ count: 1, lastMissing: ['nft table inet dnsplane'], lastFailed: false });
+    expect(formatStatus(await daemon.status({ brief: true }))).toContain(
+      `\nrepairs:     1 (objects someone else removed, installed again); last at ${repairs?.lastAt}: nft table inet dnsplane\n`,
+    );
     expect(dataplane.installs).toHaveLength(2);
     expect(dataplane.installs[1]).toEqual(dataplane.installs[0]);
     const imported = dataplane.events.filter((e) => e.type === 'importLearned').at(-1);

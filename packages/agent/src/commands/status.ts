@@ -60,6 +60,7 @@ export function formatStatus(status: AgentStatus): string {
     `learned:     ${status.learned ?? '(not read in a brief status)'}`,
     ...(status.memory === undefined ? [] : [`memory:      ${describeMemory(status.memory)}`]),
     ...(status.stateFile === undefined ? [] : [`state file:  ${describeStateFile(status.stateFile)}`]),
+    ...(status.repairs === undefined ? [] : [`repairs:     ${describeRepairs(status.repairs)}`]),
     ...status.migrations.map((m) => `migrated:    ${m.from} -> ${m.to} at ${m.at} (${m.imported} learned carried over)${m.removeFailed === undefined ? '' : `; ${m.from} not fully removed: ${m.removeFailed}`}`),
     'objects:',
     ...(status.objects.length === 0 ? ['  (none)'] : status.objects.map((o) => `  ${o}`)),
@@ -79,6 +80,11 @@ export function formatStatus(status: AgentStatus): string {
   }
   if (status.rejected.length > 0) lines.push('last change rejected:', ...status.rejected.map((p) => `  ${p}`));
   return `${lines.join('\n')}\n`;
+}
+
+function describeRepairs(repairs: NonNullable<AgentStatus['repairs']>): string {
+  const what = repairs.lastMissing.join(', ');
+  return `${repairs.count} (objects someone else removed, installed again); last at ${repairs.lastAt}${repairs.lastFailed ? ' FAILED (retried at the next check)' : ''}: ${what}`;
 }
 
 function describeMemory(memory: NonNullable<AgentStatus['memory']>): string {
