@@ -245,9 +245,7 @@ export class Daemon {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
     if (inputs.config.driftCheckSeconds > 0) {
-      this.#driftTimer = setInterval(() => {
-        this.checkDrift().catch((error: unknown) => logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
-      }, inputs.config.driftCheckSeconds * 1000);
+      this.#driftTimer = setInterval(() => this.#checkDriftLogged(), inputs.config.driftCheckSeconds * 1000);
       this.#driftTimer.unref();
     }
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
@@ -278,9 +276,7 @@ export class Daemon {
    * (undefined when `to` is already in force).
    */
   migrate(to: DataplaneKind): Promise<MigrationReport | undefined> {
-    const next = this.#queue.then(() => this.#migrateNow(to));
-    this.#queue = next.catch(() => undefined);
-    return next;
+    return this.#serialised(() => this.#migrateNow(to));
   }
 
   async #migrateNow(to: DataplaneKind): Promise<MigrationReport | undefined> {
@@ -463,9 +459,7 @@ export class Daemon {
    * reconciles. Every `driftCheckSeconds`.
    */
   checkDrift(): Promise<'intact' | 'repaired' | 'failed'> {
-    const next = this.#queue.then(() => this.#checkDriftOnce());
-    this.#queue = next.catch(() => undefined);
-    return next;
+    return this.#serialised(() => this.#checkDriftOnce());
   }
 
   async #checkDriftOnce(): Promise<'intact' | 'repaired' | 'failed'> {
@@ -500,11 +494,21 @@ export class Daemon {
     return 'repaired';
   }
 
-  /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */
-  reconcile(): Promise<ReconcileOutcome> {
-    const next = this.#queue.then(() => this.#reconcileOnce());
+  /** Runs `work` after everything queued before it (reconciles, migrations, drift checks), one at a time. */
+  #serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(work);
     this.#queue = next.catch(() => undefined);
     return next;
+  }
+
+  /** checkDrift() for the timer and the removal watch: a failure is logged, not thrown. */
+  #checkDriftLogged(): void {
+    this.checkDrift().catch((error: unknown) => this.options.logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
+  }
+
+  /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */
+  reconcile(): Promise<ReconcileOutcome> {
+    return this.#serialised(() => this.#reconcileOnce());
   }
 
   async #reconcileOnce(): Promise<ReconcileOutcome> {
@@ -733,7 +737,7 @@ export class Daemon {
       config,
       () => {
         logger.info({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
-        this.checkDrift().catch((error: unknown) => logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
+        this.#checkDriftLogged();
       },
       (error) => {
         if (this.#removalWatch?.watch === watch) this.#removalWatch = undefined;
