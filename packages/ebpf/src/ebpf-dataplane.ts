@@ -47,6 +47,12 @@ export const POLICY_OBJECT_PATH = fileURLToPath(new URL('../bpf/policy.bpf.o', i
  */
 export const PARSER_TC_FILTER = { priority: 0xd4, handle: 0xd15 } as const;
 export const POLICY_TC_FILTER = { priority: 0xd5, handle: 0xd15 } as const;
+const TC_FILTER_OF = { parser: PARSER_TC_FILTER, policy: POLICY_TC_FILTER } as const;
+
+/** How status() and missingObjects() name one of our tc filters. */
+function tcObjectName(program: 'parser' | 'policy', direction: TcDirection, ifname: string): string {
+  return `tc ${direction} ${ifname} ${program === 'parser' ? 'dnsplane_parse_tc' : POLICY_PROGRAM_NAMES[direction]}`;
+}
 
 export interface EbpfLogger {
   debug(object: object, message?: string): void;
@@ -149,8 +155,9 @@ export class EbpfDataplane implements Dataplane {
     const objects = [`bpf pins ${this.pinRoot}`];
     for (const [ifname] of interfaces) {
       for (const direction of ['ingress', 'egress'] as const) {
-        if (safeQuery(ifname, direction, POLICY_TC_FILTER) !== undefined) objects.push(`tc ${direction} ${ifname} ${POLICY_PROGRAM_NAMES[direction]}`);
-        if (safeQuery(ifname, direction, PARSER_TC_FILTER) !== undefined) objects.push(`tc ${direction} ${ifname} dnsplane_parse_tc`);
+        for (const program of ['policy', 'parser'] as const) {
+          if (safeQuery(ifname, direction, TC_FILTER_OF[program]) !== undefined) objects.push(tcObjectName(program, direction, ifname));
+        }
       }
     }
     return { kind: 'ebpf', objects, counters, learned: loaded.parser.membership().length };
@@ -167,8 +174,8 @@ export class EbpfDataplane implements Dataplane {
     const interfaces = (this.#options.interfaces ?? listInterfaces)();
     return installed.attachments
       .filter((a) => interfaces.has(a.ifname))
-      .filter((a) => safeQuery(a.ifname, a.direction, a.program === 'parser' ? PARSER_TC_FILTER : POLICY_TC_FILTER) === undefined)
-      .map((a) => `tc ${a.direction} ${a.ifname} ${a.program === 'parser' ? 'dnsplane_parse_tc' : POLICY_PROGRAM_NAMES[a.direction]}`);
+      .filter((a) => safeQuery(a.ifname, a.direction, TC_FILTER_OF[a.program]) === undefined)
+      .map((a) => tcObjectName(a.program, a.direction, a.ifname));
   }
 
   async remove(): Promise<void> {
@@ -274,16 +281,16 @@ export class EbpfDataplane implements Dataplane {
     };
     const keep = new Set<string>();
     for (const a of wanted) {
-      const filter = a.program === 'parser' ? PARSER_TC_FILTER : POLICY_TC_FILTER;
       const program = a.program === 'parser' ? programs.parser : programs[a.direction];
-      attachTc({ ifname: a.ifname, direction: a.direction, program, ...filter, replace: true });
+      attachTc({ ifname: a.ifname, direction: a.direction, program, ...TC_FILTER_OF[a.program], replace: true });
       keep.add(`${a.program}/${a.direction}/${a.ifname}`);
     }
     // Filters of ours that the new state no longer wants.
     for (const [ifname] of interfaces) {
       for (const direction of ['ingress', 'egress'] as const) {
-        for (const [program, filter] of [['policy', POLICY_TC_FILTER], ['parser', PARSER_TC_FILTER]] as const) {
+        for (const program of ['policy', 'parser'] as const) {
           if (keep.has(`${program}/${direction}/${ifname}`)) continue;
+          const filter = TC_FILTER_OF[program];
           if (safeQuery(ifname, direction, filter) !== undefined) detachTc({ ifname, direction, ...filter });
         }
       }
