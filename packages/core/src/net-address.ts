@@ -9,13 +9,13 @@ export interface AddressBytes {
   readonly bytes: Uint8Array;
 }
 
-/** Parses "198.18.0.1" or "fd00::1" (no brackets, no zone); undefined when it is not an address. */
 /** The family of an address's text, or undefined when it is not an address (no bytes built). */
 export function addressFamily(text: string): IpFamily | undefined {
   const kind = isIP(text);
   return kind === 4 || kind === 6 ? kind : undefined;
 }
 
+/** Parses "198.18.0.1" or "fd00::1" (no brackets, no zone); undefined when it is not an address. */
 export function parseAddress(text: string): AddressBytes | undefined {
   const kind = isIP(text);
   if (kind === 4) {
