@@ -86,9 +86,11 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(inNetns('nft', ['delete', 'table', 'inet', 'dnsplane']).code).toBe(0);
     await waitFor(() => nftTable() === first || exitCode !== undefined, 'the table back after its deletion', 10_000);
     expect(exitCode, daemonLog).toBeUndefined();
+    // The table can be back before the daemon's log lines reach this process (the checks above
+    // block the event loop that reads its stderr): wait for them.
+    await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
     expect(daemonLog).toContain('"event":"removal_seen"');
     expect(daemonLog).toMatch(/"event":"drift"[^\n]*"missing":\["nft table inet dnsplane"\]/);
-    await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
 
     // A new policy file: re-applied into the kernel.
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
