@@ -23,13 +23,15 @@ export interface DataplaneVariant {
   readonly name: string;
   readonly kind: 'nftables' | 'iptables' | 'ebpf';
   readonly iptablesBackend?: 'legacy' | 'nft';
+  /** The kernel reports a removal of this dataplane's objects and the agent listens (its removal watch). */
+  readonly removalsHeard: boolean;
 }
 
 export const VARIANTS: Readonly<Record<string, DataplaneVariant>> = {
-  nftables: { name: 'nftables', kind: 'nftables' },
-  'iptables-legacy': { name: 'iptables-legacy', kind: 'iptables', iptablesBackend: 'legacy' },
-  'iptables-nft': { name: 'iptables-nft', kind: 'iptables', iptablesBackend: 'nft' },
-  ebpf: { name: 'ebpf', kind: 'ebpf' },
+  nftables: { name: 'nftables', kind: 'nftables', removalsHeard: true },
+  'iptables-legacy': { name: 'iptables-legacy', kind: 'iptables', iptablesBackend: 'legacy', removalsHeard: false },
+  'iptables-nft': { name: 'iptables-nft', kind: 'iptables', iptablesBackend: 'nft', removalsHeard: true },
+  ebpf: { name: 'ebpf', kind: 'ebpf', removalsHeard: true },
 };
 
 /** A policy document (`kind: Policy`) as the resource files hold it. */
@@ -49,8 +51,14 @@ export interface TcpProbeResult extends TcpTarget {
 
 /** Settings every conformance run uses: short TTL floors so the expiry scenario takes seconds. */
 export const SUITE_DNS = { minTTL: 1, extraTTL: 2, maxAddressesPerName: 256 } as const;
-/** The agent's drift check runs every second, so the repair scenario takes seconds. */
-export const SUITE_DRIFT_CHECK_SECONDS = 1;
+/**
+ * The agent's periodic drift check: every second where the kernel reports no removal (iptables
+ * legacy), so the repair scenario takes seconds; an hour where it does, so a repair within the
+ * scenario proves the agent heard the removal (the agent's removal watch).
+ */
+export function suiteDriftCheckSeconds(variant: DataplaneVariant): number {
+  return variant.removalsHeard ? 3600 : 1;
+}
 
 export interface AgentStatusView {
   readonly dataplane: string;
@@ -151,7 +159,7 @@ export class ConformanceHarness {
       dns: { trustedServers: [...lab.trustedServers], ...SUITE_DNS },
       resources: ['./policies'],
       statePath: join(this.directory, 'state.json'),
-      driftCheckSeconds: SUITE_DRIFT_CHECK_SECONDS,
+      driftCheckSeconds: suiteDriftCheckSeconds(this.variant),
       log: { level: 'info' },
       iptables: { backend: this.variant.iptablesBackend ?? 'auto' },
       bpf: { pinRoot: this.pinRoot },

@@ -36,6 +36,9 @@ import {
 import { noSharedPins, type PinSnapshot } from './shared-pins.js';
 import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
+/** What started a drift check: its timer, the removal watch, or a caller. */
+export type DriftTrigger = 'periodic' | 'kernel_event' | 'requested';
+
 export interface DaemonOptions {
   readonly configPath: string;
   /** Unix socket for `dnsplane status`; absent = no status API. */
@@ -86,6 +89,8 @@ export class Daemon {
   #repairs: { count: number; lastAt: string; lastMissing: string[]; lastFailed: boolean } | undefined;
   /** The removal watch of the dataplane in force, and its kind. */
   #removalWatch: { readonly kind: DataplaneKind; readonly watch: { close(): void } } | undefined;
+  /** A drift check the removal watch asked for is queued and has not started: later lines add none. */
+  #removalCheckQueued = false;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
@@ -245,7 +250,7 @@ export class Daemon {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
     if (inputs.config.driftCheckSeconds > 0) {
-      this.#driftTimer = setInterval(() => this.#checkDriftLogged(), inputs.config.driftCheckSeconds * 1000);
+      this.#driftTimer = setInterval(() => this.#checkDriftLogged('periodic'), inputs.config.driftCheckSeconds * 1000);
       this.#driftTimer.unref();
     }
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
@@ -459,10 +464,10 @@ export class Daemon {
    * reconciles. Every `driftCheckSeconds`.
    */
   checkDrift(): Promise<'intact' | 'repaired' | 'failed'> {
-    return this.#serialised(() => this.#checkDriftOnce());
+    return this.#serialised(() => this.#checkDriftOnce('requested'));
   }
 
-  async #checkDriftOnce(): Promise<'intact' | 'repaired' | 'failed'> {
+  async #checkDriftOnce(trigger: DriftTrigger): Promise<'intact' | 'repaired' | 'failed'> {
     const { logger } = this.options;
     const dataplane = this.#dataplane;
     const applied = this.#applied;
@@ -470,7 +475,7 @@ export class Daemon {
     const missing = await dataplane.missingObjects();
     if (missing.length === 0) return 'intact';
     logger.warn(
-      { event: 'drift', dataplane: this.#kind, missing: missing.slice(0, 20), count: missing.length },
+      { event: 'drift', dataplane: this.#kind, trigger, missing: missing.slice(0, 20), count: missing.length },
       'kernel objects of the installed state are gone; installing it again',
     );
     const record = (failed: boolean): void => {
@@ -501,9 +506,12 @@ export class Daemon {
     return next;
   }
 
-  /** checkDrift() for the timer and the removal watch: a failure is logged, not thrown. */
-  #checkDriftLogged(): void {
-    this.checkDrift().catch((error: unknown) => this.options.logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
+  /** checkDrift() for the timer and the removal watch (`starting`: when it leaves the queue): a failure is logged, not thrown. */
+  #checkDriftLogged(trigger: DriftTrigger, starting?: () => void): void {
+    this.#serialised(() => {
+      starting?.();
+      return this.#checkDriftOnce(trigger);
+    }).catch((error: unknown) => this.options.logger.error({ event: 'drift_check_failed', err: error }, 'could not check the kernel objects'));
   }
 
   /** Re-reads and re-applies now (changes are serialised: one reconcile at a time). */
@@ -721,8 +729,8 @@ export class Daemon {
   }
 
   /**
-   * Runs the drift check at once when the dataplane in force says its objects were removed
-   * (nftables: `nft monitor tables`); started again for the new kind after a migration.
+   * Runs the drift check at once when the kernel says objects of the dataplane in force were
+   * removed (removal-watch.ts); started again for the new kind after a migration.
    */
   #watchRemovals(): void {
     const { environment, logger } = this.options;
@@ -736,8 +744,13 @@ export class Daemon {
       kind,
       config,
       () => {
-        logger.info({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
-        this.#checkDriftLogged();
+        // A flush prints a line per rule or filter: one check for the burst (a line that comes
+        // while the check runs queues the next one, which sees what the running one missed).
+        if (this.#removalCheckQueued) return;
+        this.#removalCheckQueued = true;
+        // Debug: our own detaches and re-applies are heard too; what the check finds is logged (`drift`).
+        logger.debug({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
+        this.#checkDriftLogged('kernel_event', () => (this.#removalCheckQueued = false));
       },
       (error) => {
         if (this.#removalWatch?.watch === watch) this.#removalWatch = undefined;

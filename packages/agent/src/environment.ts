@@ -15,7 +15,7 @@ import {
 } from '@dnsplane/core';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
-import { nftMonitorRemovalWatch, type RemovalWatchFactory } from './removal-watch.js';
+import { kernelRemovalWatch, type RemovalWatchFactory } from './removal-watch.js';
 import { bpffsSharedPins, type SharedPins } from './shared-pins.js';
 
 export interface TextSink {
@@ -120,6 +120,6 @@ export function systemEnvironment(): AgentEnvironment {
     memory: () => process.memoryUsage(),
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
-    removals: nftMonitorRemovalWatch,
+    removals: kernelRemovalWatch,
   };
 }

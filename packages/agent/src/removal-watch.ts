@@ -1,10 +1,23 @@
 // Hearing at once that someone removed the dataplane's kernel objects, so the daemon's drift
-// check (Daemon.checkDrift) runs now rather than at its next tick. Only nftables reports it:
-// `nft monitor tables` prints `delete table inet <name>` when the table goes, also for each
-// table of a `flush ruleset` (Debian's nftables.service on every start and reload). The other
-// dataplanes have no such event (legacy iptables has none; tc filters have none per filter):
-// the periodic check covers them.
+// check (Daemon.checkDrift) runs now rather than at its next tick. What the kernel reports, per
+// dataplane (each a child process that prints one line per event):
+// - nftables: `nft monitor tables` prints `delete table inet <name>` when the table goes, also
+//   for each table of a `flush ruleset` (Debian's nftables.service on every start and reload);
+//   and `tc monitor` prints `deleted filter dev <if> ingress … pref <n>` for each deleted tc
+//   filter and `deleted qdisc clsact … dev <if>` when a CNI or an operator re-creates the
+//   qdisc (which takes the parser and the membership mark with it);
+// - ebpf: `tc monitor`, for its parser and policy filters (a deleted policy filter leaves the
+//   endpoint's traffic unfiltered until the repair);
+// - iptables on the nft backend: `nft monitor destroy` prints each rule, chain and table that
+//   goes from the `filter` tables `iptables-nft` writes (`iptables -F FORWARD` prints one
+//   `delete rule ip filter FORWARD handle N` per rule). The legacy backend reports nothing:
+//   the periodic check covers it.
+// A line that is ours only maybe (our own re-apply deletes rules in our chains too) costs one
+// drift check that finds nothing missing; the daemon runs one check for a burst of lines.
+import { DNSPLANE_TC_FILTERS } from '@dnsplane/bpf-parser';
 import type { DataplaneKind, DnsplaneConfig } from '@dnsplane/core';
+import { PARSER_TC_FILTER, POLICY_TC_FILTER } from '@dnsplane/ebpf';
+import { CHAIN_PREFIX } from '@dnsplane/iptables';
 import { monitorLines } from './line-monitor.js';
 
 /**
@@ -24,8 +37,71 @@ export function deletesTable(line: string, table: string): boolean {
   return match?.[1] === table;
 }
 
-export const nftMonitorRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved, onError) => {
-  if (kind !== 'nftables') return undefined;
-  const table = config.nftables.table;
-  return monitorLines(['nft', 'monitor', 'tables'], (line) => (deletesTable(line, table) ? onRemoved() : undefined), onError);
+/**
+ * Whether a line of `tc monitor` says that a filter at one of `priorities` was deleted, or a
+ * clsact qdisc (with every filter on it). An interface that goes away prints neither (only
+ * `deleted chain`): the interface watch handles that.
+ */
+export function deletesTcFilter(line: string, priorities: ReadonlySet<number>): boolean {
+  const text = line.trim();
+  if (/^deleted qdisc clsact\b/.test(text)) return true;
+  const match = /^deleted filter dev \S+ (?:ingress|egress) .*\bpref (\d+)\b/.exec(text);
+  return match !== null && priorities.has(Number(match[1]));
+}
+
+/** The built-in chains of the filter table our jumps hang from. */
+const BUILT_IN_CHAINS = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
+
+/**
+ * Whether a line of `nft monitor destroy` says that a rule, chain or table iptables-nft writes
+ * for us went: a rule of one of our chains or of a built-in one (a jump of ours, maybe), such a
+ * chain, or a whole `filter` table.
+ */
+export function deletesIptablesNftObject(line: string): boolean {
+  const match = /^delete (rule|chain|table) (?:ip|ip6) filter(?: (\S+))?(?:\s|$)/.exec(line.trim());
+  if (match === null) return false;
+  const [, object, chain] = match;
+  if (object === 'table') return chain === undefined;
+  if (chain === undefined) return false;
+  return chain.startsWith(CHAIN_PREFIX) || BUILT_IN_CHAINS.has(chain);
+}
+
+const NFTABLES_TC_PRIORITIES = new Set(Object.values(DNSPLANE_TC_FILTERS).map((filter) => filter.priority));
+const EBPF_TC_PRIORITIES = new Set([PARSER_TC_FILTER.priority, POLICY_TC_FILTER.priority]);
+
+/** One watch of several monitors: closes them together; the first that fails fails the watch. */
+function watchAll(starts: ReadonlyArray<(onError: (error: Error) => void) => { close(): void }>, onError: (error: Error) => void): { close(): void } {
+  const monitors: Array<{ close(): void }> = [];
+  let closed = false;
+  const close = (): void => {
+    closed = true;
+    for (const monitor of monitors) monitor.close();
+  };
+  for (const start of starts) {
+    monitors.push(
+      start((error) => {
+        if (closed) return;
+        close();
+        onError(error);
+      }),
+    );
+  }
+  return { close };
+}
+
+export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved, onError) => {
+  const tcFilters = (priorities: ReadonlySet<number>) => (fail: (error: Error) => void) =>
+    monitorLines(['tc', 'monitor'], (line) => (deletesTcFilter(line, priorities) ? onRemoved() : undefined), fail);
+  if (kind === 'nftables') {
+    const table = config.nftables.table;
+    const tables = (fail: (error: Error) => void) =>
+      monitorLines(['nft', 'monitor', 'destroy', 'tables'], (line) => (deletesTable(line, table) ? onRemoved() : undefined), fail);
+    return watchAll([tables, tcFilters(NFTABLES_TC_PRIORITIES)], onError);
+  }
+  if (kind === 'ebpf') return watchAll([tcFilters(EBPF_TC_PRIORITIES)], onError);
+  if (config.iptables.backend === 'legacy') return undefined;
+  // `auto` on a legacy host: the nft events are someone else's; a check finds nothing missing.
+  const rules = (fail: (error: Error) => void) =>
+    monitorLines(['nft', 'monitor', 'destroy'], (line) => (deletesIptablesNftObject(line) ? onRemoved() : undefined), fail);
+  return watchAll([rules], onError);
 };

@@ -321,7 +321,7 @@ describe('the daemon', () => {
     await daemon.stop();
   });
 
-  it('checks at once when the removal watch reports objects of the dataplane gone, and closes the watch at stop', async () => {
+  it('checks at once when the removal watch reports objects of the dataplane gone (once for a burst of lines), and closes the watch at stop', async () => {
     tree = await configTree();
     const watches: Array<{ kind: string; table: string; onRemoved: () => void; closed: boolean }> = [];
     const t = testEnvironment({
@@ -338,9 +338,16 @@ describe('the daemon', () => {
     const dataplane = t.dataplanes[0];
     if (dataplane === undefined) throw new Error('no dataplane');
     dataplane.missing = ['nft table inet dnsplane'];
-    watches[0]!.onRemoved();
+    const checksBefore = dataplane.missingChecks;
+    // A flush prints a line per rule or filter: the burst brings one check.
+    for (let line = 0; line < 5; line += 1) watches[0]!.onRemoved();
     await waitFor(() => t.logs.some((l) => l['event'] === 'repaired'), 'the repair the watch brought');
-    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_seen', dataplane: 'nftables' }));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift', trigger: 'kernel_event', missing: ['nft table inet dnsplane'] }));
+    expect(dataplane.installs).toHaveLength(2);
+    expect(dataplane.missingChecks).toBe(checksBefore + 1);
+    // The next event after that check brings the next one.
+    watches[0]!.onRemoved();
+    await waitFor(() => dataplane.missingChecks === checksBefore + 2, 'the check of the next event');
     expect(dataplane.installs).toHaveLength(2);
     await daemon.stop();
     expect(watches[0]!.closed).toBe(true);

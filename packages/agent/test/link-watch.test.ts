@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
-import { deletesTable } from '../src/removal-watch.js';
+import { deletesIptablesNftObject, deletesTable, deletesTcFilter } from '../src/removal-watch.js';
 import { waitFor } from './helpers.js';
 
 let root: string | undefined;
@@ -94,5 +94,44 @@ describe('nft monitor lines', () => {
     expect(deletesTable('delete table ip dnsplane', 'dnsplane')).toBe(false);
     expect(deletesTable('add table inet dnsplane', 'dnsplane')).toBe(false);
     expect(deletesTable('delete table inet other', 'dnsplane')).toBe(false);
+  });
+});
+
+describe('tc monitor lines', () => {
+  // As `tc monitor` printed them on this kernel (iproute2 6.1).
+  const ours = new Set([0xd4, 0xd5]);
+  it('reads a deletion of a filter at one of our priorities, on either hook', () => {
+    expect(deletesTcFilter('deleted filter dev wl1 ingress protocol all pref 213 bpf chain 0 ', ours)).toBe(true);
+    expect(deletesTcFilter('deleted filter dev wl1 egress protocol all pref 212 bpf chain 0 ', ours)).toBe(true);
+    expect(deletesTcFilter('deleted filter dev wl1 ingress protocol all pref 209 bpf chain 0 ', ours)).toBe(false);
+    expect(deletesTcFilter('deleted filter dev wl1 ingress protocol all pref 2130 bpf chain 0 ', ours)).toBe(false);
+    expect(deletesTcFilter("added filter dev wl1 ingress protocol all pref 213 bpf chain 0 handle 0xd15 not_in_hw", ours)).toBe(false);
+  });
+  it('reads a deleted clsact qdisc (it takes every filter on it), and not a chain or another qdisc', () => {
+    expect(deletesTcFilter('deleted qdisc clsact ffff: dev wl1 parent ffff:fff1 refcnt 0 ', ours)).toBe(true);
+    expect(deletesTcFilter('qdisc clsact ffff: dev wl1 parent ffff:fff1 ', ours)).toBe(false);
+    expect(deletesTcFilter('deleted chain dev wl1 parent ffff: chain 0 ', ours)).toBe(false);
+    expect(deletesTcFilter('deleted qdisc fq_codel 0: dev wl1 root refcnt 2 ', ours)).toBe(false);
+  });
+});
+
+describe('nft monitor destroy lines for iptables-nft', () => {
+  // As `nft monitor destroy` printed them for `iptables-nft -F FORWARD`, `-X` and `nft flush ruleset`.
+  it('reads deletions of rules and chains that hold our jumps or rules, and of a filter table', () => {
+    expect(deletesIptablesNftObject('delete rule ip filter FORWARD handle 3')).toBe(true);
+    expect(deletesIptablesNftObject('delete rule ip6 filter OUTPUT handle 12')).toBe(true);
+    expect(deletesIptablesNftObject('delete rule ip filter DNSPLANE-FORWARD handle 4')).toBe(true);
+    expect(deletesIptablesNftObject('delete chain ip filter DNSPLANE-FORWARD')).toBe(true);
+    expect(deletesIptablesNftObject('delete chain ip filter FORWARD')).toBe(true);
+    expect(deletesIptablesNftObject('delete table ip filter')).toBe(true);
+    expect(deletesIptablesNftObject('delete table ip6 filter')).toBe(true);
+  });
+  it('ignores other tables, other chains and additions', () => {
+    expect(deletesIptablesNftObject('delete rule ip filter DOCKER-USER handle 3')).toBe(false);
+    expect(deletesIptablesNftObject('delete rule ip nat POSTROUTING handle 3')).toBe(false);
+    expect(deletesIptablesNftObject('delete table inet dnsplane')).toBe(false);
+    expect(deletesIptablesNftObject('delete table ip filterx')).toBe(false);
+    expect(deletesIptablesNftObject('add rule ip filter FORWARD counter packets 0 bytes 0 jump DNSPLANE-FORWARD')).toBe(false);
+    expect(deletesIptablesNftObject('delete element inet dnsplane ds_1_v4 { 198.18.20.1 }')).toBe(false);
   });
 });

@@ -90,7 +90,7 @@ describe('dnsplane run (real nftables, own netns)', () => {
     // block the event loop that reads its stderr): wait for them.
     await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
     expect(daemonLog).toContain('"event":"removal_seen"');
-    expect(daemonLog).toMatch(/"event":"drift"[^\n]*"missing":\["nft table inet dnsplane"\]/);
+    expect(daemonLog).toMatch(/"event":"drift"[^\n]*"trigger":"kernel_event"[^\n]*"missing":\["nft table inet dnsplane"\]/);
 
     // A new policy file: re-applied into the kernel.
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));

@@ -80,8 +80,11 @@ export class FakeDataplane implements Dataplane {
 
   /** What missingObjects() reports until the next install (tests set it to simulate a flush). */
   missing: string[] = [];
+  /** How often missingObjects() was called. */
+  missingChecks = 0;
 
   async missingObjects(): Promise<string[]> {
+    this.missingChecks += 1;
     return [...this.missing];
   }
 
