@@ -17,10 +17,12 @@ import {
   type Dataplane,
   type DataplaneKind,
   type DesiredState,
+  type DnsplaneConfig,
   type LearnedEntry,
   type LoadedInputs,
 } from '@dnsplane/core';
 import type { DataplaneProvider } from './container.js';
+import { changedBuildFields } from './drivers.js';
 import { loadAndCompile, stateCounts } from './desired.js';
 import type { AgentEnvironment } from './environment.js';
 import { linkChanges, sameLinks, type LinkSnapshot } from './link-watch.js';
@@ -50,6 +52,8 @@ export interface DaemonOptions {
   readonly dataplaneProvider: DataplaneProvider;
   /** Cap on entries written to statePath (default DEFAULT_STATE_MAX_ENTRIES). */
   readonly stateMaxEntries?: number;
+  /** The config's log.level sets the logger's level, at start and on every accepted change (false: --log-level was given). */
+  readonly logLevelFromConfig?: boolean;
 }
 
 /** A dataplane switch, as reported in status and logs. */
@@ -85,6 +89,8 @@ export class Daemon {
   #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #driftTimer: NodeJS.Timeout | undefined;
+  /** The interval #driftTimer runs at (undefined: not armed yet). */
+  #driftTimerSeconds: number | undefined;
   /** What the drift check found gone and installed again (status: `repairs`). */
   #repairs: { count: number; lastAt: string; lastMissing: string[]; lastFailed: boolean } | undefined;
   /** The removal watch of the dataplane in force, and its kind. */
@@ -249,10 +255,7 @@ export class Daemon {
     this.#persistTimer = setInterval(() => {
       this.persist().catch((error: unknown) => logger.error({ event: 'persist_failed', err: error }, 'could not save learned state'));
     }, environment.persistIntervalMs);
-    if (inputs.config.driftCheckSeconds > 0) {
-      this.#driftTimer = setInterval(() => this.#checkDriftLogged('periodic'), inputs.config.driftCheckSeconds * 1000);
-      this.#driftTimer.unref();
-    }
+    this.#applyRunSettings(inputs.config);
     // Not unref'd: while the daemon runs, this timer alone keeps the process alive.
   }
 
@@ -550,6 +553,16 @@ export class Daemon {
       logger.warn({ event: 'change_rejected', problems: this.#rejected }, 'dataplane change rejected');
       return 'rejected';
     }
+    const fixed = this.#changedBuildFields(inputs.config);
+    if (fixed.length > 0) {
+      this.#rejected = fixed.map(
+        (field) =>
+          `${inputs.configFile}: ${field.path}: the running ${this.#kind} dataplane was built with ${JSON.stringify(field.running)}; ` +
+          `changing it to ${JSON.stringify(field.next)} needs a restart of the daemon; keeping the last good state`,
+      );
+      logger.warn({ event: 'change_rejected', problems: this.#rejected }, 'configuration change needs a restart');
+      return 'rejected';
+    }
     const text = JSON.stringify(state);
     // Read before the install: an interface that appears while it runs differs from this
     // snapshot, so its event brings another install.
@@ -558,6 +571,9 @@ export class Daemon {
     const linksChanged = links !== undefined && linksBefore !== undefined && !sameLinks(links, linksBefore);
     if (this.#applied && this.#applied.text === text && !linksChanged) {
       this.#rejected = [];
+      // The same state: settings outside it (statePath, log.level, driftCheckSeconds) may differ.
+      this.#applied = { ...this.#applied, inputs };
+      this.#applyRunSettings(inputs.config);
       this.#watch(inputs);
       logger.debug({ event: 'unchanged' }, 'inputs changed on disk but the desired state is the same');
       return 'unchanged';
@@ -575,6 +591,7 @@ export class Daemon {
     this.#rejected = [];
     this.#linksInstalled = links;
     this.#remember(inputs, state);
+    this.#applyRunSettings(inputs.config);
     this.#watch(inputs);
     logger.info({ event: 'applied', dataplane: this.#kind, ...summary(state) }, 'desired state installed');
     return 'applied';
@@ -687,6 +704,25 @@ export class Daemon {
     }
     await this.#dataplane?.close();
     logger.info({ event: 'stopped', dataplane: this.#kind }, 'stopped; enforcement stays in force');
+  }
+
+  /** Fields the running driver was built with (DriverRegistration.builtFrom) that `next` changes. */
+  #changedBuildFields(next: DnsplaneConfig): ReturnType<typeof changedBuildFields> {
+    const running = this.#applied?.inputs.config;
+    const registration = this.options.environment.drivers.find((d) => d.kind === this.#kind);
+    return running === undefined || registration === undefined ? [] : changedBuildFields(registration, running, next);
+  }
+
+  /** The settings a running daemon takes from an accepted config: log.level and the drift check's interval. */
+  #applyRunSettings(config: DnsplaneConfig): void {
+    if (this.options.logLevelFromConfig === true) this.options.logger.level = config.log.level;
+    if (this.#stopped || this.#driftTimerSeconds === config.driftCheckSeconds) return;
+    if (this.#driftTimer) clearInterval(this.#driftTimer);
+    this.#driftTimer = undefined;
+    this.#driftTimerSeconds = config.driftCheckSeconds;
+    if (config.driftCheckSeconds === 0) return;
+    this.#driftTimer = setInterval(() => this.#checkDriftLogged('periodic'), config.driftCheckSeconds * 1000);
+    this.#driftTimer.unref();
   }
 
   #remember(inputs: LoadedInputs, state: DesiredState): void {

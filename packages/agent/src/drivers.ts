@@ -30,13 +30,50 @@ export type DataplaneFactory = (context: DriverContext) => Dataplane;
 
 export interface DriverRegistration {
   readonly kind: DataplaneKind;
+  /**
+   * The config fields (dotted paths) `create` reads. The driver is built with them, so a running
+   * daemon cannot change them: a reload that does is rejected (a restart applies it).
+   */
+  readonly builtFrom: readonly string[];
   readonly create: DataplaneFactory;
+}
+
+/** The value at a dotted path of the config (undefined when a step is missing). */
+export function configValue(config: DnsplaneConfig, path: string): unknown {
+  let value: unknown = config;
+  for (const step of path.split('.')) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[step];
+  }
+  return value;
+}
+
+/** The fields of `builtFrom` whose values differ between the running config and `next`. */
+export function changedBuildFields(
+  registration: DriverRegistration,
+  running: DnsplaneConfig,
+  next: DnsplaneConfig,
+): Array<{ readonly path: string; readonly running: unknown; readonly next: unknown }> {
+  return registration.builtFrom.flatMap((path) => {
+    const before = configValue(running, path);
+    const after = configValue(next, path);
+    return JSON.stringify(before) === JSON.stringify(after) ? [] : [{ path, running: before, next: after }];
+  });
 }
 
 /** The implemented drivers, in the order `apply --dry-run` prints them. */
 export const DRIVERS: readonly DriverRegistration[] = [
   {
     kind: 'nftables',
+    builtFrom: [
+      'nftables.table',
+      'nftables.markMask',
+      'nftables.mirrorDrainIntervalMs',
+      'nftables.untrackDns',
+      'nftables.answerMark',
+      'bpf.pinRoot',
+      'dns.interfaces',
+    ],
     create: ({ config, logger, clock, runner }) =>
       createNftablesDataplane({
         logger,
@@ -53,11 +90,13 @@ export const DRIVERS: readonly DriverRegistration[] = [
   },
   {
     kind: 'iptables',
+    builtFrom: ['iptables.backend', 'bpf.pinRoot'],
     create: ({ config, logger, clock, runner }) =>
       createIptablesDataplane({ backend: config.iptables.backend, runner, logger, ...inlineParsing({ pinRoot: config.bpf.pinRoot, clock }) }),
   },
   {
     kind: 'ebpf',
+    builtFrom: ['bpf.pinRoot', 'dns.interfaces'],
     create: ({ config, logger, clock }) =>
       createEbpfDataplane({ logger, clock, pinRoot: config.bpf.pinRoot, dnsInterfaces: config.dns.interfaces }),
   },

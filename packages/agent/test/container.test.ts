@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isNotSupported, loadInputs } from '@dnsplane/core';
+import { isNotSupported, loadInputs, systemClock, systemProcessRunner, type DnsplaneConfig } from '@dnsplane/core';
+import pino from 'pino';
 import { createContainer, resolve } from '../src/container.js';
-import { DRIVERS, DriverRegistry } from '../src/drivers.js';
+import { DRIVERS, DriverRegistry, type DriverContext } from '../src/drivers.js';
 import { configTree, testEnvironment } from './helpers.js';
 
 describe('dependency injection', () => {
@@ -36,5 +37,38 @@ describe('dependency injection', () => {
     expect(new Set(kinds).size).toBe(kinds.length);
     expect(new DriverRegistry(DRIVERS).implemented()).toEqual(kinds);
     expect(kinds).toContain('nftables');
+  });
+
+  it("names in builtFrom exactly the config fields each driver's factory reads (what a running daemon cannot change)", async () => {
+    const tree = await configTree();
+    try {
+      const { config } = await loadInputs(tree.configPath);
+      for (const registration of DRIVERS) {
+        const read = new Set<string>();
+        // Records the path of every value the factory takes that is not an object to look into.
+        const recording = (value: object, prefix: string): object =>
+          new Proxy(value, {
+            get(target, key, receiver) {
+              const found: unknown = Reflect.get(target, key, receiver);
+              if (typeof key !== 'string') return found;
+              const path = prefix === '' ? key : `${prefix}.${key}`;
+              if (typeof found === 'object' && found !== null && !Array.isArray(found)) return recording(found, path);
+              read.add(path);
+              return found;
+            },
+          });
+        const context: DriverContext = {
+          config: recording(config, '') as DnsplaneConfig,
+          configFile: tree.configPath,
+          logger: pino({ level: 'silent' }),
+          clock: systemClock,
+          runner: systemProcessRunner,
+        };
+        registration.create(context);
+        expect([...read].sort(), registration.kind).toEqual([...registration.builtFrom].sort());
+      }
+    } finally {
+      await tree.cleanup();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LEARNED_STATE_VERSION, type DataplaneKind } from '@dnsplane/core';
@@ -17,7 +18,7 @@ afterEach(async () => {
   tree = undefined;
 });
 
-function daemonFor(t: TestEnvironment, configPath: string, extra: { socketPath?: string; dataplaneOverride?: DataplaneKind } = {}): Daemon {
+function daemonFor(t: TestEnvironment, configPath: string, extra: { socketPath?: string; dataplaneOverride?: DataplaneKind; logLevelFromConfig?: boolean } = {}): Daemon {
   const daemon = createTestDaemon(t, configPath, extra);
   daemons.push(daemon);
   return daemon;
@@ -218,6 +219,52 @@ describe('the daemon', () => {
     await daemon.start();
     expect(t.dataplanes[0]?.installs).toHaveLength(1);
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interface_watch_failed' }));
+  });
+
+  it('rejects a change to a setting the running driver was built with, naming the file, field and both values; the state stays', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const config = await readFile(tree.configPath, 'utf8');
+    // With a policy change in the same edit: nothing of it is applied either.
+    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\ndns: { trustedServers: ["198.18.0.10:53"], interfaces: [wl9] }\n`.replace('dns: { trustedServers: ["198.18.0.10:53"] }\n', ''));
+    await tree.write('policies/web.yaml', WEB_POLICY.replace('order: 100', 'order: 9'));
+    expect(await daemon.reconcile()).toBe('rejected');
+    expect(daemon.rejected).toEqual([
+      `${tree.configPath}: nftables.table: the running nftables dataplane was built with "dnsplane"; changing it to "dnsplane_next" needs a restart of the daemon; keeping the last good state`,
+      `${tree.configPath}: dns.interfaces: the running nftables dataplane was built with []; changing it to ["wl9"] needs a restart of the daemon; keeping the last good state`,
+    ]);
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'change_rejected' }));
+    // Back to the running settings: the policy change applies.
+    await tree.write('dnsplane.yaml', config);
+    expect(await daemon.reconcile()).toBe('applied');
+    expect(daemon.rejected).toEqual([]);
+    expect(t.dataplanes[0]?.installs).toHaveLength(2);
+  });
+
+  it('takes statePath, log.level and driftCheckSeconds from a change that leaves the desired state the same', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath, { logLevelFromConfig: true });
+    await daemon.start();
+    const dataplane = t.dataplanes[0];
+    if (dataplane === undefined) throw new Error('no dataplane');
+    const config = await readFile(tree.configPath, 'utf8');
+    const movedState = join(tree.dir, 'moved', 'state.json');
+    await tree.write(
+      'dnsplane.yaml',
+      `${config.replace(tree.statePath, movedState)}log: { level: warn }\ndriftCheckSeconds: 1\n`,
+    );
+    const checksBefore = dataplane.missingChecks;
+    expect(await daemon.reconcile()).toBe('unchanged');
+    expect(dataplane.installs).toHaveLength(1);
+    // The drift check now runs every second (it was every 30).
+    await waitFor(() => dataplane.missingChecks > checksBefore, 'a periodic drift check at the new interval', 5_000);
+    expect(t.logs.filter((l) => l['event'] === 'unchanged')).toHaveLength(0); // a debug line: the level is warn now
+    expect(await daemon.persist()).toBeGreaterThanOrEqual(0);
+    expect(existsSync(movedState)).toBe(true);
   });
 
   it('refuses to switch dataplanes on a config change (that is a migration)', async () => {

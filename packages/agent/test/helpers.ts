@@ -8,7 +8,7 @@ import { FakeDataplane, DATAPLANE_KINDS, loadConfig, loadInputs, systemProcessRu
 import type pino from 'pino';
 import { createContainer, resolve } from '../src/container.js';
 import { Daemon, type DaemonOptions } from '../src/daemon.js';
-import type { DriverRegistration } from '../src/drivers.js';
+import { DRIVERS, type DriverRegistration } from '../src/drivers.js';
 import { fsWatchFactory, type AgentEnvironment, type AgentSignal } from '../src/environment.js';
 
 export interface ManualClock extends Clock {
@@ -36,6 +36,7 @@ export interface TestEnvironment {
 export function fakeDrivers(kinds: readonly DataplaneKind[], clock: Clock, into: FakeDataplane[]): DriverRegistration[] {
   return kinds.map((kind) => ({
     kind,
+    builtFrom: DRIVERS.find((d) => d.kind === kind)?.builtFrom ?? [],
     create: () => {
       const dataplane = new FakeDataplane({ kind, clock });
       into.push(dataplane);
@@ -153,7 +154,7 @@ statePath: ${statePath}
 export function createTestDaemon(
   t: TestEnvironment,
   configPath: string,
-  extra: Pick<DaemonOptions, 'socketPath' | 'dataplaneOverride' | 'stateMaxEntries'> = {},
+  extra: Pick<DaemonOptions, 'socketPath' | 'dataplaneOverride' | 'stateMaxEntries' | 'logLevelFromConfig'> = {},
 ): Daemon {
   const container = createContainer(t.environment, { logLevel: 'debug' });
   return new Daemon({

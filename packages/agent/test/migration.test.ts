@@ -79,6 +79,7 @@ function kernels(clock: Clock, kinds: readonly DataplaneKind[] = ['nftables', 'i
   const log: string[] = [];
   const drivers = kinds.map((kind) => ({
     kind,
+    builtFrom: [],
     create: (context: DriverContext) => {
       // iptables: one "kernel" per explicit backend (legacy and nft are different rule sets).
       const backend = context.config.iptables.backend;
@@ -189,6 +190,7 @@ describe('migration (make before break)', () => {
           ? registration
           : {
               kind: 'ebpf',
+              builtFrom: [],
               create: () => {
                 const fake = new KernelFake('ebpf', k.byKind.get('ebpf') as FakeKernel, k.log);
                 fake.install = async () => {

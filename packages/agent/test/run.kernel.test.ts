@@ -61,7 +61,7 @@ afterAll(async () => {
 });
 
 describe('dnsplane run (real nftables, own netns)', () => {
-  it('installs, re-applies on change, keeps the last good state, reloads on SIGHUP, stops on SIGTERM leaving enforcement', async () => {
+  it('installs, re-applies on change, refuses a change that needs a restart, keeps the last good state, reloads on SIGHUP, stops on SIGTERM leaving enforcement', async () => {
     if (!tree) throw new Error('no config tree');
     const socketPath = tree.socketPath;
     daemon = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', LAUNCH, 'sh', process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
@@ -95,6 +95,17 @@ describe('dnsplane run (real nftables, own netns)', () => {
     // A new policy file: re-applied into the kernel.
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
     await waitFor(() => nftTable()?.includes('batch-egress') === true, 'the new policy in the nft table', 10_000);
+
+    // A setting the running driver was built with (its table's name): rejected with the field
+    // named, nothing programmed under the new name; the old config back clears it.
+    const config = await readFile(tree.configPath, 'utf8');
+    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\n`);
+    await waitFor(() => (status()['rejected'] as string[]).length > 0, 'the table rename to be rejected', 10_000);
+    expect((status()['rejected'] as string[])[0]).toMatch(/dnsplane\.yaml: nftables\.table: the running nftables dataplane was built with "dnsplane"; changing it to "dnsplane_next" needs a restart/);
+    expect(inNetns('nft', ['list', 'table', 'inet', 'dnsplane_next']).code).not.toBe(0);
+    expect(nftTable()).toContain('batch-egress');
+    await tree.write('dnsplane.yaml', config);
+    await waitFor(() => (status()['rejected'] as string[]).length === 0, 'the old config accepted again', 10_000);
 
     // An invalid change: rejected, the table stays as it was.
     const before = nftTable();

@@ -57,6 +57,8 @@ ${GLOBAL_HELP}`,
       logger,
       dataplaneProvider: resolve(container, 'dataplaneProvider'),
       ...(args.dataplane === undefined ? {} : { dataplaneOverride: args.dataplane }),
+      // Without --log-level, the config's log.level applies once the config is read, and on every change.
+      logLevelFromConfig: args['log-level'] === undefined,
     });
     // Listen for signals before starting, so a stop request during start-up is not lost.
     let stopRequested: (signal: StopSignal) => void = () => undefined;
@@ -75,9 +77,6 @@ ${GLOBAL_HELP}`,
     environment.signals.on('SIGHUP', onHup);
     try {
       await daemon.start();
-      // Without --log-level, the config's log.level applies from here on.
-      const configured = daemon.config?.log.level;
-      if (args['log-level'] === undefined && configured !== undefined) logger.level = configured;
       const signal = await stopped;
       logger.info({ event: 'signal', signal }, 'stopping');
       return 0;
