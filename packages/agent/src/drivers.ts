@@ -72,7 +72,6 @@ export const DRIVERS: readonly DriverRegistration[] = [
       'nftables.untrackDns',
       'nftables.answerMark',
       'bpf.pinRoot',
-      'dns.interfaces',
     ],
     create: ({ config, logger, clock, runner }) =>
       createNftablesDataplane({
@@ -85,7 +84,6 @@ export const DRIVERS: readonly DriverRegistration[] = [
         untrackDns: config.nftables.untrackDns,
         answerMark: config.nftables.answerMark,
         pinRoot: config.bpf.pinRoot,
-        interfaces: config.dns.interfaces,
       }),
   },
   {
@@ -96,9 +94,9 @@ export const DRIVERS: readonly DriverRegistration[] = [
   },
   {
     kind: 'ebpf',
-    builtFrom: ['bpf.pinRoot', 'dns.interfaces'],
+    builtFrom: ['bpf.pinRoot'],
     create: ({ config, logger, clock }) =>
-      createEbpfDataplane({ logger, clock, pinRoot: config.bpf.pinRoot, dnsInterfaces: config.dns.interfaces }),
+      createEbpfDataplane({ logger, clock, pinRoot: config.bpf.pinRoot }),
   },
 ];
 

@@ -228,12 +228,12 @@ describe('the daemon', () => {
     await daemon.start();
     const config = await readFile(tree.configPath, 'utf8');
     // With a policy change in the same edit: nothing of it is applied either.
-    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\ndns: { trustedServers: ["198.18.0.10:53"], interfaces: [wl9] }\n`.replace('dns: { trustedServers: ["198.18.0.10:53"] }\n', ''));
+    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\nbpf: { pinRoot: /sys/fs/bpf/dnsplane_next }\n`);
     await tree.write('policies/web.yaml', WEB_POLICY.replace('order: 100', 'order: 9'));
     expect(await daemon.reconcile()).toBe('rejected');
     expect(daemon.rejected).toEqual([
       `${tree.configPath}: nftables.table: the running nftables dataplane was built with "dnsplane"; changing it to "dnsplane_next" needs a restart of the daemon; keeping the last good state`,
-      `${tree.configPath}: dns.interfaces: the running nftables dataplane was built with []; changing it to ["wl9"] needs a restart of the daemon; keeping the last good state`,
+      `${tree.configPath}: bpf.pinRoot: the running nftables dataplane was built with "/sys/fs/bpf/dnsplane"; changing it to "/sys/fs/bpf/dnsplane_next" needs a restart of the daemon; keeping the last good state`,
     ]);
     expect(t.dataplanes[0]?.installs).toHaveLength(1);
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'change_rejected' }));
@@ -242,6 +242,17 @@ describe('the daemon', () => {
     expect(await daemon.reconcile()).toBe('applied');
     expect(daemon.rejected).toEqual([]);
     expect(t.dataplanes[0]?.installs).toHaveLength(2);
+  });
+
+  it('installs again when dns.interfaces changes (where the parser watches is part of the state)', async () => {
+    tree = await configTree();
+    const t = testEnvironment(noWatch);
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const config = await readFile(tree.configPath, 'utf8');
+    await tree.write('dnsplane.yaml', config.replace('dns: { trustedServers: ["198.18.0.10:53"] }', 'dns: { trustedServers: ["198.18.0.10:53"], interfaces: [wl9, eth0] }'));
+    expect(await daemon.reconcile()).toBe('applied');
+    expect(t.dataplanes[0]?.installs.map((s) => s.dns.interfaces)).toEqual([[], ['eth0', 'wl9']]);
   });
 
   it('takes statePath, log.level and driftCheckSeconds from a change that leaves the desired state the same', async () => {

@@ -35,6 +35,11 @@ function nftTable(): string | undefined {
   return result.code === 0 ? result.stdout : undefined;
 }
 
+/** The interfaces whose tc ingress holds the parser's filter (pref 209). */
+function parserOn(): string[] {
+  return ['dnsp0', 'dnsp1'].filter((name) => /pref 209 bpf/.test(inNetns('tc', ['filter', 'show', 'dev', name, 'ingress']).stdout));
+}
+
 function status(): Record<string, unknown> {
   const result = spawnSync(process.execPath, [BIN, 'status', '--json', '--socket', tree?.socketPath ?? ''], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`dnsplane status failed: ${result.stderr}`);
@@ -44,6 +49,9 @@ function status(): Record<string, unknown> {
 beforeAll(async () => {
   const added = spawnSync('ip', ['netns', 'add', netns], { encoding: 'utf8' });
   if (added.status !== 0) throw new Error(`ip netns add failed: ${added.stderr}`);
+  // Two interfaces for the parser to watch (nothing is sent through them).
+  const pair = spawnSync('ip', ['-n', netns, 'link', 'add', 'dnsp0', 'type', 'veth', 'peer', 'name', 'dnsp1'], { encoding: 'utf8' });
+  if (pair.status !== 0) throw new Error(`ip link add failed: ${pair.stderr}`);
   tree = await configTree();
   await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}bpf: { pinRoot: ${pinRoot} }\ndriftCheckSeconds: 3600\n`);
 });
@@ -106,6 +114,13 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(nftTable()).toContain('batch-egress');
     await tree.write('dnsplane.yaml', config);
     await waitFor(() => (status()['rejected'] as string[]).length === 0, 'the old config accepted again', 10_000);
+
+    // Where the parser watches DNS is taken live: every interface but lo, then dnsp1 alone.
+    expect(parserOn()).toEqual(['dnsp0', 'dnsp1']);
+    await tree.write('dnsplane.yaml', config.replace('dns: { trustedServers: ["198.18.0.10:53"] }', 'dns: { trustedServers: ["198.18.0.10:53"], interfaces: [dnsp1] }'));
+    await waitFor(() => parserOn().join() === 'dnsp1', 'the parser on dnsp1 alone', 10_000);
+    await tree.write('dnsplane.yaml', config);
+    await waitFor(() => parserOn().length === 2, 'the parser back on both', 10_000);
 
     // An invalid change: rejected, the table stays as it was.
     const before = nftTable();

@@ -217,7 +217,7 @@ function mergePorts(ranges: readonly { readonly first: number; readonly last: nu
   return merged;
 }
 
-/** Trusted servers (parsed by the config schema): de-duplicated and sorted. */
+/** Trusted servers (parsed by the config schema) and the parser's interfaces: de-duplicated and sorted. */
 function compileDns(dns: DnsplaneConfig['dns']): DnsSettings {
   const servers = new Map<string, TrustedServer>();
   for (const server of dns.trustedServers) {
@@ -234,5 +234,6 @@ function compileDns(dns: DnsplaneConfig['dns']): DnsSettings {
     minTTL: dns.minTTL,
     extraTTL: dns.extraTTL,
     maxAddressesPerName: dns.maxAddressesPerName,
+    interfaces: [...new Set(dns.interfaces)].sort(byText),
   };
 }

@@ -92,6 +92,11 @@ export interface DnsSettings {
   readonly minTTL: number;
   readonly extraTTL: number;
   readonly maxAddressesPerName: number;
+  /**
+   * Interfaces whose DNS traffic the tc parser watches (nftables, ebpf), sorted; absent or
+   * empty: every interface but lo. Part of the state so that changing it installs again.
+   */
+  readonly interfaces?: readonly string[];
 }
 
 export interface DesiredState {

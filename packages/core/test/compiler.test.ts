@@ -210,6 +210,13 @@ describe('compile', () => {
       minTTL: 5,
       extraTTL: 10,
       maxAddressesPerName: 256,
+      interfaces: [],
     });
+  });
+
+  it('sorts and de-duplicates the interfaces the parser watches (part of the state: a change installs again)', () => {
+    const input = example();
+    const state = compile({ ...input, config: { ...input.config, dns: { ...input.config.dns, interfaces: ['wl2', 'eth0', 'wl2'] } } });
+    expect(state.dns.interfaces).toEqual(['eth0', 'wl2']);
   });
 });

@@ -66,8 +66,6 @@ const silentLogger: EbpfLogger = { debug: () => undefined, info: () => undefined
 export interface EbpfDataplaneOptions {
   /** bpffs folder of every pin (parser maps, policy maps, programs); default /sys/fs/bpf/dnsplane. */
   readonly pinRoot?: string;
-  /** Interfaces whose DNS traffic the parser watches; empty/absent = every interface except lo. */
-  readonly dnsInterfaces?: readonly string[];
   readonly logger?: EbpfLogger;
   readonly clock?: Clock;
   readonly objectPath?: string;
@@ -121,7 +119,7 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces);
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? []);
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
@@ -257,13 +255,19 @@ export class EbpfDataplane implements Dataplane {
     }
   }
 
-  #wantedAttachments(tables: PolicyTables, hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>, interfaces: InterfaceIndex): Attachment[] {
+  /** `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every interface but lo). */
+  #wantedAttachments(
+    tables: PolicyTables,
+    hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>,
+    interfaces: InterfaceIndex,
+    dnsInterfaces: readonly string[],
+  ): Attachment[] {
     const wanted = new Map<string, Attachment>();
     const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
     for (const { hook, ifname } of hooks) add({ ifname, direction: hook.tcDirection, program: 'policy' });
     // A workload hook pair: both directions carry the program (one may be track-only).
     const workload = new Set(tables.workloadInterfaces);
-    const watched = this.#options.dnsInterfaces && this.#options.dnsInterfaces.length > 0 ? this.#options.dnsInterfaces : [...interfaces.keys()].filter((n) => n !== 'lo');
+    const watched = dnsInterfaces.length > 0 ? dnsInterfaces : [...interfaces.keys()].filter((n) => n !== 'lo');
     for (const ifname of watched) {
       if (!interfaces.has(ifname)) continue;
       add({ ifname, direction: 'ingress', program: 'parser' });

@@ -72,8 +72,6 @@ export interface DesiredTableOptions {
   readonly markMask?: number;
   /** The verified-answer mark bit; absent or 0: every DNS exchange stays tracked. */
   readonly answerMark?: number;
-  /** Interfaces the parser watches (empty or absent: all): only there can a query be recorded. */
-  readonly parserInterfaces?: readonly string[];
 }
 
 /** nft keeps at most 128 bytes of rule comment (with its NUL). */
@@ -132,7 +130,8 @@ const FAMILY = { 4: { nfproto: 'ipv4', protocol: 'ip' }, 6: { nfproto: 'ipv6', p
 function untrackedDns(state: DesiredState, policies: ReadonlyMap<string, CompiledPolicy>, options: DesiredTableOptions): UntrackedDns {
   const answerMark = options.answerMark ?? 0;
   if (answerMark === 0 || state.dns.trustedServers.length === 0) return { answerMark, interfaces: [] };
-  const watched = options.parserInterfaces ?? [];
+  // Only where the parser watches (dns.interfaces; empty: everywhere) can a query be recorded.
+  const watched = state.dns.interfaces ?? [];
   const interfaces = state.endpoints.flatMap((e) =>
     !e.host && e.interface !== undefined && policiesFor(e, 'egress', policies).length > 0 && (watched.length === 0 || watched.includes(e.interface))
       ? [e.interface]

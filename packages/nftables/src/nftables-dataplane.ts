@@ -42,8 +42,6 @@ export interface NftablesDataplaneOptions {
   readonly learnedSource?: LearnedSource;
   /** Packet-mark bits for kernel membership (number or "0x00ff0000"; default 0x00ff0000). */
   readonly markMask?: number | string;
-  /** Interfaces the DNS parser watches (empty or absent: every interface but lo). */
-  readonly interfaces?: readonly string[];
   /**
    * Take enforced workloads' UDP DNS with trusted servers out of connection tracking and admit
    * the answers by the parser's verification (the answerMark bit) instead (default true; needs
@@ -142,9 +140,8 @@ export class NftablesDataplane implements Dataplane {
   #wholeTableAt: number | undefined;
   #serial: Promise<unknown> = Promise.resolve();
   readonly #markMask: number;
-  /** What desiredTable gets besides the state: mark bits, the answer mark (0: DNS stays tracked), watched interfaces. */
+  /** What desiredTable gets besides the state: mark bits, the answer mark (0: DNS stays tracked). */
   readonly #tableOptions: DesiredTableOptions;
-  readonly #interfaces: readonly string[];
   readonly #membership: TcMembership | undefined;
   readonly #pinRoot: string | undefined;
   /** The nft sets were caught up with the kernel membership maps once (later installs skip it). */
@@ -167,13 +164,11 @@ export class NftablesDataplane implements Dataplane {
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#markMask = parseMarkMask(options.markMask ?? DEFAULT_MARK_MASK);
-    this.#interfaces = options.interfaces ?? [];
     const answerMark = parseAnswerMark(options.answerMark ?? DEFAULT_ANSWER_MARK, this.#markMask);
     this.#tableOptions = {
       markMask: this.#markMask,
       // Only the parser can verify answers: without it (no pinRoot) every exchange stays tracked.
       answerMark: options.untrackDns === false || options.pinRoot === undefined ? 0 : answerMark,
-      parserInterfaces: this.#interfaces,
     };
     this.#pinRoot = options.pinRoot;
     this.#timer = options.stepTimer ?? new StepTimer();
@@ -185,7 +180,6 @@ export class NftablesDataplane implements Dataplane {
       this.#membership = new TcMembership({
         pinRoot: options.pinRoot,
         markMask: this.#markMask,
-        interfaces: this.#interfaces,
         kernel: options.tcKernel,
         clock: this.#clock,
         logger: this.#logger,
@@ -218,7 +212,7 @@ export class NftablesDataplane implements Dataplane {
     const tc = {
       'dnsplane-tc': {
         parser: {
-          ingress: this.#interfaces.length > 0 ? [...this.#interfaces] : 'every interface but lo',
+          ingress: state.dns.interfaces?.length ? [...state.dns.interfaces] : 'every interface but lo',
           egress: 'every watched interface that is not a workload endpoint',
         },
         membershipMarks: markAssignmentJson(desired.marks),

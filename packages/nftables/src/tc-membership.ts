@@ -105,8 +105,6 @@ export type MirrorProbe = (batch: MirrorProbeBatch) => void;
 export interface TcMembershipOptions {
   readonly pinRoot: string;
   readonly markMask: number;
-  /** Watched interfaces (empty: every interface but lo). */
-  readonly interfaces: readonly string[];
   readonly kernel: TcMembershipKernel;
   readonly clock?: Clock;
   readonly probe?: MirrorProbe;
@@ -206,9 +204,10 @@ export class TcMembership implements LearnedSource {
     const answerMarks = this.#answerMarksOf(untracked, byName);
     parser.setAnswerMarks(answerMarks, { prune: true });
     this.#answerMarked = answerMarks.size;
-    const watched =
-      this.#options.interfaces.length > 0 ? this.#options.interfaces.filter((n) => byName.has(n)) : all.map((i) => i.name).filter((n) => n !== 'lo');
-    const missing = this.#options.interfaces.filter((n) => !byName.has(n));
+    // Where the parser watches DNS: the state's dns.interfaces (empty: every interface but lo).
+    const listed = state.dns.interfaces ?? [];
+    const watched = listed.length > 0 ? listed.filter((n) => byName.has(n)) : all.map((i) => i.name).filter((n) => n !== 'lo');
+    const missing = listed.filter((n) => !byName.has(n));
     if (missing.length > 0) logger.warn({ interfaces: missing }, 'nftables: watched interfaces not present, parser not attached there');
     const endpointInterfaces = new Set(
       state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])),

@@ -19,7 +19,7 @@ const trustedServers = [
   { family: 4 as const, address: '198.18.53.3', port: 53 },
   { family: 6 as const, address: 'fd00:18:53::2', port: 53 },
 ];
-const untrackedState = () => baseState({ dns: { trustedServers, minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 } });
+const untrackedState = (interfaces: readonly string[] = []) => baseState({ dns: { trustedServers, minTTL: 30, extraTTL: 10, maxAddressesPerName: 256, interfaces } });
 const ANSWER_MARK = 0x04000000;
 
 function chainRules(name: string): ReadonlyArray<readonly NftStatement[]> {
@@ -93,8 +93,8 @@ describe('desiredTable', () => {
     };
     none(untrackedState(), {});
     none(baseState(), { answerMark: ANSWER_MARK });
-    none(untrackedState(), { answerMark: ANSWER_MARK, parserInterfaces: ['eth0'] });
-    expect(desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK, parserInterfaces: ['eth0', 'veth-web'] }).untracked.interfaces).toEqual(['veth-web']);
+    none(untrackedState(['eth0']), { answerMark: ANSWER_MARK });
+    expect(desiredTable(untrackedState(['eth0', 'veth-web']), table, { answerMark: ANSWER_MARK }).untracked.interfaces).toEqual(['veth-web']);
   });
 
   it('creates a pair of timeout sets per domain set', () => {

@@ -241,14 +241,22 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(host.log).toContain(`wake sets ${githubSet.id}`);
   });
 
-  it('watches only dns.interfaces when given', async () => {
+  it('watches only dns.interfaces when given, and follows a change of them at the next install', async () => {
     const clock = new ManualClock();
     const fake = fakeKernel();
     const dataplane = createNftablesDataplane({
-      tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel, interfaces: ['eth0'],
+      tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel,
     });
-    await dataplane.install(baseState());
-    expect(fake.log.filter((l) => l.startsWith('parser ')).sort()).toEqual(['parser egress eth0', 'parser ingress eth0']);
+    const dns = { ...baseState().dns, interfaces: ['eth0'] };
+    await dataplane.install(baseState({ dns }));
+    expect([...fake.onHooks].filter((h) => h.startsWith('parser ')).sort()).toEqual(['parser egress eth0', 'parser ingress eth0']);
+    // Back to every interface but lo: the parser goes on veth-web too (ingress only: an endpoint).
+    await dataplane.install(baseState({ dns: { ...dns, interfaces: [] } }));
+    expect([...fake.onHooks].filter((h) => h.startsWith('parser ')).sort()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress veth-web']);
+    // Only veth-web: eth0's filters are taken off.
+    await dataplane.install(baseState({ dns: { ...dns, interfaces: ['veth-web'] } }));
+    expect([...fake.onHooks].filter((h) => h.startsWith('parser ')).sort()).toEqual(['parser ingress veth-web']);
+    expect(fake.log).toContain('detach parser ingress eth0');
   });
 
   it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {

@@ -47,7 +47,6 @@ const dataplane = createNftablesDataplane({
   untrackDns: config.nftables.untrackDns,
   answerMark: config.nftables.answerMark,
   pinRoot: config.bpf.pinRoot,
-  interfaces: config.dns.interfaces,
   logger,
   ...(probeLifetime === undefined ? {} : { mirrorProbe }),
 });
