@@ -115,6 +115,18 @@ describe('dnsplane run (real nftables, own netns)', () => {
     await tree.write('dnsplane.yaml', config);
     await waitFor(() => (status()['rejected'] as string[]).length === 0, 'the old config accepted again', 10_000);
 
+    // More trusted servers than the kernel parser holds: rejected when read, before any rule of
+    // the same edit goes in (the kernel side of an install runs after its rules).
+    const servers = Array.from({ length: 17 }, (_, i) => `"198.18.0.${i + 1}:53"`).join(', ');
+    await tree.write('dnsplane.yaml', config.replace('dns: { trustedServers: ["198.18.0.10:53"] }', `dns: { trustedServers: [${servers}] }`));
+    await tree.write('policies/web.yaml', WEB_POLICY.replace('web-egress', 'web-egress-next'));
+    await waitFor(() => (status()['rejected'] as string[]).length > 0, 'the 17 servers to be rejected', 10_000);
+    expect((status()['rejected'] as string[])[0]).toMatch(/dnsplane\.yaml: dns\.trustedServers: the kernel parser holds at most 16 trusted servers/);
+    expect(nftTable()).not.toContain('web-egress-next');
+    await tree.write('policies/web.yaml', WEB_POLICY);
+    await tree.write('dnsplane.yaml', config);
+    await waitFor(() => (status()['rejected'] as string[]).length === 0, 'the old config accepted again', 10_000);
+
     // Where the parser watches DNS is taken live: every interface but lo, then dnsp1 alone.
     expect(parserOn()).toEqual(['dnsp0', 'dnsp1']);
     await tree.write('dnsplane.yaml', config.replace('dns: { trustedServers: ["198.18.0.10:53"] }', 'dns: { trustedServers: ["198.18.0.10:53"], interfaces: [dnsp1] }'));

@@ -3,7 +3,7 @@
 // compared with the compiled object's BTF in test/maps-btf.test.ts, so the two sides cannot
 // drift: change the header and that test names the field to fix here.
 import type { IpFamily } from '@dnsplane/core';
-import { PARSER_COUNTERS, formatAddress, parseAddress } from '@dnsplane/core';
+import { MAX_TRUSTED_SERVERS, PARSER_COUNTERS, formatAddress, parseAddress } from '@dnsplane/core';
 
 /** Names of the pinned maps (each pinned as <pin root>/<name>). */
 export const MAP_NAMES = {
@@ -41,7 +41,8 @@ export const PATTERN_SLOTS_PER_GENERATION = PATTERN_SLOTS / 2;
 export const KEY_GENERATION_BIT = 1n << 63n;
 export const NAME_TEXT = 256;
 export const MSG_MAX = 4096;
-export const MAX_SERVERS = 16;
+/** The trusted servers dnsp_config holds (DNSPLANE_MAX_SERVERS; the config schema allows as many: MAX_TRUSTED_SERVERS). */
+export const MAX_SERVERS = MAX_TRUSTED_SERVERS;
 export const EVENT_ENTRIES = 32;
 /** A learned-events record pads the question name to a multiple of this many bytes. */
 export const EVENT_NAME_ALIGN = 8;

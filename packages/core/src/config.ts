@@ -21,6 +21,8 @@ export const DEFAULT_NFT_ANSWER_MARK = '0x04000000';
 /** Largest TTL setting in seconds (about 68 years: expiries stay far from overflow in ns). */
 export const MAX_TTL_SETTING = 2_147_483_647;
 export const MAX_ADDRESSES_PER_NAME_LIMIT = 65_535;
+/** Trusted servers the kernel parser holds (bpf-parser's dnsp_config; every dataplane runs it). */
+export const MAX_TRUSTED_SERVERS = 16;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -91,12 +93,16 @@ export const DnsSettingsSchema = strictObject({
   trustedServers: z
     .array(TrustedServerSchema)
     .default([])
-    .meta({ description: 'DNS servers whose answers are learned from; all others teach nothing.' })
+    .meta({ description: `DNS servers whose answers are learned from (at most ${MAX_TRUSTED_SERVERS}); all others teach nothing.` })
     .transform((servers) => {
       // The same server written twice (or in two spellings) is kept once.
       const seen = new Map<string, TrustedServer>();
       for (const server of servers) seen.set(formatTrustedServer(server), server);
       return [...seen.values()];
+    })
+    // Here, not at install: the kernel side of an install runs after its rules went in.
+    .refine((servers) => servers.length <= MAX_TRUSTED_SERVERS, {
+      message: `the kernel parser holds at most ${MAX_TRUSTED_SERVERS} trusted servers (each distinct address and port counts once)`,
     }),
   minTTL: seconds('Shortest lifetime in seconds given to a learned address (before extraTTL).', DEFAULT_MIN_TTL),
   extraTTL: seconds('Seconds added to every learned address lifetime.', DEFAULT_EXTRA_TTL),

@@ -105,6 +105,16 @@ describe('DnsplaneConfigSchema', () => {
     expect(DnsplaneConfigSchema.safeParse({ dns: { maxAddressesPerName: 65536 } }).success).toBe(false);
   });
 
+  it('takes at most 16 distinct trusted servers, as the kernel parser holds', () => {
+    const servers = (count: number) => Array.from({ length: count }, (_, i) => `198.18.0.${i + 1}`);
+    expect(DnsplaneConfigSchema.parse({ dns: { trustedServers: servers(16) } }).dns.trustedServers).toHaveLength(16);
+    // The same server twice counts once.
+    expect(DnsplaneConfigSchema.parse({ dns: { trustedServers: [...servers(16), '198.18.0.1:53'] } }).dns.trustedServers).toHaveLength(16);
+    expect(problems({ dns: { trustedServers: servers(17) } })).toEqual([
+      'dns.trustedServers: the kernel parser holds at most 16 trusted servers (each distinct address and port counts once)',
+    ]);
+  });
+
   const problems = (value: unknown) => {
     const result = DnsplaneConfigSchema.safeParse(value, { reportInput: true });
     return result.success ? [] : issuesToProblems(result.error.issues, { file: 'c.yaml' }).map((p) => `${p.field}: ${p.reason}`);
