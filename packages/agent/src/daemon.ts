@@ -36,10 +36,11 @@ import {
   writeFileAtomic,
 } from './state-file.js';
 import { noSharedPins, type PinSnapshot } from './shared-pins.js';
+import { DEFAULT_WATCH_RETRY_MS, WatchRetry } from './watch-retry.js';
 import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
-/** What started a drift check: its timer, the removal watch, or a caller. */
-export type DriftTrigger = 'periodic' | 'kernel_event' | 'requested';
+/** What started a drift check: its timer, the removal watch (an event, or its restart: it may have missed one), or a caller. */
+export type DriftTrigger = 'periodic' | 'kernel_event' | 'watch_restarted' | 'requested';
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -97,6 +98,9 @@ export class Daemon {
   #removalWatch: { readonly kind: DataplaneKind; readonly watch: { close(): void } } | undefined;
   /** A drift check the removal watch asked for is queued and has not started: later lines add none. */
   #removalCheckQueued = false;
+  /** Restarts of the removal watch and the interface watch after they fail. */
+  readonly #removalRetry: WatchRetry;
+  readonly #linkRetry: WatchRetry;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
@@ -115,6 +119,9 @@ export class Daemon {
   constructor(private readonly options: DaemonOptions) {
     this.#override = options.dataplaneOverride;
     this.#known = new LearnedStore(options.environment.clock);
+    const retryMs = options.environment.watchRetryMs ?? DEFAULT_WATCH_RETRY_MS;
+    this.#removalRetry = new WatchRetry(retryMs, options.environment.clock);
+    this.#linkRetry = new WatchRetry(retryMs, options.environment.clock);
   }
 
   /** The kind of the dataplane in force. */
@@ -691,6 +698,8 @@ export class Daemon {
     if (this.#driftTimer) clearInterval(this.#driftTimer);
     this.#removalWatch?.watch.close();
     this.#removalWatch = undefined;
+    this.#removalRetry.cancel();
+    this.#linkRetry.cancel();
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#linkWatch?.close();
@@ -776,6 +785,7 @@ export class Daemon {
     if (this.#removalWatch?.kind === kind) return;
     this.#removalWatch?.watch.close();
     this.#removalWatch = undefined;
+    let failedAtStart = false;
     const watch = environment.removals(
       kind,
       config,
@@ -789,11 +799,33 @@ export class Daemon {
         this.#checkDriftLogged('kernel_event', () => (this.#removalCheckQueued = false));
       },
       (error) => {
-        if (this.#removalWatch?.watch === watch) this.#removalWatch = undefined;
-        logger.warn({ event: 'removal_watch_failed', err: error }, 'cannot watch for removed objects; the periodic drift check still runs');
+        // Only the watch in force (one closed at a migration reports nothing).
+        if (watch !== undefined && this.#removalWatch?.watch !== watch) return;
+        failedAtStart = watch === undefined;
+        this.#removalWatch = undefined;
+        const retryInMs = this.#removalRetry.failed(() => this.#restartRemovalWatch());
+        logger.warn(
+          { event: 'removal_watch_failed', err: error, retryInMs },
+          'cannot watch for removed objects; starting the watch again later (the periodic drift check still runs)',
+        );
       },
     );
-    if (watch !== undefined) this.#removalWatch = { kind, watch };
+    if (watch === undefined) return;
+    if (failedAtStart) {
+      watch.close();
+      return;
+    }
+    this.#removalWatch = { kind, watch };
+    this.#removalRetry.started();
+  }
+
+  /** The removal watch again after it failed; what it may have missed is checked at once. */
+  #restartRemovalWatch(): void {
+    if (this.#stopped || this.#removalWatch !== undefined) return;
+    this.#watchRemovals();
+    if (this.#removalWatch === undefined) return;
+    this.options.logger.info({ event: 'removal_watch_restarted', dataplane: this.#kind }, 'watching for removed objects again');
+    this.#checkDriftLogged('watch_restarted');
   }
 
   /** Re-installs (debounced, like a file change) when the interfaces differ from the last install's. */
@@ -801,16 +833,42 @@ export class Daemon {
     const { environment, logger } = this.options;
     const links = environment.links;
     if (links === undefined || this.#linkWatch !== undefined || this.#stopped) return;
-    this.#linkWatch = links.watch(
-      () => {
-        const installed = this.#linksInstalled;
-        if (installed === undefined || !sameLinks(links.read(), installed)) this.#scheduleReconcile();
-      },
+    let failedAtStart = false;
+    let watch: { close(): void } | undefined;
+    watch = links.watch(
+      () => this.#installIfLinksChanged(),
       (error) => {
+        if (watch !== undefined && this.#linkWatch !== watch) return;
+        failedAtStart = watch === undefined;
         this.#linkWatch = undefined;
-        logger.warn({ event: 'interface_watch_failed', err: error }, 'cannot watch interfaces; new interfaces get the programs at the next change');
+        const retryInMs = this.#linkRetry.failed(() => this.#restartLinkWatch());
+        logger.warn(
+          { event: 'interface_watch_failed', err: error, retryInMs },
+          'cannot watch interfaces; starting the watch again later (until then new interfaces get the programs at the next change)',
+        );
       },
     );
+    if (failedAtStart) {
+      watch.close();
+      return;
+    }
+    this.#linkWatch = watch;
+    this.#linkRetry.started();
+  }
+
+  /** The interface watch again after it failed; interfaces that changed meanwhile are installed for. */
+  #restartLinkWatch(): void {
+    if (this.#stopped || this.#linkWatch !== undefined) return;
+    this.#watchLinks();
+    if (this.#linkWatch === undefined) return;
+    this.options.logger.info({ event: 'interface_watch_restarted' }, 'watching interfaces again');
+    this.#installIfLinksChanged();
+  }
+
+  #installIfLinksChanged(): void {
+    const links = this.options.environment.links;
+    const installed = this.#linksInstalled;
+    if (links !== undefined && (installed === undefined || !sameLinks(links.read(), installed))) this.#scheduleReconcile();
   }
 
   #scheduleReconcile(): void {

@@ -82,6 +82,8 @@ export interface AgentEnvironment {
   readonly links?: { readonly read: () => LinkSnapshot; readonly watch: LinkWatchFactory };
   /** Tells the daemon at once when someone removed the dataplane's objects (absent: the periodic drift check alone). */
   readonly removals?: RemovalWatchFactory;
+  /** First delay before a failed watch is started again (default DEFAULT_WATCH_RETRY_MS, 5 s; doubles to 5 min). */
+  readonly watchRetryMs?: number;
 }
 
 /** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */

@@ -204,13 +204,20 @@ describe('the daemon', () => {
     expect(closed).toBe(1);
   });
 
-  it('keeps running without the interface watch when it fails, and says so', async () => {
+  it('keeps running when the interface watch fails, says so, starts it again later and installs for what changed meanwhile', async () => {
     tree = await configTree();
+    const links = new Map([['lo', 1]]);
+    let starts = 0;
+    let failLater: ((error: Error) => void) | undefined;
     const t = testEnvironment({
+      watchRetryMs: 20,
       links: {
-        read: () => new Map([['lo', 1]]),
+        read: () => new Map(links),
         watch: (_onEvent, onError) => {
-          onError(new Error('ip: not found'));
+          starts += 1;
+          // The first start fails at once (a tool missing), the second later (the child killed).
+          if (starts === 1) onError(new Error('ip: not found'));
+          else failLater = onError;
           return { close: () => undefined };
         },
       },
@@ -218,7 +225,44 @@ describe('the daemon', () => {
     const daemon = daemonFor(t, tree.configPath);
     await daemon.start();
     expect(t.dataplanes[0]?.installs).toHaveLength(1);
-    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interface_watch_failed' }));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'interface_watch_failed', retryInMs: 20 }));
+    await waitFor(() => t.logs.some((l) => l['event'] === 'interface_watch_restarted'), 'the watch started again');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1); // nothing changed while it was down
+    failLater?.(new Error('ip monitor ended (SIGKILL)'));
+    // A workload's interface appears while no watch runs: the restart installs for it.
+    links.set('web0', 7);
+    await waitFor(() => t.dataplanes[0]?.installs.length === 2, 'the install for the interface that came while the watch was down');
+    expect(starts).toBe(3);
+    expect(t.logs.filter((l) => l['event'] === 'interface_watch_failed').map((l) => l['retryInMs'])).toEqual([20, 40]);
+  });
+
+  it('starts the removal watch again after it fails, and checks at once what it may have missed', async () => {
+    tree = await configTree();
+    const failures: Array<(error: Error) => void> = [];
+    const t = testEnvironment({
+      ...noWatch,
+      watchRetryMs: 20,
+      removals: (_kind, _config, _onRemoved, onError) => {
+        failures.push(onError);
+        return { close: () => undefined };
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    const dataplane = t.dataplanes[0];
+    if (dataplane === undefined) throw new Error('no dataplane');
+    expect(failures).toHaveLength(1);
+    dataplane.missing = ['tc ingress wl1 dnsplane parser'];
+    failures[0]!(new Error('tc monitor ended (SIGKILL)'));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_watch_failed', retryInMs: 20 }));
+    await waitFor(() => t.logs.some((l) => l['event'] === 'repaired'), 'the repair after the restart');
+    expect(failures).toHaveLength(2);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_watch_restarted' }));
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift', trigger: 'watch_restarted' }));
+    await daemon.stop();
+    // A failure reported after stop is not the watch in force: nothing logged, nothing scheduled.
+    failures[1]!(new Error('late'));
+    expect(t.logs.filter((l) => l['event'] === 'removal_watch_failed')).toHaveLength(1);
   });
 
   it('rejects a change to a setting the running driver was built with, naming the file, field and both values; the state stays', async () => {

@@ -5,7 +5,7 @@
 // netns' interfaces) and the host's bpffs moved back on /sys/fs/bpf (`ip netns exec` would hide it).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,23 @@ function inNetns(command: string, args: readonly string[]): { code: number; stdo
 function nftTable(): string | undefined {
   const result = inNetns('nft', ['list', 'table', 'inet', 'dnsplane']);
   return result.code === 0 ? result.stdout : undefined;
+}
+
+/** The child processes of `pid` (its main thread's). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function readCommandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
 }
 
 /** The interfaces whose tc ingress holds the parser's filter (pref 209). */
@@ -99,6 +116,18 @@ describe('dnsplane run (real nftables, own netns)', () => {
     await waitFor(() => daemonLog.includes('"event":"repaired"'), 'the repair logged', 10_000);
     expect(daemonLog).toContain('"event":"removal_seen"');
     expect(daemonLog).toMatch(/"event":"drift"[^\n]*"trigger":"kernel_event"[^\n]*"missing":\["nft table inet dnsplane"\]/);
+
+    // The monitor is a child process that can die (killed, out of memory): the daemon starts
+    // the watch again (after 5 s) and checks at once what it may have missed — here a table
+    // deleted while no monitor ran.
+    const monitor = childrenOf(daemon.pid ?? 0).find((pid) => readCommandLine(pid).startsWith('nft monitor destroy tables'));
+    expect(monitor, `the daemon's children: ${childrenOf(daemon.pid ?? 0).map(readCommandLine).join('; ')}`).toBeDefined();
+    process.kill(monitor ?? 0, 'SIGKILL');
+    await waitFor(() => daemonLog.includes('"event":"removal_watch_failed"'), 'the failed watch logged', 10_000);
+    expect(inNetns('nft', ['delete', 'table', 'inet', 'dnsplane']).code).toBe(0);
+    await waitFor(() => nftTable() === first || exitCode !== undefined, 'the table back after the watch restarted', 20_000);
+    await waitFor(() => daemonLog.includes('"event":"removal_watch_restarted"'), 'the restart logged', 10_000);
+    expect(daemonLog).toMatch(/"event":"drift"[^\n]*"trigger":"watch_restarted"/);
 
     // A new policy file: re-applied into the kernel.
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
