@@ -230,10 +230,13 @@ export class Daemon {
     let old: Dataplane | undefined;
     if (migrating) {
       try {
+        // Built with what it ran with: its iptables backend, its nft table.
         const oldInputs =
           previous === 'iptables' && recorded?.iptablesBackend !== undefined
             ? { ...inputs, config: { ...inputs.config, iptables: { ...inputs.config.iptables, backend: recorded.iptablesBackend } } }
-            : inputs;
+            : previous === 'nftables' && recorded?.nftablesTable !== undefined
+              ? { ...inputs, config: { ...inputs.config, nftables: { ...inputs.config.nftables, table: recorded.nftablesTable } } }
+              : inputs;
         old = this.options.dataplaneProvider(previous, oldInputs);
       } catch (error) {
         logger.warn({ event: 'migration_source_unavailable', from: previous, err: error }, `cannot build the previous dataplane ${previous}; its objects stay until \`dnsplane uninstall\``);
@@ -254,6 +257,12 @@ export class Daemon {
     if (old && previous) {
       const report = await this.#removeOld(old, previous, kind, imported, inputs.config.bpf.pinRoot, pinsBefore);
       logger.info({ event: 'migrated', ...report }, `migrated from ${previous} to ${kind}`);
+    }
+    // nftables again, under another `nftables.table`: the last run's table still enforces the
+    // old rules (its sets no longer filled). Only it goes: the tc programs and pins are shared.
+    const oldTable = recorded?.nftablesTable;
+    if (kind === 'nftables' && previous === 'nftables' && oldTable !== undefined && oldTable !== inputs.config.nftables.table) {
+      await this.#retireTable(oldTable);
     }
     await this.#recordDataplane(statePath, kind, inputs);
     this.#watch(inputs);
@@ -386,9 +395,21 @@ export class Daemon {
 
   async #recordDataplane(statePath: string, kind: DataplaneKind, inputs: LoadedInputs): Promise<void> {
     try {
-      await writeDataplaneMarker(statePath, kind, this.options.environment.clock, inputs.config.iptables.backend);
+      await writeDataplaneMarker(statePath, kind, this.options.environment.clock, inputs.config.iptables.backend, inputs.config.nftables.table);
     } catch (error) {
       this.options.logger.error({ event: 'marker_write_failed', path: statePath, err: error }, 'could not record the active dataplane');
+    }
+  }
+
+  /** Deletes the nft table an earlier run owned under another name (logged; a failure is not fatal). */
+  async #retireTable(table: string): Promise<void> {
+    const { environment, logger } = this.options;
+    if (environment.retireNftablesTable === undefined) return;
+    try {
+      await environment.retireNftablesTable(table, logger);
+      logger.info({ event: 'old_table_removed', table }, `the table inet ${table} of the last run is gone (nftables.table changed)`);
+    } catch (error) {
+      logger.warn({ event: 'old_table_remove_failed', table, err: error }, `could not delete the table inet ${table} of the last run: \`nft delete table inet ${table}\``);
     }
   }
 

@@ -2,7 +2,7 @@
 // output streams, environment variables, signals, the clock, processes, the drivers, the
 // input loader and file watching. `systemEnvironment()` is the real one.
 import { watch as fsWatch } from 'node:fs';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import {
   loadConfig,
   loadInputs,
@@ -13,6 +13,7 @@ import {
   type LoadedInputs,
   type ProcessRunner,
 } from '@dnsplane/core';
+import { createNftablesDataplane } from '@dnsplane/nftables';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
 import { kernelRemovalWatch, type RemovalWatchFactory } from './removal-watch.js';
@@ -82,6 +83,11 @@ export interface AgentEnvironment {
   readonly links?: { readonly read: () => LinkSnapshot; readonly watch: LinkWatchFactory };
   /** Tells the daemon at once when someone removed the dataplane's objects (absent: the periodic drift check alone). */
   readonly removals?: RemovalWatchFactory;
+  /**
+   * Deletes the nft table `inet <table>` if it is there (one an earlier run owned under another
+   * name). Absent: left alone.
+   */
+  readonly retireNftablesTable?: (table: string, logger: Logger) => Promise<void>;
   /** First delay before a failed watch is started again (default DEFAULT_WATCH_RETRY_MS, 5 s; doubles to 5 min). */
   readonly watchRetryMs?: number;
 }
@@ -123,5 +129,14 @@ export function systemEnvironment(): AgentEnvironment {
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
     removals: kernelRemovalWatch,
+    retireNftablesTable: async (table, logger) => {
+      // A driver for that table alone: without a pin root it owns no tc program or pin.
+      const dataplane = createNftablesDataplane({ tableName: table, logger, processRunner: systemProcessRunner });
+      try {
+        await dataplane.remove();
+      } finally {
+        await dataplane.close();
+      }
+    },
   };
 }

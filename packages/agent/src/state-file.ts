@@ -135,6 +135,8 @@ const markerSchema = z.object({
   dataplane: z.enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]]),
   /** For iptables: the configured backend (auto, legacy, nft). */
   iptablesBackend: z.enum(IPTABLES_BACKENDS).optional(),
+  /** For nftables: the table it owned (a restart with another `nftables.table` removes it). */
+  nftablesTable: z.string().regex(/^dnsplane[A-Za-z0-9_]*$/).optional(),
   since: z.number().int().nonnegative(),
 });
 export type DataplaneMarker = z.infer<typeof markerSchema>;
@@ -171,11 +173,13 @@ export async function writeDataplaneMarker(
   dataplane: DataplaneKind,
   clock: Clock,
   iptablesBackend?: IptablesBackend,
+  nftablesTable?: string,
 ): Promise<void> {
   const marker: DataplaneMarker = {
     version: DATAPLANE_MARKER_VERSION,
     dataplane,
     ...(dataplane === 'iptables' && iptablesBackend !== undefined ? { iptablesBackend } : {}),
+    ...(dataplane === 'nftables' && nftablesTable !== undefined ? { nftablesTable } : {}),
     since: clock.now(),
   };
   await writeFileAtomic(markerPathFor(statePath), `${JSON.stringify(marker)}\n`);

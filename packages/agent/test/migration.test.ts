@@ -266,6 +266,35 @@ describe('migration (make before break)', () => {
     const marker = JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8')) as { dataplane: string; iptablesBackend: string };
     expect(marker).toMatchObject({ dataplane: 'iptables', iptablesBackend: 'nft' });
   });
+
+  it('a restart with another nftables.table installs the new table, then deletes the old one alone (tc programs and pins are shared)', async () => {
+    tree = await configTree();
+    let environment: TestEnvironment | undefined;
+    const k = kernels({ now: () => environment?.clock.now() ?? 0 });
+    const t = testEnvironment({
+      drivers: k.drivers,
+      ...noWatch,
+      retireNftablesTable: async (table) => void k.log.push(`retire table inet ${table}`),
+    });
+    environment = t;
+    const first = daemonFor(t, tree.configPath);
+    await first.start();
+    await first.stop();
+    expect(JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8'))).toMatchObject({ dataplane: 'nftables', nftablesTable: 'dnsplane' });
+    // The same table again: nothing retired.
+    k.log.splice(0);
+    const same = daemonFor(t, tree.configPath);
+    await same.start();
+    await same.stop();
+    expect(k.log.filter((line) => line.startsWith('retire'))).toEqual([]);
+    await tree.write('dnsplane.yaml', `${await readFile(tree.configPath, 'utf8')}nftables: { table: dnsplane_next }\n`);
+    k.log.splice(0);
+    const second = daemonFor(t, tree.configPath);
+    await second.start();
+    expect(k.log).toEqual(['nftables.install', 'nftables.exportLearned', 'nftables.importLearned(0)', 'retire table inet dnsplane']);
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'old_table_removed', table: 'dnsplane' }));
+    expect(JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8'))).toMatchObject({ dataplane: 'nftables', nftablesTable: 'dnsplane_next' });
+  });
 });
 
 describe('state across restarts', () => {

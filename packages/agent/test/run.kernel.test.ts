@@ -89,12 +89,7 @@ describe('dnsplane run (real nftables, own netns)', () => {
   it('installs, re-applies on change, refuses a change that needs a restart, keeps the last good state, reloads on SIGHUP, stops on SIGTERM leaving enforcement', async () => {
     if (!tree) throw new Error('no config tree');
     const socketPath = tree.socketPath;
-    daemon = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', LAUNCH, 'sh', process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', socketPath, '--log-level', 'debug'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stdout?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
-    daemon.stderr?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
-    daemon.on('exit', (code) => (exitCode = code));
+    daemon = startDaemon();
 
     await waitFor(() => daemonLog.includes('"event":"applied"') || exitCode !== undefined, 'the first install', 20_000);
     expect(exitCode, daemonLog).toBeUndefined();
@@ -188,4 +183,34 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(existsSync(socketPath)).toBe(false);
     expect(existsSync(tree.statePath)).toBe(true);
   });
+
+  it('after a restart under another nftables.table, the new table enforces and the old one is gone', async () => {
+    if (!tree || exitCode !== 0) throw new Error('the first run did not end cleanly');
+    const config = await readFile(tree.configPath, 'utf8');
+    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\n`);
+    // The first run left an invalid policy file behind (its last good state was before it).
+    await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
+    daemonLog = '';
+    exitCode = undefined;
+    daemon = startDaemon();
+    await waitFor(() => daemonLog.includes('"event":"old_table_removed"') || exitCode !== undefined, 'the old table retired', 20_000);
+    expect(exitCode, daemonLog).toBeUndefined();
+    expect(inNetns('nft', ['list', 'table', 'inet', 'dnsplane_next']).stdout).toContain('batch-egress');
+    expect(nftTable()).toBeUndefined();
+    daemon.kill('SIGTERM');
+    await waitFor(() => exitCode !== undefined, 'the daemon to exit', 10_000);
+    expect(exitCode, daemonLog).toBe(0);
+  });
 });
+
+/** `dnsplane run` in the test's netns (see LAUNCH), its output into daemonLog. */
+function startDaemon(): ChildProcess {
+  if (!tree) throw new Error('no config tree');
+  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', LAUNCH, 'sh', process.execPath, BIN, 'run', '-c', tree.configPath, '--socket', tree.socketPath, '--log-level', 'debug'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (daemonLog += chunk));
+  child.on('exit', (code) => (exitCode = code));
+  return child;
+}
