@@ -230,14 +230,7 @@ export class Daemon {
     let old: Dataplane | undefined;
     if (migrating) {
       try {
-        // Built with what it ran with: its iptables backend, its nft table.
-        const oldInputs =
-          previous === 'iptables' && recorded?.iptablesBackend !== undefined
-            ? { ...inputs, config: { ...inputs.config, iptables: { ...inputs.config.iptables, backend: recorded.iptablesBackend } } }
-            : previous === 'nftables' && recorded?.nftablesTable !== undefined
-              ? { ...inputs, config: { ...inputs.config, nftables: { ...inputs.config.nftables, table: recorded.nftablesTable } } }
-              : inputs;
-        old = this.options.dataplaneProvider(previous, oldInputs);
+        old = this.options.dataplaneProvider(previous, recorded === undefined ? inputs : ranWith(inputs, recorded));
       } catch (error) {
         logger.warn({ event: 'migration_source_unavailable', from: previous, err: error }, `cannot build the previous dataplane ${previous}; its objects stay until \`dnsplane uninstall\``);
       }
@@ -264,6 +257,11 @@ export class Daemon {
     if (kind === 'nftables' && previous === 'nftables' && oldTable !== undefined && oldTable !== inputs.config.nftables.table) {
       await this.#retireTable(oldTable);
     }
+    // The same dataplane under another `bpf.pinRoot`: its programs replaced the last run's on
+    // the same tc slots and rules; the old folder's pins (maps of tens of MiB) go. A migration
+    // removed them with the old dataplane, which was built with that folder.
+    const oldPinRoot = recorded?.pinRoot;
+    if (!migrating && oldPinRoot !== undefined && oldPinRoot !== inputs.config.bpf.pinRoot) this.#retirePinRoot(oldPinRoot);
     await this.#recordDataplane(statePath, kind, inputs);
     this.#watch(inputs);
     this.#watchLinks();
@@ -395,7 +393,8 @@ export class Daemon {
 
   async #recordDataplane(statePath: string, kind: DataplaneKind, inputs: LoadedInputs): Promise<void> {
     try {
-      await writeDataplaneMarker(statePath, kind, this.options.environment.clock, inputs.config.iptables.backend, inputs.config.nftables.table);
+      const { config } = inputs;
+      await writeDataplaneMarker(statePath, kind, this.options.environment.clock, config.iptables.backend, config.nftables.table, config.bpf.pinRoot);
     } catch (error) {
       this.options.logger.error({ event: 'marker_write_failed', path: statePath, err: error }, 'could not record the active dataplane');
     }
@@ -410,6 +409,18 @@ export class Daemon {
       logger.info({ event: 'old_table_removed', table }, `the table inet ${table} of the last run is gone (nftables.table changed)`);
     } catch (error) {
       logger.warn({ event: 'old_table_remove_failed', table, err: error }, `could not delete the table inet ${table} of the last run: \`nft delete table inet ${table}\``);
+    }
+  }
+
+  /** Removes the bpffs folder an earlier run pinned in under another name (logged; a failure is not fatal). */
+  #retirePinRoot(pinRoot: string): void {
+    const { environment, logger } = this.options;
+    if (environment.retirePinRoot === undefined) return;
+    try {
+      environment.retirePinRoot(pinRoot);
+      logger.info({ event: 'old_pins_removed', pinRoot }, `the pins of the last run under ${pinRoot} are gone (bpf.pinRoot changed)`);
+    } catch (error) {
+      logger.warn({ event: 'old_pins_remove_failed', pinRoot, err: error }, `could not remove ${pinRoot} of the last run: \`rm -r ${pinRoot}\``);
     }
   }
 
@@ -905,6 +916,20 @@ export class Daemon {
 }
 
 const summary = stateCounts;
+
+/** `inputs` with the settings the last run's dataplane was built with (the marker): to build it again for its removal. */
+function ranWith(inputs: LoadedInputs, marker: DataplaneMarker): LoadedInputs {
+  const config = inputs.config;
+  return {
+    ...inputs,
+    config: {
+      ...config,
+      iptables: { ...config.iptables, backend: marker.iptablesBackend ?? config.iptables.backend },
+      nftables: { ...config.nftables, table: marker.nftablesTable ?? config.nftables.table },
+      bpf: { ...config.bpf, pinRoot: marker.pinRoot ?? config.bpf.pinRoot },
+    },
+  };
+}
 
 function statePathOf(inputs: LoadedInputs): string {
   const path = inputs.config.statePath ?? '/var/lib/dnsplane/state.json';

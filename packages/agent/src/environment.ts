@@ -1,7 +1,7 @@
 // Everything the CLI takes from the outside world, in one place, so tests can replace it:
 // output streams, environment variables, signals, the clock, processes, the drivers, the
 // input loader and file watching. `systemEnvironment()` is the real one.
-import { watch as fsWatch } from 'node:fs';
+import { rmSync, watch as fsWatch } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import {
   loadConfig,
@@ -88,6 +88,8 @@ export interface AgentEnvironment {
    * name). Absent: left alone.
    */
   readonly retireNftablesTable?: (table: string, logger: Logger) => Promise<void>;
+  /** Removes a bpffs pin folder an earlier run used under another name. Absent: left alone. */
+  readonly retirePinRoot?: (pinRoot: string) => void;
   /** First delay before a failed watch is started again (default DEFAULT_WATCH_RETRY_MS, 5 s; doubles to 5 min). */
   readonly watchRetryMs?: number;
 }
@@ -129,6 +131,7 @@ export function systemEnvironment(): AgentEnvironment {
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
     removals: kernelRemovalWatch,
+    retirePinRoot: (pinRoot) => rmSync(pinRoot, { recursive: true, force: true }),
     retireNftablesTable: async (table, logger) => {
       // A driver for that table alone: without a pin root it owns no tc program or pin.
       const dataplane = createNftablesDataplane({ tableName: table, logger, processRunner: systemProcessRunner });

@@ -137,6 +137,8 @@ const markerSchema = z.object({
   iptablesBackend: z.enum(IPTABLES_BACKENDS).optional(),
   /** For nftables: the table it owned (a restart with another `nftables.table` removes it). */
   nftablesTable: z.string().regex(/^dnsplane[A-Za-z0-9_]*$/).optional(),
+  /** The bpffs folder it pinned in (a restart with another `bpf.pinRoot` removes it). */
+  pinRoot: z.string().regex(/^\/sys\/fs\/bpf\/[A-Za-z0-9_.-]+$/).optional(),
   since: z.number().int().nonnegative(),
 });
 export type DataplaneMarker = z.infer<typeof markerSchema>;
@@ -174,12 +176,14 @@ export async function writeDataplaneMarker(
   clock: Clock,
   iptablesBackend?: IptablesBackend,
   nftablesTable?: string,
+  pinRoot?: string,
 ): Promise<void> {
   const marker: DataplaneMarker = {
     version: DATAPLANE_MARKER_VERSION,
     dataplane,
     ...(dataplane === 'iptables' && iptablesBackend !== undefined ? { iptablesBackend } : {}),
     ...(dataplane === 'nftables' && nftablesTable !== undefined ? { nftablesTable } : {}),
+    ...(pinRoot !== undefined ? { pinRoot } : {}),
     since: clock.now(),
   };
   await writeFileAtomic(markerPathFor(statePath), `${JSON.stringify(marker)}\n`);

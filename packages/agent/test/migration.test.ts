@@ -295,6 +295,42 @@ describe('migration (make before break)', () => {
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'old_table_removed', table: 'dnsplane' }));
     expect(JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8'))).toMatchObject({ dataplane: 'nftables', nftablesTable: 'dnsplane_next' });
   });
+
+  it('a restart of the same dataplane under another bpf.pinRoot removes the old pin folder after the install; a migration builds the old dataplane with it', async () => {
+    tree = await configTree({ dataplane: 'ebpf' });
+    let environment: TestEnvironment | undefined;
+    const k = kernels({ now: () => environment?.clock.now() ?? 0 });
+    const built: string[] = [];
+    const t = testEnvironment({
+      drivers: k.drivers.map((registration) => ({
+        ...registration,
+        create: (context: DriverContext) => (built.push(`${registration.kind} ${context.config.bpf.pinRoot}`), registration.create(context)),
+      })),
+      ...noWatch,
+      retirePinRoot: (pinRoot) => void k.log.push(`retire pins ${pinRoot}`),
+    });
+    environment = t;
+    const config = await readFile(tree.configPath, 'utf8');
+    const first = daemonFor(t, tree.configPath);
+    await first.start();
+    await first.stop();
+    expect(JSON.parse(await readFile(markerPathFor(tree.statePath), 'utf8'))).toMatchObject({ dataplane: 'ebpf', pinRoot: '/sys/fs/bpf/dnsplane' });
+    await tree.write('dnsplane.yaml', `${config}bpf: { pinRoot: /sys/fs/bpf/dnsplane_b }\n`);
+    k.log.splice(0);
+    const second = daemonFor(t, tree.configPath);
+    await second.start();
+    await second.stop();
+    expect(k.log.slice(0, 4)).toEqual(['ebpf.install', 'ebpf.exportLearned', 'ebpf.importLearned(0)', 'retire pins /sys/fs/bpf/dnsplane']);
+    // Another dataplane under yet another folder: the old one is built with its own folder (its remove() takes it).
+    await tree.write('dnsplane.yaml', `${config.replace('dataplane: ebpf', 'dataplane: nftables')}bpf: { pinRoot: /sys/fs/bpf/dnsplane_c }\n`);
+    k.log.splice(0);
+    built.splice(0);
+    const third = daemonFor(t, tree.configPath);
+    await third.start();
+    expect(built).toEqual(['nftables /sys/fs/bpf/dnsplane_c', 'ebpf /sys/fs/bpf/dnsplane_b']);
+    expect(k.log).toContain('ebpf.remove');
+    expect(k.log.filter((line) => line.startsWith('retire'))).toEqual([]);
+  });
 });
 
 describe('state across restarts', () => {

@@ -14,6 +14,8 @@ import { configTree, waitFor, WEB_POLICY, type ConfigTree } from './helpers.js';
 const BIN = fileURLToPath(new URL('../bin/dnsplane.js', import.meta.url));
 const netns = `dnsplane-agent-${randomBytes(4).toString('hex')}`;
 const pinRoot = `/sys/fs/bpf/dnsplane-t${randomBytes(4).toString('hex')}`;
+/** The folder of the second run (bpf.pinRoot changed between the runs). */
+const nextPinRoot = `${pinRoot}-next`;
 const LAUNCH = [
   'keep=$(mktemp -d /tmp/dnsplane-bpffs.XXXXXX) && mount --bind /sys/fs/bpf "$keep" || exit 125',
   'mount -t sysfs sysfs /sys || exit 125',
@@ -81,6 +83,7 @@ afterAll(async () => {
   } finally {
     spawnSync('ip', ['netns', 'del', netns]);
     rmSync(pinRoot, { recursive: true, force: true });
+    rmSync(nextPinRoot, { recursive: true, force: true });
     await tree?.cleanup();
   }
 });
@@ -184,10 +187,11 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(existsSync(tree.statePath)).toBe(true);
   });
 
-  it('after a restart under another nftables.table, the new table enforces and the old one is gone', async () => {
+  it('after a restart under another nftables.table and bpf.pinRoot, the new table enforces and the old table and pins are gone', async () => {
     if (!tree || exitCode !== 0) throw new Error('the first run did not end cleanly');
+    expect(existsSync(pinRoot)).toBe(true);
     const config = await readFile(tree.configPath, 'utf8');
-    await tree.write('dnsplane.yaml', `${config}nftables: { table: dnsplane_next }\n`);
+    await tree.write('dnsplane.yaml', `${config.replace(pinRoot, nextPinRoot)}nftables: { table: dnsplane_next }\n`);
     // The first run left an invalid policy file behind (its last good state was before it).
     await tree.write('policies/batch.yaml', WEB_POLICY.replace('web-egress', 'batch-egress').replace('app == "web"', 'app == "batch"'));
     daemonLog = '';
@@ -197,6 +201,11 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(exitCode, daemonLog).toBeUndefined();
     expect(inNetns('nft', ['list', 'table', 'inet', 'dnsplane_next']).stdout).toContain('batch-egress');
     expect(nftTable()).toBeUndefined();
+    await waitFor(() => daemonLog.includes('"event":"old_pins_removed"'), 'the old pins removed', 10_000);
+    expect(existsSync(pinRoot)).toBe(false);
+    expect(existsSync(nextPinRoot)).toBe(true);
+    // The parser on the interfaces is the new run's (its pins), not a leftover of the old folder.
+    expect(parserOn()).toEqual(['dnsp0', 'dnsp1']);
     daemon.kill('SIGTERM');
     await waitFor(() => exitCode !== undefined, 'the daemon to exit', 10_000);
     expect(exitCode, daemonLog).toBe(0);
