@@ -36,7 +36,7 @@ import {
   writeFileAtomic,
 } from './state-file.js';
 import { noSharedPins, type PinSnapshot } from './shared-pins.js';
-import { DEFAULT_WATCH_RETRY_MS, WatchRetry } from './watch-retry.js';
+import { DEFAULT_WATCH_RETRY_MS, KeptWatch, WatchRetry } from './watch-retry.js';
 import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
 /** What started a drift check: its timer, the removal watch (an event, or its restart: it may have missed one), or a caller. */
@@ -85,7 +85,7 @@ export class Daemon {
   /** What #watcher watches (paths and the ignored state file). */
   #watched: string | undefined;
   #debounce: NodeJS.Timeout | undefined;
-  #linkWatch: { close(): void } | undefined;
+  #linkWatch: KeptWatch | undefined;
   /** The interfaces as read just before the last successful install (absent: not watched). */
   #linksInstalled: LinkSnapshot | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
@@ -95,12 +95,9 @@ export class Daemon {
   /** What the drift check found gone and installed again (status: `repairs`). */
   #repairs: { count: number; lastAt: string; lastMissing: string[]; lastFailed: boolean } | undefined;
   /** The removal watch of the dataplane in force, and its kind. */
-  #removalWatch: { readonly kind: DataplaneKind; readonly watch: { close(): void } } | undefined;
+  #removalWatch: { readonly kind: DataplaneKind; readonly watch: KeptWatch } | undefined;
   /** A drift check the removal watch asked for is queued and has not started: later lines add none. */
   #removalCheckQueued = false;
-  /** Restarts of the removal watch and the interface watch after they fail. */
-  readonly #removalRetry: WatchRetry;
-  readonly #linkRetry: WatchRetry;
   #statusServer: StatusServer | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
@@ -119,9 +116,6 @@ export class Daemon {
   constructor(private readonly options: DaemonOptions) {
     this.#override = options.dataplaneOverride;
     this.#known = new LearnedStore(options.environment.clock);
-    const retryMs = options.environment.watchRetryMs ?? DEFAULT_WATCH_RETRY_MS;
-    this.#removalRetry = new WatchRetry(retryMs, options.environment.clock);
-    this.#linkRetry = new WatchRetry(retryMs, options.environment.clock);
   }
 
   /** The kind of the dataplane in force. */
@@ -717,6 +711,7 @@ export class Daemon {
       startup: { phasesMs: { ...this.#startup.phasesMs }, ...(this.#startup.restoredAt === undefined ? {} : { restoredAt: this.#startup.restoredAt }) },
       ...(memory === undefined ? {} : { memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external } }),
       ...(this.#repairs === undefined ? {} : { repairs: { ...this.#repairs, lastMissing: [...this.#repairs.lastMissing] } }),
+      watches: { interfaces: this.#linkWatch?.state ?? 'off', removals: this.#removalWatch?.watch.state ?? 'off' },
     };
   }
 
@@ -730,8 +725,6 @@ export class Daemon {
     if (this.#driftTimer) clearInterval(this.#driftTimer);
     this.#removalWatch?.watch.close();
     this.#removalWatch = undefined;
-    this.#removalRetry.cancel();
-    this.#linkRetry.cancel();
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#linkWatch?.close();
@@ -813,51 +806,33 @@ export class Daemon {
     const { environment, logger } = this.options;
     const config = this.#applied?.inputs.config;
     const kind = this.#kind;
-    if (environment.removals === undefined || config === undefined || kind === undefined || this.#stopped) return;
+    const removals = environment.removals;
+    if (removals === undefined || config === undefined || kind === undefined || this.#stopped) return;
     if (this.#removalWatch?.kind === kind) return;
     this.#removalWatch?.watch.close();
-    this.#removalWatch = undefined;
-    let failedAtStart = false;
-    const watch = environment.removals(
-      kind,
-      config,
-      () => {
-        // A flush prints a line per rule or filter: one check for the burst (a line that comes
-        // while the check runs queues the next one, which sees what the running one missed).
-        if (this.#removalCheckQueued) return;
-        this.#removalCheckQueued = true;
-        // Debug: our own detaches and re-applies are heard too; what the check finds is logged (`drift`).
-        logger.debug({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
-        this.#checkDriftLogged('kernel_event', () => (this.#removalCheckQueued = false));
-      },
-      (error) => {
-        // Only the watch in force (one closed at a migration reports nothing).
-        if (watch !== undefined && this.#removalWatch?.watch !== watch) return;
-        failedAtStart = watch === undefined;
-        this.#removalWatch = undefined;
-        const retryInMs = this.#removalRetry.failed(() => this.#restartRemovalWatch());
+    const onRemoved = (): void => {
+      // A flush prints a line per rule or filter: one check for the burst (a line that comes
+      // while the check runs queues the next one, which sees what the running one missed).
+      if (this.#removalCheckQueued) return;
+      this.#removalCheckQueued = true;
+      // Debug: our own detaches and re-applies are heard too; what the check finds is logged (`drift`).
+      logger.debug({ event: 'removal_seen', dataplane: kind }, 'the kernel reports objects of the dataplane removed; checking now');
+      this.#checkDriftLogged('kernel_event', () => (this.#removalCheckQueued = false));
+    };
+    const watch = new KeptWatch((onError) => removals(kind, config, onRemoved, onError), this.#watchRetry(), {
+      failed: (error, retryInMs) =>
         logger.warn(
           { event: 'removal_watch_failed', err: error, retryInMs },
           'cannot watch for removed objects; starting the watch again later (the periodic drift check still runs)',
-        );
+        ),
+      restarted: () => {
+        // What went while nobody listened is checked at once.
+        logger.info({ event: 'removal_watch_restarted', dataplane: kind }, 'watching for removed objects again');
+        this.#checkDriftLogged('watch_restarted');
       },
-    );
-    if (watch === undefined) return;
-    if (failedAtStart) {
-      watch.close();
-      return;
-    }
+    });
     this.#removalWatch = { kind, watch };
-    this.#removalRetry.started();
-  }
-
-  /** The removal watch again after it failed; what it may have missed is checked at once. */
-  #restartRemovalWatch(): void {
-    if (this.#stopped || this.#removalWatch !== undefined) return;
-    this.#watchRemovals();
-    if (this.#removalWatch === undefined) return;
-    this.options.logger.info({ event: 'removal_watch_restarted', dataplane: this.#kind }, 'watching for removed objects again');
-    this.#checkDriftLogged('watch_restarted');
+    watch.open();
   }
 
   /** Re-installs (debounced, like a file change) when the interfaces differ from the last install's. */
@@ -865,36 +840,24 @@ export class Daemon {
     const { environment, logger } = this.options;
     const links = environment.links;
     if (links === undefined || this.#linkWatch !== undefined || this.#stopped) return;
-    let failedAtStart = false;
-    let watch: { close(): void } | undefined;
-    watch = links.watch(
-      () => this.#installIfLinksChanged(),
-      (error) => {
-        if (watch !== undefined && this.#linkWatch !== watch) return;
-        failedAtStart = watch === undefined;
-        this.#linkWatch = undefined;
-        const retryInMs = this.#linkRetry.failed(() => this.#restartLinkWatch());
+    this.#linkWatch = new KeptWatch((onError) => links.watch(() => this.#installIfLinksChanged(), onError), this.#watchRetry(), {
+      failed: (error, retryInMs) =>
         logger.warn(
           { event: 'interface_watch_failed', err: error, retryInMs },
           'cannot watch interfaces; starting the watch again later (until then new interfaces get the programs at the next change)',
-        );
+        ),
+      restarted: () => {
+        // Interfaces that changed while nobody listened are installed for.
+        logger.info({ event: 'interface_watch_restarted' }, 'watching interfaces again');
+        this.#installIfLinksChanged();
       },
-    );
-    if (failedAtStart) {
-      watch.close();
-      return;
-    }
-    this.#linkWatch = watch;
-    this.#linkRetry.started();
+    });
+    this.#linkWatch.open();
   }
 
-  /** The interface watch again after it failed; interfaces that changed meanwhile are installed for. */
-  #restartLinkWatch(): void {
-    if (this.#stopped || this.#linkWatch !== undefined) return;
-    this.#watchLinks();
-    if (this.#linkWatch === undefined) return;
-    this.options.logger.info({ event: 'interface_watch_restarted' }, 'watching interfaces again');
-    this.#installIfLinksChanged();
+  #watchRetry(): WatchRetry {
+    const { environment } = this.options;
+    return new WatchRetry(environment.watchRetryMs ?? DEFAULT_WATCH_RETRY_MS, environment.clock);
   }
 
   #installIfLinksChanged(): void {

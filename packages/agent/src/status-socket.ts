@@ -48,6 +48,8 @@ export const agentRequestSchema = z.discriminatedUnion('request', [
 ]);
 export type AgentRequest = z.infer<typeof agentRequestSchema>;
 
+const watchStateSchema = z.enum(['running', 'retrying', 'off']);
+
 export const agentStatusSchema = z.object({
   pid: z.number(),
   startedAt: z.string(),
@@ -82,6 +84,12 @@ export const agentStatusSchema = z.object({
    * many times, and the last time with what was missing (absent: never).
    */
   repairs: z.object({ count: z.number(), lastAt: z.string(), lastMissing: z.array(z.string()), lastFailed: z.boolean() }).optional(),
+  /**
+   * The kernel event watches (child processes): the interface watch and the removal watch —
+   * running, retrying (it failed; started again after a delay) or off (none here). Absent
+   * from an older daemon.
+   */
+  watches: z.object({ interfaces: watchStateSchema, removals: watchStateSchema }).optional(),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 

@@ -42,9 +42,78 @@ export class WatchRetry {
     return delay;
   }
 
+  /** A restart is scheduled. */
+  get pending(): boolean {
+    return this.#timer !== undefined;
+  }
+
   /** No restart pending (stop). */
   cancel(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+}
+
+export type WatchState = 'running' | 'retrying' | 'off';
+
+/**
+ * A watch kept running: `start` is called again after the watch fails (at WatchRetry's delays)
+ * until close(). `start` returns undefined when there is nothing to watch; it may call its
+ * `onError` at once (a tool missing) or later (the child ended). Only the handle in force
+ * reports: a failure of one already closed is ignored.
+ */
+export class KeptWatch {
+  readonly #start: (onError: (error: Error) => void) => { close(): void } | undefined;
+  readonly #retry: WatchRetry;
+  readonly #events: { failed(error: Error, retryInMs: number): void; restarted(): void };
+  #handle: { close(): void } | undefined;
+  #closed = false;
+
+  constructor(
+    start: (onError: (error: Error) => void) => { close(): void } | undefined,
+    retry: WatchRetry,
+    events: { failed(error: Error, retryInMs: number): void; restarted(): void },
+  ) {
+    this.#start = start;
+    this.#retry = retry;
+    this.#events = events;
+  }
+
+  /** running; retrying: failed, a restart is scheduled; off: nothing to watch, or closed. */
+  get state(): WatchState {
+    if (this.#handle !== undefined) return 'running';
+    return this.#retry.pending ? 'retrying' : 'off';
+  }
+
+  /** Starts the watch unless it runs (or was closed). */
+  open(): void {
+    if (this.#closed || this.#handle !== undefined) return;
+    let failedAtStart = false;
+    let handle: { close(): void } | undefined;
+    handle = this.#start((error) => {
+      if (this.#closed || (handle !== undefined && this.#handle !== handle)) return;
+      failedAtStart = handle === undefined;
+      this.#handle = undefined;
+      this.#events.failed(error, this.#retry.failed(() => this.#restart()));
+    });
+    if (handle === undefined) return;
+    if (failedAtStart) {
+      handle.close();
+      return;
+    }
+    this.#handle = handle;
+    this.#retry.started();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#retry.cancel();
+    this.#handle?.close();
+    this.#handle = undefined;
+  }
+
+  #restart(): void {
+    this.open();
+    if (this.#handle !== undefined) this.#events.restarted();
   }
 }

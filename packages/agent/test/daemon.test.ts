@@ -255,7 +255,10 @@ describe('the daemon', () => {
     dataplane.missing = ['tc ingress wl1 dnsplane parser'];
     failures[0]!(new Error('tc monitor ended (SIGKILL)'));
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_watch_failed', retryInMs: 20 }));
+    expect((await daemon.status({ brief: true })).watches).toEqual({ interfaces: 'off', removals: 'retrying' });
     await waitFor(() => t.logs.some((l) => l['event'] === 'repaired'), 'the repair after the restart');
+    expect((await daemon.status({ brief: true })).watches).toEqual({ interfaces: 'off', removals: 'running' });
+    expect(formatStatus(await daemon.status({ brief: true }))).toContain('\nwatches:     interfaces off, removals running\n');
     expect(failures).toHaveLength(2);
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'removal_watch_restarted' }));
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'drift', trigger: 'watch_restarted' }));

@@ -101,7 +101,7 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(first, daemonLog).toBeDefined();
     expect(first).toContain('web-egress');
     const report = status();
-    expect(report).toMatchObject({ dataplane: 'nftables', rejected: [] });
+    expect(report).toMatchObject({ dataplane: 'nftables', rejected: [], watches: { interfaces: 'running', removals: 'running' } });
     expect((report['objects'] as string[]).length).toBeGreaterThan(0);
 
     // Someone deletes the table (as `nft flush ruleset` would): `nft monitor` tells the daemon at
@@ -122,6 +122,7 @@ describe('dnsplane run (real nftables, own netns)', () => {
     expect(monitor, `the daemon's children: ${childrenOf(daemon.pid ?? 0).map(readCommandLine).join('; ')}`).toBeDefined();
     process.kill(monitor ?? 0, 'SIGKILL');
     await waitFor(() => daemonLog.includes('"event":"removal_watch_failed"'), 'the failed watch logged', 10_000);
+    expect(status()['watches']).toEqual({ interfaces: 'running', removals: 'retrying' });
     expect(inNetns('nft', ['delete', 'table', 'inet', 'dnsplane']).code).toBe(0);
     await waitFor(() => nftTable() === first || exitCode !== undefined, 'the table back after the watch restarted', 20_000);
     await waitFor(() => daemonLog.includes('"event":"removal_watch_restarted"'), 'the restart logged', 10_000);
