@@ -1,6 +1,7 @@
-// Starting a failed watch again (the interface watch, the removal watch: child processes that
-// can end — killed, out of memory, a tool missing): after 5 s, doubling to at most 5 min while
-// it keeps failing; a watch that ran a minute before failing starts over at 5 s.
+// Keeping a watch running (the interface watch, the removal watch: child processes that can
+// end — killed, out of memory, a tool missing): KeptWatch starts it again after it fails, at the
+// delays WatchRetry hands out — 5 s, doubling to at most 5 min while it keeps failing; a watch
+// that ran a minute before failing starts over at 5 s.
 import type { Clock } from '@dnsplane/core';
 
 /** The first delay (AgentEnvironment.watchRetryMs overrides it: tests). */
