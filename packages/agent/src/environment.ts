@@ -1,7 +1,7 @@
 // Everything the CLI takes from the outside world, in one place, so tests can replace it:
 // output streams, environment variables, signals, the clock, processes, the drivers, the
 // input loader and file watching. `systemEnvironment()` is the real one.
-import { rmSync, watch as fsWatch } from 'node:fs';
+import { watch as fsWatch } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import {
   loadConfig,
@@ -13,6 +13,7 @@ import {
   type LoadedInputs,
   type ProcessRunner,
 } from '@dnsplane/core';
+import { DnsParserProgram } from '@dnsplane/bpf-parser';
 import { createNftablesDataplane } from '@dnsplane/nftables';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
@@ -131,7 +132,7 @@ export function systemEnvironment(): AgentEnvironment {
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
     removals: kernelRemovalWatch,
-    retirePinRoot: (pinRoot) => rmSync(pinRoot, { recursive: true, force: true }),
+    retirePinRoot: (pinRoot) => DnsParserProgram.removePins(pinRoot),
     retireNftablesTable: async (table, logger) => {
       // A driver for that table alone: without a pin root it owns no tc program or pin.
       const dataplane = createNftablesDataplane({ tableName: table, logger, processRunner: systemProcessRunner });
