@@ -39,7 +39,7 @@ export interface DriverRegistration {
 }
 
 /** The value at a dotted path of the config (undefined when a step is missing). */
-export function configValue(config: DnsplaneConfig, path: string): unknown {
+function configValue(config: DnsplaneConfig, path: string): unknown {
   let value: unknown = config;
   for (const step of path.split('.')) {
     if (typeof value !== 'object' || value === null) return undefined;
