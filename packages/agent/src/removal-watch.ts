@@ -14,6 +14,8 @@
 //   the periodic check covers it.
 // A line that is ours only maybe (our own re-apply deletes rules in our chains too) costs one
 // drift check that finds nothing missing; the daemon runs one check for a burst of lines.
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { DNSPLANE_TC_FILTERS } from '@dnsplane/bpf-parser';
 import type { DataplaneKind, DnsplaneConfig } from '@dnsplane/core';
 import { PARSER_TC_FILTER, POLICY_TC_FILTER } from '@dnsplane/ebpf';
@@ -66,6 +68,19 @@ export function deletesIptablesNftObject(line: string): boolean {
   return chain.startsWith(CHAIN_PREFIX) || BUILT_IN_CHAINS.has(chain);
 }
 
+/** Whether `command` is an executable file in one of the folders of `pathVariable`. */
+export function onPath(command: string, pathVariable: string | undefined): boolean {
+  return (pathVariable ?? '').split(':').some((folder) => {
+    if (folder === '') return false;
+    try {
+      accessSync(join(folder, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 const NFTABLES_TC_PRIORITIES = new Set(Object.values(DNSPLANE_TC_FILTERS).map((filter) => filter.priority));
 const EBPF_TC_PRIORITIES = new Set([PARSER_TC_FILTER.priority, POLICY_TC_FILTER.priority]);
 
@@ -100,7 +115,10 @@ export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved,
   }
   if (kind === 'ebpf') return watchAll([tcFilters(EBPF_TC_PRIORITIES)], onError);
   if (config.iptables.backend === 'legacy') return undefined;
-  // `auto` on a legacy host: the nft events are someone else's; a check finds nothing missing.
+  // `auto` on a legacy-only host (no nft tool): nothing to watch, rather than a failing monitor
+  // warned about and retried forever. `auto` on a legacy host with nft: the nft events are
+  // someone else's; a check finds nothing missing.
+  if (config.iptables.backend === 'auto' && !onPath('nft', process.env['PATH'])) return undefined;
   const rules = (fail: (error: Error) => void) =>
     monitorLines(['nft', 'monitor', 'destroy'], (line) => (deletesIptablesNftObject(line) ? onRemoved() : undefined), fail);
   return watchAll([rules], onError);

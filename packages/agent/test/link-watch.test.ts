@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
-import { deletesIptablesNftObject, deletesTable, deletesTcFilter } from '../src/removal-watch.js';
+import { deletesIptablesNftObject, deletesTable, deletesTcFilter, onPath } from '../src/removal-watch.js';
 import { waitFor } from './helpers.js';
 
 let root: string | undefined;
@@ -133,5 +133,19 @@ describe('nft monitor destroy lines for iptables-nft', () => {
     expect(deletesIptablesNftObject('delete table ip filterx')).toBe(false);
     expect(deletesIptablesNftObject('add rule ip filter FORWARD counter packets 0 bytes 0 jump DNSPLANE-FORWARD')).toBe(false);
     expect(deletesIptablesNftObject('delete element inet dnsplane ds_1_v4 { 198.18.20.1 }')).toBe(false);
+  });
+});
+
+describe('finding a tool on PATH', () => {
+  it('finds an executable in one of the folders, and nothing in none', () => {
+    root = mkdtempSync(join(tmpdir(), 'dnsplane-path-'));
+    mkdirSync(join(root, 'bin'));
+    writeFileSync(join(root, 'bin', 'nft'), '#!/bin/sh\n', { mode: 0o755 });
+    writeFileSync(join(root, 'bin', 'tc'), 'not executable', { mode: 0o644 });
+    expect(onPath('nft', `/nonexistent:${join(root, 'bin')}`)).toBe(true);
+    expect(onPath('tc', join(root, 'bin'))).toBe(false);
+    expect(onPath('nft', '/nonexistent')).toBe(false);
+    expect(onPath('nft', undefined)).toBe(false);
+    expect(onPath('nft', '')).toBe(false);
   });
 });
