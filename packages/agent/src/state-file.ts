@@ -16,6 +16,8 @@ import {
   DATAPLANE_KINDS,
   IPTABLES_BACKENDS,
   isInvalidInput,
+  NftTableNameSchema,
+  PinRootSchema,
   type IptablesBackend,
   parseLearnedState,
   serializeLearnedEntries,
@@ -136,9 +138,9 @@ const markerSchema = z.object({
   /** For iptables: the configured backend (auto, legacy, nft). */
   iptablesBackend: z.enum(IPTABLES_BACKENDS).optional(),
   /** For nftables: the table it owned (a restart with another `nftables.table` removes it). */
-  nftablesTable: z.string().regex(/^dnsplane[A-Za-z0-9_]*$/).optional(),
+  nftablesTable: NftTableNameSchema.optional(),
   /** The bpffs folder it pinned in (a restart with another `bpf.pinRoot` removes it). */
-  pinRoot: z.string().regex(/^\/sys\/fs\/bpf\/[A-Za-z0-9_.-]+$/).optional(),
+  pinRoot: PinRootSchema.optional(),
   since: z.number().int().nonnegative(),
 });
 export type DataplaneMarker = z.infer<typeof markerSchema>;

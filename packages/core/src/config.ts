@@ -121,6 +121,11 @@ export const DnsSettingsSchema = strictObject({
     }),
 });
 
+/** `bpf.pinRoot`: one folder directly under /sys/fs/bpf (also what the agent's dataplane marker records). */
+export const PinRootSchema = z.string().regex(/^\/sys\/fs\/bpf\/[A-Za-z0-9_.-]+$/, 'must be one folder directly under /sys/fs/bpf');
+/** `nftables.table`: the inet table's name (also what the agent's dataplane marker records). */
+export const NftTableNameSchema = z.string().regex(/^dnsplane[A-Za-z0-9_]*$/, 'must start with "dnsplane" and hold only letters, digits and _');
+
 export const DnsplaneConfigSchema = strictObject({
   dataplane: z
     .enum(DATAPLANE_KINDS as unknown as [DataplaneKind, ...DataplaneKind[]])
@@ -155,16 +160,12 @@ export const DnsplaneConfigSchema = strictObject({
       .meta({ description: 'iptables flavour for the iptables dataplane; auto picks what the system uses.' }),
   }).prefault({}),
   bpf: strictObject({
-    pinRoot: z
-      .string()
-      .regex(/^\/sys\/fs\/bpf\/[A-Za-z0-9_.-]+$/, 'must be one folder directly under /sys/fs/bpf')
+    pinRoot: PinRootSchema
       .default(DEFAULT_BPF_PIN_ROOT)
       .meta({ description: 'The one bpffs folder where dnsplane pins its programs and maps.' }),
   }).prefault({}),
   nftables: strictObject({
-    table: z
-      .string()
-      .regex(/^dnsplane[A-Za-z0-9_]*$/, 'must start with "dnsplane" and hold only letters, digits and _')
+    table: NftTableNameSchema
       .default('dnsplane')
       .meta({ description: 'Name of the one inet table the nftables dataplane owns.' }),
     markMask: z
