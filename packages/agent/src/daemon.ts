@@ -137,11 +137,6 @@ export class Daemon {
     return this.#applied?.state;
   }
 
-  /** The config last applied. */
-  get config(): LoadedInputs['config'] | undefined {
-    return this.#applied?.inputs.config;
-  }
-
   /** Problems of the last rejected change; empty after a successful apply. */
   get rejected(): readonly string[] {
     return this.#rejected;
