@@ -1,7 +1,7 @@
 // Hearing at once that someone removed the dataplane's kernel objects, so the daemon's drift
 // check (Daemon.checkDrift) runs now rather than at its next tick. What the kernel reports, per
 // dataplane (each a child process that prints one line per event):
-// - nftables: `nft monitor tables` prints `delete table inet <name>` when the table goes, also
+// - nftables: `nft monitor destroy tables` prints `delete table inet <name>` when the table goes, also
 //   for each table of a `flush ruleset` (Debian's nftables.service on every start and reload);
 //   and `tc monitor` prints `deleted filter dev <if> ingress … pref <n>` for each deleted tc
 //   filter and `deleted qdisc clsact … dev <if>` when a CNI or an operator re-creates the
@@ -33,7 +33,7 @@ export type RemovalWatchFactory = (
   onError: (error: Error) => void,
 ) => { close(): void } | undefined;
 
-/** Whether a line of `nft monitor tables` says that the table `inet <table>` was deleted. */
+/** Whether a line of `nft monitor destroy tables` says that the table `inet <table>` was deleted. */
 export function deletesTable(line: string, table: string): boolean {
   const match = /^delete table inet (\S+)$/.exec(line.trim());
   return match?.[1] === table;
@@ -105,12 +105,13 @@ function watchAll(starts: ReadonlyArray<(onError: (error: Error) => void) => { c
 }
 
 export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved, onError) => {
-  const tcFilters = (priorities: ReadonlySet<number>) => (fail: (error: Error) => void) =>
-    monitorLines(['tc', 'monitor'], (line) => (deletesTcFilter(line, priorities) ? onRemoved() : undefined), fail);
+  /** A monitor whose lines that `removes` accepts call onRemoved. */
+  const monitor = (argv: readonly string[], removes: (line: string) => boolean) => (fail: (error: Error) => void) =>
+    monitorLines(argv, (line) => (removes(line) ? onRemoved() : undefined), fail);
+  const tcFilters = (priorities: ReadonlySet<number>) => monitor(['tc', 'monitor'], (line) => deletesTcFilter(line, priorities));
   if (kind === 'nftables') {
     const table = config.nftables.table;
-    const tables = (fail: (error: Error) => void) =>
-      monitorLines(['nft', 'monitor', 'destroy', 'tables'], (line) => (deletesTable(line, table) ? onRemoved() : undefined), fail);
+    const tables = monitor(['nft', 'monitor', 'destroy', 'tables'], (line) => deletesTable(line, table));
     return watchAll([tables, tcFilters(NFTABLES_TC_PRIORITIES)], onError);
   }
   if (kind === 'ebpf') return watchAll([tcFilters(EBPF_TC_PRIORITIES)], onError);
@@ -119,7 +120,5 @@ export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved,
   // warned about and retried forever. `auto` on a legacy host with nft: the nft events are
   // someone else's; a check finds nothing missing.
   if (config.iptables.backend === 'auto' && !onPath('nft', process.env['PATH'])) return undefined;
-  const rules = (fail: (error: Error) => void) =>
-    monitorLines(['nft', 'monitor', 'destroy'], (line) => (deletesIptablesNftObject(line) ? onRemoved() : undefined), fail);
-  return watchAll([rules], onError);
+  return watchAll([monitor(['nft', 'monitor', 'destroy'], deletesIptablesNftObject)], onError);
 };
