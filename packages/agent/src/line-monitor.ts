@@ -1,7 +1,8 @@
 // A kernel event monitor run as a child process that prints one line per event (`ip -o monitor
-// link`, `nft monitor destroy tables`, `tc monitor`): no polling, no wakeup while nothing happens. The child is ours:
-// close() ends it by its handle, and util-linux's setpriv asks the kernel to send it SIGTERM
-// when the agent dies without closing it (SIGKILL, a crash), so no monitor outlives the agent.
+// link`, `nft monitor destroy tables`, `tc monitor`): no polling, no wakeup while nothing
+// happens. The child is ours: close() ends it by its handle, and util-linux's setpriv asks the
+// kernel to send it SIGTERM when the agent dies without closing it (SIGKILL, a crash), so no
+// monitor outlives the agent.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
