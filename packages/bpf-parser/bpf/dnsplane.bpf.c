@@ -1715,6 +1715,14 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 			count(DNSPLANE_C_UNTRUSTED, 1);
 		return;
 	}
+	/*
+	 * tc egress of a response the node forwards: it was parsed where it came in (tc ingress of
+	 * a watched interface). Only a response the node itself sends (a resolver on the node,
+	 * ingress ifindex 0) is parsed on the way out: the endpoints' egress carries the parser
+	 * for those, and must not parse every forwarded answer a second time.
+	 */
+	if (tc && dir == DIR_RESPONSE && skb->ingress_ifindex && skb->ingress_ifindex != skb->ifindex)
+		return;
 	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
 	if (!cpu)
 		return;

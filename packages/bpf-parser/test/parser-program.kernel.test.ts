@@ -574,6 +574,36 @@ describe('DnsParserProgram: a forwarded query is parsed once', () => {
   });
 });
 
+describe('DnsParserProgram: a response at tc egress (a resolver on the node)', () => {
+  // tc egress of lo (ifindex 1): a response the node sent has ingress ifindex 0; a forwarded
+  // one carries the interface it came in on, where the ingress run parsed it.
+  const lo = 1;
+
+  it('parses a response the node itself sends, verified against the query the workload sent', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(51, 'local.example.com', [{ address: '198.18.9.51', ttl: 300 }]);
+    tcRun(program, x.query, lo, lo); // the workload's query at tc ingress of its interface
+    tcRun(program, x.response, lo, 0); // the node's resolver answers through tc egress
+    expect(program.counters()).toMatchObject({ queries: 1, parsed: 1, learned: 1 });
+    expect(program.membership().map((m) => m.address)).toEqual(['198.18.9.51']);
+  });
+
+  it('leaves a forwarded response to the run where it came in: no second parse, no second credit', () => {
+    const program = open();
+    program.configure(dns);
+    program.setDomainSets(sets);
+    const x = exchange(52, 'fwd.example.com', [{ address: '198.18.9.52', ttl: 300 }]);
+    tcRun(program, x.query, lo, lo);
+    tcRun(program, x.response, lo, 7); // forwarded from interface 7 (parsed at its tc ingress)
+    expect(program.counters()).toMatchObject({ queries: 1, parsed: 0, learned: 0 });
+    expect(program.membership()).toEqual([]);
+    tcRun(program, x.response, lo, lo); // its tc ingress run
+    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1 });
+  });
+});
+
 describe('DnsParserProgram: only the entry points asked for, and reuse of pinned programs', () => {
   const learnsThroughTc = (program: DnsParserProgram, id: number, address: string): void => {
     const x = exchange(id, 'www.example.com', [{ address, ttl: 100 }]);
