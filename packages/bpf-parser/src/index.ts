@@ -9,6 +9,7 @@ export * from './parser-program.js';
 export * from './membership-match.js';
 export * from './endpoint-sets.js';
 export * from './tc-attachment.js';
+export * from './node-resolver.js';
 export * from './membership-marker.js';
 export * from './cgroup2.js';
 export * from './uninstall.js';

@@ -9,7 +9,7 @@ import { attachTc, detachTc, queryTc, type BpfProgram, type TcAttachment, type T
  * mark (both return TC_ACT_UNSPEC, so the next filter still runs).
  */
 export const DNSPLANE_TC_FILTERS = {
-  /** The DNS parser (dnsplane_parse_tc): tc ingress of watched interfaces, egress of non-endpoint ones. */
+  /** The DNS parser (dnsplane_parse_tc): tc ingress of watched interfaces, egress of non-endpoint ones (and of endpoints' with a resolver on the node). */
   parser: { priority: 0xd1, handle: 0xd15 },
   /** The membership mark (dnsplane_membership_mark): tc ingress of workload interfaces. */
   membershipMark: { priority: 0xd2, handle: 0xd15 },

@@ -19,7 +19,9 @@ import {
   attachTc,
   detachTc,
   makePinFolder,
+  nodeAddresses,
   queryTc,
+  trustedServersOnNode,
   unpin,
   type BpfMap,
   type BpfObject,
@@ -71,6 +73,8 @@ export interface EbpfDataplaneOptions {
   readonly objectPath?: string;
   /** The namespace's interfaces; default: read /sys/class/net. */
   readonly interfaces?: () => InterfaceIndex;
+  /** The namespace's own addresses, canonical text (a trusted server among them is a resolver on the node); default: the OS's list. */
+  readonly nodeAddresses?: () => ReadonlySet<string>;
 }
 
 interface Loaded {
@@ -96,6 +100,8 @@ export class EbpfDataplane implements Dataplane {
   #installed: { state: DesiredState; tables: PolicyTables; attachments: readonly Attachment[] } | undefined;
   /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
   #keepEvents = false;
+  /** Trusted servers on the node at the last install (the parser is then on the endpoints' egress too). */
+  #localResolvers = 0;
 
   constructor(options: EbpfDataplaneOptions = {}) {
     this.#options = options;
@@ -119,7 +125,12 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? []);
+    const localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
+    if (localResolvers.length > 0 && localResolvers.length !== this.#localResolvers) {
+      this.#logger.info({ resolvers: localResolvers.map((s) => s.address) }, "ebpf: trusted servers on the node; the parser reads their answers at the endpoints' tc egress");
+    }
+    this.#localResolvers = localResolvers.length;
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], localResolvers.length > 0);
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
@@ -149,6 +160,7 @@ export class EbpfDataplane implements Dataplane {
     for (const [name, value] of Object.entries(loaded.parser.counters())) counters[name] = Number(value);
     const policyCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
     for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
+    counters['local_resolvers'] = this.#localResolvers;
     const interfaces = (this.#options.interfaces ?? listInterfaces)();
     const objects = [`bpf pins ${this.pinRoot}`];
     for (const [ifname] of interfaces) {
@@ -255,12 +267,17 @@ export class EbpfDataplane implements Dataplane {
     }
   }
 
-  /** `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every interface but lo). */
+  /**
+   * `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every
+   * interface but lo). `localResolver`: a trusted server is the node's own address, whose
+   * answers leave through the endpoints' tc egress (the parser there parses only what the node sends).
+   */
   #wantedAttachments(
     tables: PolicyTables,
     hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>,
     interfaces: InterfaceIndex,
     dnsInterfaces: readonly string[],
+    localResolver: boolean,
   ): Attachment[] {
     const wanted = new Map<string, Attachment>();
     const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
@@ -271,8 +288,9 @@ export class EbpfDataplane implements Dataplane {
     for (const ifname of watched) {
       if (!interfaces.has(ifname)) continue;
       add({ ifname, direction: 'ingress', program: 'parser' });
-      // Host-originated queries and responses leave through non-endpoint interfaces.
-      if (!workload.has(ifname)) add({ ifname, direction: 'egress', program: 'parser' });
+      // Host-originated queries and responses leave through non-endpoint interfaces; a node
+      // resolver's answers through the endpoints'.
+      if (!workload.has(ifname) || localResolver) add({ ifname, direction: 'egress', program: 'parser' });
     }
     return [...wanted.values()];
   }

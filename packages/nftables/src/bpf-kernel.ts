@@ -13,6 +13,7 @@ import {
   MembershipMarker,
   detachDnsplaneTc,
   ktimeNs,
+  nodeAddresses,
   queryDnsplaneTc,
 } from '@dnsplane/bpf-parser';
 import { isNotFound } from '@dnsplane/core';
@@ -164,6 +165,7 @@ export function bpfTcMembershipKernel(
       }
     },
     interfaces: () => sysfsInterfaces(),
+    nodeAddresses: () => nodeAddresses(),
     removePins: (pinRoot) => DnsParserProgram.removePins(pinRoot),
     clearAnswerMarks: (pinRoot) => void DnsParserProgram.clearAnswerMarks(pinRoot),
     nowNs: () => ktimeNs(),

@@ -9,7 +9,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_ENDPOINT_KEY, entryMark } from '@dnsplane/bpf-parser';
+import { HOST_ENDPOINT_KEY, entryMark, trustedServersOnNode } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -79,6 +79,8 @@ export interface TcMembershipKernel {
   isAttached(kind: TcProgramKind, ifname: string, direction: TcDirection): boolean;
   /** Interfaces of this process's network namespace. */
   interfaces(): NetInterface[];
+  /** Addresses of this process's network namespace, canonical text (a trusted server among them is a resolver on the node). */
+  nodeAddresses(): ReadonlySet<string>;
   removePins(pinRoot: string): void;
   /** Empties the parser's pinned answer marks (whoever loads the pinned maps next marks no answer). Optional. */
   clearAnswerMarks?(pinRoot: string): void;
@@ -151,6 +153,8 @@ export class TcMembership implements LearnedSource {
   #hostMarked = false;
   /** Interfaces whose queries' verified answers the parser marks (programmed at the last install). */
   #answerMarked = 0;
+  /** Trusted servers on the node at the last install (the parser is then on the endpoints' egress too). */
+  #localResolvers = 0;
 
   constructor(options: TcMembershipOptions) {
     this.#options = options;
@@ -212,11 +216,19 @@ export class TcMembership implements LearnedSource {
     const endpointInterfaces = new Set(
       state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])),
     );
+    // Responses enter through tc ingress; the node's own leave through tc egress: of the
+    // non-endpoint interfaces always (host-sent DNS), of the endpoints' when a trusted server
+    // is the node's own address (a resolver on the node answers the workloads there).
+    const localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses());
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
-      if (!endpointInterfaces.has(name)) wantedParser.add(`egress ${name}`);
+      if (!endpointInterfaces.has(name) || localResolvers.length > 0) wantedParser.add(`egress ${name}`);
     }
+    if (localResolvers.length > 0 && localResolvers.length !== this.#localResolvers) {
+      logger.info({ resolvers: localResolvers.map((s) => s.address) }, "nftables: trusted servers on the node; the parser reads their answers at the endpoints' tc egress");
+    }
+    this.#localResolvers = localResolvers.length;
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);
@@ -387,6 +399,7 @@ export class TcMembership implements LearnedSource {
       marked_interfaces: this.#programmed.size,
       host_connect_marked: this.#hostMarked ? 1 : 0,
       answer_marked_interfaces: this.#answerMarked,
+      local_resolvers: this.#localResolvers,
     };
     for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
     return counters;

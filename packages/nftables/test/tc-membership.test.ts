@@ -22,6 +22,8 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     { name: 'veth-web', ifindex: 7 },
   ];
   const answerMarks = new Map<number, number>();
+  /** The node's own addresses (a trusted server among them is a resolver on the node). */
+  const nodeAddresses = new Set(['127.0.0.1', '198.18.0.2']);
   /** "parser ingress eth0", "marker ingress veth-web": what is on the hooks now. */
   const onHooks = new Set<string>();
   let emit: ((entry: LearnedEntry, expiryNs: bigint) => void) | undefined;
@@ -75,6 +77,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     detach: (kind, ifname, direction) => (onHooks.delete(`${kind} ${direction} ${ifname}`), log.push(`detach ${kind} ${direction} ${ifname}`), true),
     isAttached: (kind, ifname, direction) => onHooks.has(`${kind} ${direction} ${ifname}`),
     interfaces: () => interfaces.map((i) => ({ ...i })),
+    nodeAddresses: () => new Set(nodeAddresses),
     removePins: (pinRoot) => log.push(`remove pins ${pinRoot}`),
     clearAnswerMarks: (pinRoot) => (answerMarks.clear(), log.push(`clear answer marks ${pinRoot}`)),
     nowNs: () => 0n,
@@ -86,6 +89,7 @@ function fakeKernel(membership: LearnedEntry[] = []) {
     programmed,
     interfaces,
     answerMarks,
+    nodeAddresses,
     emit: (e: LearnedEntry) => emit?.(e, 0n),
     refuseHostAttach: () => void (hostAttach = 'refused'),
     hostAttach: () => hostAttach,
@@ -257,6 +261,28 @@ describe('nftables inline membership (injected kernel)', () => {
     await dataplane.install(baseState({ dns: { ...dns, interfaces: ['veth-web'] } }));
     expect([...fake.onHooks].filter((h) => h.startsWith('parser ')).sort()).toEqual(['parser ingress veth-web']);
     expect(fake.log).toContain('detach parser ingress eth0');
+  });
+
+  it("a trusted server on the node (a node-local resolver): the parser goes on the endpoints' egress too, and off when it is not the node's", async () => {
+    const fake = fakeKernel();
+    const clock = new ManualClock();
+    const dataplane = createNftablesDataplane({
+      tableName: 'dnsplane_tc', handle: new FakeNftHandle(clock), clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fake.kernel,
+    });
+    const parserHooks = (): string[] => [...fake.onHooks].filter((h) => h.startsWith('parser ')).sort();
+    const dns = { ...baseState().dns, trustedServers: [{ family: 4 as const, address: '198.18.254.53', port: 53 }] };
+    await dataplane.install(baseState({ dns }));
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress veth-web']);
+    expect((await dataplane.status()).counters['local_resolvers']).toBe(0);
+    // The address comes up on the node (a dummy interface of a node-local cache): the next install
+    fake.nodeAddresses.add('198.18.254.53');
+    await dataplane.install(baseState({ dns }));
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser egress veth-web', 'parser ingress eth0', 'parser ingress veth-web']);
+    expect((await dataplane.status()).counters['local_resolvers']).toBe(1);
+    fake.nodeAddresses.delete('198.18.254.53');
+    await dataplane.install(baseState({ dns }));
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress veth-web']);
+    expect(fake.log).toContain('detach parser egress veth-web');
   });
 
   it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {

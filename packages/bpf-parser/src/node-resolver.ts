@@ -1,0 +1,24 @@
+// A DNS resolver on the node itself (a node-local cache such as NodeLocal DNSCache, dnsmasq or
+// unbound listening on one of the node's addresses). Its answers to the workloads leave through
+// tc egress of their interfaces and pass no tc ingress, so the tc dataplanes attach the parser
+// there too when one of the trusted servers is the node's own address. The parser parses only
+// the responses the node sends at tc egress (a forwarded one was parsed where it came in).
+import { networkInterfaces } from 'node:os';
+import { canonicalAddress, type TrustedServer } from '@dnsplane/core';
+
+/** The addresses of this process's network namespace (every interface, lo included), canonical text. */
+export function nodeAddresses(): ReadonlySet<string> {
+  const addresses = new Set<string>();
+  for (const entries of Object.values(networkInterfaces())) {
+    for (const entry of entries ?? []) {
+      const address = canonicalAddress(entry.address.split('%')[0]!);
+      if (address !== undefined) addresses.add(address);
+    }
+  }
+  return addresses;
+}
+
+/** The trusted servers whose address is one of `addresses` (the node's): resolvers on the node. */
+export function trustedServersOnNode(servers: readonly TrustedServer[], addresses: ReadonlySet<string>): TrustedServer[] {
+  return servers.filter((server) => addresses.has(canonicalAddress(server.address) ?? server.address));
+}
