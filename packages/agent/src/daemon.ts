@@ -21,6 +21,7 @@ import {
   type LearnedEntry,
   type LoadedInputs,
 } from '@dnsplane/core';
+import { trustedServersOnNode } from '@dnsplane/bpf-parser';
 import type { DataplaneProvider } from './container.js';
 import { changedBuildFields } from './drivers.js';
 import { loadAndCompile, stateCounts } from './desired.js';
@@ -88,6 +89,8 @@ export class Daemon {
   #linkWatch: KeptWatch | undefined;
   /** The interfaces as read just before the last successful install (absent: not watched). */
   #linksInstalled: LinkSnapshot | undefined;
+  /** The trusted servers on the node (localServersKey) as read just before the last successful install. */
+  #localServersInstalled: string | undefined;
   #persistTimer: NodeJS.Timeout | undefined;
   #driftTimer: NodeJS.Timeout | undefined;
   /** The interval #driftTimer runs at (undefined: not armed yet). */
@@ -207,9 +210,11 @@ export class Daemon {
     // 1. Desired state first. Drivers keep learned members of sets that still exist, so nothing
     //    already learned is denied at any point.
     const links = environment.links?.read();
+    const localServers = localServersKey(state, environment.nodeAddresses);
     await dataplane.install(state);
     phase('install');
     this.#linksInstalled = links;
+    this.#localServersInstalled = localServers;
     this.#remember(inputs, state);
     logger.info({ event: 'applied', dataplane: kind, ...summary(state), phasesMs: { ...this.#startup.phasesMs } }, 'desired state installed');
     // Read after the install: parsing 100,000 saved entries (~1 s) need not delay enforcement.
@@ -302,6 +307,7 @@ export class Daemon {
     const pinRoot = applied.inputs.config.bpf.pinRoot;
     const pinsBefore = this.#pins.snapshot(pinRoot);
     const links = this.options.environment.links?.read();
+    const localServers = localServersKey(applied.state, this.options.environment.nodeAddresses);
     // The nftables mirror reads the parser's learned events until the old dataplane is removed;
     // a new one that reads none would turn them off with its table, and mirror-only nft sets
     // (the node's UDP, sets past the mark bits) would miss what is learned in between.
@@ -323,6 +329,7 @@ export class Daemon {
     this.#kind = to;
     this.#override = to;
     this.#linksInstalled = links;
+    this.#localServersInstalled = localServers;
     const report = await this.#removeOld(old, from, to, imported, pinRoot, pinsBefore);
     if (keepEvents) {
       await next.keepLearnedEvents?.(false).catch((error: unknown) =>
@@ -597,7 +604,10 @@ export class Daemon {
     const links = environment.links?.read();
     const linksBefore = this.#linksInstalled;
     const linksChanged = links !== undefined && linksBefore !== undefined && !sameLinks(links, linksBefore);
-    if (this.#applied && this.#applied.text === text && !linksChanged) {
+    const localServers = localServersKey(state, environment.nodeAddresses);
+    const localServersBefore = this.#localServersInstalled;
+    const localServersChanged = localServers !== undefined && localServersBefore !== undefined && localServers !== localServersBefore;
+    if (this.#applied && this.#applied.text === text && !linksChanged && !localServersChanged) {
       this.#rejected = [];
       // The same state: settings outside it (statePath, log.level, driftCheckSeconds) may differ.
       this.#applied = { ...this.#applied, inputs };
@@ -609,6 +619,12 @@ export class Daemon {
     if (linksChanged) {
       logger.info({ event: 'interfaces_changed', ...linkChanges(linksBefore, links) }, 'interfaces changed; installing again so every interface has the programs');
     }
+    if (localServersChanged) {
+      logger.info(
+        { event: 'local_resolvers_changed', before: splitKey(localServersBefore), now: splitKey(localServers) },
+        'trusted servers on the node changed; installing again so the parser reads their answers where they leave',
+      );
+    }
     try {
       await dataplane.install(state);
     } catch (error) {
@@ -618,6 +634,7 @@ export class Daemon {
     }
     this.#rejected = [];
     this.#linksInstalled = links;
+    this.#localServersInstalled = localServers;
     this.#remember(inputs, state);
     this.#applyRunSettings(inputs.config);
     this.#watch(inputs);
@@ -855,10 +872,17 @@ export class Daemon {
     return new WatchRetry(environment.watchRetryMs ?? DEFAULT_WATCH_RETRY_MS, environment.clock);
   }
 
+  /** Also when a trusted server's address came to the node or left it (the watch reports addresses too). */
   #installIfLinksChanged(): void {
-    const links = this.options.environment.links;
+    const { links, nodeAddresses } = this.options.environment;
     const installed = this.#linksInstalled;
-    if (links !== undefined && (installed === undefined || !sameLinks(links.read(), installed))) this.#scheduleReconcile();
+    if (links !== undefined && (installed === undefined || !sameLinks(links.read(), installed))) {
+      this.#scheduleReconcile();
+      return;
+    }
+    const state = this.#applied?.state;
+    if (state === undefined || this.#localServersInstalled === undefined) return;
+    if (localServersKey(state, nodeAddresses) !== this.#localServersInstalled) this.#scheduleReconcile();
   }
 
   #scheduleReconcile(): void {
@@ -874,6 +898,16 @@ export class Daemon {
 }
 
 const summary = stateCounts;
+
+/** The trusted servers of `state` that are addresses of the node, as comparable text (undefined: not followed). */
+function localServersKey(state: DesiredState, addresses: (() => ReadonlySet<string>) | undefined): string | undefined {
+  if (addresses === undefined) return undefined;
+  return trustedServersOnNode(state.dns.trustedServers, addresses())
+    .map((server) => `${server.family === 6 ? `[${server.address}]` : server.address}:${server.port}`)
+    .join(' ');
+}
+
+const splitKey = (key: string | undefined): string[] => (key === undefined || key === '' ? [] : key.split(' '));
 
 /** `inputs` with the settings the last run's dataplane was built with (the marker): to build it again for its removal. */
 function ranWith(inputs: LoadedInputs, marker: DataplaneMarker): LoadedInputs {

@@ -13,7 +13,7 @@ import {
   type LoadedInputs,
   type ProcessRunner,
 } from '@dnsplane/core';
-import { DnsParserProgram } from '@dnsplane/bpf-parser';
+import { DnsParserProgram, nodeAddresses } from '@dnsplane/bpf-parser';
 import { createNftablesDataplane } from '@dnsplane/nftables';
 import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
@@ -82,6 +82,12 @@ export interface AgentEnvironment {
    * appear, go or are re-created (absent: no interface watch).
    */
   readonly links?: { readonly read: () => LinkSnapshot; readonly watch: LinkWatchFactory };
+  /**
+   * The namespace's own addresses (the watch above reports their changes too): a trusted server
+   * that becomes or stops being one of them (a node-local resolver) changes where the tc
+   * dataplanes attach the parser, so the daemon installs again. Absent: not followed.
+   */
+  readonly nodeAddresses?: () => ReadonlySet<string>;
   /** Tells the daemon at once when someone removed the dataplane's objects (absent: the periodic drift check alone). */
   readonly removals?: RemovalWatchFactory;
   /**
@@ -131,6 +137,7 @@ export function systemEnvironment(): AgentEnvironment {
     memory: () => process.memoryUsage(),
     sharedPins: bpffsSharedPins,
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
+    nodeAddresses,
     removals: kernelRemovalWatch,
     retirePinRoot: (pinRoot) => DnsParserProgram.removePins(pinRoot),
     retireNftablesTable: async (table, logger) => {

@@ -52,5 +52,8 @@ export function linkChanges(before: LinkSnapshot, after: LinkSnapshot): { added:
  */
 export type LinkWatchFactory = (onEvent: () => void, onError: (error: Error) => void) => { close(): void };
 
-/** `ip -o monitor link` (line-monitor.ts): rtnetlink's link group, one line per event. */
-export const ipMonitorLinkWatch: LinkWatchFactory = (onEvent, onError) => monitorLines(['ip', '-o', 'monitor', 'link'], () => onEvent(), onError);
+/**
+ * `ip -o monitor link address` (line-monitor.ts): rtnetlink's link and address groups, one line
+ * per event (addresses: a trusted server's address coming up on the node moves the parser).
+ */
+export const ipMonitorLinkWatch: LinkWatchFactory = (onEvent, onError) => monitorLines(['ip', '-o', 'monitor', 'link', 'address'], () => onEvent(), onError);

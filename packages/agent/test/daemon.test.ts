@@ -204,6 +204,43 @@ describe('the daemon', () => {
     expect(closed).toBe(1);
   });
 
+  it("installs again when a trusted server's address comes to the node or leaves it (a node-local resolver) — not for other addresses", async () => {
+    tree = await configTree(); // trusts 198.18.0.10:53
+    const addresses = new Set(['127.0.0.1', '198.18.0.2']);
+    let fire: (() => void) | undefined;
+    const t = testEnvironment({
+      links: {
+        read: () => new Map([['lo', 1]]),
+        watch: (onEvent) => {
+          fire = onEvent;
+          return { close: () => undefined };
+        },
+      },
+      nodeAddresses: () => new Set(addresses),
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    await daemon.start();
+    if (fire === undefined) throw new Error('the daemon did not watch interfaces');
+    const onEvent = fire;
+    // Another address of the node: nothing to do.
+    addresses.add('198.18.0.3');
+    onEvent();
+    expect(await daemon.reconcile()).toBe('unchanged');
+    expect(t.dataplanes[0]?.installs).toHaveLength(1);
+    // The trusted server's address comes up on the node: installed again, same state.
+    addresses.add('198.18.0.10');
+    onEvent();
+    await waitFor(() => t.dataplanes[0]?.installs.length === 2, 'the install after the resolver address came');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'local_resolvers_changed', before: [], now: ['198.18.0.10:53'] }));
+    expect(await daemon.reconcile()).toBe('unchanged');
+    // And goes again.
+    addresses.delete('198.18.0.10');
+    onEvent();
+    await waitFor(() => t.dataplanes[0]?.installs.length === 3, 'the install after the resolver address went');
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'local_resolvers_changed', before: ['198.18.0.10:53'], now: [] }));
+    await daemon.stop();
+  });
+
   it('keeps running when the interface watch fails, says so, starts it again later and installs for what changed meanwhile', async () => {
     tree = await configTree();
     const links = new Map([['lo', 1]]);
