@@ -156,7 +156,8 @@ export class ConformanceHarness {
     mkdirSync(this.policyDirectory, { recursive: true });
     const config = {
       dataplane: this.variant.kind,
-      dns: { trustedServers: [...lab.trustedServers], ...SUITE_DNS },
+      // The node resolver (scenario 18) is trusted from the start; its address comes to the node later.
+      dns: { trustedServers: [...lab.trustedServers, `${lab.nodeResolver.ipv4}:${lab.nodeResolver.port}`], ...SUITE_DNS },
       resources: ['./policies'],
       statePath: join(this.directory, 'state.json'),
       driftCheckSeconds: suiteDriftCheckSeconds(this.variant),
@@ -239,6 +240,11 @@ export class ConformanceHarness {
       },
       { timeoutMs: 20_000, stopOn: (error) => error instanceof AgentExitedError },
     );
+  }
+
+  /** The agent's log lines (pino, on stderr) of one event, oldest first. */
+  agentLog(event: string): string[] {
+    return (this.agent?.stderr() ?? '').split('\n').filter((line) => line.includes(`"event":"${event}"`));
   }
 
   /** TCP connects from a workload namespace to every target in parallel. */

@@ -3,11 +3,12 @@
 // (describe.each), each with ONE lab and ONE agent shared by its scenarios, in order.
 //
 // Workloads and their policies (the agent's resources):
-//   client1 (app=c1)   c1-egress: DNS to the lab servers; TCP 80 to www, cname-target, v6only,
-//                      ttl2, many and `*.fresh.lab.test` (Calico: one or more labels); TCP 443
-//                      to `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium
-//                      matchPattern `*.wild.lab.test` (exactly one label); TCP 80 to Cilium
-//                      matchName v4only (edited to api in scenario 13). Everything else denied.
+//   client1 (app=c1)   c1-egress: DNS to the lab servers (and the node resolver of scenario 18);
+//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, many and
+//                      `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
+//                      `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium matchPattern
+//                      `*.wild.lab.test` (exactly one label); TCP 80 to Cilium matchName v4only
+//                      (edited to api in scenario 13). Everything else denied.
 //   client2 (app=c2)   c2-egress: DNS; Deny TCP to `blocked.lab.test`, then the broader Allow TCP
 //                      80 to 198.19.1.3/32 (blocked's address) and 198.19.1.4/32 (other's);
 //                      Allow TCP 80 to many.lab.test. Everything else denied.
@@ -31,12 +32,13 @@ const WEB = {
   cnameTarget: { v4: '198.19.2.1', v6: 'fd00:19::2:1' },
   wild: { v4: '198.19.3.1' },
   ttl2: { v4: '198.19.4.2' },
+  ttl3: { v4: '198.19.4.3' },
 } as const;
 const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
 const FRESH_TRIALS = 200;
 
 function dnsRules(lab: Lab): PolicyDocument[] {
-  const nets = [...lab.dnsServerNets];
+  const nets = [...lab.dnsServerNets, `${lab.nodeResolver.ipv4}/32`];
   return ['UDP', 'TCP'].map((protocol) => ({ action: 'Allow', protocol, destination: { nets, ports: [53] } }));
 }
 
@@ -54,7 +56,7 @@ function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
           action: 'Allow',
           protocol: 'TCP',
           destination: {
-            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'many.lab.test', '*.fresh.lab.test'],
+            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'many.lab.test', '*.fresh.lab.test'],
             ports: [80],
           },
         },
@@ -363,9 +365,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
 
     it('17. what someone else removes (a flushed ruleset, a firewall reload, a deleted tc filter) is put back: enforcement and learning resume', async (ctx) => {
       const lab = ready(ctx);
-      const agent = h.agent;
-      if (agent === undefined) throw new Error('no agent');
-      const lines = (event: string): string[] => agent.stderr().split('\n').filter((line) => line.includes(`"event":"${event}"`)); // pino logs to stderr
+      const lines = (event: string): string[] => h.agentLog(event);
       const repairs = (): number => lines('repaired').length;
       const device = lab.endpoints['client1']?.hostInterface ?? '';
       const succeeds = async (command: string[]): Promise<boolean> => (await lab.exec('node', command)).code === 0;
@@ -411,6 +411,39 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       await expectAllowed('client1', [{ address: WEB.www.v4, port: 80 }]);
       const fresh = lab.allocateFresh(20);
       await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
+    });
+
+    it('18. a resolver on the node (a node-local cache): its answers teach, also from its cache after the member expired', async (ctx) => {
+      const lab = ready(ctx);
+      const server = { address: lab.nodeResolver.ipv4, port: lab.nodeResolver.port };
+      const target = { address: WEB.ttl3.v4, port: 80 };
+      await expectDenied('client1', [target]);
+      // The trusted server's address comes up on the node with the resolver: the agent hears
+      // the address and installs again (the tc dataplanes put the parser on the endpoints' egress).
+      const before = await h.lastApplyAt();
+      await lab.startNodeResolver({ minCacheTtl: 60 });
+      await h.appliedAfter(before, 'the install for the resolver address on the node');
+      expect(h.agentLog('local_resolvers_changed').at(-1) ?? '').toContain(`"now":["${server.address}:${server.port}"]`);
+
+      const first = await lab.connectAfterResolve('client1', 'ttl3.lab.test', 80, { server });
+      expect(first.address).toBe(target.address);
+      expect(first.connected, first.error ?? '').toBe(true);
+      expect(first.synRetransmitted).toBe(false);
+      const lifetimeMs = (Math.max(3, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000;
+      await waitFor('ttl3.lab.test to expire', async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : true), {
+        timeoutMs: lifetimeMs + 2500,
+      });
+      // The resolver still has it (kept 60 s): it answers from its cache, with no upstream
+      // exchange the parser could learn from (its query log: "cached", no new "forwarded").
+      const resolverLog = (what: string): number =>
+        (lab.processes.get('node-resolver')?.stderr() ?? '').split('\n').filter((line) => line.includes(`${what} ttl3.lab.test`)).length;
+      const forwarded = resolverLog('forwarded');
+      expect(forwarded).toBeGreaterThan(0);
+      const again = await lab.connectAfterResolve('client1', 'ttl3.lab.test', 80, { server });
+      expect(again.connected, again.error ?? '').toBe(true);
+      expect(again.synRetransmitted).toBe(false);
+      expect(resolverLog('forwarded')).toBe(forwarded);
+      expect(resolverLog('cached')).toBeGreaterThan(0);
     });
   });
 }

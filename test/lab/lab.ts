@@ -47,6 +47,8 @@ const REPO_ROOT = join(HERE, '..', '..');
 const SCRIPTS = join(HERE, 'scripts');
 
 export const WEB_PORTS = [80, 443, 8080] as const;
+/** The node resolver's address (startNodeResolver): on the node's lo, outside every lab subnet. */
+const NODE_RESOLVER_IPV4 = '198.18.254.53';
 
 /** A lab namespace by role (`node`, `dns`, `web`, `untrusted`, `client1`, …) or by full name. */
 export type LabNamespace = 'node' | 'dns' | 'web' | 'untrusted' | `client${number}` | (string & {});
@@ -135,6 +137,11 @@ export interface Lab {
   readonly trustedServers: readonly string[];
   /** Every DNS server address as a host prefix for a policy's `nets` (`198.18.53.2/32`, `fd00:18:53::2/128`). */
   readonly dnsServerNets: readonly string[];
+  /**
+   * Where startNodeResolver() puts a resolver on the node (a node-local cache): an address of
+   * the node namespace's lo once it runs, none before.
+   */
+  readonly nodeResolver: { readonly ipv4: string; readonly port: number };
   readonly web: { readonly namespace: string; readonly ports: readonly number[]; readonly prefixes: TopologyPlan['servicePrefixes'] };
   readonly untrusted: { readonly namespace: string; readonly hostInterface: string; readonly ipv4: string; readonly ipv6: string };
   readonly zone: ZoneContents;
@@ -164,6 +171,13 @@ export interface Lab {
   forgeResponse(request: ForgeRequest): Promise<void>;
   /** Kernel network counters of a namespace (/proc/net/snmp, netstat), e.g. `Tcp.PassiveOpens`. */
   netCounters(ns: LabNamespace): Promise<Record<string, number>>;
+  /**
+   * Starts a caching resolver on the node (what NodeLocal DNSCache or a dnsmasq on the host is):
+   * `nodeResolver.ipv4` goes onto the node namespace's lo, and dnsmasq there forwards to the
+   * lab's dnsmasq, keeping each answer at least `minCacheTtl` seconds (default 60). Its answers
+   * reach the workloads through tc egress of their interfaces. Stopped by destroy().
+   */
+  startNodeResolver(options?: { readonly minCacheTtl?: number; readonly timeoutMs?: number }): Promise<void>;
   /** Starts a long-running command inside the node namespace (the agent); stopped by destroy(). */
   startAgentProcess(argv: readonly string[], options?: { readonly env?: Readonly<Record<string, string>>; readonly name?: string }): LabProcess;
   /** The lab's servers (dnsmasq, unbound, web) and agent processes. */
@@ -255,6 +269,7 @@ class LabImpl implements Lab {
   readonly dnsServers: Lab['dnsServers'];
   readonly trustedServers: readonly string[];
   readonly dnsServerNets: readonly string[];
+  readonly nodeResolver = { ipv4: NODE_RESOLVER_IPV4, port: 53 } as const;
   readonly web: Lab['web'];
   readonly untrusted: Lab['untrusted'];
   readonly zone: ZoneContents;
@@ -601,6 +616,43 @@ class LabImpl implements Lab {
       for (let j = 1; j < keys.length; j += 1) counters[`${prefix}.${keys[j]}`] = Number(values[j]);
     }
     return counters;
+  }
+
+  async startNodeResolver(options: { readonly minCacheTtl?: number; readonly timeoutMs?: number } = {}): Promise<void> {
+    this.assertLive();
+    if (this.processes.has('node-resolver')) throw new Error(`lab ${this.id} already runs a node resolver`);
+    const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+    const config = join(this.directory, 'node-resolver.conf');
+    writeFileSync(
+      config,
+      [
+        'no-resolv',
+        'no-hosts',
+        'no-poll',
+        'bind-interfaces',
+        `listen-address=${this.nodeResolver.ipv4}`,
+        `port=${this.nodeResolver.port}`,
+        `server=${this.dnsServers.dnsmasq.ipv4}`,
+        'cache-size=1000',
+        `min-cache-ttl=${options.minCacheTtl ?? 60}`,
+        'log-facility=-',
+        'log-queries',
+        '',
+      ].join('\n'),
+    );
+    await this.execChecked('node', ['ip', 'addr', 'add', `${this.nodeResolver.ipv4}/32`, 'dev', 'lo'], { timeoutMs: 5000 });
+    const handle = this.startProcess('node-resolver', this.namespaces.node, ['dnsmasq', '--keep-in-foreground', `--conf-file=${config}`, '--pid-file', '--user=root']);
+    // Asked from the node itself (a workload's policy may not allow it yet): lo carries no parser.
+    await waitFor(
+      `the node resolver ${this.nodeResolver.ipv4} to answer ${NAMES.ready.name}`,
+      async () => {
+        if (handle.exited) throw new Error(`the node resolver exited: ${handle.stderr().slice(-2000)}`);
+        const result = await this.exec('node', ['dig', '+short', '+time=1', '+tries=1', `@${this.nodeResolver.ipv4}`, NAMES.ready.name, 'A'], { timeoutMs: 3000 });
+        return result.stdout.trim() === NAMES.ready.ipv4 ? true : undefined;
+      },
+      { timeoutMs: Math.max(1, deadline - Date.now()) },
+    );
+    this.log(`lab ${this.id}: node resolver on ${this.nodeResolver.ipv4}`);
   }
 
   startAgentProcess(argv: readonly string[], options: { readonly env?: Readonly<Record<string, string>>; readonly name?: string } = {}): LabProcess {
