@@ -125,12 +125,8 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
-    if (localResolvers.length > 0 && localResolvers.length !== this.#localResolvers) {
-      this.#logger.info({ resolvers: localResolvers.map((s) => s.address) }, "ebpf: trusted servers on the node; the parser reads their answers at the endpoints' tc egress");
-    }
-    this.#localResolvers = localResolvers.length;
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], localResolvers.length > 0);
+    this.#localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)()).length;
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], this.#localResolvers > 0);
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));

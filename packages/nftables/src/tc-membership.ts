@@ -219,16 +219,12 @@ export class TcMembership implements LearnedSource {
     // Responses enter through tc ingress; the node's own leave through tc egress: of the
     // non-endpoint interfaces always (host-sent DNS), of the endpoints' when a trusted server
     // is the node's own address (a resolver on the node answers the workloads there).
-    const localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses());
+    this.#localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses()).length;
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
-      if (!endpointInterfaces.has(name) || localResolvers.length > 0) wantedParser.add(`egress ${name}`);
+      if (!endpointInterfaces.has(name) || this.#localResolvers > 0) wantedParser.add(`egress ${name}`);
     }
-    if (localResolvers.length > 0 && localResolvers.length !== this.#localResolvers) {
-      logger.info({ resolvers: localResolvers.map((s) => s.address) }, "nftables: trusted servers on the node; the parser reads their answers at the endpoints' tc egress");
-    }
-    this.#localResolvers = localResolvers.length;
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);
