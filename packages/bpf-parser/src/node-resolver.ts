@@ -3,6 +3,7 @@
 // tc egress of their interfaces and pass no tc ingress, so the tc dataplanes attach the parser
 // there too when one of the trusted servers is the node's own address. The parser parses only
 // the responses the node sends at tc egress (a forwarded one was parsed where it came in).
+// The node's own lookups through it travel over lo, where the parser then sits on ingress.
 import { networkInterfaces } from 'node:os';
 import { canonicalAddress, type TrustedServer } from '@dnsplane/core';
 
@@ -18,7 +19,13 @@ export function nodeAddresses(): ReadonlySet<string> {
   return addresses;
 }
 
-/** The trusted servers whose address is one of `addresses` (the node's): resolvers on the node. */
+/**
+ * The trusted servers on the node: an address in `addresses` (the node's), or a loopback one
+ * (127.0.0.0/8, ::1 — systemd-resolved's 127.0.0.53 is no interface's address).
+ */
 export function trustedServersOnNode(servers: readonly TrustedServer[], addresses: ReadonlySet<string>): TrustedServer[] {
-  return servers.filter((server) => addresses.has(canonicalAddress(server.address) ?? server.address));
+  return servers.filter((server) => {
+    const address = canonicalAddress(server.address) ?? server.address;
+    return addresses.has(address) || address.startsWith('127.') || address === '::1';
+  });
 }

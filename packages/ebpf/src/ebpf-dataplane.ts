@@ -288,6 +288,8 @@ export class EbpfDataplane implements Dataplane {
       // resolver's answers through the endpoints'.
       if (!workload.has(ifname) || localResolver) add({ ifname, direction: 'egress', program: 'parser' });
     }
+    // The node's own lookups through a resolver on the node arrive on lo.
+    if (localResolver && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
     return [...wanted.values()];
   }
 

@@ -218,13 +218,15 @@ export class TcMembership implements LearnedSource {
     );
     // Responses enter through tc ingress; the node's own leave through tc egress: of the
     // non-endpoint interfaces always (host-sent DNS), of the endpoints' when a trusted server
-    // is the node's own address (a resolver on the node answers the workloads there).
+    // is on the node (a resolver there answers the workloads through them) — and then lo's
+    // ingress too, where the node's own lookups through it arrive (every interface watched).
     this.#localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses()).length;
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
       if (!endpointInterfaces.has(name) || this.#localResolvers > 0) wantedParser.add(`egress ${name}`);
     }
+    if (this.#localResolvers > 0 && listed.length === 0 && byName.has('lo')) wantedParser.add('ingress lo');
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);

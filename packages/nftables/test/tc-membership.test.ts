@@ -277,12 +277,14 @@ describe('nftables inline membership (injected kernel)', () => {
     // The address comes up on the node (a dummy interface of a node-local cache): the next install
     fake.nodeAddresses.add('198.18.254.53');
     await dataplane.install(baseState({ dns }));
-    expect(parserHooks()).toEqual(['parser egress eth0', 'parser egress veth-web', 'parser ingress eth0', 'parser ingress veth-web']);
+    // …and on lo's ingress, where the node's own lookups through it arrive
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser egress veth-web', 'parser ingress eth0', 'parser ingress lo', 'parser ingress veth-web']);
     expect((await dataplane.status()).counters['local_resolvers']).toBe(1);
     fake.nodeAddresses.delete('198.18.254.53');
     await dataplane.install(baseState({ dns }));
     expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress veth-web']);
     expect(fake.log).toContain('detach parser egress veth-web');
+    expect(fake.log).toContain('detach parser ingress lo');
   });
 
   it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {
