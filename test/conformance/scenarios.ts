@@ -3,8 +3,8 @@
 // (describe.each), each with ONE lab and ONE agent shared by its scenarios, in order.
 //
 // Workloads and their policies (the agent's resources):
-//   client1 (app=c1)   c1-egress: DNS to the lab servers (and the node resolver of scenario 18);
-//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, many and
+//   client1 (app=c1)   c1-egress: DNS to the lab servers (and the node resolver of 18, 19);
+//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, ttl4, many and
 //                      `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
 //                      `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium matchPattern
 //                      `*.wild.lab.test` (exactly one label); TCP 80 to Cilium matchName v4only
@@ -33,6 +33,7 @@ const WEB = {
   wild: { v4: '198.19.3.1' },
   ttl2: { v4: '198.19.4.2' },
   ttl3: { v4: '198.19.4.3' },
+  ttl4: { v4: '198.19.4.4' },
 } as const;
 const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
 const FRESH_TRIALS = 200;
@@ -56,7 +57,7 @@ function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
           action: 'Allow',
           protocol: 'TCP',
           destination: {
-            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'many.lab.test', '*.fresh.lab.test'],
+            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'ttl4.lab.test', 'many.lab.test', '*.fresh.lab.test'],
             ports: [80],
           },
         },
@@ -413,17 +414,29 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
     });
 
-    it('18. a resolver on the node (a node-local cache): its answers teach, also from its cache after the member expired', async (ctx) => {
-      const lab = ready(ctx);
+    /**
+     * Starts the node resolver (scenarios 18, 19): its address, trusted from the start, comes up
+     * on the node, and the agent must hear it and install again (the tc dataplanes then put the
+     * parser on the endpoints' egress and lo's ingress).
+     */
+    const nodeResolver = async (lab: Lab): Promise<{ address: string; port: number }> => {
       const server = { address: lab.nodeResolver.ipv4, port: lab.nodeResolver.port };
-      const target = { address: WEB.ttl3.v4, port: 80 };
-      await expectDenied('client1', [target]);
-      // The trusted server's address comes up on the node with the resolver: the agent hears
-      // the address and installs again (the tc dataplanes put the parser on the endpoints' egress).
+      if (lab.processes.has('node-resolver')) return server;
       const before = await h.lastApplyAt();
       await lab.startNodeResolver({ minCacheTtl: 60 });
       await h.appliedAfter(before, 'the install for the resolver address on the node');
       expect(h.agentLog('local_resolvers_changed').at(-1) ?? '').toContain(`"now":["${server.address}:${server.port}"]`);
+      return server;
+    };
+    /** How often the node resolver's query log says `what` (`forwarded`, `cached`) for `name`. */
+    const resolverLog = (lab: Lab, what: string, name: string): number =>
+      (lab.processes.get('node-resolver')?.stderr() ?? '').split('\n').filter((line) => line.includes(`${what} ${name}`)).length;
+
+    it('18. a resolver on the node (a node-local cache): its answers teach, also from its cache after the member expired', async (ctx) => {
+      const lab = ready(ctx);
+      const target = { address: WEB.ttl3.v4, port: 80 };
+      await expectDenied('client1', [target]);
+      const server = await nodeResolver(lab);
 
       const first = await lab.connectAfterResolve('client1', 'ttl3.lab.test', 80, { server });
       expect(first.address).toBe(target.address);
@@ -435,15 +448,34 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       });
       // The resolver still has it (kept 60 s): it answers from its cache, with no upstream
       // exchange the parser could learn from (its query log: "cached", no new "forwarded").
-      const resolverLog = (what: string): number =>
-        (lab.processes.get('node-resolver')?.stderr() ?? '').split('\n').filter((line) => line.includes(`${what} ttl3.lab.test`)).length;
-      const forwarded = resolverLog('forwarded');
+      const forwarded = resolverLog(lab, 'forwarded', 'ttl3.lab.test');
       expect(forwarded).toBeGreaterThan(0);
       const again = await lab.connectAfterResolve('client1', 'ttl3.lab.test', 80, { server });
       expect(again.connected, again.error ?? '').toBe(true);
       expect(again.synRetransmitted).toBe(false);
-      expect(resolverLog('forwarded')).toBe(forwarded);
-      expect(resolverLog('cached')).toBeGreaterThan(0);
+      expect(resolverLog(lab, 'forwarded', 'ttl3.lab.test')).toBe(forwarded);
+      expect(resolverLog(lab, 'cached', 'ttl3.lab.test')).toBeGreaterThan(0);
+    });
+
+    it("19. the node's own lookup through that resolver (over lo) teaches too, also from its cache", async (ctx) => {
+      const lab = ready(ctx);
+      const target = { address: WEB.ttl4.v4, port: 80 };
+      await expectDenied('client1', [target]);
+      const server = await nodeResolver(lab);
+      // client1 fills the resolver's cache, then the member expires.
+      const first = await lab.connectAfterResolve('client1', 'ttl4.lab.test', 80, { server });
+      expect(first.connected, first.error ?? '').toBe(true);
+      const lifetimeMs = (Math.max(4, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000;
+      await waitFor('ttl4.lab.test to expire', async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : true), {
+        timeoutMs: lifetimeMs + 2500,
+      });
+      // The node looks the name up itself (dig in the node namespace: query and answer over lo),
+      // answered from the cache. Domain sets are global: client1 connects without resolving.
+      const forwarded = resolverLog(lab, 'forwarded', 'ttl4.lab.test');
+      const dig = await lab.exec('node', ['dig', '+short', '+time=1', '+tries=1', `@${server.address}`, 'ttl4.lab.test', 'A']);
+      expect(dig.stdout.trim()).toBe(target.address);
+      expect(resolverLog(lab, 'forwarded', 'ttl4.lab.test')).toBe(forwarded);
+      await expectAllowed('client1', [target]);
     });
   });
 }
