@@ -24,8 +24,11 @@ export function nodeAddresses(): ReadonlySet<string> {
  * (127.0.0.0/8, ::1 — systemd-resolved's 127.0.0.53 is no interface's address).
  */
 export function trustedServersOnNode(servers: readonly TrustedServer[], addresses: ReadonlySet<string>): TrustedServer[] {
-  return servers.filter((server) => {
-    const address = canonicalAddress(server.address) ?? server.address;
-    return addresses.has(address) || address.startsWith('127.') || address === '::1';
-  });
+  return servers.filter((server) => addresses.has(canonicalAddress(server.address) ?? server.address) || isLoopbackAddress(server.address));
+}
+
+/** 127.0.0.0/8 or ::1: a server there answers only the node's own processes (over lo), never a workload. */
+export function isLoopbackAddress(address: string): boolean {
+  const canonical = canonicalAddress(address) ?? address;
+  return canonical.startsWith('127.') || canonical === '::1';
 }

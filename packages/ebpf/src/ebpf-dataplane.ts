@@ -18,6 +18,7 @@ import {
   RingBufferConsumer,
   attachTc,
   detachTc,
+  isLoopbackAddress,
   makePinFolder,
   nodeAddresses,
   queryTc,
@@ -125,8 +126,12 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    this.#localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)()).length;
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], this.#localResolvers > 0);
+    const localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
+    this.#localResolvers = localResolvers.length;
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], {
+      onNode: localResolvers.length > 0,
+      answersWorkloads: localResolvers.some((server) => !isLoopbackAddress(server.address)),
+    });
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
@@ -265,15 +270,16 @@ export class EbpfDataplane implements Dataplane {
 
   /**
    * `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every
-   * interface but lo). `localResolver`: a trusted server is the node's own address, whose
-   * answers leave through the endpoints' tc egress (the parser there parses only what the node sends).
+   * interface but lo). `localResolver`: whether a trusted server is on the node (`onNode`: the
+   * node's own lookups through it arrive on lo) and one not on loopback (`answersWorkloads`: its
+   * answers leave through the endpoints' tc egress, where the parser parses only what the node sends).
    */
   #wantedAttachments(
     tables: PolicyTables,
     hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>,
     interfaces: InterfaceIndex,
     dnsInterfaces: readonly string[],
-    localResolver: boolean,
+    localResolver: { readonly onNode: boolean; readonly answersWorkloads: boolean },
   ): Attachment[] {
     const wanted = new Map<string, Attachment>();
     const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
@@ -286,10 +292,10 @@ export class EbpfDataplane implements Dataplane {
       add({ ifname, direction: 'ingress', program: 'parser' });
       // Host-originated queries and responses leave through non-endpoint interfaces; a node
       // resolver's answers through the endpoints'.
-      if (!workload.has(ifname) || localResolver) add({ ifname, direction: 'egress', program: 'parser' });
+      if (!workload.has(ifname) || localResolver.answersWorkloads) add({ ifname, direction: 'egress', program: 'parser' });
     }
     // The node's own lookups through a resolver on the node arrive on lo.
-    if (localResolver && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
+    if (localResolver.onNode && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
     return [...wanted.values()];
   }
 

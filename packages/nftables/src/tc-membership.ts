@@ -9,7 +9,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_ENDPOINT_KEY, entryMark, trustedServersOnNode } from '@dnsplane/bpf-parser';
+import { HOST_ENDPOINT_KEY, entryMark, isLoopbackAddress, trustedServersOnNode } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -218,13 +218,16 @@ export class TcMembership implements LearnedSource {
     );
     // Responses enter through tc ingress; the node's own leave through tc egress: of the
     // non-endpoint interfaces always (host-sent DNS), of the endpoints' when a trusted server
-    // is on the node (a resolver there answers the workloads through them) — and then lo's
-    // ingress too, where the node's own lookups through it arrive (every interface watched).
-    this.#localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses()).length;
+    // is on the node and not on loopback (a resolver there answers the workloads through them)
+    // — and lo's ingress for any one on the node, where the node's own lookups through it
+    // arrive (with every interface watched).
+    const localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses());
+    const answersWorkloads = localResolvers.some((server) => !isLoopbackAddress(server.address));
+    this.#localResolvers = localResolvers.length;
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
-      if (!endpointInterfaces.has(name) || this.#localResolvers > 0) wantedParser.add(`egress ${name}`);
+      if (!endpointInterfaces.has(name) || answersWorkloads) wantedParser.add(`egress ${name}`);
     }
     if (this.#localResolvers > 0 && listed.length === 0 && byName.has('lo')) wantedParser.add('ingress lo');
     for (const key of wantedParser) {

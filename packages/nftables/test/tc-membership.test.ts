@@ -285,6 +285,9 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress veth-web']);
     expect(fake.log).toContain('detach parser egress veth-web');
     expect(fake.log).toContain('detach parser ingress lo');
+    // A loopback server (systemd-resolved's 127.0.0.53) answers only the node: lo, not the endpoints.
+    await dataplane.install(baseState({ dns: { ...dns, trustedServers: [{ family: 4 as const, address: '127.0.0.53', port: 53 }] } }));
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress lo', 'parser ingress veth-web']);
   });
 
   it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {
