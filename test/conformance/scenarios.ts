@@ -428,6 +428,11 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(h.agentLog('local_resolvers_changed').at(-1) ?? '').toContain(`"now":["${server.address}:${server.port}"]`);
       return server;
     };
+    /** Waits until client1 no longer reaches `target`: the member of a name with `ttl` seconds expired. */
+    const waitExpired = (target: TcpTarget, ttl: number): Promise<true> =>
+      waitFor(`${target.address} to expire`, async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : true), {
+        timeoutMs: (Math.max(ttl, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000 + 2500,
+      });
     /** How often the node resolver's query log says `what` (`forwarded`, `cached`) for `name`. */
     const resolverLog = (lab: Lab, what: string, name: string): number =>
       (lab.processes.get('node-resolver')?.stderr() ?? '').split('\n').filter((line) => line.includes(`${what} ${name}`)).length;
@@ -442,10 +447,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(first.address).toBe(target.address);
       expect(first.connected, first.error ?? '').toBe(true);
       expect(first.synRetransmitted).toBe(false);
-      const lifetimeMs = (Math.max(3, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000;
-      await waitFor('ttl3.lab.test to expire', async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : true), {
-        timeoutMs: lifetimeMs + 2500,
-      });
+      await waitExpired(target, 3);
       // The resolver still has it (kept 60 s): it answers from its cache, with no upstream
       // exchange the parser could learn from (its query log: "cached", no new "forwarded").
       const forwarded = resolverLog(lab, 'forwarded', 'ttl3.lab.test');
@@ -465,10 +467,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       // client1 fills the resolver's cache, then the member expires.
       const first = await lab.connectAfterResolve('client1', 'ttl4.lab.test', 80, { server });
       expect(first.connected, first.error ?? '').toBe(true);
-      const lifetimeMs = (Math.max(4, SUITE_DNS.minTTL) + SUITE_DNS.extraTTL) * 1000;
-      await waitFor('ttl4.lab.test to expire', async () => ((await h.connects('client1', target.address, target.port, 300)) ? undefined : true), {
-        timeoutMs: lifetimeMs + 2500,
-      });
+      await waitExpired(target, 4);
       // The node looks the name up itself (dig in the node namespace: query and answer over lo),
       // answered from the cache. Domain sets are global: client1 connects without resolving.
       const forwarded = resolverLog(lab, 'forwarded', 'ttl4.lab.test');
