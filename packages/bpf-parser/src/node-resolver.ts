@@ -27,6 +27,19 @@ export function trustedServersOnNode(servers: readonly TrustedServer[], addresse
   return servers.filter((server) => addresses.has(canonicalAddress(server.address) ?? server.address) || isLoopbackAddress(server.address));
 }
 
+/**
+ * Where the tc dataplanes attach the parser besides their usual hooks, for the trusted servers
+ * on the node: lo's ingress for any of them (the node's own lookups through it), the endpoints'
+ * egress for one a workload can ask (not on loopback). `servers`: how many are on the node.
+ */
+export function nodeResolverHooks(
+  servers: readonly TrustedServer[],
+  addresses: ReadonlySet<string>,
+): { readonly servers: number; readonly loIngress: boolean; readonly endpointEgress: boolean } {
+  const onNode = trustedServersOnNode(servers, addresses);
+  return { servers: onNode.length, loIngress: onNode.length > 0, endpointEgress: onNode.some((server) => !isLoopbackAddress(server.address)) };
+}
+
 /** 127.0.0.0/8 or ::1: a server there answers only the node's own processes (over lo), never a workload. */
 export function isLoopbackAddress(address: string): boolean {
   const canonical = canonicalAddress(address) ?? address;

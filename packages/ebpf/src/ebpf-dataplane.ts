@@ -18,11 +18,10 @@ import {
   RingBufferConsumer,
   attachTc,
   detachTc,
-  isLoopbackAddress,
   makePinFolder,
   nodeAddresses,
+  nodeResolverHooks,
   queryTc,
-  trustedServersOnNode,
   unpin,
   type BpfMap,
   type BpfObject,
@@ -101,7 +100,7 @@ export class EbpfDataplane implements Dataplane {
   #installed: { state: DesiredState; tables: PolicyTables; attachments: readonly Attachment[] } | undefined;
   /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
   #keepEvents = false;
-  /** Trusted servers on the node at the last install (the parser is then on the endpoints' egress too). */
+  /** Trusted servers on the node at the last install (the parser then reads their answers too: nodeResolverHooks). */
   #localResolvers = 0;
 
   constructor(options: EbpfDataplaneOptions = {}) {
@@ -126,12 +125,9 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const localResolvers = trustedServersOnNode(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
-    this.#localResolvers = localResolvers.length;
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], {
-      onNode: localResolvers.length > 0,
-      answersWorkloads: localResolvers.some((server) => !isLoopbackAddress(server.address)),
-    });
+    const resolverHooks = nodeResolverHooks(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
+    this.#localResolvers = resolverHooks.servers;
+    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], resolverHooks);
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
@@ -270,16 +266,15 @@ export class EbpfDataplane implements Dataplane {
 
   /**
    * `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every
-   * interface but lo). `localResolver`: whether a trusted server is on the node (`onNode`: the
-   * node's own lookups through it arrive on lo) and one not on loopback (`answersWorkloads`: its
-   * answers leave through the endpoints' tc egress, where the parser parses only what the node sends).
+   * interface but lo). `resolverHooks`: the parser's extra hooks for trusted servers on the
+   * node (bpf-parser's nodeResolverHooks; at the endpoints' egress it parses only what the node sends).
    */
   #wantedAttachments(
     tables: PolicyTables,
     hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>,
     interfaces: InterfaceIndex,
     dnsInterfaces: readonly string[],
-    localResolver: { readonly onNode: boolean; readonly answersWorkloads: boolean },
+    resolverHooks: { readonly loIngress: boolean; readonly endpointEgress: boolean },
   ): Attachment[] {
     const wanted = new Map<string, Attachment>();
     const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
@@ -292,10 +287,10 @@ export class EbpfDataplane implements Dataplane {
       add({ ifname, direction: 'ingress', program: 'parser' });
       // Host-originated queries and responses leave through non-endpoint interfaces; a node
       // resolver's answers through the endpoints'.
-      if (!workload.has(ifname) || localResolver.answersWorkloads) add({ ifname, direction: 'egress', program: 'parser' });
+      if (!workload.has(ifname) || resolverHooks.endpointEgress) add({ ifname, direction: 'egress', program: 'parser' });
     }
     // The node's own lookups through a resolver on the node arrive on lo.
-    if (localResolver.onNode && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
+    if (resolverHooks.loIngress && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
     return [...wanted.values()];
   }
 

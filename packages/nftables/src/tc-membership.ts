@@ -9,7 +9,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_ENDPOINT_KEY, entryMark, isLoopbackAddress, trustedServersOnNode } from '@dnsplane/bpf-parser';
+import { HOST_ENDPOINT_KEY, entryMark, nodeResolverHooks } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -153,7 +153,7 @@ export class TcMembership implements LearnedSource {
   #hostMarked = false;
   /** Interfaces whose queries' verified answers the parser marks (programmed at the last install). */
   #answerMarked = 0;
-  /** Trusted servers on the node at the last install (the parser is then on the endpoints' egress too). */
+  /** Trusted servers on the node at the last install (the parser then reads their answers too: nodeResolverHooks). */
   #localResolvers = 0;
 
   constructor(options: TcMembershipOptions) {
@@ -221,15 +221,14 @@ export class TcMembership implements LearnedSource {
     // is on the node and not on loopback (a resolver there answers the workloads through them)
     // — and lo's ingress for any one on the node, where the node's own lookups through it
     // arrive (with every interface watched).
-    const localResolvers = trustedServersOnNode(state.dns.trustedServers, kernel.nodeAddresses());
-    const answersWorkloads = localResolvers.some((server) => !isLoopbackAddress(server.address));
-    this.#localResolvers = localResolvers.length;
+    const resolverHooks = nodeResolverHooks(state.dns.trustedServers, kernel.nodeAddresses());
+    this.#localResolvers = resolverHooks.servers;
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
-      if (!endpointInterfaces.has(name) || answersWorkloads) wantedParser.add(`egress ${name}`);
+      if (!endpointInterfaces.has(name) || resolverHooks.endpointEgress) wantedParser.add(`egress ${name}`);
     }
-    if (this.#localResolvers > 0 && listed.length === 0 && byName.has('lo')) wantedParser.add('ingress lo');
+    if (resolverHooks.loIngress && listed.length === 0 && byName.has('lo')) wantedParser.add('ingress lo');
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);
