@@ -12,6 +12,7 @@ import { statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { Logger } from 'pino';
 import {
+  formatTrustedServer,
   isInvalidInput,
   LearnedStore,
   type Dataplane,
@@ -902,9 +903,7 @@ const summary = stateCounts;
 /** The trusted servers of `state` that are addresses of the node, as comparable text (undefined: not followed). */
 function localServersKey(state: DesiredState, addresses: (() => ReadonlySet<string>) | undefined): string | undefined {
   if (addresses === undefined) return undefined;
-  return trustedServersOnNode(state.dns.trustedServers, addresses())
-    .map((server) => `${server.family === 6 ? `[${server.address}]` : server.address}:${server.port}`)
-    .join(' ');
+  return trustedServersOnNode(state.dns.trustedServers, addresses()).map(formatTrustedServer).join(' ');
 }
 
 const splitKey = (key: string | undefined): string[] => (key === undefined || key === '' ? [] : key.split(' '));
