@@ -642,7 +642,9 @@ class LabImpl implements Lab {
     );
     await this.execChecked('node', ['ip', 'addr', 'add', `${this.nodeResolver.ipv4}/32`, 'dev', 'lo'], { timeoutMs: 5000 });
     const handle = this.startProcess('node-resolver', this.namespaces.node, ['dnsmasq', '--keep-in-foreground', `--conf-file=${config}`, '--pid-file', '--user=root']);
-    // Asked from the node itself (a workload's policy may not allow it yet): lo carries no parser.
+    // Asked from the node itself (a workload's policy may not allow it yet). Over lo, which a tc
+    // dataplane's parser watches once it heard the address: it may learn ready.lab.test, which
+    // no scenario's policy names.
     await waitFor(
       `the node resolver ${this.nodeResolver.ipv4} to answer ${NAMES.ready.name}`,
       async () => {
