@@ -5,7 +5,7 @@
 // the responses the node sends at tc egress (a forwarded one was parsed where it came in).
 // The node's own lookups through it travel over lo, where the parser then sits on ingress.
 import { networkInterfaces } from 'node:os';
-import { canonicalAddress, type TrustedServer } from '@dnsplane/core';
+import { canonicalAddress, type DnsSettings, type TrustedServer } from '@dnsplane/core';
 
 /** The addresses of this process's network namespace (every interface, lo included), canonical text. */
 export function nodeAddresses(): ReadonlySet<string> {
@@ -29,15 +29,20 @@ export function trustedServersOnNode(servers: readonly TrustedServer[], addresse
 
 /**
  * Where the tc dataplanes attach the parser besides their usual hooks, for the trusted servers
- * on the node: lo's ingress for any of them (the node's own lookups through it), the endpoints'
- * egress for one a workload can ask (not on loopback). `servers`: how many are on the node.
+ * on the node: lo's ingress for any of them (the node's own lookups through it) when every
+ * interface is watched (`dns.interfaces` empty), the endpoints' egress for one a workload can
+ * ask (not on loopback). `servers`: how many are on the node.
  */
 export function nodeResolverHooks(
-  servers: readonly TrustedServer[],
+  dns: Pick<DnsSettings, 'trustedServers' | 'interfaces'>,
   addresses: ReadonlySet<string>,
 ): { readonly servers: number; readonly loIngress: boolean; readonly endpointEgress: boolean } {
-  const onNode = trustedServersOnNode(servers, addresses);
-  return { servers: onNode.length, loIngress: onNode.length > 0, endpointEgress: onNode.some((server) => !isLoopbackAddress(server.address)) };
+  const onNode = trustedServersOnNode(dns.trustedServers, addresses);
+  return {
+    servers: onNode.length,
+    loIngress: onNode.length > 0 && (dns.interfaces ?? []).length === 0,
+    endpointEgress: onNode.some((server) => !isLoopbackAddress(server.address)),
+  };
 }
 
 /** 127.0.0.0/8 or ::1: a server there answers only the node's own processes (over lo), never a workload. */

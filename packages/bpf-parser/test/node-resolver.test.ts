@@ -18,9 +18,9 @@ describe('trustedServersOnNode', () => {
 
   it("puts the parser on lo's ingress for any server on the node, on the endpoints' egress only for one a workload can ask", () => {
     const node = new Set(['198.18.254.53']);
-    expect(nodeResolverHooks([server('198.18.53.2')], node)).toEqual({ servers: 0, loIngress: false, endpointEgress: false });
-    expect(nodeResolverHooks([server('127.0.0.53')], node)).toEqual({ servers: 1, loIngress: true, endpointEgress: false });
-    expect(nodeResolverHooks([server('127.0.0.53'), server('198.18.254.53')], node)).toEqual({ servers: 2, loIngress: true, endpointEgress: true });
+    expect(nodeResolverHooks({ trustedServers: [server('198.18.53.2')] }, node)).toEqual({ servers: 0, loIngress: false, endpointEgress: false });
+    expect(nodeResolverHooks({ trustedServers: [server('127.0.0.53')] }, node)).toEqual({ servers: 1, loIngress: true, endpointEgress: false });
+    expect(nodeResolverHooks({ trustedServers: [server('127.0.0.53'), server('198.18.254.53')] }, node)).toEqual({ servers: 2, loIngress: true, endpointEgress: true });
   });
 
   it("compares IPv6 in canonical text, however the server was written", () => {

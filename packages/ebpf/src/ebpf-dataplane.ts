@@ -125,7 +125,7 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const resolverHooks = nodeResolverHooks(state.dns.trustedServers, (this.#options.nodeAddresses ?? nodeAddresses)());
+    const resolverHooks = nodeResolverHooks(state.dns, (this.#options.nodeAddresses ?? nodeAddresses)());
     this.#localResolvers = resolverHooks.servers;
     const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], resolverHooks);
     this.#attach(loaded, attachments, interfaces);
@@ -290,7 +290,7 @@ export class EbpfDataplane implements Dataplane {
       if (!workload.has(ifname) || resolverHooks.endpointEgress) add({ ifname, direction: 'egress', program: 'parser' });
     }
     // The node's own lookups through a resolver on the node arrive on lo.
-    if (resolverHooks.loIngress && dnsInterfaces.length === 0 && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
+    if (resolverHooks.loIngress && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
     return [...wanted.values()];
   }
 

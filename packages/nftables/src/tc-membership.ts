@@ -221,14 +221,14 @@ export class TcMembership implements LearnedSource {
     // is on the node and not on loopback (a resolver there answers the workloads through them)
     // — and lo's ingress for any one on the node, where the node's own lookups through it
     // arrive (with every interface watched).
-    const resolverHooks = nodeResolverHooks(state.dns.trustedServers, kernel.nodeAddresses());
+    const resolverHooks = nodeResolverHooks(state.dns, kernel.nodeAddresses());
     this.#localResolvers = resolverHooks.servers;
     const wantedParser = new Set<string>();
     for (const name of watched) {
       wantedParser.add(`ingress ${name}`);
       if (!endpointInterfaces.has(name) || resolverHooks.endpointEgress) wantedParser.add(`egress ${name}`);
     }
-    if (resolverHooks.loIngress && listed.length === 0 && byName.has('lo')) wantedParser.add('ingress lo');
+    if (resolverHooks.loIngress && byName.has('lo')) wantedParser.add('ingress lo');
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);
