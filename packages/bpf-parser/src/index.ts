@@ -10,6 +10,7 @@ export * from './membership-match.js';
 export * from './endpoint-sets.js';
 export * from './tc-attachment.js';
 export * from './node-resolver.js';
+export * from './parser-hooks.js';
 export * from './membership-marker.js';
 export * from './cgroup2.js';
 export * from './uninstall.js';

@@ -1,11 +1,11 @@
 // A DNS resolver on the node itself (a node-local cache such as NodeLocal DNSCache, dnsmasq or
 // unbound listening on one of the node's addresses). Its answers to the workloads leave through
 // tc egress of their interfaces and pass no tc ingress, so the tc dataplanes attach the parser
-// there too when one of the trusted servers is the node's own address. The parser parses only
-// the responses the node sends at tc egress (a forwarded one was parsed where it came in).
-// The node's own lookups through it travel over lo, where the parser then sits on ingress.
+// there too when one of the trusted servers is the node's own address (parser-hooks.ts). The
+// parser parses only the responses the node sends at tc egress (a forwarded one was parsed
+// where it came in). The node's own lookups through it travel over lo.
 import { networkInterfaces } from 'node:os';
-import { canonicalAddress, type DnsSettings, type TrustedServer } from '@dnsplane/core';
+import { canonicalAddress, type TrustedServer } from '@dnsplane/core';
 
 /** The addresses of this process's network namespace (every interface, lo included), canonical text. */
 export function nodeAddresses(): ReadonlySet<string> {
@@ -25,24 +25,6 @@ export function nodeAddresses(): ReadonlySet<string> {
  */
 export function trustedServersOnNode(servers: readonly TrustedServer[], addresses: ReadonlySet<string>): TrustedServer[] {
   return servers.filter((server) => addresses.has(canonicalAddress(server.address) ?? server.address) || isLoopbackAddress(server.address));
-}
-
-/**
- * Where the tc dataplanes attach the parser besides their usual hooks, for the trusted servers
- * on the node: lo's ingress for any of them (the node's own lookups through it) when every
- * interface is watched (`dns.interfaces` empty), the endpoints' egress for one a workload can
- * ask (not on loopback). `servers`: how many are on the node.
- */
-export function nodeResolverHooks(
-  dns: Pick<DnsSettings, 'trustedServers' | 'interfaces'>,
-  addresses: ReadonlySet<string>,
-): { readonly servers: number; readonly loIngress: boolean; readonly endpointEgress: boolean } {
-  const onNode = trustedServersOnNode(dns.trustedServers, addresses);
-  return {
-    servers: onNode.length,
-    loIngress: onNode.length > 0 && (dns.interfaces ?? []).length === 0,
-    endpointEgress: onNode.some((server) => !isLoopbackAddress(server.address)),
-  };
 }
 
 /** 127.0.0.0/8 or ::1: a server there answers only the node's own processes (over lo), never a workload. */

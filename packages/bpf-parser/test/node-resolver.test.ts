@@ -1,6 +1,6 @@
 // Which trusted servers are on the node (pure), and the node's own addresses as the OS lists them.
 import { describe, expect, it } from 'vitest';
-import { isLoopbackAddress, nodeAddresses, nodeResolverHooks, trustedServersOnNode } from '../src/node-resolver.js';
+import { isLoopbackAddress, nodeAddresses, trustedServersOnNode } from '../src/node-resolver.js';
 
 const server = (address: string, family: 4 | 6 = 4) => ({ family, address, port: 53 });
 
@@ -14,13 +14,6 @@ describe('trustedServersOnNode', () => {
 
   it('tells loopback servers (only the node asks them) from the others', () => {
     expect(['127.0.0.53', '::1', '0:0:0:0:0:0:0:1', '198.18.254.53', 'fd00::1'].map(isLoopbackAddress)).toEqual([true, true, true, false, false]);
-  });
-
-  it("puts the parser on lo's ingress for any server on the node, on the endpoints' egress only for one a workload can ask", () => {
-    const node = new Set(['198.18.254.53']);
-    expect(nodeResolverHooks({ trustedServers: [server('198.18.53.2')] }, node)).toEqual({ servers: 0, loIngress: false, endpointEgress: false });
-    expect(nodeResolverHooks({ trustedServers: [server('127.0.0.53')] }, node)).toEqual({ servers: 1, loIngress: true, endpointEgress: false });
-    expect(nodeResolverHooks({ trustedServers: [server('127.0.0.53'), server('198.18.254.53')] }, node)).toEqual({ servers: 2, loIngress: true, endpointEgress: true });
   });
 
   it("compares IPv6 in canonical text, however the server was written", () => {

@@ -20,7 +20,8 @@ import {
   detachTc,
   makePinFolder,
   nodeAddresses,
-  nodeResolverHooks,
+  parserHooks,
+  type ParserHook,
   queryTc,
   unpin,
   type BpfMap,
@@ -100,7 +101,7 @@ export class EbpfDataplane implements Dataplane {
   #installed: { state: DesiredState; tables: PolicyTables; attachments: readonly Attachment[] } | undefined;
   /** keepLearnedEvents: another dataplane's mirror still reads the learned events. */
   #keepEvents = false;
-  /** Trusted servers on the node at the last install (the parser then reads their answers too: nodeResolverHooks). */
+  /** Trusted servers on the node at the last install (the parser then reads their answers too: parserHooks). */
   #localResolvers = 0;
 
   constructor(options: EbpfDataplaneOptions = {}) {
@@ -125,9 +126,15 @@ export class EbpfDataplane implements Dataplane {
     loaded.parser.setDomainSets(state.domainSets, { events: this.#keepEvents });
     writeGeneration(loaded.policy, tables, hooks);
     this.#pinPrograms(loaded);
-    const resolverHooks = nodeResolverHooks(state.dns, (this.#options.nodeAddresses ?? nodeAddresses)());
-    this.#localResolvers = resolverHooks.servers;
-    const attachments = this.#wantedAttachments(tables, hooks, interfaces, state.dns.interfaces ?? [], resolverHooks);
+    const parserPlan = parserHooks({
+      dns: state.dns,
+      interfaces: [...interfaces.keys()],
+      endpointInterfaces: new Set(tables.workloadInterfaces),
+      addresses: (this.#options.nodeAddresses ?? nodeAddresses)(),
+    });
+    if (parserPlan.missing.length > 0) this.#logger.warn({ interfaces: parserPlan.missing }, 'ebpf: watched interfaces not present, parser not attached there');
+    this.#localResolvers = parserPlan.localResolvers;
+    const attachments = this.#wantedAttachments(hooks, parserPlan.hooks);
     this.#attach(loaded, attachments, interfaces);
     this.#installed = { state, tables, attachments };
     this.#startLogConsumer(loaded.policy.map(POLICY_MAP_NAMES.log));
@@ -265,32 +272,15 @@ export class EbpfDataplane implements Dataplane {
   }
 
   /**
-   * `dnsInterfaces`: where the parser watches DNS (the state's dns.interfaces; empty: every
-   * interface but lo). `resolverHooks`: the parser's extra hooks for trusted servers on the
-   * node (bpf-parser's nodeResolverHooks; at the endpoints' egress it parses only what the node sends).
+   * The policy program on each hook; the parser where bpf-parser's parserHooks puts it (the
+   * watched interfaces' ingress, egress where the node sends DNS, lo's ingress for a resolver
+   * on the node; at the endpoints' egress it parses only what the node sends).
    */
-  #wantedAttachments(
-    tables: PolicyTables,
-    hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>,
-    interfaces: InterfaceIndex,
-    dnsInterfaces: readonly string[],
-    resolverHooks: { readonly loIngress: boolean; readonly endpointEgress: boolean },
-  ): Attachment[] {
+  #wantedAttachments(hooks: ReadonlyArray<{ hook: HookTable; ifname: string }>, parser: readonly ParserHook[]): Attachment[] {
     const wanted = new Map<string, Attachment>();
     const add = (a: Attachment): void => void wanted.set(`${a.program}/${a.direction}/${a.ifname}`, a);
     for (const { hook, ifname } of hooks) add({ ifname, direction: hook.tcDirection, program: 'policy' });
-    // A workload hook pair: both directions carry the program (one may be track-only).
-    const workload = new Set(tables.workloadInterfaces);
-    const watched = dnsInterfaces.length > 0 ? dnsInterfaces : [...interfaces.keys()].filter((n) => n !== 'lo');
-    for (const ifname of watched) {
-      if (!interfaces.has(ifname)) continue;
-      add({ ifname, direction: 'ingress', program: 'parser' });
-      // Host-originated queries and responses leave through non-endpoint interfaces; a node
-      // resolver's answers through the endpoints'.
-      if (!workload.has(ifname) || resolverHooks.endpointEgress) add({ ifname, direction: 'egress', program: 'parser' });
-    }
-    // The node's own lookups through a resolver on the node arrive on lo.
-    if (resolverHooks.loIngress && interfaces.has('lo')) add({ ifname: 'lo', direction: 'ingress', program: 'parser' });
+    for (const { ifname, direction } of parser) add({ ifname, direction, program: 'parser' });
     return [...wanted.values()];
   }
 

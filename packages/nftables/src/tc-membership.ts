@@ -9,7 +9,7 @@
 // Everything kernel-facing goes through `TcMembershipKernel`, so tests can inject it.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_ENDPOINT_KEY, entryMark, nodeResolverHooks } from '@dnsplane/bpf-parser';
+import { HOST_ENDPOINT_KEY, entryMark, parserHooks } from '@dnsplane/bpf-parser';
 import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
@@ -153,7 +153,7 @@ export class TcMembership implements LearnedSource {
   #hostMarked = false;
   /** Interfaces whose queries' verified answers the parser marks (programmed at the last install). */
   #answerMarked = 0;
-  /** Trusted servers on the node at the last install (the parser then reads their answers too: nodeResolverHooks). */
+  /** Trusted servers on the node at the last install (the parser then reads their answers too: parserHooks). */
   #localResolvers = 0;
 
   constructor(options: TcMembershipOptions) {
@@ -208,27 +208,15 @@ export class TcMembership implements LearnedSource {
     const answerMarks = this.#answerMarksOf(untracked, byName);
     parser.setAnswerMarks(answerMarks, { prune: true });
     this.#answerMarked = answerMarks.size;
-    // Where the parser watches DNS: the state's dns.interfaces (empty: every interface but lo).
-    const listed = state.dns.interfaces ?? [];
-    const watched = listed.length > 0 ? listed.filter((n) => byName.has(n)) : all.map((i) => i.name).filter((n) => n !== 'lo');
-    const missing = listed.filter((n) => !byName.has(n));
-    if (missing.length > 0) logger.warn({ interfaces: missing }, 'nftables: watched interfaces not present, parser not attached there');
+    // Where the parser watches DNS (bpf-parser's parserHooks: the watched interfaces' ingress,
+    // egress where the node sends DNS, lo's ingress for a resolver on the node).
     const endpointInterfaces = new Set(
       state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])),
     );
-    // Responses enter through tc ingress; the node's own leave through tc egress: of the
-    // non-endpoint interfaces always (host-sent DNS), of the endpoints' when a trusted server
-    // is on the node and not on loopback (a resolver there answers the workloads through them)
-    // — and lo's ingress for any one on the node, where the node's own lookups through it
-    // arrive (with every interface watched).
-    const resolverHooks = nodeResolverHooks(state.dns, kernel.nodeAddresses());
-    this.#localResolvers = resolverHooks.servers;
-    const wantedParser = new Set<string>();
-    for (const name of watched) {
-      wantedParser.add(`ingress ${name}`);
-      if (!endpointInterfaces.has(name) || resolverHooks.endpointEgress) wantedParser.add(`egress ${name}`);
-    }
-    if (resolverHooks.loIngress && byName.has('lo')) wantedParser.add('ingress lo');
+    const plan = parserHooks({ dns: state.dns, interfaces: all.map((i) => i.name), endpointInterfaces, addresses: kernel.nodeAddresses() });
+    if (plan.missing.length > 0) logger.warn({ interfaces: plan.missing }, 'nftables: watched interfaces not present, parser not attached there');
+    this.#localResolvers = plan.localResolvers;
+    const wantedParser = new Set(plan.hooks.map((hook) => `${hook.direction} ${hook.ifname}`));
     for (const key of wantedParser) {
       const [direction, name] = key.split(' ') as [TcDirection, string];
       parser.attach(name, direction);

@@ -288,6 +288,14 @@ describe('nftables inline membership (injected kernel)', () => {
     // A loopback server (systemd-resolved's 127.0.0.53) answers only the node: lo, not the endpoints.
     await dataplane.install(baseState({ dns: { ...dns, trustedServers: [{ family: 4 as const, address: '127.0.0.53', port: 53 }] } }));
     expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress lo', 'parser ingress veth-web']);
+    // An explicit list still gets lo's ingress for it: its answers to the node travel nowhere else.
+    const loopback = [{ family: 4 as const, address: '127.0.0.53', port: 53 }];
+    await dataplane.install(baseState({ dns: { ...dns, trustedServers: loopback, interfaces: ['veth-web'] } }));
+    expect(parserHooks()).toEqual(['parser ingress lo', 'parser ingress veth-web']);
+    // lo listed: ingress only (a packet on lo passes its egress, then its ingress: parsed once).
+    await dataplane.install(baseState({ dns: { ...dns, interfaces: ['lo', 'eth0'] } }));
+    expect(parserHooks()).toEqual(['parser egress eth0', 'parser ingress eth0', 'parser ingress lo']);
+    expect(fake.log).not.toContain('parser egress lo');
   });
 
   it('syncs the nft sets from the kernel membership after install (learned while no agent ran), ahead of any later operation', async () => {
