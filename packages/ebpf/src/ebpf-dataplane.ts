@@ -161,7 +161,7 @@ export class EbpfDataplane implements Dataplane {
   async status(): Promise<DataplaneStatus> {
     const loaded = this.#load();
     const counters: Record<string, number> = {};
-    for (const [name, value] of Object.entries(loaded.parser.counters())) counters[name] = Number(value);
+    for (const [name, value] of Object.entries(loaded.parser.counters())) counters[`parser.${name}`] = Number(value);
     const policyCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
     for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
     counters['local_resolvers'] = this.#localResolvers;

@@ -108,7 +108,7 @@ export class BpfDnsParserHook implements DnsParserHook {
 
   async statistics(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }> {
     const values = this.parser ? this.parser.counters() : this.withPinnedMap('counters', readCounters);
-    const counters = Object.fromEntries(Object.entries(values ?? {}).map(([name, value]) => [`parser_${name}`, value]));
+    const counters = Object.fromEntries(Object.entries(values ?? {}).map(([name, value]) => [`parser.${name}`, value]));
     const learned = this.parser ? this.parser.membership().length : this.pinnedMembers(ktimeNs()).length;
     return { counters, learned };
   }

@@ -78,8 +78,8 @@ describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on 
       expect(learned.map((m) => m.address)).toEqual([SERVER]);
       const status = await router.status();
       expect(status.learned).toBeGreaterThanOrEqual(1);
-      expect(status.counters['parser_queries']).toBeGreaterThanOrEqual(1);
-      expect(status.counters['parser_learned']).toBeGreaterThanOrEqual(1);
+      expect(status.counters['parser.queries']).toBeGreaterThanOrEqual(1);
+      expect(status.counters['parser.learned']).toBeGreaterThanOrEqual(1);
       // A second install (as after an agent restart) re-pins the program at the same path.
       await router.install(state);
       expect(existsSync(hook.programPath)).toBe(true);

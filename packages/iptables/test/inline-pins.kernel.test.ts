@@ -70,7 +70,7 @@ describe.each(['legacy', 'nft'] as const)('inline pins and learned state on the 
     exported.forEach((e, i) => expect(Math.abs(e.expiresAt - entries[i]!.expiresAt)).toBeLessThan(50));
     const status = await dataplane.status();
     expect(status.learned).toBe(2);
-    expect(Object.keys(status.counters)).toEqual(expect.arrayContaining(['parser_parsed', 'parser_learned', 'parser_untrusted']));
+    expect(Object.keys(status.counters)).toEqual(expect.arrayContaining(['parser.parsed', 'parser.learned', 'parser.untrusted']));
 
     // B is no longer used: unpinned once the rules naming it are gone.
     await dataplane.install(stateUsing([SET_A]));
