@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createLab, type Lab, type LabProcess } from '../lab/lab.js';
@@ -118,6 +118,8 @@ export class ConformanceHarness {
   readonly pinRoot: string;
   /** Why this dataplane cannot run here (driver not registered / reports NotSupported). */
   unsupported: string | undefined;
+  /** The config as last written (start(), editDns()). */
+  #config: Record<string, unknown> & { readonly dns: Record<string, unknown> } = { dns: {} };
 
   constructor(readonly variant: DataplaneVariant) {
     this.directory = mkdtempSync(join(tmpdir(), `dnsplane-conformance-${variant.name}-`));
@@ -165,8 +167,7 @@ export class ConformanceHarness {
       iptables: { backend: this.variant.iptablesBackend ?? 'auto' },
       bpf: { pinRoot: this.pinRoot },
     };
-    // JSON is YAML: the loader reads these files as YAML documents.
-    writeFileSync(this.configPath, `${JSON.stringify(config, null, 2)}\n`);
+    this.#writeConfig(config);
     writeFileSync(
       join(this.policyDirectory, 'endpoints.yaml'),
       options
@@ -198,6 +199,29 @@ export class ConformanceHarness {
       }
       throw error;
     }
+  }
+
+  /** JSON is YAML: the loader reads these files as YAML documents. Write-then-rename. */
+  #writeConfig(config: Record<string, unknown> & { readonly dns: Record<string, unknown> }): void {
+    this.#config = config;
+    const temporary = join(this.directory, `.${basename(this.configPath)}.tmp`);
+    writeFileSync(temporary, `${JSON.stringify(config, null, 2)}\n`);
+    renameSync(temporary, this.configPath);
+  }
+
+  /**
+   * Changes the config's `dns` section (the daemon watches its config file) and waits until the
+   * agent applied it. `undefined` values remove a field (back to its default).
+   */
+  async editDns(change: Readonly<Record<string, unknown>>): Promise<AgentStatusView> {
+    const before = await this.lastApplyAt();
+    const dns: Record<string, unknown> = { ...this.#config.dns };
+    for (const [key, value] of Object.entries(change)) {
+      if (value === undefined) delete dns[key];
+      else dns[key] = value;
+    }
+    this.#writeConfig({ ...this.#config, dns });
+    return this.appliedAfter(before, `the config's dns ${JSON.stringify(change)}`);
   }
 
   writePolicy(file: string, policy: PolicyDocument): void {

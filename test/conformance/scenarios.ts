@@ -116,7 +116,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
     beforeAll(async () => {
       await h.start({
         clients: 3,
-        freshNames: FRESH_TRIALS + 50,
+        freshNames: FRESH_TRIALS + 60,
         endpoints,
         policies: (lab) => ({ 'c1-egress.yaml': client1Policy(lab, false), 'c2-egress.yaml': client2Policy(lab) }),
         registered: registeredKinds(),
@@ -475,6 +475,41 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(dig.stdout.trim()).toBe(target.address);
       expect(resolverLog(lab, 'forwarded', 'ttl4.lab.test')).toBe(forwarded);
       await expectAllowed('client1', [target]);
+    });
+
+    it('20. an explicit dns.interfaces list: the node\'s lookups through its resolver still teach (over lo), and lo listed parses each once', async (ctx) => {
+      const lab = ready(ctx);
+      const server = await nodeResolver(lab);
+      const endpointInterfaces = ['client1', 'client2'].map((name) => lab.endpoints[name]?.hostInterface ?? `missing-${name}`);
+      const [unlisted, listed] = lab.allocateFresh(2);
+      if (unlisted === undefined || listed === undefined) throw new Error('no fresh names left');
+      const dig = async (name: string): Promise<string> =>
+        (await lab.exec('node', ['dig', '+short', '+time=1', '+tries=1', `@${server.address}`, name, 'A'])).stdout.trim();
+      const parserCounters = async (): Promise<{ queries: number; parsed: number }> => {
+        const counters = (await h.status())?.counters ?? {};
+        return { queries: counters['parser.queries'] ?? -1, parsed: counters['parser.parsed'] ?? -1 };
+      };
+      try {
+        // Only the endpoints' interfaces listed (not the DNS side, not lo): the resolver's
+        // answers to the node's own lookups travel over lo and nowhere else, so lo is watched.
+        await h.editDns({ interfaces: endpointInterfaces });
+        await expectDenied('client1', [{ address: unlisted.ipv4, port: 80 }]);
+        expect(await dig(unlisted.name)).toBe(unlisted.ipv4);
+        await expectAllowed('client1', [{ address: unlisted.ipv4, port: 80 }]);
+
+        // lo listed too. A packet on lo passes its egress and then its ingress: one lookup
+        // answered from the resolver's cache (no upstream exchange) is one query and one parse.
+        await h.editDns({ interfaces: [...endpointInterfaces, 'lo'] });
+        expect(await dig(listed.name)).toBe(listed.ipv4); // fills the cache
+        await expectAllowed('client1', [{ address: listed.ipv4, port: 80 }]);
+        const before = await parserCounters();
+        expect(await dig(listed.name)).toBe(listed.ipv4);
+        const after = await parserCounters();
+        expect(resolverLog(lab, 'cached', listed.name)).toBeGreaterThan(0);
+        expect({ queries: after.queries - before.queries, parsed: after.parsed - before.parsed }).toEqual({ queries: 1, parsed: 1 });
+      } finally {
+        await h.editDns({ interfaces: undefined });
+      }
     });
   });
 }
