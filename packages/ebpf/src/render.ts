@@ -1,6 +1,6 @@
 // `render()`: the policy maps' contents as readable JSON — what `install` writes into the
 // generation not in force before flipping dnsp_pol_active.
-import type { DesiredState } from '@dnsplane/core';
+import { formatTrustedServer, type DesiredState } from '@dnsplane/core';
 import { POLICY_MAP_NAMES } from './encode.js';
 import { HOST_INTERFACES, type PolicyTables } from './tables.js';
 
@@ -42,7 +42,7 @@ export function renderPolicyTables(state: DesiredState, tables: PolicyTables): s
     'dnsp_pol_nets4/6': tables.netLists.map((l) => ({ list: l.id, cidrs: l.cidrs })),
     dnsp_domains: state.domainSets.map((s) => ({ id: s.id, name: s.name, patterns: s.patterns.map((p) => p.text) })),
     dnsp_config: {
-      trustedServers: state.dns.trustedServers.map((s) => (s.family === 6 ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`)),
+      trustedServers: state.dns.trustedServers.map(formatTrustedServer),
       minTTL: state.dns.minTTL,
       extraTTL: state.dns.extraTTL,
       maxAddressesPerName: state.dns.maxAddressesPerName,
