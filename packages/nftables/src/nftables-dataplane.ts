@@ -211,9 +211,13 @@ export class NftablesDataplane implements Dataplane {
     const plan = planInstall(desired, undefined);
     const tc = {
       'dnsplane-tc': {
+        // Where it goes depends on the node at install time (its interfaces, its addresses):
+        // the rule is bpf-parser's parserHooks.
         parser: {
           ingress: state.dns.interfaces?.length ? [...state.dns.interfaces] : 'every interface but lo',
-          egress: 'every watched interface that is not a workload endpoint',
+          egress:
+            'every watched interface that is not a workload endpoint; the endpoints\' too while a trusted server is one of the node\'s addresses (not loopback)',
+          lo: 'ingress only, when listed or while a trusted server is on the node (loopback ones included)',
         },
         membershipMarks: markAssignmentJson(desired.marks),
         untrackedDns: {
