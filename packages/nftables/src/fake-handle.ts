@@ -8,6 +8,7 @@ import { KernelError, systemClock, type Clock } from '@dnsplane/core';
 import type { NftHandle } from './handle.js';
 import type { NftBaseChainSpec, NftRule, NftSet, NftStatement, NftTableRef } from './nft-model.js';
 import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import { finalVerdict } from './parse-listing.js';
 import type { NftOperation, NftTransaction } from './transaction.js';
 
 interface FakeRule {
@@ -115,10 +116,14 @@ export class FakeNftHandle implements NftHandle {
       chains: [...table.chains].map(([name, chain]) => ({
         name,
         ...(chain.base !== undefined ? { base: chain.base } : {}),
-        rules: chain.rules.map((r) => ({
-          handle: r.handle,
-          ...(r.rule.comment !== undefined ? { comment: r.rule.comment } : {}),
-        })),
+        rules: chain.rules.map((r) => {
+          const verdict = finalVerdict(r.rule.expr);
+          return {
+            handle: r.handle,
+            ...(r.rule.comment !== undefined ? { comment: r.rule.comment } : {}),
+            ...(verdict !== undefined ? { verdict } : {}),
+          };
+        }),
       })),
       sets: [...table.sets].map(([name, set]) => ({
         name,

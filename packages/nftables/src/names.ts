@@ -43,9 +43,12 @@ export function safeName(name: string): string {
   return `${cleaned}_${shortHash(name)}`;
 }
 
-export const policyChainName = (policy: string, direction: Direction): string => `pol_${safeName(policy)}_${direction}`;
+/** Chains holding one policy's rules for one direction, and one endpoint's dispatch to them. */
+export const POLICY_CHAIN_PREFIX = 'pol_';
+export const ENDPOINT_CHAIN_PREFIX = 'ep_';
+export const policyChainName = (policy: string, direction: Direction): string => `${POLICY_CHAIN_PREFIX}${safeName(policy)}_${direction}`;
 export const endpointChainName = (endpoint: string, direction: Direction): string =>
-  `ep_${safeName(endpoint)}_${direction}`;
+  `${ENDPOINT_CHAIN_PREFIX}${safeName(endpoint)}_${direction}`;
 export const domainSetName = (set: Pick<DomainSet, 'name'>, family: IpFamily): string => `${set.name}_v${family}`;
 
 /** Table names we accept: our own prefix, nothing an nft command line could misread. */

@@ -21,6 +21,7 @@ import { TcMembership, type MirrorProbe, type TcMembershipKernel } from './tc-me
 import { DEFAULT_TABLE_NAME, assertTableName, domainSetName } from './names.js';
 import type { NftElementValue, NftTableRef } from './nft-model.js';
 import { planCreation, planInstall } from './plan.js';
+import { policyCounters } from './policy-counters.js';
 import { nftProcessRunner } from './process-runner.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftTableSnapshot } from './snapshot.js';
@@ -547,15 +548,7 @@ export class NftablesDataplane implements Dataplane {
       }
       counters['chains'] = snapshot.chains.length;
       counters['rules'] = snapshot.chains.reduce((n, c) => n + c.rules.length, 0);
-      // packets dropped by each endpoint chain's default deny (reset when the chain is refilled)
-      let denied = 0;
-      for (const chain of snapshot.chains) {
-        const packets = chain.rules.at(-1)?.packets;
-        if (!chain.name.startsWith('ep_') || packets === undefined) continue;
-        counters[`default_deny.${chain.name}`] = packets;
-        denied += packets;
-      }
-      counters['default_deny'] = denied;
+      Object.assign(counters, policyCounters(snapshot));
       Object.assign(counters, this.#membership?.counters() ?? {});
       return {
         kind: this.kind,

@@ -3,7 +3,7 @@
 import { KernelError } from '@dnsplane/core';
 import { z } from 'zod';
 import type { NftFamily, NftHook, NftTableRef } from './nft-model.js';
-import type { NftChainSnapshot, NftElementSnapshot, NftRuleSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftChainSnapshot, NftElementSnapshot, NftRuleSnapshot, NftRuleVerdict, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 
 const familySchema = z.enum(['inet', 'ip', 'ip6', 'arp', 'bridge', 'netdev']);
 const tableSchema = z.object({ family: familySchema, name: z.string() });
@@ -38,6 +38,13 @@ function countedPackets(expr: readonly unknown[] | undefined): number | undefine
     if (typeof packets === 'number' && typeof bytes === 'number') return packets;
   }
   return undefined;
+}
+const VERDICTS: readonly NftRuleVerdict[] = ['accept', 'drop', 'return', 'jump', 'goto'];
+/** The verdict a rule ends in (its last statement's key), when it is one. */
+export function finalVerdict(expr: readonly unknown[] | undefined): NftRuleVerdict | undefined {
+  const last = expr?.at(-1);
+  if (typeof last !== 'object' || last === null) return undefined;
+  return VERDICTS.find((verdict) => verdict in last);
 }
 const setSchema = z.object({
   family: familySchema,
@@ -142,10 +149,12 @@ function snapshotOf(items: ReadonlyArray<Record<string, unknown>>, table: NftTab
       const chain = chains.get(rule.data.chain);
       if (chain === undefined) throw new KernelError(`nft ${what}: rule before its chain ${rule.data.chain}`);
       const packets = countedPackets(rule.data.expr);
+      const verdict = finalVerdict(rule.data.expr);
       chain.rules.push({
         handle: rule.data.handle,
         ...(rule.data.comment !== undefined ? { comment: rule.data.comment } : {}),
         ...(packets !== undefined ? { packets } : {}),
+        ...(verdict !== undefined ? { verdict } : {}),
       });
     } else if ('set' in item) {
       const set = setSchema.safeParse(item.set);

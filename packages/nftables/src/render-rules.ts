@@ -5,6 +5,7 @@ import type { Cidr, CompiledPeer, CompiledRule, Direction, DomainSet, IpFamily, 
 import {
   accept,
   anonymousSet,
+  counter,
   drop,
   log,
   markMatch,
@@ -152,6 +153,9 @@ export function renderRule(rule: CompiledRule, context: RuleContext): NftStateme
     ...(family !== undefined ? peerStatements(rule.source, 'saddr', family, context) : []),
     ...(family !== undefined ? peerStatements(rule.destination, 'daddr', family, context, viaMark) : []),
     ...ports,
+    // Every policy rule counts what it matched (`nft list chain` shows it; status sums the
+    // accept and drop rules' packets as policy.allowed / policy.denied).
+    counter,
     actionStatement(rule, context),
   ];
   // The mark rule first: the packet-path lookup (the tc marker) never waits for the mirror.

@@ -3,11 +3,16 @@
 // elements with expiries).
 import type { NftBaseChainSpec, NftTableRef } from './nft-model.js';
 
+/** The verdict statements a rule can end in. */
+export type NftRuleVerdict = 'accept' | 'drop' | 'return' | 'jump' | 'goto';
+
 export interface NftRuleSnapshot {
   readonly handle: number;
   readonly comment?: string;
   /** Packets counted by the rule's `counter` statement, when it has one. */
   readonly packets?: number;
+  /** The verdict it ends in, when it ends in one. */
+  readonly verdict?: NftRuleVerdict;
 }
 
 export interface NftChainSnapshot {

@@ -150,11 +150,12 @@ describe('desiredTable', () => {
 
   it('maps Allow/Deny/Log/Pass to accept/drop/log-and-continue/return', () => {
     const rules = chainRules('pol_web-egress_egress');
-    expect(rules.at(-2)).toEqual([{ log: { prefix: 'dnsplane web-egress egress 2: ' } }]);
-    expect(rules.at(-1)).toEqual([{ drop: null }]);
+    expect(rules.at(-2)).toEqual([{ counter: null }, { log: { prefix: 'dnsplane web-egress egress 2: ' } }]);
+    expect(rules.at(-1)).toEqual([{ counter: null }, { drop: null }]);
     expect(chainRules('pol_base-ingress_ingress')[2]).toEqual([
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 17 } },
       { match: { op: '!=', left: { payload: { protocol: 'th', field: 'dport' } }, right: 53 } },
+      { counter: null },
       { return: null },
     ]);
   });
@@ -171,6 +172,7 @@ describe('desiredTable', () => {
         { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
         { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: '@ds_1a2b_v4' } },
         { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 443 } },
+        { counter: null },
         { accept: null },
       ],
       [
@@ -178,6 +180,7 @@ describe('desiredTable', () => {
         { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
         { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: '@ds_1a2b_v6' } },
         { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 443 } },
+        { counter: null },
         { accept: null },
       ],
     ]);
@@ -191,6 +194,7 @@ describe('desiredTable', () => {
       { match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { prefix: { addr: '198.18.0.0', len: 15 } } } },
       { match: { op: '!=', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { prefix: { addr: '198.18.5.0', len: 24 } } } },
       { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { set: [22, { range: [8000, 8080] }] } } },
+      { counter: null },
       { accept: null },
     ]);
     expect(rules[1]).toEqual([
@@ -198,6 +202,7 @@ describe('desiredTable', () => {
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 6 } },
       { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: { prefix: { addr: 'fd00::', len: 8 } } } },
       { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: { set: [22, { range: [8000, 8080] }] } } },
+      { counter: null },
       { accept: null },
     ]);
   });
@@ -221,6 +226,7 @@ describe('desiredTable', () => {
       [
         { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: [6, 17, 132, 136, 33] } } },
         { match: { op: '==', left: { payload: { protocol: 'th', field: 'dport' } }, right: 80 } },
+        { counter: null },
         { drop: null },
       ],
     ]);

@@ -167,8 +167,9 @@ describe('enforcement in network namespaces', () => {
     expect(await connect(8080)).toBe('timeout'); // default deny: the SYN is dropped
     expect(await connect(8080, serverAddress6)).toBe('timeout');
     const denied = (await dataplane.status()).counters;
-    expect(denied['default_deny.ep_web_egress']).toBeGreaterThan(0);
-    expect(denied['default_deny']).toBe(denied['default_deny.ep_web_egress']);
+    expect(denied['policy.default_deny.ep_web_egress']).toBeGreaterThan(0);
+    expect(denied['policy.default_deny']).toBe(denied['policy.default_deny.ep_web_egress']);
+    expect(denied['policy.allowed']).toBe(0);
 
     const expiresAt = Date.now() + 60_000;
     await dataplane.addLearned([
@@ -180,6 +181,8 @@ describe('enforcement in network namespaces', () => {
     for (const name of [ns.workload, ns.node]) await inNs(name, 'ip', '-6', 'neigh', 'flush', 'all');
     expect(await connect(8080, serverAddress6)).toBe('connected');
     expect(await connect(8081)).toBe('timeout'); // learned address, port not allowed
+    // the Allow rules counted what they accepted (the SYNs; the rest was established)
+    expect((await dataplane.status()).counters['policy.allowed']).toBeGreaterThanOrEqual(2);
 
     // a policy edit keeps the learned member
     await dataplane.install({ ...state, policies: [{ ...egress, egress: [...egress.egress!, rule(1, { action: 'log' })] }] });

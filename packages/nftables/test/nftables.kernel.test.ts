@@ -80,8 +80,8 @@ describe.each(executors)('nftables driver via %s', (executor) => {
     const { dataplane, table, suffix } = newDataplane(executor);
     await dataplane.install(safeState(suffix));
     const text = await nft('list', 'table', 'inet', table);
-    expect(text).toContain('ip daddr @ds_1a2b_v4 tcp dport 443 accept');
-    expect(text).toContain('ip6 daddr @ds_1a2b_v6 tcp dport 443 accept');
+    expect(text).toContain('ip daddr @ds_1a2b_v4 tcp dport 443 counter packets 0 bytes 0 accept');
+    expect(text).toContain('ip6 daddr @ds_1a2b_v6 tcp dport 443 counter packets 0 bytes 0 accept');
     expect(text).toContain('type filter hook forward priority filter; policy accept;');
     expect(text).toContain(`iifname "dpx${suffix}web" jump ep_web_egress`);
     expect(text).toContain('log prefix "dnsplane web-egress egress 2: "');

@@ -47,15 +47,15 @@ const listing = JSON.stringify({
 });
 
 describe('parseTableListing', () => {
-  it('reads chains with their base spec, rules with comments and counters, sets with elements', () => {
+  it('reads chains with their base spec, rules with comments, counters and verdicts, sets with elements', () => {
     const snapshot = parseTableListing(listing, table);
     expect(snapshot.chains).toEqual([
       {
         name: 'forward_egress',
         base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' },
-        rules: [{ handle: 6, comment: 'established,related #eec13aa63286' }],
+        rules: [{ handle: 6, comment: 'established,related #eec13aa63286', verdict: 'accept' }],
       },
-      { name: 'ep_web_egress', rules: [{ handle: 7, comment: 'default deny', packets: 12 }] },
+      { name: 'ep_web_egress', rules: [{ handle: 7, comment: 'default deny', packets: 12, verdict: 'drop' }] },
     ]);
     expect(snapshot.sets).toEqual([
       {
