@@ -16,7 +16,7 @@ import type { DnsParserHook } from './dns-parser-hook.js';
 import type { Ruleset, TableName } from './model.js';
 import { iptablesProcessRunner } from './process-runner.js';
 import { renderFresh, renderRemoval, renderTable, restoreLabel } from './render.js';
-import { droppedPackets, parseSavedTable, rollbackInput, tableChanges } from './saved-table.js';
+import { droppedPackets, parseSavedTable, policyPackets, rollbackInput, tableChanges } from './saved-table.js';
 import type { SavedTable } from './saved-table.js';
 
 export interface IptablesDataplaneOptions {
@@ -174,14 +174,23 @@ export class IptablesDataplane implements Dataplane {
     const backend = await this.resolvedBackend();
     const objects: string[] = [];
     const counters: Record<string, number> = {};
+    const decided = { allowed: 0, denied: 0, defaultDeny: 0 };
     for (const family of FAMILIES) {
       const saved = await this.readTable(family);
       objects.push(...this.objectNames(family, saved, backend, false));
       counters[`ipv${family}_chains`] = saved.chains.length;
       counters[`ipv${family}_rules`] = saved.rules.length;
       counters[`ipv${family}_jumps`] = saved.jumps.length;
-      counters[`ipv${family}_dropped_packets`] = droppedPackets(await this.save(family, ['-c']));
+      const counted = await this.save(family, ['-c']);
+      counters[`ipv${family}_dropped_packets`] = droppedPackets(counted);
+      const packets = policyPackets(counted);
+      decided.allowed += packets.allowed;
+      decided.denied += packets.denied;
+      decided.defaultDeny += packets.defaultDeny;
     }
+    counters['policy.allowed'] = decided.allowed;
+    counters['policy.denied'] = decided.denied;
+    counters['policy.default_deny'] = decided.defaultDeny;
     const parser = await this.dnsParser?.statistics?.();
     if (parser) Object.assign(counters, parser.counters);
     return { kind: 'iptables', objects, counters, learned: parser?.learned ?? 0 };

@@ -1,5 +1,6 @@
 // Reads what `iptables-save -t <table>` prints about our objects: our chains, their rules,
 // and the rules in built-in chains that jump to them. Pure parsing of tool output.
+import { ALLOW_CHAIN } from './compile.js';
 import { CHAIN_PREFIX } from './model.js';
 import type { Jump, Table, TableName } from './model.js';
 import type { TableChanges } from './render.js';
@@ -110,6 +111,27 @@ export function rollbackInput(before: SavedTable, now: SavedTable): string {
  * Packets our chains dropped, from `iptables-save -c` output (`[packets:bytes] -A …` lines):
  * the sum over DROP rules of DNSPLANE- chains.
  */
+/**
+ * What the policies decided, from `iptables-save -c`: packets through the allow chain (every
+ * Allow rule jumps there), packets the Deny rules of the policy chains dropped, and packets the
+ * endpoint chains' final rule (a bare `-j DROP`) dropped — the default deny. The same three
+ * figures as `policy.allowed` / `policy.denied` / `policy.default_deny` on every dataplane.
+ */
+export function policyPackets(countedOutput: string): { allowed: number; denied: number; defaultDeny: number } {
+  const packets = { allowed: 0, denied: 0, defaultDeny: 0 };
+  const policyChain = new RegExp(`^${CHAIN_PREFIX}(PI|PE)-`);
+  const endpointChain = new RegExp(`^${CHAIN_PREFIX}(TW|FW|TH|FH)-`);
+  for (const line of countedOutput.split('\n')) {
+    const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, count, chain = '', spec = ''] = m;
+    if (chain === ALLOW_CHAIN) packets.allowed += Number(count);
+    else if (policyChain.test(chain) && /(^| )-j DROP$/.test(spec)) packets.denied += Number(count);
+    else if (endpointChain.test(chain) && spec === '-j DROP') packets.defaultDeny += Number(count);
+  }
+  return packets;
+}
+
 export function droppedPackets(countedOutput: string): number {
   let total = 0;
   for (const line of countedOutput.split('\n')) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ProcessRunner } from '@dnsplane/core';
 import { isNotSupported } from '@dnsplane/core';
-import { compileRuleset, countSavedObjects, droppedPackets, DEFAULT_MARKS, detectBackend, fitName, logPrefix, objectChainName, parseSavedTable, pinnedDomainMatches, restoreErrorDetail, rollbackInput, tableChanges } from '../src/index.js';
+import { compileRuleset, countSavedObjects, droppedPackets, policyPackets, DEFAULT_MARKS, detectBackend, fitName, logPrefix, objectChainName, parseSavedTable, pinnedDomainMatches, restoreErrorDetail, rollbackInput, tableChanges } from '../src/index.js';
 import type { Table } from '../src/index.js';
 import { emptyState } from './fixtures.js';
 
@@ -145,5 +145,25 @@ describe('droppedPackets', () => {
       'COMMIT',
     ].join('\n');
     expect(droppedPackets(counted)).toBe(5);
+  });
+});
+
+describe('policyPackets', () => {
+  it('counts the allow chain, the policy chains\' DROP rules and the endpoint chains\' bare final DROP', () => {
+    const counted = [
+      '*filter',
+      '[7:420] -A FORWARD -j DROP',
+      '[11:660] -A DNSPLANE-ALLOW -j MARK --set-xmark 0x100000/0x100000',
+      '[1:60] -A DNSPLANE-FW-a -m conntrack --ctstate INVALID -j DROP',
+      '[3:180] -A DNSPLANE-FW-a -j DROP',
+      '[5:300] -A DNSPLANE-TH-node -j DROP',
+      '[2:120] -A DNSPLANE-PE-p -p tcp -m multiport --dports 25 -j DROP',
+      '[9:540] -A DNSPLANE-PE-p -j LOG --log-prefix "dnsplane p e0: "',
+      '[4:240] -A DNSPLANE-PI-q -s 198.18.0.0/15 -j DROP',
+      '[6:360] -A DNSPLANE-PE-p -p tcp -g DNSPLANE-ALLOW',
+      '[8:480] -A DNSPLANE-NN-p.e1 -d 198.18.5.0/24 -j RETURN',
+      'COMMIT',
+    ].join('\n');
+    expect(policyPackets(counted)).toEqual({ allowed: 11, denied: 6, defaultDeny: 8 });
   });
 });
