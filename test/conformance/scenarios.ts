@@ -142,6 +142,17 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(results.filter((r) => !r.connected).map((r) => `${r.address}:${r.port} (${r.error})`), `${ns} must connect`).toEqual([]);
     };
 
+    /** What the policies decided so far (`dnsplane status`: the same three counters on every dataplane). */
+    const decided = async (): Promise<{ allowed: number; denied: number; defaultDeny: number }> => {
+      const counters = (await h.status())?.counters ?? {};
+      const read = (name: string): number => {
+        const value = counters[name];
+        if (value === undefined) throw new Error(`${variant.name}: dnsplane status has no counter ${name}`);
+        return value;
+      };
+      return { allowed: read('policy.allowed'), denied: read('policy.denied'), defaultDeny: read('policy.default_deny') };
+    };
+
     it('1. an exact allowed name connects, and 200 resolve-then-connect trials to fresh addresses lose no SYN', async (ctx) => {
       const lab = ready(ctx);
       await expectDenied('client1', [{ address: WEB.www.v4, port: 80 }]);
@@ -159,9 +170,13 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       const lab = ready(ctx);
       const resolved = await lab.resolve('client1', 'api.lab.test');
       expect(resolved.ipv4).toContain(WEB.api.v4);
+      const before = await decided();
       const curl = await lab.curl('client1', 'http://api.lab.test/', { timeoutMs: 1500 });
       expect(curl.httpStatus).toBeNull();
       await expectDenied('client1', [{ address: WEB.api.v4, port: 80 }]);
+      // No rule of client1's policy decided: its default deny dropped them, and status says so.
+      const after = await decided();
+      expect(after.defaultDeny).toBeGreaterThan(before.defaultDeny);
     });
 
     it('3. `*.` wildcards: Calico (one or more labels) and Cilium matchPattern (exactly one label)', async (ctx) => {
@@ -300,8 +315,13 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       // Before anyone resolved blocked.lab.test, the broader net Allow admits its address.
       await expectAllowed('client2', [blocked, other]);
       expect((await lab.resolve('client2', 'blocked.lab.test')).ipv4).toContain(WEB.blocked.v4);
+      const before = await decided();
       await expectDenied('client2', [blocked]);
+      const afterDeny = await decided();
+      // The Deny rule dropped it (not the default deny); status counts it as denied.
+      expect(afterDeny.denied).toBeGreaterThan(before.denied);
       await expectAllowed('client2', [other]);
+      expect((await decided()).allowed).toBeGreaterThan(afterDeny.allowed);
     });
 
     it('13. a policy edited while running: the new domain works, the removed one stops, other sets keep their members', async (ctx) => {
