@@ -142,16 +142,20 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(results.filter((r) => !r.connected).map((r) => `${r.address}:${r.port} (${r.error})`), `${ns} must connect`).toEqual([]);
     };
 
-    /** What the policies decided so far (`dnsplane status`: the same three counters on every dataplane). */
-    const decided = async (): Promise<{ allowed: number; denied: number; defaultDeny: number }> => {
+    /** Counters of `dnsplane status` every dataplane reports under the same names; a missing one fails. */
+    const statusCounters = async <K extends string>(names: Readonly<Record<K, string>>): Promise<Record<K, number>> => {
       const counters = (await h.status())?.counters ?? {};
-      const read = (name: string): number => {
+      const out = {} as Record<K, number>;
+      for (const [key, name] of Object.entries(names) as Array<[K, string]>) {
         const value = counters[name];
         if (value === undefined) throw new Error(`${variant.name}: dnsplane status has no counter ${name}`);
-        return value;
-      };
-      return { allowed: read('policy.allowed'), denied: read('policy.denied'), defaultDeny: read('policy.default_deny') };
+        out[key] = value;
+      }
+      return out;
     };
+    /** What the policies decided so far. */
+    const decided = (): Promise<{ allowed: number; denied: number; defaultDeny: number }> =>
+      statusCounters({ allowed: 'policy.allowed', denied: 'policy.denied', defaultDeny: 'policy.default_deny' });
 
     it('1. an exact allowed name connects, and 200 resolve-then-connect trials to fresh addresses lose no SYN', async (ctx) => {
       const lab = ready(ctx);
@@ -505,10 +509,8 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       if (unlisted === undefined || listed === undefined) throw new Error('no fresh names left');
       const dig = async (name: string): Promise<string> =>
         (await lab.exec('node', ['dig', '+short', '+time=1', '+tries=1', `@${server.address}`, name, 'A'])).stdout.trim();
-      const parserCounters = async (): Promise<{ queries: number; parsed: number }> => {
-        const counters = (await h.status())?.counters ?? {};
-        return { queries: counters['parser.queries'] ?? -1, parsed: counters['parser.parsed'] ?? -1 };
-      };
+      const parserCounters = (): Promise<{ queries: number; parsed: number }> =>
+        statusCounters({ queries: 'parser.queries', parsed: 'parser.parsed' });
       try {
         // Only the endpoints' interfaces listed (not the DNS side, not lo): the resolver's
         // answers to the node's own lookups travel over lo and nowhere else, so lo is watched.
