@@ -30,11 +30,11 @@ export const IPTABLES_BACKENDS = ['auto', 'legacy', 'nft'] as const;
 export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
 
 /**
- * Parses a trusted DNS server: "198.18.0.10:53", "198.18.0.10" (port 53), "[fd00::10]:53",
- * "[fd00::10]" or a bare "fd00::10" (port 53; an IPv6 address with a port needs the brackets).
- * Returns the reason text when it is not one.
+ * Parses an address and port: "198.18.0.10:53", "[fd00::10]:53"; without a port ("198.18.0.10",
+ * "[fd00::10]", a bare "fd00::10" — an IPv6 address with a port needs the brackets) the
+ * `defaultPort`, and with none the port is required. Returns the reason text when it is not one.
  */
-export function parseTrustedServer(text: string): TrustedServer | string {
+export function parseSocketAddress(text: string, defaultPort?: number): TrustedServer | string {
   const trimmed = text.trim();
   if (trimmed.includes('%')) return 'IPv6 zone ids ("%eth0") are not supported';
   let host: string;
@@ -58,15 +58,24 @@ export function parseTrustedServer(text: string): TrustedServer | string {
     if (isIP(host) === 6 || host.includes(':')) return 'write an IPv6 server with a port as "[address]:port"';
     if (isIP(host) !== 4) return `"${host}" is not an IPv4 or IPv6 address (host names are not allowed)`;
   }
-  let port = DEFAULT_DNS_PORT;
+  let port: number;
   if (portText !== undefined) {
     if (!/^\d{1,5}$/.test(portText)) return `port ${JSON.stringify(portText)} is not a number`;
     port = Number(portText);
     if (port < 1 || port > 65535) return `port ${port} is outside 1-65535`;
+  } else if (defaultPort !== undefined) {
+    port = defaultPort;
+  } else {
+    return 'a port is required: "address:port" or "[ipv6]:port"';
   }
   const address = canonicalAddress(host);
   if (address === undefined) return `"${host}" is not an IP address`;
   return { family: isIP(host) === 6 ? 6 : 4, address, port };
+}
+
+/** A trusted DNS server: parseSocketAddress with port 53 when none is given. */
+export function parseTrustedServer(text: string): TrustedServer | string {
+  return parseSocketAddress(text, DEFAULT_DNS_PORT);
 }
 
 /** Canonical text of a trusted server ("198.18.0.10:53", "[fd00::10]:53"). */
@@ -84,6 +93,19 @@ export const TrustedServerSchema = z
       return z.NEVER;
     }
     return parsed;
+  });
+
+/** `metrics.listen`: where the daemon serves Prometheus metrics, an address and a port; canonical text. */
+export const MetricsListenSchema = z
+  .string()
+  .meta({ description: 'Address and port the daemon serves Prometheus metrics on ("127.0.0.1:9464", "[::1]:9464"); absent: no metrics endpoint.' })
+  .transform((text, ctx): string => {
+    const parsed = parseSocketAddress(text);
+    if (typeof parsed === 'string') {
+      ctx.issues.push(customIssue(`invalid listen address ${JSON.stringify(text)}: ${parsed}`, text));
+      return z.NEVER;
+    }
+    return formatTrustedServer(parsed);
   });
 
 const seconds = (what: string, fallback: number) =>
@@ -152,6 +174,9 @@ export const DnsplaneConfigSchema = strictObject({
     }),
   log: strictObject({
     level: z.enum(LOG_LEVELS).default('info'),
+  }).prefault({}),
+  metrics: strictObject({
+    listen: MetricsListenSchema.optional(),
   }).prefault({}),
   iptables: strictObject({
     backend: z

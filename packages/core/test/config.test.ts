@@ -61,10 +61,23 @@ describe('DnsplaneConfigSchema', () => {
       statePath: '/var/lib/dnsplane/state.json',
       driftCheckSeconds: 30,
       log: { level: 'info' },
+      metrics: {},
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
       nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' },
     });
+  });
+
+  it('reads metrics.listen as an address and a port, canonical; a port is required', () => {
+    expect(DnsplaneConfigSchema.parse({ metrics: { listen: '127.0.0.1:9464' } }).metrics.listen).toBe('127.0.0.1:9464');
+    expect(DnsplaneConfigSchema.parse({ metrics: { listen: '[FD00:0::1]:9464' } }).metrics.listen).toBe('[fd00::1]:9464');
+    expect(problems({ metrics: { listen: '127.0.0.1' } })).toEqual([
+      'metrics.listen: invalid listen address "127.0.0.1": a port is required: "address:port" or "[ipv6]:port"',
+    ]);
+    expect(problems({ metrics: { listen: 'localhost:9464' } })).toEqual([
+      'metrics.listen: invalid listen address "localhost:9464": "localhost" is not an IPv4 or IPv6 address (host names are not allowed)',
+    ]);
+    expect(problems({ metrics: { listen: '[::1]:70000' } })).toEqual(['metrics.listen: invalid listen address "[::1]:70000": port 70000 is outside 1-65535']);
   });
 
   it('fills defaults inside a partly written section', () => {
@@ -138,7 +151,7 @@ describe('DnsplaneConfigSchema', () => {
       'resources: expected a list, got the string "policies"',
       'log.level: expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent", got the string "loud"',
       'iptables.backend: expected one of "auto", "legacy", "nft", got the string "nf"',
-      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, driftCheckSeconds, log, iptables, bpf, nftables',
+      'extra: unknown field; allowed fields: dataplane, dns, resources, statePath, driftCheckSeconds, log, metrics, iptables, bpf, nftables',
     ]);
   });
 

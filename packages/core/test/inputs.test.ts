@@ -204,6 +204,7 @@ describe('loadInputs file handling', () => {
       statePath: '/var/lib/dnsplane/state.json',
       driftCheckSeconds: 30,
       log: { level: 'info' },
+      metrics: {},
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
       nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' },
