@@ -39,6 +39,8 @@ import {
 } from './state-file.js';
 import { noSharedPins, type PinSnapshot } from './shared-pins.js';
 import { DEFAULT_WATCH_RETRY_MS, KeptWatch, WatchRetry } from './watch-retry.js';
+import { renderMetrics } from './metrics-text.js';
+import type { MetricsServer } from './metrics-endpoint.js';
 import { StatusServer, type AgentRequest, type AgentStatus, type LearnedEntryReport, type StateFileReport } from './status-socket.js';
 
 /** What started a drift check: its timer, the removal watch (an event, or its restart: it may have missed one), or a caller. */
@@ -103,6 +105,10 @@ export class Daemon {
   /** A drift check the removal watch asked for is queued and has not started: later lines add none. */
   #removalCheckQueued = false;
   #statusServer: StatusServer | undefined;
+  /** The metrics endpoint: the `metrics.listen` it serves (or failed to), and its server while it serves. */
+  #metrics: { readonly listen: string; state: 'starting' | 'serving' | 'failed'; server?: MetricsServer } | undefined;
+  /** Starts and stops of the metrics endpoint, one after another. */
+  #metricsChange: Promise<void> = Promise.resolve();
   #queue: Promise<unknown> = Promise.resolve();
   #startedAt = 0;
   #stopped = false;
@@ -725,6 +731,7 @@ export class Daemon {
       ...(memory === undefined ? {} : { memory: { rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external } }),
       ...(this.#repairs === undefined ? {} : { repairs: { ...this.#repairs, lastMissing: [...this.#repairs.lastMissing] } }),
       watches: { interfaces: this.#linkWatch?.state ?? 'off', removals: this.#removalWatch?.watch.state ?? 'off' },
+      ...(this.#metrics === undefined ? {} : { metrics: { listen: this.#metrics.listen, state: this.#metrics.state } }),
     };
   }
 
@@ -744,6 +751,8 @@ export class Daemon {
     this.#linkWatch = undefined;
     await this.#queue;
     await this.#statusServer?.close();
+    await this.#metricsChange;
+    await this.#metrics?.server?.close();
     try {
       await this.persist();
     } catch (error) {
@@ -760,9 +769,10 @@ export class Daemon {
     return running === undefined || registration === undefined ? [] : changedBuildFields(registration, running, next);
   }
 
-  /** The settings a running daemon takes from an accepted config: log.level and the drift check's interval. */
+  /** The settings a running daemon takes from an accepted config: log.level, metrics.listen and the drift check's interval. */
   #applyRunSettings(config: DnsplaneConfig): void {
     if (this.options.logLevelFromConfig === true) this.options.logger.level = config.log.level;
+    this.#followMetrics(config.metrics.listen);
     if (this.#stopped || this.#driftTimerSeconds === config.driftCheckSeconds) return;
     if (this.#driftTimer) clearInterval(this.#driftTimer);
     this.#driftTimer = undefined;
@@ -770,6 +780,43 @@ export class Daemon {
     if (config.driftCheckSeconds === 0) return;
     this.#driftTimer = setInterval(() => this.#checkDriftLogged('periodic'), config.driftCheckSeconds * 1000);
     this.#driftTimer.unref();
+  }
+
+  /**
+   * Serves Prometheus metrics on `listen` (absent: none): starts, moves or stops the endpoint
+   * when the setting changes. A listen that fails (the port taken, the address not the node's)
+   * is logged and shown in status; the daemon goes on, and the next accepted change tries again.
+   */
+  #followMetrics(listen: string | undefined): void {
+    const factory = this.options.environment.metricsServer;
+    const current = this.#metrics;
+    if (this.#stopped) return;
+    if (listen === undefined ? current === undefined : current?.listen === listen && current.state !== 'failed') return;
+    const { logger } = this.options;
+    if (listen !== undefined && factory === undefined) {
+      logger.warn({ event: 'metrics_unavailable', listen }, 'metrics.listen is set but this build serves no metrics');
+      return;
+    }
+    this.#metrics = listen === undefined ? undefined : { listen, state: 'starting' };
+    const next = this.#metrics;
+    this.#metricsChange = this.#metricsChange.then(async () => {
+      await current?.server?.close();
+      if (current?.server !== undefined) logger.info({ event: 'metrics_stopped', listen: current.listen }, 'metrics endpoint closed');
+      if (next === undefined || factory === undefined || this.#stopped) return;
+      try {
+        const server = await factory(next.listen, async () => renderMetrics(await this.status()));
+        if (this.#stopped || this.#metrics !== next) {
+          await server.close(); // replaced while it started
+          return;
+        }
+        next.server = server;
+        next.state = 'serving';
+        logger.info({ event: 'metrics_listening', listen: next.listen }, `Prometheus metrics at http://${next.listen}/metrics`);
+      } catch (error) {
+        next.state = 'failed';
+        logger.error({ event: 'metrics_failed', listen: next.listen, err: error }, 'could not serve metrics');
+      }
+    });
   }
 
   #remember(inputs: LoadedInputs, state: DesiredState): void {

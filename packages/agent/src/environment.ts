@@ -19,6 +19,7 @@ import { DRIVERS, type DriverRegistration } from './drivers.js';
 import { ipMonitorLinkWatch, readSysfsLinks, type LinkSnapshot, type LinkWatchFactory } from './link-watch.js';
 import { kernelRemovalWatch, type RemovalWatchFactory } from './removal-watch.js';
 import { bpffsSharedPins, type SharedPins } from './shared-pins.js';
+import { httpMetricsServer, type MetricsServerFactory } from './metrics-endpoint.js';
 
 export interface TextSink {
   write(text: string): void;
@@ -99,6 +100,8 @@ export interface AgentEnvironment {
   readonly retirePinRoot?: (pinRoot: string) => void;
   /** First delay before a failed watch is started again (default DEFAULT_WATCH_RETRY_MS, 5 s; doubles to 5 min). */
   readonly watchRetryMs?: number;
+  /** Serves `metrics.listen` (absent: the setting is ignored, with a warning). */
+  readonly metricsServer?: MetricsServerFactory;
 }
 
 /** fs.watch on each path; paths that cannot be watched (vanished) are skipped. */
@@ -139,6 +142,7 @@ export function systemEnvironment(): AgentEnvironment {
     links: { read: () => readSysfsLinks(), watch: ipMonitorLinkWatch },
     nodeAddresses,
     removals: kernelRemovalWatch,
+    metricsServer: httpMetricsServer,
     retirePinRoot: (pinRoot) => DnsParserProgram.removePins(pinRoot),
     retireNftablesTable: async (table, logger) => {
       // A driver for that table alone: without a pin root it owns no tc program or pin.

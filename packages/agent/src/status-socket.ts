@@ -90,6 +90,8 @@ export const agentStatusSchema = z.object({
    * from an older daemon.
    */
   watches: z.object({ interfaces: watchStateSchema, removals: watchStateSchema }).optional(),
+  /** The Prometheus metrics endpoint (`metrics.listen`), when one is configured: starting, serving, or it could not listen (failed). */
+  metrics: z.object({ listen: z.string(), state: z.enum(['starting', 'serving', 'failed']) }).optional(),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 

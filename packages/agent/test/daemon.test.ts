@@ -362,6 +362,66 @@ describe('the daemon', () => {
     expect(existsSync(movedState)).toBe(true);
   });
 
+  it('serves metrics on metrics.listen: starts, moves and stops the endpoint as the config changes; a failed listen is retried by the next change', async () => {
+    tree = await configTree();
+    const events: string[] = [];
+    let refuse = false;
+    let page: (() => Promise<string>) | undefined;
+    const t = testEnvironment({
+      ...noWatch,
+      metricsServer: async (listen, render) => {
+        if (refuse) {
+          events.push(`refused ${listen}`);
+          throw new Error('EADDRINUSE');
+        }
+        events.push(`listen ${listen}`);
+        page = render;
+        return { close: async () => void events.push(`close ${listen}`) };
+      },
+    });
+    const daemon = daemonFor(t, tree.configPath);
+    const config = await readFile(tree.configPath, 'utf8');
+    const withListen = async (listen: string | undefined): Promise<void> => {
+      await tree?.write('dnsplane.yaml', listen === undefined ? config : `${config}metrics: { listen: "${listen}" }\n`);
+      expect(await daemon.reconcile()).toBe('unchanged');
+    };
+    await daemon.start();
+    expect(events).toEqual([]);
+    expect((await daemon.status()).metrics).toBeUndefined();
+
+    await withListen('127.0.0.1:9464');
+    await waitFor(() => events.length === 1, 'the endpoint to start');
+    expect(events).toEqual(['listen 127.0.0.1:9464']);
+    expect((await daemon.status()).metrics).toEqual({ listen: '127.0.0.1:9464', state: 'serving' });
+    // The page is the daemon's status in Prometheus text.
+    expect(await page?.()).toContain('dnsplane_info{dataplane="nftables"} 1');
+    await withListen('127.0.0.1:9464'); // the same: nothing happens
+    await withListen('[::1]:9464');
+    await waitFor(() => events.length === 3, 'the endpoint to move');
+    expect(events.slice(1)).toEqual(['close 127.0.0.1:9464', 'listen [::1]:9464']);
+
+    refuse = true;
+    await withListen('127.0.0.1:9465');
+    await waitFor(() => events.length === 5, 'the failed listen');
+    expect(events.slice(3)).toEqual(['close [::1]:9464', 'refused 127.0.0.1:9465']);
+    expect((await daemon.status()).metrics).toEqual({ listen: '127.0.0.1:9465', state: 'failed' });
+    expect(t.logs).toContainEqual(expect.objectContaining({ event: 'metrics_failed', listen: '127.0.0.1:9465' }));
+    refuse = false;
+    await withListen('127.0.0.1:9465'); // the same setting after a failure: tried again
+    await waitFor(() => events.length === 6, 'the retried listen');
+    expect((await daemon.status()).metrics?.state).toBe('serving');
+
+    await withListen(undefined);
+    await waitFor(() => events.length === 7, 'the endpoint to stop');
+    expect(events.at(-1)).toBe('close 127.0.0.1:9465');
+    expect((await daemon.status()).metrics).toBeUndefined();
+    // stop() closes it
+    await withListen('127.0.0.1:9466');
+    await waitFor(() => events.length === 8, 'the endpoint to start again');
+    await daemon.stop();
+    expect(events.slice(7)).toEqual(['listen 127.0.0.1:9466', 'close 127.0.0.1:9466']);
+  });
+
   it('refuses to switch dataplanes on a config change (that is a migration)', async () => {
     tree = await configTree();
     const t = testEnvironment({ kinds: ['nftables', 'iptables'], ...noWatch });

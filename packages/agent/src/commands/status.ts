@@ -62,6 +62,7 @@ export function formatStatus(status: AgentStatus): string {
     ...(status.stateFile === undefined ? [] : [`state file:  ${describeStateFile(status.stateFile)}`]),
     ...(status.repairs === undefined ? [] : [`repairs:     ${describeRepairs(status.repairs)}`]),
     ...(status.watches === undefined ? [] : [`watches:     interfaces ${status.watches.interfaces}, removals ${status.watches.removals}`]),
+    ...(status.metrics === undefined ? [] : [`metrics:     http://${status.metrics.listen}/metrics (${status.metrics.state})`]),
     ...status.migrations.map((m) => `migrated:    ${m.from} -> ${m.to} at ${m.at} (${m.imported} learned carried over)${m.removeFailed === undefined ? '' : `; ${m.from} not fully removed: ${m.removeFailed}`}`),
     'objects:',
     ...(status.objects.length === 0 ? ['  (none)'] : status.objects.map((o) => `  ${o}`)),
