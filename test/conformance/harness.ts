@@ -51,6 +51,8 @@ export interface TcpProbeResult extends TcpTarget {
 
 /** Settings every conformance run uses: short TTL floors so the expiry scenario takes seconds. */
 export const SUITE_DNS = { minTTL: 1, extraTTL: 2, maxAddressesPerName: 256 } as const;
+/** Where the agent serves Prometheus metrics: the lab's node namespace, its loopback. */
+export const SUITE_METRICS_LISTEN = '127.0.0.1:9464';
 /**
  * The agent's periodic drift check: every second where the kernel reports no removal (iptables
  * legacy), so the repair scenario takes seconds; an hour where it does, so a repair within the
@@ -164,6 +166,8 @@ export class ConformanceHarness {
       statePath: join(this.directory, 'state.json'),
       driftCheckSeconds: suiteDriftCheckSeconds(this.variant),
       log: { level: 'info' },
+      // Prometheus metrics on the node namespace's loopback (scenario 21).
+      metrics: { listen: SUITE_METRICS_LISTEN },
       iptables: { backend: this.variant.iptablesBackend ?? 'auto' },
       bpf: { pinRoot: this.pinRoot },
     };

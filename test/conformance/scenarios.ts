@@ -20,7 +20,7 @@ import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import type { Lab } from '../lab/lab.js';
 import { expectEveryFirstSynPasses } from '../lab/first-syn.js';
 import { waitFor } from '../lab/wait.js';
-import { ConformanceHarness, dnsResponse, SUITE_DNS, suiteDriftCheckSeconds, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
+import { ConformanceHarness, dnsResponse, SUITE_DNS, SUITE_METRICS_LISTEN, suiteDriftCheckSeconds, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
 
 const WEB = {
   www: { v4: '198.19.1.1', v6: 'fd00:19::1:1' },
@@ -532,6 +532,39 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       } finally {
         await h.editDns({ interfaces: undefined });
       }
+    });
+
+    it('21. the Prometheus endpoint (metrics.listen) reports what status reports: the dataplane, the policies\' decisions, the parser', async (ctx) => {
+      const lab = ready(ctx);
+      const scrape = async (path = '/metrics'): Promise<{ code: string; body: string }> => {
+        const result = await lab.exec('node', ['curl', '-s', '-m', '5', '-w', '\n%{http_code}', `http://${SUITE_METRICS_LISTEN}${path}`]);
+        const cut = result.stdout.lastIndexOf('\n');
+        return { code: result.stdout.slice(cut + 1), body: result.stdout.slice(0, cut) };
+      };
+      const sample = (body: string, series: string): number => {
+        const line = body.split('\n').find((l) => l.startsWith(`${series} `));
+        if (line === undefined) throw new Error(`no sample ${series} in:\n${body}`);
+        return Number(line.slice(series.length + 1));
+      };
+      const first = await scrape();
+      expect(first.code).toBe('200');
+      expect(sample(first.body, `dnsplane_info{dataplane="${variant.kind}"}`)).toBe(1);
+      expect(first.body).toContain('# TYPE dnsplane_policy_packets_total counter');
+      expect(sample(first.body, 'dnsplane_learned_entries')).toBeGreaterThanOrEqual(0);
+      const parsed = 'dnsplane_parser_total{counter="parsed"}';
+      const defaultDeny = 'dnsplane_policy_packets_total{decision="default_deny"}';
+      // A lookup (parsed) and a denied connection (no rule of client1's decides) show on the next scrape.
+      expect((await lab.resolve('client1', 'www.lab.test')).ipv4).toContain(WEB.www.v4);
+      await expectDenied('client1', [{ address: WEB.other.v4, port: 80 }]);
+      // The same counter status shows (read around the scrape: nothing else may move it between).
+      const before = (await decided()).defaultDeny;
+      const second = await scrape();
+      const after = (await decided()).defaultDeny;
+      expect(sample(second.body, parsed)).toBeGreaterThan(sample(first.body, parsed));
+      expect(sample(second.body, defaultDeny)).toBeGreaterThan(sample(first.body, defaultDeny));
+      expect(sample(second.body, defaultDeny)).toBeGreaterThanOrEqual(before);
+      expect(sample(second.body, defaultDeny)).toBeLessThanOrEqual(after);
+      expect((await scrape('/')).code).toBe('404');
     });
   });
 }
