@@ -198,6 +198,13 @@ async function main(): Promise<number> {
     const status = cli(['status', '--socket', socket]);
     say(status.stdout.trim().replace(/^/gm, '  ') || `  ${status.stderr.trim()}`);
 
+    const metricsUrl = `http://${String((parseYaml(readFileSync(configPath, 'utf8')) as { metrics?: { listen?: string } }).metrics?.listen)}/metrics`;
+    heading(`Prometheus metrics (curl ${metricsUrl} in the node namespace; the policy and parser lines)`);
+    const scrape = await lab.exec('node', ['curl', '-s', '-f', '-m', '5', metricsUrl]);
+    const shown = scrape.stdout.split('\n').filter((line) => /^dnsplane_(info\{|policy_packets_total\{|parser_total\{counter="(parsed|learned|queries)"\} |learned_entries )/.test(line));
+    say(scrape.code === 0 ? shown.map((line) => `  ${line}`).join('\n') : `  scrape failed (curl exit ${scrape.code})`);
+    ok = ok && scrape.code === 0;
+
     if (options.keep) {
       lab.keep();
       kept = true;
@@ -206,6 +213,7 @@ async function main(): Promise<number> {
       say(`  ip netns exec ${lab.endpoints.client2!.namespace} getent ahosts blocked.lab.test        # another ("batch")`);
       say(`  nsenter --net=/run/netns/${lab.namespaces.node} bash     # the node, where the agent runs (nft/iptables/tc here)`);
       say(`  node ${DNSPLANE} status --socket ${socket}`);
+      say(`  ip netns exec ${lab.namespaces.node} curl -s ${metricsUrl}      # Prometheus metrics`);
       say(`  edit ${join(directory, 'policies')}/*.yaml — the agent re-applies on save`);
       say('  tear down:');
       say(`    cd ${REPO_ROOT} && npx tsx test/lab/cli.ts down ${lab.id} && rm -rf ${pinRoot} ${directory}`);
