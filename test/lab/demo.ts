@@ -3,8 +3,8 @@
 // builds a lab, starts the real agent with the embedded example (examples/dnsplane.yaml and
 // examples/policies, adapted to the lab: its DNS server, its zone `lab.test` instead of
 // `example.test`, its interfaces and addresses — the policies keep their meaning), shows
-// allowed and denied connections, the learned members, the parser counters and a metrics scrape, then tears
-// everything down (or, with --keep, leaves it running and prints how to explore and remove it).
+// allowed and denied connections, the learned members, the parser counters and a metrics
+// scrape, then tears everything down (or, with --keep, leaves it running and prints how to explore and remove it).
 //
 //   node --import tsx test/lab/demo.ts [--dataplane nftables|iptables|ebpf] [--keep]
 import { execFileSync } from 'node:child_process';
