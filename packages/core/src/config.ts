@@ -83,30 +83,32 @@ export function formatTrustedServer(server: TrustedServer): string {
   return server.family === 6 ? `[${server.address}]:${server.port}` : `${server.address}:${server.port}`;
 }
 
-export const TrustedServerSchema = z
-  .string()
-  .meta({ description: 'A trusted DNS server: "ip:port", "[ipv6]:port"; the port defaults to 53.' })
-  .transform((text, ctx): TrustedServer => {
-    const parsed = parseTrustedServer(text);
-    if (typeof parsed === 'string') {
-      ctx.issues.push(customIssue(`invalid trusted server ${JSON.stringify(text)}: ${parsed}`, text));
-      return z.NEVER;
-    }
-    return parsed;
-  });
+/** A string read as parseSocketAddress reads it; a problem names `what` and the text. */
+function socketAddressSchema(what: string, description: string, defaultPort?: number) {
+  return z
+    .string()
+    .meta({ description })
+    .transform((text, ctx): TrustedServer => {
+      const parsed = parseSocketAddress(text, defaultPort);
+      if (typeof parsed === 'string') {
+        ctx.issues.push(customIssue(`invalid ${what} ${JSON.stringify(text)}: ${parsed}`, text));
+        return z.NEVER;
+      }
+      return parsed;
+    });
+}
+
+export const TrustedServerSchema = socketAddressSchema(
+  'trusted server',
+  'A trusted DNS server: "ip:port", "[ipv6]:port"; the port defaults to 53.',
+  DEFAULT_DNS_PORT,
+);
 
 /** `metrics.listen`: where the daemon serves Prometheus metrics, an address and a port; canonical text. */
-export const MetricsListenSchema = z
-  .string()
-  .meta({ description: 'Address and port the daemon serves Prometheus metrics on ("127.0.0.1:9464", "[::1]:9464"); absent: no metrics endpoint.' })
-  .transform((text, ctx): string => {
-    const parsed = parseSocketAddress(text);
-    if (typeof parsed === 'string') {
-      ctx.issues.push(customIssue(`invalid listen address ${JSON.stringify(text)}: ${parsed}`, text));
-      return z.NEVER;
-    }
-    return formatTrustedServer(parsed);
-  });
+export const MetricsListenSchema = socketAddressSchema(
+  'listen address',
+  'Address and port the daemon serves Prometheus metrics on ("127.0.0.1:9464", "[::1]:9464"); absent: no metrics endpoint.',
+).transform(formatTrustedServer);
 
 const seconds = (what: string, fallback: number) =>
   z.int().min(0).max(MAX_TTL_SETTING).default(fallback).meta({ description: what });
