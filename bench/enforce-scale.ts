@@ -47,6 +47,11 @@ export interface ScaleFigures {
   /** SIGTERM → exit of the agent holding 100,000 learned entries (writes the state file). */
   readonly stopMs: number;
   readonly learnedInForce: number;
+  /**
+   * A full `dnsplane status` (what a metrics scrape asks for) with 100,000 learned in force:
+   * median wall time of a few, ms (absent in older JSON).
+   */
+  readonly fullStatusMs?: number;
 }
 
 function rssMiB(pid: number): number {
@@ -141,7 +146,9 @@ export async function scaleFigures(): Promise<ScaleFigures> {
 
       process.stderr.write('  cold start (fresh pin root, no table)…\n');
       const cold = await startAndRestore(agent, LEARNED);
-      process.stderr.write('  restored; editing one policy…\n');
+      process.stderr.write('  restored; timing full status requests (a metrics scrape each)…\n');
+      const fullStatusMs = await timeFullStatus(agent.socket);
+      process.stderr.write('  editing one policy…\n');
       // Re-apply: one policy edited.
       const before = cold.view.lastApply!.at;
       const editedAt = Date.now();
@@ -178,11 +185,24 @@ export async function scaleFigures(): Promise<ScaleFigures> {
         ...(restart.view.memory === undefined ? {} : { restartHeapUsedMiB: restart.view.memory.heapUsed / 1_048_576 }),
         stopMs,
         learnedInForce: restart.view.learned ?? 0,
+        fullStatusMs,
       };
     } finally {
       await agent.stop();
     }
   });
+}
+
+/** Median wall time of five full status requests (each lists the dataplane's objects and counts the learned entries). */
+async function timeFullStatus(socket: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 5; i += 1) {
+    const started = performance.now();
+    if ((await status(socket)) === undefined) throw new Error('the agent did not answer a status request');
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  return times[2] ?? Number.NaN;
 }
 
 const verdict = (ms: number): string => (ms < TARGET_APPLY_MS ? 'met' : 'MISSED');
@@ -229,6 +249,7 @@ export function formatScale(scale: ScaleFigures | { error: string }): string[] {
     ...formatStart('cold start (fresh pins, no table)', scale.cold, true),
     ...formatStart('restart (pins, table, state file in place)', scale.restart, false),
     `  re-apply after one edit ${fmt(scale.reapplyMs, 0)} ms (incl. 200 ms debounce); stop (SIGTERM → exit, state file written) ${fmt(scale.stopMs, 0)} ms`,
+    ...(scale.fullStatusMs === undefined ? [] : [`  a full status with ${scale.learned} learned in force (what each metrics scrape asks): ${fmt(scale.fullStatusMs, 0)} ms (median of 5; for reading, no target)`]),
     `  agent RSS ${fmt(scale.rssMiB, 1)} MiB after the re-apply; ${fmt(scale.restartRssMiB, 1)} MiB after the restart's restore` +
       ` (V8 heap in use: ${scale.heapUsedMiB === undefined ? '?' : fmt(scale.heapUsedMiB, 1)} / ${scale.restartHeapUsedMiB === undefined ? '?' : fmt(scale.restartHeapUsedMiB, 1)} MiB, garbage not yet collected included)`,
   ];
