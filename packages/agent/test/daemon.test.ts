@@ -405,6 +405,7 @@ describe('the daemon', () => {
     await waitFor(() => events.length === 5, 'the failed listen');
     expect(events.slice(3)).toEqual(['close [::1]:9464', 'refused 127.0.0.1:9465']);
     expect((await daemon.status()).metrics).toEqual({ listen: '127.0.0.1:9465', state: 'failed' });
+    expect(formatStatus(await daemon.status({ brief: true }))).toContain('\nmetrics:     http://127.0.0.1:9465/metrics (failed)\n');
     expect(t.logs).toContainEqual(expect.objectContaining({ event: 'metrics_failed', listen: '127.0.0.1:9465' }));
     refuse = false;
     await withListen('127.0.0.1:9465'); // the same setting after a failure: tried again
