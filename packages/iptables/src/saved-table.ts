@@ -107,10 +107,18 @@ export function rollbackInput(before: SavedTable, now: SavedTable): string {
   return lines.join('\n') + '\n';
 }
 
-/**
- * Packets our chains dropped, from `iptables-save -c` output (`[packets:bytes] -A …` lines):
- * the sum over DROP rules of DNSPLANE- chains.
- */
+/** The `[packets:bytes] -A <chain> <spec>` lines of `iptables-save -c` output. */
+function countedRules(countedOutput: string): Array<{ packets: number; chain: string; spec: string }> {
+  const rules: Array<{ packets: number; chain: string; spec: string }> = [];
+  for (const line of countedOutput.split('\n')) {
+    const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line.trim());
+    if (m) rules.push({ packets: Number(m[1]), chain: m[2] ?? '', spec: m[3] ?? '' });
+  }
+  return rules;
+}
+
+const DROP = /(^| )-j DROP$/;
+
 /**
  * What the policies decided, from `iptables-save -c`: packets through the allow chain (every
  * Allow rule jumps there), packets the Deny rules of the policy chains dropped, and packets the
@@ -121,23 +129,20 @@ export function policyPackets(countedOutput: string): { allowed: number; denied:
   const packets = { allowed: 0, denied: 0, defaultDeny: 0 };
   const policyChain = new RegExp(`^${CHAIN_PREFIX}(PI|PE)-`);
   const endpointChain = new RegExp(`^${CHAIN_PREFIX}(TW|FW|TH|FH)-`);
-  for (const line of countedOutput.split('\n')) {
-    const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line.trim());
-    if (!m) continue;
-    const [, count, chain = '', spec = ''] = m;
-    if (chain === ALLOW_CHAIN) packets.allowed += Number(count);
-    else if (policyChain.test(chain) && /(^| )-j DROP$/.test(spec)) packets.denied += Number(count);
-    else if (endpointChain.test(chain) && spec === '-j DROP') packets.defaultDeny += Number(count);
+  for (const rule of countedRules(countedOutput)) {
+    if (rule.chain === ALLOW_CHAIN) packets.allowed += rule.packets;
+    else if (policyChain.test(rule.chain) && DROP.test(rule.spec)) packets.denied += rule.packets;
+    else if (endpointChain.test(rule.chain) && rule.spec === '-j DROP') packets.defaultDeny += rule.packets;
   }
   return packets;
 }
 
+/**
+ * Packets our chains dropped, from `iptables-save -c` output: the sum over DROP rules of
+ * DNSPLANE- chains.
+ */
 export function droppedPackets(countedOutput: string): number {
-  let total = 0;
-  for (const line of countedOutput.split('\n')) {
-    const m = /^\[(\d+):\d+\] -A (\S+) (.*)$/.exec(line.trim());
-    if (!m || !m[2]?.startsWith(CHAIN_PREFIX) || !/(^| )-j DROP$/.test(m[3] ?? '')) continue;
-    total += Number(m[1]);
-  }
-  return total;
+  return countedRules(countedOutput)
+    .filter((rule) => rule.chain.startsWith(CHAIN_PREFIX) && DROP.test(rule.spec))
+    .reduce((total, rule) => total + rule.packets, 0);
 }
