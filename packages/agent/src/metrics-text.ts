@@ -2,6 +2,7 @@
 // on `metrics.listen` returns. Pure: one AgentStatus in, the page out. The counters are the
 // ones `dnsplane status` shows, under the names every dataplane uses (`policy.*`, `parser.*`);
 // the dataplane's own figures follow as one gauge with a `name` label.
+import { PARSER_COUNTER_PREFIX, POLICY_COUNTERS } from '@dnsplane/core';
 import type { AgentStatus } from './status-socket.js';
 
 /** The content type of the page (Prometheus text format 0.0.4). */
@@ -9,11 +10,11 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** What the policies decided: status counter → the `decision` label. */
 const POLICY_DECISIONS: ReadonlyArray<readonly [string, string]> = [
-  ['policy.allowed', 'allowed'],
-  ['policy.denied', 'denied'],
-  ['policy.default_deny', 'default_deny'],
+  [POLICY_COUNTERS.allowed, 'allowed'],
+  [POLICY_COUNTERS.denied, 'denied'],
+  [POLICY_COUNTERS.defaultDeny, 'default_deny'],
 ];
-const PARSER_PREFIX = 'parser.';
+const PARSER_PREFIX = PARSER_COUNTER_PREFIX;
 
 interface Family {
   readonly name: string;

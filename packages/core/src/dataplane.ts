@@ -2,6 +2,35 @@
 import type { DataplaneKind, DesiredState } from './desired-state.js';
 import type { LearnedEntry } from './learned.js';
 
+/**
+ * Status counters every dataplane reports under the same names: what the policies decided
+ * (packets an Allow rule accepted, a Deny rule dropped, the default deny dropped) and, under
+ * PARSER_COUNTER_PREFIX, the DNS parser's own counters (`parser.parsed`, `parser.learned`, …).
+ */
+export const POLICY_COUNTERS = {
+  allowed: 'policy.allowed',
+  denied: 'policy.denied',
+  defaultDeny: 'policy.default_deny',
+} as const;
+export const PARSER_COUNTER_PREFIX = 'parser.';
+
+/** The three policy decisions, as counted for POLICY_COUNTERS. */
+export type PolicyDecisions = Record<keyof typeof POLICY_COUNTERS, number>;
+
+/** POLICY_COUNTERS with their values, ready to merge into `DataplaneStatus.counters`. */
+export function policyDecisionCounters(decisions: PolicyDecisions): Record<string, number> {
+  return {
+    [POLICY_COUNTERS.allowed]: decisions.allowed,
+    [POLICY_COUNTERS.denied]: decisions.denied,
+    [POLICY_COUNTERS.defaultDeny]: decisions.defaultDeny,
+  };
+}
+
+/** The parser's counters under PARSER_COUNTER_PREFIX. */
+export function parserCounters(values: Readonly<Record<string, number | bigint>>): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [`${PARSER_COUNTER_PREFIX}${name}`, Number(value)]));
+}
+
 export interface DataplaneStatus {
   readonly kind: DataplaneKind;
   /** Kernel objects the driver owns, as human-readable names ("nft table inet dnsplane", ...). */

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  parserCounters,
   systemClock,
   type Clock,
   type Dataplane,
@@ -161,7 +162,7 @@ export class EbpfDataplane implements Dataplane {
   async status(): Promise<DataplaneStatus> {
     const loaded = this.#load();
     const counters: Record<string, number> = {};
-    for (const [name, value] of Object.entries(loaded.parser.counters())) counters[`parser.${name}`] = Number(value);
+    Object.assign(counters, parserCounters(loaded.parser.counters()));
     const policyCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
     for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
     counters['local_resolvers'] = this.#localResolvers;

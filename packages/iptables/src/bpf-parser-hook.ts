@@ -4,7 +4,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock, DnsSettings, DomainSet, LearnedEntry, ProcessRunner } from '@dnsplane/core';
-import { systemClock } from '@dnsplane/core';
+import { parserCounters, systemClock } from '@dnsplane/core';
 import {
   BpfMap,
   decodeExpiry,
@@ -108,7 +108,7 @@ export class BpfDnsParserHook implements DnsParserHook {
 
   async statistics(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }> {
     const values = this.parser ? this.parser.counters() : this.withPinnedMap('counters', readCounters);
-    const counters = Object.fromEntries(Object.entries(values ?? {}).map(([name, value]) => [`parser.${name}`, value]));
+    const counters = parserCounters(values ?? {});
     const learned = this.parser ? this.parser.membership().length : this.pinnedMembers(ktimeNs()).length;
     return { counters, learned };
   }

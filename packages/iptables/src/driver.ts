@@ -2,7 +2,7 @@
 // with `<tool>-restore --noflush` (one atomic transaction per table and family), three jumps
 // from the built-in chains kept exactly once each.
 import type { Dataplane, DataplaneStatus, DesiredState, IpFamily, LearnedEntry, ProcessRunner } from '@dnsplane/core';
-import { KernelError } from '@dnsplane/core';
+import { KernelError, policyDecisionCounters } from '@dnsplane/core';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -188,9 +188,7 @@ export class IptablesDataplane implements Dataplane {
       decided.denied += packets.denied;
       decided.defaultDeny += packets.defaultDeny;
     }
-    counters['policy.allowed'] = decided.allowed;
-    counters['policy.denied'] = decided.denied;
-    counters['policy.default_deny'] = decided.defaultDeny;
+    Object.assign(counters, policyDecisionCounters(decided));
     const parser = await this.dnsParser?.statistics?.();
     if (parser) Object.assign(counters, parser.counters);
     return { kind: 'iptables', objects, counters, learned: parser?.learned ?? 0 };

@@ -2,6 +2,7 @@
 // three figures every dataplane reports in status (ebpf counts them in its policy program,
 // iptables from `-save -c`). Only packets a policy decides reach these rules: established and
 // related ones are accepted before them.
+import { POLICY_COUNTERS, policyDecisionCounters } from '@dnsplane/core';
 import { ENDPOINT_CHAIN_PREFIX, POLICY_CHAIN_PREFIX } from './names.js';
 import type { NftTableSnapshot } from './snapshot.js';
 
@@ -25,9 +26,9 @@ export function policyCounters(snapshot: NftTableSnapshot): Record<string, numbe
     } else if (chain.name.startsWith(ENDPOINT_CHAIN_PREFIX)) {
       const last = chain.rules.at(-1);
       if (last?.verdict !== 'drop' || last.packets === undefined) continue;
-      perChain[`policy.default_deny.${chain.name}`] = last.packets;
+      perChain[`${POLICY_COUNTERS.defaultDeny}.${chain.name}`] = last.packets;
       defaultDeny += last.packets;
     }
   }
-  return { 'policy.allowed': allowed, 'policy.denied': denied, 'policy.default_deny': defaultDeny, ...perChain };
+  return { ...policyDecisionCounters({ allowed, denied, defaultDeny }), ...perChain };
 }

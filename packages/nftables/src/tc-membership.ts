@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOST_ENDPOINT_KEY, entryMark, parserHooks } from '@dnsplane/bpf-parser';
-import { isNotSupported, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
+import { isNotSupported, parserCounters, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
 import type { MarkAssignment, MarkedSet } from './mark-bits.js';
@@ -389,8 +389,7 @@ export class TcMembership implements LearnedSource {
       answer_marked_interfaces: this.#answerMarked,
       local_resolvers: this.#localResolvers,
     };
-    for (const [name, value] of Object.entries(this.#parser?.counters() ?? {})) counters[`parser.${name}`] = value;
-    return counters;
+    return { ...counters, ...parserCounters(this.#parser?.counters() ?? {}) };
   }
 
   /** Writes entries into the kernel membership maps (when loaded), so the mark path has them too. */
