@@ -21,6 +21,7 @@ import {
   type DnsplaneConfig,
   type LearnedEntry,
   type LoadedInputs,
+  type StatusOptions,
 } from '@dnsplane/core';
 import { trustedServersOnNode } from '@dnsplane/bpf-parser';
 import type { DataplaneProvider } from './container.js';
@@ -704,12 +705,14 @@ export class Daemon {
   /**
    * `brief`: the daemon's own state only (dataplane kind, last apply, start phases, state
    * file) — the dataplane is not asked, so it answers at once, also while an install or a
-   * restore is running, and costs nothing at 100,000 learned entries.
+   * restore is running, and costs nothing at 100,000 learned entries. `detail: 'counters'` (a
+   * metrics scrape): the dataplane's counters without reading every learned element where it
+   * can (StatusOptions).
    */
-  async status(options: { learned?: boolean; brief?: boolean } = {}): Promise<AgentStatus> {
+  async status(options: { learned?: boolean; brief?: boolean; detail?: StatusOptions['detail'] } = {}): Promise<AgentStatus> {
     const dataplane = this.#dataplane;
     const brief = options.brief === true && options.learned !== true;
-    const dataplaneStatus = dataplane && !brief ? await dataplane.status() : undefined;
+    const dataplaneStatus = dataplane && !brief ? await dataplane.status(options.detail === undefined ? {} : { detail: options.detail }) : undefined;
     const applied = this.#applied;
     const configured = applied?.inputs.config.dataplane;
     const memory = this.options.environment.memory?.();
@@ -804,7 +807,7 @@ export class Daemon {
       if (current?.server !== undefined) logger.info({ event: 'metrics_stopped', listen: current.listen }, 'metrics endpoint closed');
       if (next === undefined || factory === undefined || this.#stopped) return;
       try {
-        const server = await factory(next.listen, async () => renderMetrics(await this.status()));
+        const server = await factory(next.listen, async () => renderMetrics(await this.status({ detail: 'counters' })));
         if (this.#stopped || this.#metrics !== next) {
           await server.close(); // replaced while it started
           return;

@@ -41,6 +41,17 @@ export interface DataplaneStatus {
   readonly learned: number;
 }
 
+/**
+ * What `status` is asked for. `full` (the default): read from the kernel as it is now — on
+ * nftables a listing of every learned element. `counters`: what a metrics scrape needs — the
+ * same counters, objects and learned count, where the driver can give them without reading
+ * every learned element (nftables counts the elements it wrote and last listed, listing them
+ * again at most every few minutes); may lag the kernel by elements another process changed.
+ */
+export interface StatusOptions {
+  readonly detail?: 'full' | 'counters';
+}
+
 export interface Dataplane {
   readonly kind: DataplaneKind;
   /**
@@ -71,7 +82,7 @@ export interface Dataplane {
   exportLearned(): Promise<LearnedEntry[]>;
   /** Add learned entries (from state on disk or another dataplane); expired ones are ignored. */
   importLearned(entries: readonly LearnedEntry[]): Promise<void>;
-  status(): Promise<DataplaneStatus>;
+  status(options?: StatusOptions): Promise<DataplaneStatus>;
   /**
    * The kernel objects of the last `install` that are gone — removed by someone else (a `flush
    * ruleset`, a firewall reload) — named as in `status().objects`; empty when all are there or

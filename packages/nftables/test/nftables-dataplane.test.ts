@@ -246,6 +246,37 @@ describe('NftablesDataplane (fake handle)', () => {
     await dataplane.remove(); // idempotent
   });
 
+  it('a counters status (a metrics scrape) gives what the full one does without listing the elements, once the table is known', async () => {
+    const clock = new ManualClock();
+    const listings: Array<boolean> = [];
+    class CountingListings extends FakeNftHandle {
+      override async listTable(ref: NftTableRef, options: { readonly elements?: boolean } = {}) {
+        listings.push(options.elements !== false);
+        return super.listTable(ref, options);
+      }
+    }
+    const handle = new CountingListings(clock);
+    const dataplane = createNftablesDataplane({ tableName, handle, clock });
+    await dataplane.install(baseState()); // created here: every element is one this process wrote
+    await dataplane.addLearned([learned('198.18.1.1', clock.now() + 5_000), learned('198.18.1.2', clock.now() + 20_000), learned('fd00::2', clock.now() + 20_000, s3Set.id)]);
+    listings.length = 0;
+    const counted = await dataplane.status({ detail: 'counters' });
+    expect(listings).toEqual([false]);
+    expect(counted).toEqual(await dataplane.status());
+    expect(counted.learned).toBe(3);
+    clock.advance(6_000); // the first element's timeout ended: the kernel (the fake) dropped it
+    expect((await dataplane.status({ detail: 'counters' })).counters).toEqual((await dataplane.status()).counters);
+    expect((await dataplane.status({ detail: 'counters' })).learned).toBe(2);
+
+    // a driver that did not create the table (a restart) lists its elements once, then counts
+    const restarted = createNftablesDataplane({ tableName, handle, clock });
+    await restarted.install(baseState());
+    listings.length = 0;
+    expect((await restarted.status({ detail: 'counters' })).learned).toBe(2);
+    expect((await restarted.status({ detail: 'counters' })).learned).toBe(2);
+    expect(listings).toEqual([false, true, false]);
+  });
+
   it('mirrors batches from an injected LearnedSource until closed', async () => {
     const clock = new ManualClock();
     const handle = new FakeNftHandle(clock);

@@ -133,6 +133,8 @@ describe.each(executors)('nftables driver via %s', (executor) => {
     expect((await setElements(b.table, 'ds_3c4d_v6')).map((e) => e.val)).toEqual(['fd00::3']);
     const status = await b.dataplane.status();
     expect(status.learned).toBe(2);
+    // b created its table and imported every element: a metrics scrape counts them unlisted
+    expect(await b.dataplane.status({ detail: 'counters' })).toEqual(status);
     expect(status.objects).toContain(`nft set inet ${b.table} ds_3c4d_v6`);
   });
 });
