@@ -32,10 +32,10 @@ export interface StatusView {
  * start and the CLI's modules), and probes every 5–100 ms kept one of the two CPUs busy while
  * the agent it timed was starting.
  */
-export async function status(socket: string, options: { brief?: boolean } = {}): Promise<StatusView | undefined> {
+export async function status(socket: string, options: { brief?: boolean; detail?: 'full' | 'counters' } = {}): Promise<StatusView | undefined> {
   try {
     // The same fields as the JSON the CLI prints (absent ones read as undefined either way).
-    return (await fetchStatus(socket, 15_000, { brief: options.brief === true })) as StatusView;
+    return (await fetchStatus(socket, 15_000, { brief: options.brief === true, ...(options.detail === undefined ? {} : { detail: options.detail }) })) as StatusView;
   } catch {
     return undefined;
   }

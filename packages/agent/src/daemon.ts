@@ -694,7 +694,7 @@ export class Daemon {
   async #answer(request: AgentRequest): Promise<unknown> {
     switch (request.request) {
       case 'status':
-        return this.status({ learned: request.learned === true, brief: request.brief === true });
+        return this.status({ learned: request.learned === true, brief: request.brief === true, ...(request.detail === undefined ? {} : { detail: request.detail }) });
       case 'migrate': {
         const report = await this.migrate(request.to);
         return { migrated: report ?? null, status: await this.status({ learned: false }) };

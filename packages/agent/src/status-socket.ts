@@ -43,7 +43,13 @@ export const migrationReportSchema = z.object({
 });
 
 export const agentRequestSchema = z.discriminatedUnion('request', [
-  z.object({ request: z.literal('status'), learned: z.boolean().optional(), brief: z.boolean().optional() }),
+  z.object({
+    request: z.literal('status'),
+    learned: z.boolean().optional(),
+    brief: z.boolean().optional(),
+    /** 'counters': what a metrics scrape reads (Dataplane StatusOptions). */
+    detail: z.enum(['full', 'counters']).optional(),
+  }),
   z.object({ request: z.literal('migrate'), to: kindSchema }),
 ]);
 export type AgentRequest = z.infer<typeof agentRequestSchema>;
@@ -252,10 +258,19 @@ function throwIfError(answer: unknown): void {
 }
 
 /** Asks the daemon at `socketPath` for its status (with every learned entry when `learned`). */
-export async function fetchStatus(socketPath: string, timeoutMs = 5_000, options: { learned?: boolean; brief?: boolean } = {}): Promise<AgentStatus> {
+export async function fetchStatus(
+  socketPath: string,
+  timeoutMs = 5_000,
+  options: { learned?: boolean; brief?: boolean; detail?: 'full' | 'counters' } = {},
+): Promise<AgentStatus> {
   const answer = await requestAgent(
     socketPath,
-    { request: 'status', ...(options.learned ? { learned: true } : {}), ...(options.brief ? { brief: true } : {}) },
+    {
+      request: 'status',
+      ...(options.learned ? { learned: true } : {}),
+      ...(options.brief ? { brief: true } : {}),
+      ...(options.detail === undefined ? {} : { detail: options.detail }),
+    },
     timeoutMs,
   );
   throwIfError(answer);

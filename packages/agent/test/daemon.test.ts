@@ -395,6 +395,8 @@ describe('the daemon', () => {
     expect((await daemon.status()).metrics).toEqual({ listen: '127.0.0.1:9464', state: 'serving' });
     // The page is the daemon's status in Prometheus text.
     expect(await page?.()).toContain('dnsplane_info{dataplane="nftables"} 1');
+    // … read as a counters status: no listing of every learned element per scrape
+    expect(t.dataplanes[0]?.statusRequests.at(-1)).toEqual({ detail: 'counters' });
     await withListen('127.0.0.1:9464'); // the same: nothing happens
     await withListen('[::1]:9464');
     await waitFor(() => events.length === 3, 'the endpoint to move');

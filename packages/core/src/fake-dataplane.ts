@@ -1,7 +1,7 @@
 // An in-memory Dataplane for unit tests of the agent: it records what it was asked to do
 // (installs, learned imports/exports, removal) and keeps learned entries in a LearnedStore.
 // It programs nothing; real behaviour is tested against the kernel drivers.
-import type { Dataplane, DataplaneStatus } from './dataplane.js';
+import type { Dataplane, DataplaneStatus, StatusOptions } from './dataplane.js';
 import type { DataplaneKind, DesiredState } from './desired-state.js';
 import type { LearnedEntry } from './learned.js';
 import { LearnedStore } from './learned-store.js';
@@ -82,13 +82,16 @@ export class FakeDataplane implements Dataplane {
   missing: string[] = [];
   /** How often missingObjects() was called. */
   missingChecks = 0;
+  /** The options of every status() call, in order. */
+  readonly statusRequests: StatusOptions[] = [];
 
   async missingObjects(): Promise<string[]> {
     this.missingChecks += 1;
     return [...this.missing];
   }
 
-  async status(): Promise<DataplaneStatus> {
+  async status(options: StatusOptions = {}): Promise<DataplaneStatus> {
+    this.statusRequests.push(options);
     return {
       kind: this.kind,
       objects: this.installed ? [`fake ${this.kind} (${this.installed.policies.length} policies)`] : [],
