@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fetchStatus } from '@dnsplane/agent';
+import type { StatusDetail } from '@dnsplane/core';
 import { createLab, type Lab, type LabProcess } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
 
@@ -32,7 +33,7 @@ export interface StatusView {
  * start and the CLI's modules), and probes every 5–100 ms kept one of the two CPUs busy while
  * the agent it timed was starting.
  */
-export async function status(socket: string, options: { brief?: boolean; detail?: 'full' | 'counters' } = {}): Promise<StatusView | undefined> {
+export async function status(socket: string, options: { brief?: boolean; detail?: StatusDetail } = {}): Promise<StatusView | undefined> {
   try {
     // The same fields as the JSON the CLI prints (absent ones read as undefined either way).
     return (await fetchStatus(socket, 15_000, { brief: options.brief === true, ...(options.detail === undefined ? {} : { detail: options.detail }) })) as StatusView;

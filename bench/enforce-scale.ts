@@ -8,7 +8,7 @@
 // Target: full apply < 2 s, judged on the cold start's "start → applied" (the worst case).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, loadInputs, LearnedStore, systemClock, type LearnedEntry } from '@dnsplane/core';
+import { compile, loadInputs, LearnedStore, systemClock, type LearnedEntry, type StatusDetail } from '@dnsplane/core';
 import { waitFor } from '../test/lab/wait.js';
 import { BenchAgent, endpointDoc, fmt, status, withLab, type StatusView } from './enforce-agent.js';
 
@@ -198,7 +198,7 @@ export async function scaleFigures(): Promise<ScaleFigures> {
 }
 
 /** Median wall time of five full status requests (each lists the dataplane's objects and counts the learned entries). */
-async function timeStatus(socket: string, detail: 'full' | 'counters'): Promise<number> {
+async function timeStatus(socket: string, detail: StatusDetail): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < 5; i += 1) {
     const started = performance.now();

@@ -21,7 +21,7 @@ import {
   type DnsplaneConfig,
   type LearnedEntry,
   type LoadedInputs,
-  type StatusOptions,
+  type StatusDetail,
 } from '@dnsplane/core';
 import { trustedServersOnNode } from '@dnsplane/bpf-parser';
 import type { DataplaneProvider } from './container.js';
@@ -709,7 +709,7 @@ export class Daemon {
    * metrics scrape): the dataplane's counters without reading every learned element where it
    * can (StatusOptions).
    */
-  async status(options: { learned?: boolean; brief?: boolean; detail?: StatusOptions['detail'] } = {}): Promise<AgentStatus> {
+  async status(options: { learned?: boolean; brief?: boolean; detail?: StatusDetail } = {}): Promise<AgentStatus> {
     const dataplane = this.#dataplane;
     const brief = options.brief === true && options.learned !== true;
     const dataplaneStatus = dataplane && !brief ? await dataplane.status(options.detail === undefined ? {} : { detail: options.detail }) : undefined;

@@ -6,7 +6,7 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { DATAPLANE_KINDS, DnsplaneError, type DataplaneKind } from '@dnsplane/core';
+import { DATAPLANE_KINDS, DnsplaneError, STATUS_DETAILS, type DataplaneKind, type StatusDetail } from '@dnsplane/core';
 
 export const DEFAULT_SOCKET_PATH = '/run/dnsplane/agent.sock';
 
@@ -48,7 +48,7 @@ export const agentRequestSchema = z.discriminatedUnion('request', [
     learned: z.boolean().optional(),
     brief: z.boolean().optional(),
     /** 'counters': what a metrics scrape reads (Dataplane StatusOptions). */
-    detail: z.enum(['full', 'counters']).optional(),
+    detail: z.enum(STATUS_DETAILS).optional(),
   }),
   z.object({ request: z.literal('migrate'), to: kindSchema }),
 ]);
@@ -261,7 +261,7 @@ function throwIfError(answer: unknown): void {
 export async function fetchStatus(
   socketPath: string,
   timeoutMs = 5_000,
-  options: { learned?: boolean; brief?: boolean; detail?: 'full' | 'counters' } = {},
+  options: { learned?: boolean; brief?: boolean; detail?: StatusDetail } = {},
 ): Promise<AgentStatus> {
   const answer = await requestAgent(
     socketPath,

@@ -46,10 +46,14 @@ export interface DataplaneStatus {
  * nftables a listing of every learned element. `counters`: what a metrics scrape needs — the
  * same counters, objects and learned count, where the driver can give them without reading
  * every learned element (nftables counts the elements it wrote and last listed, listing them
- * again at most every few minutes); may lag the kernel by elements another process changed.
+ * again when that listing is 10 minutes old); may lag the kernel by elements another process
+ * changed.
  */
+export const STATUS_DETAILS = ['full', 'counters'] as const;
+export type StatusDetail = (typeof STATUS_DETAILS)[number];
+
 export interface StatusOptions {
-  readonly detail?: 'full' | 'counters';
+  readonly detail?: StatusDetail;
 }
 
 export interface Dataplane {

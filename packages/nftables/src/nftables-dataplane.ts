@@ -553,7 +553,8 @@ export class NftablesDataplane implements Dataplane {
     return this.#exclusive(async () => {
       const counting = options.detail === 'counters';
       let snapshot = await this.#handle.listTable(this.table, counting ? { elements: false } : {});
-      if (snapshot === undefined) return { kind: this.kind, objects: [], counters: {}, learned: 0 };
+      const none: DataplaneStatus = { kind: this.kind, objects: [], counters: {}, learned: 0 };
+      if (snapshot === undefined) return none;
       let elements: (set: NftSetSnapshot) => number = (set) => set.elements.length;
       if (counting) {
         const wholeTableAt = this.#wholeTableAt;
@@ -563,7 +564,7 @@ export class NftablesDataplane implements Dataplane {
           elements = (set) => countLive(this.#expiries.get(set.name), now);
         } else {
           const listed = await this.#listRemembering(() => true);
-          if (listed.snapshot === undefined) return { kind: this.kind, objects: [], counters: {}, learned: 0 };
+          if (listed.snapshot === undefined) return none;
           snapshot = listed.snapshot;
           this.#wholeTableAt = listed.listedAt;
         }
