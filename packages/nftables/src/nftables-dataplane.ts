@@ -516,13 +516,8 @@ export class NftablesDataplane implements Dataplane {
    */
   #exportNft(): Promise<LearnedEntry[]> {
     return this.#exclusive(async () => {
-      const wholeTableAt = this.#wholeTableAt;
-      if (this.#membership !== undefined && wholeTableAt !== undefined && this.#clock.now() - wholeTableAt < RELIST_AFTER_MS) {
-        return this.#knownEntries();
-      }
-      const { snapshot, listedAt } = await this.#listRemembering(() => true);
-      if (snapshot === undefined) return [];
-      this.#wholeTableAt = listedAt;
+      if (this.#membership !== undefined && this.#wholeTableKnown(this.#clock.now())) return this.#knownEntries();
+      if ((await this.#listWholeTable()) === undefined) return [];
       return this.#knownEntries();
     });
   }
@@ -557,16 +552,12 @@ export class NftablesDataplane implements Dataplane {
       if (snapshot === undefined) return none;
       let elements: (set: NftSetSnapshot) => number = (set) => set.elements.length;
       if (counting) {
-        const wholeTableAt = this.#wholeTableAt;
-        const known = wholeTableAt !== undefined && this.#clock.now() - wholeTableAt < RELIST_AFTER_MS;
-        if (known && snapshot.sets.every((set) => this.#expiries.has(set.name))) {
-          const now = this.#clock.now();
+        const now = this.#clock.now();
+        if (this.#wholeTableKnown(now) && snapshot.sets.every((set) => this.#expiries.has(set.name))) {
           elements = (set) => countLive(this.#expiries.get(set.name), now);
         } else {
-          const listed = await this.#listRemembering(() => true);
-          if (listed.snapshot === undefined) return none;
-          snapshot = listed.snapshot;
-          this.#wholeTableAt = listed.listedAt;
+          snapshot = await this.#listWholeTable();
+          if (snapshot === undefined) return none;
         }
       }
       const prefix = `${this.table.family} ${this.table.name}`;
@@ -699,6 +690,18 @@ export class NftablesDataplane implements Dataplane {
       }
     }
     return entries;
+  }
+
+  /** #expiries holds every element of the table, from a listing less than RELIST_AFTER_MS old (or the table's creation). */
+  #wholeTableKnown(now: number): boolean {
+    return this.#wholeTableAt !== undefined && now - this.#wholeTableAt < RELIST_AFTER_MS;
+  }
+
+  /** Lists the whole table with its elements into #expiries (#wholeTableAt: then); undefined when the table is gone. */
+  async #listWholeTable(): Promise<NftTableSnapshot | undefined> {
+    const { snapshot, listedAt } = await this.#listRemembering(() => true);
+    if (snapshot !== undefined) this.#wholeTableAt = listedAt;
+    return snapshot;
   }
 
   /** Lists the table and takes the expiry bounds of the sets `keep` accepts from it (#rememberExpiries). */
