@@ -542,24 +542,25 @@ export class NftablesDataplane implements Dataplane {
    * `counters` (a metrics scrape): the table listed without its elements, and each set's
    * element count from what the driver knows (#expiries) while a listing of the whole table is
    * less than RELIST_AFTER_MS old, as the export does — a full listing costs ~1.3 s at 100,000
-   * elements and holds every other call of this driver meanwhile.
+   * elements and holds every other call of this driver meanwhile. Without such a listing (a
+   * restart, or the last one too old) the scrape takes one, which the next scrapes count from.
    */
   status(options: StatusOptions = {}): Promise<DataplaneStatus> {
     return this.#exclusive(async () => {
-      const counting = options.detail === 'counters';
-      let snapshot = await this.#handle.listTable(this.table, counting ? { elements: false } : {});
-      const none: DataplaneStatus = { kind: this.kind, objects: [], counters: {}, learned: 0 };
-      if (snapshot === undefined) return none;
+      const now = this.#clock.now();
+      // Counting from what the driver knows needs a recent listing of the whole table; without
+      // one the scrape takes that listing (and stamps it) instead of a terse one first.
+      const counting = options.detail === 'counters' && this.#wholeTableKnown(now);
+      let snapshot =
+        counting ? await this.#handle.listTable(this.table, { elements: false })
+        : options.detail === 'counters' ? await this.#listWholeTable()
+        : await this.#handle.listTable(this.table);
       let elements: (set: NftSetSnapshot) => number = (set) => set.elements.length;
-      if (counting) {
-        const now = this.#clock.now();
-        if (this.#wholeTableKnown(now) && snapshot.sets.every((set) => this.#expiries.has(set.name))) {
-          elements = (set) => countLive(this.#expiries.get(set.name), now);
-        } else {
-          snapshot = await this.#listWholeTable();
-          if (snapshot === undefined) return none;
-        }
+      if (counting && snapshot !== undefined) {
+        if (snapshot.sets.every((set) => this.#expiries.has(set.name))) elements = (set) => countLive(this.#expiries.get(set.name), now);
+        else snapshot = await this.#listWholeTable(); // a set the driver holds no bounds for
       }
+      if (snapshot === undefined) return { kind: this.kind, objects: [], counters: {}, learned: 0 };
       const prefix = `${this.table.family} ${this.table.name}`;
       const counters: Record<string, number> = {};
       let learned = 0;

@@ -274,7 +274,15 @@ describe('NftablesDataplane (fake handle)', () => {
     listings.length = 0;
     expect((await restarted.status({ detail: 'counters' })).learned).toBe(2);
     expect((await restarted.status({ detail: 'counters' })).learned).toBe(2);
-    expect(listings).toEqual([false, true, false]);
+    expect(listings).toEqual([true, false]);
+
+    // the whole table's listing grows old (10 minutes): the next scrape lists it again, once
+    clock.advance(10 * 60_000);
+    await restarted.addLearned([learned('198.18.1.3', clock.now() + 20_000)]);
+    listings.length = 0;
+    expect((await restarted.status({ detail: 'counters' })).learned).toBe(1);
+    expect((await restarted.status({ detail: 'counters' })).learned).toBe(1);
+    expect(listings).toEqual([true, false]);
   });
 
   it('mirrors batches from an injected LearnedSource until closed', async () => {
