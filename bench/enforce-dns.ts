@@ -572,7 +572,8 @@ export const HOOK_ONLY_BODY = '  chain forward { type filter hook forward priori
  * The causes of one dataplane's end-to-end figure, each switched in segments while everything
  * else stays: (without the agent) a conntrack-only table and a forward hook without conntrack;
  * (with the agent installed) its process's CPU (SIGSTOP / SIGCONT of its process group) and its
- * classic tc filters (deleted / attached again from pins).
+ * classic tc filters (deleted / attached again from pins, the agent SIGSTOPped meanwhile: its drift
+ * check would attach them again).
  */
 export async function dnsCauses(
   lab: Lab,
@@ -635,12 +636,18 @@ export async function dnsCauses(
       return [];
     });
     if (filters.length > 0) {
+      // The agent repairs a missing tc filter (its drift check): stopped while they switch.
       const toggle = tcToggle(lab, filters);
-      await toggle.off();
+      agentProcess.kill('SIGSTOP');
       try {
-        await measure({ ...toggle, name: `dnsplane/${dataplane} ${toggle.name}` });
+        await toggle.off();
+        try {
+          await measure({ ...toggle, name: `dnsplane/${dataplane} ${toggle.name} (agent SIGSTOPped)` });
+        } finally {
+          await toggle.on().catch(() => undefined);
+        }
       } finally {
-        await toggle.on().catch(() => undefined);
+        agentProcess.kill('SIGCONT');
       }
     }
   } finally {
