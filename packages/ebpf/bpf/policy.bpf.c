@@ -93,6 +93,22 @@ struct {
 } dnsp_pol_counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DNSPLANE_POLICY_FRAGMENTS);
+	__type(key, struct dnsplane_frag_key);
+	__type(value, struct dnsplane_frag_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_pol_frags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DNSPLANE_FC_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dnsp_pol_frag_counters SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 18);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -129,32 +145,115 @@ static __always_inline void count(__u32 index)
 		*value += 1;
 }
 
-/* Parses the IP and transport headers (bpf_skb_load_bytes: works on non-linear skbs too). 0 = not IP. */
+static __always_inline void count_fragment(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&dnsp_pol_frag_counters, &index);
+	if (value)
+		*value += 1;
+}
+
+/* Where a fragment belongs: its datagram's identity. */
+static __always_inline void frag_key(struct dnsplane_frag_key *key, const struct packet *pkt, __u32 id)
+{
+	key->family = pkt->family;
+	key->protocol = pkt->protocol;
+	key->id = id;
+	__builtin_memcpy(key->src, pkt->src, 16);
+	__builtin_memcpy(key->dst, pkt->dst, 16);
+}
+
+/* A later fragment: the ports its first fragment carried, when that one passed here lately. */
+static __always_inline void frag_follow(struct packet *pkt, __u32 id)
+{
+	struct dnsplane_frag_key key = {};
+	struct dnsplane_frag_value *value;
+
+	frag_key(&key, pkt, id);
+	value = bpf_map_lookup_elem(&dnsp_pol_frags, &key);
+	if (!value || bpf_ktime_get_ns() - value->seen_ns > DNSPLANE_FRAG_LIFETIME_NS) {
+		count_fragment(DNSPLANE_FC_UNKNOWN);
+		return;
+	}
+	pkt->sport = value->sport;
+	pkt->dport = value->dport;
+	pkt->has_ports = value->has_ports;
+	pkt->icmp_type = value->icmp_type;
+	count_fragment(DNSPLANE_FC_FOLLOWED);
+}
+
+/* A first fragment (more follow): keep its ports for the others. */
+static __always_inline void frag_remember(const struct packet *pkt, __u32 id)
+{
+	struct dnsplane_frag_key key = {};
+	struct dnsplane_frag_value value = {
+		.seen_ns = bpf_ktime_get_ns(),
+		.sport = pkt->sport,
+		.dport = pkt->dport,
+		.has_ports = pkt->has_ports,
+		.icmp_type = pkt->icmp_type,
+	};
+
+	frag_key(&key, pkt, id);
+	bpf_map_update_elem(&dnsp_pol_frags, &key, &value, BPF_ANY);
+}
+
+/*
+ * Parses the IP and transport headers (bpf_skb_load_bytes: works on non-linear skbs too).
+ * 0 = not IP. Fragments: the first one's ports are remembered, the later ones get them.
+ */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 {
-	__u32 l4;
+	__u32 l4, frag_id = 0;
+	int first_of_many = 0;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
+		__u16 frag;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
 			return 0;
 		pkt->family = 4;
 		pkt->protocol = ip.protocol;
 		__builtin_memcpy(pkt->src, &ip.saddr, 4);
 		__builtin_memcpy(pkt->dst, &ip.daddr, 4);
-		/* A non-first fragment carries no transport header: no ports, no ICMP type. */
-		if (ip.frag_off & bpf_htons(0x1fff))
+		frag = bpf_ntohs(ip.frag_off);
+		frag_id = bpf_ntohs(ip.id);
+		/* A non-first fragment carries no transport header: its first fragment's ports. */
+		if (frag & 0x1fff) {
+			frag_follow(pkt, frag_id);
 			return 1;
+		}
+		first_of_many = (frag & 0x2000) != 0; /* MF */
 		l4 = ETH_HLEN + ip.ihl * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
 			return 0;
 		pkt->family = 6;
-		pkt->protocol = ip6.nexthdr; /* extension headers: the rule sees that protocol number */
+		pkt->protocol = ip6.nexthdr; /* other extension headers: the rule sees that protocol number */
 		__builtin_memcpy(pkt->src, &ip6.saddr, 16);
 		__builtin_memcpy(pkt->dst, &ip6.daddr, 16);
 		l4 = ETH_HLEN + sizeof(ip6);
+		if (ip6.nexthdr == 44) {
+			/* A fragment header right after the fixed header (where the sender puts it). */
+			struct {
+				__u8 nexthdr;
+				__u8 reserved;
+				__be16 frag_off; /* offset in 8-byte units << 3, M flag in bit 0 */
+				__be32 id;
+			} fh;
+			__u16 frag;
+			if (bpf_skb_load_bytes(skb, l4, &fh, sizeof(fh)) < 0)
+				return 1;
+			pkt->protocol = fh.nexthdr;
+			frag = bpf_ntohs(fh.frag_off);
+			frag_id = bpf_ntohl(fh.id);
+			if (frag & 0xfff8) {
+				frag_follow(pkt, frag_id);
+				return 1;
+			}
+			first_of_many = frag & 1;
+			l4 += sizeof(fh);
+		}
 	} else {
 		return 0;
 	}
@@ -178,6 +277,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 			}
 		}
 	}
+	if (first_of_many)
+		frag_remember(pkt, frag_id);
 	return 1;
 }
 

@@ -20,6 +20,7 @@
 #define DNSPLANE_POLICY_HOOKS 4096
 #define DNSPLANE_POLICY_NETS 65536
 #define DNSPLANE_POLICY_CT 262144
+#define DNSPLANE_POLICY_FRAGMENTS 8192
 
 enum dnsplane_policy_action {
 	DNSPLANE_PA_ALLOW = 1,
@@ -147,6 +148,40 @@ enum dnsplane_policy_counter {
 	DNSPLANE_PC_UNSELECTED = 6,   /* passed: no policy in this direction */
 	DNSPLANE_PC_ND = 7,           /* IPv6 neighbour discovery / router messages passed */
 	DNSPLANE_PC_COUNT = 8,
+};
+
+/*
+ * dnsp_pol_frags: LRU hash, the ports of fragmented datagrams. Only a datagram's first
+ * fragment carries the transport header; the programs keep its ports under the datagram's
+ * identity (addresses, protocol, IP identification) so that its other fragments are matched
+ * with them, as netfilter's drivers match the datagram after conntrack reassembled it.
+ * The kernel gives up reassembly after 30 s (ipfrag_time): so does this table.
+ */
+struct dnsplane_frag_key {
+	__u8 family;
+	__u8 protocol;
+	__u16 pad;
+	__u32 id;          /* IPv4: the 16-bit identification; IPv6: the fragment header's 32 bits */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct dnsplane_frag_value {
+	__u64 seen_ns;     /* when the first fragment passed */
+	__u16 sport;       /* host order; ICMP echo: the identifier */
+	__u16 dport;
+	__u8 has_ports;
+	__u8 icmp_type;
+	__u8 pad[2];
+};
+
+#define DNSPLANE_FRAG_LIFETIME_NS (30ULL * 1000000000ULL)
+
+/* dnsp_pol_frag_counters: per-CPU array (apart from dnsp_pol_counters, whose pinned size stays). */
+enum dnsplane_fragment_counter {
+	DNSPLANE_FC_FOLLOWED = 0, /* a later fragment matched with its first fragment's ports */
+	DNSPLANE_FC_UNKNOWN = 1,  /* a later fragment whose first was not seen (or too old): no ports */
+	DNSPLANE_FC_COUNT = 2,
 };
 
 /* dnsp_pol_log: ring buffer of Log-rule matches. */

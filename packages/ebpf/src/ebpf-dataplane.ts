@@ -30,6 +30,7 @@ import {
   type BpfProgram,
 } from '@dnsplane/bpf-parser';
 import {
+  FRAGMENT_COUNTER_NAMES,
   POLICY_MAP_NAMES,
   POLICY_PROGRAM_NAMES,
   decodeLogEvent,
@@ -165,6 +166,8 @@ export class EbpfDataplane implements Dataplane {
     Object.assign(counters, parserCounters(loaded.parser.counters()));
     const policyCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.counters));
     for (const [name, value] of Object.entries(policyCounters)) counters[`policy.${name}`] = value;
+    const fragmentCounters = splitCounters(loaded.policy.map(POLICY_MAP_NAMES.fragCounters), FRAGMENT_COUNTER_NAMES);
+    for (const [name, value] of Object.entries(fragmentCounters)) counters[`fragments.${name}`] = value;
     counters['local_resolvers'] = this.#localResolvers;
     const interfaces = (this.#options.interfaces ?? listInterfaces)();
     const objects = [`bpf pins ${this.pinRoot}`];

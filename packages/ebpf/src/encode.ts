@@ -11,6 +11,8 @@ export const POLICY_MAP_NAMES = {
   nets6: 'dnsp_pol_nets6',
   ct: 'dnsp_pol_ct',
   counters: 'dnsp_pol_counters',
+  frags: 'dnsp_pol_frags',
+  fragCounters: 'dnsp_pol_frag_counters',
   log: 'dnsp_pol_log',
 } as const;
 export type PolicyMapRole = keyof typeof POLICY_MAP_NAMES;
@@ -30,9 +32,13 @@ export const POLICY_STRUCT_SIZES = {
   dnsplane_ct_key: 44,
   dnsplane_ct_value: 24,
   dnsplane_policy_log_event: 64,
+  dnsplane_frag_key: 40,
+  dnsplane_frag_value: 16,
 } as const;
 
 export const POLICY_COUNTER_NAMES = ['allowed', 'denied', 'default_deny', 'established', 'logged', 'log_lost', 'unselected', 'neighbour_discovery'] as const;
+/** dnsp_pol_frag_counters (enum dnsplane_fragment_counter): later fragments matched with their first one's ports, and without. */
+export const FRAGMENT_COUNTER_NAMES = ['followed', 'without_first'] as const;
 
 /** Rules per generation: generation g's rule i is at slot g * RULES_PER_GENERATION + i. */
 export const RULES_PER_GENERATION = 16384;

@@ -48,10 +48,10 @@ export function writeGeneration(policy: BpfObject, tables: PolicyTables, hooks: 
   return next;
 }
 
-/** The policy counters (dnsp_pol_counters), summed over CPUs, by name. */
-export function splitCounters(map: BpfMap): Record<string, number> {
+/** The policy counters (dnsp_pol_counters; `names` for another per-CPU counter array), summed over CPUs, by name. */
+export function splitCounters(map: BpfMap, names: readonly string[] = POLICY_COUNTER_NAMES): Record<string, number> {
   const out: Record<string, number> = {};
-  POLICY_COUNTER_NAMES.forEach((name, index) => {
+  names.forEach((name, index) => {
     const value = map.lookup(encodeIndex(index));
     out[name] = value === undefined ? 0 : splitPerCpu(value, 8).reduce((sum, slot) => sum + Number(slot.readBigUInt64LE(0)), 0);
   });

@@ -10,6 +10,7 @@ import {
   POLICY_OBJECT_PATH,
   POLICY_PROGRAM_NAMES,
   POLICY_COUNTER_NAMES,
+  FRAGMENT_COUNTER_NAMES,
   compilePolicyTables,
   decodeLogEvent,
   encodeIndex,
@@ -178,6 +179,42 @@ describe('policy program (BPF_PROG_TEST_RUN)', () => {
     expect(receives(reply(flow))).toBe(TC_ACT_OK);
     expect(sends(tcp('198.19.1.1', 80))).toBe(TC_ACT_SHOT); // a new connection does not
     expect(counters().established).toBeGreaterThanOrEqual(3);
+  });
+
+  it('matches the later fragments of a datagram with the ports of its first (IPv4 and IPv6), and their replies through the connection table', () => {
+    // Only the first fragment carries the transport header; netfilter's drivers see the
+    // reassembled datagram (conntrack defrag), this one remembers the first fragment's ports.
+    const p: CompiledPolicy = {
+      name: 'udp-7000',
+      order: 1,
+      egress: [rule(0, { action: 'allow', protocol: 17, destination: { ...anyPeer, ports: [{ first: 7000, last: 7000 }] } })],
+      ingress: [],
+    };
+    install(state([p], ['udp-7000'], ['udp-7000']));
+    const fragmentCounters = (): Record<string, number> => splitCounters(policy.map(POLICY_MAP_NAMES.fragCounters), FRAGMENT_COUNTER_NAMES);
+    const before = fragmentCounters();
+    let id = 0x4100 + (port % 0x100);
+    for (const [src, dst] of [['198.18.1.2', '198.19.1.1'], ['fd00:18:1::2', 'fd00:19::1:1']] as const) {
+      const allowed: Frame = { src, dst, protocol: 'udp', sport: port++, dport: 7000 };
+      const datagram = (f: Frame, at: number): Array<Frame> => [
+        { ...f, fragment: { id: at, offset: 0, more: true } },
+        { ...f, fragment: { id: at, offset: 1480, more: true } },
+        { ...f, fragment: { id: at, offset: 2960, more: false } },
+      ];
+      expect(datagram(allowed, ++id).map(sends)).toEqual([TC_ACT_OK, TC_ACT_OK, TC_ACT_OK]);
+      // the reply datagram, fragmented too: the connection table admits each fragment
+      expect(datagram(reply(allowed), ++id).map(receives)).toEqual([TC_ACT_OK, TC_ACT_OK, TC_ACT_OK]);
+      // to a port the policy does not allow: every fragment is dropped, the later ones too
+      const denied: Frame = { ...allowed, sport: port++, dport: 7001 };
+      expect(datagram(denied, ++id).map(sends)).toEqual([TC_ACT_SHOT, TC_ACT_SHOT, TC_ACT_SHOT]);
+      // a later fragment whose first never passed has no ports: no rule with ports matches it
+      expect(sends({ ...allowed, fragment: { id: ++id, offset: 1480, more: false } })).toBe(TC_ACT_SHOT);
+      // the same identification between other addresses is another datagram
+      expect(sends({ ...allowed, src: src.includes(':') ? 'fd00:18:1::3' : '198.18.1.3', fragment: { id: id - 3, offset: 1480, more: false } })).toBe(TC_ACT_SHOT);
+    }
+    const after = fragmentCounters();
+    expect((after.followed ?? 0) - (before.followed ?? 0)).toBe(12); // 2 families × 3 datagrams × 2 later fragments
+    expect((after.without_first ?? 0) - (before.without_first ?? 0)).toBe(4);
   });
 
   it('a generation flip replaces the whole rule set (no leftovers of the previous install)', () => {
