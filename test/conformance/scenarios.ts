@@ -8,7 +8,8 @@
 //                      `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
 //                      `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium matchPattern
 //                      `*.wild.lab.test` (exactly one label); TCP 80 to Cilium matchName v4only
-//                      (edited to api in scenario 13). Everything else denied.
+//                      (edited to api in scenario 13); UDP 7000 to www's addresses (by net:
+//                      scenario 22's fragments). Everything else denied.
 //   client2 (app=c2)   c2-egress: DNS; Deny TCP to `blocked.lab.test`, then the broader Allow TCP
 //                      80 to 198.19.1.3/32 (blocked's address) and 198.19.1.4/32 (other's);
 //                      Allow TCP 80 to many.lab.test. Everything else denied.
@@ -37,6 +38,10 @@ const WEB = {
 } as const;
 const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
 const FRESH_TRIALS = 200;
+/** Scenario 22's UDP echo ports on www's addresses: client1's policy allows the first only. */
+const ECHO_PORTS = { allowed: 7000, other: 7001 } as const;
+/** Scenario 22's datagram: two fragments and more on the lab's 1,500-byte links. */
+const FRAGMENTED_BYTES = 3000;
 
 function dnsRules(lab: Lab): PolicyDocument[] {
   const nets = [...lab.dnsServerNets, `${lab.nodeResolver.ipv4}/32`];
@@ -62,6 +67,7 @@ function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
           },
         },
         { action: 'Allow', protocol: 'TCP', destination: { domains: ['*.wild.lab.test'], ports: [443] } },
+        { action: 'Allow', protocol: 'UDP', destination: { nets: [`${WEB.www.v4}/32`, `${WEB.www.v6}/128`], ports: [ECHO_PORTS.allowed] } },
         { action: 'Allow', protocol: 'TCP', destination: { domains: [{ matchPattern: '*.wild.lab.test' }], ports: [8080] } },
         {
           action: 'Allow',
@@ -565,6 +571,32 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(sample(second.body, defaultDeny)).toBeGreaterThanOrEqual(before);
       expect(sample(second.body, defaultDeny)).toBeLessThanOrEqual(after);
       expect((await scrape('/')).code).toBe('404');
+    });
+
+    it('22. a fragmented UDP datagram (IPv4 and IPv6, 3,000 bytes on 1,500-byte links) to an allowed port arrives whole, and so does its fragmented reply; to a port the policy does not allow, no fragment gets through', async (ctx) => {
+      const lab = ready(ctx);
+      const echo =
+        lab.processes.get('udp-echo') ??
+        (await lab.startUdpEcho([WEB.www.v4, WEB.www.v6].flatMap((address) => [ECHO_PORTS.allowed, ECHO_PORTS.other].map((port) => ({ address, port })))));
+      const received = (port: number): number => echo.stdout().split('\n').filter((line) => line.endsWith(` to port ${port}`)).length;
+      for (const [address, fragmentsMade] of [[WEB.www.v4, 'Ip.FragCreates'], [WEB.www.v6, 'Ip6.FragCreates']] as const) {
+        const before = await lab.netCounters('client1');
+        // UDP: an exchange lost on the way would be sent again by any client; the policy's
+        // answer does not change between tries, so three tries cannot hide a drop by rule.
+        const reply = await waitFor(
+          `client1 → ${address}:${ECHO_PORTS.allowed}, ${FRAGMENTED_BYTES} bytes echoed`,
+          async () => ((await lab.udpExchange('client1', address, ECHO_PORTS.allowed, FRAGMENTED_BYTES, 2000)) === FRAGMENTED_BYTES ? true : undefined),
+          { timeoutMs: 8000 },
+        ).catch((error: unknown) => error);
+        expect(reply, `${address}: the allowed datagram and its reply`).toBe(true);
+        const after = await lab.netCounters('client1');
+        expect((after[fragmentsMade] ?? 0) - (before[fragmentsMade] ?? 0), `${fragmentsMade} in client1`).toBeGreaterThanOrEqual(2);
+
+        const otherBefore = received(ECHO_PORTS.other);
+        expect(await lab.udpExchange('client1', address, ECHO_PORTS.other, FRAGMENTED_BYTES, 1000), `${address}:${ECHO_PORTS.other}, fragmented`).toBeUndefined();
+        expect(await lab.udpExchange('client1', address, ECHO_PORTS.other, 100, 1000), `${address}:${ECHO_PORTS.other}, one packet`).toBeUndefined();
+        expect(received(ECHO_PORTS.other) - otherBefore, 'datagrams the echo server received on the port the policy does not allow').toBe(0);
+      }
     });
   });
 }

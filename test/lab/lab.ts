@@ -169,7 +169,7 @@ export interface Lab {
   replug(ns: LabNamespace, options?: { readonly timeoutMs?: number }): Promise<void>;
   /** Sends one UDP datagram with a forged source, from the untrusted namespace by default. */
   forgeResponse(request: ForgeRequest): Promise<void>;
-  /** Kernel network counters of a namespace (/proc/net/snmp, netstat), e.g. `Tcp.PassiveOpens`. */
+  /** Kernel network counters of a namespace (/proc/net/snmp, netstat, snmp6), e.g. `Tcp.PassiveOpens`, `Ip6.FragCreates`. */
   netCounters(ns: LabNamespace): Promise<Record<string, number>>;
   /**
    * Starts a caching resolver on the node (what NodeLocal DNSCache or a dnsmasq on the host is):
@@ -178,6 +178,13 @@ export interface Lab {
    * reach the workloads through tc egress of their interfaces. Stopped by destroy().
    */
   startNodeResolver(options?: { readonly minCacheTtl?: number; readonly timeoutMs?: number }): Promise<void>;
+  /**
+   * A UDP echo server in the web namespace on each (address, port): a datagram goes back whole,
+   * from the address it was sent to. Resolves once every socket is bound; stopped by destroy().
+   */
+  startUdpEcho(bindings: ReadonlyArray<{ readonly address: string; readonly port: number }>, options?: { readonly timeoutMs?: number }): Promise<LabProcess>;
+  /** One UDP datagram of `size` bytes from `ns` to address:port: the size of the reply within `timeoutMs`, or undefined. */
+  udpExchange(ns: LabNamespace, address: string, port: number, size: number, timeoutMs: number): Promise<number | undefined>;
   /** Starts a long-running command inside the node namespace (the agent); stopped by destroy(). */
   startAgentProcess(argv: readonly string[], options?: { readonly env?: Readonly<Record<string, string>>; readonly name?: string }): LabProcess;
   /** The lab's servers (dnsmasq, unbound, web) and agent processes. */
@@ -615,6 +622,13 @@ class LabImpl implements Lab {
       const prefix = (keys[0] ?? '').replace(/:$/, '');
       for (let j = 1; j < keys.length; j += 1) counters[`${prefix}.${keys[j]}`] = Number(values[j]);
     }
+    // IPv6: one "Name value" per line (Ip6FragCreates → Ip6.FragCreates)
+    const snmp6 = await this.execChecked(ns, ['cat', '/proc/net/snmp6'], { timeoutMs: 5000 });
+    for (const line of snmp6.stdout.trim().split('\n')) {
+      const [name, value] = line.split(/\s+/);
+      const known = /^(Ip6|Icmp6|Udp6|UdpLite6)(\w+)$/.exec(name ?? '');
+      if (known !== null) counters[`${known[1]}.${known[2]}`] = Number(value);
+    }
     return counters;
   }
 
@@ -655,6 +669,25 @@ class LabImpl implements Lab {
       { timeoutMs: Math.max(1, deadline - Date.now()) },
     );
     this.log(`lab ${this.id}: node resolver on ${this.nodeResolver.ipv4}`);
+  }
+
+  /**
+   * A UDP echo server in the web namespace on each (address, port): a datagram goes back whole,
+   * from the address it was sent to. Resolves once every socket is bound.
+   */
+  async startUdpEcho(bindings: ReadonlyArray<{ readonly address: string; readonly port: number }>, options: { readonly timeoutMs?: number } = {}): Promise<LabProcess> {
+    this.assertLive();
+    if (this.processes.has('udp-echo')) throw new Error(`lab ${this.id} already runs a UDP echo server`);
+    const handle = this.startProcess('udp-echo', this.namespaces.web, ['python3', join(SCRIPTS, 'udp-echo.py'), ...bindings.flatMap((b) => [b.address, String(b.port)])]);
+    await handle.waitForOutput(/^listening$/, options.timeoutMs ?? 10_000);
+    return handle;
+  }
+
+  /** One UDP datagram of `size` bytes from `ns` to address:port; the size of the reply within `timeoutMs`, or undefined. */
+  async udpExchange(ns: LabNamespace, address: string, port: number, size: number, timeoutMs: number): Promise<number | undefined> {
+    const result = await this.execChecked(ns, ['python3', join(SCRIPTS, 'udp-exchange.py'), address, String(port), String(size), String(timeoutMs / 1000)], { timeoutMs: timeoutMs + 5000 });
+    const reply = /^reply (\d+)$/m.exec(result.stdout);
+    return reply === null ? undefined : Number(reply[1]);
   }
 
   startAgentProcess(argv: readonly string[], options: { readonly env?: Readonly<Record<string, string>>; readonly name?: string } = {}): LabProcess {
