@@ -141,6 +141,19 @@ describe('lab', () => {
     expect(v6.body).toBe(`lab-web ${NAMES.chain.ipv6} 80\n`);
   });
 
+  it('echoes a UDP datagram of 3,000 bytes whole, fragmented both ways on the 1,500-byte links, from the address it was sent to (IPv4 and IPv6)', async () => {
+    const echo = await lab().startUdpEcho([NAMES.www.ipv4, NAMES.www.ipv6].map((address) => ({ address, port: 7100 })));
+    for (const [address, fragmentsMade] of [[NAMES.www.ipv4, 'Ip.FragCreates'], [NAMES.www.ipv6, 'Ip6.FragCreates']] as const) {
+      const before = await lab().netCounters('client2');
+      expect(await lab().udpExchange('client2', address, 7100, 3000, 3000)).toBe(3000);
+      const after = await lab().netCounters('client2');
+      expect((after[fragmentsMade] ?? 0) - (before[fragmentsMade] ?? 0)).toBeGreaterThanOrEqual(2);
+    }
+    expect(echo.stdout().split('\n').filter((line) => line.startsWith('received 3000 ')).length).toBe(2);
+    // nothing listens there: no reply
+    expect(await lab().udpExchange('client2', NAMES.www.ipv4, 7101, 100, 500)).toBeUndefined();
+  });
+
   it('runs 200 resolve-then-connect trials to fresh addresses in one process, each first SYN answered', async () => {
     const fresh = lab().allocateFresh(200);
     const batch = await lab().connectAfterResolveBatch(

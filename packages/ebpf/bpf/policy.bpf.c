@@ -171,7 +171,7 @@ static __always_inline void frag_follow(struct packet *pkt, __u32 id)
 	frag_key(&key, pkt, id);
 	value = bpf_map_lookup_elem(&dnsp_pol_frags, &key);
 	if (!value || bpf_ktime_get_ns() - value->seen_ns > DNSPLANE_FRAG_LIFETIME_NS) {
-		count_fragment(DNSPLANE_FC_UNKNOWN);
+		count_fragment(DNSPLANE_FC_WITHOUT_FIRST);
 		return;
 	}
 	pkt->sport = value->sport;

@@ -180,7 +180,7 @@ struct dnsplane_frag_value {
 /* dnsp_pol_frag_counters: per-CPU array (apart from dnsp_pol_counters, whose pinned size stays). */
 enum dnsplane_fragment_counter {
 	DNSPLANE_FC_FOLLOWED = 0, /* a later fragment matched with its first fragment's ports */
-	DNSPLANE_FC_UNKNOWN = 1,  /* a later fragment whose first was not seen (or too old): no ports */
+	DNSPLANE_FC_WITHOUT_FIRST = 1, /* a later fragment whose first was not seen (or too old): no ports */
 	DNSPLANE_FC_COUNT = 2,
 };
 
