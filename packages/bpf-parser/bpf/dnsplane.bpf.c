@@ -293,6 +293,86 @@ struct {
 	__type(value, struct cpu_state);
 } dnsp_cpu SEC(".maps");
 
+struct l4info {
+	__u32 src[4]; /* network-order bytes; IPv4 in src[0], the rest zero */
+	__u32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 family;
+	__u8 proto;
+	__u16 csum;        /* the UDP / TCP checksum field, as it is on the wire */
+	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
+	__u32 payload_len;
+	/* IP fragments (tc): parse_l3l4 fills these and returns 1; payload_* is then the fragment's */
+	__u32 frag_id;     /* the datagram's identification (IPv4: 16 bits, IPv6: 32) */
+	__u16 frag_off;    /* this fragment's offset in the datagram, bytes */
+	__u8 frag_more;    /* more fragments follow */
+	__u8 frag;         /* FRAG_NONE; FRAG_FIRST, FRAG_WHOLE: what parse() is given (below) */
+};
+
+/* What parse() reads: the packet, the first fragment of a UDP answer (only as far as the
+ * query check and the answer mark), or a whole datagram put together in dnsp_fragments. */
+enum fragment_part {
+	FRAG_NONE = 0,
+	FRAG_FIRST = 1,
+	FRAG_WHOLE = 2,
+};
+
+/*
+ * A UDP answer larger than the path's MTU arrives in IP fragments, and tc runs before the
+ * kernel puts them together: the parser does it for the datagrams of trusted servers, so the
+ * answer is parsed when its last fragment passes — before the client can have it.
+ */
+#define FRAGMENT_MAX (8 + DNSPLANE_MSG_MAX) /* UDP header + the longest message read */
+#define FRAGMENT_LIFETIME_NS (30ULL * 1000000000ULL) /* the kernel's ipfrag_time */
+
+struct fragment_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u32 id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct fragment_buffer {
+	__u64 first_ns; /* the first fragment seen */
+	__u32 have;     /* bytes received (a repeated fragment counts twice: never complete) */
+	__u32 total;    /* the datagram's length, once its last fragment came; 0 before */
+	/* at offset o < FRAGMENT_MAX, up to FRAGMENT_MAX bytes: the verifier checks o + n
+	 * against the bounds of o and n apart, so the buffer holds twice the datagram */
+	__u8 data[2 * FRAGMENT_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct fragment_key);
+	__type(value, struct fragment_buffer);
+} dnsp_fragments SEC(".maps");
+
+/* Per CPU and nesting level (the scratch slot): the datagram's key and the part handed to
+ * parse() — off the stack, which parse() needs. */
+struct fragment_work {
+	struct fragment_key key;
+	struct l4info part;
+	__u32 to_server; /* the part is a query */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fragment_work);
+} dnsp_fragment_work SEC(".maps");
+
+/* An empty buffer to start a datagram from (a map value: the stack is too small). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fragment_buffer);
+} dnsp_fragment_blank SEC(".maps");
+
 /* ---------------------------------------------------------------- small helpers */
 
 enum status {
@@ -1291,18 +1371,6 @@ __attribute__((noinline)) long query_lookup(__u32 slot, const struct dnsplane_qu
 
 /* ---------------------------------------------------------------- the parse routine */
 
-struct l4info {
-	__u32 src[4]; /* network-order bytes; IPv4 in src[0], the rest zero */
-	__u32 dst[4];
-	__be16 sport;
-	__be16 dport;
-	__u8 family;
-	__u8 proto;
-	__u16 csum;        /* the UDP / TCP checksum field, as it is on the wire */
-	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
-	__u32 payload_len;
-};
-
 enum direction {
 	DIR_NONE = 0,      /* neither to nor from a trusted server: not DNS to us */
 	DIR_UNTRUSTED = 1, /* from a trusted server's port, but not from a trusted server */
@@ -1337,7 +1405,8 @@ static __always_inline int classify(const struct dnsplane_config *cfg, const str
 }
 
 /*
- * IP and UDP/TCP headers; -1 when the packet is not something the parser looks at. One
+ * IP and UDP/TCP headers; -1 when the packet is not something the parser looks at, 1 for an
+ * IP fragment (the IP fields and the fragment's place filled in: dnsplane_fragment_tc). One
  * 48-byte load covers IPv4 (no options) + UDP or TCP and IPv6 + UDP; other shapes load more.
  * The buffers are 8-byte aligned, so fields are read with whole loads, not byte by byte.
  */
@@ -1362,8 +1431,23 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 
 		if (ihl < 20 || tot < ihl || l3 + tot > skb_len)
 			return -1;
-		if (*(__u16 *)&hdr[6] & bpf_htons(0x3fff)) /* fragments are not DNS to us */
-			return -1;
+		if (*(__u16 *)&hdr[6] & bpf_htons(0x3fff)) {
+			/* a fragment: dnsplane_fragment_tc puts the datagram together first */
+			__u16 fo = bpf_ntohs(*(__u16 *)&hdr[6]);
+
+			li->family = 4;
+			li->proto = hdr[9];
+			li->src[0] = *(__u32 *)&hdr[12];
+			li->dst[0] = *(__u32 *)&hdr[16];
+			li->src[1] = li->src[2] = li->src[3] = 0;
+			li->dst[1] = li->dst[2] = li->dst[3] = 0;
+			li->frag_id = bpf_ntohs(*(__u16 *)&hdr[4]);
+			li->frag_off = (fo & 0x1fff) * 8;
+			li->frag_more = (fo & 0x2000) != 0;
+			li->payload_off = l3 + ihl;
+			li->payload_len = tot - ihl;
+			return 1;
+		}
 		li->family = 4;
 		li->proto = hdr[9];
 		li->src[0] = *(__u32 *)&hdr[12];
@@ -1380,13 +1464,28 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 				return -1;
 		}
 		li->family = 6;
-		li->proto = hdr[6]; /* no extension headers */
+		li->proto = hdr[6]; /* no extension headers but a fragment header */
 		__builtin_memcpy(li->src, &hdr[8], 16);
 		__builtin_memcpy(li->dst, &hdr[24], 16);
 		l4 = l3 + 40;
 		end = l4 + bpf_ntohs(*(__u16 *)&hdr[4]);
 		if (end > skb_len)
 			return -1;
+		if (hdr[6] == 44) {
+			/* a fragment header (8 bytes, in hdr when the packet has 48): see IPv4 */
+			__u16 fo;
+
+			if (have < 48 || end < l4 + 8)
+				return -1;
+			fo = bpf_ntohs(*(__u16 *)&hdr[42]);
+			li->proto = hdr[40];
+			li->frag_id = bpf_ntohl(*(__u32 *)&hdr[44]);
+			li->frag_off = fo & 0xfff8;
+			li->frag_more = fo & 1;
+			li->payload_off = l4 + 8;
+			li->payload_len = end - (l4 + 8);
+			return 1;
+		}
 		l4p = &hdr[40]; /* 8 bytes: a UDP header */
 	} else {
 		return -1;
@@ -1424,6 +1523,7 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 			return -1;
 	}
 	li->payload_len = end - li->payload_off;
+	li->frag = FRAG_NONE;
 	return 0;
 }
 
@@ -1484,8 +1584,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 
 		asm volatile("" : "+r"(load_len));
 		load_len = (load_len & MSG_MASK) + 1;
-		if (bpf_skb_load_bytes(skb, msg_off, s->msg, load_len))
+		if (tc && pkt->frag == FRAG_WHOLE) {
+			/* a datagram put together from fragments: dnsplane_fragment_tc copied its
+			 * message into this scratch */
+		} else if (bpf_skb_load_bytes(skb, msg_off, s->msg, load_len)) {
 			return 0;
+		}
 	}
 	flags = rd16(s, 2);
 	qdcount = rd16(s, 4);
@@ -1564,6 +1668,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 		 * netfilter's prerouting) */
 		if (tc && mark && pkt->proto == IPPROTO_UDP)
 			skb->mark |= (__u32)mark;
+		/* the first fragment: its mark is the whole datagram's once the kernel put it
+		 * together; the answers are read when the datagram is whole */
+		if (tc && pkt->frag == FRAG_FIRST)
+			return 0;
 	}
 	if (flags & 0xf) {
 		count(DNSPLANE_C_REJECTED, 1);
@@ -1679,6 +1787,146 @@ __attribute__((noinline)) int dnsplane_parse_tc_mark(struct __sk_buff *skb, stru
 	return parse(skb, pkt, to_server, slot, 1);
 }
 
+/*
+ * A fragment of a UDP datagram from a trusted server's address (tc): its bytes go into the
+ * datagram's buffer. Returns what run() then parses from this CPU's slot at the current
+ * depth (its dnsp_fragment_work entry holds the part): FRAG_FIRST — the first fragment, to
+ * check against the recorded query at once (its answer mark must be on it: the kernel's
+ * reassembly keeps the first fragment's mark) —, FRAG_WHOLE — the datagram is complete, its
+ * message copied into the scratch —, or FRAG_NONE. A forwarded fragment at tc egress was
+ * taken where it came in. (The parse is run()'s call, not this function's: one more frame
+ * under parse() would pass the 512-byte stack.)
+ */
+__attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct l4info *li)
+{
+	struct dnsplane_config *cfg;
+	struct fragment_buffer *f, *blank;
+	struct fragment_work *w;
+	struct cpu_state *cpu;
+	struct scratch *s;
+	__u32 zero = 0, off, len, trusted = 0, n, ulen, slot;
+	__u64 now, load_len;
+	int dir, part = FRAG_NONE;
+
+	if (!skb || !li || li->proto != IPPROTO_UDP)
+		return FRAG_NONE;
+	if (skb->ingress_ifindex && skb->ingress_ifindex != skb->ifindex)
+		return FRAG_NONE;
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return FRAG_NONE;
+	/* from a trusted server's address (the port is in the first fragment only) */
+	n = cfg->server_count;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
+		if (i >= n)
+			break;
+		if (cfg->servers[i].family == li->family && dnsplane_server_addr_eq(&cfg->servers[i], li->src))
+			trusted = 1;
+	}
+	if (!trusted)
+		return FRAG_NONE;
+	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
+	if (!cpu)
+		return FRAG_NONE;
+	slot = cpu->depth;
+	if (slot >= SCRATCH_SLOTS)
+		return FRAG_NONE;
+	w = bpf_map_lookup_elem(&dnsp_fragment_work, &slot);
+	s = scratch_of(slot);
+	if (!w || !s)
+		return FRAG_NONE;
+
+	__builtin_memset(&w->key, 0, sizeof(w->key));
+	__builtin_memcpy(w->key.src, li->src, 16);
+	__builtin_memcpy(w->key.dst, li->dst, 16);
+	w->key.id = li->frag_id;
+	w->key.family = li->family;
+	now = bpf_ktime_get_ns();
+	f = bpf_map_lookup_elem(&dnsp_fragments, &w->key);
+	off = li->frag_off;
+	len = li->payload_len;
+	if (!len || off + len > FRAGMENT_MAX) {
+		/* longer than the parser reads: a cut message (counted once, with its buffer) */
+		if (f) {
+			bpf_map_delete_elem(&dnsp_fragments, &w->key);
+			count(DNSPLANE_C_TRUNCATED, 1);
+		}
+		return FRAG_NONE;
+	}
+	if (!f || now - f->first_ns > FRAGMENT_LIFETIME_NS) {
+		blank = bpf_map_lookup_elem(&dnsp_fragment_blank, &zero);
+		if (!blank || bpf_map_update_elem(&dnsp_fragments, &w->key, blank, BPF_ANY))
+			return FRAG_NONE;
+		f = bpf_map_lookup_elem(&dnsp_fragments, &w->key);
+		if (!f)
+			return FRAG_NONE;
+		f->first_ns = now;
+	}
+	/* each bound on the very register the helper gets */
+	asm volatile("" : "+r"(off));
+	asm volatile("" : "+r"(len));
+	if (off >= FRAGMENT_MAX || len > FRAGMENT_MAX || len < 1)
+		return FRAG_NONE;
+	if (bpf_skb_load_bytes(skb, li->payload_off, &f->data[off], len))
+		return FRAG_NONE;
+	f->have += len;
+	if (!li->frag_more)
+		f->total = off + len;
+
+	__builtin_memset(&w->part, 0, sizeof(w->part));
+	w->part.family = li->family;
+	w->part.proto = IPPROTO_UDP;
+	__builtin_memcpy(w->part.src, li->src, 16);
+	__builtin_memcpy(w->part.dst, li->dst, 16);
+	__builtin_memcpy(&w->part.sport, &f->data[0], 2);
+	__builtin_memcpy(&w->part.dport, &f->data[2], 2);
+	if (f->total && f->have == f->total) {
+		/* whole: the message into the scratch, where parse() reads it */
+		ulen = ((__u32)f->data[4] << 8) | f->data[5];
+		dir = classify(cfg, &w->part);
+		if (ulen == f->total && ulen >= 8 + 12 && dir >= DIR_QUERY) {
+			w->part.payload_len = ulen - 8;
+			w->part.frag = FRAG_WHOLE;
+			w->to_server = dir == DIR_QUERY;
+			load_len = ulen - 8 - 1;
+			asm volatile("" : "+r"(load_len));
+			load_len = (load_len & MSG_MASK) + 1;
+			if (!bpf_probe_read_kernel(s->msg, load_len, &f->data[8]))
+				part = FRAG_WHOLE;
+		}
+		bpf_map_delete_elem(&dnsp_fragments, &w->key);
+	} else if (off == 0 && len > 8 + 12) {
+		w->part.payload_off = li->payload_off + 8;
+		w->part.payload_len = len - 8;
+		w->part.frag = FRAG_FIRST;
+		w->to_server = 0;
+		if (classify(cfg, &w->part) == DIR_RESPONSE)
+			part = FRAG_FIRST;
+	}
+	return part;
+}
+
+/* run()'s parse of what dnsplane_fragment_tc prepared at this depth. */
+static __always_inline void parse_fragment_part(struct __sk_buff *skb)
+{
+	struct fragment_work *w;
+	struct cpu_state *cpu;
+	__u32 zero = 0, slot;
+
+	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
+	if (!cpu)
+		return;
+	slot = cpu->depth;
+	if (slot >= SCRATCH_SLOTS)
+		return;
+	w = bpf_map_lookup_elem(&dnsp_fragment_work, &slot);
+	if (!w)
+		return;
+	cpu->depth = slot + 1;
+	dnsplane_parse_tc_mark(skb, &w->part, w->to_server, slot);
+	cpu->depth = slot;
+}
+
 /* ---------------------------------------------------------------- entry points */
 
 /* Is this the packet whose query the last tc ingress run on this CPU remembered? */
@@ -1702,10 +1950,14 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 	struct cpu_state *cpu;
 	struct l4info li;
 	__u32 zero = 0, slot, iif = 0, memo = 0;
-	int dir;
+	int dir, r;
 
-	if (parse_l3l4(skb, l3, &li))
+	r = parse_l3l4(skb, l3, &li);
+	if (r) {
+		if (tc && r > 0 && dnsplane_fragment_tc(skb, &li) != FRAG_NONE)
+			parse_fragment_part(skb);
 		return;
+	}
 	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
 	if (!cfg)
 		return;
