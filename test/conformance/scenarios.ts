@@ -4,7 +4,7 @@
 //
 // Workloads and their policies (the agent's resources):
 //   client1 (app=c1)   c1-egress: DNS to the lab servers (and the node resolver of 18, 19);
-//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, ttl4, many and
+//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, ttl4, many, big and
 //                      `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
 //                      `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium matchPattern
 //                      `*.wild.lab.test` (exactly one label); TCP 80 to Cilium matchName v4only
@@ -19,6 +19,7 @@
 import { beforeAll, afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { DRIVERS } from '../../packages/agent/src/drivers.js';
 import type { Lab } from '../lab/lab.js';
+import { NAMES } from '../lab/zone.js';
 import { expectEveryFirstSynPasses } from '../lab/first-syn.js';
 import { waitFor } from '../lab/wait.js';
 import { ConformanceHarness, dnsResponse, SUITE_DNS, SUITE_METRICS_LISTEN, suiteDriftCheckSeconds, VARIANTS, type PolicyDocument, type TcpTarget } from './harness.js';
@@ -38,6 +39,7 @@ const WEB = {
 } as const;
 const MANY = Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`);
 const FRESH_TRIALS = 200;
+
 /** Scenario 22's UDP echo ports on www's addresses: client1's policy allows the first only. */
 const ECHO_PORTS = { allowed: 7000, other: 7001 } as const;
 /** Scenario 22's datagram: two fragments and more on the lab's 1,500-byte links. */
@@ -62,7 +64,7 @@ function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
           action: 'Allow',
           protocol: 'TCP',
           destination: {
-            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'ttl4.lab.test', 'many.lab.test', '*.fresh.lab.test'],
+            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'ttl4.lab.test', 'many.lab.test', 'big.lab.test', '*.fresh.lab.test'],
             ports: [80],
           },
         },
@@ -597,6 +599,23 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
         expect(await lab.udpExchange('client1', address, ECHO_PORTS.other, 100, 1000), `${address}:${ECHO_PORTS.other}, one packet`).toBeUndefined();
         expect(received(ECHO_PORTS.other) - otherBefore, 'datagrams the echo server received on the port the policy does not allow').toBe(0);
       }
+    });
+
+    it('23. an answer in IP fragments (64 AAAA, ~1,850 bytes over UDP with a 4,096-byte EDNS buffer) teaches every address, those of its last fragment too', async (ctx) => {
+      const lab = ready(ctx);
+      const big = NAMES.big;
+      const last = big.ipv6.at(-1)!;
+      await expectDenied('client1', [{ address: last, port: 80 }]);
+      const before = await lab.netCounters('client1');
+      const dig = await lab.exec('client1', ['dig', '+bufsize=4096', '+notcp', '+ignore', '+time=2', '+tries=1', `@${lab.dnsServers.dnsmasq.ipv4}`, big.name, 'AAAA']);
+      const after = await lab.netCounters('client1');
+      // the whole answer, over UDP, put together from fragments by client1's kernel
+      expect(dig.stdout).not.toMatch(/flags: [a-z ]*\btc\b/);
+      const answered = [...dig.stdout.matchAll(/\sAAAA\s+(\S+)$/gm)].map((m) => m[1]);
+      expect(new Set(answered)).toEqual(new Set(big.ipv6));
+      expect((after['Ip.ReasmOKs'] ?? 0) - (before['Ip.ReasmOKs'] ?? 0), 'answers client1 reassembled').toBeGreaterThanOrEqual(1);
+      // the last record's address travelled in the answer's second fragment
+      await expectAllowed('client1', [{ address: last, port: 80 }, { address: big.ipv6[0]!, port: 80 }]);
     });
   });
 }

@@ -51,6 +51,14 @@ export const NAMES = {
     name: 'many.lab.test',
     ipv4: Array.from({ length: 40 }, (_, i) => `198.19.5.${i + 1}`),
   },
+  /**
+   * 64 AAAA records: fd00:19::7:1 … fd00:19::7:40; ~1,850 bytes, so a UDP answer with a large
+   * EDNS buffer (dnsmasq here allows 4,096) arrives in two IP fragments on 1,500-byte links.
+   */
+  big: {
+    name: 'big.lab.test',
+    ipv6: Array.from({ length: 64 }, (_, i) => `fd00:19::7:${(i + 1).toString(16)}`),
+  },
 } as const;
 
 const DEFAULT_TTL = 300;
@@ -94,6 +102,7 @@ export function buildZone(freshCount: number): ZoneContents {
     aaaa(entry.name, entry.ipv6, entry.ttl);
   }
   for (const address of NAMES.many.ipv4) a(NAMES.many.name, address);
+  for (const address of NAMES.big.ipv6) aaaa(NAMES.big.name, address);
   const fresh = Array.from({ length: freshCount }, (_, i) => freshName(i + 1));
   for (const entry of fresh) {
     a(entry.name, entry.ipv4, FRESH_TTL);
@@ -122,6 +131,9 @@ export function renderDnsmasqConfig(
     // Names under lab.test that are not defined get NXDOMAIN instead of being forwarded.
     `local=/${ZONE}/`,
     `local-ttl=${DEFAULT_TTL}`,
+    // Answers up to 4,096 bytes over UDP to a client asking for it (dnsmasq's default is
+    // 1,232): big.lab.test then comes in IP fragments.
+    'edns-packet-max=4096',
     'log-facility=-',
     'log-queries=extra',
     `address=/${zone.wildcard.domain}/${zone.wildcard.ipv4}`,
