@@ -144,6 +144,19 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
     expect(dnsFlowsOf(entries, 'udp', client3.ipv4).length).toBeGreaterThan(0);
   }, 60_000);
 
+  it('a UDP answer in IP fragments reaches the enforced workload too: the parser marks its first fragment, whose mark the reassembled datagram keeps', async () => {
+    const l = lab();
+    const answersBefore = await ruleCounter('forward_ingress', 'verified dns answer');
+    const before = await l.netCounters('client1');
+    // 64 AAAA records, ~1,850 bytes: dnsmasq sends them over UDP in two IPv4 fragments
+    const dig = await l.exec('client1', ['dig', '+bufsize=4096', '+notcp', '+ignore', '+time=2', '+tries=1', `@${l.dnsServers.dnsmasq.ipv4}`, 'big.lab.test', 'AAAA'], { timeoutMs: 5000 });
+    const after = await l.netCounters('client1');
+    expect(dig.stdout).toMatch(/status: NOERROR/);
+    expect([...dig.stdout.matchAll(/\sAAAA\s+\S+$/gm)]).toHaveLength(64);
+    expect((after['Ip.ReasmOKs'] ?? 0) - (before['Ip.ReasmOKs'] ?? 0)).toBeGreaterThanOrEqual(1);
+    expect(await ruleCounter('forward_ingress', 'verified dns answer')).toBeGreaterThan(answersBefore);
+  }, 30_000);
+
   it('TCP DNS of the enforced workload stays tracked and answered', async () => {
     const l = lab();
     const client1 = l.endpoints['client1']!;
