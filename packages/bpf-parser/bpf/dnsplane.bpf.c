@@ -1431,16 +1431,16 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 
 		if (ihl < 20 || tot < ihl || l3 + tot > skb_len)
 			return -1;
+		li->family = 4;
+		li->proto = hdr[9];
+		li->src[0] = *(__u32 *)&hdr[12];
+		li->dst[0] = *(__u32 *)&hdr[16];
+		li->src[1] = li->src[2] = li->src[3] = 0;
+		li->dst[1] = li->dst[2] = li->dst[3] = 0;
 		if (*(__u16 *)&hdr[6] & bpf_htons(0x3fff)) {
 			/* a fragment: dnsplane_fragment_tc puts the datagram together first */
 			__u16 fo = bpf_ntohs(*(__u16 *)&hdr[6]);
 
-			li->family = 4;
-			li->proto = hdr[9];
-			li->src[0] = *(__u32 *)&hdr[12];
-			li->dst[0] = *(__u32 *)&hdr[16];
-			li->src[1] = li->src[2] = li->src[3] = 0;
-			li->dst[1] = li->dst[2] = li->dst[3] = 0;
 			li->frag_id = bpf_ntohs(*(__u16 *)&hdr[4]);
 			li->frag_off = (fo & 0x1fff) * 8;
 			li->frag_more = (fo & 0x2000) != 0;
@@ -1448,12 +1448,6 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 			li->payload_len = tot - ihl;
 			return 1;
 		}
-		li->family = 4;
-		li->proto = hdr[9];
-		li->src[0] = *(__u32 *)&hdr[12];
-		li->dst[0] = *(__u32 *)&hdr[16];
-		li->src[1] = li->src[2] = li->src[3] = 0;
-		li->dst[1] = li->dst[2] = li->dst[3] = 0;
 		l4 = l3 + ihl;
 		end = l3 + tot;
 		/* the L4 header is in hdr when there are no IP options */

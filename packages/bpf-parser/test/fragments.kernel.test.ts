@@ -6,7 +6,7 @@ import { buildDnsPacket, parseDomainPattern, ReferenceParser, type Clock, type D
 import { afterEach, describe, expect, it } from 'vitest';
 import { DnsParserProgram } from '../src/index.js';
 import { CLIENT4, CLIENT6, ROGUE4, SERVER4, SERVER6 } from './dns-generator.js';
-import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+import { ethernetFrame, tcRun as tcRunOn, testPinRoot } from './kernel-harness.js';
 
 const dns: DnsSettings = {
   trustedServers: [
@@ -19,11 +19,6 @@ const dns: DnsSettings = {
 };
 const sets: DomainSet[] = [{ id: 7, name: 'ds_7', patterns: [parseDomainPattern('*.frag.example', 'calico')] }];
 
-// __sk_buff offsets of the test run's context
-const SKB_SIZE = 192;
-const SKB_MARK = 8;
-const SKB_INGRESS_IFINDEX = 36;
-const SKB_IFINDEX = 40;
 const LO = 1;
 const BIT = 0x04000000;
 
@@ -121,15 +116,8 @@ function fragments(packet: Uint8Array, mtu = 1500): Buffer[] {
   return out;
 }
 
-/** One tc test run at ingress of `ifindex` (ingress ifindex as given); returns the packet's mark after it. */
-function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex = LO, ingressIfindex = LO): number {
-  const ctx = Buffer.alloc(SKB_SIZE);
-  ctx.writeUInt32LE(ingressIfindex, SKB_INGRESS_IFINDEX);
-  ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
-  const result = program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
-  if (result.ctx === undefined) throw new Error('the test run returned no context');
-  return Buffer.from(result.ctx).readUInt32LE(SKB_MARK);
-}
+/** One tc test run as at tc ingress of lo (by default); returns the packet's mark after it. */
+const tcRun = (program: DnsParserProgram, packet: Uint8Array, ifindex = LO, ingressIfindex = LO): number => tcRunOn(program, packet, ifindex, ingressIfindex);
 
 const clock: Clock = { now: () => Date.now() };
 /** The reference parser's membership and counters for the whole datagram. */

@@ -65,6 +65,25 @@ export function querySetOfPacket(l3: Uint8Array): number | undefined {
   return querySetOf({ qnameHash: nameHash(labels), family: transport.family, address: transport.src, port: transport.sport, txid: dns.readUInt16BE(0) });
 }
 
+// struct __sk_buff offsets of a tc test run's context
+const SKB_SIZE = 192;
+const SKB_MARK = 8;
+const SKB_INGRESS_IFINDEX = 36;
+const SKB_IFINDEX = 40;
+
+/**
+ * A tc run of the parser as on a hook: `ifindex` the interface, `ingressIfindex` where the packet
+ * came in (0: this host sent it). Returns skb->mark after the run.
+ */
+export function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex: number, ingressIfindex: number): number {
+  const ctx = Buffer.alloc(SKB_SIZE);
+  ctx.writeUInt32LE(ingressIfindex, SKB_INGRESS_IFINDEX);
+  ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
+  const result = program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
+  if (result.ctx === undefined) throw new Error('the test run returned no context');
+  return Buffer.from(result.ctx).readUInt32LE(SKB_MARK);
+}
+
 export function testPinRoot(): string {
   return `/sys/fs/bpf/dnsplane-test-${randomBytes(6).toString('hex')}`;
 }

@@ -27,7 +27,7 @@ import {
   type ParserProgramOptions,
 } from '../src/index.js';
 import { CLIENT4, SERVER4 } from './dns-generator.js';
-import { ethernetFrame, testPinRoot } from './kernel-harness.js';
+import { ethernetFrame, tcRun, testPinRoot } from './kernel-harness.js';
 
 const dns: DnsSettings = { trustedServers: [{ family: 4, address: SERVER4, port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 16 };
 const sets: DomainSet[] = [{ id: 5, name: 'ds_5', patterns: [parseDomainPattern('*.example.com', 'calico')] }];
@@ -446,25 +446,6 @@ describe('DnsParserProgram: wake sets', () => {
   });
 });
 
-// struct __sk_buff offsets of the test run's context
-const SKB_SIZE = 192;
-const SKB_INGRESS_IFINDEX = 36;
-const SKB_IFINDEX = 40;
-
-const SKB_MARK = 8;
-
-/**
- * A tc run as on a hook: `ifindex` the interface, `ingressIfindex` where the packet came in (0:
- * this host sent it). Returns skb->mark after the run.
- */
-function tcRun(program: DnsParserProgram, packet: Uint8Array, ifindex: number, ingressIfindex: number): number {
-  const ctx = Buffer.alloc(SKB_SIZE);
-  ctx.writeUInt32LE(ingressIfindex, SKB_INGRESS_IFINDEX);
-  ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
-  const result = program.tcClassifier.testRun({ data: ethernetFrame(packet), ctx });
-  if (result.ctx === undefined) throw new Error('the test run returned no context');
-  return Buffer.from(result.ctx).readUInt32LE(SKB_MARK);
-}
 
 describe('DnsParserProgram: the verified-answer mark (dnsp_answer_marks)', () => {
   const lo = 1;
