@@ -342,6 +342,8 @@ struct fragment_buffer {
 	 * against the bounds of o and n apart, so the buffer holds twice the datagram */
 	__u8 data[2 * FRAGMENT_MAX];
 };
+/* a new buffer is written from a scratch slot */
+_Static_assert(sizeof(struct scratch) >= sizeof(struct fragment_buffer), "a scratch slot holds a fragment buffer");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -364,14 +366,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fragment_work);
 } dnsp_fragment_work SEC(".maps");
-
-/* An empty buffer to start a datagram from (a map value: the stack is too small). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fragment_buffer);
-} dnsp_fragment_blank SEC(".maps");
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -1794,7 +1788,7 @@ __attribute__((noinline)) int dnsplane_parse_tc_mark(struct __sk_buff *skb, stru
 __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct l4info *li)
 {
 	struct dnsplane_config *cfg;
-	struct fragment_buffer *f, *blank;
+	struct fragment_buffer *f;
 	struct fragment_work *w;
 	struct cpu_state *cpu;
 	struct scratch *s;
@@ -1848,13 +1842,16 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 		return FRAG_NONE;
 	}
 	if (!f || now - f->first_ns > FRAGMENT_LIFETIME_NS) {
-		blank = bpf_map_lookup_elem(&dnsp_fragment_blank, &zero);
-		if (!blank || bpf_map_update_elem(&dnsp_fragments, &w->key, blank, BPF_ANY))
+		/* a new buffer: its bytes come from the scratch (the stack is too small for a
+		 * value); only what a fragment wrote is ever read, and the counts start here */
+		if (bpf_map_update_elem(&dnsp_fragments, &w->key, s, BPF_ANY))
 			return FRAG_NONE;
 		f = bpf_map_lookup_elem(&dnsp_fragments, &w->key);
 		if (!f)
 			return FRAG_NONE;
 		f->first_ns = now;
+		f->have = 0;
+		f->total = 0;
 	}
 	/* each bound on the very register the helper gets */
 	asm volatile("" : "+r"(off));
