@@ -13,6 +13,7 @@ export * from './fake-dataplane.js';
 export * from './dns/wire.js';
 export * from './dns/decoder.js';
 export * from './dns/tcp-stream.js';
+export * from './dns/tcp-segments.js';
 export * from './dns/learn.js';
 export * from './dns/packet-builder.js';
 export * from './dns/reference-parser.js';

@@ -193,10 +193,21 @@ describe('ReferenceParser', () => {
     expect(parser.observe(response({ family: 6, transport: 'tcp', id: 99 }, CHAIN)).outcome).toBe('parsed');
     parser.observe(query({ id: 100 }));
     expect(parser.observe(response({ transport: 'tcp', id: 100 }, CHAIN)).outcome).toBe('parsed');
-    // A TCP segment holding part of a message is truncated; one without payload is not DNS.
-    const whole = answerPayload({ id: 100 }, CHAIN);
-    const partial = buildDnsPacket({ family: 4, src: SERVER4, dst: CLIENT4, sport: 53, dport: 40000, transport: 'tcp', tcpFraming: 'raw', payload: Uint8Array.from([0, whole.length, ...whole.subarray(0, 20)]) });
-    expect(parser.observe(partial).outcome).toBe('truncated');
+    // A TCP segment holding the first part of a message is held until the rest came (as the
+    // kernel's tcp segment assembly does); one that declares more than 4,096 bytes is truncated;
+    // one without payload is not DNS.
+    const whole = answerPayload({ id: 101 }, CHAIN);
+    parser.observe(query({ transport: 'tcp', id: 101 }));
+    const segment = (seq: number, payload: Uint8Array): Uint8Array => {
+      const packet = buildDnsPacket({ family: 4, src: SERVER4, dst: CLIENT4, sport: 53, dport: 40000, transport: 'tcp', tcpFraming: 'raw', payload });
+      new DataView(packet.buffer, packet.byteOffset).setUint32(24, seq);
+      return packet;
+    };
+    const first = parser.observe(segment(1, Uint8Array.from([0, whole.length, ...whole.subarray(0, 20)])));
+    expect(first.outcome).toBe('ignored');
+    expect(parser.observe(segment(23, whole.subarray(20))).outcome).toBe('parsed');
+    const tooLong = buildDnsPacket({ family: 4, src: SERVER4, dst: CLIENT4, sport: 53, dport: 40001, transport: 'tcp', tcpFraming: 'raw', payload: Uint8Array.from([0x20, 0, ...whole]) });
+    expect(parser.observe(tooLong).outcome).toBe('truncated');
     const empty = buildDnsPacket({ family: 4, src: SERVER4, dst: CLIENT4, sport: 53, dport: 40000, transport: 'tcp', tcpFraming: 'raw', payload: new Uint8Array(0) });
     expect(parser.observe(empty).outcome).toBe('ignored');
   });

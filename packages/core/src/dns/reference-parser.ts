@@ -7,6 +7,7 @@ import { decodeDnsMessage } from './decoder.js';
 import { formatAddressBytes, parseAddressBytes } from './ip.js';
 import { planLearning } from './learn.js';
 import { isWireProblem, readHeader, readQuestion } from './wire.js';
+import { TcpSegmentAssembler } from './tcp-segments.js';
 
 /** How long a remembered query can be answered. */
 export const QUERY_LIFETIME_MS = 10_000;
@@ -122,10 +123,13 @@ export interface Transport {
   readonly sport: number;
   readonly dport: number;
   readonly tcp: boolean;
+  /** TCP: the segment's sequence number; 0 for UDP. */
+  readonly seq: number;
   readonly payload: Uint8Array;
 }
 
 const u16 = (b: Uint8Array, at: number): number => ((b[at] ?? 0) << 8) | (b[at + 1] ?? 0);
+const u32 = (b: Uint8Array, at: number): number => ((u16(b, at) << 16) | u16(b, at + 2)) >>> 0;
 
 /** IP + UDP/TCP headers; undefined when the packet is not something the parser looks at. */
 /** The transport view of an L3 packet; undefined for a fragment, another protocol or a cut packet. */
@@ -180,6 +184,7 @@ export function parseTransport(packet: Uint8Array): Transport | undefined {
     sport: u16(packet, l4Start),
     dport: u16(packet, l4Start + 2),
     tcp: protocol === 6,
+    seq: protocol === 6 ? u32(packet, l4Start + 4) : 0,
     payload,
   };
 }
@@ -192,6 +197,7 @@ export class ReferenceParser {
   private readonly trusted = new Set<string>();
   private readonly trustedPorts = new Set<number>();
   private readonly queries = new Map<string, number>();
+  private readonly segments = new TcpSegmentAssembler();
   private readonly domainSets: readonly DomainSet[];
   private readonly dns: DnsSettings;
   private readonly clock: Clock;
@@ -244,11 +250,21 @@ export class ReferenceParser {
 
     let message = t.payload;
     if (t.tcp) {
-      const length = u16(message, 0);
-      if (message.length < 2 || message.length - 2 < length) {
-        return { outcome: 'truncated', writes: NOTHING, overLimit: 0, reason: 'TCP segment does not hold the whole message' };
+      // a message in several segments is put together first (the kernel's dnsplane_tcp_segment)
+      const flow = `${t.family}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
+      const { decision, ended } = this.segments.segment(flow, t.seq, t.payload, now);
+      this.counters.truncated += ended.truncated;
+      this.counters.malformed += ended.malformed;
+      if (decision.kind === 'held') return { outcome: 'ignored', writes: NOTHING, overLimit: 0, reason: 'TCP segment held: its message is not whole yet' };
+      if (decision.kind === 'whole') {
+        message = decision.message;
+      } else {
+        const length = u16(message, 0);
+        if (message.length < 2 || message.length - 2 < length) {
+          return { outcome: 'truncated', writes: NOTHING, overLimit: 0, reason: 'TCP segment does not hold the whole message' };
+        }
+        message = message.subarray(2, 2 + length);
       }
-      message = message.subarray(2, 2 + length);
     }
     const header = readHeader(message);
     if (header === undefined) return { outcome: 'malformed', writes: NOTHING, overLimit: 0, reason: 'header cut off' };
