@@ -303,6 +303,7 @@ struct l4info {
 	__u16 csum;        /* the UDP / TCP checksum field, as it is on the wire */
 	__u32 payload_off; /* offset of the UDP payload / TCP segment data */
 	__u32 payload_len;
+	__u32 seq;         /* TCP: the segment's sequence number */
 	/* IP fragments (tc): parse_l3l4 fills these and returns 1; payload_* is then the fragment's */
 	__u32 frag_id;     /* the datagram's identification (IPv4: 16 bits, IPv6: 32) */
 	__u16 frag_off;    /* this fragment's offset in the datagram, bytes */
@@ -311,7 +312,8 @@ struct l4info {
 };
 
 /* What parse() reads: the packet, the first fragment of a UDP answer (only as far as the
- * query check and the answer mark), or a whole datagram put together in dnsp_fragments. */
+ * query check and the answer mark), or a whole datagram or TCP message put together in
+ * dnsp_assembly. */
 enum fragment_part {
 	FRAG_NONE = 0,
 	FRAG_FIRST = 1,
@@ -320,52 +322,64 @@ enum fragment_part {
 
 /*
  * A UDP answer larger than the path's MTU arrives in IP fragments, and tc runs before the
- * kernel puts them together: the parser does it for the datagrams of trusted servers, so the
- * answer is parsed when its last fragment passes — before the client can have it.
+ * kernel puts them together; a DNS message over TCP may come in several segments. The parser
+ * puts both together itself — the datagrams of trusted servers' addresses, the messages of
+ * TCP flows to or from a trusted server — and parses the whole when its last missing piece
+ * passes: before the receiver can have it.
  */
-#define FRAGMENT_MAX (8 + DNSPLANE_MSG_MAX) /* UDP header + the longest message read */
-#define FRAGMENT_LIFETIME_NS (30ULL * 1000000000ULL) /* the kernel's ipfrag_time */
+#define ASSEMBLY_MAX (8 + DNSPLANE_MSG_MAX) /* a UDP header or TCP's length prefix + the longest message read */
+#define ASSEMBLY_LIFETIME_NS (30ULL * 1000000000ULL) /* the kernel's ipfrag_time */
+#define ASSEMBLY_RANGES 8 /* disjoint byte ranges received; a piece that would make a ninth ends the assembly */
 
-struct fragment_key {
+/* A datagram (proto UDP: the IP identification in `id`) or a TCP flow's message (proto TCP:
+ * the ports in `id`, source in the high half). */
+struct assembly_key {
 	__u32 src[4];
 	__u32 dst[4];
 	__u32 id;
 	__u8 family;
-	__u8 pad[3];
+	__u8 proto;
+	__u8 pad[2];
 };
 
-struct fragment_buffer {
-	__u64 first_ns; /* the first fragment seen */
-	__u32 have;     /* bytes received (a repeated fragment counts twice: never complete) */
-	__u32 total;    /* the datagram's length, once its last fragment came; 0 before */
-	/* at offset o < FRAGMENT_MAX, up to FRAGMENT_MAX bytes: the verifier checks o + n
-	 * against the bounds of o and n apart, so the buffer holds twice the datagram */
-	__u8 data[2 * FRAGMENT_MAX];
+struct assembly {
+	__u64 first_ns; /* the first piece seen */
+	__u32 total;    /* the whole's length once known (a datagram: with its last fragment; a TCP
+			 * message: 2 + its length prefix, once the prefix came); 0 before */
+	__u32 seq;      /* TCP: the sequence number of the message's first byte (its prefix) */
+	__u32 range_count;
+	__u32 range_start[ASSEMBLY_RANGES]; /* what came, as disjoint [start, end) byte ranges: */
+	__u32 range_end[ASSEMBLY_RANGES];   /* a repeated or overlapping piece adds nothing */
+	/* at offset o < ASSEMBLY_MAX, up to ASSEMBLY_MAX bytes: the verifier checks o + n
+	 * against the bounds of o and n apart, so the buffer holds twice the whole */
+	__u8 data[2 * ASSEMBLY_MAX];
 };
-/* a new buffer is written from a scratch slot */
-_Static_assert(sizeof(struct scratch) >= sizeof(struct fragment_buffer), "a scratch slot holds a fragment buffer");
+/* a new assembly is written from a scratch slot */
+_Static_assert(sizeof(struct scratch) >= sizeof(struct assembly), "a scratch slot holds an assembly");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 64);
-	__type(key, struct fragment_key);
-	__type(value, struct fragment_buffer);
-} dnsp_fragments SEC(".maps");
+	__type(key, struct assembly_key);
+	__type(value, struct assembly);
+} dnsp_assembly SEC(".maps");
 
-/* Per CPU and nesting level (the scratch slot): the datagram's key and the part handed to
+/* Per CPU and nesting level (the scratch slot): the assembly's key and the part handed to
  * parse() — off the stack, which parse() needs. */
-struct fragment_work {
-	struct fragment_key key;
+struct assembly_work {
+	struct assembly_key key;
 	struct l4info part;
 	__u32 to_server; /* the part is a query */
+	__u8 prefix[2];  /* a TCP segment's first two bytes */
+	__u8 pad[2];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
-	__type(value, struct fragment_work);
-} dnsp_fragment_work SEC(".maps");
+	__type(value, struct assembly_work);
+} dnsp_assembly_work SEC(".maps");
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -1506,6 +1520,7 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 		if (doff < 20 || l4 + doff > end)
 			return -1;
 		li->csum = *(__u16 *)&l4p[16];
+		li->seq = bpf_ntohl(*(__u32 *)&l4p[4]);
 		li->payload_off = l4 + doff;
 		if (end == li->payload_off) /* a bare ACK, SYN or FIN */
 			return -1;
@@ -1514,6 +1529,27 @@ static __always_inline int parse_l3l4(struct __sk_buff *skb, __u32 l3, struct l4
 	li->frag = FRAG_NONE;
 	return 0;
 }
+
+/* What dnsplane_tcp_segment makes of a segment. */
+enum segment_part {
+	SEG_AS_IS = 0, /* parse the segment itself: it starts with a whole message */
+	SEG_HELD = 1,  /* a piece of a message not yet whole: nothing to parse now */
+	SEG_WHOLE = 2, /* the message is whole, in the scratch; `li` says FRAG_WHOLE and its length */
+};
+
+/*
+ * A TCP segment to or from a trusted server, from parse() (below): a segment that starts with
+ * a whole message is parsed as it is (SEG_AS_IS; it costs one map lookup); one that starts a
+ * longer message opens the flow's assembly, keyed by addresses and ports, at its sequence
+ * number; the segments that follow go in at their offset from it, in any order, and the
+ * message is parsed when the last missing byte came. One message per flow and direction at a
+ * time: a segment past the message's end while it is incomplete ends it (counted truncated)
+ * and is taken as a new start. At tc egress of a forwarded segment, which was taken where it
+ * came in, only a whole message is parsed. `slot`: parse()'s scratch slot; `tc`: the tc entry.
+ * (Called from parse(), not run(): a call between run()'s classify and parse() made the
+ * verifier explore classify's loop again and again, 100,000 instructions more.)
+ */
+__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, int tc);
 
 /*
  * The parse routine, for a packet to a trusted server (`to_server`: a query) or from one (a
@@ -1542,7 +1578,15 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 
 	msg_off = pkt->payload_off;
 	msg_len = pkt->payload_len;
-	if (pkt->proto == IPPROTO_TCP) {
+	if (pkt->proto == IPPROTO_TCP && pkt->frag != FRAG_WHOLE) {
+		/* a message in several segments is put together first */
+		r = dnsplane_tcp_segment(skb, pkt, slot, tc);
+		if (r == SEG_HELD)
+			return 0;
+	}
+	if (pkt->proto == IPPROTO_TCP && pkt->frag == FRAG_WHOLE) {
+		msg_len = pkt->payload_len;
+	} else if (pkt->proto == IPPROTO_TCP) {
 		__u8 pfx[2];
 		__u32 declared;
 
@@ -1572,9 +1616,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 
 		asm volatile("" : "+r"(load_len));
 		load_len = (load_len & MSG_MASK) + 1;
-		if (tc && pkt->frag == FRAG_WHOLE) {
-			/* a datagram put together from fragments: dnsplane_fragment_tc copied its
-			 * message into this scratch */
+		if (pkt->frag == FRAG_WHOLE) {
+			/* a datagram or TCP message put together (dnsplane_fragment_tc,
+			 * dnsplane_tcp_segment): its message is in this scratch already */
 		} else if (bpf_skb_load_bytes(skb, msg_off, s->msg, load_len)) {
 			return 0;
 		}
@@ -1776,9 +1820,121 @@ __attribute__((noinline)) int dnsplane_parse_tc_mark(struct __sk_buff *skb, stru
 }
 
 /*
+ * Adds [start, end) to what an assembly received: merged with every range it overlaps or
+ * touches (one pass is enough — the kept ranges touch neither each other nor the merged
+ * one). -1 when the ranges would pass ASSEMBLY_RANGES.
+ */
+static __always_inline int assembly_add_range(struct assembly *a, __u32 start, __u32 end)
+{
+	__u32 n = a->range_count, kept = 0;
+
+	for (__u32 i = 0; i < ASSEMBLY_RANGES; i++) {
+		__u32 rs, re;
+
+		if (i >= n)
+			break;
+		rs = a->range_start[i];
+		re = a->range_end[i];
+		if (rs <= end && start <= re) {
+			if (rs < start)
+				start = rs;
+			if (re > end)
+				end = re;
+			continue;
+		}
+		/* kept <= i: the bound is for the verifier */
+		if (kept < ASSEMBLY_RANGES) {
+			a->range_start[kept] = rs;
+			a->range_end[kept] = re;
+		}
+		kept++;
+	}
+	if (kept >= ASSEMBLY_RANGES)
+		return -1;
+	a->range_start[kept] = start;
+	a->range_end[kept] = end;
+	a->range_count = kept + 1;
+	return 0;
+}
+
+static __always_inline int assembly_complete(const struct assembly *a)
+{
+	return a->total && a->range_count == 1 && a->range_start[0] == 0 && a->range_end[0] >= a->total;
+}
+
+/* The assembly of `key`, or a new one (its bytes come from the scratch — the stack is too
+ * small for a value —; only what a piece wrote is ever read, and the counts start here). */
+static __always_inline struct assembly *assembly_open(struct assembly_key *key, struct scratch *s, __u64 now)
+{
+	struct assembly *a = bpf_map_lookup_elem(&dnsp_assembly, key);
+
+	if (a && now - a->first_ns <= ASSEMBLY_LIFETIME_NS)
+		return a;
+	if (bpf_map_update_elem(&dnsp_assembly, key, s, BPF_ANY))
+		return 0;
+	a = bpf_map_lookup_elem(&dnsp_assembly, key);
+	if (!a)
+		return 0;
+	a->first_ns = now;
+	a->total = 0;
+	a->seq = 0;
+	a->range_count = 0;
+	return a;
+}
+
+/*
+ * Copies `len` bytes of the packet at `from` to offset `off` of the assembly and records
+ * them; -1 when they do not fit. A global function, verified once: inlined, its range loop
+ * was explored again for every bound of off and len its callers reach it with, and the TCP
+ * entry alone passed the verifier's million instructions.
+ */
+__attribute__((noinline)) int dnsplane_assembly_put(struct __sk_buff *skb, struct assembly *a, __u32 from, __u32 off, __u32 len)
+{
+	if (!skb || !a)
+		return -1;
+	/* each bound on the very register the helper gets */
+	asm volatile("" : "+r"(off));
+	asm volatile("" : "+r"(len));
+	if (off >= ASSEMBLY_MAX || len > ASSEMBLY_MAX || len < 1)
+		return -1;
+	if (bpf_skb_load_bytes(skb, from, &a->data[off], len))
+		return -1;
+	return assembly_add_range(a, off, off + len);
+}
+
+/* A whole message (`len` bytes at `from` in the assembly) into the scratch, where parse() reads it. */
+static __always_inline int assembly_take(struct scratch *s, const struct assembly *a, __u32 from, __u32 len)
+{
+	__u64 load_len = len - 1;
+
+	if (len < 12 || len > DNSPLANE_MSG_MAX || from > 8)
+		return -1;
+	asm volatile("" : "+r"(load_len));
+	load_len = (load_len & MSG_MASK) + 1;
+	return bpf_probe_read_kernel(s->msg, load_len, &a->data[from]) ? -1 : 0;
+}
+
+/* This CPU's work entry and scratch at the current depth (parse_assembled runs with the same). */
+static __always_inline int assembly_slot(struct assembly_work **w, struct scratch **s)
+{
+	struct cpu_state *cpu;
+	__u32 zero = 0, slot;
+
+	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
+	if (!cpu)
+		return -1;
+	slot = cpu->depth;
+	if (slot >= SCRATCH_SLOTS)
+		return -1;
+	*w = bpf_map_lookup_elem(&dnsp_assembly_work, &slot);
+	*s = scratch_of(slot);
+	return *w && *s ? 0 : -1;
+}
+
+/*
  * A fragment of a UDP datagram from a trusted server's address (tc): its bytes go into the
- * datagram's buffer. Returns what run() then parses from this CPU's slot at the current
- * depth (its dnsp_fragment_work entry holds the part): FRAG_FIRST — the first fragment, to
+ * datagram's assembly. Returns what run() then parses from this CPU's slot at the current
+ * depth (its dnsp_assembly_work entry holds the part): FRAG_FIRST — the first fragment, to
  * check against the recorded query at once (its answer mark must be on it: the kernel's
  * reassembly keeps the first fragment's mark) —, FRAG_WHOLE — the datagram is complete, its
  * message copied into the scratch —, or FRAG_NONE. A forwarded fragment at tc egress was
@@ -1788,12 +1944,11 @@ __attribute__((noinline)) int dnsplane_parse_tc_mark(struct __sk_buff *skb, stru
 __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct l4info *li)
 {
 	struct dnsplane_config *cfg;
-	struct fragment_buffer *f;
-	struct fragment_work *w;
-	struct cpu_state *cpu;
+	struct assembly_work *w;
+	struct assembly *f;
 	struct scratch *s;
-	__u32 zero = 0, off, len, trusted = 0, n, ulen, slot;
-	__u64 now, load_len;
+	__u32 zero = 0, off, len, trusted = 0, n, ulen;
+	__u64 now;
 	int dir, part = FRAG_NONE;
 
 	if (!skb || !li || li->proto != IPPROTO_UDP)
@@ -1813,15 +1968,7 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 	}
 	if (!trusted)
 		return FRAG_NONE;
-	cpu = bpf_map_lookup_elem(&dnsp_cpu, &zero);
-	if (!cpu)
-		return FRAG_NONE;
-	slot = cpu->depth;
-	if (slot >= SCRATCH_SLOTS)
-		return FRAG_NONE;
-	w = bpf_map_lookup_elem(&dnsp_fragment_work, &slot);
-	s = scratch_of(slot);
-	if (!w || !s)
+	if (assembly_slot(&w, &s))
 		return FRAG_NONE;
 
 	__builtin_memset(&w->key, 0, sizeof(w->key));
@@ -1829,38 +1976,26 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 	__builtin_memcpy(w->key.dst, li->dst, 16);
 	w->key.id = li->frag_id;
 	w->key.family = li->family;
+	w->key.proto = IPPROTO_UDP;
 	now = bpf_ktime_get_ns();
-	f = bpf_map_lookup_elem(&dnsp_fragments, &w->key);
 	off = li->frag_off;
 	len = li->payload_len;
-	if (!len || off + len > FRAGMENT_MAX) {
-		/* longer than the parser reads: a cut message (counted once, with its buffer) */
-		if (f) {
-			bpf_map_delete_elem(&dnsp_fragments, &w->key);
+	if (!len || off + len > ASSEMBLY_MAX) {
+		/* longer than the parser reads: a cut message (counted once, with its assembly) */
+		if (bpf_map_lookup_elem(&dnsp_assembly, &w->key)) {
+			bpf_map_delete_elem(&dnsp_assembly, &w->key);
 			count(DNSPLANE_C_TRUNCATED, 1);
 		}
 		return FRAG_NONE;
 	}
-	if (!f || now - f->first_ns > FRAGMENT_LIFETIME_NS) {
-		/* a new buffer: its bytes come from the scratch (the stack is too small for a
-		 * value); only what a fragment wrote is ever read, and the counts start here */
-		if (bpf_map_update_elem(&dnsp_fragments, &w->key, s, BPF_ANY))
-			return FRAG_NONE;
-		f = bpf_map_lookup_elem(&dnsp_fragments, &w->key);
-		if (!f)
-			return FRAG_NONE;
-		f->first_ns = now;
-		f->have = 0;
-		f->total = 0;
+	f = assembly_open(&w->key, s, now);
+	if (!f)
+		return FRAG_NONE;
+	if (dnsplane_assembly_put(skb, f, li->payload_off, off, len)) {
+		bpf_map_delete_elem(&dnsp_assembly, &w->key);
+		count(DNSPLANE_C_TRUNCATED, 1);
+		return FRAG_NONE;
 	}
-	/* each bound on the very register the helper gets */
-	asm volatile("" : "+r"(off));
-	asm volatile("" : "+r"(len));
-	if (off >= FRAGMENT_MAX || len > FRAGMENT_MAX || len < 1)
-		return FRAG_NONE;
-	if (bpf_skb_load_bytes(skb, li->payload_off, &f->data[off], len))
-		return FRAG_NONE;
-	f->have += len;
 	if (!li->frag_more)
 		f->total = off + len;
 
@@ -1871,21 +2006,17 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 	__builtin_memcpy(w->part.dst, li->dst, 16);
 	__builtin_memcpy(&w->part.sport, &f->data[0], 2);
 	__builtin_memcpy(&w->part.dport, &f->data[2], 2);
-	if (f->total && f->have == f->total) {
+	if (assembly_complete(f)) {
 		/* whole: the message into the scratch, where parse() reads it */
 		ulen = ((__u32)f->data[4] << 8) | f->data[5];
 		dir = classify(cfg, &w->part);
-		if (ulen == f->total && ulen >= 8 + 12 && dir >= DIR_QUERY) {
+		if (ulen == f->total && dir >= DIR_QUERY && !assembly_take(s, f, 8, ulen - 8)) {
 			w->part.payload_len = ulen - 8;
 			w->part.frag = FRAG_WHOLE;
 			w->to_server = dir == DIR_QUERY;
-			load_len = ulen - 8 - 1;
-			asm volatile("" : "+r"(load_len));
-			load_len = (load_len & MSG_MASK) + 1;
-			if (!bpf_probe_read_kernel(s->msg, load_len, &f->data[8]))
-				part = FRAG_WHOLE;
+			part = FRAG_WHOLE;
 		}
-		bpf_map_delete_elem(&dnsp_fragments, &w->key);
+		bpf_map_delete_elem(&dnsp_assembly, &w->key);
 	} else if (off == 0 && len > 8 + 12) {
 		w->part.payload_off = li->payload_off + 8;
 		w->part.payload_len = len - 8;
@@ -1897,10 +2028,102 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 	return part;
 }
 
-/* run()'s parse of what dnsplane_fragment_tc prepared at this depth. */
-static __always_inline void parse_fragment_part(struct __sk_buff *skb)
+__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, int tc)
 {
-	struct fragment_work *w;
+	struct assembly_work *w;
+	struct assembly *a;
+	struct scratch *s;
+	__u32 off, len, declared = 0, total, last;
+	__u64 now;
+	int passing;
+
+	if (!skb || !li || li->proto != IPPROTO_TCP || slot >= SCRATCH_SLOTS)
+		return SEG_AS_IS;
+	passing = tc && skb->ingress_ifindex && skb->ingress_ifindex != skb->ifindex;
+	w = bpf_map_lookup_elem(&dnsp_assembly_work, &slot);
+	s = scratch_of(slot);
+	if (!w || !s)
+		return SEG_AS_IS;
+	if (li->payload_len >= 2) {
+		if (bpf_skb_load_bytes(skb, li->payload_off, w->prefix, 2))
+			return SEG_AS_IS;
+		declared = ((__u32)w->prefix[0] << 8) | w->prefix[1];
+	}
+	__builtin_memset(&w->key, 0, sizeof(w->key));
+	__builtin_memcpy(w->key.src, li->src, 16);
+	__builtin_memcpy(w->key.dst, li->dst, 16);
+	w->key.id = ((__u32)bpf_ntohs(li->sport) << 16) | bpf_ntohs(li->dport);
+	w->key.family = li->family;
+	w->key.proto = IPPROTO_TCP;
+	now = bpf_ktime_get_ns();
+	a = passing ? 0 : bpf_map_lookup_elem(&dnsp_assembly, &w->key);
+	if (a && now - a->first_ns > ASSEMBLY_LIFETIME_NS) {
+		bpf_map_delete_elem(&dnsp_assembly, &w->key);
+		a = 0;
+	}
+	if (a) {
+		off = li->seq - a->seq;
+		if ((__s32)off < 0)
+			return SEG_AS_IS; /* before the message: a repeat of an earlier one */
+		total = a->total ? a->total : ASSEMBLY_MAX;
+		if (off >= total) {
+			/* past the message's end while it is incomplete: it never will be here */
+			bpf_map_delete_elem(&dnsp_assembly, &w->key);
+			count(DNSPLANE_C_TRUNCATED, 1);
+			a = 0;
+		}
+	}
+	if (!a) {
+		/* a segment that starts a message: whole in it (or too short to be one), parsed
+		 * as it is; longer than the parser reads, counted there as truncated */
+		if (li->payload_len >= 2 && (declared + 2 <= li->payload_len || declared < 12 || declared > DNSPLANE_MSG_MAX))
+			return SEG_AS_IS;
+		if (passing)
+			return SEG_HELD;
+		a = assembly_open(&w->key, s, now);
+		if (!a)
+			return SEG_AS_IS;
+		a->seq = li->seq;
+		off = 0;
+	}
+	len = li->payload_len;
+	total = a->total ? a->total : ASSEMBLY_MAX;
+	if (len > total - off)
+		len = total - off; /* the next message's first bytes: not this one's */
+	if (dnsplane_assembly_put(skb, a, li->payload_off, off, len)) {
+		bpf_map_delete_elem(&dnsp_assembly, &w->key);
+		count(DNSPLANE_C_TRUNCATED, 1);
+		return SEG_HELD;
+	}
+	last = (a->range_count - 1) & (ASSEMBLY_RANGES - 1);
+	if (!a->total && a->range_start[last] == 0 && a->range_end[last] >= 2) {
+		/* the length prefix came: the range at 0 holding it is the one just merged (the
+		 * last; an earlier one holding it would have set the total) */
+		declared = ((__u32)a->data[0] << 8) | a->data[1];
+		if (declared < 12 || declared > DNSPLANE_MSG_MAX) {
+			bpf_map_delete_elem(&dnsp_assembly, &w->key);
+			count(declared < 12 ? DNSPLANE_C_MALFORMED : DNSPLANE_C_TRUNCATED, 1);
+			return SEG_HELD;
+		}
+		a->total = declared + 2;
+	}
+	if (!assembly_complete(a))
+		return SEG_HELD;
+	total = a->total;
+	if (assembly_take(s, a, 2, total - 2)) {
+		bpf_map_delete_elem(&dnsp_assembly, &w->key);
+		return SEG_HELD;
+	}
+	bpf_map_delete_elem(&dnsp_assembly, &w->key);
+	li->payload_len = total - 2;
+	li->frag = FRAG_WHOLE;
+	return SEG_WHOLE;
+}
+
+/* run()'s parse of what dnsplane_fragment_tc or dnsplane_tcp_segment prepared at this depth. */
+static __always_inline void parse_assembled(struct __sk_buff *skb, const int tc)
+{
+	struct assembly_work *w;
 	struct cpu_state *cpu;
 	__u32 zero = 0, slot;
 
@@ -1910,11 +2133,14 @@ static __always_inline void parse_fragment_part(struct __sk_buff *skb)
 	slot = cpu->depth;
 	if (slot >= SCRATCH_SLOTS)
 		return;
-	w = bpf_map_lookup_elem(&dnsp_fragment_work, &slot);
+	w = bpf_map_lookup_elem(&dnsp_assembly_work, &slot);
 	if (!w)
 		return;
 	cpu->depth = slot + 1;
-	dnsplane_parse_tc_mark(skb, &w->part, w->to_server, slot);
+	if (tc)
+		dnsplane_parse_tc_mark(skb, &w->part, w->to_server, slot);
+	else
+		dnsplane_parse(skb, &w->part, w->to_server, slot);
 	cpu->depth = slot;
 }
 
@@ -1946,7 +2172,7 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 	r = parse_l3l4(skb, l3, &li);
 	if (r) {
 		if (tc && r > 0 && dnsplane_fragment_tc(skb, &li) != FRAG_NONE)
-			parse_fragment_part(skb);
+			parse_assembled(skb, tc);
 		return;
 	}
 	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);

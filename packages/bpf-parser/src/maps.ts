@@ -20,6 +20,8 @@ export const MAP_NAMES = {
   answerMarks: 'dnsp_answer_marks',
 } as const;
 export type ParserMapRole = keyof typeof MAP_NAMES;
+/** Not pinned: the messages and datagrams held for their missing pieces (per load). */
+export const ASSEMBLY_MAP_NAME = 'dnsp_assembly';
 
 /** Entry points of the object (bpf/dnsplane.bpf.c). */
 export const PROGRAM_NAMES = {

@@ -25,6 +25,7 @@ import {
 } from './libbpf.js';
 import { attachDnsplaneTc, detachDnsplaneTc, queryDnsplaneTc } from './tc-attachment.js';
 import {
+  ASSEMBLY_MAP_NAME,
   MAP_NAMES,
   PATTERN_SLOTS_PER_GENERATION,
   PROGRAM_NAMES,
@@ -593,6 +594,17 @@ export class DnsParserProgram {
       keys,
       keys.map(() => empty),
     );
+  }
+
+  /**
+   * Forgets the TCP messages and fragmented datagrams held for their missing pieces
+   * (dnsp_assembly, not pinned: a new load starts without them); returns how many.
+   */
+  clearAssemblies(): number {
+    const map = this.#object.map(ASSEMBLY_MAP_NAME);
+    const keys = map.keys();
+    for (const key of keys) map.delete(key);
+    return keys.length;
   }
 
   /** Forgets every remembered query: every set written empty (one batch, nothing read). */

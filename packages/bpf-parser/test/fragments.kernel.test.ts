@@ -2,10 +2,11 @@
 // reassembles, so the parser puts the datagram together itself and parses it when the last
 // missing fragment passes. Checked against the TypeScript reference parser on the whole
 // datagram: the same membership, the same counters.
-import { buildDnsPacket, parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
+import { parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DnsParserProgram } from '../src/index.js';
-import { CLIENT4, CLIENT6, ROGUE4, SERVER4, SERVER6 } from './dns-generator.js';
+import { bigExchange, type Exchange } from './big-exchange.js';
+import { ROGUE4, SERVER4, SERVER6 } from './dns-generator.js';
 import { ethernetFrame, tcRun as tcRunOn, testPinRoot } from './kernel-harness.js';
 
 const dns: DnsSettings = {
@@ -21,66 +22,6 @@ const sets: DomainSet[] = [{ id: 7, name: 'ds_7', patterns: [parseDomainPattern(
 
 const LO = 1;
 const BIT = 0x04000000;
-
-let nextId = 0x5100;
-
-interface Exchange {
-  readonly query: Uint8Array;
-  readonly response: Uint8Array;
-  readonly addresses: readonly string[];
-}
-
-/**
- * A query for `name` and its answer of `count` A (or AAAA) records, each with its owner name
- * written out (no compression): the parser reads at most 64 answers, so the size comes from the
- * names — 64 records of a 17-character name are ~2 KB, of a 31-character one ~3 KB.
- */
-function exchange(family: 4 | 6, name: string, count: number, from?: string): Exchange {
-  const id = nextId++;
-  const client = family === 4 ? CLIENT4 : CLIENT6;
-  const server = from ?? (family === 4 ? SERVER4 : SERVER6);
-  const port = 30000 + (id % 20000);
-  const header = (flags: number, answers: number): Buffer => {
-    const h = Buffer.alloc(12);
-    h.writeUInt16BE(id, 0);
-    h.writeUInt16BE(flags, 2);
-    h.writeUInt16BE(1, 4);
-    h.writeUInt16BE(answers, 6);
-    return h;
-  };
-  const type = family === 4 ? 1 : 28;
-  const qname = Buffer.concat([
-    ...name.split('.').map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)])),
-    Buffer.from([0, 0, type, 0, 1]),
-  ]);
-  const addresses: string[] = [];
-  const records = Array.from({ length: count }, (_, i) => {
-    const size = family === 4 ? 4 : 16;
-    const owner = qname.subarray(0, qname.length - 4);
-    const rec = Buffer.alloc(10 + size);
-    rec.writeUInt16BE(type, 0);
-    rec.writeUInt16BE(1, 2);
-    rec.writeUInt32BE(300, 4);
-    rec.writeUInt16BE(size, 8);
-    if (family === 4) {
-      const address = `198.19.${100 + (id % 50)}.${i + 1}`;
-      Buffer.from(address.split('.').map(Number)).copy(rec, 10);
-      addresses.push(address);
-    } else {
-      rec.writeUInt16BE(0xfd00, 10);
-      rec.writeUInt16BE(0x19, 12);
-      rec.writeUInt16BE(id, 22);
-      rec.writeUInt16BE(i + 1, 24);
-      addresses.push(`fd00:19::${id.toString(16)}:${(i + 1).toString(16)}`);
-    }
-    return Buffer.concat([owner, rec]);
-  });
-  return {
-    query: buildDnsPacket({ family, src: client, dst: server, sport: port, dport: 53, transport: 'udp', payload: Buffer.concat([header(0x0100, 0), qname]) }),
-    response: buildDnsPacket({ family, src: server, dst: client, sport: 53, dport: port, transport: 'udp', payload: Buffer.concat([header(0x8180, count), qname, ...records]) }),
-    addresses,
-  };
-}
 
 /** The packet's fragments for a link of `mtu` bytes, as the sending kernel cuts them (IPv6: a fragment header after the fixed one). */
 function fragments(packet: Uint8Array, mtu = 1500): Buffer[] {
@@ -149,7 +90,7 @@ const learnedAddresses = (program: DnsParserProgram): string[] => program.member
 describe('DnsParserProgram: a UDP answer in IP fragments (tc)', () => {
   it.each([4, 6] as const)('IPv%s: parses the datagram when its last fragment passes, as the reference parses it whole', (family) => {
     const program = open();
-    const x = exchange(family, `big${family}.frag.example`, 64);
+    const x = bigExchange(family, `big${family}.frag.example`, 64);
     const parts = fragments(x.response);
     expect(parts.length).toBeGreaterThanOrEqual(2);
     tcRun(program, x.query);
@@ -162,14 +103,15 @@ describe('DnsParserProgram: a UDP answer in IP fragments (tc)', () => {
     expect(program.counters()).toMatchObject({ queries: 1, parsed: expected.parsed, learned: expected.learned, malformed: 0, truncated: 0 });
   });
 
-  it('takes the fragments in any order, and parses nothing while one is missing', () => {
+  it('takes the fragments in any order and repeated, and parses nothing while one is missing', () => {
     const program = open();
-    const x = exchange(4, 'shuffled-long-name.frag.example', 64);
+    const x = bigExchange(4, 'shuffled-long-name.frag.example', 64);
     const parts = fragments(x.response);
     expect(parts.length).toBe(3);
     tcRun(program, x.query);
     tcRun(program, parts[2]!);
     tcRun(program, parts[0]!);
+    tcRun(program, parts[2]!); // a repeat adds nothing (it kept the datagram from completing before)
     expect(program.counters().parsed).toBe(0);
     expect(program.membership()).toEqual([]);
     tcRun(program, parts[1]!);
@@ -180,26 +122,26 @@ describe('DnsParserProgram: a UDP answer in IP fragments (tc)', () => {
   it('marks the first fragment of a verified answer (the reassembled datagram keeps its mark), not the others', () => {
     const program = open();
     program.setAnswerMarks(new Map([[LO, BIT]]));
-    const x = exchange(4, 'marked.frag.example', 64);
+    const x = bigExchange(4, 'marked.frag.example', 64);
     const parts = fragments(x.response);
     tcRun(program, x.query);
     expect(parts.map((part) => tcRun(program, part))).toEqual([BIT, ...parts.slice(1, -1).map(() => 0), BIT]);
     expect(learnedAddresses(program)).toHaveLength(64);
     // an answer to no recorded query: its first fragment gets no mark, and nothing is learned
-    const unasked = exchange(4, 'unasked.frag.example', 64);
+    const unasked = bigExchange(4, 'unasked.frag.example', 64);
     expect(fragments(unasked.response).map((part) => tcRun(program, part))).toEqual(fragments(unasked.response).map(() => 0));
     expect(learnedAddresses(program)).toHaveLength(64);
   });
 
   it('ignores fragments from an untrusted address, forwarded fragments at tc egress, and the socket filter sees none', () => {
     const program = open();
-    const rogue = exchange(4, 'rogue.frag.example', 64, ROGUE4);
+    const rogue = bigExchange(4, 'rogue.frag.example', 64, { from: ROGUE4 });
     tcRun(program, rogue.query);
     for (const part of fragments(rogue.response)) tcRun(program, part);
-    const forwarded = exchange(4, 'forwarded.frag.example', 64);
+    const forwarded = bigExchange(4, 'forwarded.frag.example', 64);
     tcRun(program, forwarded.query);
     for (const part of fragments(forwarded.response)) tcRun(program, part, LO, 7); // tc egress, came in on interface 7
-    const viaSocket = exchange(4, 'socket.frag.example', 64);
+    const viaSocket = bigExchange(4, 'socket.frag.example', 64);
     program.socketFilter.testRun({ data: ethernetFrame(viaSocket.query) });
     for (const part of fragments(viaSocket.response)) program.socketFilter.testRun({ data: ethernetFrame(part) });
     expect(program.membership()).toEqual([]);
@@ -208,7 +150,7 @@ describe('DnsParserProgram: a UDP answer in IP fragments (tc)', () => {
 
   it('counts a datagram longer than the parser reads (4,096 message bytes) as truncated, and learns nothing from it', () => {
     const program = open();
-    const x = exchange(6, 'a-name-long-enough-to-pass-four-kilobytes.frag.example', 64); // 64 × 82 bytes of records
+    const x = bigExchange(6, 'a-name-long-enough-to-pass-four-kilobytes.frag.example', 64); // 64 × 82 bytes of records
     const parts = fragments(x.response);
     tcRun(program, x.query);
     for (const part of parts) tcRun(program, part);

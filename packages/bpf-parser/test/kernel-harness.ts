@@ -164,6 +164,12 @@ export class KernelParserHarness {
     else this.program.clearQueries();
   }
 
+  /** Empties dnsp_assembly: a TCP message held for more segments (or a datagram for more
+   * fragments) would otherwise meet the next exchange that happens to use the same flow. */
+  forgetAssemblies(): void {
+    this.program.clearAssemblies();
+  }
+
   /** Removes the membership entries of these writes (so the next run starts fresh). */
   forget(writes: readonly KernelWrite[]): void {
     for (const w of writes) {
