@@ -4,8 +4,8 @@
 //
 // Workloads and their policies (the agent's resources):
 //   client1 (app=c1)   c1-egress: DNS to the lab servers (and the node resolver of 18, 19);
-//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, ttl4, many, big and
-//                      `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
+//                      TCP 80 to www, cname-target, v6only, ttl2, ttl3, ttl4, many, big,
+//                      big-tcp and `*.fresh.lab.test` (Calico: one or more labels); TCP 443 to
 //                      `*.wild.lab.test` (Calico, any depth); TCP 8080 to Cilium matchPattern
 //                      `*.wild.lab.test` (exactly one label); TCP 80 to Cilium matchName v4only
 //                      (edited to api in scenario 13); UDP 7000 to www's addresses (by net:
@@ -64,7 +64,7 @@ function client1Policy(lab: Lab, edited: boolean): PolicyDocument {
           action: 'Allow',
           protocol: 'TCP',
           destination: {
-            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'ttl4.lab.test', 'many.lab.test', 'big.lab.test', '*.fresh.lab.test'],
+            domains: ['www.lab.test', 'cname-target.lab.test', 'v6only.lab.test', 'ttl2.lab.test', 'ttl3.lab.test', 'ttl4.lab.test', 'many.lab.test', 'big.lab.test', 'big-tcp.lab.test', '*.fresh.lab.test'],
             ports: [80],
           },
         },
@@ -615,6 +615,29 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(new Set(answered)).toEqual(new Set(big.ipv6));
       expect((after['Ip.ReasmOKs'] ?? 0) - (before['Ip.ReasmOKs'] ?? 0), 'answers client1 reassembled').toBeGreaterThanOrEqual(1);
       // the last record's address travelled in the answer's second fragment
+      await expectAllowed('client1', [{ address: last, port: 80 }, { address: big.ipv6[0]!, port: 80 }]);
+    });
+
+    it('24. an answer over TCP in several segments (64 AAAA, ~1,850 bytes; the DNS server sends one segment per packet) teaches every address, those of its last segment too', async (ctx) => {
+      const lab = ready(ctx);
+      const big = NAMES.bigTcp;
+      const last = big.ipv6.at(-1)!;
+      await expectDenied('client1', [{ address: last, port: 80 }]);
+      // veth would hand the answer on as one GSO packet; one segment per packet is what a
+      // link without segmentation offload (or a path with a smaller MTU) delivers
+      const link = await lab.exec('dns', ['ip', '-d', 'link', 'show', 'eth0']);
+      const gsoMaxSegs = /gso_max_segs (\d+)/.exec(link.stdout)?.[1];
+      expect(gsoMaxSegs, 'the DNS server link shows gso_max_segs').toBeDefined();
+      expect((await lab.exec('dns', ['ip', 'link', 'set', 'eth0', 'gso_max_segs', '1'])).code).toBe(0);
+      try {
+        const dig = await lab.exec('client1', ['dig', '+tcp', '+ignore', '+time=2', '+tries=1', `@${lab.dnsServers.dnsmasq.ipv4}`, big.name, 'AAAA']);
+        const answered = [...dig.stdout.matchAll(/\sAAAA\s+(\S+)$/gm)].map((m) => m[1]);
+        expect(new Set(answered)).toEqual(new Set(big.ipv6));
+        expect(dig.stdout).toMatch(/MSG SIZE +rcvd: (1[5-9]\d\d|[2-9]\d\d\d)/); // more than one 1,460-byte segment
+      } finally {
+        await lab.exec('dns', ['ip', 'link', 'set', 'eth0', 'gso_max_segs', gsoMaxSegs ?? '65535']);
+      }
+      // the last record's address travelled in the answer's second segment
       await expectAllowed('client1', [{ address: last, port: 80 }, { address: big.ipv6[0]!, port: 80 }]);
     });
   });

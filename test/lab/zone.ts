@@ -59,6 +59,11 @@ export const NAMES = {
     name: 'big.lab.test',
     ipv6: Array.from({ length: 64 }, (_, i) => `fd00:19::7:${(i + 1).toString(16)}`),
   },
+  /** The same size, fd00:19::8:1 … fd00:19::8:40: asked over TCP, the answer spans two segments. */
+  bigTcp: {
+    name: 'big-tcp.lab.test',
+    ipv6: Array.from({ length: 64 }, (_, i) => `fd00:19::8:${(i + 1).toString(16)}`),
+  },
 } as const;
 
 const DEFAULT_TTL = 300;
@@ -103,6 +108,7 @@ export function buildZone(freshCount: number): ZoneContents {
   }
   for (const address of NAMES.many.ipv4) a(NAMES.many.name, address);
   for (const address of NAMES.big.ipv6) aaaa(NAMES.big.name, address);
+  for (const address of NAMES.bigTcp.ipv6) aaaa(NAMES.bigTcp.name, address);
   const fresh = Array.from({ length: freshCount }, (_, i) => freshName(i + 1));
   for (const entry of fresh) {
     a(entry.name, entry.ipv4, FRESH_TTL);
