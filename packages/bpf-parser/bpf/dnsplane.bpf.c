@@ -1551,6 +1551,14 @@ enum segment_part {
  */
 __attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, int tc);
 
+/* A response's verdict, counted once per message: not for a datagram's first fragment, which
+ * is checked at once and counted when the whole datagram is parsed. */
+static __always_inline void count_whole(const struct l4info *pkt, __u32 counter)
+{
+	if (pkt->frag != FRAG_FIRST)
+		count(counter, 1);
+}
+
 /*
  * The parse routine, for a packet to a trusted server (`to_server`: a query) or from one (a
  * response) whose headers the entry point has read into `pkt`. Never changes the packet's
@@ -1662,11 +1670,11 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 
 	/* a response from a trusted server */
 	if (!(flags & 0x8000)) {
-		count(DNSPLANE_C_NOT_RESPONSE, 1);
+		count_whole(pkt, DNSPLANE_C_NOT_RESPONSE);
 		return 0;
 	}
 	if (qdcount != 1) {
-		count(DNSPLANE_C_REJECTED, 1);
+		count_whole(pkt, DNSPLANE_C_REJECTED);
 		return 0;
 	}
 	/*
@@ -1676,7 +1684,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 	 */
 	r = decode_name(slot, 12, msg_len);
 	if (r < 0 || (__u32)r + 4 > msg_len) {
-		count((flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_MALFORMED, 1);
+		count_whole(pkt, (flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_MALFORMED);
 		return 0;
 	}
 	qend = r + 4;
@@ -1692,7 +1700,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 		qk.family = pkt->family;
 		mark = query_lookup(slot, &qk, s->now);
 		if (mark < 0) {
-			count((flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_UNMATCHED_QUERY, 1);
+			count_whole(pkt, (flags & 0xf) ? DNSPLANE_C_REJECTED : DNSPLANE_C_UNMATCHED_QUERY);
 			return 0;
 		}
 		/* a verified UDP answer to a query from an interface with answer marks: the nft

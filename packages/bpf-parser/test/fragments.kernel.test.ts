@@ -131,6 +131,8 @@ describe('DnsParserProgram: a UDP answer in IP fragments (tc)', () => {
     const unasked = bigExchange(4, 'unasked.frag.example', 64);
     expect(fragments(unasked.response).map((part) => tcRun(program, part))).toEqual(fragments(unasked.response).map(() => 0));
     expect(learnedAddresses(program)).toHaveLength(64);
+    // its failed query check is counted once, for the whole datagram (not for its first fragment too)
+    expect(program.counters().unmatched_query).toBe(1);
   });
 
   it('ignores fragments from an untrusted address, forwarded fragments at tc egress, and the socket filter sees none', () => {
