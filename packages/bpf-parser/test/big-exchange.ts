@@ -2,6 +2,7 @@
 // tests of what the parser puts together before it parses: IP fragments, TCP segments.
 import { buildDnsPacket } from '@dnsplane/core';
 import { CLIENT4, CLIENT6, SERVER4, SERVER6 } from './dns-generator.js';
+import { dnsHeader, questionBytes } from './dns-exchange.js';
 
 let nextId = 0x5100;
 
@@ -22,19 +23,9 @@ export function bigExchange(family: 4 | 6, name: string, count: number, options:
   const server = options.from ?? (family === 4 ? SERVER4 : SERVER6);
   const transport = options.transport ?? 'udp';
   const port = 30000 + (id % 20000);
-  const header = (flags: number, answers: number): Buffer => {
-    const h = Buffer.alloc(12);
-    h.writeUInt16BE(id, 0);
-    h.writeUInt16BE(flags, 2);
-    h.writeUInt16BE(1, 4);
-    h.writeUInt16BE(answers, 6);
-    return h;
-  };
+  const header = (flags: number, answers: number): Buffer => dnsHeader(id, flags, answers);
   const type = family === 4 ? 1 : 28;
-  const qname = Buffer.concat([
-    ...name.split('.').map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)])),
-    Buffer.from([0, 0, type, 0, 1]),
-  ]);
+  const qname = questionBytes(name, type);
   const addresses: string[] = [];
   const records = Array.from({ length: count }, (_, i) => {
     const size = family === 4 ? 4 : 16;

@@ -6,21 +6,29 @@ import { CLIENT4, SERVER4 } from './dns-generator.js';
 
 let nextId = 1;
 
+/** A DNS header with one question and `answers` answers. */
+export function dnsHeader(id: number, flags: number, answers: number): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt16BE(id, 0);
+  h.writeUInt16BE(flags, 2);
+  h.writeUInt16BE(1, 4);
+  h.writeUInt16BE(answers, 6);
+  return h;
+}
+
+/** The question section for `name` (labels written out), type `type`, class IN. */
+export function questionBytes(name: string, type: number): Buffer {
+  return Buffer.concat([
+    ...name.split('.').map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)])),
+    Buffer.from([0, 0, type, 0, 1]),
+  ]);
+}
+
 export function exchangeA(name: string, address: string, ttl = 100, from = SERVER4): { query: Uint8Array; response: Uint8Array } {
   const id = nextId++ & 0xffff;
   const port = 20000 + (id % 40000);
-  const qname = Buffer.concat([
-    ...name.split('.').map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label)])),
-    Buffer.from([0, 0, 1, 0, 1]),
-  ]);
-  const header = (flags: number, answers: number): Buffer => {
-    const h = Buffer.alloc(12);
-    h.writeUInt16BE(id, 0);
-    h.writeUInt16BE(flags, 2);
-    h.writeUInt16BE(1, 4);
-    h.writeUInt16BE(answers, 6);
-    return h;
-  };
+  const qname = questionBytes(name, 1);
+  const header = (flags: number, answers: number): Buffer => dnsHeader(id, flags, answers);
   const answer = Buffer.alloc(16);
   answer.writeUInt16BE(0xc00c, 0);
   answer.writeUInt16BE(1, 2);

@@ -3,7 +3,7 @@
 // them), then optionally mutated: truncated, bytes flipped, bad pointers, flags and counts
 // changed, untrusted source, no matching query, TCP framing. Every case is a pure function of
 // its seed, so a failing case is replayed from the seed alone.
-import { buildDnsPacket, type IpFamily } from '@dnsplane/core';
+import { buildDnsPacket, type DnsSettings, type IpFamily } from '@dnsplane/core';
 import { prng } from '../../core/test/prng.js';
 
 /** mulberry32, shared with core's tests (bench/paired.ts takes it from here). */
@@ -23,6 +23,11 @@ export const CLIENT4 = '198.18.1.10';
 export const CLIENT6 = 'fd00::1:10';
 export const ROGUE4 = '198.18.0.66';
 export const ROGUE6 = 'fd00::66';
+/** The trusted servers of the parser tests: SERVER4 and SERVER6, port 53. */
+export const TRUSTED_SERVERS: DnsSettings['trustedServers'] = [
+  { family: 4, address: SERVER4, port: 53 },
+  { family: 6, address: SERVER6, port: 53 },
+];
 
 const LABELS = [
   'www', 'api', 'cdn', 'example', 'com', 'net', 'a', 'b', 's3', 'amazonaws', 'x1', 'xy1', 'api-v1', 'api-eu',

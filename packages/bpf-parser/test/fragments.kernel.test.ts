@@ -3,17 +3,15 @@
 // missing fragment passes. Checked against the TypeScript reference parser on the whole
 // datagram: the same membership, the same counters.
 import { parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
-import { afterEach, describe, expect, it } from 'vitest';
-import { DnsParserProgram } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import type { DnsParserProgram } from '../src/index.js';
 import { bigExchange, type Exchange } from './big-exchange.js';
-import { ROGUE4, SERVER4, SERVER6 } from './dns-generator.js';
-import { ethernetFrame, tcRun as tcRunOn, testPinRoot } from './kernel-harness.js';
+import { ROGUE4, TRUSTED_SERVERS } from './dns-generator.js';
+import { ethernetFrame, tcRun as tcRunOn } from './kernel-harness.js';
+import { parsersForEachTest } from './parsers-for-each-test.js';
 
 const dns: DnsSettings = {
-  trustedServers: [
-    { family: 4, address: SERVER4, port: 53 },
-    { family: 6, address: SERVER6, port: 53 },
-  ],
+  trustedServers: TRUSTED_SERVERS,
   minTTL: 30,
   extraTTL: 10,
   maxAddressesPerName: 256,
@@ -69,21 +67,7 @@ function reference(x: Exchange): { addresses: string[]; parsed: number; learned:
   return { addresses: parser.membership.list().map((e) => e.address).sort(), parsed: parser.counters.parsed, learned: parser.counters.learned };
 }
 
-const opened: Array<{ program: DnsParserProgram; pinRoot: string }> = [];
-function open(): DnsParserProgram {
-  const pinRoot = testPinRoot();
-  const program = DnsParserProgram.load({ pinRoot });
-  opened.push({ program, pinRoot });
-  program.configure(dns);
-  program.setDomainSets(sets);
-  return program;
-}
-afterEach(() => {
-  for (const { program, pinRoot } of opened.splice(0)) {
-    program.close();
-    DnsParserProgram.removePins(pinRoot);
-  }
-});
+const open = parsersForEachTest(dns, sets);
 
 const learnedAddresses = (program: DnsParserProgram): string[] => program.membership().map((m) => m.address).sort();
 

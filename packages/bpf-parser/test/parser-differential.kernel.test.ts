@@ -26,6 +26,7 @@ import {
   CLIENT6,
   SERVER4,
   SERVER6,
+  TRUSTED_SERVERS,
   baseMessageLength,
   caseSeed,
   generateExchange,
@@ -37,10 +38,7 @@ import { tcpSegments } from './big-exchange.js';
 import { KernelParserHarness, type EntryPoint, type KernelRun, type KernelWrite } from './kernel-harness.js';
 
 const dns: DnsSettings = {
-  trustedServers: [
-    { family: 4, address: SERVER4, port: 53 },
-    { family: 6, address: SERVER6, port: 53 },
-  ],
+  trustedServers: TRUSTED_SERVERS,
   minTTL: 30,
   extraTTL: 10,
   maxAddressesPerName: 20,

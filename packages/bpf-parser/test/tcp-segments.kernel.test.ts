@@ -3,17 +3,15 @@
 // together from its segments and parsed when the last missing one passes. Checked against the
 // TypeScript reference parser fed the same segments in the same order.
 import { parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
-import { afterEach, describe, expect, it } from 'vitest';
-import { DnsParserProgram } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import type { DnsParserProgram } from '../src/index.js';
 import { bigExchange, tcpSegments, type Exchange } from './big-exchange.js';
-import { SERVER4, SERVER6 } from './dns-generator.js';
-import { ethernetFrame, tcRun, testPinRoot } from './kernel-harness.js';
+import { TRUSTED_SERVERS } from './dns-generator.js';
+import { ethernetFrame, tcRun } from './kernel-harness.js';
+import { parsersForEachTest } from './parsers-for-each-test.js';
 
 const dns: DnsSettings = {
-  trustedServers: [
-    { family: 4, address: SERVER4, port: 53 },
-    { family: 6, address: SERVER6, port: 53 },
-  ],
+  trustedServers: TRUSTED_SERVERS,
   minTTL: 30,
   extraTTL: 10,
   maxAddressesPerName: 256,
@@ -23,21 +21,7 @@ const sets: DomainSet[] = [{ id: 9, name: 'ds_9', patterns: [parseDomainPattern(
 const LO = 1;
 type Entry = 'tc' | 'socket';
 
-const opened: Array<{ program: DnsParserProgram; pinRoot: string }> = [];
-function open(): DnsParserProgram {
-  const pinRoot = testPinRoot();
-  const program = DnsParserProgram.load({ pinRoot });
-  opened.push({ program, pinRoot });
-  program.configure(dns);
-  program.setDomainSets(sets);
-  return program;
-}
-afterEach(() => {
-  for (const { program, pinRoot } of opened.splice(0)) {
-    program.close();
-    DnsParserProgram.removePins(pinRoot);
-  }
-});
+const open = parsersForEachTest(dns, sets);
 
 /** One run as at tc ingress of lo (or tc egress of a packet that came in on `ingressIfindex`), or through the socket filter. */
 function run(program: DnsParserProgram, entry: Entry, packet: Uint8Array, ingressIfindex = LO): void {
