@@ -1892,9 +1892,8 @@ static __always_inline struct assembly *assembly_open(struct assembly_key *key, 
 
 /*
  * Copies `len` bytes of the packet at `from` to offset `off` of the assembly and records
- * them; -1 when they do not fit. A global function, verified once: inlined, its range loop
- * was explored again for every bound of off and len its callers reach it with, and the TCP
- * entry alone passed the verifier's million instructions.
+ * them; -1 when they do not fit. A global function: its range loop is verified once, not
+ * again for every bound of off and len its two callers reach it with.
  */
 __attribute__((noinline)) int dnsplane_assembly_put(struct __sk_buff *skb, struct assembly *a, __u32 from, __u32 off, __u32 len)
 {
@@ -2128,7 +2127,7 @@ __attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct
 	return SEG_WHOLE;
 }
 
-/* run()'s parse of what dnsplane_fragment_tc or dnsplane_tcp_segment prepared at this depth. */
+/* run()'s parse of what dnsplane_fragment_tc prepared at this depth. */
 static __always_inline void parse_assembled(struct __sk_buff *skb, const int tc)
 {
 	struct assembly_work *w;
