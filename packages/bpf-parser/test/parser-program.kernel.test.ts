@@ -238,6 +238,9 @@ describe('DnsParserProgram', () => {
       })(),
     );
     expect(program.membership().map((m) => m.address)).not.toContain('198.18.9.7');
+    // the count a status gives: the entries in force, the expired one not counted
+    expect(program.learnedCount()).toBe(2);
+    expect(program.learnedCount()).toBe(program.membership().length);
   });
 
   it('imports many entries against one batched read of the map: only what is new or later is written, whatever the address text', () => {

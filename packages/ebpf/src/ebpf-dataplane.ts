@@ -178,7 +178,7 @@ export class EbpfDataplane implements Dataplane {
         }
       }
     }
-    return { kind: 'ebpf', objects, counters, learned: loaded.parser.membership().length };
+    return { kind: 'ebpf', objects, counters, learned: loaded.parser.learnedCount() };
   }
 
   /**

@@ -109,7 +109,7 @@ export class BpfDnsParserHook implements DnsParserHook {
   async statistics(): Promise<{ counters: Readonly<Record<string, number>>; learned: number }> {
     const values = this.parser ? this.parser.counters() : this.withPinnedMap('counters', readCounters);
     const counters = parserCounters(values ?? {});
-    const learned = this.parser ? this.parser.membership().length : this.pinnedMembers(ktimeNs()).length;
+    const learned = this.parser ? this.parser.learnedCount() : this.pinnedLearnedCount(ktimeNs());
     return { counters, learned };
   }
 
@@ -124,6 +124,19 @@ export class BpfDnsParserHook implements DnsParserHook {
       }
     }
     return out;
+  }
+
+  /** How many membership entries are in force, from the pinned maps (no key decoded); 0 when they are not pinned. */
+  private pinnedLearnedCount(nowNs: bigint): number {
+    let count = 0;
+    for (const family of [4, 6] as const) {
+      this.withPinnedMap(family === 4 ? 'members4' : 'members6', (map) =>
+        map.forEachEntry((_keys, _keyAt, values, valueAt) => {
+          if (decodeExpiry(values, valueAt) > nowNs) count++;
+        }),
+      );
+    }
+    return count;
   }
 
   private withPinnedMap<T>(role: keyof typeof MAP_NAMES, read: (map: BpfMap) => T): T | undefined {

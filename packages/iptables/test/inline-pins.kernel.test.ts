@@ -82,6 +82,7 @@ describe.each(['legacy', 'nft'] as const)('inline pins and learned state on the 
     expect(existsSync(parserProgramPinPath(pinRoot))).toBe(true);
     const restarted = make();
     expect((await restarted.exportLearned()).length).toBe(2);
+    expect((await restarted.status()).learned).toBe(2); // counted from the pinned maps
     await restarted.install(stateUsing([SET_A]));
     await restarted.remove();
     await restarted.close();
