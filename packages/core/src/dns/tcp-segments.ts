@@ -4,15 +4,16 @@
 // as a hook on the path sees them — in any order, repeated, some never — and keeps one message
 // per flow and direction, in a bounded buffer.
 
-/** The bytes an assembly holds: TCP's two-byte length prefix and the longest message read. */
+/** The bytes an assembly holds, as the kernel's (shared with IP fragments: a UDP header or TCP's
+ * two-byte prefix, and the longest message read): what a segment may add before the prefix came. */
 export const SEGMENT_ASSEMBLY_MAX = 8 + 4096;
 /** Disjoint byte ranges an assembly keeps; a piece that would make one more ends it. */
 export const SEGMENT_ASSEMBLY_RANGES = 8;
 /** An assembly older than this is dropped when its flow's next segment comes. */
 export const SEGMENT_ASSEMBLY_LIFETIME_MS = 30_000;
 
-const MESSAGE_MIN = 12;
-const MESSAGE_MAX = 4096;
+const MESSAGE_MIN = 12; // a DNS header
+const MESSAGE_MAX = 4096; // MAX_PARSED_MESSAGE_BYTES (reference-parser.ts, which imports this file)
 
 /** What to make of one segment. */
 export type SegmentDecision =
