@@ -370,8 +370,6 @@ struct assembly_work {
 	struct assembly_key key;
 	struct l4info part;
 	__u32 to_server; /* the part is a query */
-	__u8 prefix[2];  /* a TCP segment's first two bytes */
-	__u8 pad[2];
 };
 
 struct {
@@ -1545,11 +1543,12 @@ enum segment_part {
  * message is parsed when the last missing byte came. One message per flow and direction at a
  * time: a segment past the message's end while it is incomplete ends it (counted truncated)
  * and is taken as a new start. At tc egress of a forwarded segment, which was taken where it
- * came in, only a whole message is parsed. `slot`: parse()'s scratch slot; `tc`: the tc entry.
+ * came in, only a whole message is parsed. `slot`: parse()'s scratch slot; `declared`: the
+ * segment's length prefix as parse() read it (0 with less than two bytes); `tc`: the tc entry.
  * (Called from parse(), not run(): a call between run()'s classify and parse() made the
  * verifier explore classify's loop again and again, 100,000 instructions more.)
  */
-__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, int tc);
+__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, __u32 declared, int tc);
 
 /* A response's verdict, counted once per message: not for a datagram's first fragment, which
  * is checked at once and counted when the whole datagram is parsed. */
@@ -1587,28 +1586,30 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 	msg_off = pkt->payload_off;
 	msg_len = pkt->payload_len;
 	if (pkt->proto == IPPROTO_TCP && pkt->frag != FRAG_WHOLE) {
-		/* a message in several segments is put together first */
-		r = dnsplane_tcp_segment(skb, pkt, slot, tc);
+		__u8 pfx[2];
+		__u32 declared = 0;
+
+		/* the length prefix (read once; dnsplane_tcp_segment gets it), then a message in
+		 * several segments is put together first */
+		if (msg_len >= 2 && bpf_skb_load_bytes(skb, msg_off, pfx, 2)) {
+			count(DNSPLANE_C_TRUNCATED, 1);
+			return 0;
+		}
+		if (msg_len >= 2)
+			declared = (pfx[0] << 8) | pfx[1];
+		r = dnsplane_tcp_segment(skb, pkt, slot, declared, tc);
 		if (r == SEG_HELD)
 			return 0;
-	}
-	if (pkt->proto == IPPROTO_TCP && pkt->frag == FRAG_WHOLE) {
-		msg_len = pkt->payload_len;
-	} else if (pkt->proto == IPPROTO_TCP) {
-		__u8 pfx[2];
-		__u32 declared;
-
-		if (msg_len < 2 || bpf_skb_load_bytes(skb, msg_off, pfx, 2)) {
-			count(DNSPLANE_C_TRUNCATED, 1);
-			return 0;
+		if (r == SEG_WHOLE) {
+			msg_len = pkt->payload_len;
+		} else {
+			if (msg_len < 2 || declared > msg_len - 2) {
+				count(DNSPLANE_C_TRUNCATED, 1);
+				return 0;
+			}
+			msg_off += 2;
+			msg_len = declared;
 		}
-		declared = (pfx[0] << 8) | pfx[1];
-		if (declared > msg_len - 2) {
-			count(DNSPLANE_C_TRUNCATED, 1);
-			return 0;
-		}
-		msg_off += 2;
-		msg_len = declared;
 	}
 	if (msg_len < 12) {
 		count(DNSPLANE_C_MALFORMED, 1);
@@ -2035,12 +2036,12 @@ __attribute__((noinline)) int dnsplane_fragment_tc(struct __sk_buff *skb, struct
 	return part;
 }
 
-__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, int tc)
+__attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct l4info *li, __u32 slot, __u32 declared, int tc)
 {
 	struct assembly_work *w;
 	struct assembly *a;
 	struct scratch *s;
-	__u32 off, len, declared = 0, total, last;
+	__u32 off, len, total, last;
 	__u64 now;
 	int passing;
 
@@ -2051,11 +2052,6 @@ __attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct
 	s = scratch_of(slot);
 	if (!w || !s)
 		return SEG_AS_IS;
-	if (li->payload_len >= 2) {
-		if (bpf_skb_load_bytes(skb, li->payload_off, w->prefix, 2))
-			return SEG_AS_IS;
-		declared = ((__u32)w->prefix[0] << 8) | w->prefix[1];
-	}
 	__builtin_memset(&w->key, 0, sizeof(w->key));
 	__builtin_memcpy(w->key.src, li->src, 16);
 	__builtin_memcpy(w->key.dst, li->dst, 16);
@@ -2128,7 +2124,7 @@ __attribute__((noinline)) int dnsplane_tcp_segment(struct __sk_buff *skb, struct
 }
 
 /* run()'s parse of what dnsplane_fragment_tc prepared at this depth. */
-static __always_inline void parse_assembled(struct __sk_buff *skb, const int tc)
+static __always_inline void parse_assembled(struct __sk_buff *skb)
 {
 	struct assembly_work *w;
 	struct cpu_state *cpu;
@@ -2144,10 +2140,7 @@ static __always_inline void parse_assembled(struct __sk_buff *skb, const int tc)
 	if (!w)
 		return;
 	cpu->depth = slot + 1;
-	if (tc)
-		dnsplane_parse_tc_mark(skb, &w->part, w->to_server, slot);
-	else
-		dnsplane_parse(skb, &w->part, w->to_server, slot);
+	dnsplane_parse_tc_mark(skb, &w->part, w->to_server, slot);
 	cpu->depth = slot;
 }
 
@@ -2179,7 +2172,7 @@ static __always_inline void run(struct __sk_buff *skb, __u32 l3, int tc)
 	r = parse_l3l4(skb, l3, &li);
 	if (r) {
 		if (tc && r > 0 && dnsplane_fragment_tc(skb, &li) != FRAG_NONE)
-			parse_assembled(skb, tc);
+			parse_assembled(skb);
 		return;
 	}
 	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);

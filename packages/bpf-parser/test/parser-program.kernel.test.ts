@@ -94,8 +94,8 @@ describe('DnsParserProgram', () => {
   it('verifies each entry point within a budget of 215,000 processed instructions', () => {
     // The verifier's work is the load time, and the load decides the agent's cold start when
     // the machine is slow: ~111,000 since two loop shapes were changed (~598,000 before, 1.6-2.6 s
-    // to load both entries); the tc entry 192,758 with IP fragments, 199,193 with TCP segments
-    // (the socket filter 136,713). A change that defeats state pruning again fails here, not in a
+    // to load both entries); the tc entry 192,758 with IP fragments, 199,336 with TCP segments
+    // (the socket filter 136,755). A change that defeats state pruning again fails here, not in a
     // benchmark.
     const program = open();
     for (const entry of [program.socketFilter, program.tcClassifier]) {
