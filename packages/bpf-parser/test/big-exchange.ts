@@ -1,8 +1,11 @@
 // A query and a large answer (up to 64 A or AAAA records, owner names written out) for the
 // tests of what the parser puts together before it parses: IP fragments, TCP segments.
-import { buildDnsPacket } from '@dnsplane/core';
-import { CLIENT4, CLIENT6, SERVER4, SERVER6 } from './dns-generator.js';
+import { buildDnsPacket, type DnsSettings } from '@dnsplane/core';
+import { CLIENT4, CLIENT6, SERVER4, SERVER6, TRUSTED_SERVERS } from './dns-generator.js';
 import { dnsHeader, questionBytes } from './dns-exchange.js';
+
+/** The parser settings of the tests that use these exchanges (a 64-record answer is within maxAddressesPerName). */
+export const BIG_EXCHANGE_DNS: DnsSettings = { trustedServers: TRUSTED_SERVERS, minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
 
 let nextId = 0x5100;
 

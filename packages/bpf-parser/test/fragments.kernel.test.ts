@@ -2,20 +2,15 @@
 // reassembles, so the parser puts the datagram together itself and parses it when the last
 // missing fragment passes. Checked against the TypeScript reference parser on the whole
 // datagram: the same membership, the same counters.
-import { parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
+import { parseDomainPattern, ReferenceParser, type Clock, type DomainSet } from '@dnsplane/core';
 import { describe, expect, it } from 'vitest';
 import type { DnsParserProgram } from '../src/index.js';
-import { bigExchange, type Exchange } from './big-exchange.js';
-import { ROGUE4, TRUSTED_SERVERS } from './dns-generator.js';
+import { BIG_EXCHANGE_DNS, bigExchange, type Exchange } from './big-exchange.js';
+import { ROGUE4 } from './dns-generator.js';
 import { ethernetFrame, tcRun as tcRunOn } from './kernel-harness.js';
 import { parsersForEachTest } from './parsers-for-each-test.js';
 
-const dns: DnsSettings = {
-  trustedServers: TRUSTED_SERVERS,
-  minTTL: 30,
-  extraTTL: 10,
-  maxAddressesPerName: 256,
-};
+const dns = BIG_EXCHANGE_DNS;
 const sets: DomainSet[] = [{ id: 7, name: 'ds_7', patterns: [parseDomainPattern('*.frag.example', 'calico')] }];
 
 const LO = 1;

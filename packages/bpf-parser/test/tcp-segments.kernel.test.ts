@@ -2,20 +2,14 @@
 // server's answer longer than one segment (or its length prefix written on its own) is put
 // together from its segments and parsed when the last missing one passes. Checked against the
 // TypeScript reference parser fed the same segments in the same order.
-import { parseDomainPattern, ReferenceParser, type Clock, type DnsSettings, type DomainSet } from '@dnsplane/core';
+import { parseDomainPattern, ReferenceParser, type Clock, type DomainSet } from '@dnsplane/core';
 import { describe, expect, it } from 'vitest';
 import type { DnsParserProgram } from '../src/index.js';
-import { bigExchange, tcpSegments, type Exchange } from './big-exchange.js';
-import { TRUSTED_SERVERS } from './dns-generator.js';
+import { BIG_EXCHANGE_DNS, bigExchange, tcpSegments, type Exchange } from './big-exchange.js';
 import { ethernetFrame, tcRun } from './kernel-harness.js';
 import { parsersForEachTest } from './parsers-for-each-test.js';
 
-const dns: DnsSettings = {
-  trustedServers: TRUSTED_SERVERS,
-  minTTL: 30,
-  extraTTL: 10,
-  maxAddressesPerName: 256,
-};
+const dns = BIG_EXCHANGE_DNS;
 const sets: DomainSet[] = [{ id: 9, name: 'ds_9', patterns: [parseDomainPattern('*.tcp.example', 'calico')] }];
 
 const LO = 1;

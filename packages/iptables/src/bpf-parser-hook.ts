@@ -116,27 +116,29 @@ export class BpfDnsParserHook implements DnsParserHook {
   /** Membership entries in force, from the pinned maps; none when they are not pinned. */
   private pinnedMembers(nowNs: bigint): Array<{ setId: number; family: 4 | 6; address: string; expiryNs: bigint }> {
     const out: Array<{ setId: number; family: 4 | 6; address: string; expiryNs: bigint }> = [];
-    for (const family of [4, 6] as const) {
-      const entries = this.withPinnedMap(family === 4 ? 'members4' : 'members6', (map) => map.entries()) ?? [];
-      for (const [key, value] of entries) {
-        const expiryNs = decodeExpiry(value);
-        if (expiryNs > nowNs) out.push({ ...decodeMemberKey(family, key), family, expiryNs });
-      }
-    }
+    this.forEachPinnedMember(nowNs, (family, keys, keyAt, expiryNs) => out.push({ ...decodeMemberKey(family, keys, keyAt), family, expiryNs }));
     return out;
   }
 
   /** How many membership entries are in force, from the pinned maps (no key decoded); 0 when they are not pinned. */
   private pinnedLearnedCount(nowNs: bigint): number {
     let count = 0;
+    this.forEachPinnedMember(nowNs, () => {
+      count++;
+    });
+    return count;
+  }
+
+  /** Each membership entry of the pinned maps in force at `nowNs`, read from the batch without a copy per entry. */
+  private forEachPinnedMember(nowNs: bigint, visit: (family: 4 | 6, keys: Buffer, keyAt: number, expiryNs: bigint) => void): void {
     for (const family of [4, 6] as const) {
       this.withPinnedMap(family === 4 ? 'members4' : 'members6', (map) =>
-        map.forEachEntry((_keys, _keyAt, values, valueAt) => {
-          if (decodeExpiry(values, valueAt) > nowNs) count++;
+        map.forEachEntry((keys, keyAt, values, valueAt) => {
+          const expiryNs = decodeExpiry(values, valueAt);
+          if (expiryNs > nowNs) visit(family, keys, keyAt, expiryNs);
         }),
       );
     }
-    return count;
   }
 
   private withPinnedMap<T>(role: keyof typeof MAP_NAMES, read: (map: BpfMap) => T): T | undefined {
