@@ -14,6 +14,7 @@ import {
   BpfMap,
   MapType,
   BpfObjectSpec,
+  type BpfObject,
   BpfProgram,
   DEFAULT_PIN_ROOT,
   ktimeNs,
@@ -75,6 +76,11 @@ export interface ParserProgramOptions {
   readonly reusePrograms?: boolean;
   /** loadAsync only: the nice value its worker thread loads at (BpfObjectSpec.loadAsync). */
   readonly loadNice?: number;
+  /**
+   * Read every page of the new load's array maps before it is used (BpfMap.prefault).
+   * Default true; false only for the benchmark that measures what it saves (bench/first-touch.ts).
+   */
+  readonly prefault?: boolean;
 }
 
 /** What a loaded parser is made of: from a fresh load (a BpfObject) or from pins. */
@@ -134,7 +140,7 @@ export class DnsParserProgram {
   static load(options: ParserProgramOptions = {}): DnsParserProgram {
     const plan = DnsParserProgram.#plan(options);
     if (plan.reused !== undefined) return plan.reused;
-    let object: ParserParts;
+    let object: BpfObject;
     try {
       object = plan.spec.load();
     } catch (error) {
@@ -151,7 +157,7 @@ export class DnsParserProgram {
   static async loadAsync(options: ParserProgramOptions = {}): Promise<DnsParserProgram> {
     const plan = DnsParserProgram.#plan(options);
     if (plan.reused !== undefined) return plan.reused;
-    let object: ParserParts;
+    let object: BpfObject;
     try {
       object = await plan.spec.loadAsync(options.loadNice === undefined ? {} : { nice: options.loadNice });
     } catch (error) {
@@ -168,7 +174,7 @@ export class DnsParserProgram {
     reused?: undefined;
     spec: BpfObjectSpec;
     failed: () => void;
-    finish: (object: ParserParts) => DnsParserProgram;
+    finish: (object: BpfObject) => DnsParserProgram;
   } {
     const pinRoot = options.pinRoot ?? DEFAULT_PIN_ROOT;
     const objectPath = options.objectPath ?? PARSER_OBJECT_PATH;
@@ -193,7 +199,10 @@ export class DnsParserProgram {
     const failed = (): void => {
       if (!existed) rmSync(pinRoot, { recursive: true, force: true });
     };
-    const finish = (object: ParserParts): DnsParserProgram => {
+    const finish = (object: BpfObject): DnsParserProgram => {
+      // Maps made by this load have pages no packet touched yet (BpfMap.prefault): the first
+      // queries would pay for them on the packet path. A few milliseconds here.
+      if (options.prefault !== false) object.prefaultMaps();
       if (hash !== undefined) {
         try {
           pinForReuse(object, pinRoot, entries, hash);

@@ -533,6 +533,32 @@ describe('BpfMap', () => {
     expect(entries.every(([, v]) => v.length === 8 * cpus)).toBe(true);
   });
 
+  it('prefault reads an array once per page-sized stride and every per-CPU element, other maps not; nothing changes', () => {
+    const slots = object.map('slots');
+    slots.update(u32(7), u64(77n));
+    const before = slots.entries();
+    expect(slots.prefault()).toBe(1); // 8 × 8 bytes: one page
+    expect(slots.entries()).toEqual(before);
+    expect(object.map('runs').prefault()).toBe(4);
+    expect(object.map('kv').prefault()).toBe(0);
+    expect(object.map('events').prefault()).toBe(0);
+    expect(object.prefaultMaps()).toBe(object.maps().reduce((sum, map) => sum + map.prefault(), 0));
+  });
+
+  it('prefault of an array whose values straddle pages: a read at least every 4,096 bytes', () => {
+    const spec = BpfObjectSpec.open(parserObject, { pinRoot: null });
+    spec.loadOnly(['dnsplane_parse_tc']);
+    const parser = spec.load();
+    try {
+      const queries = parser.map('dnsp_queries');
+      expect(queries.valueSize).toBe(192); // 4 ways of 48 bytes
+      const stride = Math.floor(4096 / 192); // 21 sets: 4,032 bytes between reads, each 192 long
+      expect(queries.prefault()).toBe(Math.ceil(queries.maxEntries / stride));
+    } finally {
+      parser.close();
+    }
+  });
+
   it('relates bpf_ktime_get_ns to ktimeNs (both CLOCK_MONOTONIC)', async () => {
     const records: Buffer[] = [];
     const wait = waitFor(() => records.length >= 1, 5_000);

@@ -234,6 +234,7 @@ export class EbpfDataplane implements Dataplane {
         throw error;
       }
       const policy = spec.load();
+      policy.prefaultMaps(); // as the parser's: no first touches on the packet path
       this.#loaded = { parser, policy };
       return this.#loaded;
     } catch (error) {
