@@ -58,6 +58,9 @@ class KernelFake implements Dataplane {
   async status(): Promise<DataplaneStatus> {
     return { kind: this.kind, objects: this.kernel.installed ? [`fake ${this.kind}`] : [], counters: {}, learned: this.kernel.learned.size };
   }
+  async missingObjects(): Promise<string[]> {
+    return []; // nothing removes a fake kernel's objects behind the driver's back
+  }
   async remove(): Promise<void> {
     this.log.push(`${this.kind}.remove`);
     this.kernel.installed = undefined;

@@ -18,7 +18,7 @@ const tableA: DomainSet[] = [
 ];
 const tableB: DomainSet[] = [
   { id: 2, name: 'ds_2', patterns: [parseDomainPattern('*.beta.test', 'calico')] },
-  { id: 4, name: 'ds_4', patterns: [parseDomainPattern('api-*.beta.test', 'calico'), parseDomainPattern('www.*.gamma.test', 'cilium')] },
+  { id: 4, name: 'ds_4', patterns: [parseDomainPattern('api-*.beta.test', 'calico'), parseDomainPattern('www.*.gamma.test', 'cilium-pattern')] },
 ];
 
 /** The sets a response for `name` teaches now (membership cleared after). */

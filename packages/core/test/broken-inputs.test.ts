@@ -120,9 +120,9 @@ describe('mutated valid documents never crash the validator', () => {
       const holder: Record<string, unknown> = { value: document.value };
       parent = holder;
       for (let depth = 0; depth < 8; depth++) {
-        const current = (parent as Record<string | number, unknown>)[key];
+        const current: unknown = (parent as Record<string | number, unknown>)[key];
         if (current === null || typeof current !== 'object' || random() < 0.25) break;
-        const keys = Array.isArray(current) ? current.map((_, i) => i) : Object.keys(current);
+        const keys: Array<string | number> = Array.isArray(current) ? current.map((_, i) => i) : Object.keys(current);
         if (keys.length === 0) break;
         parent = current as Record<string, unknown>;
         key = pick(keys);
