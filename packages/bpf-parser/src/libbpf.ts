@@ -940,11 +940,12 @@ export class BpfMap {
    * Reads an array map's memory once, through the kernel's own mapping of it, so the first
    * packets after a load do not pay for the first touch of each page. On a virtual machine
    * with shadow page tables that first touch costs a fault into the hypervisor: measured on
-   * these machines, a query's first record into a fresh page of dnsp_queries took ~21 µs
-   * instead of ~4 (bench/README.md, "First touches"). The kernel zeroes a new array through
-   * another mapping, so the map's own pages stay untouched until a program writes them.
-   * Plain arrays: one lookup per page-sized stride of elements (every page holds the start or
-   * part of a read element); per-CPU arrays: every element (each is its own per-CPU block).
+   * these machines, a cold query whose record went into a fresh page of dnsp_queries took
+   * ~20 µs instead of ~7 (bench/README.md, "First touches"). The kernel zeroes a new array
+   * through another mapping, so the map's own pages stay untouched until a program writes them.
+   * Plain arrays: one lookup per page-sized stride of elements (an element takes valueSize
+   * rounded up to 8 bytes, as a per-CPU slot does; reads at most a page apart leave no page
+   * out); per-CPU arrays: every element (each is its own per-CPU block).
    * Other types are left as they are: a preallocated hash map's elements are written when
    * the kernel creates it, and nothing outside the kernel writes a ring buffer's pages.
    * Returns the lookups made.

@@ -78,7 +78,8 @@ export interface ParserProgramOptions {
   readonly loadNice?: number;
   /**
    * Read every page of the new load's array maps before it is used (BpfMap.prefault).
-   * Default true; false only for the benchmark that measures what it saves (bench/first-touch.ts).
+   * Default true; false only for the benchmark that measures what it saves
+   * (`bench/parser-cold-ab.ts --prefault-ab`).
    */
   readonly prefault?: boolean;
 }
@@ -200,17 +201,15 @@ export class DnsParserProgram {
       if (!existed) rmSync(pinRoot, { recursive: true, force: true });
     };
     const finish = (object: BpfObject): DnsParserProgram => {
-      // Maps made by this load have pages no packet touched yet (BpfMap.prefault): the first
-      // queries would pay for them on the packet path. A few milliseconds here.
-      if (options.prefault !== false) object.prefaultMaps();
-      if (hash !== undefined) {
-        try {
-          pinForReuse(object, pinRoot, entries, hash);
-        } catch (error) {
-          object.close();
-          failed();
-          throw error;
-        }
+      try {
+        // Maps made by this load have pages no packet touched yet (BpfMap.prefault): the first
+        // queries would pay for them on the packet path. A few milliseconds here.
+        if (options.prefault !== false) object.prefaultMaps();
+        if (hash !== undefined) pinForReuse(object, pinRoot, entries, hash);
+      } catch (error) {
+        object.close();
+        failed();
+        throw error;
       }
       return new DnsParserProgram(object, pinRoot, false);
     };
