@@ -141,7 +141,7 @@ export const DnsSettingsSchema = strictObject({
     .default([])
     .meta({
       description:
-        'Interfaces whose DNS traffic the parser watches (tc dataplanes); empty = every interface except lo.',
+        'Interfaces whose DNS traffic the parser watches (every dataplane); empty = every interface except lo.',
     }),
 });
 

@@ -93,7 +93,7 @@ export interface DnsSettings {
   readonly extraTTL: number;
   readonly maxAddressesPerName: number;
   /**
-   * Interfaces whose DNS traffic the tc parser watches (nftables, ebpf), sorted; absent or
+   * Interfaces whose DNS traffic the parser watches (every dataplane), sorted; absent or
    * empty: every interface but lo. Part of the state so that changing it installs again.
    */
   readonly interfaces?: readonly string[];

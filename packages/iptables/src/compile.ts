@@ -40,6 +40,14 @@ export const DISPATCH_CHAINS: Readonly<Record<BuiltinChain, string>> = {
   OUTPUT: `${CHAIN_PREFIX}OUTPUT`,
 };
 export const ALLOW_CHAIN = `${CHAIN_PREFIX}ALLOW`;
+/** The parser's rules, when dns.interfaces names the interfaces it watches (else they sit in the dispatch chains). */
+export const PARSER_CHAIN = `${CHAIN_PREFIX}DNS`;
+/** Per built-in chain, the interfaces whose packets go on to PARSER_CHAIN (goto: each packet at most once). */
+export const PARSER_INTERFACE_CHAINS: Readonly<Record<BuiltinChain, string>> = {
+  INPUT: `${CHAIN_PREFIX}DNS-INPUT`,
+  FORWARD: `${CHAIN_PREFIX}DNS-FORWARD`,
+  OUTPUT: `${CHAIN_PREFIX}DNS-OUTPUT`,
+};
 
 /** The jumps from built-in chains: always these three, whatever the state. */
 export const JUMPS: readonly Jump[] = (['INPUT', 'FORWARD', 'OUTPUT'] as const).map((from) => ({
@@ -159,9 +167,14 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
   dispatch.OUTPUT.push(...toWorkload);
 
   const servers = state.dns.trustedServers.filter((server) => server.family === family);
+  const endpointInterfaces = new Set(state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])));
+  const parser =
+    options.dnsParserPath === undefined || servers.length === 0
+      ? undefined
+      : parserPlacement(servers, state.dns.interfaces ?? [], endpointInterfaces, options.dnsParserPath);
   const dispatchChains: Chain[] = (['INPUT', 'FORWARD', 'OUTPUT'] as const).map((builtin) => {
     const body = dispatch[builtin];
-    const parse = options.dnsParserPath === undefined ? [] : parserRules(servers, builtin, options.dnsParserPath);
+    const parse = parser === undefined ? [] : parser.dispatch(builtin);
     const rules: Rule[] =
       body.length === 0
         ? parse
@@ -183,7 +196,7 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
     tables: [
       {
         name: 'filter',
-        chains: [...dispatchChains, allowChain, ...endpointChains, ...policyChains, ...subChains],
+        chains: [...dispatchChains, ...(parser?.chains ?? []), allowChain, ...endpointChains, ...policyChains, ...subChains],
         jumps: JUMPS,
       },
     ],
@@ -357,12 +370,57 @@ export function chunkPorts(ranges: readonly PortRange[]): PortRange[][] {
 }
 
 /**
- * The rules that run the DNS parser on queries to and responses from each trusted server,
- * first in a dispatch chain (before any established/related accept). Every packet crosses
- * exactly one of INPUT, FORWARD, OUTPUT once — except loopback traffic, which crosses OUTPUT
- * and then INPUT, so OUTPUT leaves loopback to INPUT and the parser sees each packet once.
+ * Where the parser's rules go. With no interfaces listed (the default: every interface), first
+ * in each dispatch chain (before any established/related accept). With dns.interfaces listed,
+ * the packets the tc dataplanes' parser hooks see (bpf-parser's parserHooks): what comes in by
+ * a listed interface (INPUT, FORWARD); what goes out by a listed interface that is not a
+ * workload's (FORWARD: the node forwards a query upstream) or by any listed one from the node
+ * itself (OUTPUT: its own queries, and a trusted server on the node answering workloads — tc
+ * watches the workloads' egress only then, and in OUTPUT only such a server's packets match);
+ * `lo` in INPUT always (a trusted server on the node answers the node's own lookups over it;
+ * other loopback traffic matches no server rule), never in OUTPUT (loopback crosses OUTPUT,
+ * then INPUT). The rules sit in PARSER_CHAIN, and each dispatch chain first jumps to its
+ * PARSER_INTERFACE_CHAINS chain, which sends such a packet there with a goto — so a packet
+ * forwarded between two listed interfaces is parsed once, and the goto's return lands back in
+ * the dispatch chain.
  */
-function parserRules(servers: readonly TrustedServer[], builtin: BuiltinChain, programPath: string): Rule[] {
+function parserPlacement(
+  servers: readonly TrustedServer[],
+  interfaces: readonly string[],
+  endpointInterfaces: ReadonlySet<string>,
+  programPath: string,
+): { dispatch: (builtin: BuiltinChain) => Rule[]; chains: Chain[] } {
+  if (interfaces.length === 0) return { dispatch: (builtin) => parserRules(servers, builtin, programPath), chains: [] };
+  const to = (match: Match): Rule => ({ matches: [match], target: { kind: 'goto', chain: PARSER_CHAIN } });
+  const listed = [...new Set(interfaces)];
+  const invalid = listed.find((name) => !validInterfaceName(name));
+  if (invalid !== undefined) throw new NotSupportedError(`dns.interfaces: ${JSON.stringify(invalid)} is not an interface name iptables can match`);
+  const routes: Record<BuiltinChain, Rule[]> = {
+    INPUT: [...new Set([...listed, 'lo'])].map((name) => to({ kind: 'inInterface', name })),
+    FORWARD: listed.flatMap((name) => [
+      to({ kind: 'inInterface', name }),
+      ...(endpointInterfaces.has(name) ? [] : [to({ kind: 'outInterface', name })]),
+    ]),
+    OUTPUT: listed.filter((name) => name !== 'lo').map((name) => to({ kind: 'outInterface', name })),
+  };
+  const builtins = ['INPUT', 'FORWARD', 'OUTPUT'] as const;
+  return {
+    dispatch: (builtin) => (routes[builtin].length === 0 ? [] : [{ matches: [], target: { kind: 'jump', chain: PARSER_INTERFACE_CHAINS[builtin] } }]),
+    chains: [
+      { name: PARSER_CHAIN, rules: parserRules(servers, undefined, programPath) },
+      ...builtins.filter((b) => routes[b].length > 0).map((b) => ({ name: PARSER_INTERFACE_CHAINS[b], rules: routes[b] })),
+    ],
+  };
+}
+
+/**
+ * The rules that run the DNS parser on queries to and responses from each trusted server.
+ * Every packet crosses exactly one of INPUT, FORWARD, OUTPUT once — except loopback traffic,
+ * which crosses OUTPUT and then INPUT, so in OUTPUT (`builtin`) loopback is left to INPUT and
+ * the parser sees each packet once. `builtin` undefined: the rules of PARSER_CHAIN, whose
+ * callers chose the interfaces.
+ */
+function parserRules(servers: readonly TrustedServer[], builtin: BuiltinChain | undefined, programPath: string): Rule[] {
   const rules: Rule[] = [];
   const notLoopback: Match[] = builtin === 'OUTPUT' ? [{ kind: 'outInterface', name: 'lo', negate: true }] : [];
   const parser: Match = { kind: 'bpfPinned', path: programPath };

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DesiredState, DomainSet } from '@dnsplane/core';
+import type { CompiledEndpoint, DesiredState, DomainSet } from '@dnsplane/core';
 import { parseDomainPattern } from '@dnsplane/core';
 import { existsSync, rmSync } from 'node:fs';
 import { BpfDnsParserHook, createIptablesDataplane } from '../src/index.js';
@@ -85,6 +85,59 @@ describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on 
       expect(existsSync(hook.programPath)).toBe(true);
       await router.remove();
       expect(existsSync(pinRoot)).toBe(false);
+      expect(await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
+    } finally {
+      if (dnsmasq?.exitCode === null) dnsmasq.kill();
+      for (const name of names) await deleteNetns(name);
+      await hook.close();
+      rmSync(pinRoot, { recursive: true, force: true });
+    }
+  });
+
+  it('with dns.interfaces listed, parses only what crosses those interfaces, once per packet', async () => {
+    const names: string[] = [];
+    let dnsmasq: ChildProcess | undefined;
+    const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
+    const hook = new BpfDnsParserHook({ pinRoot });
+    try {
+      const lab = await createLab(names);
+      const router = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
+      dnsmasq = await startDnsmasq(lab.server, lab.client);
+      const counter = async (name: string): Promise<number> => (await router.status()).counters[`parser.${name}`] ?? 0;
+
+      // an interface the exchange does not cross: the parser sees nothing of it
+      await router.install({ ...state, dns: { ...state.dns, interfaces: ['dp-elsewhere'] } });
+      expect(await dig(lab.client)).toBe(SERVER);
+      expect(await counter('queries')).toBe(0);
+      expect(await counter('parsed')).toBe(0);
+      expect((await router.exportLearned()).filter((m) => m.setId === SET.id)).toEqual([]);
+
+      // both router interfaces: the query (in dp-c, out dp-s) and the answer are parsed once each
+      await router.install({ ...state, dns: { ...state.dns, interfaces: ['dp-c', 'dp-s'] } });
+      const rules = await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter']);
+      expect(rules).toContain('-A DNSPLANE-DNS-FORWARD -i dp-c -g DNSPLANE-DNS');
+      expect(await dig(lab.client)).toBe(SERVER);
+      expect(await counter('queries')).toBe(1);
+      expect(await counter('parsed')).toBe(1);
+      expect((await router.exportLearned()).filter((m) => m.setId === SET.id).map((m) => m.address)).toEqual([SERVER]);
+
+      // the client's side alone, not a workload's interface: the answer is taken as it goes out by it
+      await router.install({ ...state, dns: { ...state.dns, interfaces: ['dp-c'] } });
+      expect(await dig(lab.client)).toBe(SERVER);
+      expect(await counter('queries')).toBe(2);
+      expect(await counter('parsed')).toBe(2);
+
+      // as a workload's interface, as tc would: its queries are taken, the answers only where they come in
+      const workload: CompiledEndpoint = { name: 'client', labels: {}, interface: 'dp-c', host: false, addresses: [], ingressPolicies: [], egressPolicies: [] };
+      await router.install({ ...state, endpoints: [workload], dns: { ...state.dns, interfaces: ['dp-c'] } });
+      expect(await dig(lab.client)).toBe(SERVER);
+      expect(await counter('queries')).toBe(3);
+      expect(await counter('parsed')).toBe(2);
+      await router.install({ ...state, endpoints: [workload], dns: { ...state.dns, interfaces: ['dp-c', 'dp-s'] } });
+      expect(await dig(lab.client)).toBe(SERVER);
+      expect(await counter('queries')).toBe(4);
+      expect(await counter('parsed')).toBe(3);
+      await router.remove();
       expect(await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
     } finally {
       if (dnsmasq?.exitCode === null) dnsmasq.kill();

@@ -202,6 +202,54 @@ describe('rule semantics', () => {
     expect(renderFresh(compileRuleset(state, 4, options))).not.toContain('dnsplane_parse_socket');
   });
 
+  it('with dns.interfaces listed, parses what the tc hooks would see there (and lo in INPUT), each packet once', () => {
+    const path = '/sys/fs/bpf/dnsplane/dnsplane_parse_socket';
+    // veth-web is a workload's interface, dp-dns is not
+    const state: DesiredState = {
+      ...fullState,
+      dns: { ...fullState.dns, trustedServers: [{ family: 4, address: '198.18.0.53', port: 53 }], interfaces: ['dp-dns', 'veth-web'] },
+    };
+    const lines = renderFresh(compileRuleset(state, 4, { ...options, dnsParserPath: path })).split('\n');
+    const chain = (name: string): string[] => lines.filter((l) => l.startsWith(`-A ${name} `));
+    const bpf = `-m bpf --object-pinned ${path}`;
+    // each dispatch chain first jumps to its interface chain, then goes on as before
+    expect(chain('DNSPLANE-FORWARD').slice(0, 2)).toEqual(['-A DNSPLANE-FORWARD -j DNSPLANE-DNS-FORWARD', '-A DNSPLANE-FORWARD -j MARK --set-xmark 0x0/0x1000000']);
+    expect(chain('DNSPLANE-INPUT')[0]).toBe('-A DNSPLANE-INPUT -j DNSPLANE-DNS-INPUT');
+    expect(chain('DNSPLANE-OUTPUT')[0]).toBe('-A DNSPLANE-OUTPUT -j DNSPLANE-DNS-OUTPUT');
+    // goto: a packet in by one listed interface and out by another reaches the parser once;
+    // a forwarded packet leaving by a workload's interface is not taken (tc takes answers where
+    // they come in, and watches a workload's egress only for a server on the node: OUTPUT)
+    expect(chain('DNSPLANE-DNS-FORWARD')).toEqual([
+      '-A DNSPLANE-DNS-FORWARD -i dp-dns -g DNSPLANE-DNS',
+      '-A DNSPLANE-DNS-FORWARD -o dp-dns -g DNSPLANE-DNS',
+      '-A DNSPLANE-DNS-FORWARD -i veth-web -g DNSPLANE-DNS',
+    ]);
+    expect(chain('DNSPLANE-DNS-INPUT')).toEqual([
+      '-A DNSPLANE-DNS-INPUT -i dp-dns -g DNSPLANE-DNS',
+      '-A DNSPLANE-DNS-INPUT -i veth-web -g DNSPLANE-DNS',
+      '-A DNSPLANE-DNS-INPUT -i lo -g DNSPLANE-DNS',
+    ]);
+    expect(chain('DNSPLANE-DNS-OUTPUT')).toEqual(['-A DNSPLANE-DNS-OUTPUT -o dp-dns -g DNSPLANE-DNS', '-A DNSPLANE-DNS-OUTPUT -o veth-web -g DNSPLANE-DNS']);
+    expect(chain('DNSPLANE-DNS')).toEqual([
+      `-A DNSPLANE-DNS -d 198.18.0.53/32 -p udp -m multiport --dports 53 ${bpf}`,
+      `-A DNSPLANE-DNS -s 198.18.0.53/32 -p udp -m multiport --sports 53 ${bpf}`,
+      `-A DNSPLANE-DNS -d 198.18.0.53/32 -p tcp -m multiport --dports 53 ${bpf}`,
+      `-A DNSPLANE-DNS -s 198.18.0.53/32 -p tcp -m multiport --sports 53 ${bpf}`,
+    ]);
+    // the dispatch chains hold no parser rule of their own
+    expect(lines.filter((l) => l.includes(bpf) && !l.startsWith('-A DNSPLANE-DNS '))).toEqual([]);
+    // no trusted server of the family: nothing of it
+    expect(renderFresh(compileRuleset(state, 6, { ...options, dnsParserPath: path }))).not.toContain('DNSPLANE-DNS');
+  });
+
+  it('refuses a dns.interfaces name iptables cannot match, naming the field', () => {
+    const state: DesiredState = {
+      ...fullState,
+      dns: { ...fullState.dns, trustedServers: [{ family: 4, address: '198.18.0.53', port: 53 }], interfaces: ['eth0:1'] },
+    };
+    expect(() => compileRuleset(state, 4, { ...options, dnsParserPath: '/sys/fs/bpf/x/p' })).toThrow(/dns\.interfaces: "eth0:1" is not an interface name/);
+  });
+
   it('refuses an interface name iptables cannot carry, naming the endpoint', () => {
     const state: DesiredState = { ...withEgress([rule(0, 'allow')]), endpoints: [{ name: 'w', labels: {}, interface: 'veth with space', host: false, addresses: [], ingressPolicies: [], egressPolicies: ['p'] }] };
     expect(() => compileRuleset(state, 4, options)).toThrow(/endpoint w: interface "veth with space"/);
