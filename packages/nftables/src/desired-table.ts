@@ -9,6 +9,7 @@ import {
   ctState,
   drop,
   fibDaddrType,
+  fibDaddrOifname,
   jump,
   markBitSet,
   match,
@@ -65,6 +66,13 @@ export interface UntrackedDns {
   readonly answerMark: number;
   /** Host-side interfaces of the workloads whose UDP DNS is untracked, sorted. */
   readonly interfaces: readonly string[];
+  /**
+   * dns.interfaces when it lists some: a query is untracked only if the route to its server
+   * leaves by one of them — its answer comes in there, where the parser can mark it. Otherwise
+   * the answer would come in unmarked and untracked, and an ingress policy would drop it.
+   * Absent: every interface is watched.
+   */
+  readonly answersWatchedOn?: readonly string[];
 }
 
 export interface DesiredTableOptions {
@@ -137,14 +145,20 @@ function untrackedDns(state: DesiredState, policies: ReadonlyMap<string, Compile
       ? [e.interface]
       : [],
   );
-  return { answerMark, interfaces: [...new Set(interfaces)].sort() };
+  return {
+    answerMark,
+    interfaces: [...new Set(interfaces)].sort(),
+    ...(watched.length === 0 ? {} : { answersWatchedOn: [...new Set(watched)].sort() }),
+  };
 }
 
 /**
  * The raw-priority prerouting chain's rules, per address family of the trusted servers: a UDP
  * query from an untracked interface to a trusted server (not one on this node: its answer
- * would leave through output, where the parser does not see it) is not tracked; an answer
- * from a trusted server carrying the verified-answer mark is not tracked either.
+ * would leave through output, where the parser does not see it; with dns.interfaces listed,
+ * one routed out by a watched interface: its answer comes in where the parser marks it) is
+ * not tracked; an answer from a trusted server carrying the verified-answer mark is not
+ * tracked either.
  */
 function untrackRules(untracked: UntrackedDns, state: DesiredState): Array<{ label: string; expr: NftStatement[] }> {
   const rules: Array<{ label: string; expr: NftStatement[] }> = [];
@@ -166,6 +180,7 @@ function untrackRules(untracked: UntrackedDns, state: DesiredState): Array<{ lab
         match('==', meta('nfproto'), nfproto),
         match('==', payload(protocol, 'daddr'), oneOrSet(addresses)),
         match('!=', fibDaddrType, 'local'),
+        ...(untracked.answersWatchedOn === undefined ? [] : [match('==', fibDaddrOifname, oneOrSet(untracked.answersWatchedOn))]),
         counter,
         notrack,
       ],

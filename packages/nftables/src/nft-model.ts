@@ -85,9 +85,12 @@ export type NftValue = string | number | NftPrefixExpr | NftRangeExpr | NftAnony
 export interface NftAndExpr {
   readonly '&': readonly [NftMetaExpr, number];
 }
-/** A routing lookup (`fib daddr type`): what kind of address the destination is on this node. */
+/**
+ * A routing lookup of the destination: `fib daddr type` (what kind of address it is on this
+ * node) or `fib daddr oifname` (the interface the route to it leaves by).
+ */
 export interface NftFibExpr {
-  readonly fib: { readonly result: 'type'; readonly flags: readonly ['daddr'] };
+  readonly fib: { readonly result: 'type' | 'oifname'; readonly flags: readonly ['daddr'] };
 }
 export type NftMatchLeft = NftPayloadExpr | NftMetaExpr | NftCtExpr | NftAndExpr | NftFibExpr;
 export type NftMatchOp = '==' | '!=' | 'in';
@@ -163,3 +166,4 @@ export const markMatch = (mask: number, value: number): NftMatchStatement =>
   mask === value ? markBitSet(value) : match('==', bitAnd(meta('mark'), mask), value);
 export const notrack: NftNotrackStatement = { notrack: null };
 export const fibDaddrType: NftFibExpr = { fib: { result: 'type', flags: ['daddr'] } };
+export const fibDaddrOifname: NftFibExpr = { fib: { result: 'oifname', flags: ['daddr'] } };

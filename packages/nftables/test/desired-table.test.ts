@@ -97,6 +97,18 @@ describe('desiredTable', () => {
     expect(desiredTable(untrackedState(['eth0', 'veth-web']), table, { answerMark: ANSWER_MARK }).untracked.interfaces).toEqual(['veth-web']);
   });
 
+  it('with dns.interfaces listed, untracks a query only if the route to its server leaves by a listed interface (where its answer gets the mark)', () => {
+    const listed = desiredTable(untrackedState(['veth-web', 'eth0']), table, { answerMark: ANSWER_MARK });
+    expect(listed.untracked).toEqual({ answerMark: ANSWER_MARK, interfaces: ['veth-web'], answersWatchedOn: ['eth0', 'veth-web'] });
+    const raw = listed.chains.find((c) => c.chain.name === BASE_CHAINS.preroutingUntrack);
+    const query = raw?.rules.find((r) => r.comment?.startsWith('untrack dns query ipv4'))?.expr;
+    expect(query).toContainEqual({ match: { op: '==', left: { fib: { result: 'oifname', flags: ['daddr'] } }, right: { set: ['eth0', 'veth-web'] } } });
+    // the answers' rule is unchanged: the mark says the parser checked it
+    expect(JSON.stringify(raw?.rules.find((r) => r.comment?.startsWith('untrack verified dns answer ipv4'))?.expr)).not.toContain('fib');
+    // every interface watched (the default): no route condition
+    expect(JSON.stringify(desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK }).chains)).not.toContain('"result":"oifname"');
+  });
+
   it('creates a pair of timeout sets per domain set', () => {
     const sets = desiredTable(baseState(), table).sets;
     expect(sets.map((s) => [s.name, s.type, s.flags])).toEqual([
