@@ -640,5 +640,40 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       // the last record's address travelled in the answer's second segment
       await expectAllowed('client1', [{ address: last, port: 80 }, { address: big.ipv6[0]!, port: 80 }]);
     });
+
+    it('25. dns.interfaces decides where answers are taken: with only the workloads\' interfaces listed a lookup still resolves (an ingress policy on the client too) but teaches nothing; with the DNS side listed it teaches', async (ctx) => {
+      const lab = ready(ctx);
+      const workloads = ['client1', 'client2'].map((name) => lab.endpoints[name]?.hostInterface ?? `missing-${name}`);
+      const dnsSide = lab.topology.dnsLink.hostInterface;
+      const [untaught, taught, both] = lab.allocateFresh(3);
+      if (untaught === undefined || taught === undefined || both === undefined) throw new Error('no fresh names left');
+      // client1 also selected in ingress (nothing allowed in): its DNS answers then pass only as
+      // the answers of its own queries — by conntrack, or by the parser's mark where it checked them
+      const ingress = (selector: string): PolicyDocument => ({
+        kind: 'Policy',
+        metadata: { name: 'c1-ingress' },
+        spec: { order: 100, selector, types: ['Ingress'], ingress: [] },
+      });
+      await h.editPolicy('c1-ingress.yaml', ingress('app == "c1"'));
+      try {
+        // The queries are seen as they come in by client1's interface, but the answers come in by
+        // the DNS side, which is not watched: resolution works, nothing is learned.
+        await h.editDns({ interfaces: workloads });
+        expect((await lab.resolve('client1', untaught.name)).ipv4).toEqual([untaught.ipv4]);
+        await expectDenied('client1', [{ address: untaught.ipv4, port: 80 }]);
+        // The DNS side alone: the query is recorded as the node forwards it out by it, the
+        // answer as it comes in by it.
+        await h.editDns({ interfaces: [dnsSide] });
+        expect((await lab.resolve('client1', taught.name)).ipv4).toEqual([taught.ipv4]);
+        await expectAllowed('client1', [{ address: taught.ipv4, port: 80 }]);
+        // Both: the query is taken where it comes in, the answer where it comes in.
+        await h.editDns({ interfaces: [...workloads, dnsSide] });
+        expect((await lab.resolve('client1', both.name)).ipv4).toEqual([both.ipv4]);
+        await expectAllowed('client1', [{ address: both.ipv4, port: 80 }]);
+      } finally {
+        await h.editDns({ interfaces: undefined });
+        await h.editPolicy('c1-ingress.yaml', ingress('app == "nobody"'));
+      }
+    });
   });
 }
