@@ -20,9 +20,12 @@ const suffix = randomBytes(4).toString('hex');
 const TABLE = `dnsplane_t${suffix}`;
 const PIN_ROOT = `/sys/fs/bpf/dnsplane-t${suffix}`;
 
-/** client1: egress DNS only, ingress denied (so only what the rules admit reaches it); client3: no policy. */
-async function writeConfig(lab: Lab, dir: string): Promise<string> {
-  const config = await writeDriverConfig(lab, dir, { table: TABLE, pinRoot: PIN_ROOT });
+/**
+ * client1: egress DNS only, ingress denied (so only what the rules admit reaches it); client3:
+ * no policy. `dnsInterfaces`: dns.interfaces (default none listed: every interface).
+ */
+async function writeConfig(lab: Lab, dir: string, dnsInterfaces?: readonly string[]): Promise<string> {
+  const config = await writeDriverConfig(lab, dir, { table: TABLE, pinRoot: PIN_ROOT, ...(dnsInterfaces === undefined ? {} : { dnsInterfaces }) });
   const dnsmasq = lab.dnsServers.dnsmasq;
   const client1 = lab.endpoints['client1'];
   const client3 = lab.endpoints['client3'];
@@ -184,4 +187,53 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
       (await ruleCounter('ep_client1_ingress', 'default deny')) >= denyBefore + 2 ? true : undefined, { timeoutMs: 5000 });
     expect(await udpReceived('client1')).toBe(received1);
   }, 30_000);
+});
+
+describe('nftables: untracked DNS with dns.interfaces listed', () => {
+  const lab = useLab({ clients: 3, freshNames: 10 });
+  let dir = '';
+  let driver: LabProcess | undefined;
+  const ruleCounter = async (chain: string, label: string): Promise<number> => {
+    const result = await lab().exec('node', ['nft', 'list', 'chain', 'inet', TABLE, chain]);
+    if (result.code !== 0) throw new Error(`nft list chain ${chain}: ${result.stderr}`);
+    return result.stdout
+      .split('\n')
+      .filter((line) => line.includes(`comment "${label}`))
+      .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
+  };
+  let installs = 0;
+  const install = async (interfaces: readonly string[]): Promise<void> => {
+    await driver?.stop();
+    const config = await writeConfig(lab(), dir, interfaces);
+    installs += 1;
+    driver = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-untracked-listed-${suffix}-${installs}` });
+    await driver.waitForOutput(/"event":"installed"/, 60_000);
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-untracked-listed-'));
+  });
+  afterAll(() => removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir }), 60_000);
+
+  it('untracks both families\' queries whose route leaves by a listed interface; with only the workload listed, none, and the answers still arrive', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const dnsSide = l.topology.dnsLink.hostInterface;
+    const untracked = async (): Promise<number[]> =>
+      Promise.all([ruleCounter('prerouting_untrack', 'untrack dns query ipv4'), ruleCounter('prerouting_untrack', 'untrack dns query ipv6')]);
+
+    await install([client1.hostInterface, dnsSide]);
+    expect((await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv4 })).ipv4).toContain('198.19.1.1');
+    expect((await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv6 })).ipv6).toContain('fd00:19::1:1');
+    const [v4, v6] = await untracked();
+    expect(v4).toBeGreaterThan(0);
+    expect(v6).toBeGreaterThan(0);
+
+    // The DNS side unlisted: its answers could not be marked, so nothing is untracked — and
+    // the answers reach client1 (ingress deny-all) as conntrack's established replies.
+    await install([client1.hostInterface]);
+    expect((await l.resolve('client1', 'api.lab.test', { server: l.dnsServers.dnsmasq.ipv4 })).ipv4).toContain('198.19.1.2');
+    expect((await l.resolve('client1', 'api.lab.test', { server: l.dnsServers.dnsmasq.ipv6 })).ipv4).toContain('198.19.1.2');
+    expect(await untracked()).toEqual([0, 0]);
+  }, 120_000);
 });

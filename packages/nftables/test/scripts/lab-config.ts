@@ -23,6 +23,8 @@ export interface LabConfigOptions {
    * set alone).
    */
   readonly hostEndpoint?: boolean;
+  /** dns.interfaces (default: none listed, every interface watched). */
+  readonly dnsInterfaces?: readonly string[];
 }
 
 /** `dir`/dnsplane.yaml for the nftables driver in `lab`, reading `dir`/policy.yaml; returns its path. */
@@ -32,7 +34,9 @@ export async function writeDriverConfig(lab: Lab, dir: string, names: Omit<LabCo
     config,
     [
       'dataplane: nftables',
-      `dns: { trustedServers: ${JSON.stringify(lab.trustedServers)}, minTTL: 30, extraTTL: 10 }`,
+      `dns: { trustedServers: ${JSON.stringify(lab.trustedServers)}, minTTL: 30, extraTTL: 10${
+        names.dnsInterfaces === undefined ? '' : `, interfaces: ${JSON.stringify(names.dnsInterfaces)}`
+      } }`,
       'resources: ["./policy.yaml"]',
       `statePath: ${join(dir, 'state.json')}`,
       `bpf: { pinRoot: ${names.pinRoot} }`,
