@@ -10,7 +10,7 @@ import { parseDomainPattern } from '@dnsplane/core';
 import { existsSync, rmSync } from 'node:fs';
 import { BpfDnsParserHook, createIptablesDataplane } from '../src/index.js';
 import type { ResolvedBackend } from '../src/index.js';
-import { createLab, SERVER } from './lab.js';
+import { createLab, SERVER, type Lab } from './lab.js';
 import { deleteNetns, inNetns, netnsRunner } from './netns.js';
 
 const NAME = 'api.dnsplane.test';
@@ -57,16 +57,30 @@ async function dig(client: string): Promise<string> {
   return result.stdout.trim();
 }
 
+type Router = ReturnType<typeof createIptablesDataplane>;
+
+/** A lab (router between client and server), dnsmasq in the server, the driver with the real parser hook in the router; everything removed after `body`, also when it fails. */
+async function withRouter(backend: ResolvedBackend, body: (lab: Lab, router: Router, hook: BpfDnsParserHook, pinRoot: string) => Promise<void>): Promise<void> {
+  const names: string[] = [];
+  let dnsmasq: ChildProcess | undefined;
+  const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
+  const hook = new BpfDnsParserHook({ pinRoot });
+  try {
+    const lab = await createLab(names);
+    const router = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
+    dnsmasq = await startDnsmasq(lab.server, lab.client);
+    await body(lab, router, hook, pinRoot);
+  } finally {
+    if (dnsmasq?.exitCode === null) dnsmasq.kill();
+    for (const name of names) await deleteNetns(name);
+    await hook.close();
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+}
+
 describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on the %s backend', (backend: ResolvedBackend) => {
   it('learns the answer of a trusted server that the client asked, in the router', async () => {
-    const names: string[] = [];
-    let dnsmasq: ChildProcess | undefined;
-    const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
-    const hook = new BpfDnsParserHook({ pinRoot });
-    try {
-      const lab = await createLab(names);
-      const router = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
-      dnsmasq = await startDnsmasq(lab.server, lab.client);
+    await withRouter(backend, async (lab, router, hook, pinRoot) => {
       await router.install(state);
       const rules = await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter']);
       expect(rules).toContain(`-A DNSPLANE-FORWARD -s ${SERVER}/32 -p udp -m multiport --sports 53 -m bpf --object-pinned ${hook.programPath}`);
@@ -86,23 +100,11 @@ describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on 
       await router.remove();
       expect(existsSync(pinRoot)).toBe(false);
       expect(await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
-    } finally {
-      if (dnsmasq?.exitCode === null) dnsmasq.kill();
-      for (const name of names) await deleteNetns(name);
-      await hook.close();
-      rmSync(pinRoot, { recursive: true, force: true });
-    }
+    });
   });
 
   it('with dns.interfaces listed, parses only what crosses those interfaces, once per packet', async () => {
-    const names: string[] = [];
-    let dnsmasq: ChildProcess | undefined;
-    const pinRoot = `/sys/fs/bpf/dnsplane-test-${randomBytes(4).toString('hex')}`;
-    const hook = new BpfDnsParserHook({ pinRoot });
-    try {
-      const lab = await createLab(names);
-      const router = createIptablesDataplane({ backend, runner: netnsRunner(lab.router), dnsParser: hook });
-      dnsmasq = await startDnsmasq(lab.server, lab.client);
+    await withRouter(backend, async (lab, router) => {
       const counter = async (name: string): Promise<number> => (await router.status()).counters[`parser.${name}`] ?? 0;
 
       // an interface the exchange does not cross: the parser sees nothing of it
@@ -139,11 +141,6 @@ describe.each(['legacy', 'nft'] as const)('the DNS parser as an xt_bpf match on 
       expect(await counter('parsed')).toBe(3);
       await router.remove();
       expect(await inNetns(lab.router, `iptables-${backend}-save`, ['-t', 'filter'])).not.toContain('DNSPLANE');
-    } finally {
-      if (dnsmasq?.exitCode === null) dnsmasq.kill();
-      for (const name of names) await deleteNetns(name);
-      await hook.close();
-      rmSync(pinRoot, { recursive: true, force: true });
-    }
+    });
   });
 });
