@@ -393,8 +393,8 @@ function parserPlacement(
   if (interfaces.length === 0) return { dispatch: (builtin) => parserRules(servers, builtin, programPath), chains: [] };
   const to = (match: Match): Rule => ({ matches: [match], target: { kind: 'goto', chain: PARSER_CHAIN } });
   const listed = [...new Set(interfaces)];
-  const invalid = listed.find((name) => !validInterfaceName(name));
-  if (invalid !== undefined) throw new NotSupportedError(`dns.interfaces: ${JSON.stringify(invalid)} is not an interface name iptables can match`);
+  const unmatchable = listed.find((name) => !validInterfaceName(name));
+  if (unmatchable !== undefined) throw new NotSupportedError(`dns.interfaces: ${JSON.stringify(unmatchable)} is not an interface name iptables can match`);
   const routes: Record<BuiltinChain, Rule[]> = {
     INPUT: [...new Set([...listed, 'lo'])].map((name) => to({ kind: 'inInterface', name })),
     FORWARD: listed.flatMap((name) => [
