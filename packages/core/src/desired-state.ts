@@ -106,3 +106,12 @@ export interface DesiredState {
   readonly endpoints: readonly CompiledEndpoint[];
   readonly dns: DnsSettings;
 }
+
+/**
+ * The host-side interfaces of the workload endpoints (not `host: true`), in endpoint order:
+ * what every dataplane treats as a workload's interface (where the parser watches, iptables'
+ * parser rules, ebpf's hooks).
+ */
+export function workloadInterfaces(state: Pick<DesiredState, 'endpoints'>): string[] {
+  return state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface]));
+}

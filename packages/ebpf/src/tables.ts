@@ -3,6 +3,7 @@
 // bytes of one generation; `render()` prints them as JSON. No I/O here.
 import {
   NotSupportedError,
+  workloadInterfaces,
   type Cidr,
   type CompiledPeer,
   type CompiledRule,
@@ -138,7 +139,6 @@ export function compilePolicyTables(state: DesiredState): PolicyTables {
   const hooks: HookTable[] = [];
   const rules: RuleTable[] = [];
   const domainSets = new Set<number>();
-  const workloadInterfaces = state.endpoints.flatMap((e) => (e.interface !== undefined && !e.host ? [e.interface] : []));
 
   state.endpoints.forEach((endpoint, endpointIndex) => {
     if (endpoint.ingressPolicies.length === 0 && endpoint.egressPolicies.length === 0) return;
@@ -210,5 +210,5 @@ export function compilePolicyTables(state: DesiredState): PolicyTables {
   const netLists = nets.lists();
   const netEntries = netLists.reduce((n, l) => n + l.cidrs.length, 0);
   if (netEntries > POLICY_LIMITS.netEntries) throw new NotSupportedError(`the ebpf dataplane holds at most ${POLICY_LIMITS.netEntries} net entries, the policies give ${netEntries}`);
-  return { hooks, rules, netLists, domainSets: [...domainSets].sort((a, b) => a - b), workloadInterfaces };
+  return { hooks, rules, netLists, domainSets: [...domainSets].sort((a, b) => a - b), workloadInterfaces: workloadInterfaces(state) };
 }

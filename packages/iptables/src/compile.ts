@@ -10,7 +10,7 @@
 // the policy (`-g DNSPLANE-ALLOW`); the endpoint chain returns as soon as the bit is set; the
 // dispatch chain ACCEPTs at its end when the bit is still set.
 import type { CompiledPeer, CompiledPolicy, CompiledRule, Cidr, DesiredState, Direction, IpFamily, PortRange, TrustedServer } from '@dnsplane/core';
-import { NotSupportedError } from '@dnsplane/core';
+import { NotSupportedError, workloadInterfaces } from '@dnsplane/core';
 import type { DomainMatchProvider } from './domain-match.js';
 import { CHAIN_PREFIX, MAX_MULTIPORT_PORTS } from './model.js';
 import type { BuiltinChain, Chain, Jump, Match, Rule, Ruleset, Target } from './model.js';
@@ -167,7 +167,7 @@ export function compileRuleset(state: DesiredState, family: IpFamily, options: C
   dispatch.OUTPUT.push(...toWorkload);
 
   const servers = state.dns.trustedServers.filter((server) => server.family === family);
-  const endpointInterfaces = new Set(state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])));
+  const endpointInterfaces = new Set(workloadInterfaces(state));
   const parser =
     options.dnsParserPath === undefined || servers.length === 0
       ? undefined

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOST_ENDPOINT_KEY, entryMark, parserHooks } from '@dnsplane/bpf-parser';
-import { isNotSupported, parserCounters, systemClock, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
+import { isNotSupported, parserCounters, systemClock, workloadInterfaces, type Clock, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import type { NftLogger } from './handle.js';
 import type { LearnedSource } from './learned-source.js';
 import type { MarkAssignment, MarkedSet } from './mark-bits.js';
@@ -210,9 +210,7 @@ export class TcMembership implements LearnedSource {
     this.#answerMarked = answerMarks.size;
     // Where the parser watches DNS (bpf-parser's parserHooks: the watched interfaces' ingress,
     // egress where the node sends DNS, lo's ingress for a resolver on the node).
-    const endpointInterfaces = new Set(
-      state.endpoints.flatMap((e) => (e.host || e.interface === undefined ? [] : [e.interface])),
-    );
+    const endpointInterfaces = new Set(workloadInterfaces(state));
     const plan = parserHooks({ dns: state.dns, interfaces: all.map((i) => i.name), endpointInterfaces, addresses: kernel.nodeAddresses() });
     if (plan.missing.length > 0) logger.warn({ interfaces: plan.missing }, 'nftables: watched interfaces not present, parser not attached there');
     this.#localResolvers = plan.localResolvers;
