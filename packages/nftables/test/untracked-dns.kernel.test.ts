@@ -59,16 +59,21 @@ async function writeConfig(lab: Lab, dir: string, dnsInterfaces?: readonly strin
   return config;
 }
 
+/** Packets counted by the rules of TABLE's `chain` whose comment starts with `label`. */
+async function countedBy(lab: Lab, chain: string, label: string): Promise<number> {
+  const result = await lab.exec('node', ['nft', 'list', 'chain', 'inet', TABLE, chain]);
+  if (result.code !== 0) throw new Error(`nft list chain ${chain}: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter((line) => line.includes(`comment "${label}`))
+    .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
+}
+
 describe('nftables: enforced workloads\' UDP DNS out of connection tracking', () => {
   const lab = useLab({ clients: 3, freshNames: 50 });
   let dir = '';
   let driver: LabProcess | undefined;
 
-  const nft = async (...args: string[]): Promise<string> => {
-    const result = await lab().exec('node', ['nft', ...args]);
-    if (result.code !== 0) throw new Error(`nft ${args.join(' ')}: ${result.stderr}`);
-    return result.stdout;
-  };
   /** The node namespace's conntrack table (/proc/net/nf_conntrack is per network namespace). */
   const conntrack = async (): Promise<string[]> => {
     const result = await lab().exec('node', ['cat', '/proc/net/nf_conntrack']);
@@ -77,14 +82,7 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
   };
   const dnsFlowsOf = (entries: readonly string[], protocol: 'udp' | 'tcp', source: string): string[] =>
     entries.filter((e) => e.includes(` ${protocol} `) && e.includes(`src=${source} `) && e.includes('dport=53 '));
-  /** Packets counted by the rules of a chain whose comment starts with `label`. */
-  const ruleCounter = async (chain: string, label: string): Promise<number> => {
-    const listing = await nft('list', 'chain', 'inet', TABLE, chain);
-    return listing
-      .split('\n')
-      .filter((line) => line.includes(`comment "${label}`))
-      .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
-  };
+  const ruleCounter = (chain: string, label: string): Promise<number> => countedBy(lab(), chain, label);
   const udpReceived = async (ns: 'client1' | 'client3'): Promise<number> => {
     const counters = await lab().netCounters(ns);
     return (counters['Udp.InDatagrams'] ?? 0) + (counters['Udp.NoPorts'] ?? 0);
@@ -193,14 +191,7 @@ describe('nftables: untracked DNS with dns.interfaces listed', () => {
   const lab = useLab({ clients: 3, freshNames: 10 });
   let dir = '';
   let driver: LabProcess | undefined;
-  const ruleCounter = async (chain: string, label: string): Promise<number> => {
-    const result = await lab().exec('node', ['nft', 'list', 'chain', 'inet', TABLE, chain]);
-    if (result.code !== 0) throw new Error(`nft list chain ${chain}: ${result.stderr}`);
-    return result.stdout
-      .split('\n')
-      .filter((line) => line.includes(`comment "${label}`))
-      .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
-  };
+  const ruleCounter = (chain: string, label: string): Promise<number> => countedBy(lab(), chain, label);
   let installs = 0;
   const install = async (interfaces: readonly string[]): Promise<void> => {
     await driver?.stop();
