@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import type { Lab } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/wait.js';
 import { BenchAgent, endpointDoc } from './enforce-agent.js';
+import { parseSavedTable, rollbackInput, type SavedTable } from '@dnsplane/iptables';
 import { bootstrapMedian, bootstrapMedianDifference, median, type Estimate } from './paired.js';
 
 const DNS_TIMING = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'lab', 'scripts', 'dns-timing.ts');
@@ -47,6 +48,8 @@ export interface AddedDnsOptions {
   readonly gapMs: number;
   /** Queries of the conntrack-only reference measured after the rounds (0 or absent: none). */
   readonly referenceQueries?: number;
+  /** Queries timed while the installed agent's whole footprint is switched (0 or absent: not measured). */
+  readonly switchedQueries?: number;
 }
 
 export interface ProgramTime {
@@ -87,6 +90,12 @@ export interface AddedDnsFigures {
   readonly learningShareUs: Estimate;
   /** With a reference: the conntrack-only table − nothing (switched segments), and installed − that, covered names, µs. */
   readonly reference?: { readonly addedUs: Estimate; readonly installedOverUs: Estimate; readonly error?: string };
+  /**
+   * The installed agent's whole footprint (process, tc filters, netfilter objects) switched on
+   * and off in segments, half covered fresh names, half the uncovered name: installed − not
+   * installed, µs, with an interval a few µs wide where the rounds' is tens.
+   */
+  readonly switched?: { readonly addedUs: Estimate; readonly offUs: number; readonly medianQueriesPerSegment: number; readonly error?: string };
   readonly inPath?: InPathFigures;
   readonly unanswered: number;
   readonly error?: string;
@@ -272,6 +281,33 @@ export async function addedDnsLatency(
     await uninstall().catch(() => undefined);
     state = 'off';
   };
+  // After the rounds: installed once more, and its footprint switched as a whole (footprintToggle).
+  const switchedFootprint = async (): Promise<NonNullable<AddedDnsFigures['switched']>> => {
+    const pinPrefix = `/sys/fs/bpf/dnsplane-bswitch${suffix}`;
+    let filters: TcFilter[] = [];
+    try {
+      log('    installed footprint, switched…');
+      await enter('on');
+      const agentProcess = agent!.process!;
+      filters = await agentTcFilters(lab, mapIds, pinPrefix);
+      const toggle = await footprintToggle(lab, dataplane, agentProcess, filters);
+      await toggle.off();
+      try {
+        const covered = lab.allocateFresh(Math.ceil(options.switchedQueries! / 2)).map((f) => f.name);
+        const names = blockQueries(covered, uncovered).map((q) => q.name);
+        // 20 ms margins: the continued agent's first moments (timers that fell due while it was stopped) are the switch's, not the install's.
+        const measured = await toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 });
+        return { addedUs: measured.addedUs, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
+      } finally {
+        await toggle.on();
+      }
+    } catch (error) {
+      agent?.process?.kill('SIGCONT');
+      return { addedUs: bootstrapMedian([]), offUs: Number.NaN, medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
+    } finally {
+      for (const filter of filters) rmSync(filter.pin, { force: true });
+    }
+  };
   try {
     await timeBlock(lab, lab.allocateFresh(20).map((f) => f.name), uncovered, options.gapMs); // warm-up
     for (let round = 0; round < options.rounds; round += 1) {
@@ -309,8 +345,9 @@ export async function addedDnsLatency(
       error: error instanceof Error ? error.message.split('\n')[0]! : String(error),
     };
   }
+  const switched = (options.switchedQueries ?? 0) > 0 ? await switchedFootprint() : undefined;
   await leave();
-  const result = figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent });
+  const result = { ...figures(name, options, blocks, { totals, exchanges, queryTotals, queriesSent }), ...(switched === undefined ? {} : { switched }) };
   if ((options.referenceQueries ?? 0) === 0) return result;
   log('    conntrack-only reference…');
   const toggle = nftToggle(lab, 'conntrack-only', `dnsplane_ref_${suffix}`, CONNTRACK_ONLY_BODY);
@@ -437,7 +474,7 @@ export async function toggledAddedDns(
   lab: Lab,
   toggle: Toggle,
   names: readonly string[],
-  options: { readonly segmentMs: number; readonly gapMs: number },
+  options: { readonly segmentMs: number; readonly gapMs: number; readonly marginMs?: number },
 ): Promise<ToggleFigures> {
   const input = JSON.stringify({
     servers: [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }],
@@ -468,7 +505,7 @@ export async function toggledAddedDns(
   const result = await timing;
   if (result.code !== 0) throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
   const out = JSON.parse(result.stdout) as { us: Array<number | null>; t0ns: string[] };
-  const medians = segmentMedians(segments, out.us, out.t0ns);
+  const medians = segmentMedians(segments, out.us, out.t0ns, BigInt(Math.round((options.marginMs ?? 2) * 1_000_000)));
   const differences = segmentDifferences(medians);
   return {
     name: toggle.name,
@@ -518,7 +555,7 @@ export async function untrackToggle(lab: Lab, table: string): Promise<Toggle | u
   };
 }
 
-interface TcFilter {
+export interface TcFilter {
   readonly dev: string;
   readonly direction: 'ingress' | 'egress';
   readonly pref: number;
@@ -530,7 +567,7 @@ interface TcFilter {
  * The agent's classic tc filters in the node namespace (those whose program uses one of its
  * maps), each program pinned under `pinPrefix` so it can be attached again after a delete.
  */
-async function agentTcFilters(lab: Lab, mapIds: ReadonlySet<number>, pinPrefix: string): Promise<TcFilter[]> {
+export async function agentTcFilters(lab: Lab, mapIds: ReadonlySet<number>, pinPrefix: string): Promise<TcFilter[]> {
   const programs = await programStats(mapIds);
   const links = JSON.parse((await lab.exec('node', ['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
   const filters: TcFilter[] = [];
@@ -551,17 +588,93 @@ async function agentTcFilters(lab: Lab, mapIds: ReadonlySet<number>, pinPrefix: 
   return filters;
 }
 
+/** Runs tc commands (without the leading `tc`) in the node namespace in one process (`tc -batch -`). */
+async function tcBatch(lab: Lab, commands: readonly string[]): Promise<void> {
+  const result = await lab.exec('node', ['tc', '-batch', '-'], { input: commands.map((c) => `${c}\n`).join('') });
+  if (result.code !== 0) throw new Error(`tc -batch in the node namespace: ${result.stderr.trim()}`);
+}
+
 function tcToggle(lab: Lab, filters: readonly TcFilter[]): Toggle {
-  const each = async (argv: (f: TcFilter) => string[]): Promise<void> => {
-    for (const filter of filters) {
-      const result = await lab.exec('node', argv(filter));
-      if (result.code !== 0) throw new Error(`${argv(filter).join(' ')}: ${result.stderr.trim()}`);
+  return {
+    name: `the agent's tc programs (${filters.length} filters)`,
+    on: () => tcBatch(lab, filters.map((f) => `filter add dev ${f.dev} ${f.direction} pref ${f.pref} handle ${f.handle} bpf da object-pinned ${f.pin}`)),
+    off: () => tcBatch(lab, filters.map((f) => `filter del dev ${f.dev} ${f.direction} pref ${f.pref}`)),
+  };
+}
+
+/**
+ * An nft table of the agent's, deleted while off and loaded again from its listing while on
+ * (the elements' remaining lifetimes left out: each comes back with its full timeout).
+ */
+async function nftTableToggle(lab: Lab, table: string): Promise<Toggle> {
+  const listing = await lab.exec('node', ['nft', 'list', 'table', 'inet', table]);
+  if (listing.code !== 0) throw new Error(`nft list table inet ${table}: ${listing.stderr.trim()}`);
+  const text = listing.stdout.replace(/ expires [0-9dhms]+/g, '');
+  return {
+    name: `its nft table inet ${table}`,
+    on: () => nftScript(lab, text),
+    off: () => nftScript(lab, `delete table inet ${table}\n`),
+  };
+}
+
+const NOTHING_SAVED: SavedTable = { name: 'filter', chains: [], rules: [], jumps: [], foreignRules: 0 };
+
+/**
+ * The iptables dataplane's filter-table objects (whichever backend holds them, both families):
+ * removed while off — chains, rules and the built-in chains' jumps, so connection tracking
+ * goes too — and restored as saved while on (iptables' own rollback input, both ways).
+ */
+async function iptablesToggle(lab: Lab): Promise<Toggle> {
+  const held: Array<{ restore: string; saved: SavedTable }> = [];
+  for (const backend of ['legacy', 'nft'] as const) {
+    for (const tool of ['iptables', 'ip6tables'] as const) {
+      const saved = await lab.exec('node', [`${tool}-${backend}-save`, '-t', 'filter']);
+      if (saved.code !== 0) continue;
+      const table = parseSavedTable(saved.stdout, 'filter');
+      if (table.chains.length > 0) held.push({ restore: `${tool}-${backend}-restore`, saved: table });
+    }
+  }
+  if (held.length === 0) throw new Error('no DNSPLANE chain in either iptables backend');
+  const apply = async (input: (saved: SavedTable) => string): Promise<void> => {
+    for (const { restore, saved } of held) {
+      const result = await lab.exec('node', [restore, '--noflush'], { input: input(saved) });
+      if (result.code !== 0) throw new Error(`${restore}: ${result.stderr.trim()}`);
     }
   };
   return {
-    name: `the agent's tc programs (${filters.length} filters)`,
-    on: () => each((f) => ['tc', 'filter', 'add', 'dev', f.dev, f.direction, 'pref', String(f.pref), 'handle', f.handle, 'bpf', 'da', 'object-pinned', f.pin]),
-    off: () => each((f) => ['tc', 'filter', 'del', 'dev', f.dev, f.direction, 'pref', String(f.pref)]),
+    name: `its iptables chains (${held.map((h) => h.restore.replace(/-restore$/, '')).join(', ')})`,
+    on: () => apply((saved) => rollbackInput(saved, NOTHING_SAVED)),
+    off: () => apply((saved) => rollbackInput(NOTHING_SAVED, saved)),
+  };
+}
+
+/**
+ * Everything an installed agent puts on the node, switched as one: off = the agent's process
+ * SIGSTOPped (its drift check would repair what follows), its tc filters deleted, its netfilter
+ * objects removed; on = the same restored in reverse order and the process continued. The BPF
+ * maps stay pinned either way (off the packets' path). What the install rounds compare —
+ * installed against not — with a switch that takes milliseconds instead of seconds.
+ */
+export async function footprintToggle(
+  lab: Lab,
+  dataplane: string,
+  agentProcess: { kill(signal: NodeJS.Signals): unknown },
+  filters: readonly TcFilter[],
+): Promise<Toggle> {
+  const netfilter = dataplane === 'nftables' ? await nftTableToggle(lab, 'dnsplane') : dataplane === 'iptables' ? await iptablesToggle(lab) : undefined;
+  const tc = tcToggle(lab, filters);
+  return {
+    name: `dnsplane/${dataplane} installed (process, ${filters.length} tc filters${netfilter === undefined ? '' : `, ${netfilter.name}`}) vs none of it`,
+    on: async () => {
+      await netfilter?.on();
+      if (filters.length > 0) await tc.on();
+      agentProcess.kill('SIGCONT');
+    },
+    off: async () => {
+      agentProcess.kill('SIGSTOP');
+      if (filters.length > 0) await tc.off();
+      await netfilter?.off();
+    },
   };
 }
 
