@@ -208,6 +208,17 @@ export function enableBpfStats(): () => void {
   return restore;
 }
 
+/** Runs `body` with kernel.bpf_stats_enabled set to `value`, then restores what was there. */
+export async function withBpfStats<T>(value: '0' | '1', body: () => Promise<T>): Promise<T> {
+  const previous = readFileSync(BPF_STATS, 'utf8').trim();
+  writeFileSync(BPF_STATS, value);
+  try {
+    return await body();
+  } finally {
+    writeFileSync(BPF_STATS, previous);
+  }
+}
+
 /** CPU ticks (user + system) a process has used. */
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -295,8 +306,10 @@ export async function addedDnsLatency(
       try {
         const covered = lab.allocateFresh(Math.ceil(options.switchedQueries! / 2)).map((f) => f.name);
         const names = blockQueries(covered, uncovered).map((q) => q.name);
-        // 20 ms margins: the continued agent's first moments (timers that fell due while it was stopped) are the switch's, not the install's.
-        const measured = await toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 });
+        // 20 ms margins: the continued agent's first moments (timers that fell due while it was
+        // stopped) are the switch's, not the install's. bpf_stats off, as on a node: its clock
+        // reads add to every program run.
+        const measured = await withBpfStats('0', () => toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 }));
         return { addedUs: measured.addedUs, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
       } finally {
         await toggle.on();
@@ -602,18 +615,38 @@ function tcToggle(lab: Lab, filters: readonly TcFilter[]): Toggle {
   };
 }
 
+/** A classic BPF program that returns 0: cls_bpf passes the packet on as if the filter were not there. */
+const PASS_BYTECODE = '1,6 0 0 0';
+
 /**
- * An nft table of the agent's, deleted while off and loaded again from its listing while on
- * (the elements' remaining lifetimes left out: each comes back with its full timeout).
+ * The agent's tc filters, their programs swapped for PASS_BYTECODE while off and back while on
+ * (`tc filter replace`: the filters stay, so the agent's removal watch hears nothing).
+ */
+function tcSwapToggle(lab: Lab, filters: readonly TcFilter[]): Toggle {
+  const replace = (f: TcFilter, program: string): string => `filter replace dev ${f.dev} ${f.direction} pref ${f.pref} handle ${f.handle} bpf ${program}`;
+  return {
+    name: `the agent's tc programs (${filters.length} filters)`,
+    on: () => tcBatch(lab, filters.map((f) => replace(f, `da object-pinned ${f.pin}`))),
+    off: () => tcBatch(lab, filters.map((f) => replace(f, `bytecode "${PASS_BYTECODE}"`))),
+  };
+}
+
+/**
+ * An nft table of the agent's, emptied while off (its chains and sets deleted, the table left:
+ * the agent's removal watch hears only a table's deletion) and filled again from its listing
+ * while on (the elements' remaining lifetimes left out: each comes back with its full timeout).
  */
 async function nftTableToggle(lab: Lab, table: string): Promise<Toggle> {
   const listing = await lab.exec('node', ['nft', 'list', 'table', 'inet', table]);
   if (listing.code !== 0) throw new Error(`nft list table inet ${table}: ${listing.stderr.trim()}`);
   const text = listing.stdout.replace(/ expires [0-9dhms]+/g, '');
+  const chains = [...text.matchAll(/^\tchain (\S+) \{/gm)].map((m) => m[1]!);
+  const sets = [...text.matchAll(/^\t(?:set|map) (\S+) \{/gm)].map((m) => m[1]!);
+  const empty = [`flush table inet ${table}`, ...chains.map((c) => `delete chain inet ${table} ${c}`), ...sets.map((set) => `delete set inet ${table} ${set}`)];
   return {
     name: `its nft table inet ${table}`,
     on: () => nftScript(lab, text),
-    off: () => nftScript(lab, `delete table inet ${table}\n`),
+    off: () => nftScript(lab, `${empty.join('\n')}\n`),
   };
 }
 
@@ -650,25 +683,32 @@ async function iptablesToggle(lab: Lab): Promise<Toggle> {
 
 /**
  * Everything an installed agent puts on the node, switched as one: off = the agent's process
- * SIGSTOPped (its drift check would repair what follows), its tc filters deleted, its netfilter
- * objects removed; on = the same restored in reverse order and the process continued. The BPF
- * maps stay pinned either way (off the packets' path). What the install rounds compare —
- * installed against not — with a switch that takes milliseconds instead of seconds.
+ * SIGSTOPped (its drift check would repair what follows), its tc programs swapped for a classic
+ * BPF `return 0` (the filters stay), its netfilter objects removed; on = the same restored in
+ * reverse order and the process continued. The BPF maps stay pinned either way (off the
+ * packets' path). What the install rounds compare — installed against not — with a switch that
+ * takes milliseconds instead of seconds. Nothing the off switch does is an event the agent's
+ * removal watch acts on (it would repair on continuing), except iptables-nft rule deletions
+ * (iptables-legacy has no watch); and each "on" starts once the continued agent is quiet.
  */
 export async function footprintToggle(
   lab: Lab,
   dataplane: string,
-  agentProcess: { kill(signal: NodeJS.Signals): unknown },
+  agentProcess: { readonly pid: number; kill(signal: NodeJS.Signals): unknown },
   filters: readonly TcFilter[],
 ): Promise<Toggle> {
   const netfilter = dataplane === 'nftables' ? await nftTableToggle(lab, 'dnsplane') : dataplane === 'iptables' ? await iptablesToggle(lab) : undefined;
-  const tc = tcToggle(lab, filters);
+  const tc = tcSwapToggle(lab, filters);
   return {
     name: `dnsplane/${dataplane} installed (process, ${filters.length} tc filters${netfilter === undefined ? '' : `, ${netfilter.name}`}) vs none of it`,
     on: async () => {
       await netfilter?.on();
       if (filters.length > 0) await tc.on();
       agentProcess.kill('SIGCONT');
+      // What the continued agent does first (timers that fell due while it was stopped, and on
+      // iptables-nft a repair check for the rules it heard go) belongs to the switch: the
+      // segment starts once it is quiet again.
+      await waitQuiet(agentProcess.pid, 50, 2_000);
     },
     off: async () => {
       agentProcess.kill('SIGSTOP');
@@ -762,6 +802,20 @@ export async function dnsCauses(
       } finally {
         agentProcess.kill('SIGCONT');
       }
+    }
+    // Last: all of it at once, as the rounds' "switched" column measures it.
+    const footprint = await footprintToggle(lab, dataplane, agentProcess, filters);
+    await footprint.off();
+    try {
+      const covered = pool.slice(0, Math.ceil(options.queries / 2));
+      const names = covered.flatMap((name) => [name, lab.names.other.name]);
+      log(`    ${footprint.name}…`);
+      const measured = await toggledAddedDns(lab, footprint, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 });
+      figures.push(measured);
+    } catch (error) {
+      figures.push({ name: footprint.name, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
+    } finally {
+      await footprint.on().catch(() => undefined);
     }
   } finally {
     await agent.stop();
