@@ -219,15 +219,29 @@ export async function withBpfStats<T>(value: '0' | '1', body: () => Promise<T>):
   }
 }
 
-/** CPU ticks (user + system) a process has used. */
+/** CPU ticks (user + system) a process has used, its children that ended included. */
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  return Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
 }
 
-/** Waits until the process used no CPU tick over `quietMs` (its start-up work is done), up to a deadline. */
-async function waitQuiet(pid: number, quietMs: number, timeoutMs: number): Promise<boolean> {
+/** The process's running children (every thread's). */
+export function childrenOf(pid: number): Set<number> {
+  const children = new Set<number>();
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const listed = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    for (const child of listed === '' ? [] : listed.split(' ')) children.add(Number(child));
+  }
+  return children;
+}
+
+/**
+ * Waits until the process used no CPU tick over `quietMs` (its start-up work is done) and, with
+ * `settledChildren`, runs no child but those (a check it started runs in tools it spawns), up to
+ * a deadline.
+ */
+async function waitQuiet(pid: number, quietMs: number, timeoutMs: number, settledChildren?: ReadonlySet<number>): Promise<boolean> {
   let last = cpuTicks(pid);
   let since = Date.now();
   try {
@@ -235,7 +249,8 @@ async function waitQuiet(pid: number, quietMs: number, timeoutMs: number): Promi
       'the agent to go quiet',
       () => {
         const now = cpuTicks(pid);
-        if (now !== last) {
+        const busyChild = settledChildren !== undefined && [...childrenOf(pid)].some((child) => !settledChildren.has(child));
+        if (now !== last || busyChild) {
           last = now;
           since = Date.now();
           return undefined;
@@ -699,6 +714,8 @@ export async function footprintToggle(
 ): Promise<Toggle> {
   const netfilter = dataplane === 'nftables' ? await nftTableToggle(lab, 'dnsplane') : dataplane === 'iptables' ? await iptablesToggle(lab) : undefined;
   const tc = tcSwapToggle(lab, filters);
+  // Its long-lived children (the watches' monitors): any other is a check at work.
+  const monitors = childrenOf(agentProcess.pid);
   return {
     name: `dnsplane/${dataplane} installed (process, ${filters.length} tc filters${netfilter === undefined ? '' : `, ${netfilter.name}`}) vs none of it`,
     on: async () => {
@@ -708,7 +725,7 @@ export async function footprintToggle(
       // What the continued agent does first (timers that fell due while it was stopped, and on
       // iptables-nft a repair check for the rules it heard go) belongs to the switch: the
       // segment starts once it is quiet again.
-      await waitQuiet(agentProcess.pid, 50, 2_000);
+      await waitQuiet(agentProcess.pid, 50, 2_000, monitors);
     },
     off: async () => {
       agentProcess.kill('SIGSTOP');
