@@ -321,9 +321,8 @@ export async function addedDnsLatency(
       try {
         const covered = lab.allocateFresh(Math.ceil(options.switchedQueries! / 2)).map((f) => f.name);
         const names = blockQueries(covered, uncovered).map((q) => q.name);
-        // 20 ms margins: the continued agent's first moments (timers that fell due while it was
-        // stopped) are the switch's, not the install's. bpf_stats off, as on a node: its clock
-        // reads add to every program run.
+        // 20 ms margins after each switch (its last packets in flight); bpf_stats off, as on a
+        // node: its clock reads add to every program run.
         const measured = await withBpfStats('0', () => toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 }));
         return { addedUs: measured.addedUs, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
       } finally {

@@ -219,11 +219,11 @@ async function dnsplaneColumn(dataplane: string, trials: number): Promise<Connec
 }
 
 async function dnsplaneAddedDns(dataplane: string, options: Options): Promise<AddedDnsFigures> {
-  const rounds = 20 + options.rounds * 3 * options.queries;
+  const roundsNames = 20 + options.rounds * 3 * options.queries;
   // The switched footprint: 16,000 queries, half of them fresh covered names, within the lab's 16,000.
-  const switchedCovered = options.switched ? Math.min(8_000, 16_000 - rounds) : 0;
+  const switchedCovered = options.switched ? Math.min(8_000, 16_000 - roundsNames) : 0;
   const switchedQueries = switchedCovered >= 1_000 ? 2 * switchedCovered : 0;
-  const fresh = rounds + switchedQueries / 2;
+  const fresh = roundsNames + switchedQueries / 2;
   try {
     return await withLab(Math.ceil(fresh / 2), (lab) =>
       addedDnsLatency(
