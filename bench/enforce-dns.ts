@@ -89,13 +89,26 @@ export interface AddedDnsFigures {
   /** (covered − uncovered) installed minus the same not installed, µs. */
   readonly learningShareUs: Estimate;
   /** With a reference: the conntrack-only table − nothing (switched segments), and installed − that, covered names, µs. */
-  readonly reference?: { readonly addedUs: Estimate; readonly installedOverUs: Estimate; readonly error?: string };
+  readonly reference?: {
+    readonly addedUs: Estimate;
+    readonly installedOverUs: Estimate;
+    /** The switched footprint minus the reference, both switched segments (absent without a switched figure). */
+    readonly switchedOverUs?: Estimate;
+    readonly error?: string;
+  };
   /**
    * The installed agent's whole footprint (process, tc filters, netfilter objects) switched on
    * and off in segments, half covered fresh names, half the uncovered name: installed − not
    * installed, µs, with an interval a few µs wide where the rounds' is tens.
    */
-  readonly switched?: { readonly addedUs: Estimate; readonly offUs: number; readonly medianQueriesPerSegment: number; readonly error?: string };
+  readonly switched?: {
+    readonly addedUs: Estimate;
+    /** The per-segment values behind addedUs. */
+    readonly differences: readonly number[];
+    readonly offUs: number;
+    readonly medianQueriesPerSegment: number;
+    readonly error?: string;
+  };
   readonly inPath?: InPathFigures;
   readonly unanswered: number;
   readonly error?: string;
@@ -324,13 +337,13 @@ export async function addedDnsLatency(
         // 20 ms margins after each switch (its last packets in flight); bpf_stats off, as on a
         // node: its clock reads add to every program run.
         const measured = await withBpfStats('0', () => toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 }));
-        return { addedUs: measured.addedUs, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
+        return { addedUs: measured.addedUs, differences: measured.differences, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
       } finally {
         await toggle.on();
       }
     } catch (error) {
       agent?.process?.kill('SIGCONT');
-      return { addedUs: bootstrapMedian([]), offUs: Number.NaN, medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
+      return { addedUs: bootstrapMedian([]), differences: [], offUs: Number.NaN, medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) };
     } finally {
       for (const filter of filters) rmSync(filter.pin, { force: true });
     }
@@ -381,7 +394,15 @@ export async function addedDnsLatency(
   try {
     // Nothing of dnsplane runs now: the name does not matter, the fresh source port does.
     const reference = await toggledAddedDns(lab, toggle, Array.from({ length: options.referenceQueries! }, () => uncovered), { segmentMs: 200, gapMs: options.gapMs });
-    return { ...result, reference: { addedUs: reference.addedUs, installedOverUs: bootstrapMedianDifference(result.roundDifferencesUs, reference.differences) } };
+    const switchedOverUs = switched !== undefined && switched.error === undefined ? bootstrapMedianDifference(switched.differences, reference.differences) : undefined;
+    return {
+      ...result,
+      reference: {
+        addedUs: reference.addedUs,
+        installedOverUs: bootstrapMedianDifference(result.roundDifferencesUs, reference.differences),
+        ...(switchedOverUs === undefined ? {} : { switchedOverUs }),
+      },
+    };
   } catch (error) {
     await toggle.off().catch(() => undefined);
     const failed = bootstrapMedian([]);

@@ -390,7 +390,7 @@ function dnsVerdict(f: AddedDnsFigures): string {
 }
 
 function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | undefined, options: Options): string[] {
-  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'switched µs [95% CI]', 'conntrack-only µs', 'added over conntrack-only', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
+  const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'switched µs [95% CI]', 'conntrack-only µs', 'added over conntrack-only', 'switched over conntrack-only', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
   const rows = figures.map((f) => [
     f.name,
     fmt(f.notInstalledUs, 0),
@@ -399,6 +399,7 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     f.switched === undefined ? '—' : f.switched.error !== undefined ? `ERROR: ${f.switched.error}` : formatEstimate(f.switched.addedUs),
     f.reference === undefined ? '—' : f.reference.error !== undefined ? `ERROR: ${f.reference.error}` : formatEstimate(f.reference.addedUs),
     f.reference === undefined ? '—' : formatEstimate(f.reference.installedOverUs),
+    f.reference?.switchedOverUs === undefined ? '—' : formatEstimate(f.reference.switchedOverUs),
     formatEstimate(f.addedUncoveredUs),
     formatEstimate(f.learningShareUs),
     f.inPath === undefined ? '—' : fmt(f.inPath.nsPerExchange, 0),
@@ -412,6 +413,7 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
       fmt(nftset.plainUs, 0),
       fmt(nftset.nftsetUs, 0),
       formatEstimate(nftset.addedUs),
+      '',
       '',
       '',
       '',
@@ -438,7 +440,9 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     'conntrack-only: after the rounds, in the same lab and with nothing of dnsplane, a minimal stateful firewall in the node namespace (one forward-hook chain, only',
     '`ct state established,related accept`: connection tracking on, every DNS query a new flow — what any netfilter firewall admitting answers by state pays), switched',
     'on/off every ~0.2 s while 16,000 queries run: on-segment median minus the neighbouring off-segments\'; added over conntrack-only: added minus that (each sample',
-    'bootstrapped on its own). For reading only: the target is judged against nothing installed.',
+    'bootstrapped on its own); switched over conntrack-only: the switched figure minus it (both switched the same way) — what dnsplane adds beyond a minimal stateful',
+    'firewall, the figure that compares with dnsmasq --nftset\'s (whose two forwarders sit behind the same stateful table). For reading only: the target is judged',
+    'against nothing installed.',
     'uncovered: the same for a name no domain set covers (parsed, nothing learned); learning share: (covered − uncovered) installed minus not installed.',
     'BPF ns: kernel bpf_stats run time of every program of the agent, per DNS exchange (query + answer, installed blocks), per query (the same queries again while the DNS',
     'namespace drops the answers), and per answer = exchange − query: the time dnsplane\'s programs add to a DNS response on its way to the client.',
