@@ -676,8 +676,8 @@ async function nftTableToggle(lab: Lab, table: string): Promise<Toggle> {
   if (listing.code !== 0) throw new Error(`nft list table inet ${table}: ${listing.stderr.trim()}`);
   const text = listing.stdout.replace(/ expires [0-9dhms]+/g, '');
   const chains = [...text.matchAll(/^\tchain (\S+) \{/gm)].map((m) => m[1]!);
-  const sets = [...text.matchAll(/^\t(?:set|map) (\S+) \{/gm)].map((m) => m[1]!);
-  const empty = [`flush table inet ${table}`, ...chains.map((c) => `delete chain inet ${table} ${c}`), ...sets.map((set) => `delete set inet ${table} ${set}`)];
+  const sets = [...text.matchAll(/^\t(set|map) (\S+) \{/gm)].map((m) => ({ kind: m[1]!, name: m[2]! }));
+  const empty = [`flush table inet ${table}`, ...chains.map((c) => `delete chain inet ${table} ${c}`), ...sets.map((set) => `delete ${set.kind} inet ${table} ${set.name}`)];
   return {
     name: `its nft table inet ${table}`,
     on: () => nftScript(lab, text),
@@ -783,10 +783,14 @@ export async function dnsCauses(
   let next = 0;
   const names = (): string[] => Array.from({ length: options.queries }, () => pool[next++ % pool.length]!);
   const figures: ToggleFigures[] = [];
-  const measure = async (toggle: Toggle): Promise<void> => {
+  const measure = async (
+    toggle: Toggle,
+    how: { readonly names?: readonly string[]; readonly segmentMs?: number; readonly marginMs?: number } = {},
+  ): Promise<void> => {
     log(`    ${toggle.name}…`);
     try {
-      figures.push(await toggledAddedDns(lab, toggle, names(), options));
+      const { names: chosen = names(), ...segments } = how;
+      figures.push(await toggledAddedDns(lab, toggle, chosen, { ...options, ...segments }));
     } catch (error) {
       figures.push({ name: toggle.name, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
     }
@@ -845,12 +849,7 @@ export async function dnsCauses(
     await footprint.off();
     try {
       const covered = pool.slice(0, Math.ceil(options.queries / 2));
-      const names = covered.flatMap((name) => [name, lab.names.other.name]);
-      log(`    ${footprint.name}…`);
-      const measured = await toggledAddedDns(lab, footprint, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 });
-      figures.push(measured);
-    } catch (error) {
-      figures.push({ name: footprint.name, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
+      await measure(footprint, { names: covered.flatMap((name) => [name, lab.names.other.name]), segmentMs: 250, marginMs: 20 });
     } finally {
       await footprint.on().catch(() => undefined);
     }
