@@ -12,7 +12,9 @@
  * packets of connections already admitted at this interface → an unselected direction
  * passes (and is tracked) → rules in order (bpf_loop): Allow/Deny end, Log emits a
  * ring-buffer event and continues, Pass jumps to the next policy's first rule → no decision
- * = default deny. Allowed packets open a connection-table entry.
+ * = default deny. Allowed packets open a connection-table entry — except UDP DNS with a
+ * trusted server where the endpoint's ingress is unselected (DNSPLANE_HOOK_DNS_UNTRACKED): its
+ * answer passes there anyway, so the exchange opens none.
  *
  * All rule state is in maps. The programs read the generation in dnsp_pol_active; the agent
  * writes a whole new generation (hooks, rules, nets) next to the one in force and flips that
@@ -27,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "dnsplane_config.h"
 #include "dnsplane_membership.h"
 #include "policy_maps.h"
 
@@ -452,6 +455,37 @@ static long evaluate_rule(__u64 index, void *context)
 	return 0;
 }
 
+/*
+ * Is this UDP between the endpoint and a trusted DNS server's address and port (dnsp_config,
+ * the parser's map, shared by pin)? The server is the destination of what the endpoint sends
+ * (`local_is_src`) and the source of what it receives.
+ */
+static __always_inline int dns_with_trusted_server(const struct packet *pkt, int local_is_src)
+{
+	const struct dnsplane_config *cfg;
+	__u32 zero = 0, n, remote[4];
+	__be16 port;
+
+	if (pkt->protocol != IPPROTO_UDP || !pkt->has_ports)
+		return 0;
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return 0;
+	/* a copy: dnsplane_server_addr_eq compares 32-bit words, pkt's bytes are 2-byte aligned */
+	__builtin_memcpy(remote, local_is_src ? pkt->dst : pkt->src, sizeof(remote));
+	port = bpf_htons(local_is_src ? pkt->dport : pkt->sport);
+	n = cfg->server_count;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
+		const struct dnsplane_server *sv = &cfg->servers[i];
+
+		if (i >= n)
+			break;
+		if (sv->port == port && sv->family == pkt->family && dnsplane_server_addr_eq(sv, remote))
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline int is_neighbour_discovery(const struct packet *pkt)
 {
 	/* Router solicitation/advertisement, neighbour solicitation/advertisement, redirect. */
@@ -467,7 +501,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 tc_dir)
 	struct dnsplane_ct_key key = {};
 	__u32 zero = 0;
 	__u64 now;
-	int local_is_src;
+	int local_is_src, dns;
 
 	active = bpf_map_lookup_elem(&dnsp_pol_active, &zero);
 	if (!active)
@@ -515,8 +549,20 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 tc_dir)
 	 * (source = workload); a host interface's tc egress carries what the node sends.
 	 */
 	local_is_src = (hook->flags & DNSPLANE_HOOK_HOST) ? tc_dir == DNSPLANE_TC_EGRESS : tc_dir == DNSPLANE_TC_INGRESS;
+	/*
+	 * UDP DNS with a trusted server, the endpoint's ingress unselected: no entry is looked up
+	 * or opened. Each query comes from a fresh port, so an entry would cost an LRU insert on
+	 * the query's path and a lookup on the answer's, and crowd the table every connection
+	 * shares; the answer passes the unselected ingress without one. The query still meets
+	 * the egress rules.
+	 */
+	dns = (hook->flags & DNSPLANE_HOOK_DNS_UNTRACKED) && dns_with_trusted_server(&pkt, local_is_src);
+	if (dns && !(hook->flags & DNSPLANE_HOOK_SELECTED)) {
+		count(DNSPLANE_PC_UNSELECTED);
+		return TC_ACT_OK;
+	}
 	ct_key(&key, &pkt, skb->ifindex, local_is_src);
-	if (ct_established(&key, now)) {
+	if (!dns && ct_established(&key, now)) {
 		count(DNSPLANE_PC_ESTABLISHED);
 		return TC_ACT_OK;
 	}
@@ -544,7 +590,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 tc_dir)
 
 	if (ev.verdict == DNSPLANE_PA_ALLOW) {
 		count(DNSPLANE_PC_ALLOWED);
-		if (hook->flags & DNSPLANE_HOOK_TRACK)
+		if ((hook->flags & DNSPLANE_HOOK_TRACK) && !dns)
 			ct_open(&key, now, tc_dir);
 		return TC_ACT_OK;
 	}

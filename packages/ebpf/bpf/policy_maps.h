@@ -46,6 +46,11 @@ enum dnsplane_tc_dir {
 #define DNSPLANE_HOOK_SELECTED 1 /* policies apply: evaluate, default deny */
 #define DNSPLANE_HOOK_TRACK 2    /* record passing packets in the connection table */
 #define DNSPLANE_HOOK_HOST 4     /* host endpoint: only traffic to / from the node itself */
+/*
+ * UDP DNS with a trusted server opens no connection entry here: the endpoint's ingress is
+ * unselected, so the answer passes there without one (policy.bpf.c, dns_with_trusted_server).
+ */
+#define DNSPLANE_HOOK_DNS_UNTRACKED 8
 
 /* dnsp_pol_active: array[1], the generation (0 or 1) the programs read. */
 struct dnsplane_policy_active {

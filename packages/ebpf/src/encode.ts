@@ -45,7 +45,7 @@ export const RULES_PER_GENERATION = 16384;
 const LIST_GENERATION_SHIFT = 24;
 
 export const ACTION_CODES = { allow: 1, deny: 2, log: 3, pass: 4 } as const;
-export const HOOK_FLAGS = { selected: 1, track: 2, host: 4 } as const;
+export const HOOK_FLAGS = { selected: 1, track: 2, host: 4, dnsUntracked: 8 } as const;
 export const TC_DIRECTION_CODES = { ingress: 0, egress: 1 } as const;
 
 export function encodeIndex(index: number): Buffer {
@@ -80,7 +80,10 @@ export function encodeHook(hook: HookTable, generation: number): Buffer {
   const b = Buffer.alloc(POLICY_STRUCT_SIZES.dnsplane_policy_hook);
   b.writeUInt32LE(generation * RULES_PER_GENERATION + hook.first, 0);
   b.writeUInt32LE(hook.count, 4);
-  b.writeUInt32LE((hook.selected ? HOOK_FLAGS.selected : 0) | (hook.track ? HOOK_FLAGS.track : 0) | (hook.host ? HOOK_FLAGS.host : 0), 8);
+  b.writeUInt32LE(
+    (hook.selected ? HOOK_FLAGS.selected : 0) | (hook.track ? HOOK_FLAGS.track : 0) | (hook.host ? HOOK_FLAGS.host : 0) | (hook.dnsUntracked ? HOOK_FLAGS.dnsUntracked : 0),
+    8,
+  );
   b.writeUInt32LE(hook.endpointIndex, 12);
   return b;
 }

@@ -15,6 +15,7 @@ export function renderPolicyTables(state: DesiredState, tables: PolicyTables): s
       direction: h.direction,
       selected: h.selected,
       track: h.track,
+      dnsUntracked: h.dnsUntracked,
       host: h.host,
       first: h.first,
       count: h.count,

@@ -40,6 +40,11 @@ export interface HookTable {
   readonly selected: boolean;
   /** Passing packets open connection-table entries (always, for an endpoint we enforce on). */
   readonly track: boolean;
+  /**
+   * UDP DNS with a trusted server opens no connection-table entry at this hook (nor is one
+   * looked up): the endpoint's ingress is unselected, so the answer passes without one.
+   */
+  readonly dnsUntracked: boolean;
   readonly host: boolean;
   /** Index of the hook's first rule in the generation's rule array. */
   readonly first: number;
@@ -131,6 +136,8 @@ function peerPorts(source: CompiledPeer, destination: CompiledPeer, what: string
  * Compiles the desired state into the policy maps' contents. An endpoint with policies in
  * either direction gets both hooks (the unselected one only tracks connections, so replies
  * to what the selected side allowed pass, like `ct state established` first in nftables).
+ * Where its ingress is unselected, its UDP DNS with trusted servers goes untracked (the
+ * answers pass the unselected hook without an entry), as nftables' untrackDns does.
  * NotSupportedError (before anything is written) when the state exceeds the maps.
  */
 export function compilePolicyTables(state: DesiredState): PolicyTables {
@@ -193,6 +200,7 @@ export function compilePolicyTables(state: DesiredState): PolicyTables {
         endpointIndex,
         selected: names.length > 0,
         track: true,
+        dnsUntracked: endpoint.ingressPolicies.length === 0,
         host,
         first,
         count: hookRules.length,

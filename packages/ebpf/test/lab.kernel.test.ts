@@ -24,7 +24,7 @@ const HOST_ALLOWED = 8081;
 const HOST_DENIED = 8082;
 
 
-function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPort: boolean): string {
+function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPort: boolean, client1Ingress = true): string {
   const dnsmasq = lab.dnsServers.dnsmasq;
   return [
     'kind: Policy',
@@ -51,7 +51,7 @@ function policyDocuments(lab: ReturnType<ReturnType<typeof useLab>>, withHeldPor
     'metadata: { name: client1-ingress }',
     'spec:',
     '  order: 20',
-    '  selector: app == "c1"',
+    `  selector: ${client1Ingress ? 'app == "c1"' : 'app == "nobody"'}`,
     '  types: [Ingress]',
     '  ingress: []',
     '---',
@@ -244,6 +244,38 @@ describe('ebpf dataplane in the lab (real agent)', () => {
     } finally {
       await writeFile(join(flags, 'done'), '').catch(() => undefined);
       await rm(flags, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('UDP DNS opens connection entries only where an ingress policy needs them: none for an egress-only endpoint, whose answers pass all the same', async () => {
+    const l = lab();
+    const hostInterface = l.endpoints['client1']?.hostInterface ?? '';
+    const ifindex = Number((await l.exec('node', ['cat', `/sys/class/net/${hostInterface}/ifindex`])).stdout.trim());
+    expect(ifindex).toBeGreaterThan(0);
+    const ct = BpfMap.fromPinned(join(PIN_ROOT, POLICY_MAP_NAMES.ct));
+    // dnsplane_ct_key: ifindex, family, protocol, local port, remote port (host order), …
+    const dnsEntries = (): Buffer[] => ct.keys().filter((k) => k.readUInt32LE(0) === ifindex && k[5] === 17 && k.readUInt16LE(8) === 53);
+    const apply = async (client1Ingress: boolean): Promise<void> => {
+      const before = generation();
+      await writeFile(join(dir, 'policy.yaml'), policyDocuments(l, false, client1Ingress));
+      await waitFor('the agent to apply the change', () => (generation() !== before ? true : undefined), { timeoutMs: 30_000 });
+    };
+    try {
+      const [tracked, untracked] = l.allocateFresh(2);
+      if (tracked === undefined || untracked === undefined) throw new Error('no fresh names left');
+      // As installed: client1's ingress is selected (allows nothing): its answers need the entries.
+      for (const key of dnsEntries()) ct.delete(key);
+      expect((await l.resolve('client1', tracked.name)).ipv4).toEqual([tracked.ipv4]);
+      expect(dnsEntries().length).toBeGreaterThan(0);
+      // Egress only: the same lookups (glibc, dnsmasq) open none, and still resolve and teach.
+      await apply(false);
+      for (const key of dnsEntries()) ct.delete(key);
+      expect((await l.resolve('client1', untracked.name)).ipv4).toEqual([untracked.ipv4]);
+      expect((await l.curl('client1', `http://${untracked.name}/`, { timeoutMs: 5000 })).httpStatus).toBe(200);
+      expect(dnsEntries()).toEqual([]);
+    } finally {
+      ct.close();
+      await apply(true);
     }
   }, 60_000);
 });

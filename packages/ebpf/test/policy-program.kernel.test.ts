@@ -217,6 +217,56 @@ describe('policy program (BPF_PROG_TEST_RUN)', () => {
     expect((after.without_first ?? 0) - (before.without_first ?? 0)).toBe(4);
   });
 
+  it('opens no connection entry for UDP DNS with a trusted server while the ingress is unselected, and does with an ingress policy', () => {
+    const servers = [
+      { family: 4 as const, address: '198.18.53.2', port: 53 },
+      { family: 6 as const, address: 'fd00:18:53::2', port: 53 },
+    ];
+    const dnsNets = [{ family: 4 as const, text: '198.18.53.0/24' }, { family: 6 as const, text: 'fd00:18:53::/64' }];
+    const p: CompiledPolicy = {
+      name: 'dns',
+      order: 1,
+      egress: [
+        rule(0, { action: 'allow', protocol: 17, destination: { ...anyPeer, nets: dnsNets, ports: [{ first: 53, last: 53 }] } }),
+        rule(1, { action: 'allow', protocol: 6, destination: { ...anyPeer, nets: dnsNets, ports: [{ first: 53, last: 53 }] } }),
+      ],
+      ingress: [],
+    };
+    const entries = (): number => [...policy.map(POLICY_MAP_NAMES.ct).keys()].length;
+    parser.configure({ trustedServers: servers, minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 });
+    try {
+      install(state([p], ['dns'], [])); // egress only
+      const before = counters();
+      for (const [src, server, other] of [['198.18.1.2', '198.18.53.2', '198.18.53.3'], ['fd00:18:1::2', 'fd00:18:53::2', 'fd00:18:53::3']] as const) {
+        const query: Frame = { src, dst: server, protocol: 'udp', sport: port++, dport: 53 };
+        expect(sends(query)).toBe(TC_ACT_OK);
+        expect(receives(reply(query))).toBe(TC_ACT_OK); // the answer, through the unselected ingress
+        expect(entries()).toBe(0);
+        // the same rules with a server that is not trusted, and TCP DNS: tracked as before
+        expect(sends({ ...query, dst: other, sport: port++ })).toBe(TC_ACT_OK);
+        expect(sends({ ...query, protocol: 'tcp', sport: port++ })).toBe(TC_ACT_OK);
+        expect(entries()).toBe(2);
+        for (const key of policy.map(POLICY_MAP_NAMES.ct).keys()) policy.map(POLICY_MAP_NAMES.ct).delete(key);
+      }
+      const after = counters();
+      expect((after.allowed ?? 0) - (before.allowed ?? 0)).toBe(6); // the queries still meet the egress rules
+      expect((after.unselected ?? 0) - (before.unselected ?? 0)).toBe(2);
+      // a query the rules do not allow is still dropped
+      install(state([{ name: 'none', order: 1, egress: [], ingress: [] }], ['none'], []));
+      expect(sends({ src: '198.18.1.2', dst: '198.18.53.2', protocol: 'udp', sport: port++, dport: 53 })).toBe(TC_ACT_SHOT);
+
+      // With an ingress policy the answer needs the query's entry: tracked, admitted as established.
+      install(state([p], ['dns'], ['dns']));
+      const query: Frame = { src: '198.18.1.2', dst: '198.18.53.2', protocol: 'udp', sport: port++, dport: 53 };
+      expect(sends(query)).toBe(TC_ACT_OK);
+      expect(entries()).toBe(1);
+      expect(receives(reply(query))).toBe(TC_ACT_OK);
+      expect(receives({ ...reply(query), dport: port++ })).toBe(TC_ACT_SHOT); // no query from that port
+    } finally {
+      parser.configure({ trustedServers: [], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 });
+    }
+  });
+
   it('a generation flip replaces the whole rule set (no leftovers of the previous install)', () => {
     const a: CompiledPolicy = { name: 'a', order: 1, egress: [rule(0, { action: 'allow', protocol: 6, destination: { ...anyPeer, nets: [{ family: 4, text: '198.19.1.0/24' }] } })] };
     const b: CompiledPolicy = { name: 'b', order: 1, egress: [rule(0, { action: 'allow', protocol: 6, destination: { ...anyPeer, nets: [{ family: 4, text: '198.19.2.0/24' }] } })] };

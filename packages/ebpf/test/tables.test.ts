@@ -23,6 +23,18 @@ describe('compilePolicyTables', () => {
     expect(tables.workloadInterfaces).toEqual(['veth-c1', 'veth-idle']);
   });
 
+  it('untracks UDP DNS on both hooks of an endpoint whose ingress is unselected, and only there', () => {
+    const tables = compilePolicyTables(baseState());
+    // client1: egress policies only (the answers pass its unselected ingress); node: an ingress
+    // policy, so its DNS stays tracked (an answer is admitted as established).
+    expect(tables.hooks.map((h) => [h.endpoint, h.direction, h.dnsUntracked])).toEqual([
+      ['client1', 'egress', true],
+      ['client1', 'ingress', true],
+      ['node', 'egress', false],
+      ['node', 'ingress', false],
+    ]);
+  });
+
   it('gives Pass the index of the next policy\'s first rule and keeps rule order across policies', () => {
     const tables = compilePolicyTables(baseState());
     const hookRules = tables.rules.slice(0, 6);
