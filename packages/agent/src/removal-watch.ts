@@ -3,6 +3,8 @@
 // dataplane (each a child process that prints one line per event):
 // - nftables: `nft monitor destroy tables` prints `delete table inet <name>` when the table goes, also
 //   for each table of a `flush ruleset` (Debian's nftables.service on every start and reload);
+//   with untrackDns auto, `nft monitor chains` prints other tables' chains as they come, change
+//   and go (another firewall's forward chain decides whether DNS may stay untracked);
 //   and `tc monitor` prints `deleted filter dev <if> ingress … pref <n>` for each deleted tc
 //   filter and `deleted qdisc clsact … dev <if>` when a CNI or an operator re-creates the
 //   qdisc (which takes the parser and the membership mark with it);
@@ -49,6 +51,20 @@ export function deletesTcFilter(line: string, priorities: ReadonlySet<number>): 
   if (/^deleted qdisc clsact\b/.test(text)) return true;
   const match = /^deleted filter dev \S+ (?:ingress|egress) .*\bpref (\d+)\b/.exec(text);
   return match !== null && priorities.has(Number(match[1]));
+}
+
+/**
+ * Whether a line of `nft monitor chains` may change what untrackDns auto decided: another
+ * table's chain on the forward hook added or changed (its policy), or another table's chain
+ * deleted (the line does not say its hook). The check it triggers compares the forward chains
+ * with the install's view and installs again only when they differ.
+ */
+export function changesForwardGate(line: string, table: string): boolean {
+  const match = /^(add|delete) chain (ip|ip6|inet) (\S+) \S+(.*)$/.exec(line.trim());
+  if (match === null) return false;
+  const [, action, family, name, rest = ''] = match;
+  if (family === 'inet' && name === table) return false;
+  return action === 'delete' || /\bhook forward\b/.test(rest);
 }
 
 /** The built-in chains of the filter table our jumps hang from. */
@@ -112,7 +128,10 @@ export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved,
   if (kind === 'nftables') {
     const table = config.nftables.table;
     const tables = monitor(['nft', 'monitor', 'destroy', 'tables'], (line) => deletesTable(line, table));
-    return watchAll([tables, tcFilters(NFTABLES_TC_PRIORITIES)], onError);
+    // untrackDns auto: another firewall's forward chain coming (Docker, firewalld starting after
+    // us) would drop untracked answers; the check then decides again (missingObjects).
+    const gates = config.nftables.untrackDns === 'auto' ? [monitor(['nft', 'monitor', 'chains'], (line) => changesForwardGate(line, table))] : [];
+    return watchAll([tables, tcFilters(NFTABLES_TC_PRIORITIES), ...gates], onError);
   }
   if (kind === 'ebpf') return watchAll([tcFilters(EBPF_TC_PRIORITIES)], onError);
   if (config.iptables.backend === 'legacy') return undefined;

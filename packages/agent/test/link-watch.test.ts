@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
-import { deletesIptablesNftObject, deletesTable, deletesTcFilter, onPath } from '../src/removal-watch.js';
+import { changesForwardGate, deletesIptablesNftObject, deletesTable, deletesTcFilter, onPath } from '../src/removal-watch.js';
 import { waitFor } from './helpers.js';
 
 let root: string | undefined;
@@ -94,6 +94,16 @@ describe('nft monitor lines', () => {
     expect(deletesTable('delete table ip dnsplane', 'dnsplane')).toBe(false);
     expect(deletesTable('add table inet dnsplane', 'dnsplane')).toBe(false);
     expect(deletesTable('delete table inet other', 'dnsplane')).toBe(false);
+  });
+
+  it('reads another table\'s forward chain coming or changing, and any chain of another table going (untrackDns auto)', () => {
+    expect(changesForwardGate('add chain ip filter FORWARD { type filter hook forward priority filter; policy drop; }', 'dnsplane')).toBe(true);
+    expect(changesForwardGate('delete chain ip filter FORWARD', 'dnsplane')).toBe(true);
+    expect(changesForwardGate('add chain ip filter helper', 'dnsplane')).toBe(false);
+    expect(changesForwardGate('add chain ip nat PREROUTING { type nat hook prerouting priority dstnat; policy accept; }', 'dnsplane')).toBe(false);
+    expect(changesForwardGate('add chain inet dnsplane forward_egress { type filter hook forward priority filter; policy accept; }', 'dnsplane')).toBe(false);
+    expect(changesForwardGate('delete chain inet dnsplane pol_web', 'dnsplane')).toBe(false);
+    expect(changesForwardGate('add chain bridge filter forward { type filter hook forward priority filter; policy drop; }', 'dnsplane')).toBe(false);
   });
 });
 

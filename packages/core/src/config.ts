@@ -215,11 +215,11 @@ export const DnsplaneConfigSchema = strictObject({
           'How often, in ms, the nftables dataplane reads learned events that did not wake it: the most a domain set with a mark bit waits for its nft set copy. Sets that rely on the nft set alone wake it at once.',
       }),
     untrackDns: z
-      .boolean()
-      .default(true)
+      .union([z.boolean(), z.literal('auto')])
+      .default('auto')
       .meta({
         description:
-          "Take enforced workloads' UDP DNS with trusted servers out of connection tracking; their answers are admitted by the parser's verification (answerMark). false: every DNS exchange stays tracked.",
+          "Take enforced workloads' UDP DNS with trusted servers out of connection tracking; their answers are admitted by the parser's verification (answerMark). auto: only while no other firewall in the node's namespace could drop untracked answers (another nft table's forward base chain with a drop policy or any rule, or an iptables-legacy filter table); true: always; false: every DNS exchange stays tracked.",
       }),
     answerMark: z
       .string()

@@ -64,7 +64,7 @@ describe('DnsplaneConfigSchema', () => {
       metrics: {},
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
-      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' },
+      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: 'auto', answerMark: '0x04000000' },
     });
   });
 

@@ -72,7 +72,7 @@ describe('loadInputs on the valid fixture (every feature written out)', () => {
     expect(config.log.level).toBe('debug');
     expect(config.iptables.backend).toBe('legacy');
     expect(config.bpf.pinRoot).toBe('/sys/fs/bpf/dnsplane-valid');
-    expect(config.nftables).toEqual({ table: 'dnsplane_valid', markMask: '0x0000f000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' });
+    expect(config.nftables).toEqual({ table: 'dnsplane_valid', markMask: '0x0000f000', mirrorDrainIntervalMs: 1000, untrackDns: 'auto', answerMark: '0x04000000' });
   });
 
   it('parses endpoints: labels, host, interfaces, canonical addresses, names unique per kind', async () => {
@@ -207,7 +207,7 @@ describe('loadInputs file handling', () => {
       metrics: {},
       iptables: { backend: 'auto' },
       bpf: { pinRoot: '/sys/fs/bpf/dnsplane' },
-      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: true, answerMark: '0x04000000' },
+      nftables: { table: 'dnsplane', markMask: '0x00ff0000', mirrorDrainIntervalMs: 1000, untrackDns: 'auto', answerMark: '0x04000000' },
     });
     expect(inputs.policies).toEqual([]);
     expect(inputs.files).toEqual([]);

@@ -7,7 +7,7 @@
 import { KernelError, systemClock, type Clock } from '@dnsplane/core';
 import type { NftHandle } from './handle.js';
 import type { NftBaseChainSpec, NftRule, NftSet, NftStatement, NftTableRef } from './nft-model.js';
-import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftBaseChainRef, NftRulesetSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import { finalVerdict } from './parse-listing.js';
 import type { NftOperation, NftTransaction } from './transaction.js';
 
@@ -104,6 +104,24 @@ export class FakeNftHandle implements NftHandle {
 
   async listSet(ref: NftTableRef, set: string): Promise<NftSetSnapshot | undefined> {
     return (await this.listTable(ref))?.sets.find((s) => s.name === set);
+  }
+
+  async listRuleset(ref: NftTableRef): Promise<NftRulesetSnapshot> {
+    return { table: await this.listTable(ref, { elements: false }), baseChains: this.#baseChains(true) };
+  }
+
+  async listBaseChains(): Promise<NftBaseChainRef[]> {
+    return this.#baseChains(false);
+  }
+
+  #baseChains(withRules: boolean): NftBaseChainRef[] {
+    return [...this.#state.tables.values()].flatMap((table) =>
+      [...table.chains].flatMap(([name, chain]) =>
+        chain.base === undefined
+          ? []
+          : [{ family: table.ref.family, table: table.ref.name, name, hook: chain.base.hook, policy: chain.base.policy, ...(withRules ? { rules: chain.rules.length } : {}) }],
+      ),
+    );
   }
 
   async listTable(ref: NftTableRef, options: { readonly elements?: boolean } = {}): Promise<NftTableSnapshot | undefined> {

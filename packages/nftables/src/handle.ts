@@ -2,7 +2,7 @@
 // read tables back. Implemented over libnftables/nft JSON (json-handle.ts) and in memory for
 // unit tests (fake-handle.ts).
 import type { NftTableRef } from './nft-model.js';
-import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftBaseChainRef, NftRulesetSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
 
 export interface NftHandle {
@@ -16,6 +16,13 @@ export interface NftHandle {
    * what a re-install needs); undefined when the table does not exist.
    */
   listTable(table: NftTableRef, options?: { readonly elements?: boolean }): Promise<NftTableSnapshot | undefined>;
+  /**
+   * One terse listing of the namespace's ruleset (no set elements): the table as listTable
+   * with `elements: false` gives it, and every table's base chains with their rule counts.
+   */
+  listRuleset(table: NftTableRef): Promise<NftRulesetSnapshot>;
+  /** Every table's base chains, without rules (`list chains`: cheap at any scale). */
+  listBaseChains(): Promise<NftBaseChainRef[]>;
   /** One set with its elements; undefined when the table does not exist. */
   listSet(table: NftTableRef, set: string): Promise<NftSetSnapshot | undefined>;
 }

@@ -19,3 +19,4 @@ export * from './mark-bits.js';
 export * from './tc-membership.js';
 export * from './bpf-kernel.js';
 export * from './step-timer.js';
+export * from './forward-gates.js';

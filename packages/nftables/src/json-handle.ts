@@ -3,9 +3,9 @@
 import type { NftHandle, NftLogger } from './handle.js';
 import type { NftExecutor } from './executor.js';
 import type { NftTableRef } from './nft-model.js';
-import { parseRulesetListing, parseTableList, parseTableListing } from './parse-listing.js';
+import { parseBaseChainList, parseRulesetListing, parseTableList, parseTableListing } from './parse-listing.js';
 import { renderDocument, serializeDocument } from './render-json.js';
-import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftBaseChainRef, NftRulesetSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
 
 export class JsonNftHandle implements NftHandle {
@@ -35,11 +35,19 @@ export class JsonNftHandle implements NftHandle {
       // nft 1.0.6 fetches every set element for `list table` even when terse (~0.7 s at 100,000
       // elements), but not for a terse `list ruleset` (~0.2 s); the ruleset's other tables are
       // in nft's cache either way, and their objects are skipped here.
-      return parseRulesetListing(await this.executor.list(['list', 'ruleset'], { terse: true }), table);
+      return (await this.listRuleset(table)).table;
     }
     return this.#ifTableExists(table, async () =>
       parseTableListing(await this.executor.list(['list', 'table', table.family, table.name]), table),
     );
+  }
+
+  async listRuleset(table: NftTableRef): Promise<NftRulesetSnapshot> {
+    return parseRulesetListing(await this.executor.list(['list', 'ruleset'], { terse: true }), table);
+  }
+
+  async listBaseChains(): Promise<NftBaseChainRef[]> {
+    return parseBaseChainList(await this.executor.list(['list', 'chains']));
   }
 
   /** Throws KernelError when the set does not exist (callers ask only for sets they installed). */

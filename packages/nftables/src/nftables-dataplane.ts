@@ -12,6 +12,7 @@ import {
   type StatusOptions,
 } from '@dnsplane/core';
 import { desiredTable, type DesiredTableOptions } from './desired-table.js';
+import { forwardGateView, forwardGates, readLegacyTables } from './forward-gates.js';
 import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from './executor.js';
 import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
 import { JsonNftHandle } from './json-handle.js';
@@ -46,10 +47,14 @@ export interface NftablesDataplaneOptions {
   readonly markMask?: number | string;
   /**
    * Take enforced workloads' UDP DNS with trusted servers out of connection tracking and admit
-   * the answers by the parser's verification (the answerMark bit) instead (default true; needs
-   * pinRoot — without the parser nothing is untracked).
+   * the answers by the parser's verification (the answerMark bit) instead; needs pinRoot —
+   * without the parser nothing is untracked. `auto` (the default): only while no other firewall
+   * of the namespace could drop untracked answers (forward-gates.ts), decided at each install
+   * and looked at again by missingObjects (the drift check).
    */
-  readonly untrackDns?: boolean;
+  readonly untrackDns?: boolean | 'auto';
+  /** The namespace's iptables-legacy table names (default: /proc/net/ip{,6}_tables_names). */
+  readonly legacyTables?: () => readonly string[];
   /** The verified-answer mark: one bit outside markMask (number or "0x04000000"; default 0x04000000). */
   readonly answerMark?: number | string;
   /**
@@ -166,6 +171,14 @@ export class NftablesDataplane implements Dataplane {
   #elementRefresh: ElementRefresh | undefined;
   /** An install went through and no remove since: the table should be there (missingObjects). */
   #installed = false;
+  /** untrackDns: auto — untracking is decided at each install from the other firewalls. */
+  readonly #untrackAuto: boolean;
+  readonly #legacyTables: () => readonly string[];
+  /**
+   * The last install's decision under `auto`, when it had DNS to untrack: what gated it (empty:
+   * untracked) and the other firewalls as the drift check sees them (forwardGateView).
+   */
+  #untrackDecision: { readonly gates: readonly string[]; readonly view: readonly string[] } | undefined;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -179,6 +192,8 @@ export class NftablesDataplane implements Dataplane {
       // Only the parser can verify answers: without it (no pinRoot) every exchange stays tracked.
       answerMark: options.untrackDns === false || options.pinRoot === undefined ? 0 : answerMark,
     };
+    this.#untrackAuto = (options.untrackDns ?? 'auto') === 'auto';
+    this.#legacyTables = options.legacyTables ?? readLegacyTables;
     this.#pinRoot = options.pinRoot;
     this.#timer = options.stepTimer ?? new StepTimer();
     this.#prepareParser = options.prepareParser;
@@ -232,6 +247,9 @@ export class NftablesDataplane implements Dataplane {
         untrackedDns: {
           answerMark: `0x${desired.untracked.answerMark.toString(16).padStart(8, '0')}`,
           interfaces: desired.untracked.interfaces,
+          ...(this.#untrackAuto && desired.untracked.interfaces.length > 0
+            ? { auto: 'decided at install: none while another firewall gates forwarding (another table\'s forward chain with a drop policy or rules, an iptables-legacy filter table)' }
+            : {}),
         },
       },
     };
@@ -266,9 +284,10 @@ export class NftablesDataplane implements Dataplane {
       this.#prepared = undefined;
       // Without elements: a re-install never needs them, and they can number 100,000s. The
       // listing runs in libnftables on a worker thread while the desired table is built here.
-      const listing = timer.timeAsync('nft_list', () => this.#handle.listTable(this.table, { elements: false }));
+      // The other tables' base chains come with it: untrackDns auto looks at them.
+      const listing = timer.timeAsync('nft_list', () => this.#handle.listRuleset(this.table));
       listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
-      const desired = timer.time('table_build', () => desiredTable(state, this.table, this.#tableOptions));
+      let desired = timer.time('table_build', () => desiredTable(state, this.table, this.#tableOptions));
       const membership = this.#membership;
       // The parser's domain table (CPU only) is built while this thread would wait anyway: for
       // the listing, or — while the verifier still runs — for the parser, after the inert part
@@ -278,7 +297,26 @@ export class NftablesDataplane implements Dataplane {
       };
       const verifying = prepared !== undefined && !this.#preparedSettled;
       if (!verifying) buildDomainTable();
-      const current = await listing;
+      const ruleset = await listing;
+      const current = ruleset.table;
+      if (this.#untrackAuto && desired.untracked.interfaces.length > 0) {
+        const legacy = this.#legacyTables();
+        const gates = forwardGates(ruleset.baseChains, this.table, legacy);
+        if (gates.length > 0) {
+          // Another firewall would drop untracked answers: this install keeps DNS tracked.
+          desired = timer.time('table_build_tracked', () => desiredTable(state, this.table, { ...this.#tableOptions, answerMark: 0 }));
+        }
+        if (gates.join('\n') !== (this.#untrackDecision?.gates ?? []).join('\n')) {
+          if (gates.length > 0) {
+            this.#logger.warn({ event: 'untrack_dns_off', gates }, 'nftables: DNS stays connection-tracked: another firewall in this namespace could drop untracked answers (untrackDns: auto)');
+          } else if (this.#untrackDecision !== undefined) {
+            this.#logger.info({ event: 'untrack_dns_on' }, 'nftables: no other firewall gates forwarded packets any more: DNS is untracked again (untrackDns: auto)');
+          }
+        }
+        this.#untrackDecision = { gates, view: forwardGateView(ruleset.baseChains, this.table, legacy) };
+      } else {
+        this.#untrackDecision = undefined;
+      }
       const plan = timer.time('plan', () => planInstall(desired, current));
       // A table without base chains (none yet: first install, a migration onto nftables, or a
       // first install whose second step failed) enforces nothing. It gets the kernel side
@@ -573,6 +611,8 @@ export class NftablesDataplane implements Dataplane {
       counters['rules'] = snapshot.chains.reduce((n, c) => n + c.rules.length, 0);
       Object.assign(counters, policyCounters(snapshot));
       Object.assign(counters, this.#membership?.counters() ?? {});
+      // untrackDns auto: what kept DNS tracked at the last install (0: untracked, or nothing to untrack)
+      if (this.#untrackAuto) counters['untrack_dns_gates'] = this.#untrackDecision?.gates.length ?? 0;
       return {
         kind: this.kind,
         objects: [
@@ -597,8 +637,28 @@ export class NftablesDataplane implements Dataplane {
       if (!this.#installed) return [];
       const tables = await this.#handle.listTables();
       const present = tables.some((t) => t.family === this.table.family && t.name === this.table.name);
-      return [...(present ? [] : [`nft table ${this.table.family} ${this.table.name}`]), ...(this.#membership?.missingFilters() ?? [])];
+      return [
+        ...(present ? [] : [`nft table ${this.table.family} ${this.table.name}`]),
+        ...(this.#membership?.missingFilters() ?? []),
+        ...(present ? await this.#untrackOutdated() : []),
+      ];
     });
+  }
+
+  /**
+   * untrackDns auto: the other firewalls changed since the install decided (a forward chain of
+   * another table came, went or changed its policy; an iptables-legacy filter table appeared),
+   * so the decision is due again — reported like a missing object, which makes the daemon
+   * install again. One `list chains`: no rules, no elements.
+   */
+  async #untrackOutdated(): Promise<string[]> {
+    const decision = this.#untrackDecision;
+    if (decision === undefined) return [];
+    const view = forwardGateView(await this.#handle.listBaseChains(), this.table, this.#legacyTables());
+    if (view.join('\n') === decision.view.join('\n')) return [];
+    const added = view.filter((v) => !decision.view.includes(v));
+    const gone = decision.view.filter((v) => !view.includes(v));
+    return [`untracked DNS to decide again (untrackDns: auto): ${[...added.map((v) => `new ${v}`), ...gone.map((v) => `gone ${v}`)].join('; ')}`];
   }
 
   remove(): Promise<void> {

@@ -3,7 +3,7 @@
 import { KernelError } from '@dnsplane/core';
 import { z } from 'zod';
 import type { NftFamily, NftHook, NftTableRef } from './nft-model.js';
-import type { NftChainSnapshot, NftElementSnapshot, NftRuleSnapshot, NftRuleVerdict, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftBaseChainRef, NftChainSnapshot, NftElementSnapshot, NftRuleSnapshot, NftRuleVerdict, NftRulesetSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 
 const familySchema = z.enum(['inet', 'ip', 'ip6', 'arp', 'bridge', 'netdev']);
 const tableSchema = z.object({ family: familySchema, name: z.string() });
@@ -112,10 +112,11 @@ export function parseTableListing(text: string, table: NftTableRef): NftTableSna
 }
 
 /**
- * The table's part of `nft -j list ruleset` output; undefined when the ruleset holds no such
- * table. Objects of other tables are skipped unread.
+ * `nft -j list ruleset` output: the table's part (undefined when the ruleset holds no such
+ * table) and every table's base chains with their rule counts. Of other tables, only base
+ * chains are parsed and rules counted; their other objects are skipped unread.
  */
-export function parseRulesetListing(text: string, table: NftTableRef): NftTableSnapshot | undefined {
+export function parseRulesetListing(text: string, table: NftTableRef): NftRulesetSnapshot {
   const ours = (value: unknown): boolean => {
     if (typeof value !== 'object' || value === null) return false;
     const { family, table: name } = value as { readonly family?: unknown; readonly table?: unknown };
@@ -123,16 +124,49 @@ export function parseRulesetListing(text: string, table: NftTableRef): NftTableS
   };
   let found = false;
   const items: Array<Record<string, unknown>> = [];
+  const baseChains = new Map<string, { chain: Omit<NftBaseChainRef, 'rules'>; rules: number }>();
   for (const item of parseDocument(text, 'list ruleset')) {
     if ('table' in item) {
       const parsed = tableSchema.safeParse(item.table);
       if (!parsed.success) throw new KernelError('nft list ruleset: malformed table', parsed.error.message);
       if (parsed.data.family === table.family && parsed.data.name === table.name) found = true;
-    } else if (('chain' in item && ours(item.chain)) || ('rule' in item && ours(item.rule)) || ('set' in item && ours(item.set))) {
-      items.push(item);
+      continue;
     }
+    if ('chain' in item && typeof item.chain === 'object' && item.chain !== null && 'hook' in item.chain) {
+      // base chains only (a handful): the thousands of regular chains are not parsed twice
+      const chain = baseChainOf(item.chain, 'list ruleset');
+      if (chain !== undefined) baseChains.set(`${chain.family} ${chain.table} ${chain.name}`, { chain, rules: 0 });
+    } else if ('rule' in item && typeof item.rule === 'object' && item.rule !== null) {
+      const { family, table: name, chain } = item.rule as { readonly family?: unknown; readonly table?: unknown; readonly chain?: unknown };
+      const base = baseChains.get(`${String(family)} ${String(name)} ${String(chain)}`);
+      if (base !== undefined) base.rules += 1;
+    }
+    if (('chain' in item && ours(item.chain)) || ('rule' in item && ours(item.rule)) || ('set' in item && ours(item.set))) items.push(item);
   }
-  return found ? snapshotOf(items, table, 'list ruleset') : undefined;
+  return {
+    table: found ? snapshotOf(items, table, 'list ruleset') : undefined,
+    baseChains: [...baseChains.values()].map(({ chain, rules }) => ({ ...chain, rules })),
+  };
+}
+
+/** `nft -j list chains` output: every table's base chains (no rules in that listing). */
+export function parseBaseChainList(text: string): NftBaseChainRef[] {
+  const chains: NftBaseChainRef[] = [];
+  for (const item of parseDocument(text, 'list chains')) {
+    if (!('chain' in item)) continue;
+    const chain = baseChainOf(item.chain, 'list chains');
+    if (chain !== undefined) chains.push(chain);
+  }
+  return chains;
+}
+
+/** A listed chain, when it is a base chain (has a hook); KernelError when malformed. */
+function baseChainOf(value: unknown, what: string): Omit<NftBaseChainRef, 'rules'> | undefined {
+  const chain = chainSchema.safeParse(value);
+  if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);
+  const { family, table, name, hook, policy } = chain.data;
+  if (hook === undefined) return undefined;
+  return { family, table, name, hook, policy: policy === 'drop' ? 'drop' : 'accept' };
 }
 
 function snapshotOf(items: ReadonlyArray<Record<string, unknown>>, table: NftTableRef, what: string): NftTableSnapshot {

@@ -41,3 +41,22 @@ export interface NftTableSnapshot {
   readonly chains: readonly NftChainSnapshot[];
   readonly sets: readonly NftSetSnapshot[];
 }
+
+/** A base chain of any table in the namespace (the dnsplane table's too), as nft lists it. */
+export interface NftBaseChainRef {
+  /** Any nft family (`ip`, `ip6`, `inet`, `bridge`, `netdev`, `arp`). */
+  readonly family: string;
+  readonly table: string;
+  readonly name: string;
+  /** The netfilter hook (`forward`, `prerouting`, …). */
+  readonly hook: string;
+  readonly policy: 'accept' | 'drop';
+  /** Its rules; undefined when the listing had none (`list chains`). */
+  readonly rules?: number;
+}
+
+/** A terse ruleset listing: the dnsplane table (undefined when absent) and every base chain. */
+export interface NftRulesetSnapshot {
+  readonly table: NftTableSnapshot | undefined;
+  readonly baseChains: readonly NftBaseChainRef[];
+}

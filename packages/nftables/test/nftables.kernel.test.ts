@@ -7,7 +7,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isKernelError, type DesiredState, type LearnedEntry } from '@dnsplane/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNftablesDataplane, loadAddon, silentLogger, type NftablesDataplane, type NftablesDataplaneOptions } from '@dnsplane/nftables';
+import {
+  JsonNftHandle,
+  LibnftablesExecutor,
+  NftCliExecutor,
+  createNftablesDataplane,
+  forwardGates,
+  loadAddon,
+  nftProcessRunner,
+  silentLogger,
+  type NftablesDataplane,
+  type NftablesDataplaneOptions,
+} from '@dnsplane/nftables';
 import { baseState, githubSet, s3Set, webEgress } from './fixtures.js';
 import { deleteTableIfPresent, nft, nftJson, setElements, tableExists, uniqueSuffix, waitFor } from './kernel-helpers.js';
 
@@ -263,5 +274,31 @@ describe('atomicity and ownership', () => {
     expect(await tableExists('inet', table)).toBe(false);
     expect(await snapshot()).toBe(before);
     await dataplane.remove(); // nothing left to remove: no error
+  });
+});
+
+describe.each(executors)('other tables\' base chains via %s (untrackDns auto reads them)', (executor) => {
+  it('a ruleset listing counts their rules, `list chains` lists them without; regular chains are left out', async () => {
+    // A forward chain of a table of the test's own that passes everything: this namespace
+    // routes between the lab namespaces of other tests.
+    const other = `dnsplane_fw${uniqueSuffix()}`;
+    cleanups.push(() => deleteTableIfPresent('ip', other));
+    await nft('add', 'table', 'ip', other);
+    await nft('add', 'chain', 'ip', other, 'fw', '{ type filter hook forward priority 50; policy accept; }');
+    await nft('add', 'chain', 'ip', other, 'helper');
+    await nft('add', 'rule', 'ip', other, 'fw', 'counter');
+    await nft('add', 'rule', 'ip', other, 'fw', 'jump', 'helper');
+    const run = executor === 'libnftables' ? LibnftablesExecutor.create() : new NftCliExecutor(nftProcessRunner);
+    const handle = new JsonNftHandle(run, silentLogger);
+    try {
+      const ours = { family: 'inet' as const, name: `dnsplane_t${uniqueSuffix()}` };
+      const ruleset = await handle.listRuleset(ours);
+      expect(ruleset.table).toBeUndefined();
+      expect(ruleset.baseChains.filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', hook: 'forward', policy: 'accept', rules: 2 }]);
+      expect((await handle.listBaseChains()).filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', hook: 'forward', policy: 'accept' }]);
+      expect(forwardGates(ruleset.baseChains.filter((c) => c.table === other), ours, [])).toEqual([`nft table ip ${other}: forward chain fw (policy accept, 2 rules)`]);
+    } finally {
+      run.close();
+    }
   });
 });

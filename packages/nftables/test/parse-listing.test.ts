@@ -1,6 +1,6 @@
 import { isKernelError } from '@dnsplane/core';
 import { describe, expect, it } from 'vitest';
-import { parseRulesetListing, parseTableList, parseTableListing, type NftTableRef } from '@dnsplane/nftables';
+import { parseBaseChainList, parseRulesetListing, parseTableList, parseTableListing, type NftTableRef } from '@dnsplane/nftables';
 
 const table: NftTableRef = { family: 'inet', name: 'dnsplane_p' };
 
@@ -106,13 +106,29 @@ describe('parseRulesetListing', () => {
   const ruleset = (items: unknown[]) => JSON.stringify({ nftables: [ours.nftables[0], ...items] });
 
   it("reads the table's objects as parseTableListing does and skips every other table's", () => {
-    expect(parseRulesetListing(ruleset([...other, ...ours.nftables.slice(1)]), table)).toEqual(parseTableListing(listing, table));
-    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), table)).toEqual(parseTableListing(listing, table));
-    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), { family: 'ip', name: 'dnsplane_p' })).toBeUndefined();
+    expect(parseRulesetListing(ruleset([...other, ...ours.nftables.slice(1)]), table).table).toEqual(parseTableListing(listing, table));
+    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), table).table).toEqual(parseTableListing(listing, table));
+    expect(parseRulesetListing(ruleset([...ours.nftables.slice(1), ...other]), { family: 'ip', name: 'dnsplane_p' }).table).toBeUndefined();
   });
 
   it('is undefined when the ruleset has no such table, empty when the table is', () => {
-    expect(parseRulesetListing(ruleset(other), table)).toBeUndefined();
-    expect(parseRulesetListing(ruleset([ours.nftables[1]]), table)).toEqual({ table, chains: [], sets: [] });
+    expect(parseRulesetListing(ruleset(other), table).table).toBeUndefined();
+    expect(parseRulesetListing(ruleset([ours.nftables[1]]), table).table).toEqual({ table, chains: [], sets: [] });
+  });
+
+  it("lists every table's base chains with their rule counts, also without the table", () => {
+    const firewall = [
+      { table: { family: 'ip', name: 'filter', handle: 1 } },
+      { chain: { family: 'ip', table: 'filter', name: 'FORWARD', handle: 1, type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
+      { chain: { family: 'ip', table: 'filter', name: 'DOCKER', handle: 2 } },
+      { rule: { family: 'ip', table: 'filter', chain: 'FORWARD', handle: 3, expr: [{ jump: { target: 'DOCKER' } }] } },
+      { rule: { family: 'ip', table: 'filter', chain: 'FORWARD', handle: 4, expr: [{ accept: null }] } },
+      { rule: { family: 'ip', table: 'filter', chain: 'DOCKER', handle: 5, expr: [{ accept: null }] } },
+    ];
+    const { baseChains } = parseRulesetListing(ruleset(firewall), table);
+    expect(baseChains).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward', policy: 'drop', rules: 2 }]);
+    const withOurs = parseRulesetListing(ruleset([...ours.nftables.slice(1), ...firewall]), table).baseChains;
+    expect(withOurs.filter((c) => c.table === table.name).length).toBe(parseTableListing(listing, table).chains.filter((c) => c.base !== undefined).length);
+    expect(parseBaseChainList(ruleset(firewall))).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward', policy: 'drop' }]);
   });
 });

@@ -8,6 +8,7 @@ import { FakeNftHandle } from '../src/fake-handle.js';
 import { sortedOperationLines } from '../src/render-json.js';
 import type { MarkedSet } from '../src/mark-bits.js';
 import { createNftablesDataplane } from '../src/nftables-dataplane.js';
+import { NftTransaction } from '../src/transaction.js';
 import type { TcMembershipKernel } from '../src/tc-membership.js';
 import { ManualClock, anyPeer, baseState, githubSet, rule, s3Set } from './fixtures.js';
 
@@ -154,6 +155,49 @@ describe('nftables inline membership (injected kernel)', () => {
     await moved.install(baseState({ dns }));
     expect([...other.answerMarks]).toEqual([[7, 0x80000000]]);
     expect(() => createNftablesDataplane({ handle: new FakeNftHandle(clock), answerMark: '0x00010000' })).toThrow(/overlaps markMask/);
+  });
+
+  it('untrackDns auto: DNS stays tracked while another table gates forwarding, and the drift check asks to decide again when that changes', async () => {
+    const dns = { trustedServers: [{ family: 4 as const, address: '198.18.53.2', port: 53 }], minTTL: 30, extraTTL: 10, maxAddressesPerName: 256 };
+    const clock = new ManualClock();
+    const kernel = fakeKernel();
+    const handle = new FakeNftHandle(clock);
+    const legacy: string[] = [];
+    const dataplane = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: kernel.kernel, legacyTables: () => legacy });
+    const firewall = { family: 'ip' as const, name: 'filter' };
+    const forward = { kind: 'chain' as const, chain: { table: firewall, name: 'FORWARD', base: { type: 'filter' as const, hook: 'forward' as const, priority: 0, policy: 'drop' as const } } };
+    const untracking = async (): Promise<boolean> => ((await handle.listTable({ family: 'inet', name: 'dnsplane_tc' }))?.chains ?? []).some((c) => c.name === 'prerouting_untrack');
+    const gates = async (): Promise<number | undefined> => (await dataplane.status()).counters['untrack_dns_gates'];
+
+    // nothing else: untracked
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(true);
+    expect(await gates()).toBe(0);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    // a firewall's forward chain with a drop policy appears: the drift check asks, the install keeps DNS tracked
+    await handle.apply(new NftTransaction().add({ kind: 'table', table: firewall }).add(forward));
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new nft table ip filter: forward chain FORWARD (policy drop)']);
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(false);
+    expect(kernel.answerMarks.size).toBe(0);
+    expect(await gates()).toBe(1);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    // it goes: untracked again after the next install
+    await handle.apply(new NftTransaction().delete({ kind: 'table', table: firewall }));
+    expect(await dataplane.missingObjects()).toHaveLength(1);
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(true);
+    expect([...kernel.answerMarks]).toEqual([[7, 0x04000000]]);
+    // an iptables-legacy filter table (rules not visible through nft) gates too
+    legacy.push('filter');
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new an iptables-legacy filter table']);
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(false);
+    // untrackDns: true untracks whatever else is there
+    const forced = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fakeKernel().kernel, legacyTables: () => legacy, untrackDns: true });
+    await forced.install(baseState({ dns }));
+    expect(await untracking()).toBe(true);
+    expect(await forced.missingObjects()).toEqual([]);
   });
 
   it('a mark reassigned to another set is cleared from the marker before the rules change, then programmed anew', async () => {

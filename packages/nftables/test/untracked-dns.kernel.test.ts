@@ -228,3 +228,66 @@ describe('nftables: untracked DNS with dns.interfaces listed', () => {
     expect(await untracked()).toEqual([0, 0]);
   }, 120_000);
 });
+
+describe('nftables: untracked DNS next to another stateful firewall (untrackDns: auto)', () => {
+  const lab = useLab({ clients: 3, freshNames: 10 });
+  let dir = '';
+  let driver: LabProcess | undefined;
+  let installs = 0;
+  const FIREWALL = `dplfw${suffix}`;
+  const install = async (): Promise<Record<string, number>> => {
+    await driver?.stop();
+    const config = await writeConfig(lab(), dir);
+    installs += 1;
+    driver = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-untracked-fw-${suffix}-${installs}` });
+    const line = await driver.waitForOutput(/"event":"installed"/, 60_000);
+    return (JSON.parse(line) as { counters: Record<string, number> }).counters;
+  };
+  const untrackChain = async (): Promise<boolean> => (await lab().exec('node', ['nft', 'list', 'chain', 'inet', TABLE, 'prerouting_untrack'])).code === 0;
+  const firewall = async (present: boolean): Promise<void> => {
+    const l = lab();
+    const workloads = ['client1', 'client3'].map((name) => `"${l.endpoints[name]!.hostInterface}"`).join(', ');
+    // What Docker's or ufw's FORWARD amounts to: replies by state, the workloads' own traffic, nothing else.
+    const script = present
+      ? `table inet ${FIREWALL} {\n  chain forward { type filter hook forward priority 10; policy drop;\n    ct state established,related accept\n    iifname { ${workloads} } accept\n  }\n}\n`
+      : `table inet ${FIREWALL}\ndelete table inet ${FIREWALL}\n`;
+    const result = await l.exec('node', ['nft', '-f', '-'], { input: script });
+    if (result.code !== 0) throw new Error(`nft -f (firewall ${present ? 'on' : 'off'}): ${result.stderr}`);
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-untracked-fw-'));
+  });
+  afterAll(async () => {
+    await firewall(false).catch(() => undefined);
+    await removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir });
+  }, 60_000);
+
+  it('an install with the firewall there keeps DNS tracked, so its answers pass the firewall; without it DNS is untracked again', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const server = { server: l.dnsServers.dnsmasq.ipv4 };
+    expect((await install())['untrack_dns_gates']).toBe(0);
+    expect(await untrackChain()).toBe(true);
+    expect((await l.resolve('client1', 'www.lab.test', server)).ipv4).toContain('198.19.1.1');
+
+    // The firewall comes after that install: untracked answers are not `established` to it —
+    // the lookup fails. (The agent's drift check notices the new table and installs again.)
+    await firewall(true);
+    expect((await l.resolve('client1', 'api.lab.test', server)).code).not.toBe(0);
+
+    // An install now sees it: DNS stays tracked, the answers pass as the firewall's established replies.
+    expect((await install())['untrack_dns_gates']).toBe(1);
+    expect(await untrackChain()).toBe(false);
+    expect((await l.resolve('client1', 'api.lab.test', server)).ipv4).toContain('198.19.1.2');
+    expect((await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv6 })).ipv6).toContain('fd00:19::1:1');
+    const tracked = (await l.exec('node', ['cat', '/proc/net/nf_conntrack'])).stdout.split('\n');
+    expect(tracked.some((e) => e.includes(' udp ') && e.includes(`src=${client1.ipv4} `) && e.includes('dport=53 '))).toBe(true);
+
+    // The firewall gone: the next install untracks again.
+    await firewall(false);
+    expect((await install())['untrack_dns_gates']).toBe(0);
+    expect(await untrackChain()).toBe(true);
+    expect((await l.resolve('client1', 'www.lab.test', server)).ipv4).toContain('198.19.1.1');
+  }, 120_000);
+});
