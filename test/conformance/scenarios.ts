@@ -675,5 +675,38 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
         await h.editPolicy('c1-ingress.yaml', ingress('app == "nobody"'));
       }
     });
+
+    it('26. another stateful firewall comes up on the node while the agent runs (its own nft table: forward policy drop, replies by state, the workloads\' traffic accepted): names keep resolving and allowed connections connect, also once it is gone', async (ctx) => {
+      const lab = ready(ctx);
+      const [during, after] = lab.allocateFresh(2);
+      if (during === undefined || after === undefined) throw new Error('no fresh names left');
+      const table = `dplfw${lab.id}`;
+      const workloads = ['client1', 'client2', 'client3'].map((name) => `"${lab.endpoints[name]?.hostInterface ?? `missing-${name}`}"`).join(', ');
+      const nft = async (script: string): Promise<void> => {
+        const result = await lab.exec('node', ['nft', '-f', '-'], { input: script });
+        expect(result.code, result.stderr).toBe(0);
+      };
+      // nftables (untrackDns auto): what kept DNS tracked at the agent's last install
+      const gates = async (): Promise<number> => (await h.status())?.counters['untrack_dns_gates'] ?? -1;
+      const remove = `table inet ${table}\ndelete table inet ${table}\n`;
+      // What Docker's or ufw's FORWARD amounts to. Untracked DNS answers would not be `established` to it.
+      await nft(`table inet ${table} {\n  chain forward { type filter hook forward priority 10; policy drop;\n    ct state established,related accept\n    iifname { ${workloads} } accept\n  }\n}\n`);
+      try {
+        if (variant.kind === 'nftables') {
+          // The agent hears the new chain (nft monitor chains) and installs again with DNS tracked.
+          await waitFor('the agent to keep DNS tracked', async () => ((await gates()) > 0 ? true : undefined), { timeoutMs: 20_000 });
+        }
+        expect((await lab.resolve('client1', during.name)).ipv4).toEqual([during.ipv4]);
+        await expectAllowed('client1', [{ address: during.ipv4, port: 80 }]);
+      } finally {
+        await nft(remove);
+      }
+      if (variant.kind === 'nftables') {
+        // It going is heard too: the next install untracks DNS again.
+        await waitFor('the agent to untrack DNS again', async () => ((await gates()) === 0 ? true : undefined), { timeoutMs: 20_000 });
+      }
+      expect((await lab.resolve('client1', after.name)).ipv4).toEqual([after.ipv4]);
+      await expectAllowed('client1', [{ address: after.ipv4, port: 80 }]);
+    });
   });
 }
