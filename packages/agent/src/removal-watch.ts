@@ -55,8 +55,8 @@ export function deletesTcFilter(line: string, priorities: ReadonlySet<number>): 
 
 /**
  * Whether a line of `nft monitor chains` may change what untrackDns auto decided: another
- * table's chain on the forward hook added or changed (its policy), or another table's chain
- * deleted (the line does not say its hook). The check it triggers compares the forward chains
+ * table's chain on the forward hook or of type nat added or changed (its policy), or another
+ * table's chain deleted (the line does not say its hook). The check it triggers compares the forward chains
  * with the install's view and installs again only when they differ.
  */
 export function changesForwardGate(line: string, table: string): boolean {
@@ -64,7 +64,7 @@ export function changesForwardGate(line: string, table: string): boolean {
   if (match === null) return false;
   const [, action, family, name, rest = ''] = match;
   if (family === 'inet' && name === table) return false;
-  return action === 'delete' || /\bhook forward\b/.test(rest);
+  return action === 'delete' || /\bhook forward\b/.test(rest) || /\btype nat\b/.test(rest);
 }
 
 /** The built-in chains of the filter table our jumps hang from. */

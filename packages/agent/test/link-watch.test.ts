@@ -96,11 +96,12 @@ describe('nft monitor lines', () => {
     expect(deletesTable('delete table inet other', 'dnsplane')).toBe(false);
   });
 
-  it('reads another table\'s forward chain coming or changing, and any chain of another table going (untrackDns auto)', () => {
+  it('reads another table\'s forward or nat chain coming or changing, and any chain of another table going (untrackDns auto)', () => {
     expect(changesForwardGate('add chain ip filter FORWARD { type filter hook forward priority filter; policy drop; }', 'dnsplane')).toBe(true);
     expect(changesForwardGate('delete chain ip filter FORWARD', 'dnsplane')).toBe(true);
     expect(changesForwardGate('add chain ip filter helper', 'dnsplane')).toBe(false);
-    expect(changesForwardGate('add chain ip nat PREROUTING { type nat hook prerouting priority dstnat; policy accept; }', 'dnsplane')).toBe(false);
+    expect(changesForwardGate('add chain ip nat POSTROUTING { type nat hook postrouting priority srcnat; policy accept; }', 'dnsplane')).toBe(true);
+    expect(changesForwardGate('add chain ip mangle PREROUTING { type filter hook prerouting priority mangle; policy accept; }', 'dnsplane')).toBe(false);
     expect(changesForwardGate('add chain inet dnsplane forward_egress { type filter hook forward priority filter; policy accept; }', 'dnsplane')).toBe(false);
     expect(changesForwardGate('delete chain inet dnsplane pol_web', 'dnsplane')).toBe(false);
     expect(changesForwardGate('add chain bridge filter forward { type filter hook forward priority filter; policy drop; }', 'dnsplane')).toBe(false);

@@ -219,7 +219,7 @@ export const DnsplaneConfigSchema = strictObject({
       .default('auto')
       .meta({
         description:
-          "Take enforced workloads' UDP DNS with trusted servers out of connection tracking; their answers are admitted by the parser's verification (answerMark). auto: only while no other firewall in the node's namespace could drop untracked answers (another nft table's forward base chain with a drop policy or any rule, or an iptables-legacy filter table); true: always; false: every DNS exchange stays tracked.",
+          "Take enforced workloads' UDP DNS with trusted servers out of connection tracking; their answers are admitted by the parser's verification (answerMark). auto: only while no other firewall in the node's namespace could drop untracked answers or would NAT the queries (another nft table's forward chain with a drop policy or any rule, its nat chain with a rule, an iptables-legacy filter or nat table); true: always; false: every DNS exchange stays tracked.",
       }),
     answerMark: z
       .string()

@@ -119,7 +119,7 @@ export class FakeNftHandle implements NftHandle {
       [...table.chains].flatMap(([name, chain]) =>
         chain.base === undefined
           ? []
-          : [{ family: table.ref.family, table: table.ref.name, name, hook: chain.base.hook, policy: chain.base.policy, ...(withRules ? { rules: chain.rules.length } : {}) }],
+          : [{ family: table.ref.family, table: table.ref.name, name, type: chain.base.type, hook: chain.base.hook, policy: chain.base.policy, ...(withRules ? { rules: chain.rules.length } : {}) }],
       ),
     );
   }

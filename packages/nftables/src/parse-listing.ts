@@ -164,9 +164,9 @@ export function parseBaseChainList(text: string): NftBaseChainRef[] {
 function baseChainOf(value: unknown, what: string): Omit<NftBaseChainRef, 'rules'> | undefined {
   const chain = chainSchema.safeParse(value);
   if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);
-  const { family, table, name, hook, policy } = chain.data;
+  const { family, table, name, type, hook, policy } = chain.data;
   if (hook === undefined) return undefined;
-  return { family, table, name, hook, policy: policy === 'drop' ? 'drop' : 'accept' };
+  return { family, table, name, type: type ?? 'filter', hook, policy: policy === 'drop' ? 'drop' : 'accept' };
 }
 
 function snapshotOf(items: ReadonlyArray<Record<string, unknown>>, table: NftTableRef, what: string): NftTableSnapshot {

@@ -48,6 +48,8 @@ export interface NftBaseChainRef {
   readonly family: string;
   readonly table: string;
   readonly name: string;
+  /** The chain type (`filter`, `nat`, `route`). */
+  readonly type: string;
   /** The netfilter hook (`forward`, `prerouting`, …). */
   readonly hook: string;
   readonly policy: 'accept' | 'drop';

@@ -294,9 +294,9 @@ describe.each(executors)('other tables\' base chains via %s (untrackDns auto rea
       const ours = { family: 'inet' as const, name: `dnsplane_t${uniqueSuffix()}` };
       const ruleset = await handle.listRuleset(ours);
       expect(ruleset.table).toBeUndefined();
-      expect(ruleset.baseChains.filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', hook: 'forward', policy: 'accept', rules: 2 }]);
-      expect((await handle.listBaseChains()).filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', hook: 'forward', policy: 'accept' }]);
-      expect(forwardGates(ruleset.baseChains.filter((c) => c.table === other), ours, [])).toEqual([`nft table ip ${other}: forward chain fw (policy accept, 2 rules)`]);
+      expect(ruleset.baseChains.filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', type: 'filter', hook: 'forward', policy: 'accept', rules: 2 }]);
+      expect((await handle.listBaseChains()).filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', type: 'filter', hook: 'forward', policy: 'accept' }]);
+      expect(forwardGates(ruleset.baseChains.filter((c) => c.table === other), ours, [])).toEqual([`nft table ip ${other}: filter chain fw (forward, policy accept, 2 rules)`]);
     } finally {
       run.close();
     }

@@ -126,9 +126,9 @@ describe('parseRulesetListing', () => {
       { rule: { family: 'ip', table: 'filter', chain: 'DOCKER', handle: 5, expr: [{ accept: null }] } },
     ];
     const { baseChains } = parseRulesetListing(ruleset(firewall), table);
-    expect(baseChains).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward', policy: 'drop', rules: 2 }]);
+    expect(baseChains).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', type: 'filter', hook: 'forward', policy: 'drop', rules: 2 }]);
     const withOurs = parseRulesetListing(ruleset([...ours.nftables.slice(1), ...firewall]), table).baseChains;
     expect(withOurs.filter((c) => c.table === table.name).length).toBe(parseTableListing(listing, table).chains.filter((c) => c.base !== undefined).length);
-    expect(parseBaseChainList(ruleset(firewall))).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward', policy: 'drop' }]);
+    expect(parseBaseChainList(ruleset(firewall))).toEqual([{ family: 'ip', table: 'filter', name: 'FORWARD', type: 'filter', hook: 'forward', policy: 'drop' }]);
   });
 });

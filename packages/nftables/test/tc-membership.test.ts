@@ -176,7 +176,7 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(await dataplane.missingObjects()).toEqual([]);
     // a firewall's forward chain with a drop policy appears: the drift check asks, the install keeps DNS tracked
     await handle.apply(new NftTransaction().add({ kind: 'table', table: firewall }).add(forward));
-    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new nft table ip filter: forward chain FORWARD (policy drop)']);
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new nft table ip filter: filter chain FORWARD (forward, policy drop)']);
     await dataplane.install(baseState({ dns }));
     expect(await untracking()).toBe(false);
     expect(kernel.answerMarks.size).toBe(0);

@@ -290,4 +290,38 @@ describe('nftables: untracked DNS next to another stateful firewall (untrackDns:
     expect(await untrackChain()).toBe(true);
     expect((await l.resolve('client1', 'www.lab.test', server)).ipv4).toContain('198.19.1.1');
   }, 120_000);
+
+  it('a masquerade in another table keeps DNS tracked, so the queries leave translated (an untracked one would not be)', async () => {
+    const l = lab();
+    const client1 = l.endpoints['client1']!;
+    const dnsLink = l.topology.dnsLink;
+    const NAT = `dplnat${suffix}`;
+    const nft = async (script: string): Promise<void> => {
+      const result = await l.exec('node', ['nft', '-f', '-'], { input: script });
+      if (result.code !== 0) throw new Error(`nft -f: ${result.stderr}`);
+    };
+    await nft(`table ip ${NAT} {\n  chain post { type nat hook postrouting priority srcnat; policy accept;\n    oifname "${dnsLink.hostInterface}" masquerade\n  }\n}\n`);
+    try {
+      expect((await install())['untrack_dns_gates']).toBe(1);
+      expect(await untrackChain()).toBe(false);
+      // client1's UDP DNS flows: client port → where the reply goes
+      const dnsFlows = async (): Promise<Map<string, string | undefined>> => {
+        const entries = (await l.exec('node', ['cat', '/proc/net/nf_conntrack'])).stdout.split('\n');
+        return new Map(
+          entries
+            .filter((e) => e.includes(' udp ') && e.includes(`src=${client1.ipv4} `) && e.includes('dport=53 '))
+            .map((e) => [/ sport=(\d+) dport=53 /.exec(e)?.[1] ?? '', /dport=53 .*?src=\S+ dst=(\S+) sport=53 /.exec(e)?.[1]]),
+        );
+      };
+      const before = await dnsFlows();
+      expect((await l.resolve('client1', 'api.lab.test', { server: l.dnsServers.dnsmasq.ipv4 })).ipv4).toContain('198.19.1.2');
+      // this lookup's flows answer to the node's side of the DNS link: translated on the way out
+      const replyTo = [...(await dnsFlows())].filter(([port]) => !before.has(port)).map(([, to]) => to);
+      expect(replyTo.length).toBeGreaterThan(0);
+      expect(new Set(replyTo)).toEqual(new Set([dnsLink.gateway.ipv4]));
+    } finally {
+      await nft(`table ip ${NAT}\ndelete table ip ${NAT}\n`);
+    }
+    expect((await install())['untrack_dns_gates']).toBe(0);
+  }, 120_000);
 });
