@@ -522,7 +522,7 @@ export class Daemon {
     if (missing.length === 0) return 'intact';
     logger.warn(
       { event: 'drift', dataplane: this.#kind, trigger, missing: missing.slice(0, 20), count: missing.length },
-      'kernel objects of the installed state are gone; installing it again',
+      'kernel objects of the installed state are gone, or what they depend on changed; installing it again',
     );
     const record = (failed: boolean): void => {
       this.#repairs = {

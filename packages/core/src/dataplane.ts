@@ -90,7 +90,9 @@ export interface Dataplane {
   /**
    * The kernel objects of the last `install` that are gone — removed by someone else (a `flush
    * ruleset`, a firewall reload) — named as in `status().objects`; empty when all are there or
-   * nothing was installed. Cheap (no learned entries read): the daemon calls it periodically
+   * nothing was installed. Also what the kernel around it changed so that an install would
+   * now program it differently (nftables' untrackDns auto: another firewall came or went),
+   * described in words. Cheap (no learned entries read): the daemon calls it periodically
    * and installs the same state again when it is not empty.
    */
   missingObjects(): Promise<string[]>;
