@@ -12,7 +12,6 @@ export * from './learned-store.js';
 export * from './fake-dataplane.js';
 export * from './dns/wire.js';
 export * from './dns/decoder.js';
-export * from './dns/tcp-stream.js';
 export * from './dns/tcp-segments.js';
 export * from './dns/learn.js';
 export * from './dns/packet-builder.js';

@@ -1,8 +1,7 @@
 // The parser's way with a DNS message over TCP that spans segments, as the kernel program does
 // it (bpf-parser's dnsplane_tcp_segment), segment by segment: the reference the kernel is
-// tested against. Unlike DnsTcpStream (a reader of a whole, ordered stream), it sees segments
-// as a hook on the path sees them — in any order, repeated, some never — and keeps one message
-// per flow and direction, in a bounded buffer.
+// tested against. It sees segments as a hook on the path sees them — in any order, repeated,
+// some never — and keeps one message per flow and direction, in a bounded buffer.
 
 /** The bytes an assembly holds, as the kernel's (shared with IP fragments: a UDP header or TCP's
  * two-byte prefix, and the longest message read): what a segment may add before the prefix came. */
