@@ -11,7 +11,7 @@ import {
   type ProcessRunner,
   type StatusOptions,
 } from '@dnsplane/core';
-import { desiredTable, type DesiredTableOptions } from './desired-table.js';
+import { desiredTable, type DesiredTable, type DesiredTableOptions } from './desired-table.js';
 import { forwardGateView, forwardGates, readLegacyTables } from './forward-gates.js';
 import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from './executor.js';
 import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
@@ -287,7 +287,11 @@ export class NftablesDataplane implements Dataplane {
       // The other tables' base chains come with it: untrackDns auto looks at them.
       const listing = timer.timeAsync('nft_list', () => this.#handle.listRuleset(this.table));
       listing.catch(() => undefined); // awaited below; a build error must not leave it unhandled
-      let desired = timer.time('table_build', () => desiredTable(state, this.table, this.#tableOptions));
+      // untrackDns auto: built as the last install decided, built again only when the listing
+      // below changes that decision (a gate came or went).
+      const gatedBefore = (this.#untrackDecision?.gates.length ?? 0) > 0;
+      const build = (untrack: boolean): DesiredTable => desiredTable(state, this.table, untrack ? this.#tableOptions : { ...this.#tableOptions, answerMark: 0 });
+      let desired = timer.time('table_build', () => build(!gatedBefore));
       const membership = this.#membership;
       // The parser's domain table (CPU only) is built while this thread would wait anyway: for
       // the listing, or — while the verifier still runs — for the parser, after the inert part
@@ -299,23 +303,23 @@ export class NftablesDataplane implements Dataplane {
       if (!verifying) buildDomainTable();
       const ruleset = await listing;
       const current = ruleset.table;
-      if (this.#untrackAuto && desired.untracked.interfaces.length > 0) {
+      if (this.#untrackAuto && this.#tableOptions.answerMark !== 0) {
         const legacy = this.#legacyTables();
         const gates = forwardGates(ruleset.baseChains, this.table, legacy);
-        if (gates.length > 0) {
-          // Another firewall would drop untracked answers: this install keeps DNS tracked.
-          desired = timer.time('table_build_tracked', () => desiredTable(state, this.table, { ...this.#tableOptions, answerMark: 0 }));
-        }
+        // Another firewall would drop untracked answers or leave queries untranslated: DNS stays tracked.
+        if (gates.length > 0 && !gatedBefore) desired = timer.time('table_build_tracked', () => build(false));
+        if (gates.length === 0 && gatedBefore) desired = timer.time('table_build_untracked', () => build(true));
         if (gates.join('\n') !== (this.#untrackDecision?.gates ?? []).join('\n')) {
           if (gates.length > 0) {
-            this.#logger.warn({ event: 'untrack_dns_off', gates }, 'nftables: DNS stays connection-tracked: another firewall in this namespace could drop untracked answers (untrackDns: auto)');
+            this.#logger.warn({ event: 'untrack_dns_off', gates }, 'nftables: DNS stays connection-tracked: another firewall in this namespace could drop untracked answers or NAT the queries (untrackDns: auto)');
           } else if (this.#untrackDecision !== undefined) {
-            this.#logger.info({ event: 'untrack_dns_on' }, 'nftables: no other firewall gates forwarded packets any more: DNS is untracked again (untrackDns: auto)');
+            this.#logger.info({ event: 'untrack_dns_on' }, 'nftables: no other firewall gates forwarded DNS any more: it is untracked again (untrackDns: auto)');
           }
         }
-        this.#untrackDecision = { gates, view: forwardGateView(ruleset.baseChains, this.table, legacy) };
-      } else {
-        this.#untrackDecision = undefined;
+        // Watched while it matters: gated (built tracked, so whether anything would be untracked
+        // is not known), or something is untracked.
+        this.#untrackDecision =
+          gates.length > 0 || desired.untracked.interfaces.length > 0 ? { gates, view: forwardGateView(ruleset.baseChains, this.table, legacy) } : undefined;
       }
       const plan = timer.time('plan', () => planInstall(desired, current));
       // A table without base chains (none yet: first install, a migration onto nftables, or a
@@ -656,9 +660,10 @@ export class NftablesDataplane implements Dataplane {
     if (decision === undefined) return [];
     const view = forwardGateView(await this.#handle.listBaseChains(), this.table, this.#legacyTables());
     if (view.join('\n') === decision.view.join('\n')) return [];
-    const added = view.filter((v) => !decision.view.includes(v));
-    const gone = decision.view.filter((v) => !view.includes(v));
-    return [`untracked DNS to decide again (untrackDns: auto): ${[...added.map((v) => `new ${v}`), ...gone.map((v) => `gone ${v}`)].join('; ')}`];
+    const came = view.filter((v) => !decision.view.includes(v));
+    const went = decision.view.filter((v) => !view.includes(v));
+    const changes = [...(came.length > 0 ? [`came: ${came.join(', ')}`] : []), ...(went.length > 0 ? [`went: ${went.join(', ')}`] : [])];
+    return [`untracked DNS to decide again (untrackDns: auto): ${changes.join('; ')}`];
   }
 
   remove(): Promise<void> {

@@ -176,7 +176,7 @@ describe('nftables inline membership (injected kernel)', () => {
     expect(await dataplane.missingObjects()).toEqual([]);
     // a firewall's forward chain with a drop policy appears: the drift check asks, the install keeps DNS tracked
     await handle.apply(new NftTransaction().add({ kind: 'table', table: firewall }).add(forward));
-    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new nft table ip filter: filter chain FORWARD (forward, policy drop)']);
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): came: nft table ip filter: filter chain FORWARD (forward, policy drop)']);
     await dataplane.install(baseState({ dns }));
     expect(await untracking()).toBe(false);
     expect(kernel.answerMarks.size).toBe(0);
@@ -190,9 +190,12 @@ describe('nftables inline membership (injected kernel)', () => {
     expect([...kernel.answerMarks]).toEqual([[7, 0x04000000]]);
     // an iptables-legacy filter table (rules not visible through nft) gates too
     legacy.push('filter');
-    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): new an iptables-legacy filter table']);
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): came: an iptables-legacy filter table']);
     await dataplane.install(baseState({ dns }));
     expect(await untracking()).toBe(false);
+    await dataplane.install(baseState({ dns })); // still gated: stays tracked
+    expect(await untracking()).toBe(false);
+    expect(await dataplane.missingObjects()).toEqual([]);
     // untrackDns: true untracks whatever else is there
     const forced = createNftablesDataplane({ tableName: 'dnsplane_tc', handle, clock, pinRoot: '/sys/fs/bpf/x', tcKernel: fakeKernel().kernel, legacyTables: () => legacy, untrackDns: true });
     await forced.install(baseState({ dns }));
