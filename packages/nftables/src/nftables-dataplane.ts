@@ -49,8 +49,8 @@ export interface NftablesDataplaneOptions {
    * Take enforced workloads' UDP DNS with trusted servers out of connection tracking and admit
    * the answers by the parser's verification (the answerMark bit) instead; needs pinRoot —
    * without the parser nothing is untracked. `auto` (the default): only while no other firewall
-   * of the namespace could drop untracked answers (forward-gates.ts), decided at each install
-   * and looked at again by missingObjects (the drift check).
+   * of the namespace could drop untracked answers or NAT the queries (forward-gates.ts), decided
+   * at each install and looked at again by missingObjects (the drift check).
    */
   readonly untrackDns?: boolean | 'auto';
   /** The namespace's iptables-legacy table names (default: /proc/net/ip{,6}_tables_names). */
@@ -248,7 +248,7 @@ export class NftablesDataplane implements Dataplane {
           answerMark: `0x${desired.untracked.answerMark.toString(16).padStart(8, '0')}`,
           interfaces: desired.untracked.interfaces,
           ...(this.#untrackAuto && desired.untracked.interfaces.length > 0
-            ? { auto: 'decided at install: none while another firewall gates forwarding (another table\'s forward chain with a drop policy or rules, an iptables-legacy filter table)' }
+            ? { auto: 'decided at install: none while another firewall gates forwarded DNS (another table\'s forward chain with a drop policy or rules, its nat chain with rules, an iptables-legacy filter or nat table)' }
             : {}),
         },
       },
@@ -650,8 +650,8 @@ export class NftablesDataplane implements Dataplane {
   }
 
   /**
-   * untrackDns auto: the other firewalls changed since the install decided (a forward chain of
-   * another table came, went or changed its policy; an iptables-legacy filter table appeared),
+   * untrackDns auto: the other firewalls changed since the install decided (a forward or nat
+   * chain of another table came, went or changed its policy; a legacy filter or nat table came),
    * so the decision is due again — reported like a missing object, which makes the daemon
    * install again. One `list chains`: no rules, no elements.
    */
@@ -677,6 +677,7 @@ export class NftablesDataplane implements Dataplane {
       this.#wholeTableAt = undefined;
       this.#caughtUp = false;
       this.#installed = false;
+      this.#untrackDecision = undefined;
       if (this.#membership !== undefined) {
         this.#membership.remove();
         this.#logger.info({ pinRoot: this.#pinRoot }, 'nftables: tc programs detached, pins removed');
