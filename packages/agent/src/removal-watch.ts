@@ -56,8 +56,8 @@ export function deletesTcFilter(line: string, priorities: ReadonlySet<number>): 
 /**
  * Whether a line of `nft monitor chains` may change what untrackDns auto decided: another
  * table's chain on the forward hook or of type nat added or changed (its policy), or another
- * table's chain deleted (the line does not say its hook). The check it triggers compares the forward chains
- * with the install's view and installs again only when they differ.
+ * table's chain deleted (the line does not say its hook). The check it triggers compares those
+ * chains with the install's view and installs again only when they differ.
  */
 export function changesForwardGate(line: string, table: string): boolean {
   const match = /^(add|delete) chain (ip|ip6|inet) (\S+) \S+(.*)$/.exec(line.trim());

@@ -153,7 +153,8 @@ export function parseRulesetListing(text: string, table: NftTableRef): NftRulese
 export function parseBaseChainList(text: string): NftBaseChainRef[] {
   const chains: NftBaseChainRef[] = [];
   for (const item of parseDocument(text, 'list chains')) {
-    if (!('chain' in item)) continue;
+    // base chains only: regular ones (thousands in ours at scale) are not parsed
+    if (!('chain' in item) || typeof item.chain !== 'object' || item.chain === null || !('hook' in item.chain)) continue;
     const chain = baseChainOf(item.chain, 'list chains');
     if (chain !== undefined) chains.push(chain);
   }
