@@ -4,7 +4,8 @@
 // - nftables: `nft monitor destroy tables` prints `delete table inet <name>` when the table goes, also
 //   for each table of a `flush ruleset` (Debian's nftables.service on every start and reload);
 //   with untrackDns auto, `nft monitor chains` prints other tables' chains as they come, change
-//   and go (another firewall's forward chain decides whether DNS may stay untracked);
+//   and go, and `nft monitor new rules` the rules added to them (another firewall's forward or
+//   nat chain decides whether DNS may stay untracked);
 //   and `tc monitor` prints `deleted filter dev <if> ingress … pref <n>` for each deleted tc
 //   filter and `deleted qdisc clsact … dev <if>` when a CNI or an operator re-creates the
 //   qdisc (which takes the parser and the membership mark with it);
@@ -65,6 +66,18 @@ export function changesForwardGate(line: string, table: string): boolean {
   const [, action, family, name, rest = ''] = match;
   if (family === 'inet' && name === table) return false;
   return action === 'delete' || /\bhook forward\b/.test(rest) || /\btype nat\b/.test(rest);
+}
+
+/**
+ * Whether a line of `nft monitor new rules` adds a rule to another table's chain (`ip`, `ip6`,
+ * `inet`): one that was empty at the install may now drop untracked answers or NAT queries.
+ * The check counts the rules of those chains only.
+ */
+export function addsRuleElsewhere(line: string, table: string): boolean {
+  const match = /^add rule (ip|ip6|inet) (\S+) \S+ /.exec(line.trim());
+  if (match === null) return false;
+  const [, family, name] = match;
+  return !(family === 'inet' && name === table);
 }
 
 /** The built-in chains of the filter table our jumps hang from. */
@@ -130,7 +143,13 @@ export const kernelRemovalWatch: RemovalWatchFactory = (kind, config, onRemoved,
     const tables = monitor(['nft', 'monitor', 'destroy', 'tables'], (line) => deletesTable(line, table));
     // untrackDns auto: another firewall's forward chain coming (Docker, firewalld starting after
     // us) would drop untracked answers; the check then decides again (missingObjects).
-    const gates = config.nftables.untrackDns === 'auto' ? [monitor(['nft', 'monitor', 'chains'], (line) => changesForwardGate(line, table))] : [];
+    const gates =
+      config.nftables.untrackDns === 'auto'
+        ? [
+            monitor(['nft', 'monitor', 'chains'], (line) => changesForwardGate(line, table)),
+            monitor(['nft', 'monitor', 'new', 'rules'], (line) => addsRuleElsewhere(line, table)),
+          ]
+        : [];
     return watchAll([tables, tcFilters(NFTABLES_TC_PRIORITIES), ...gates], onError);
   }
   if (kind === 'ebpf') return watchAll([tcFilters(EBPF_TC_PRIORITIES)], onError);

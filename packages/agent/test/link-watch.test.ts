@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkChanges, readSysfsLinks, sameLinks } from '../src/link-watch.js';
-import { changesForwardGate, deletesIptablesNftObject, deletesTable, deletesTcFilter, onPath } from '../src/removal-watch.js';
+import { addsRuleElsewhere, changesForwardGate, deletesIptablesNftObject, deletesTable, deletesTcFilter, onPath } from '../src/removal-watch.js';
 import { waitFor } from './helpers.js';
 
 let root: string | undefined;
@@ -105,6 +105,14 @@ describe('nft monitor lines', () => {
     expect(changesForwardGate('add chain inet dnsplane forward_egress { type filter hook forward priority filter; policy accept; }', 'dnsplane')).toBe(false);
     expect(changesForwardGate('delete chain inet dnsplane pol_web', 'dnsplane')).toBe(false);
     expect(changesForwardGate('add chain bridge filter forward { type filter hook forward priority filter; policy drop; }', 'dnsplane')).toBe(false);
+  });
+
+  it('reads a rule added to another table (an empty chain may have become a gate), not one of ours', () => {
+    expect(addsRuleElsewhere('add rule ip filter FORWARD ct state related,established counter packets 0 bytes 0 accept', 'dnsplane')).toBe(true);
+    expect(addsRuleElsewhere('add rule inet fw forward drop', 'dnsplane')).toBe(true);
+    expect(addsRuleElsewhere('add rule inet dnsplane pol_web_egress ip daddr 198.18.53.2 udp dport 53 accept', 'dnsplane')).toBe(false);
+    expect(addsRuleElsewhere('add rule bridge filter forward drop', 'dnsplane')).toBe(false);
+    expect(addsRuleElsewhere('delete rule ip filter FORWARD handle 4', 'dnsplane')).toBe(false);
   });
 });
 

@@ -114,6 +114,10 @@ export class FakeNftHandle implements NftHandle {
     return this.#baseChains(false);
   }
 
+  async countRules(chain: Pick<NftBaseChainRef, 'family' | 'table' | 'name'>): Promise<number | undefined> {
+    return this.#state.tables.get(`${chain.family} ${chain.table}`)?.chains.get(chain.name)?.rules.length;
+  }
+
   #baseChains(withRules: boolean): NftBaseChainRef[] {
     return [...this.#state.tables.values()].flatMap((table) =>
       [...table.chains].flatMap(([name, chain]) =>

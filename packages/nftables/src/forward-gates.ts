@@ -52,6 +52,15 @@ export function forwardGateView(chains: readonly NftBaseChainRef[], own: NftTabl
   ].sort();
 }
 
+/**
+ * The other tables' chains that are no gate only because they are empty (accept policy, no
+ * rule): a rule added later would make them one without changing `list chains`, so the drift
+ * check counts their rules (one `list chain` each; usually none or one, as `iptables -L` leaves).
+ */
+export function quietGateChains(chains: readonly NftBaseChainRef[], own: NftTableRef): NftBaseChainRef[] {
+  return othersGating(chains, own).filter((c) => c.policy === 'accept' && c.rules === 0);
+}
+
 /** The iptables-legacy tables of this namespace (IPv4 and IPv6): /proc/net/ip{,6}_tables_names. */
 export function readLegacyTables(): string[] {
   const names: string[] = [];

@@ -23,6 +23,8 @@ export interface NftHandle {
   listRuleset(table: NftTableRef): Promise<NftRulesetSnapshot>;
   /** Every table's base chains, without rules (`list chains`: cheap at any scale). */
   listBaseChains(): Promise<NftBaseChainRef[]>;
+  /** The rules of one chain of any table (`list chain`); undefined when it does not exist. */
+  countRules(chain: Pick<NftBaseChainRef, 'family' | 'table' | 'name'>): Promise<number | undefined>;
   /** One set with its elements; undefined when the table does not exist. */
   listSet(table: NftTableRef, set: string): Promise<NftSetSnapshot | undefined>;
 }

@@ -3,7 +3,7 @@
 import type { NftHandle, NftLogger } from './handle.js';
 import type { NftExecutor } from './executor.js';
 import type { NftTableRef } from './nft-model.js';
-import { parseBaseChainList, parseRulesetListing, parseTableList, parseTableListing } from './parse-listing.js';
+import { countListedRules, parseBaseChainList, parseRulesetListing, parseTableList, parseTableListing } from './parse-listing.js';
 import { renderDocument, serializeDocument } from './render-json.js';
 import type { NftBaseChainRef, NftRulesetSnapshot, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import type { NftTransaction } from './transaction.js';
@@ -48,6 +48,16 @@ export class JsonNftHandle implements NftHandle {
 
   async listBaseChains(): Promise<NftBaseChainRef[]> {
     return parseBaseChainList(await this.executor.list(['list', 'chains']));
+  }
+
+  async countRules(chain: Pick<NftBaseChainRef, 'family' | 'table' | 'name'>): Promise<number | undefined> {
+    let text: string;
+    try {
+      text = await this.executor.list(['list', 'chain', chain.family, chain.table, chain.name]);
+    } catch {
+      return undefined; // gone (or its table): nothing to count
+    }
+    return countListedRules(text);
   }
 
   /** Throws KernelError when the set does not exist (callers ask only for sets they installed). */

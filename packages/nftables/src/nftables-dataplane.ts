@@ -12,7 +12,7 @@ import {
   type StatusOptions,
 } from '@dnsplane/core';
 import { desiredTable, type DesiredTable, type DesiredTableOptions } from './desired-table.js';
-import { forwardGateView, forwardGates, readLegacyTables } from './forward-gates.js';
+import { forwardGateView, forwardGates, quietGateChains, readLegacyTables } from './forward-gates.js';
 import { LibnftablesExecutor, NftCliExecutor, loadAddon, type NftExecutor } from './executor.js';
 import { silentLogger, type NftHandle, type NftLogger } from './handle.js';
 import { JsonNftHandle } from './json-handle.js';
@@ -26,7 +26,7 @@ import { planCreation, planInstall } from './plan.js';
 import { policyCounters } from './policy-counters.js';
 import { nftProcessRunner } from './process-runner.js';
 import { renderDocument, serializeDocument } from './render-json.js';
-import type { NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
+import type { NftBaseChainRef, NftSetSnapshot, NftTableSnapshot } from './snapshot.js';
 import { NftTransaction } from './transaction.js';
 import { StepTimer } from './step-timer.js';
 
@@ -178,7 +178,9 @@ export class NftablesDataplane implements Dataplane {
    * The last install's decision under `auto`, when it had DNS to untrack: what gated it (empty:
    * untracked) and the other firewalls as the drift check sees them (forwardGateView).
    */
-  #untrackDecision: { readonly gates: readonly string[]; readonly view: readonly string[] } | undefined;
+  #untrackDecision:
+    | { readonly gates: readonly string[]; readonly view: readonly string[]; readonly quiet: readonly NftBaseChainRef[] }
+    | undefined;
 
   constructor(handle: NftHandle, options: Omit<NftablesDataplaneOptions, 'handle' | 'executor' | 'processRunner'> = {}) {
     this.table = { family: 'inet', name: assertTableName(options.tableName ?? DEFAULT_TABLE_NAME) };
@@ -319,7 +321,9 @@ export class NftablesDataplane implements Dataplane {
         // Watched while it matters: gated (built tracked, so whether anything would be untracked
         // is not known), or something is untracked.
         this.#untrackDecision =
-          gates.length > 0 || desired.untracked.interfaces.length > 0 ? { gates, view: forwardGateView(ruleset.baseChains, this.table, legacy) } : undefined;
+          gates.length > 0 || desired.untracked.interfaces.length > 0
+            ? { gates, view: forwardGateView(ruleset.baseChains, this.table, legacy), quiet: quietGateChains(ruleset.baseChains, this.table) }
+            : undefined;
       }
       const plan = timer.time('plan', () => planInstall(desired, current));
       // A table without base chains (none yet: first install, a migration onto nftables, or a
@@ -651,17 +655,24 @@ export class NftablesDataplane implements Dataplane {
 
   /**
    * untrackDns auto: the other firewalls changed since the install decided (a forward or nat
-   * chain of another table came, went or changed its policy; a legacy filter or nat table came),
-   * so the decision is due again — reported like a missing object, which makes the daemon
-   * install again. One `list chains`: no rules, no elements.
+   * chain of another table came, went or changed its policy, or one that was empty got rules; a
+   * legacy filter or nat table came), so the decision is due again — reported like a missing
+   * object, which makes the daemon install again. One `list chains` (no rules, no elements) and
+   * one `list chain` per chain that was empty.
    */
   async #untrackOutdated(): Promise<string[]> {
     const decision = this.#untrackDecision;
     if (decision === undefined) return [];
     const view = forwardGateView(await this.#handle.listBaseChains(), this.table, this.#legacyTables());
-    if (view.join('\n') === decision.view.join('\n')) return [];
     const came = view.filter((v) => !decision.view.includes(v));
     const went = decision.view.filter((v) => !view.includes(v));
+    // Chains that were empty at the install: rules in them now (the view above cannot show it).
+    if (came.length === 0 && went.length === 0) {
+      for (const chain of decision.quiet) {
+        if (((await this.#handle.countRules(chain)) ?? 0) > 0) came.push(`rules in nft table ${chain.family} ${chain.table}: ${chain.type} chain ${chain.name}`);
+      }
+    }
+    if (came.length === 0 && went.length === 0) return [];
     const changes = [...(came.length > 0 ? [`came: ${came.join(', ')}`] : []), ...(went.length > 0 ? [`went: ${went.join(', ')}`] : [])];
     return [`untracked DNS to decide again (untrackDns: auto): ${changes.join('; ')}`];
   }

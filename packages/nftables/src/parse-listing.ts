@@ -161,6 +161,11 @@ export function parseBaseChainList(text: string): NftBaseChainRef[] {
   return chains;
 }
 
+/** `nft -j list chain …` output: how many rules it lists. */
+export function countListedRules(text: string): number {
+  return parseDocument(text, 'list chain').filter((item) => 'rule' in item).length;
+}
+
 /** A listed chain, when it is a base chain (has a hook); KernelError when malformed. */
 function baseChainOf(value: unknown, what: string): Omit<NftBaseChainRef, 'rules'> | undefined {
   const chain = chainSchema.safeParse(value);

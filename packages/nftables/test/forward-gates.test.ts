@@ -1,6 +1,6 @@
 // untrackDns auto's view of the other firewalls in the namespace (pure).
 import { describe, expect, it } from 'vitest';
-import { forwardGateView, forwardGates, type NftBaseChainRef } from '@dnsplane/nftables';
+import { forwardGateView, forwardGates, quietGateChains, type NftBaseChainRef } from '@dnsplane/nftables';
 
 const own = { family: 'inet' as const, name: 'dnsplane' };
 const chain = (over: Partial<NftBaseChainRef>): NftBaseChainRef => ({ family: 'ip', table: 'filter', name: 'FORWARD', type: 'filter', hook: 'forward', policy: 'accept', rules: 0, ...over });
@@ -26,6 +26,11 @@ describe('forwardGates', () => {
       chain({ family: 'inet', table: 'dnsplane', name: 'forward_egress', rules: 4 }),
     ];
     expect(forwardGates(chains, own, ['mangle', 'raw'])).toEqual([]);
+  });
+
+  it('the quiet chains: empty accept forward or nat chains of other tables, whose rules the drift check counts', () => {
+    const chains = [chain({}), nat({}), chain({ table: 'docker', policy: 'drop' }), chain({ table: 'fw', rules: 2 }), chain({ family: 'inet', table: 'dnsplane' })];
+    expect(quietGateChains(chains, own).map((c) => `${c.table} ${c.name}`)).toEqual(['filter FORWARD', 'nat POSTROUTING']);
   });
 
   it("the drift check's view: every other forward or nat chain with its policy, rules left out (list chains has none)", () => {

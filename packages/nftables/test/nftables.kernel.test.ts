@@ -297,6 +297,9 @@ describe.each(executors)('other tables\' base chains via %s (untrackDns auto rea
       expect(ruleset.baseChains.filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', type: 'filter', hook: 'forward', policy: 'accept', rules: 2 }]);
       expect((await handle.listBaseChains()).filter((c) => c.table === other)).toEqual([{ family: 'ip', table: other, name: 'fw', type: 'filter', hook: 'forward', policy: 'accept' }]);
       expect(forwardGates(ruleset.baseChains.filter((c) => c.table === other), ours, [])).toEqual([`nft table ip ${other}: filter chain fw (forward, policy accept, 2 rules)`]);
+      expect(await handle.countRules({ family: 'ip', table: other, name: 'fw' })).toBe(2);
+      expect(await handle.countRules({ family: 'ip', table: other, name: 'helper' })).toBe(0);
+      expect(await handle.countRules({ family: 'ip', table: other, name: 'missing' })).toBeUndefined();
     } finally {
       run.close();
     }

@@ -188,6 +188,19 @@ describe('nftables inline membership (injected kernel)', () => {
     await dataplane.install(baseState({ dns }));
     expect(await untracking()).toBe(true);
     expect([...kernel.answerMarks]).toEqual([[7, 0x04000000]]);
+    // an empty accept chain is no gate; a rule added to it later makes it one
+    const empty = { kind: 'chain' as const, chain: { table: firewall, name: 'FORWARD', base: { type: 'filter' as const, hook: 'forward' as const, priority: 0, policy: 'accept' as const } } };
+    await handle.apply(new NftTransaction().add({ kind: 'table', table: firewall }).add(empty));
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(true);
+    expect(await dataplane.missingObjects()).toEqual([]);
+    await handle.apply(new NftTransaction().add({ kind: 'rule', rule: { table: firewall, chain: 'FORWARD', expr: [{ drop: null }] } }));
+    expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): came: rules in nft table ip filter: filter chain FORWARD']);
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(false);
+    await handle.apply(new NftTransaction().delete({ kind: 'table', table: firewall }));
+    await dataplane.install(baseState({ dns }));
+    expect(await untracking()).toBe(true);
     // an iptables-legacy filter table (rules not visible through nft) gates too
     legacy.push('filter');
     expect(await dataplane.missingObjects()).toEqual(['untracked DNS to decide again (untrackDns: auto): came: an iptables-legacy filter table']);
