@@ -676,7 +676,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       }
     });
 
-    it('26. another stateful firewall comes up on the node while the agent runs (its own nft table: forward policy drop, replies by state, the workloads\' traffic accepted): names keep resolving and allowed connections connect, also once it is gone', async (ctx) => {
+    it('26. another stateful firewall comes up on the node while the agent runs (its own nft table: forward policy drop, replies by state, the workloads\' traffic accepted), whole or an empty chain first and its rules after: names keep resolving and allowed connections connect, also once it is gone', async (ctx) => {
       const lab = ready(ctx);
       const [during, after] = lab.allocateFresh(2);
       if (during === undefined || after === undefined) throw new Error('no fresh names left');
@@ -707,6 +707,24 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       }
       expect((await lab.resolve('client1', after.name)).ipv4).toEqual([after.ipv4]);
       await expectAllowed('client1', [{ address: after.ipv4, port: 80 }]);
+
+      // The same firewall built the way `iptables -L` then Docker would: first an empty chain
+      // that passes everything (no gate), then its rules, the last one a drop.
+      const [empty, ruled] = lab.allocateFresh(2);
+      if (empty === undefined || ruled === undefined) throw new Error('no fresh names left');
+      await nft(`table inet ${table} {\n  chain forward { type filter hook forward priority 10; policy accept; }\n}\n`);
+      try {
+        expect((await lab.resolve('client1', empty.name)).ipv4).toEqual([empty.ipv4]);
+        await nft(`add rule inet ${table} forward ct state established,related accept\nadd rule inet ${table} forward iifname { ${workloads} } accept\nadd rule inet ${table} forward drop\n`);
+        if (variant.kind === 'nftables') {
+          // The agent hears the rules (nft monitor new rules) and installs again with DNS tracked.
+          await waitFor('the agent to keep DNS tracked once the chain has rules', async () => ((await gates()) > 0 ? true : undefined), { timeoutMs: 20_000 });
+        }
+        expect((await lab.resolve('client1', ruled.name)).ipv4).toEqual([ruled.ipv4]);
+        await expectAllowed('client1', [{ address: ruled.ipv4, port: 80 }]);
+      } finally {
+        await nft(remove);
+      }
     });
   });
 }
