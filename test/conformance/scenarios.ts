@@ -678,50 +678,44 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
 
     it('26. another stateful firewall comes up on the node while the agent runs (its own nft table: forward policy drop, replies by state, the workloads\' traffic accepted), whole or an empty chain first and its rules after: names keep resolving and allowed connections connect, also once it is gone', async (ctx) => {
       const lab = ready(ctx);
-      const [during, after] = lab.allocateFresh(2);
-      if (during === undefined || after === undefined) throw new Error('no fresh names left');
+      const [during, after, empty, ruled] = lab.allocateFresh(4);
+      if (during === undefined || after === undefined || empty === undefined || ruled === undefined) throw new Error('no fresh names left');
       const table = `dplfw${lab.id}`;
       const workloads = ['client1', 'client2', 'client3'].map((name) => `"${lab.endpoints[name]?.hostInterface ?? `missing-${name}`}"`).join(', ');
       const nft = async (script: string): Promise<void> => {
         const result = await lab.exec('node', ['nft', '-f', '-'], { input: script });
         expect(result.code, result.stderr).toBe(0);
       };
-      // nftables (untrackDns auto): what kept DNS tracked at the agent's last install
-      const gates = async (): Promise<number> => (await h.status())?.counters['untrack_dns_gates'] ?? -1;
       const remove = `table inet ${table}\ndelete table inet ${table}\n`;
-      // What Docker's or ufw's FORWARD amounts to. Untracked DNS answers would not be `established` to it.
+      /**
+       * client1 resolves `name` and connects to it. On nftables (untrackDns auto) first, when
+       * `tracked` is given: the agent heard the change (nft monitor) and installed again with DNS
+       * kept tracked (`untrack_dns_gates` > 0: an untracked answer would not be `established` to
+       * that table) or untracked again (0).
+       */
+      const works = async (name: { readonly name: string; readonly ipv4: string }, tracked?: boolean): Promise<void> => {
+        if (variant.kind === 'nftables' && tracked !== undefined) {
+          const gates = async (): Promise<number> => (await h.status())?.counters['untrack_dns_gates'] ?? -1;
+          await waitFor(`the agent to ${tracked ? 'keep DNS tracked' : 'untrack DNS again'}`, async () => (((await gates()) > 0) === tracked ? true : undefined), { timeoutMs: 20_000 });
+        }
+        expect((await lab.resolve('client1', name.name)).ipv4).toEqual([name.ipv4]);
+        await expectAllowed('client1', [{ address: name.ipv4, port: 80 }]);
+      };
+      // What Docker's or ufw's FORWARD amounts to, in one piece.
       await nft(`table inet ${table} {\n  chain forward { type filter hook forward priority 10; policy drop;\n    ct state established,related accept\n    iifname { ${workloads} } accept\n  }\n}\n`);
       try {
-        if (variant.kind === 'nftables') {
-          // The agent hears the new chain (nft monitor chains) and installs again with DNS tracked.
-          await waitFor('the agent to keep DNS tracked', async () => ((await gates()) > 0 ? true : undefined), { timeoutMs: 20_000 });
-        }
-        expect((await lab.resolve('client1', during.name)).ipv4).toEqual([during.ipv4]);
-        await expectAllowed('client1', [{ address: during.ipv4, port: 80 }]);
+        await works(during, true);
       } finally {
         await nft(remove);
       }
-      if (variant.kind === 'nftables') {
-        // It going is heard too: the next install untracks DNS again.
-        await waitFor('the agent to untrack DNS again', async () => ((await gates()) === 0 ? true : undefined), { timeoutMs: 20_000 });
-      }
-      expect((await lab.resolve('client1', after.name)).ipv4).toEqual([after.ipv4]);
-      await expectAllowed('client1', [{ address: after.ipv4, port: 80 }]);
-
-      // The same firewall built the way `iptables -L` then Docker would: first an empty chain
-      // that passes everything (no gate), then its rules, the last one a drop.
-      const [empty, ruled] = lab.allocateFresh(2);
-      if (empty === undefined || ruled === undefined) throw new Error('no fresh names left');
+      await works(after, false);
+      // The same built the way `iptables -L` then Docker would: first an empty chain that passes
+      // everything (no gate), then its rules, the last one a drop (heard by nft monitor new rules).
       await nft(`table inet ${table} {\n  chain forward { type filter hook forward priority 10; policy accept; }\n}\n`);
       try {
-        expect((await lab.resolve('client1', empty.name)).ipv4).toEqual([empty.ipv4]);
+        await works(empty);
         await nft(`add rule inet ${table} forward ct state established,related accept\nadd rule inet ${table} forward iifname { ${workloads} } accept\nadd rule inet ${table} forward drop\n`);
-        if (variant.kind === 'nftables') {
-          // The agent hears the rules (nft monitor new rules) and installs again with DNS tracked.
-          await waitFor('the agent to keep DNS tracked once the chain has rules', async () => ((await gates()) > 0 ? true : undefined), { timeoutMs: 20_000 });
-        }
-        expect((await lab.resolve('client1', ruled.name)).ipv4).toEqual([ruled.ipv4]);
-        await expectAllowed('client1', [{ address: ruled.ipv4, port: 80 }]);
+        await works(ruled, true);
       } finally {
         await nft(remove);
       }
