@@ -69,17 +69,47 @@ async function countedBy(lab: Lab, chain: string, label: string): Promise<number
     .reduce((sum, line) => sum + Number(/counter packets (\d+)/.exec(line)?.[1] ?? 0), 0);
 }
 
+/** The node namespace's conntrack table (/proc/net/nf_conntrack is per network namespace). */
+async function conntrackEntries(lab: Lab): Promise<string[]> {
+  const result = await lab.exec('node', ['cat', '/proc/net/nf_conntrack']);
+  if (result.code !== 0) throw new Error(`/proc/net/nf_conntrack: ${result.stderr}`);
+  return result.stdout.split('\n').filter((line) => line.trim() !== '');
+}
+
+/** An nft script in the lab's node namespace (another firewall's table); throws with nft's message. */
+async function nftScript(lab: Lab, script: string): Promise<void> {
+  const result = await lab.exec('node', ['nft', '-f', '-'], { input: script });
+  if (result.code !== 0) throw new Error(`nft -f in the node namespace: ${result.stderr}`);
+}
+
+/**
+ * The driver script started afresh for each install (a new config each time): `install()`
+ * stops the last one, starts the next and resolves to its status counters once installed.
+ */
+function restartingDriver(lab: () => Lab, dir: () => string, name: string) {
+  let driver: LabProcess | undefined;
+  let installs = 0;
+  return {
+    get process(): LabProcess | undefined {
+      return driver;
+    },
+    async install(dnsInterfaces?: readonly string[]): Promise<Record<string, number>> {
+      await driver?.stop();
+      const config = await writeConfig(lab(), dir(), dnsInterfaces);
+      installs += 1;
+      driver = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `${name}-${suffix}-${installs}` });
+      const line = await driver.waitForOutput(/"event":"installed"/, 60_000);
+      return (JSON.parse(line) as { counters: Record<string, number> }).counters;
+    },
+  };
+}
+
 describe('nftables: enforced workloads\' UDP DNS out of connection tracking', () => {
   const lab = useLab({ clients: 3, freshNames: 50 });
   let dir = '';
   let driver: LabProcess | undefined;
 
-  /** The node namespace's conntrack table (/proc/net/nf_conntrack is per network namespace). */
-  const conntrack = async (): Promise<string[]> => {
-    const result = await lab().exec('node', ['cat', '/proc/net/nf_conntrack']);
-    if (result.code !== 0) throw new Error(`/proc/net/nf_conntrack: ${result.stderr}`);
-    return result.stdout.split('\n').filter((line) => line.trim() !== '');
-  };
+  const conntrack = (): Promise<string[]> => conntrackEntries(lab());
   const dnsFlowsOf = (entries: readonly string[], protocol: 'udp' | 'tcp', source: string): string[] =>
     entries.filter((e) => e.includes(` ${protocol} `) && e.includes(`src=${source} `) && e.includes('dport=53 '));
   const ruleCounter = (chain: string, label: string): Promise<number> => countedBy(lab(), chain, label);
@@ -190,21 +220,14 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
 describe('nftables: untracked DNS with dns.interfaces listed', () => {
   const lab = useLab({ clients: 3, freshNames: 10 });
   let dir = '';
-  let driver: LabProcess | undefined;
+  const driver = restartingDriver(lab, () => dir, 'nft-untracked-listed');
+  const install = (interfaces: readonly string[]): Promise<Record<string, number>> => driver.install(interfaces);
   const ruleCounter = (chain: string, label: string): Promise<number> => countedBy(lab(), chain, label);
-  let installs = 0;
-  const install = async (interfaces: readonly string[]): Promise<void> => {
-    await driver?.stop();
-    const config = await writeConfig(lab(), dir, interfaces);
-    installs += 1;
-    driver = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-untracked-listed-${suffix}-${installs}` });
-    await driver.waitForOutput(/"event":"installed"/, 60_000);
-  };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dnsplane-nft-untracked-listed-'));
   });
-  afterAll(() => removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir }), 60_000);
+  afterAll(() => removeDriverLeftovers(lab(), driver.process, { table: TABLE, pinRoot: PIN_ROOT, dir }), 60_000);
 
   it('untracks both families\' queries whose route leaves by a listed interface; with only the workload listed, none, and the answers still arrive', async () => {
     const l = lab();
@@ -232,27 +255,20 @@ describe('nftables: untracked DNS with dns.interfaces listed', () => {
 describe('nftables: untracked DNS next to another stateful firewall (untrackDns: auto)', () => {
   const lab = useLab({ clients: 3, freshNames: 10 });
   let dir = '';
-  let driver: LabProcess | undefined;
-  let installs = 0;
   const FIREWALL = `dplfw${suffix}`;
-  const install = async (): Promise<Record<string, number>> => {
-    await driver?.stop();
-    const config = await writeConfig(lab(), dir);
-    installs += 1;
-    driver = lab().startAgentProcess(['npx', 'tsx', SCRIPT, 'install', config], { name: `nft-untracked-fw-${suffix}-${installs}` });
-    const line = await driver.waitForOutput(/"event":"installed"/, 60_000);
-    return (JSON.parse(line) as { counters: Record<string, number> }).counters;
-  };
+  const driver = restartingDriver(lab, () => dir, 'nft-untracked-fw');
+  const install = (): Promise<Record<string, number>> => driver.install();
   const untrackChain = async (): Promise<boolean> => (await lab().exec('node', ['nft', 'list', 'chain', 'inet', TABLE, 'prerouting_untrack'])).code === 0;
   const firewall = async (present: boolean): Promise<void> => {
     const l = lab();
     const workloads = ['client1', 'client3'].map((name) => `"${l.endpoints[name]!.hostInterface}"`).join(', ');
     // What Docker's or ufw's FORWARD amounts to: replies by state, the workloads' own traffic, nothing else.
-    const script = present
-      ? `table inet ${FIREWALL} {\n  chain forward { type filter hook forward priority 10; policy drop;\n    ct state established,related accept\n    iifname { ${workloads} } accept\n  }\n}\n`
-      : `table inet ${FIREWALL}\ndelete table inet ${FIREWALL}\n`;
-    const result = await l.exec('node', ['nft', '-f', '-'], { input: script });
-    if (result.code !== 0) throw new Error(`nft -f (firewall ${present ? 'on' : 'off'}): ${result.stderr}`);
+    await nftScript(
+      l,
+      present
+        ? `table inet ${FIREWALL} {\n  chain forward { type filter hook forward priority 10; policy drop;\n    ct state established,related accept\n    iifname { ${workloads} } accept\n  }\n}\n`
+        : `table inet ${FIREWALL}\ndelete table inet ${FIREWALL}\n`,
+    );
   };
 
   beforeAll(async () => {
@@ -260,7 +276,7 @@ describe('nftables: untracked DNS next to another stateful firewall (untrackDns:
   });
   afterAll(async () => {
     await firewall(false).catch(() => undefined);
-    await removeDriverLeftovers(lab(), driver, { table: TABLE, pinRoot: PIN_ROOT, dir });
+    await removeDriverLeftovers(lab(), driver.process, { table: TABLE, pinRoot: PIN_ROOT, dir });
   }, 60_000);
 
   it('an install with the firewall there keeps DNS tracked, so its answers pass the firewall; without it DNS is untracked again', async () => {
@@ -281,7 +297,7 @@ describe('nftables: untracked DNS next to another stateful firewall (untrackDns:
     expect(await untrackChain()).toBe(false);
     expect((await l.resolve('client1', 'api.lab.test', server)).ipv4).toContain('198.19.1.2');
     expect((await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv6 })).ipv6).toContain('fd00:19::1:1');
-    const tracked = (await l.exec('node', ['cat', '/proc/net/nf_conntrack'])).stdout.split('\n');
+    const tracked = await conntrackEntries(l);
     expect(tracked.some((e) => e.includes(' udp ') && e.includes(`src=${client1.ipv4} `) && e.includes('dport=53 '))).toBe(true);
 
     // The firewall gone: the next install untracks again.
@@ -296,19 +312,15 @@ describe('nftables: untracked DNS next to another stateful firewall (untrackDns:
     const client1 = l.endpoints['client1']!;
     const dnsLink = l.topology.dnsLink;
     const NAT = `dplnat${suffix}`;
-    const nft = async (script: string): Promise<void> => {
-      const result = await l.exec('node', ['nft', '-f', '-'], { input: script });
-      if (result.code !== 0) throw new Error(`nft -f: ${result.stderr}`);
-    };
+    const nft = (script: string): Promise<void> => nftScript(l, script);
     await nft(`table ip ${NAT} {\n  chain post { type nat hook postrouting priority srcnat; policy accept;\n    oifname "${dnsLink.hostInterface}" masquerade\n  }\n}\n`);
     try {
       expect((await install())['untrack_dns_gates']).toBe(1);
       expect(await untrackChain()).toBe(false);
       // client1's UDP DNS flows: client port → where the reply goes
       const dnsFlows = async (): Promise<Map<string, string | undefined>> => {
-        const entries = (await l.exec('node', ['cat', '/proc/net/nf_conntrack'])).stdout.split('\n');
         return new Map(
-          entries
+          (await conntrackEntries(l))
             .filter((e) => e.includes(' udp ') && e.includes(`src=${client1.ipv4} `) && e.includes('dport=53 '))
             .map((e) => [/ sport=(\d+) dport=53 /.exec(e)?.[1] ?? '', /dport=53 .*?src=\S+ dst=(\S+) sport=53 /.exec(e)?.[1]]),
         );
