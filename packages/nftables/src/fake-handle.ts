@@ -38,7 +38,7 @@ interface FakeState {
   nextHandle: number;
 }
 
-const tableKey = (t: NftTableRef): string => `${t.family} ${t.name}`;
+const tableKey = (t: { readonly family: string; readonly name: string }): string => `${t.family} ${t.name}`;
 
 function cloneState(state: FakeState): FakeState {
   const tables = new Map<string, FakeTable>();
@@ -115,7 +115,7 @@ export class FakeNftHandle implements NftHandle {
   }
 
   async countRules(chain: Pick<NftBaseChainRef, 'family' | 'table' | 'name'>): Promise<number | undefined> {
-    return this.#state.tables.get(`${chain.family} ${chain.table}`)?.chains.get(chain.name)?.rules.length;
+    return this.#state.tables.get(tableKey({ family: chain.family, name: chain.table }))?.chains.get(chain.name)?.rules.length;
   }
 
   #baseChains(withRules: boolean): NftBaseChainRef[] {

@@ -132,8 +132,7 @@ export function parseRulesetListing(text: string, table: NftTableRef): NftRulese
       if (parsed.data.family === table.family && parsed.data.name === table.name) found = true;
       continue;
     }
-    if ('chain' in item && typeof item.chain === 'object' && item.chain !== null && 'hook' in item.chain) {
-      // base chains only (a handful): the thousands of regular chains are not parsed twice
+    if ('chain' in item) {
       const chain = baseChainOf(item.chain, 'list ruleset');
       if (chain !== undefined) baseChains.set(`${chain.family} ${chain.table} ${chain.name}`, { chain, rules: 0 });
     } else if ('rule' in item && typeof item.rule === 'object' && item.rule !== null) {
@@ -153,8 +152,7 @@ export function parseRulesetListing(text: string, table: NftTableRef): NftRulese
 export function parseBaseChainList(text: string): NftBaseChainRef[] {
   const chains: NftBaseChainRef[] = [];
   for (const item of parseDocument(text, 'list chains')) {
-    // base chains only: regular ones (thousands in ours at scale) are not parsed
-    if (!('chain' in item) || typeof item.chain !== 'object' || item.chain === null || !('hook' in item.chain)) continue;
+    if (!('chain' in item)) continue;
     const chain = baseChainOf(item.chain, 'list chains');
     if (chain !== undefined) chains.push(chain);
   }
@@ -166,8 +164,12 @@ export function countListedRules(text: string): number {
   return parseDocument(text, 'list chain').filter((item) => 'rule' in item).length;
 }
 
-/** A listed chain, when it is a base chain (has a hook); KernelError when malformed. */
+/**
+ * A listed chain, when it is a base chain (has a hook); KernelError when malformed. A regular
+ * chain (thousands of ours at scale) is passed over before any schema parse.
+ */
 function baseChainOf(value: unknown, what: string): Omit<NftBaseChainRef, 'rules'> | undefined {
+  if (typeof value !== 'object' || value === null || !('hook' in value)) return undefined;
   const chain = chainSchema.safeParse(value);
   if (!chain.success) throw new KernelError(`nft ${what}: malformed chain`, chain.error.message);
   const { family, table, name, type, hook, policy } = chain.data;
