@@ -31,4 +31,30 @@ static __always_inline int dnsplane_server_addr_eq(const struct dnsplane_server 
 	return w[0] == a[0] && w[1] == a[1] && w[2] == a[2] && w[3] == a[3];
 }
 
+/*
+ * Is (addr, port, family) one of the trusted servers in dnsp_config? addr: 4 words, network
+ * order (IPv4 in the first, the rest zero); port in network order. For the objects that only
+ * need the yes or no (the membership mark, the ebpf policy); the parser's classify also tells
+ * the direction.
+ */
+static __always_inline int dnsplane_is_trusted_server(const __u32 *addr, __be16 port, __u8 family)
+{
+	const struct dnsplane_config *cfg;
+	__u32 zero = 0, n;
+
+	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
+	if (!cfg)
+		return 0;
+	n = cfg->server_count;
+	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
+		const struct dnsplane_server *sv = &cfg->servers[i];
+
+		if (i >= n)
+			break;
+		if (sv->port == port && sv->family == family && dnsplane_server_addr_eq(sv, addr))
+			return 1;
+	}
+	return 0;
+}
+
 #endif

@@ -47,27 +47,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dnsp_endpoint_sets SEC(".maps");
 
-/* Is (dst, dport, family) a trusted DNS server? dst: 16 bytes, IPv4 in the first 4, rest zero. */
-static __always_inline int to_trusted_server(const __u32 *dst, __be16 dport, __u8 family)
-{
-	struct dnsplane_config *cfg;
-	__u32 zero = 0, n;
-
-	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
-	if (!cfg)
-		return 0;
-	n = cfg->server_count;
-	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
-		const struct dnsplane_server *sv = &cfg->servers[i];
-
-		if (i >= n)
-			break;
-		if (sv->port == dport && sv->family == family && dnsplane_server_addr_eq(sv, dst))
-			return 1;
-	}
-	return 0;
-}
-
 /*
  * The mark of destination `addr` for an endpoint: its first `count` entries in order, a one-bit
  * entry whose set holds the address ORs its bit in, a code entry writes its code only when no
@@ -141,7 +120,7 @@ int dnsplane_membership_mark(struct __sk_buff *skb)
 			count = 0; /* truncated: nothing to admit; the bits are only cleared */
 		else if (proto == IPPROTO_TCP && (l4[13] & 0x12) != 0x02)
 			count = 0;
-		else if (to_trusted_server(addr, *(__be16 *)&l4[2], v6 ? 6 : 4))
+		else if (dnsplane_is_trusted_server(addr, *(__be16 *)&l4[2], v6 ? 6 : 4))
 			count = 0;
 	}
 	bits = endpoint_marks(sets, count, addr, v6);

@@ -462,28 +462,13 @@ static long evaluate_rule(__u64 index, void *context)
  */
 static __always_inline int dns_with_trusted_server(const struct packet *pkt, int local_is_src)
 {
-	const struct dnsplane_config *cfg;
-	__u32 zero = 0, n, remote[4];
-	__be16 port;
+	__u32 remote[4];
 
 	if (pkt->protocol != IPPROTO_UDP || !pkt->has_ports)
 		return 0;
-	cfg = bpf_map_lookup_elem(&dnsp_config, &zero);
-	if (!cfg)
-		return 0;
-	/* a copy: dnsplane_server_addr_eq compares 32-bit words, pkt's bytes are 2-byte aligned */
+	/* a copy: the server comparison reads 32-bit words, pkt's bytes are 2-byte aligned */
 	__builtin_memcpy(remote, local_is_src ? pkt->dst : pkt->src, sizeof(remote));
-	port = bpf_htons(local_is_src ? pkt->dport : pkt->sport);
-	n = cfg->server_count;
-	for (__u32 i = 0; i < DNSPLANE_MAX_SERVERS; i++) {
-		const struct dnsplane_server *sv = &cfg->servers[i];
-
-		if (i >= n)
-			break;
-		if (sv->port == port && sv->family == pkt->family && dnsplane_server_addr_eq(sv, remote))
-			return 1;
-	}
-	return 0;
+	return dnsplane_is_trusted_server(remote, bpf_htons(local_is_src ? pkt->dport : pkt->sport), pkt->family);
 }
 
 static __always_inline int is_neighbour_discovery(const struct packet *pkt)
