@@ -32,6 +32,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Lab } from '../test/lab/lab.js';
+import { dnsCrossings, dnsSightings, startCapture, type Capture } from '../test/lab/capture.js';
 import { waitFor } from '../test/lab/wait.js';
 import { BenchAgent, endpointDoc } from './enforce-agent.js';
 import { parseSavedTable, rollbackInput, type SavedTable } from '@dnsplane/iptables';
@@ -91,6 +92,8 @@ export interface AddedDnsFigures {
   /** With a reference: the conntrack-only table − nothing (switched segments), and installed − that, covered names, µs. */
   readonly reference?: {
     readonly addedUs: Estimate;
+    /** Its crossings (ToggleFigures' crossing). */
+    readonly crossing?: ToggleFigures['crossing'];
     readonly installedOverUs: Estimate;
     /** The switched footprint minus the reference, both switched segments (absent without a switched figure). */
     readonly switchedOverUs?: Estimate;
@@ -107,6 +110,8 @@ export interface AddedDnsFigures {
     readonly differences: readonly number[];
     readonly offUs: number;
     readonly medianQueriesPerSegment: number;
+    /** The node's share, from packet captures at both edges (ToggleFigures' crossing). */
+    readonly crossing?: ToggleFigures['crossing'];
     readonly error?: string;
   };
   readonly inPath?: InPathFigures;
@@ -336,8 +341,14 @@ export async function addedDnsLatency(
         const names = blockQueries(covered, uncovered).map((q) => q.name);
         // 20 ms margins after each switch (its last packets in flight); bpf_stats off, as on a
         // node: its clock reads add to every program run.
-        const measured = await withBpfStats('0', () => toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20 }));
-        return { addedUs: measured.addedUs, differences: measured.differences, offUs: measured.offUs, medianQueriesPerSegment: measured.medianQueriesPerSegment };
+        const measured = await withBpfStats('0', () => toggledAddedDns(lab, toggle, names, { segmentMs: 250, gapMs: options.gapMs, marginMs: 20, crossing: true }));
+        return {
+          addedUs: measured.addedUs,
+          differences: measured.differences,
+          offUs: measured.offUs,
+          medianQueriesPerSegment: measured.medianQueriesPerSegment,
+          ...(measured.crossing === undefined ? {} : { crossing: measured.crossing }),
+        };
       } finally {
         await toggle.on();
       }
@@ -393,12 +404,13 @@ export async function addedDnsLatency(
   const toggle = nftToggle(lab, 'conntrack-only', `dnsplane_ref_${suffix}`, CONNTRACK_ONLY_BODY);
   try {
     // Nothing of dnsplane runs now: the name does not matter, the fresh source port does.
-    const reference = await toggledAddedDns(lab, toggle, Array.from({ length: options.referenceQueries! }, () => uncovered), { segmentMs: 200, gapMs: options.gapMs });
+    const reference = await toggledAddedDns(lab, toggle, Array.from({ length: options.referenceQueries! }, () => uncovered), { segmentMs: 200, gapMs: options.gapMs, crossing: true });
     const switchedOverUs = switched !== undefined && switched.error === undefined ? bootstrapMedianDifference(switched.differences, reference.differences) : undefined;
     return {
       ...result,
       reference: {
         addedUs: reference.addedUs,
+        ...(reference.crossing === undefined ? {} : { crossing: reference.crossing }),
         installedOverUs: bootstrapMedianDifference(result.roundDifferencesUs, reference.differences),
         ...(switchedOverUs === undefined ? {} : { switchedOverUs }),
       },
@@ -486,7 +498,27 @@ export interface ToggleFigures {
   /** The per-segment values behind addedUs. */
   readonly differences: readonly number[];
   readonly medianQueriesPerSegment: number;
+  /**
+   * With `crossing`: the same per segment for the time the node took to carry each message,
+   * from two packet captures (test/lab/capture.ts) — the query from the client's edge to the
+   * DNS namespace's, the answer back. Nothing of either end's scheduling is in it.
+   */
+  readonly crossing?: {
+    readonly query: CrossingFigures;
+    readonly answer: CrossingFigures;
+    /** Query + answer, per exchange. */
+    readonly both: CrossingFigures;
+    /** Queries whose both crossings were seen; frames the kernel dropped before tcpdump read them. */
+    readonly paired: number;
+    readonly dropped: number;
+  };
   readonly error?: string;
+}
+
+export interface CrossingFigures {
+  readonly offUs: number;
+  readonly addedUs: Estimate;
+  readonly differences: readonly number[];
 }
 
 interface Segment {
@@ -495,14 +527,25 @@ interface Segment {
   readonly end: bigint;
 }
 
-/** Segment medians of stamped answer times (NaN for a segment with fewer than 10 answers). */
-export function segmentMedians(segments: readonly Segment[], us: ReadonlyArray<number | null>, t0ns: readonly string[], marginNs = 2_000_000n): Array<{ on: boolean; median: number; count: number }> {
+/**
+ * Segment medians of stamped answer times (NaN for a segment with fewer than 10 answers): of
+ * the answer times themselves, or of `values` (one per query, undefined where missing) of the
+ * queries whose whole exchange fell inside the segment.
+ */
+export function segmentMedians(
+  segments: readonly Segment[],
+  us: ReadonlyArray<number | null>,
+  t0ns: readonly string[],
+  marginNs = 2_000_000n,
+  values: ReadonlyArray<number | null | undefined> = us,
+): Array<{ on: boolean; median: number; count: number }> {
   return segments.map((segment) => {
     const inside: number[] = [];
-    us.forEach((value, i) => {
-      if (value === null || t0ns[i] === undefined) return;
+    us.forEach((answerUs, i) => {
+      const value = values[i];
+      if (answerUs === null || value === null || value === undefined || t0ns[i] === undefined) return;
       const t0 = BigInt(t0ns[i]!);
-      if (t0 >= segment.start + marginNs && t0 + BigInt(Math.round(value * 1000)) <= segment.end) inside.push(value);
+      if (t0 >= segment.start + marginNs && t0 + BigInt(Math.round(answerUs * 1000)) <= segment.end) inside.push(value);
     });
     return { on: segment.on, median: inside.length >= 10 ? median(inside) : Number.NaN, count: inside.length };
   });
@@ -522,8 +565,9 @@ export async function toggledAddedDns(
   lab: Lab,
   toggle: Toggle,
   names: readonly string[],
-  options: { readonly segmentMs: number; readonly gapMs: number; readonly marginMs?: number },
+  options: { readonly segmentMs: number; readonly gapMs: number; readonly marginMs?: number; readonly crossing?: boolean },
 ): Promise<ToggleFigures> {
+  const captures = options.crossing === true ? await startCrossingCaptures(lab) : undefined;
   const input = JSON.stringify({
     servers: [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }],
     queries: names.map((name) => ({ name, server: 0 })),
@@ -551,18 +595,68 @@ export async function toggledAddedDns(
     if (on) await toggle.off();
   }
   const result = await timing;
-  if (result.code !== 0) throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
-  const out = JSON.parse(result.stdout) as { us: Array<number | null>; t0ns: string[] };
-  const medians = segmentMedians(segments, out.us, out.t0ns, BigInt(Math.round((options.marginMs ?? 2) * 1_000_000)));
-  const differences = segmentDifferences(medians);
+  if (result.code !== 0) {
+    await captures?.client.stop(0, 0).catch(() => undefined);
+    await captures?.server.stop(0, 0).catch(() => undefined);
+    throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
+  }
+  const out = JSON.parse(result.stdout) as { us: Array<number | null>; t0ns: string[]; keys: string[] };
+  const marginNs = BigInt(Math.round((options.marginMs ?? 2) * 1_000_000));
+  const summary = (values: ReadonlyArray<number | null | undefined>): CrossingFigures & { medians: ReturnType<typeof segmentMedians> } => {
+    const medians = segmentMedians(segments, out.us, out.t0ns, marginNs, values);
+    const differences = segmentDifferences(medians);
+    return { medians, differences, offUs: median(medians.filter((m) => !m.on && Number.isFinite(m.median)).map((m) => m.median)), addedUs: bootstrapMedian(differences) };
+  };
+  const answers = summary(out.us);
+  let crossing: ToggleFigures['crossing'];
+  if (captures !== undefined) {
+    // Each side holds every query sent and every answer that came.
+    const expected = out.keys.filter((key) => key !== '').length + out.us.filter((us) => us !== null).length;
+    const client = await captures.client.stop(expected);
+    const server = await captures.server.stop(expected);
+    const crossings = dnsCrossings(dnsSightings(client.records), dnsSightings(server.records));
+    const of = (key: string): { queryUs?: number; answerUs?: number } => crossings.get(key) ?? {};
+    const query = summary(out.keys.map((key) => of(key).queryUs));
+    const answer = summary(out.keys.map((key) => of(key).answerUs));
+    const both = summary(out.keys.map((key) => {
+      const { queryUs, answerUs } = of(key);
+      return queryUs === undefined || answerUs === undefined ? undefined : queryUs + answerUs;
+    }));
+    const figures = (f: typeof query): CrossingFigures => ({ offUs: f.offUs, addedUs: f.addedUs, differences: f.differences });
+    crossing = {
+      query: figures(query),
+      answer: figures(answer),
+      both: figures(both),
+      paired: out.keys.filter((key) => of(key).queryUs !== undefined && of(key).answerUs !== undefined).length,
+      dropped: client.dropped + server.dropped,
+    };
+  }
   return {
     name: toggle.name,
     queries: names.length,
-    differences,
-    offUs: median(medians.filter((m) => !m.on && Number.isFinite(m.median)).map((m) => m.median)),
-    addedUs: bootstrapMedian(differences),
-    medianQueriesPerSegment: median(medians.map((m) => m.count)),
+    differences: answers.differences,
+    offUs: answers.offUs,
+    addedUs: answers.addedUs,
+    medianQueriesPerSegment: median(answers.medians.map((m) => m.count)),
+    ...(crossing === undefined ? {} : { crossing }),
   };
+}
+
+let captureCount = 0;
+
+/** Captures of DNS at client1's edge and the DNS namespace's (test/lab/capture.ts). */
+async function startCrossingCaptures(lab: Lab): Promise<{ readonly client: Capture; readonly server: Capture }> {
+  captureCount += 1;
+  const file = (side: string): string => join(lab.directory, `crossing-${captureCount}-${side}.pcap`);
+  const start = (ns: string, name: string, argv: readonly string[]) => lab.startTool(ns, name, argv);
+  const client = await startCapture(start, 'client1', `capture-${captureCount}-client`, file('client'), 'udp port 53');
+  try {
+    const server = await startCapture(start, 'dns', `capture-${captureCount}-dns`, file('dns'), 'udp port 53');
+    return { client, server };
+  } catch (error) {
+    await client.stop(0, 0).catch(() => undefined);
+    throw error;
+  }
 }
 
 /** Runs an nft script (`nft -f -`) in the lab's node namespace; throws with nft's message. */
@@ -790,7 +884,7 @@ export async function dnsCauses(
     log(`    ${toggle.name}…`);
     try {
       const { names: chosen = names(), ...segments } = how;
-      figures.push(await toggledAddedDns(lab, toggle, chosen, { ...options, ...segments }));
+      figures.push(await toggledAddedDns(lab, toggle, chosen, { ...options, ...segments, crossing: true }));
     } catch (error) {
       figures.push({ name: toggle.name, queries: 0, differences: [], offUs: Number.NaN, addedUs: bootstrapMedian([]), medianQueriesPerSegment: 0, error: error instanceof Error ? error.message.split('\n')[0]! : String(error) });
     }

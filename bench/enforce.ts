@@ -389,6 +389,39 @@ function dnsVerdict(f: AddedDnsFigures): string {
   return 'met';
 }
 
+/** The switched footprint's node share, from the packet captures at both edges. */
+function crossingTable(figures: readonly AddedDnsFigures[]): string[] {
+  const measured = figures.filter((f) => f.switched?.crossing !== undefined);
+  if (measured.length === 0) return [];
+  const header = ['column', 'answer: off µs', 'answer added µs [95% CI]', 'query: off µs', 'query added µs [95% CI]', 'both added µs [95% CI]', 'conntrack-only: answer added', 'both added', 'paired', 'dropped'];
+  const rows = measured.map((f) => {
+    const c = f.switched!.crossing!;
+    const r = f.reference?.crossing;
+    return [
+      f.name,
+      fmt(c.answer.offUs, 1),
+      formatEstimate(c.answer.addedUs, 2),
+      fmt(c.query.offUs, 1),
+      formatEstimate(c.query.addedUs, 2),
+      formatEstimate(c.both.addedUs, 2),
+      r === undefined ? '—' : formatEstimate(r.answer.addedUs, 2),
+      r === undefined ? '—' : formatEstimate(r.both.addedUs, 2),
+      String(c.paired),
+      String(c.dropped),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [
+    '',
+    '(b) the node\'s share of the switched figure — the same segments, timed by packet captures (tcpdump, ns stamps) on client1\'s eth0 and the DNS namespace\'s eth0:',
+    line(header),
+    ...rows.map(line),
+    'answer: from leaving the DNS namespace to arriving in the client\'s — the DNS response\'s latency through the node (tc programs, netfilter, routing, both veths),',
+    'nothing of either end\'s scheduling; query: the other way; both: their sum per exchange. Added: on-segment median minus the neighbouring off-segments\' (as switched).',
+  ];
+}
+
 function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | undefined, options: Options): string[] {
   const header = ['column', 'not inst. µs', 'installed µs', 'added µs [95% CI]', 'switched µs [95% CI]', 'conntrack-only µs', 'added over conntrack-only', 'switched over conntrack-only', 'uncovered added µs', 'learning share µs', 'BPF ns/exchange', 'BPF ns/query', 'BPF ns/answer', 'target < 5 µs'];
   const rows = figures.map((f) => [
@@ -450,6 +483,7 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     'with the end-to-end interval as the check that nothing off the path (the agent\'s CPU) adds more: "met" needs ns/answer < 5,000 and an interval not wholly above 5 µs',
     '(the switched one where measured, else the rounds\'). The rounds\' interval on this shared 2-core machine is tens of µs wide: alone it cannot decide 5 µs.',
   ];
+  lines.push(...crossingTable(figures));
   for (const f of figures) {
     if (f.inPath === undefined) continue;
     const breakdown = (programs: readonly ProgramTime[], count: number): string =>
@@ -466,10 +500,12 @@ function causesTable(causes: readonly ToggleFigures[], options: Options): string
     `(b) causes — each condition switched on/off every ~0.2 s while ${options.causes} queries run (${options.gapMs} ms apart); per "on" segment: its median answer time minus the mean of the neighbouring "off" segments'`,
     ...causes.map(
       (c) =>
-        `  ${c.name.padEnd(78)} ${formatEstimate(c.addedUs).padEnd(24)} µs  (${c.addedUs.rounds} segments, ~${fmt(c.medianQueriesPerSegment, 0)} answers each, off ${fmt(c.offUs, 0)} µs)${c.error ? `  ERROR: ${c.error}` : ''}`,
+        `  ${c.name.padEnd(78)} ${formatEstimate(c.addedUs).padEnd(24)} µs  (${c.addedUs.rounds} segments, ~${fmt(c.medianQueriesPerSegment, 0)} answers each, off ${fmt(c.offUs, 0)} µs)${c.error ? `  ERROR: ${c.error}` : ''}` +
+        (c.crossing === undefined ? '' : `\n  ${''.padEnd(78)} crossing the node: answer ${formatEstimate(c.crossing.answer.addedUs, 2)}, query ${formatEstimate(c.crossing.query.addedUs, 2)} µs (off ${fmt(c.crossing.answer.offUs, 1)} / ${fmt(c.crossing.query.offUs, 1)})`),
     ),
     'Not a verdict: these say where an installed dataplane\'s end-to-end figure goes. kernel.bpf_stats_enabled is left as it was here (the rounds turn it on, and its',
     'clock reads add to every program run). The agent conditions run with the agent installed: everything else of it stays in place while one part is switched.',
+    'Crossing the node: the same segments timed by packet captures at client1\'s and the DNS namespace\'s edges (see the switched footprint\'s node share).',
   ];
 }
 

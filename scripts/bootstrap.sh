@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(nftables iptables ipset iproute2 bpftool clang llvm libbpf-dev libnftables-dev
-  dnsmasq-base unbound dnsutils curl gcc-multilib pkg-config)
+  dnsmasq-base unbound dnsutils curl gcc-multilib pkg-config tcpdump)
 
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
+import { dnsCrossings, dnsSightings, startCapture } from './capture.js';
 import { createLab, NAMES, sweepStaleLabs, type Lab } from './lab.js';
 import { isProcessRunning, processStartTime } from './process.js';
 import { labDirectory, stateFile } from './registry.js';
@@ -179,6 +180,36 @@ describe('lab', () => {
     const trial = await lab().connectAfterResolve('client2', v6!.name, 443, { type: 'AAAA', server: { address: lab().dnsServers.unbound.ipv6 } });
     expect(trial).toMatchObject({ address: v6!.ipv6, connected: true, synRetransmitted: false, rcode: 0 });
     expect(fresh.map((entry) => entry.name)).not.toContain(v6!.name);
+  });
+
+  it('times DNS messages crossing the node from packet captures at both edges: every query and answer paired, each crossing shorter than the exchange', async () => {
+    const l = lab();
+    const start = (ns: string, name: string, argv: readonly string[]) => l.startTool(ns, name, argv);
+    const client = await startCapture(start, 'client1', 'test-capture-client', join(l.directory, 'test-client.pcap'), 'udp port 53');
+    const server = await startCapture(start, 'dns', 'test-capture-dns', join(l.directory, 'test-dns.pcap'), 'udp port 53');
+    const input = JSON.stringify({
+      servers: [{ address: l.dnsServers.dnsmasq.ipv4, port: 53 }],
+      queries: Array.from({ length: 20 }, () => ({ name: NAMES.www.name, server: 0 })),
+      gapMs: 2,
+      timeoutMs: 2000,
+      stamps: true,
+    });
+    const timing = await l.exec('client1', ['node', '--import', 'tsx', join(HERE, 'scripts', 'dns-timing.ts')], { input, timeoutMs: 60_000 });
+    expect(timing.code, timing.stderr).toBe(0);
+    const out = JSON.parse(timing.stdout) as { us: Array<number | null>; keys: string[] };
+    expect(out.us.every((us) => us !== null)).toBe(true);
+    const clientSide = dnsSightings((await client.stop(40)).records);
+    const serverSide = dnsSightings((await server.stop(40)).records);
+    expect(clientSide).toHaveLength(40);
+    expect(serverSide).toHaveLength(40);
+    const crossings = dnsCrossings(clientSide, serverSide);
+    out.keys.forEach((key, i) => {
+      const crossing = crossings.get(key);
+      expect(crossing?.queryUs, key).toBeGreaterThan(0);
+      expect(crossing?.answerUs, key).toBeGreaterThan(0);
+      // the client's time also holds the server's work and both ends' scheduling
+      expect(crossing!.queryUs! + crossing!.answerUs!, key).toBeLessThan(out.us[i]!);
+    });
   });
 
   it('reports a connect that nothing answers as a lost first SYN', async () => {

@@ -187,6 +187,8 @@ export interface Lab {
   udpExchange(ns: LabNamespace, address: string, port: number, size: number, timeoutMs: number): Promise<number | undefined>;
   /** Starts a long-running command inside the node namespace (the agent); stopped by destroy(). */
   startAgentProcess(argv: readonly string[], options?: { readonly env?: Readonly<Record<string, string>>; readonly name?: string }): LabProcess;
+  /** A long-running tool in one of the lab's namespaces (a packet capture), stopped at teardown like the servers; `name` unique in the lab. */
+  startTool(ns: LabNamespace, name: string, argv: readonly string[]): LabProcess;
   /** The lab's servers (dnsmasq, unbound, web) and agent processes. */
   readonly processes: ReadonlyMap<string, LabProcess>;
   /** Leaves the lab running after this process exits (for exploration); `cli.ts down` removes it. */
@@ -696,6 +698,13 @@ class LabImpl implements Lab {
     const name = options.name ?? `agent-${this.agentCount}`;
     if (this.processes.has(name)) throw new Error(`lab ${this.id} already has a process named ${name}`);
     return this.startProcess(name, this.namespaces.node, argv, options.env);
+  }
+
+  /** A long-running tool in one of the lab's namespaces (a packet capture), stopped at teardown like the servers. */
+  startTool(ns: LabNamespace, name: string, argv: readonly string[]): LabProcess {
+    this.assertLive();
+    if (this.processes.has(name)) throw new Error(`lab ${this.id} already has a process named ${name}`);
+    return this.startProcess(name, this.namespace(ns), argv);
   }
 
   keep(): void {

@@ -7,7 +7,8 @@
 // measuring the query's path alone when the answers are dropped on purpose. With stamps, stdout
 // also has t0ns: each query's send time (process.hrtime, CLOCK_MONOTONIC, as a decimal string),
 // so a caller that changes the node's condition while the queries run can tell which queries
-// fell wholly inside which condition.
+// fell wholly inside which condition, and keys: each query's `clientPort/transactionId` (what a
+// packet capture sees of it; "" when it was never sent).
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -24,7 +25,7 @@ const inputSchema = z.object({
 });
 type Input = z.infer<typeof inputSchema>;
 
-function timeOne(server: Input['servers'][number], name: string, timeoutMs: number, noWait: boolean, sent: (t0: bigint) => void): Promise<number | null> {
+function timeOne(server: Input['servers'][number], name: string, timeoutMs: number, noWait: boolean, sent: (t0: bigint, key: string) => void): Promise<number | null> {
   return new Promise((resolve) => {
     const id = Math.floor(Math.random() * 65536);
     const query = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
@@ -44,7 +45,7 @@ function timeOne(server: Input['servers'][number], name: string, timeoutMs: numb
     socket.on('error', () => finish(null));
     socket.bind(0, () => {
       t0 = process.hrtime.bigint();
-      sent(t0);
+      sent(t0, `${socket.address().port}/${id}`);
       socket.send(query, server.port, server.address, () => {
         if (noWait) finish(null);
       });
@@ -56,15 +57,23 @@ async function main(): Promise<void> {
   const input = inputSchema.parse(JSON.parse(readFileSync(0, 'utf8')));
   const us: Array<number | null> = [];
   const t0ns: string[] = [];
+  const keys: string[] = [];
   for (const query of input.queries) {
     const server = input.servers[query.server];
     if (server === undefined) throw new Error(`query ${query.name}: no server ${query.server}`);
     let sentAt = 0n;
-    us.push(await timeOne(server, query.name, input.timeoutMs, input.noWait === true, (t0) => (sentAt = t0)));
+    let key = '';
+    us.push(
+      await timeOne(server, query.name, input.timeoutMs, input.noWait === true, (t0, sentKey) => {
+        sentAt = t0;
+        key = sentKey;
+      }),
+    );
     t0ns.push(String(sentAt));
+    keys.push(key);
     if (input.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, input.gapMs));
   }
-  process.stdout.write(`${JSON.stringify(input.stamps === true ? { us, t0ns } : { us })}\n`);
+  process.stdout.write(`${JSON.stringify(input.stamps === true ? { us, t0ns, keys } : { us })}\n`);
 }
 
 main().catch((error: unknown) => {
