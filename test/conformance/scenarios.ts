@@ -446,6 +446,12 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       await expectEveryFirstSynPasses(lab, 'client1', fresh.map((name) => ({ name: name.name, port: 80 })));
     });
 
+    /** A policy selecting `selector` in ingress with nothing allowed in (scenarios 18, 25). */
+    const ingressOnly = (selector: string): PolicyDocument => ({
+      kind: 'Policy',
+      metadata: { name: 'c1-ingress' },
+      spec: { order: 100, selector, types: ['Ingress'], ingress: [] },
+    });
     /**
      * Starts the node resolver (scenarios 18, 19): its address, trusted from the start, comes up
      * on the node, and the agent must hear it and install again (the tc dataplanes then put the
@@ -489,6 +495,20 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       expect(again.synRetransmitted).toBe(false);
       expect(resolverLog(lab, 'forwarded', 'ttl3.lab.test')).toBe(forwarded);
       expect(resolverLog(lab, 'cached', 'ttl3.lab.test')).toBeGreaterThan(0);
+      // client1 selected in ingress too (nothing allowed in): the resolver's answers, which leave
+      // the node through output, pass only as replies to queries that opened a connection —
+      // queries to a server on the node stay tracked (on nftables the untrack rule leaves its
+      // address out).
+      const [fresh] = lab.allocateFresh(1);
+      if (fresh === undefined) throw new Error('no fresh names left');
+      await h.editPolicy('c1-ingress.yaml', ingressOnly('app == "c1"'));
+      try {
+        const fenced = await lab.connectAfterResolve('client1', fresh.name, 80, { server });
+        expect(fenced.address).toBe(fresh.ipv4);
+        expect(fenced.connected, fenced.error ?? '').toBe(true);
+      } finally {
+        await h.editPolicy('c1-ingress.yaml', ingressOnly('app == "nobody"'));
+      }
     });
 
     it("19. the node's own lookup through that resolver (over lo) teaches too, also from its cache", async (ctx) => {
@@ -649,12 +669,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
       if (untaught === undefined || taught === undefined || both === undefined) throw new Error('no fresh names left');
       // client1 also selected in ingress (nothing allowed in): its DNS answers then pass only as
       // the answers of its own queries — by conntrack, or by the parser's mark where it checked them
-      const ingress = (selector: string): PolicyDocument => ({
-        kind: 'Policy',
-        metadata: { name: 'c1-ingress' },
-        spec: { order: 100, selector, types: ['Ingress'], ingress: [] },
-      });
-      await h.editPolicy('c1-ingress.yaml', ingress('app == "c1"'));
+      await h.editPolicy('c1-ingress.yaml', ingressOnly('app == "c1"'));
       try {
         // The queries are seen as they come in by client1's interface, but the answers come in by
         // the DNS side, which is not watched: resolution works, nothing is learned.
@@ -672,7 +687,7 @@ export function defineConformanceSuite(variantNames: readonly string[]): void {
         await expectAllowed('client1', [{ address: both.ipv4, port: 80 }]);
       } finally {
         await h.editDns({ interfaces: undefined });
-        await h.editPolicy('c1-ingress.yaml', ingress('app == "nobody"'));
+        await h.editPolicy('c1-ingress.yaml', ingressOnly('app == "nobody"'));
       }
     });
 

@@ -630,7 +630,7 @@ export class Daemon {
     if (localServersChanged) {
       logger.info(
         { event: 'local_resolvers_changed', before: splitKey(localServersBefore), now: splitKey(localServers) },
-        'trusted servers on the node changed; installing again so the parser reads their answers where they leave',
+        'trusted servers on the node changed; installing again so the parser reads their answers where they leave (and nftables keeps queries to them tracked)',
       );
     }
     try {

@@ -1,6 +1,8 @@
 // The nftables dataplane: desired state → one table of its own, applied as ONE atomic
 // libnftables-json transaction per change; learned addresses live in timeout sets.
+import { trustedServersOnNode } from '@dnsplane/bpf-parser';
 import {
+  canonicalAddress,
   systemClock,
   type Clock,
   type Dataplane,
@@ -157,6 +159,8 @@ export class NftablesDataplane implements Dataplane {
   /** What desiredTable gets besides the state: mark bits, the answer mark (0: DNS stays tracked). */
   readonly #tableOptions: DesiredTableOptions;
   readonly #membership: TcMembership | undefined;
+  /** The node's own addresses (the tc kernel's view; absent without the parser). */
+  readonly #nodeAddresses: (() => ReadonlySet<string>) | undefined;
   readonly #pinRoot: string | undefined;
   /** The nft sets were caught up with the kernel membership maps once (later installs skip it). */
   #caughtUp = false;
@@ -201,6 +205,8 @@ export class NftablesDataplane implements Dataplane {
     this.#prepareParser = options.prepareParser;
     this.#discardPrepared = options.discardPrepared;
     this.#elementRefresh = options.elementRefresh === 'probe' ? undefined : options.elementRefresh;
+    const tcKernel = options.tcKernel;
+    this.#nodeAddresses = tcKernel === undefined ? undefined : () => tcKernel.nodeAddresses();
     if (options.pinRoot !== undefined) {
       if (options.tcKernel === undefined) throw new TypeError('nftables: pinRoot needs a tcKernel (createNftablesDataplane provides one)');
       this.#membership = new TcMembership({
@@ -233,7 +239,7 @@ export class NftablesDataplane implements Dataplane {
    * the membership marker's endpoint → (set, bit) entries and where the parser is attached.
    */
   render(state: DesiredState): string {
-    const desired = desiredTable(state, this.table, this.#tableOptions);
+    const desired = desiredTable(state, this.table, this.#optionsFor(state));
     const plan = planInstall(desired, undefined);
     const tc = {
       'dnsplane-tc': {
@@ -256,6 +262,17 @@ export class NftablesDataplane implements Dataplane {
       },
     };
     return `${serializeDocument(renderDocument(plan.transaction), true)}\n\n${JSON.stringify(tc, null, 2)}\n`;
+  }
+
+  /**
+   * The table options for `state` on this node: with the trusted servers that are the node's
+   * own addresses, read now (the agent installs again when they change), so the untrack rule
+   * names the others and needs no per-packet route lookup.
+   */
+  #optionsFor(state: DesiredState): DesiredTableOptions {
+    if (this.#nodeAddresses === undefined || this.#tableOptions.answerMark === 0) return this.#tableOptions;
+    const serversOnNode = trustedServersOnNode(state.dns.trustedServers, this.#nodeAddresses()).map((s) => canonicalAddress(s.address) ?? s.address);
+    return { ...this.#tableOptions, serversOnNode: [...new Set(serversOnNode)].sort() };
   }
 
   /**
@@ -292,7 +309,8 @@ export class NftablesDataplane implements Dataplane {
       // untrackDns auto: built as the last install decided, built again only when the listing
       // below changes that decision (a gate came or went).
       const gatedBefore = (this.#untrackDecision?.gates.length ?? 0) > 0;
-      const build = (untrack: boolean): DesiredTable => desiredTable(state, this.table, untrack ? this.#tableOptions : { ...this.#tableOptions, answerMark: 0 });
+      const options = this.#optionsFor(state);
+      const build = (untrack: boolean): DesiredTable => desiredTable(state, this.table, untrack ? options : { ...options, answerMark: 0 });
       let desired = timer.time('table_build', () => build(!gatedBefore));
       const membership = this.#membership;
       // The parser's domain table (CPU only) is built while this thread would wait anyway: for

@@ -84,6 +84,26 @@ describe('desiredTable', () => {
     }
   });
 
+  it('where the install knows the servers on the node: leaves them out of the untrack rules and asks no fib of each query', () => {
+    const rawRules = (serversOnNode: readonly string[]) =>
+      desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK, serversOnNode }).chains.find((c) => c.chain.name === BASE_CHAINS.preroutingUntrack)?.rules.map((r) => r.expr);
+    const daddr = (expr: readonly unknown[] | undefined) => JSON.stringify(expr?.find((e) => JSON.stringify(e).includes('"daddr"') && !JSON.stringify(e).includes('fib')));
+    const none = rawRules([]);
+    expect(JSON.stringify(none)).not.toContain('fib');
+    expect(daddr(none?.[0])).toContain('"set":["198.18.53.2","198.18.53.3"]');
+    // 198.18.53.3 is the node's own: its queries stay tracked (its answers leave through output)
+    const one = rawRules(['198.18.53.3']);
+    expect(JSON.stringify(one)).not.toContain('fib');
+    expect(daddr(one?.[0])).toContain('"right":"198.18.53.2"');
+    expect(JSON.stringify(one?.[1])).toContain('"right":"198.18.53.2"');
+    expect(JSON.stringify(one)).not.toContain('198.18.53.3');
+    expect(JSON.stringify(one?.[2])).toContain('fd00:18:53::2');
+    // every server on the node: nothing to untrack, no verified-answer accept either
+    const all = desiredTable(untrackedState(), table, { answerMark: ANSWER_MARK, serversOnNode: ['198.18.53.2', '198.18.53.3', 'fd00:18:53::2'] });
+    expect(all.chains.map((c) => c.chain.name)).not.toContain(BASE_CHAINS.preroutingUntrack);
+    expect(JSON.stringify(all.chains)).not.toContain('untracked');
+  });
+
   it('untracks nothing without an answer mark, without trusted servers, or where the parser does not watch', () => {
     const none = (state: ReturnType<typeof baseState>, options: Parameters<typeof desiredTable>[2]) => {
       const desired = desiredTable(state, table, options);
