@@ -167,7 +167,8 @@ function untrackedDns(state: DesiredState, policies: ReadonlyMap<string, Compile
  * tracked either. Which servers are on the node is the install's `serversOnNode` where known
  * (the agent installs again when that changes), so the rule needs no per-packet `fib` lookup
  * (0.0–0.6 µs a query in three bench runs; bench/README.md, "Crossing the node"). Unknown: the
- * rule asks fib.
+ * rule asks fib. No counters here or on the verified-answer accept: every DNS packet of an
+ * enforced workload passes them (parser counters and conntrack tell what they did).
  */
 function untrackRules(untracked: UntrackedDns, state: DesiredState, serversOnNode: readonly string[] | undefined): Array<{ label: string; expr: NftStatement[] }> {
   const rules: Array<{ label: string; expr: NftStatement[] }> = [];
@@ -194,7 +195,6 @@ function untrackRules(untracked: UntrackedDns, state: DesiredState, serversOnNod
         match('==', payload(protocol, 'daddr'), oneOrSet(addresses)),
         ...(serversOnNode === undefined ? [match('!=', fibDaddrType, 'local')] : []),
         ...(untracked.answersWatchedOn === undefined ? [] : [match('==', fibDaddrOifname, oneOrSet(untracked.answersWatchedOn))]),
-        counter,
         notrack,
       ],
     });
@@ -206,7 +206,6 @@ function untrackRules(untracked: UntrackedDns, state: DesiredState, serversOnNod
         match('==', payload('udp', 'sport'), oneOrSet(ports)),
         match('==', meta('nfproto'), nfproto),
         match('==', payload(protocol, 'saddr'), oneOrSet(addresses)),
-        counter,
         notrack,
       ],
     });
@@ -261,7 +260,6 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
       markBitSet(untracked.answerMark),
       match('==', meta('l4proto'), 'udp'),
       match('in', ctState, ['untracked']),
-      counter,
       accept,
     ];
     forwardEgress.rule('verified dns answer', verified);
@@ -272,6 +270,8 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
   outputEgress.rule('loopback', [match('==', meta('oifname'), 'lo'), accept]);
 
   const endpointChains: DesiredChain[] = [];
+  /** The base chains with an endpoint's dispatch rule. */
+  const dispatching = new Set<ChainBuilder>();
   const endpoints = [...state.endpoints].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const endpoint of endpoints) {
     for (const direction of ['ingress', 'egress'] as const) {
@@ -286,23 +286,34 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
       endpointChains.push(builder.build());
 
       const label = `endpoint ${endpoint.name}`;
+      const dispatchFrom = (...chains: ChainBuilder[]): void => {
+        for (const chain of chains) dispatching.add(chain);
+      };
       if (endpoint.host) {
-        (direction === 'ingress' ? inputIngress : outputEgress).rule(label, [jump(name)]);
+        const chain = direction === 'ingress' ? inputIngress : outputEgress;
+        chain.rule(label, [jump(name)]);
+        dispatchFrom(chain);
       } else if (endpoint.interface !== undefined) {
         const key = direction === 'egress' ? meta('iifname') : meta('oifname');
         const dispatch = [match('==', key, endpoint.interface), jump(name)];
         if (direction === 'egress') {
           forwardEgress.rule(label, dispatch);
           inputEgress.rule(label, dispatch);
+          dispatchFrom(forwardEgress, inputEgress);
         } else {
           forwardIngress.rule(label, dispatch);
           outputIngress.rule(label, dispatch);
+          dispatchFrom(forwardIngress, outputIngress);
         }
       }
     }
   }
 
-  const builders = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress];
+  // A base chain that sends no endpoint anywhere only accepts (established, verified answers,
+  // loopback, its policy): the same as no chain, yet every packet on its hook would run it —
+  // on the bench, this chain and the DNS rules' counters cost an exchange ~0.6 µs
+  // (bench/README.md, "Crossing the node"). Only the chains that dispatch are hooked.
+  const builders = [forwardEgress, forwardIngress, inputEgress, inputIngress, outputEgress, outputIngress].filter((chain) => dispatching.has(chain));
   if (untrack.length > 0) {
     // A filter chain at raw priority (before conntrack), only while something is untracked.
     const raw = new ChainBuilder({

@@ -39,7 +39,8 @@ describe('planInstall against an installed table', () => {
     const verbs = plan.transaction.operations.map((op) => `${op.verb} ${op.object.kind}`);
     expect(verbs.indexOf('delete chain')).toBeGreaterThan(verbs.lastIndexOf('add rule'));
     expect(verbs.lastIndexOf('flush chain')).toBeLessThan(verbs.indexOf('add rule'));
-    expect(plan.deletedChains).toEqual(['ep_web_egress']);
+    // the endpoint chain, and the base chains left without an endpoint to dispatch
+    expect(plan.deletedChains).toEqual(['ep_web_egress', 'forward_egress', 'input_egress']);
     await handle.apply(plan.transaction);
   });
 
