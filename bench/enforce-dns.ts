@@ -561,6 +561,11 @@ export function segmentDifferences(medians: ReadonlyArray<{ on: boolean; median:
   return differences.filter((d) => Number.isFinite(d));
 }
 
+/**
+ * Switched segments (bench/README.md, Method): `names` timed from client1 while `toggle` is
+ * switched every `segmentMs`; with `crossing`, also the node's share from packet captures at
+ * both edges. The captures are stopped and their files removed whatever happens.
+ */
 export async function toggledAddedDns(
   lab: Lab,
   toggle: Toggle,
@@ -568,6 +573,25 @@ export async function toggledAddedDns(
   options: { readonly segmentMs: number; readonly gapMs: number; readonly marginMs?: number; readonly crossing?: boolean },
 ): Promise<ToggleFigures> {
   const captures = options.crossing === true ? await startCrossingCaptures(lab) : undefined;
+  try {
+    return await timeToggled(lab, toggle, names, options, captures);
+  } finally {
+    // Stopped already when the run got that far; the files' records were read.
+    for (const capture of captures === undefined ? [] : [captures.client, captures.server]) {
+      await capture.stop(0, 0).catch(() => undefined);
+      rmSync(capture.file, { force: true });
+    }
+  }
+}
+
+/** toggledAddedDns' run, with the captures it started (if any). */
+async function timeToggled(
+  lab: Lab,
+  toggle: Toggle,
+  names: readonly string[],
+  options: { readonly segmentMs: number; readonly gapMs: number; readonly marginMs?: number },
+  captures: { readonly client: Capture; readonly server: Capture } | undefined,
+): Promise<ToggleFigures> {
   const input = JSON.stringify({
     servers: [{ address: lab.dnsServers.dnsmasq.ipv4, port: 53 }],
     queries: names.map((name) => ({ name, server: 0 })),
@@ -595,11 +619,7 @@ export async function toggledAddedDns(
     if (on) await toggle.off();
   }
   const result = await timing;
-  if (result.code !== 0) {
-    await captures?.client.stop(0, 0).catch(() => undefined);
-    await captures?.server.stop(0, 0).catch(() => undefined);
-    throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
-  }
+  if (result.code !== 0) throw new Error(`dns timing in client1 failed (code ${result.code}): ${result.stderr.trim().slice(-1000)}`);
   const out = JSON.parse(result.stdout) as { us: Array<number | null>; t0ns: string[]; keys: string[] };
   const marginNs = BigInt(Math.round((options.marginMs ?? 2) * 1_000_000));
   const summary = (values: ReadonlyArray<number | null | undefined>): CrossingFigures & { medians: ReturnType<typeof segmentMedians> } => {

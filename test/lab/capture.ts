@@ -113,6 +113,12 @@ export function dnsCrossings(clientSide: readonly DnsSighting[], serverSide: rea
   return crossings;
 }
 
+/** tcpdump's closing count of frames the kernel dropped before it read them. */
+function droppedBy(stderr: string): number {
+  const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
+  return dropped === null ? 0 : Number(dropped[1]);
+}
+
 /** Starts a long-running tool in a lab namespace (the lab stops it at teardown). */
 export type ToolStarter = (ns: LabNamespace, name: string, argv: readonly string[]) => LabProcess;
 
@@ -121,7 +127,7 @@ export interface Capture {
   /**
    * Waits until the file holds at least `expected` frames (tcpdump hands over a block when it
    * is full or a second old) or `timeoutMs` passed, then stops tcpdump; returns what the file
-   * holds and tcpdump's count of frames the kernel dropped.
+   * holds and tcpdump's count of frames the kernel dropped. Once stopped, returns the same.
    */
   stop(expected: number, timeoutMs?: number): Promise<{ readonly records: PcapRecord[]; readonly dropped: number }>;
 }
@@ -144,6 +150,7 @@ export async function startCapture(start: ToolStarter, ns: LabNamespace, name: s
   return {
     file,
     async stop(expected, timeoutMs = 5_000) {
+      if (tcpdump.exited) return { records: held(), dropped: droppedBy(tcpdump.stderr()) };
       try {
         await waitFor(`${name} to hold ${expected} frames`, () => (held().length >= expected ? true : undefined), { timeoutMs });
       } catch (error) {
@@ -152,8 +159,7 @@ export async function startCapture(start: ToolStarter, ns: LabNamespace, name: s
         // SIGTERM: tcpdump writes what it holds and its counts, then exits (SIGKILL after 5 s).
         await tcpdump.stop(5_000);
       }
-      const dropped = /(\d+) packets? dropped by kernel/.exec(tcpdump.stderr());
-      return { records: held(), dropped: dropped === null ? 0 : Number(dropped[1]) };
+      return { records: held(), dropped: droppedBy(tcpdump.stderr()) };
     },
   };
 }
