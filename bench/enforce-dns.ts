@@ -668,10 +668,9 @@ let captureCount = 0;
 async function startCrossingCaptures(lab: Lab): Promise<{ readonly client: Capture; readonly server: Capture }> {
   captureCount += 1;
   const file = (side: string): string => join(lab.directory, `crossing-${captureCount}-${side}.pcap`);
-  const start = (ns: string, name: string, argv: readonly string[]) => lab.startTool(ns, name, argv);
-  const client = await startCapture(start, 'client1', `capture-${captureCount}-client`, file('client'), 'udp port 53');
+  const client = await startCapture(lab, 'client1', `capture-${captureCount}-client`, file('client'), 'udp port 53');
   try {
-    const server = await startCapture(start, 'dns', `capture-${captureCount}-dns`, file('dns'), 'udp port 53');
+    const server = await startCapture(lab, 'dns', `capture-${captureCount}-dns`, file('dns'), 'udp port 53');
     return { client, server };
   } catch (error) {
     await client.stop(0, 0).catch(() => undefined);

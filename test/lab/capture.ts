@@ -5,7 +5,7 @@
 // took to carry it: its tc programs, netfilter, routing and both veths, and nothing of either
 // end's process scheduling.
 import { readFileSync } from 'node:fs';
-import type { LabNamespace, LabProcess } from './lab.js';
+import type { Lab, LabNamespace } from './lab.js';
 import { isLabTimeoutError, waitFor } from './wait.js';
 
 /** One captured frame: when the capture saw it (ns since the epoch, CLOCK_REALTIME) and its bytes. */
@@ -119,9 +119,6 @@ function droppedBy(stderr: string): number {
   return dropped === null ? 0 : Number(dropped[1]);
 }
 
-/** Starts a long-running tool in a lab namespace (the lab stops it at teardown). */
-export type ToolStarter = (ns: LabNamespace, name: string, argv: readonly string[]) => LabProcess;
-
 export interface Capture {
   readonly file: string;
   /**
@@ -137,8 +134,8 @@ export interface Capture {
  * not in immediate mode (one wakeup per block, not per packet, so it competes less with what
  * it measures), as root (-Z root: the file lives in the lab's directory).
  */
-export async function startCapture(start: ToolStarter, ns: LabNamespace, name: string, file: string, filter: string): Promise<Capture> {
-  const tcpdump = start(ns, name, ['tcpdump', '-i', 'eth0', '-n', '-U', '-B', '16384', '-Z', 'root', '--time-stamp-precision=nano', '-w', file, filter]);
+export async function startCapture(lab: Pick<Lab, 'startTool'>, ns: LabNamespace, name: string, file: string, filter: string): Promise<Capture> {
+  const tcpdump = lab.startTool(ns, name, ['tcpdump', '-i', 'eth0', '-n', '-U', '-B', '16384', '-Z', 'root', '--time-stamp-precision=nano', '-w', file, filter]);
   await tcpdump.waitForOutput(/listening on eth0/, 10_000);
   const held = (): PcapRecord[] => {
     try {

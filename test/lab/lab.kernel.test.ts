@@ -184,9 +184,8 @@ describe('lab', () => {
 
   it('times DNS messages crossing the node from packet captures at both edges: every query and answer paired, each crossing shorter than the exchange', async () => {
     const l = lab();
-    const start = (ns: string, name: string, argv: readonly string[]) => l.startTool(ns, name, argv);
-    const client = await startCapture(start, 'client1', 'test-capture-client', join(l.directory, 'test-client.pcap'), 'udp port 53');
-    const server = await startCapture(start, 'dns', 'test-capture-dns', join(l.directory, 'test-dns.pcap'), 'udp port 53');
+    const client = await startCapture(l, 'client1', 'test-capture-client', join(l.directory, 'test-client.pcap'), 'udp port 53');
+    const server = await startCapture(l, 'dns', 'test-capture-dns', join(l.directory, 'test-dns.pcap'), 'udp port 53');
     const input = JSON.stringify({
       servers: [{ address: l.dnsServers.dnsmasq.ipv4, port: 53 }],
       queries: Array.from({ length: 20 }, () => ({ name: NAMES.www.name, server: 0 })),
