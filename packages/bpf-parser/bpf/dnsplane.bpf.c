@@ -1707,8 +1707,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct l4info *pkt, int 
 		/* a verified UDP answer to a query from an interface with answer marks: the nft
 		 * rules admit it by this mark instead of by conntrack (tc ingress runs before
 		 * netfilter's prerouting) */
-		if (tc && mark && pkt->proto == IPPROTO_UDP)
+		if (tc && mark && pkt->proto == IPPROTO_UDP) {
 			skb->mark |= (__u32)mark;
+			count(DNSPLANE_C_ANSWERS_MARKED, 1);
+		}
 		/* the first fragment: its mark is the whole datagram's once the kernel put it
 		 * together; the answers are read when the datagram is whole */
 		if (tc && pkt->frag == FRAG_FIRST)

@@ -56,7 +56,9 @@ enum dnsplane_counter {
 	DNSPLANE_C_QUERIES = 9,
 	/* Ring buffer full: the membership was written, its event was lost. */
 	DNSPLANE_C_EVENTS_LOST = 10,
-	DNSPLANE_C_COUNT = 11,
+	/* A verified UDP answer given the answer mark on tc ingress (nftables' untracked DNS). */
+	DNSPLANE_C_ANSWERS_MARKED = 11,
+	DNSPLANE_C_COUNT = 12,
 };
 
 #define DNSPLANE_MAX_SERVERS 16

@@ -60,9 +60,11 @@ export type PatternLabelKind = (typeof PatternLabelKind)[keyof typeof PatternLab
 
 /**
  * Counter names by index (enum dnsplane_counter): the reference parser's outcomes, in the same
- * order, plus the kernel-only count of ring-buffer records that found no room.
+ * order, plus the kernel-only counts of ring-buffer records that found no room and of verified
+ * answers given the answer mark (the nftables dataplane's untracked DNS; they pass rules that
+ * do not count).
  */
-export const COUNTER_NAMES = [...PARSER_COUNTERS, 'events_lost'] as const;
+export const COUNTER_NAMES = [...PARSER_COUNTERS, 'events_lost', 'answers_marked'] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
 export interface FieldLayout {

@@ -466,13 +466,14 @@ describe('DnsParserProgram: the verified-answer mark (dnsp_answer_marks)', () =>
     const x = exchange(31, 'm.example.com', [{ address: '198.18.9.31', ttl: 300 }]);
     expect(tcRun(program, x.query, lo, lo)).toBe(0); // the query itself is not marked
     expect(tcRun(program, x.response, lo, lo)).toBe(BIT);
-    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1 });
+    expect(program.counters()).toMatchObject({ parsed: 1, learned: 1, answers_marked: 1 });
     // the same answer again: still answers the recorded query (as conntrack admits a repeat)
     expect(tcRun(program, x.response, lo, lo)).toBe(BIT);
+    expect(program.counters().answers_marked).toBe(2);
     // a response answering no query (another id), from the trusted server's address and port
     const forged = exchange(32, 'm.example.com', [{ address: '198.18.9.32', ttl: 300 }]);
     expect(tcRun(program, forged.response, lo, lo)).toBe(0);
-    expect(program.counters().unmatched_query).toBe(1);
+    expect(program.counters()).toMatchObject({ unmatched_query: 1, answers_marked: 2 });
     // an error answer (NXDOMAIN) to a recorded query: marked (the client needs it), teaches nothing
     const nx = exchange(33, 'n.example.com', []);
     tcRun(program, nx.query, lo, lo);
@@ -495,6 +496,7 @@ describe('DnsParserProgram: the verified-answer mark (dnsp_answer_marks)', () =>
     const hostSent = exchange(42, 'p.example.com', [{ address: '198.18.9.42', ttl: 300 }]);
     tcRun(program, hostSent.query, other ?? 0, 0);
     expect(tcRun(program, hostSent.response, lo, lo)).toBe(0);
+    expect(program.counters().answers_marked).toBe(0); // verified, but nothing to mark
     // forwarded from the listed interface: the egress run of the same query keeps the mark
     const forwarded = exchange(43, 'q.example.com', [{ address: '198.18.9.43', ttl: 300 }]);
     tcRun(program, forwarded.query, other ?? 0, lo);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BpfMap, MAP_NAMES, readCounters } from '@dnsplane/bpf-parser';
 import type { Lab, LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { waitFor } from '../../../test/lab/wait.js';
@@ -74,6 +75,16 @@ async function conntrackEntries(lab: Lab): Promise<string[]> {
   const result = await lab.exec('node', ['cat', '/proc/net/nf_conntrack']);
   if (result.code !== 0) throw new Error(`/proc/net/nf_conntrack: ${result.stderr}`);
   return result.stdout.split('\n').filter((line) => line.trim() !== '');
+}
+
+/** The parser's count of verified answers it gave the answer mark (from the pinned counters map). */
+function answersMarked(): number {
+  const map = BpfMap.fromPinned(join(PIN_ROOT, MAP_NAMES.counters));
+  try {
+    return readCounters(map)['answers_marked'] ?? 0;
+  } finally {
+    map.close();
+  }
 }
 
 /** An address as /proc/net/nf_conntrack prints it: IPv6 in full (%pI6: eight groups of four digits). */
@@ -145,13 +156,16 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
     const l = lab();
     const client1 = l.endpoints['client1']!;
     const client3 = l.endpoints['client3']!;
+    const markedBefore = answersMarked();
     const v4 = await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv4 });
     expect(v4.ipv4).toContain('198.19.1.1');
     const v6 = await l.resolve('client1', 'www.lab.test', { server: l.dnsServers.dnsmasq.ipv6 });
     expect(v6.ipv6).toContain('fd00:19::1:1');
     // Not tracked (no flow in conntrack, checked at the end), yet through client1's ingress
-    // deny-all: an untracked answer passes only by the verified-answer mark. (The untrack and
-    // verified-answer rules have no counters: every DNS packet of an enforced workload runs them.)
+    // deny-all: an untracked answer passes only by the verified-answer mark, which the parser
+    // counts. (The untrack and verified-answer rules have no counters: every DNS packet of an
+    // enforced workload runs them.)
+    expect(answersMarked()).toBeGreaterThanOrEqual(markedBefore + 2);
 
     // the mark stays on the node: the veth into the workload's namespace scrubs it (a counter
     // on the answer mark in client1's own input hook sees none of its answers)
@@ -185,6 +199,7 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
   it('a UDP answer in IP fragments reaches the enforced workload too: the parser marks its first fragment, whose mark the reassembled datagram keeps', async () => {
     const l = lab();
     const before = await l.netCounters('client1');
+    const markedBefore = answersMarked();
     // 64 AAAA records, ~1,850 bytes: dnsmasq sends them over UDP in two IPv4 fragments
     const dig = await l.exec('client1', ['dig', '+bufsize=4096', '+notcp', '+ignore', '+time=2', '+tries=1', `@${l.dnsServers.dnsmasq.ipv4}`, 'big.lab.test', 'AAAA'], { timeoutMs: 5000 });
     const after = await l.netCounters('client1');
@@ -193,6 +208,7 @@ describe('nftables: enforced workloads\' UDP DNS out of connection tracking', ()
     expect((after['Ip.ReasmOKs'] ?? 0) - (before['Ip.ReasmOKs'] ?? 0)).toBeGreaterThanOrEqual(1);
     // untracked (no flow) through the ingress deny-all: admitted by the mark
     expect(dnsFlowsOf(await conntrack(), 'udp', l.endpoints['client1']!.ipv4)).toEqual([]);
+    expect(answersMarked()).toBeGreaterThan(markedBefore);
   }, 30_000);
 
   it('TCP DNS of the enforced workload stays tracked and answered', async () => {
