@@ -286,25 +286,15 @@ export function desiredTable(state: DesiredState, table: NftTableRef, options: D
       endpointChains.push(builder.build());
 
       const label = `endpoint ${endpoint.name}`;
-      const dispatchFrom = (...chains: ChainBuilder[]): void => {
-        for (const chain of chains) dispatching.add(chain);
+      const dispatchFrom = (chains: readonly ChainBuilder[], expr: readonly NftStatement[]): void => {
+        for (const chain of chains) dispatching.add(chain.rule(label, expr));
       };
       if (endpoint.host) {
-        const chain = direction === 'ingress' ? inputIngress : outputEgress;
-        chain.rule(label, [jump(name)]);
-        dispatchFrom(chain);
+        dispatchFrom([direction === 'ingress' ? inputIngress : outputEgress], [jump(name)]);
       } else if (endpoint.interface !== undefined) {
         const key = direction === 'egress' ? meta('iifname') : meta('oifname');
         const dispatch = [match('==', key, endpoint.interface), jump(name)];
-        if (direction === 'egress') {
-          forwardEgress.rule(label, dispatch);
-          inputEgress.rule(label, dispatch);
-          dispatchFrom(forwardEgress, inputEgress);
-        } else {
-          forwardIngress.rule(label, dispatch);
-          outputIngress.rule(label, dispatch);
-          dispatchFrom(forwardIngress, outputIngress);
-        }
+        dispatchFrom(direction === 'egress' ? [forwardEgress, inputEgress] : [forwardIngress, outputIngress], dispatch);
       }
     }
   }

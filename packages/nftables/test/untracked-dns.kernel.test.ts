@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfMap, MAP_NAMES, readCounters } from '@dnsplane/bpf-parser';
+import { parseAddress } from '@dnsplane/core';
 import type { Lab, LabProcess } from '../../../test/lab/lab.js';
 import { useLab } from '../../../test/lab/vitest-lab.js';
 import { waitFor } from '../../../test/lab/wait.js';
@@ -89,12 +90,10 @@ function answersMarked(): number {
 
 /** An address as /proc/net/nf_conntrack prints it: IPv6 in full (%pI6: eight groups of four digits). */
 function conntrackAddress(address: string): string {
-  if (!address.includes(':')) return address;
-  const [head = '', tail = ''] = address.split('::');
-  const groups = (part: string): string[] => (part === '' ? [] : part.split(':'));
-  const missing = 8 - groups(head).length - groups(tail).length;
-  const all = address.includes('::') ? [...groups(head), ...Array<string>(missing).fill('0'), ...groups(tail)] : groups(address);
-  return all.map((group) => group.padStart(4, '0')).join(':');
+  const parsed = parseAddress(address);
+  if (parsed?.family !== 6) return address;
+  const bytes = Buffer.from(parsed.bytes);
+  return Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(2 * i).toString(16).padStart(4, '0')).join(':');
 }
 
 /** The DNS flows from `source` among conntrack's entries. */
