@@ -401,6 +401,13 @@ function dnsVerdict(f: AddedDnsFigures): string {
   return 'met';
 }
 
+/** The header and rows as lines, each column padded to its widest cell, two spaces apart. */
+function alignedTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
 /** The switched footprint's node share, from the packet captures at both edges. */
 function crossingTable(figures: readonly AddedDnsFigures[]): string[] {
   const measured = figures.filter((f) => f.switched?.crossing !== undefined);
@@ -422,13 +429,10 @@ function crossingTable(figures: readonly AddedDnsFigures[]): string[] {
       String(c.dropped),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [
     '',
     '(b) the node\'s share of the switched figure — the same segments, timed by packet captures (tcpdump, ns stamps) on client1\'s eth0 and the DNS namespace\'s eth0:',
-    line(header),
-    ...rows.map(line),
+    ...alignedTable(header, rows),
     'answer: from leaving the DNS namespace to arriving in the client\'s — the DNS response\'s latency through the node (tc programs, netfilter, routing, both veths),',
     'nothing of either end\'s scheduling; query: the other way; both: their sum per exchange. Added: on-segment median minus the neighbouring off-segments\' (as switched).',
   ];
@@ -470,12 +474,9 @@ function dnsTable(figures: readonly AddedDnsFigures[], nftset: NftsetAddedDns | 
       `${nftset.addedUs.low > TARGET_ADDED_DNS_US ? 'MISSED' : 'met'}${nftset.error ? `  ERROR: ${nftset.error}` : ''}`,
     ]);
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const lines = [
     `(b) DNS answer time added — per dataplane one lab, ${options.rounds} rounds alternating "not installed"/"installed" (ABBA), ${options.queries} covered names + ${options.queries} uncovered answers per block, ${options.gapMs} ms between queries`,
-    line(header),
-    ...rows.map(line),
+    ...alignedTable(header, rows),
     '',
     'added: median over rounds of (installed − not installed) block-median answer time of names the policy covers (each answer teaches an address), 95 % bootstrap interval;',
     'switched: after the rounds, the agent installed once more and everything it puts on the node switched off (process SIGSTOPped, tc filters deleted, nft',
